@@ -1,0 +1,59 @@
+# sovereign-ml: every install step lives here so a fresh clone needs only `make demo` / `make test`.
+# Virtualenvs are rebuilt when their lock file changes (stamp files). Tools whose pins conflict
+# get their own venv and are called as processes: checkov (packaging==23.2), Triton (numpy<2).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SOVML := $(VENV)/bin/sovml
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint fmt golden bench clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+# torch first and exact: 2.13.0 resolves to the local CPU wheel, never a CUDA download.
+$(VENV)/.stamp: requirements/main.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) torch==2.13.0
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/main.txt
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+.venv-checkov/.stamp: requirements/checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install $(PIP_FLAGS) -r requirements/checkov.txt
+	touch $@
+
+.venv-triton/.stamp: requirements/triton.txt
+	$(PYTHON) -m venv .venv-triton
+	.venv-triton/bin/python -m pip install $(PIP_FLAGS) torch==2.13.0
+	.venv-triton/bin/python -m pip install $(PIP_FLAGS) -r requirements/triton.txt
+	touch $@
+
+setup: $(VENV)/.stamp ## Create the virtualenvs from the pinned requirements
+
+demo: setup ## Set up, then run the showcase on the embedded defaults
+	$(SOVML) synth --all
+
+test: setup ## Set up, then run the whole test suite
+	$(PY) -m pytest -q
+
+lint: setup ## ruff + black (check only)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/black --check .
+
+fmt: setup ## Format and autofix
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/black .
+
+golden: setup ## Regenerate golden files after reviewing a deliberate change
+	$(PY) -m pytest -q tests/test_program.py --update-golden
+
+bench: setup ## Benchmarks (ratios against named baselines, measured in the same run)
+	@echo "no benchmarks yet"
+
+clean: ## Remove build output (keeps the virtualenvs)
+	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Reusable Pulumi ComponentResources; none of them knows about stacks, config files or the CLI."""

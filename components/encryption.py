@@ -1,0 +1,174 @@
+"""Customer-managed KMS keys, one per purpose, with rotation and least-privilege key policies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from components._aws import TYPE_PREFIX, child, policy
+
+PURPOSES = ("cluster", "volumes", "storage", "logs", "vault")
+"""Purposes a key can serve; each one adds the service grants that purpose needs."""
+
+
+@dataclass
+class EncryptionArgs:
+    """Inputs of :class:`Encryption`."""
+
+    name_prefix: str
+    """Prefix of the key aliases (``alias/<prefix>-<purpose>``)."""
+    account_id: pulumi.Input[str]
+    """AWS account that owns the keys (its root principal administers them through IAM)."""
+    partition: str
+    """AWS partition of the region (``aws``)."""
+    region: str
+    """Region of the keys; service grants are scoped to it."""
+    purposes: Sequence[str] = ("cluster", "volumes", "storage", "logs")
+    """Which keys to create; a subset of ``PURPOSES``."""
+    deletion_window_days: int = 30
+    """Waiting period before a scheduled deletion takes effect (7-30)."""
+    rotation_period_days: int = 365
+    """Automatic rotation period (90-2560 days)."""
+    protect: bool = True
+    """Protect keys from deletion and retain them if removed from the program (production)."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Extra tags for the keys (provider default tags apply as well)."""
+
+
+class Encryption(pulumi.ComponentResource):
+    """A customer-managed KMS key per purpose.
+
+    Every key has automatic rotation on, an alias, and a key policy that keeps administration
+    with the account (through IAM) and grants services only what their purpose needs: CloudWatch
+    Logs for the logs key (scoped by encryption context to this account's log groups), the Auto
+    Scaling service-linked role for the volumes key (managed node groups launch encrypted
+    volumes through it), S3 server-access-log delivery for the storage key.
+    """
+
+    key_arns: pulumi.Output[dict[str, str]]
+    """Key ARN per purpose."""
+
+    def __init__(
+        self, name: str, args: EncryptionArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        unknown = sorted(set(args.purposes) - set(PURPOSES))
+        if unknown:
+            raise ValueError(f"EncryptionArgs.purposes: unknown {unknown}; allowed {PURPOSES}")
+        if not 7 <= args.deletion_window_days <= 30:
+            raise ValueError(
+                f"EncryptionArgs.deletion_window_days: {args.deletion_window_days}; allowed 7-30"
+            )
+        if not 90 <= args.rotation_period_days <= 2560:
+            raise ValueError(
+                f"EncryptionArgs.rotation_period_days: {args.rotation_period_days}; "
+                "allowed 90-2560"
+            )
+        super().__init__(f"{TYPE_PREFIX}:encryption:Encryption", name, None, opts)
+
+        self.keys: dict[str, aws.kms.Key] = {}
+        for purpose in args.purposes:
+            key = aws.kms.Key(
+                f"{name}-{purpose}",
+                description=f"{args.name_prefix}: {purpose} encryption",
+                enable_key_rotation=True,
+                rotation_period_in_days=args.rotation_period_days,
+                deletion_window_in_days=args.deletion_window_days,
+                key_usage="ENCRYPT_DECRYPT",
+                customer_master_key_spec="SYMMETRIC_DEFAULT",
+                policy=self._key_policy(purpose, args),
+                tags={**args.tags, "purpose": purpose},
+                # Losing a key loses every byte encrypted under it: keep keys through mistakes.
+                opts=child(self, protect=args.protect, retain_on_delete=args.protect),
+            )
+            aws.kms.Alias(
+                f"{name}-{purpose}-alias",
+                name=f"alias/{args.name_prefix}-{purpose}",
+                target_key_id=key.key_id,
+                opts=child(self),
+            )
+            self.keys[purpose] = key
+
+        self.key_arns = pulumi.Output.all(
+            **{purpose: key.arn for purpose, key in self.keys.items()}
+        )
+        self.register_outputs({"key_arns": self.key_arns})
+
+    @staticmethod
+    def _key_policy(purpose: str, args: EncryptionArgs) -> pulumi.Output[str]:
+        p, region = args.partition, args.region
+        account = pulumi.Output.from_input(args.account_id)
+        statements: list[dict] = [
+            {
+                "Sid": "AccountAdministersThroughIam",
+                "Effect": "Allow",
+                "Principal": {"AWS": account.apply(lambda a: f"arn:{p}:iam::{a}:root")},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ]
+        if purpose == "logs":
+            statements.append(
+                {
+                    "Sid": "CloudWatchLogsOfThisAccount",
+                    "Effect": "Allow",
+                    "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                    "Action": [
+                        "kms:Encrypt*",
+                        "kms:Decrypt*",
+                        "kms:ReEncrypt*",
+                        "kms:GenerateDataKey*",
+                        "kms:Describe*",
+                    ],
+                    "Resource": "*",
+                    "Condition": {
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": account.apply(
+                                lambda a: f"arn:{p}:logs:{region}:{a}:log-group:*"
+                            )
+                        }
+                    },
+                }
+            )
+        if purpose == "volumes":
+            asg_role = account.apply(
+                lambda a: f"arn:{p}:iam::{a}:role/aws-service-role/"
+                "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+            )
+            statements += [
+                {
+                    "Sid": "AutoScalingUsesKeyForNodeVolumes",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": asg_role},
+                    "Action": [
+                        "kms:Encrypt",
+                        "kms:Decrypt",
+                        "kms:ReEncrypt*",
+                        "kms:GenerateDataKey*",
+                        "kms:DescribeKey",
+                    ],
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "AutoScalingGrantsForAttachedVolumes",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": asg_role},
+                    "Action": "kms:CreateGrant",
+                    "Resource": "*",
+                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                },
+            ]
+        if purpose == "storage":
+            statements.append(
+                {
+                    "Sid": "S3ServerAccessLogDelivery",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "logging.s3.amazonaws.com"},
+                    "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                }
+            )
+        return policy(statements)

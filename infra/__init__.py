@@ -1,0 +1,1 @@
+"""The sovereign-ml Pulumi program, its typed config and the ``sovml`` command."""

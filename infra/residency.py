@@ -1,0 +1,98 @@
+"""Residency zones as data: which AWS regions a stack in each zone may use.
+
+One source of truth for the question "is this region inside the stack's residency zone?". Config
+validation, the policy rules and the synth mocks all read it, so adding a zone is a data change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Region:
+    """An AWS region that a residency zone admits."""
+
+    name: str
+    """AWS region code, e.g. ``me-central-1``."""
+    availability_zones: tuple[str, ...]
+    """Availability zones in the order the network component uses them."""
+    partition: str = "aws"
+    """AWS partition of the region (``aws``, ``aws-cn``, ``aws-us-gov``)."""
+
+
+@dataclass(frozen=True)
+class ResidencyZone:
+    """A data-residency zone: data at rest and its copies stay within these regions."""
+
+    name: str
+    """Short zone id used in stack config (``residencyZone``)."""
+    description: str
+    """Who this zone is for, in words."""
+    regions: tuple[Region, ...]
+    """Regions inside the zone; the first is the zone's default."""
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        """Region codes inside the zone."""
+        return tuple(r.name for r in self.regions)
+
+    @property
+    def default_region(self) -> str:
+        """The region a new stack in this zone gets when none is given."""
+        return self.regions[0].name
+
+
+ZONES: dict[str, ResidencyZone] = {
+    zone.name: zone
+    for zone in (
+        ResidencyZone(
+            name="uae",
+            description="United Arab Emirates (UAE data-protection law, TDRA cloud guidance)",
+            regions=(Region("me-central-1", ("me-central-1a", "me-central-1b", "me-central-1c")),),
+        ),
+        ResidencyZone(
+            name="bahrain",
+            description="Kingdom of Bahrain (PDPL)",
+            regions=(Region("me-south-1", ("me-south-1a", "me-south-1b", "me-south-1c")),),
+        ),
+        ResidencyZone(
+            name="ksa",
+            description="Kingdom of Saudi Arabia (PDPL, NCA ECC)",
+            regions=(Region("me-west-1", ("me-west-1a", "me-west-1b", "me-west-1c")),),
+        ),
+        ResidencyZone(
+            name="eu",
+            description="European Union (GDPR); several regions, all inside the EU",
+            regions=(
+                Region("eu-central-1", ("eu-central-1a", "eu-central-1b", "eu-central-1c")),
+                Region("eu-west-1", ("eu-west-1a", "eu-west-1b", "eu-west-1c")),
+                Region("eu-west-3", ("eu-west-3a", "eu-west-3b", "eu-west-3c")),
+                Region("eu-north-1", ("eu-north-1a", "eu-north-1b", "eu-north-1c")),
+            ),
+        ),
+    )
+}
+
+
+def zone_of_region(region: str) -> ResidencyZone | None:
+    """Return the zone that contains ``region``, or None when no zone does."""
+    for zone in ZONES.values():
+        if region in zone.region_names:
+            return zone
+    return None
+
+
+def region_info(region: str) -> Region | None:
+    """Return the known facts about ``region`` (AZs, partition), or None if no zone lists it."""
+    for zone in ZONES.values():
+        for candidate in zone.regions:
+            if candidate.name == region:
+                return candidate
+    return None
+
+
+def region_in_zone(region: str, zone: str) -> bool:
+    """True when ``region`` lies inside residency zone ``zone``; unknown zones admit nothing."""
+    found = ZONES.get(zone)
+    return found is not None and region in found.region_names

@@ -1,0 +1,254 @@
+"""Each component on its own, under the same recording mocks the synth uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.cluster import LOG_TYPES, Cluster, ClusterArgs
+from components.encryption import Encryption, EncryptionArgs
+from components.network import Network, NetworkArgs, subnet_plan
+from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
+from components.storage import Storage, StorageArgs
+from infra.synth import run_recorded
+
+REGION = "me-central-1"
+KEY = "arn:aws:kms:me-central-1:123456789012:key/test"
+
+
+def record(build: Callable[[], Any]) -> list[dict[str, Any]]:
+    return run_recorded(build, stack="unit", region=REGION).resources
+
+
+def of_type(resources: list[dict], typ: str) -> list[dict]:
+    return [r for r in resources if r["type"] == typ]
+
+
+def children_named_after(resources: list[dict], component: str, name: str) -> None:
+    comp = next(r for r in resources if r["type"] == component)
+    for r in resources:
+        if r["parent"] == comp["urn"]:
+            assert r["name"].startswith(f"{name}-"), f"{r['urn']} not named {name}-<role>"
+
+
+def test_encryption_keys_rotate_and_are_protected() -> None:
+    res = record(
+        lambda: Encryption(
+            "keys",
+            EncryptionArgs(
+                name_prefix="p", account_id="123456789012", partition="aws", region=REGION
+            ),
+        )
+    )
+    keys = of_type(res, "aws:kms/key:Key")
+    assert len(keys) == 4
+    for k in keys:
+        assert k["inputs"]["enableKeyRotation"] is True, k["urn"]
+        assert k["protect"] and k["retainOnDelete"], k["urn"]
+        doc = json.loads(k["inputs"]["policy"])
+        assert all(s["Principal"] != "*" for s in doc["Statement"]), k["urn"]
+    logs = next(k for k in keys if k["name"] == "keys-logs")
+    assert "logs.me-central-1.amazonaws.com" in logs["inputs"]["policy"]
+    assert {a["inputs"]["name"] for a in of_type(res, "aws:kms/alias:Alias")} == {
+        "alias/p-cluster",
+        "alias/p-volumes",
+        "alias/p-storage",
+        "alias/p-logs",
+    }
+    children_named_after(res, "sovereign-ml:encryption:Encryption", "keys")
+
+
+def test_encryption_rejects_unknown_purpose_before_any_resource() -> None:
+    with pytest.raises(ValueError, match=r"EncryptionArgs.purposes: unknown \['tape'\]"):
+        Encryption(
+            "k",
+            EncryptionArgs(
+                name_prefix="p", account_id="1", partition="aws", region=REGION, purposes=["tape"]
+            ),
+        )
+
+
+@pytest.mark.parametrize(("single", "nats"), [(False, 3), (True, 1)])
+def test_network_spans_azs_with_endpoints_and_flow_logs(single: bool, nats: int) -> None:
+    res = record(
+        lambda: Network(
+            "net",
+            NetworkArgs(
+                name_prefix="p",
+                region=REGION,
+                cidr="10.40.0.0/16",
+                az_count=3,
+                single_nat_gateway=single,
+                logs_key_arn=KEY,
+                log_retention_days=365,
+            ),
+        )
+    )
+    subnets = of_type(res, "aws:ec2/subnet:Subnet")
+    assert {s["inputs"]["availabilityZone"] for s in subnets} == {
+        "me-central-1a",
+        "me-central-1b",
+        "me-central-1c",
+    }
+    assert not any(s["inputs"]["mapPublicIpOnLaunch"] for s in subnets)
+    assert len(of_type(res, "aws:ec2/natGateway:NatGateway")) == nats
+    endpoints = of_type(res, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    gateway = [e for e in endpoints if e["inputs"]["vpcEndpointType"] == "Gateway"]
+    assert [e["inputs"]["serviceName"] for e in gateway] == ["com.amazonaws.me-central-1.s3"]
+    assert len(endpoints) - len(gateway) >= 4
+    assert all(
+        e["inputs"]["serviceName"].startswith("com.amazonaws.me-central-1.") for e in endpoints
+    )
+    (group,) = of_type(res, "aws:cloudwatch/logGroup:LogGroup")
+    assert group["inputs"]["kmsKeyId"] == KEY
+    assert of_type(res, "aws:ec2/flowLog:FlowLog")[0]["inputs"]["trafficType"] == "ALL"
+    children_named_after(res, "sovereign-ml:network:Network", "net")
+
+
+def test_subnet_plan_never_overlaps() -> None:
+    import ipaddress
+
+    private, public = subnet_plan("10.40.0.0/20", 3)
+    nets = [ipaddress.ip_network(c) for c in private + public]
+    assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+
+
+def test_storage_buckets_encrypted_versioned_blocked() -> None:
+    res = record(
+        lambda: Storage(
+            "st",
+            StorageArgs(
+                name_prefix="p", account_id="123456789012", partition="aws", kms_key_arn=KEY
+            ),
+        )
+    )
+    buckets = of_type(res, "aws:s3/bucket:Bucket")
+    assert {b["inputs"]["bucket"] for b in buckets} == {
+        f"p-{x}-123456789012" for x in ("access-logs", "artifacts", "models", "features")
+    }
+    assert all(b["protect"] for b in buckets)
+    for sse in of_type(
+        res,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    ):
+        rule = sse["inputs"]["rules"][0]
+        assert rule["applyServerSideEncryptionByDefault"] == {
+            "sseAlgorithm": "aws:kms",
+            "kmsMasterKeyId": KEY,
+        }, sse["urn"]
+        assert rule["bucketKeyEnabled"] is True
+    assert len(of_type(res, "aws:s3/bucketVersioning:BucketVersioning")) == 4
+    for pab in of_type(res, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"):
+        assert all(
+            pab["inputs"][f]
+            for f in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        )
+    for pol in of_type(res, "aws:s3/bucketPolicy:BucketPolicy"):
+        assert '"aws:SecureTransport": "false"' in pol["inputs"]["policy"], pol["urn"]
+
+
+def test_cluster_is_private_encrypted_and_logs_everything() -> None:
+    def build() -> Cluster:
+        c = Cluster(
+            "c",
+            ClusterArgs(
+                cluster_name="p",
+                kubernetes_version="1.33",
+                region=REGION,
+                partition="aws",
+                vpc_id="vpc-1",
+                vpc_cidr="10.40.0.0/16",
+                subnet_ids=["subnet-1", "subnet-2"],
+                secrets_key_arn=KEY,
+                logs_key_arn=KEY,
+                log_retention_days=365,
+            ),
+        )
+
+        # The STYLE.md form: assert on resolved outputs, naming the URN on failure.
+        def check(args: list[Any]) -> None:
+            urn, endpoint = args
+            assert endpoint.startswith("https://"), f"{urn}: endpoint {endpoint}"
+
+        pulumi.Output.all(c.urn, c.endpoint).apply(check)
+        return c
+
+    res = record(build)
+    (eks,) = of_type(res, "aws:eks/cluster:Cluster")
+    i = eks["inputs"]
+    assert i["vpcConfig"]["endpointPublicAccess"] is False
+    assert i["vpcConfig"]["endpointPrivateAccess"] is True
+    assert i["encryptionConfig"] == {"resources": ["secrets"], "provider": {"keyArn": KEY}}
+    assert i["enabledClusterLogTypes"] == list(LOG_TYPES)
+    group = next(r for r in res if r["type"] == "aws:cloudwatch/logGroup:LogGroup")
+    assert group["inputs"]["name"] == "/aws/eks/p/cluster"
+    assert group["urn"] in eks["dependencies"], "log group must exist before the cluster"
+    assert len(of_type(res, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == 1
+    assert len(of_type(res, "pulumi:providers:kubernetes")) == 1
+    assert {a["inputs"]["addonName"] for a in of_type(res, "aws:eks/addon:Addon")} == {
+        "vpc-cni",
+        "kube-proxy",
+    }
+
+
+def test_cluster_refuses_public_endpoint_without_cidrs() -> None:
+    args = ClusterArgs(
+        cluster_name="p", kubernetes_version="1.33", region=REGION, partition="aws", vpc_id="v",
+        vpc_cidr="10.0.0.0/16", subnet_ids=["s"], secrets_key_arn=KEY, logs_key_arn=KEY,
+        log_retention_days=365, endpoint_public_access=True,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="public_access_cidrs"):
+        Cluster("c", args)
+
+
+def _pool(**kw: Any) -> NodePoolSpec:
+    base: dict[str, Any] = dict(
+        name="gpu", gpu=True, instance_types=["g5.2xlarge"], capacity_type="ON_DEMAND",
+        min_size=0, desired_size=1, max_size=2, disk_gib=200,
+        taints=[("nvidia.com/gpu", "true", "NO_SCHEDULE")],
+    )  # fmt: skip
+    return NodePoolSpec(**{**base, **kw})
+
+
+def test_gpu_pool_uses_nvidia_ami_taint_and_imdsv2() -> None:
+    res = record(
+        lambda: NodePools(
+            "np",
+            NodePoolsArgs(
+                cluster_name="p",
+                kubernetes_version="1.33",
+                subnet_ids=["s1"],
+                partition="aws",
+                volume_key_arn=KEY,
+                pools=[_pool()],
+            ),
+        )
+    )
+    (group,) = of_type(res, "aws:eks/nodeGroup:NodeGroup")
+    assert group["inputs"]["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert group["inputs"]["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+    ]
+    assert "scalingConfig.desiredSize" in group["ignoreChanges"]
+    (lt,) = of_type(res, "aws:ec2/launchTemplate:LaunchTemplate")
+    ebs = lt["inputs"]["blockDeviceMappings"][0]["ebs"]
+    assert ebs["encrypted"] == "true" and ebs["kmsKeyId"] == KEY and ebs["volumeType"] == "gp3"
+    assert lt["inputs"]["metadataOptions"]["httpTokens"] == "required"
+
+
+def test_gpu_pool_without_taint_is_refused() -> None:
+    args = NodePoolsArgs(
+        cluster_name="p", kubernetes_version="1.33", subnet_ids=["s"], partition="aws",
+        volume_key_arn=KEY, pools=[_pool(taints=[])],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"pools\[gpu\].taints"):
+        NodePools("np", args)

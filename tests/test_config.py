@@ -1,0 +1,198 @@
+"""Stack config validation: pure functions, no Pulumi."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra import config as cfgmod
+from infra.residency import ZONES, region_in_zone, zone_of_region
+from infra.synth import ROOT, list_stacks, read_stack_config
+
+SOURCE = "stacks/Pulumi.test.yaml"
+BASE: dict[str, Any] = {
+    "aws:region": "me-central-1",
+    "owner": "ml-platform",
+    "costCenter": "cc-1",
+}
+
+
+def parse(**overrides: Any) -> cfgmod.PlatformConfig | list[cfgmod.ConfigProblem]:
+    return cfgmod.parse({**BASE, **overrides}, stack="test", source=SOURCE)
+
+
+def problems(**overrides: Any) -> dict[str, cfgmod.ConfigProblem]:
+    result = parse(**overrides)
+    assert isinstance(result, list), "expected problems, got a valid config"
+    return {p.key: p for p in result}
+
+
+def test_minimal_stack_gets_production_defaults() -> None:
+    cfg = parse()
+    assert isinstance(cfg, cfgmod.PlatformConfig)
+    assert cfg.production and cfg.zone == "uae" and cfg.region == "me-central-1"
+    assert cfg.network.availability_zones == ("me-central-1a", "me-central-1b", "me-central-1c")
+    assert [p.role for p in cfg.node_pools] == ["system", "workers", "gpu"]
+    gpu = cfg.node_pools[2]
+    assert gpu.gpu and gpu.taints == (cfgmod.Taint("nvidia.com/gpu", "true", "NoSchedule"),)
+    assert gpu.taints[0].eks_effect == "NO_SCHEDULE"
+    assert not cfg.cluster.endpoint_public_access
+
+
+def test_the_three_problems_of_the_issue_are_all_reported_by_key() -> None:
+    found = problems(**{"aws:region": "us-east-1", "gpuPoolTaints": [], "gpuPoolMinSize": -1})
+    assert set(found) == {
+        "aws:region",
+        "sovereign-ml:gpuPoolTaints",
+        "sovereign-ml:gpuPoolMinSize",
+    }
+    assert str(found["aws:region"]) == (
+        f"{SOURCE}: aws:region = \"us-east-1\": a region inside residency zone 'uae': "
+        "me-central-1"
+    )
+    assert found["sovereign-ml:gpuPoolMinSize"].allowed == "an integer from 0 to 1000"
+    assert "nvidia.com/gpu=true:NoSchedule" in found["sovereign-ml:gpuPoolTaints"].allowed
+
+
+def test_region_of_another_zone_names_that_zone() -> None:
+    found = problems(**{"aws:region": "eu-west-1"})
+    assert "(it belongs to zone eu)" in found["aws:region"].allowed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed_part"),
+    [
+        ({"environment": "qa"}, "sovereign-ml:environment", "one of dev, staging, prod"),
+        ({"residencyZone": "mars"}, "sovereign-ml:residencyZone", "one of uae"),
+        ({"tier": "gold"}, "sovereign-ml:tier", "enterprise, smb"),
+        ({"owner": None}, "sovereign-ml:owner", "required"),
+        ({"dataClassification": "secret"}, "sovereign-ml:dataClassification", "restricted"),
+        ({"vpcCidr": "8.8.0.0/16"}, "sovereign-ml:vpcCidr", "private IPv4"),
+        ({"vpcCidr": "10.0.0.0/24"}, "sovereign-ml:vpcCidr", "/16 to /20"),
+        ({"azCount": 2}, "sovereign-ml:azCount", "3 in prod"),
+        ({"azCount": 7}, "sovereign-ml:azCount", "from 2 to 3"),
+        ({"singleNatGateway": True}, "sovereign-ml:singleNatGateway", "false in prod"),
+        ({"logRetentionDays": 100}, "sovereign-ml:logRetentionDays", "CloudWatch retention"),
+        ({"logRetentionDays": 90}, "sovereign-ml:logRetentionDays", ">= 365 in prod"),
+        ({"kubernetesVersion": "1.20"}, "sovereign-ml:kubernetesVersion", "1.33"),
+        ({"endpointPublicAccess": True}, "sovereign-ml:endpointPublicAccess", "outside dev"),
+        ({"systemPoolCapacityType": "SPOT"}, "sovereign-ml:systemPoolCapacityType", "ON_DEMAND"),
+        ({"systemPoolMinSize": 1}, "sovereign-ml:systemPoolMinSize", ">= 2"),
+        ({"gpuPoolInstanceTypes": ["m7i.large"]}, "sovereign-ml:gpuPoolInstanceTypes", "GPU"),
+        (
+            {"workersPoolInstanceTypes": ["g5.xlarge"]},
+            "sovereign-ml:workersPoolInstanceTypes",
+            "CPU",
+        ),
+        ({"workersPoolDesiredSize": 20}, "sovereign-ml:workersPoolDesiredSize", "between"),
+        ({"gpuPoolLabels": ["no-equals"]}, "sovereign-ml:gpuPoolLabels", "key=value"),
+        ({"gpuPoolTaints": ["a=b:Sometimes"]}, "sovereign-ml:gpuPoolTaints", "Effect"),
+        ({"tenants": ["Bad_Name"]}, "sovereign-ml:tenants", "lower-case"),
+        ({"tenants": ["kubeflow"]}, "sovereign-ml:tenants", "reserved"),
+        ({"tenants": ["acme", "acme"]}, "sovereign-ml:tenants", "unique"),
+        ({"kmsDeletionWindowDays": 7}, "sovereign-ml:kmsDeletionWindowDays", "30 in prod"),
+        ({"nodePools": []}, "sovereign-ml:nodePools", "unknown key"),
+        (
+            {"gpuPoolMinSise": 1},
+            "sovereign-ml:gpuPoolMinSise",
+            "did you mean sovereign-ml:gpuPoolMinSize",
+        ),
+    ],
+)
+def test_each_rule_names_key_and_allowed(overrides: dict, key: str, allowed_part: str) -> None:
+    result = parse(**overrides)
+    assert isinstance(result, list), "expected problems, got a valid config"
+    mine = [p for p in result if p.key == key]
+    assert mine, f"{key} not reported; got {sorted(p.key for p in result)}"
+    assert any(allowed_part in p.allowed for p in mine), [p.allowed for p in mine]
+    assert all(p.source == SOURCE for p in mine)
+
+
+def test_dev_may_open_the_endpoint_to_listed_cidrs_only() -> None:
+    dev = {"environment": "dev", "endpointPublicAccess": True}
+    assert "sovereign-ml:publicAccessCidrs" in problems(**dev)
+    assert "sovereign-ml:publicAccessCidrs" in problems(**dev, publicAccessCidrs=["0.0.0.0/0"])
+    cfg = parse(**dev, publicAccessCidrs=["203.0.113.0/24"])
+    assert isinstance(cfg, cfgmod.PlatformConfig)
+    assert cfg.cluster.public_access_cidrs == ("203.0.113.0/24",)
+
+
+def test_engine_strings_parse_like_native_values() -> None:
+    # The Pulumi engine hands every value to the program as a string, arrays as JSON.
+    native = parse(azCount=3, tenants=["acme"], singleNatGateway=False)
+    strings = parse(azCount="3", tenants='["acme"]', singleNatGateway="false")
+    assert native == strings
+
+
+def test_production_posture_is_the_default() -> None:
+    defaults = {k.name: k.default for k in cfgmod.KEYS if k.default is not cfgmod.REQUIRED}
+    assert defaults["environment"] == "prod"
+    assert defaults["endpointPublicAccess"] is False
+    assert defaults["singleNatGateway"] is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([k.name for k in cfgmod.KEYS] + ["aws:region", "junk"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(10**15), 10**15),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.text(max_size=30),
+            st.lists(st.one_of(st.text(max_size=20), st.integers()), max_size=4),
+            st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+        ),
+    )
+)
+def test_random_values_never_raise(raw: dict[str, Any]) -> None:
+    result = cfgmod.parse({**BASE, **raw}, stack="fuzz", source=SOURCE)
+    assert isinstance(result, (cfgmod.PlatformConfig, list))
+    if isinstance(result, list):
+        assert result and all(p.source == SOURCE and p.key for p in result)
+
+
+def test_pulumi_yaml_declares_every_key_with_type_and_description() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == cfgmod.PROJECT
+    assert project["main"] == "infra/" and project["stackConfigDir"] == "stacks"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    assert (
+        project["config"] == cfgmod.project_config_schema()
+    ), "Pulumi.yaml is stale: run `sovml config schema --write`"
+    for name, decl in project["config"].items():
+        assert decl["type"] in ("string", "integer", "boolean", "array"), name
+        assert decl["description"], name
+        if decl["type"] == "array":
+            assert decl["items"] == {"type": "string"}
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_every_stack_file_is_valid(stack: str) -> None:
+    raw, _ = read_stack_config(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    result = cfgmod.parse(raw, stack=stack, source=stack)
+    assert isinstance(result, cfgmod.PlatformConfig), [str(p) for p in result]
+
+
+def test_residency_zones_are_consistent() -> None:
+    for zone in ZONES.values():
+        assert zone.regions, zone.name
+        for region in zone.regions:
+            assert len(region.availability_zones) >= 2
+            assert zone_of_region(region.name) is zone
+            assert region_in_zone(region.name, zone.name)
+    assert not region_in_zone("us-east-1", "uae")
+    assert not region_in_zone("me-central-1", "nowhere")
+
+
+def test_fixture_stack_is_rejected(tmp_path: Path) -> None:
+    raw, _ = read_stack_config(Path(__file__).parent / "fixtures/stacks/Pulumi.bad-residency.yaml")
+    result = cfgmod.parse(raw, stack="bad-residency", source="bad")
+    assert isinstance(result, list) and len(result) == 3

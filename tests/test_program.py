@@ -1,0 +1,163 @@
+"""The whole program, once per stack file, judged through the synth record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.residency import ZONES
+from infra.synth import ROOT, SynthError, list_stacks, summary, synthesize
+
+GOLDEN = Path(__file__).parent / "golden"
+FIXTURES = Path(__file__).parent / "fixtures" / "stacks"
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("build")
+    return {s: synthesize(s, build_dir=out).record for s in list_stacks()}
+
+
+def of_type(record: dict, typ: str) -> list[dict]:
+    return [r for r in record["resources"] if r["type"] == typ]
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_golden_summary(stack: str, records: dict, update_golden: bool) -> None:
+    """Types and counts per stack; regenerate with `make golden`."""
+    path = GOLDEN / f"{stack}.summary.json"
+    got = summary(records[stack])
+    if update_golden:
+        path.write_text(json.dumps(got, indent=2) + "\n")
+    assert path.exists(), f"missing {path}: run `make golden`"
+    assert got == json.loads(path.read_text()), f"{stack} changed: review, then `make golden`"
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_every_aws_resource_uses_the_explicit_regional_provider(stack: str, records: dict) -> None:
+    record = records[stack]
+    providers = {r["urn"]: r for r in of_type(record, "pulumi:providers:aws")}
+    assert len(providers) == 1
+    (provider,) = providers.values()
+    assert provider["inputs"]["region"] in ZONES[record["config"]["zone"]].region_names
+    tags = provider["inputs"]["defaultTags"]["tags"]
+    assert {"owner", "cost-center", "data-classification"} <= set(tags)
+    for r in record["resources"]:
+        if r["custom"] and r["type"].startswith("aws:"):
+            assert r["provider"] in providers, f"{r['urn']} uses the default provider"
+            assert "region" not in r["inputs"], f"{r['urn']} overrides the region"
+
+
+def test_prod_uae_has_what_the_issue_asks_for(records: dict) -> None:
+    prod = records["prod-uae"]
+    assert len(of_type(prod, "aws:ec2/vpc:Vpc")) == 1
+    azs = {s["inputs"]["availabilityZone"] for s in of_type(prod, "aws:ec2/subnet:Subnet")}
+    assert azs == {"me-central-1a", "me-central-1b", "me-central-1c"}
+    endpoints = of_type(prod, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    kinds = [e["inputs"]["vpcEndpointType"] for e in endpoints]
+    assert kinds.count("Gateway") == 1 and kinds.count("Interface") >= 4
+    assert len(of_type(prod, "aws:ec2/flowLog:FlowLog")) == 1
+    keys = of_type(prod, "aws:kms/key:Key")
+    assert len(keys) >= 4 and all(k["inputs"]["enableKeyRotation"] for k in keys)
+    assert all(k["protect"] for k in keys)
+    (eks,) = of_type(prod, "aws:eks/cluster:Cluster")
+    assert eks["inputs"]["encryptionConfig"]["resources"] == ["secrets"]
+    assert eks["inputs"]["vpcConfig"]["endpointPublicAccess"] is False
+    assert len(eks["inputs"]["enabledClusterLogTypes"]) == 5
+    assert len(of_type(prod, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == 1
+    gpu = [
+        g
+        for g in of_type(prod, "aws:eks/nodeGroup:NodeGroup")
+        if "NVIDIA" in g["inputs"]["amiType"]
+    ]
+    assert len(gpu) == 1
+    assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"} in gpu[0]["inputs"][
+        "taints"
+    ]
+    assert gpu[0]["inputs"]["capacityType"] == "ON_DEMAND"
+
+    buckets = of_type(prod, "aws:s3/bucket:Bucket")
+    assert len(buckets) == 4 and all(b["protect"] for b in buckets)
+    by_bucket: dict[str, set[str]] = {b["urn"]: set() for b in buckets}
+    for typ in ("ServerSideEncryptionConfiguration", "Versioning", "PublicAccessBlock"):
+        token = f"aws:s3/bucket{typ}:Bucket{typ}"
+        for r in of_type(prod, token):
+            (owner,) = [d for d in r["dependencies"] if d in by_bucket]
+            by_bucket[owner].add(typ)
+            if typ == "ServerSideEncryptionConfiguration":
+                default = r["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"]
+                assert default["sseAlgorithm"] == "aws:kms"
+                assert default["kmsMasterKeyId"].startswith("arn:aws:kms:me-central-1:")
+    assert all(len(v) == 3 for v in by_bucket.values()), by_bucket
+
+
+def test_dev_relaxes_cost_never_encryption(records: dict) -> None:
+    dev = records["dev"]
+    assert len(of_type(dev, "aws:ec2/natGateway:NatGateway")) == 1
+    assert not any(r["protect"] for r in dev["resources"])
+    assert all(k["inputs"]["enableKeyRotation"] for k in of_type(dev, "aws:kms/key:Key"))
+    assert (
+        len(
+            of_type(
+                dev,
+                "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            )
+        )
+        == 4
+    )
+
+
+def test_record_shape_is_stable(records: dict) -> None:
+    record = records["prod-uae"]
+    assert {"stack", "project", "config", "resources"} <= set(record)
+    for r in record["resources"]:
+        assert {
+            "urn",
+            "type",
+            "name",
+            "parent",
+            "provider",
+            "dependencies",
+            "protect",
+            "inputs",
+        } <= set(r)
+    json.dumps(record)  # plain data only
+
+
+def test_bad_stack_writes_no_record(tmp_path: Path) -> None:
+    with pytest.raises(SynthError) as info:
+        synthesize("bad-residency", stacks_dir=FIXTURES, build_dir=tmp_path)
+    assert {p.key for p in info.value.problems} == {
+        "aws:region",
+        "sovereign-ml:gpuPoolTaints",
+        "sovereign-ml:gpuPoolMinSize",
+    }
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_exits_2_and_names_all_three(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "synth",
+            "bad-residency",
+            "--stacks-dir",
+            str(FIXTURES),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    for key in ("aws:region", "gpuPoolTaints", "gpuPoolMinSize"):
+        assert key in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
