@@ -27,19 +27,27 @@ $(VENV)/.stamp: requirements/main.txt pyproject.toml
 	.venv-checkov/bin/python -m pip install $(PIP_FLAGS) -r requirements/checkov.txt
 	touch $@
 
+# The CrossGuard pack's venv (policies/PulumiPolicy.yaml points the CLI at it).
+.venv-policy/.stamp: requirements/policy.txt
+	$(PYTHON) -m venv .venv-policy
+	.venv-policy/bin/python -m pip install $(PIP_FLAGS) -r requirements/policy.txt
+	touch $@
+
 .venv-triton/.stamp: requirements/triton.txt
 	$(PYTHON) -m venv .venv-triton
 	.venv-triton/bin/python -m pip install $(PIP_FLAGS) torch==2.13.0
 	.venv-triton/bin/python -m pip install $(PIP_FLAGS) -r requirements/triton.txt
 	touch $@
 
-setup: $(VENV)/.stamp ## Create the virtualenvs from the pinned requirements
+setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp ## Create the virtualenvs (pinned)
 
 demo: setup ## Set up, then run the showcase on the embedded defaults
-	$(SOVML) synth --all
+	$(SOVML) synth --all --quiet
+	$(SOVML) check --all
 
-test: setup ## Set up, then run the whole test suite
+test: setup ## Set up, then run the whole test suite and the policy gate on every stack
 	$(PY) -m pytest -q
+	$(SOVML) check --all
 
 lint: setup ## ruff + black (check only)
 	$(VENV)/bin/ruff check .

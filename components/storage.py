@@ -38,7 +38,8 @@ class Storage(pulumi.ComponentResource):
 
     Each bucket: default SSE-KMS with the customer key and an S3 bucket key (fewer KMS calls),
     versioning, all four public-access blocks, a policy that denies any request without TLS,
-    server access logging, and lifecycle rules for old versions and abandoned uploads.
+    server access logging, object events to EventBridge, and lifecycle rules for old versions
+    and abandoned uploads.
     """
 
     bucket_names: pulumi.Output[dict[str, str]]
@@ -161,6 +162,9 @@ class Storage(pulumi.ComponentResource):
                 target_prefix=f"{purpose}/",
                 opts=owned,
             )
+        # Object events go to EventBridge (no consumer is forced on the stack): new model
+        # versions and feature files can trigger promotion or materialisation rules.
+        aws.s3.BucketNotification(f"{role}-events", bucket=bucket.id, eventbridge=True, opts=owned)
         aws.s3.BucketLifecycleConfiguration(
             f"{role}-lifecycle",
             bucket=bucket.id,

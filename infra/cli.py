@@ -99,6 +99,7 @@ def synth(
         bool, typer.Option("--quiet", "-q", help="Only the one-line summary.")
     ] = False,
     stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = synthmod.STACKS,
+    program: Annotated[Path, typer.Option(help="Pulumi program to run.")] = synthmod.PROGRAM,
 ) -> None:
     """Run the real Pulumi program under the SDK mocks and write build/STACK/resources.json."""
     stacks = synthmod.list_stacks(stacks_dir) if all_stacks else [stack] if stack else []
@@ -109,7 +110,7 @@ def synth(
     for name in stacks:
         try:
             with console.status(f"synthesizing {name} ..."):
-                result = synthmod.synthesize(name, stacks_dir=stacks_dir)
+                result = synthmod.synthesize(name, stacks_dir=stacks_dir, program=program)
         except synthmod.SynthError as exc:
             failed = True
             if exc.problems:
@@ -128,6 +129,111 @@ def synth(
         )
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def gate_table(report: Any) -> Table:
+    """Findings of one stack's gate run: id, resource, message, status."""
+    table = Table(title=f"{report.stack}: findings", title_justify="left", show_lines=False)
+    for col in ("source", "id", "resource", "message", "status"):
+        table.add_column(col, overflow="fold")
+    for f in sorted(report.findings, key=lambda f: (f.status != "failed", f.source, f.id)):
+        style = "red" if f.status == "failed" else "yellow"
+        table.add_row(
+            f.source,
+            f.id,
+            f.resource.rsplit("::", 1)[-1],
+            (
+                f.message
+                if f.status == "failed"
+                else f"{f.message} [dim](suppressed: {f.justification})[/]"
+            ),
+            f"[{style}]{f.status}[/]",
+        )
+    return table
+
+
+@app.command()
+def check(
+    stack: Annotated[str | None, typer.Argument(help="Stack name, e.g. prod-uae.")] = None,
+    all_stacks: Annotated[
+        bool, typer.Option("--all", help="Check every stack in stacks/.")
+    ] = False,
+    stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = synthmod.STACKS,
+    no_checkov: Annotated[
+        bool, typer.Option("--no-checkov", help="Skip checkov (rules and schemas only).")
+    ] = False,
+    program: Annotated[
+        Path, typer.Option(help="Pulumi program to judge (tests use insecure fixtures).")
+    ] = synthmod.PROGRAM,
+) -> None:
+    """Policy gate: rules, Kubernetes schemas and checkov over what the program would create.
+
+    Synthesizes first when the record is missing or older than the sources. Writes
+    build/STACK/report.json, report.junit.xml and report.sarif. Exits 1 on any failure.
+    """
+    from infra import gate
+
+    stacks = synthmod.list_stacks(stacks_dir) if all_stacks else [stack] if stack else []
+    if not stacks:
+        err.print("[red]give a STACK or --all[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        suppressions = gate.load_suppressions()
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    summary_rows = []
+    bad_input = failed = False
+    for name in stacks:
+        try:
+            with console.status(f"checking {name}: synth, rules, schemas, checkov ..."):
+                report = gate.run_gate(
+                    name,
+                    stacks_dir=stacks_dir,
+                    checkov=not no_checkov,
+                    suppressions=suppressions,
+                    program=program,
+                )
+        except synthmod.SynthError as exc:
+            bad_input = True
+            if exc.problems:
+                print_problems(exc.problems, str(exc))
+            else:
+                err.print(f"[red]{name}: {exc}[/]")
+            continue
+        if report.findings:
+            console.print(gate_table(report))
+        for e in report.errors:
+            err.print(f"[red]{name}: {e}[/]")
+        failed |= not report.ok
+        ck = report.checkov
+        bad_schema = sum(1 for f in report.failures if f.source == "schema")
+        summary_rows.append(
+            (
+                name,
+                "[green]pass[/]" if report.ok else "[red]FAIL[/]",
+                str(sum(1 for f in report.failures if f.source == "rule")),
+                f"{report.schema_validated} ok, {bad_schema} bad",
+                str(sum(v.get("passed", 0) for v in ck.values())),
+                str(sum(v.get("failed", 0) for v in ck.values())),
+                f"{sum(f.status == 'suppressed' for f in report.findings)} "
+                f"({len(report.suppressions_used)} entries)",
+                f"{report.seconds:.1f}s",
+            )
+        )
+    table = Table(title="policy gate", title_justify="left")
+    for col in ("stack", "result", "rule violations", "k8s schema", "checkov passed",
+                "checkov failed", "suppressed", "time"):  # fmt: skip
+        table.add_column(col)
+    for row in summary_rows:
+        table.add_row(*row)
+    console.print(table)
+    if summary_rows:
+        console.print("reports: build/<stack>/report.json, report.junit.xml, report.sarif")
+    if bad_input:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @config_app.command("schema")

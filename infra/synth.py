@@ -54,6 +54,12 @@ class SynthError(Exception):
         self.problems = problems or []
 
 
+def program_label(program: Path) -> str:
+    """How a record names the program it came from (repository-relative when possible)."""
+    program = program.resolve()
+    return str(program.relative_to(ROOT)) if program.is_relative_to(ROOT) else str(program)
+
+
 def stack_file(stack: str, stacks_dir: Path = STACKS) -> Path:
     """Path of a stack's config file."""
     return stacks_dir / f"Pulumi.{stack}.yaml"
@@ -293,6 +299,13 @@ def _make_monitor(mocks: Any, recording: Recording) -> Any:
                     "parent": request.parent or None,
                     "provider": provider,
                     "dependencies": sorted(set(request.dependencies)),
+                    # Which input came from which resources: the checkov bridge turns these into
+                    # Terraform references so cross-resource checks can link them.
+                    "propertyDependencies": {
+                        prop: sorted(set(deps.urns))
+                        for prop, deps in sorted(request.propertyDependencies.items())
+                        if deps.urns
+                    },
                     "protect": bool(request.protect),
                     "retainOnDelete": bool(getattr(request, "retainOnDelete", False)),
                     "ignoreChanges": list(request.ignoreChanges),
@@ -355,8 +368,13 @@ def synthesize(
     stacks_dir: Path = STACKS,
     build_dir: Path = BUILD,
     write: bool = True,
+    program: Path = PROGRAM,
 ) -> SynthResult:
-    """Run the program for ``stack`` under mocks and write ``build/<stack>/resources.json``."""
+    """Run the program for ``stack`` under mocks and write ``build/<stack>/resources.json``.
+
+    ``program`` defaults to ``infra/__main__.py``; tests point it at deliberately insecure
+    fixture programs to prove the gate catches what the real program never declares.
+    """
     from pulumi.runtime import config as runtime_config
 
     started = time.perf_counter()
@@ -370,7 +388,7 @@ def synthesize(
 
     try:
         recording = run_recorded(
-            lambda: runpy.run_path(str(PROGRAM), run_name="__main__"),
+            lambda: runpy.run_path(str(program), run_name="__main__"),
             stack=stack,
             region=cfg.region,
         )
@@ -382,6 +400,7 @@ def synthesize(
         "stack": stack,
         "project": cfgmod.PROJECT,
         "source": cfg.source,
+        "program": program_label(program),
         "config": cfg.to_record(),
         "secretKeys": sorted(secret_keys),
         "resources": recording.resources,

@@ -1,0 +1,128 @@
+"""The rules wrapped as CrossGuard policies (imported by ``__main__.py`` and by the tests).
+
+Rule context: the stack's residency zone and environment come from the policy pack config when
+the operator passes one (``--policy-pack-config``), else from the default tags the program puts on
+its AWS provider (``residency-zone``, ``environment``), else the production defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policies.rules import RULES, Context, Resource, Rule, StackRule
+
+CONFIG_SCHEMA = PolicyConfigSchema(
+    properties={
+        "zone": {"type": "string", "description": "Residency zone of the stack (e.g. uae)."},
+        "environment": {"type": "string", "enum": ["dev", "staging", "prod"]},
+    }
+)
+SEVERITY = {
+    "critical": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "medium": Severity.MEDIUM,
+    "low": Severity.LOW,
+}
+
+
+def _context(config: Mapping[str, Any] | None, provider_props: Mapping[str, Any]) -> Context:
+    tags = (provider_props.get("defaultTags") or {}).get("tags") or {}
+    config = config or {}
+    return Context(
+        zone=config.get("zone") or tags.get("residency-zone") or "uae",
+        environment=config.get("environment") or tags.get("environment") or "prod",
+    )
+
+
+def _config(args: Any) -> Mapping[str, Any]:
+    try:
+        return args.get_config() or {}
+    except Exception:
+        return {}
+
+
+def to_resource(
+    resource_type: str,
+    props: Mapping[str, Any],
+    urn: str,
+    name: str,
+    provider: Any,
+    dependencies: list[Any] | None = None,
+) -> Resource:
+    """The rules' view of a CrossGuard resource."""
+    provider_props = dict(getattr(provider, "props", None) or {})
+    return Resource(
+        type=resource_type,
+        name=name,
+        inputs=dict(props),
+        urn=urn,
+        provider_inputs=provider_props,
+        dependencies=tuple(d.urn for d in dependencies or []),
+    )
+
+
+def resource_policy(r: Rule) -> ResourceValidationPolicy:
+    """A CrossGuard resource policy running one rule."""
+
+    def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        res = to_resource(args.resource_type, args.props, args.urn, args.name, args.provider)
+        for message in r.check(res, _context(_config(args), res.provider_inputs)):
+            report(f"[{r.id}] {message}", args.urn)
+
+    return ResourceValidationPolicy(
+        name=r.name,
+        description=f"{r.id}: {r.description}",
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY if r.mandatory else EnforcementLevel.ADVISORY,
+        config_schema=CONFIG_SCHEMA,
+        severity=SEVERITY[r.severity],
+    )
+
+
+def stack_policy(r: StackRule) -> StackValidationPolicy:
+    """A CrossGuard stack policy running one stack rule."""
+
+    def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+        resources = [
+            to_resource(p.resource_type, p.props, p.urn, p.name, p.provider, p.dependencies)
+            for p in args.resources
+            if isinstance(p, PolicyResource)
+        ]
+        provider = next(
+            (r.inputs for r in resources if r.type == "pulumi:providers:aws"),
+            next((r.provider_inputs for r in resources if r.provider_inputs), {}),
+        )
+        for res, message in r.check(resources, _context(_config(args), provider)):
+            report(f"[{r.id}] {message}", res.urn if res else None)
+
+    return StackValidationPolicy(
+        name=r.name,
+        description=f"{r.id}: {r.description}",
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY if r.mandatory else EnforcementLevel.ADVISORY,
+        config_schema=CONFIG_SCHEMA,
+        severity=SEVERITY[r.severity],
+    )
+
+
+def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """Every rule as a CrossGuard policy, in rule order."""
+    make: Callable[[Any], Any]
+    out = []
+    for r in RULES:
+        make = resource_policy if isinstance(r, Rule) else stack_policy
+        out.append(make(r))
+    return out
