@@ -244,6 +244,25 @@ KEYS: tuple[Key, ...] = (
         30,
     ),
     Key("tenants", "array", "Tenant names; each gets a namespace and quotas.", []),
+    Key(
+        "tenant",
+        "string",
+        "The tenant this whole stack belongs to (SMB stacks); tagged on every resource. Empty "
+        "for a shared platform.",
+        "",
+    ),
+    Key(
+        "monthlyBudgetUsd",
+        "integer",
+        "Monthly AWS Budget for this stack in USD with alerts at 80% and 100%; 0 for none.",
+        0,
+    ),
+    Key(
+        "budgetAlertEmails",
+        "array",
+        "Addresses notified by the stack's budget alerts (required when monthlyBudgetUsd > 0).",
+        [],
+    ),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
@@ -340,6 +359,9 @@ class PlatformConfig:
     log_retention_days: int
     kms_deletion_window_days: int
     tenants: tuple[str, ...]
+    tenant: str = ""
+    monthly_budget_usd: int = 0
+    budget_alert_emails: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -696,6 +718,21 @@ def parse(
             r.problem("tenants", t, "unique tenant names")
         seen.add(t)
 
+    tenant = r.string("tenant")
+    if tenant and not TENANT_NAME.match(tenant):
+        r.problem(
+            "tenant",
+            tenant,
+            "3-30 characters: lower-case letters, digits and '-', starting with a letter",
+        )
+    budget = r.integer("monthlyBudgetUsd", 0, 10_000_000)
+    emails = r.strings("budgetAlertEmails")
+    for e in emails or ():
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", e):
+            r.problem("budgetAlertEmails", e, "an e-mail address")
+    if budget and emails is not None and not emails:
+        r.problem("budgetAlertEmails", [], "at least one address when monthlyBudgetUsd > 0")
+
     if r.problems:
         return r.problems
     assert info is not None and zone_name and region  # narrowed: no problems means all parsed
@@ -723,6 +760,9 @@ def parse(
         log_retention_days=retention,  # type: ignore[arg-type]
         kms_deletion_window_days=deletion_window,  # type: ignore[arg-type]
         tenants=tenants,  # type: ignore[arg-type]
+        tenant=tenant or "",
+        monthly_budget_usd=budget or 0,
+        budget_alert_emails=emails or (),
     )
 
 

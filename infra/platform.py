@@ -48,6 +48,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
                     "residency-zone": cfg.zone,
                     "tier": cfg.tier,
                     "managed-by": "pulumi",
+                    **({"tenant": cfg.tenant} if cfg.tenant else {}),
                 }
             )
         },
