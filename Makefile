@@ -61,7 +61,7 @@ golden: setup ## Regenerate golden files after reviewing a deliberate change
 	$(PY) -m pytest -q tests/test_program.py --update-golden
 
 bench: setup ## Benchmarks (ratios against named baselines, measured in the same run)
-	@echo "no benchmarks yet"
+	$(PY) benchmarks/artifacts.py
 
 clean: ## Remove build output (keeps the virtualenvs)
 	rm -rf build .pytest_cache .hypothesis

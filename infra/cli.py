@@ -29,6 +29,17 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the stack configuration schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
+
+def _register_subcommands() -> None:
+    # Each workload area keeps its commands in its own module; imported here so `sovml --help`
+    # lists them all. Heavy libraries are imported inside the commands, not at module level.
+    from infra.cli_artifact import artifact_app
+
+    app.add_typer(artifact_app, name="artifact")
+
+
+_register_subcommands()
+
 console = Console()
 err = Console(stderr=True)
 

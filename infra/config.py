@@ -245,6 +245,19 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("tenants", "array", "Tenant names; each gets a namespace and quotas.", []),
     Key(
+        "vaultAddress",
+        "string",
+        "HTTPS address the deployer reaches Vault at to configure it (token from VAULT_TOKEN).",
+        "https://127.0.0.1:8200",
+    ),
+    Key(
+        "vaultConfigure",
+        "boolean",
+        "Declare Vault's engines, policies and roles; false until Vault is up and initialised "
+        "(two-step bootstrap, see README).",
+        False,
+    ),
+    Key(
         "tenant",
         "string",
         "The tenant this whole stack belongs to (SMB stacks); tagged on every resource. Empty "
@@ -359,6 +372,8 @@ class PlatformConfig:
     log_retention_days: int
     kms_deletion_window_days: int
     tenants: tuple[str, ...]
+    vault_address: str = "https://127.0.0.1:8200"
+    vault_configure: bool = False
     tenant: str = ""
     monthly_budget_usd: int = 0
     budget_alert_emails: tuple[str, ...] = ()
@@ -470,8 +485,8 @@ class _Reader:
             number = value
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
-        elif isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,12}", value.strip()):
-            number = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            number = int(value.strip())
         if number is None or not low <= number <= high:
             self.problem(name, value, f"an integer from {low} to {high}")
             return None
@@ -718,6 +733,12 @@ def parse(
             r.problem("tenants", t, "unique tenant names")
         seen.add(t)
 
+    vault_address = r.string("vaultAddress")
+    if vault_address is not None and not re.fullmatch(
+        r"https://[\w.-]+(:\d{1,5})?/?", vault_address
+    ):
+        r.problem("vaultAddress", vault_address, "an https:// address (Vault traffic is TLS only)")
+    vault_configure = r.boolean("vaultConfigure")
     tenant = r.string("tenant")
     if tenant and not TENANT_NAME.match(tenant):
         r.problem(
@@ -760,6 +781,8 @@ def parse(
         log_retention_days=retention,  # type: ignore[arg-type]
         kms_deletion_window_days=deletion_window,  # type: ignore[arg-type]
         tenants=tenants,  # type: ignore[arg-type]
+        vault_address=vault_address,  # type: ignore[arg-type]
+        vault_configure=bool(vault_configure),
         tenant=tenant or "",
         monthly_budget_usd=budget or 0,
         budget_alert_emails=emails or (),

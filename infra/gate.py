@@ -29,9 +29,9 @@ MAX_SUPPRESSIONS = 10
 
 @dataclass(frozen=True)
 class Suppression:
-    """A reviewed exception: one check id on resources matching a glob, with its reason."""
+    """A reviewed exception: check ids on resources matching a glob, with its reason."""
 
-    id: str
+    ids: tuple[str, ...]
     resource: str
     justification: str
     stacks: tuple[str, ...] = ()
@@ -40,7 +40,7 @@ class Suppression:
     def matches(self, check_id: str, resource: str, stack: str = "") -> bool:
         """True when this entry covers ``check_id`` on ``resource`` in ``stack``."""
         return (
-            self.id == check_id
+            check_id in self.ids
             and fnmatch.fnmatchcase(resource, self.resource)
             and (not self.stacks or stack in self.stacks)
         )
@@ -108,20 +108,21 @@ class GateReport:
 
 
 def load_suppressions(path: Path = SUPPRESSIONS) -> list[Suppression]:
-    """The reviewed suppressions; each needs an id, a resource glob and a justification."""
+    """The reviewed suppressions; each needs ``id`` (or a list ``ids``), a resource glob and a
+    justification. One entry is one reviewed exception, however many check ids it lists."""
     if not path.exists():
         return []
     doc = yaml.safe_load(path.read_text()) or {}
     out = []
     for i, item in enumerate(doc.get("suppressions") or []):
-        missing = [
-            k for k in ("id", "resource", "justification") if not str(item.get(k) or "").strip()
-        ]
+        ids = item.get("ids") or ([item["id"]] if item.get("id") else [])
+        missing = [k for k in ("resource", "justification") if not str(item.get(k) or "").strip()]
+        missing += [] if ids else ["id"]
         if missing:
             raise ValueError(f"{path}: suppression #{i + 1} lacks {', '.join(missing)}")
         out.append(
             Suppression(
-                item["id"],
+                tuple(ids),
                 item["resource"],
                 " ".join(item["justification"].split()),
                 tuple(item.get("stacks") or ()),

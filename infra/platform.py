@@ -6,14 +6,25 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_vault as vault
 
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
+from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.storage import Storage, StorageArgs
+from components.vault import Vault, VaultArgs
+from components.vault_config import VaultConfig, VaultConfigArgs
+from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig
+
+# Tenant namespace quotas per tier: SMB tenants are CPU-only.
+TENANT_QUOTAS = {
+    "enterprise": {"cpu": "32", "memory": "128Gi", "gpus": 2, "pods": 100},
+    "smb": {"cpu": "8", "memory": "32Gi", "gpus": 0, "pods": 40},
+}
 
 
 def pool_spec(pool: NodePoolConfig) -> NodePoolSpec:
@@ -65,6 +76,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             account_id=account_id,
             partition=cfg.partition,
             region=cfg.region,
+            purposes=("cluster", "volumes", "storage", "logs", "vault"),
             deletion_window_days=cfg.kms_deletion_window_days,
             protect=cfg.production,
         ),
@@ -127,7 +139,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         ),
         opts=aws_opts,
     )
-    ClusterAddons(
+    addons = ClusterAddons(
         "addons",
         ClusterAddonsArgs(
             cluster_name=cluster.cluster_name,
@@ -139,6 +151,48 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         ),
         opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(depends_on=[pools])),
     )
+
+    k8s_opts = pulumi.ResourceOptions(
+        providers={"aws": provider, "kubernetes": cluster.k8s_provider}, depends_on=[addons]
+    )
+    baseline = K8sBaseline(
+        "baseline",
+        K8sBaselineArgs(
+            cluster_name=cluster.cluster_name,
+            kubernetes_version=cfg.cluster.kubernetes_version,
+            region=cfg.region,
+            vpc_cidr=cfg.network.cidr,
+            volume_key_arn=keys.keys["volumes"].arn,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            account_id=account_id,
+            partition=cfg.partition,
+            tenants=[TenantQuota(t, **TENANT_QUOTAS[cfg.tier]) for t in cfg.tenants],
+            gpu_enabled=any(p.gpu for p in cfg.node_pools),
+            retain_volumes=cfg.production,
+        ),
+        opts=k8s_opts,
+    )
+    secrets = Vault(
+        "vault",
+        VaultArgs(
+            namespace="vault",
+            region=cfg.region,
+            unseal_key_arn=keys.keys["vault"].arn,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            protect=cfg.production,
+        ),
+        opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[baseline])),
+    )
+    if cfg.vault_configure:
+        # Second bootstrap step: Vault runs and is initialised; VAULT_TOKEN is in the env.
+        vault_provider = vault.Provider("vault", address=cfg.vault_address)
+        VaultConfig(
+            "vault-config",
+            VaultConfigArgs(layout=vault_layout(cfg.tenants), kubernetes_host=cluster.endpoint),
+            opts=pulumi.ResourceOptions(providers={"vault": vault_provider}, depends_on=[secrets]),
+        )
 
     return {
         "region": cfg.region,

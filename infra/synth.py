@@ -184,6 +184,17 @@ def _make_mocks(stack_region: str, recording: Recording) -> Any:
                     "zoneIds": [f"{short}-az{i + 1}" for i in range(len(azs))],
                     "id": region,
                 }
+            if token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+                # Synthetic CIDRs in the shape AWS returns; the real list is read at deploy time.
+                name = args.args.get("name", "")
+                return {
+                    "id": f"pl-{_hex(name, n=8)}",
+                    "name": name,
+                    "entries": [
+                        {"cidr": "3.5.232.0/22", "description": ""},
+                        {"cidr": "16.12.56.0/21", "description": ""},
+                    ],
+                }
             if token == "aws:eks/getAddonVersion:getAddonVersion":
                 name = args.args.get("addonName", "")
                 return {"version": ADDON_VERSIONS.get(name, "v1.0.0-eksbuild.1"), "id": name}

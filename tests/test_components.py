@@ -252,3 +252,124 @@ def test_gpu_pool_without_taint_is_refused() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"pools\[gpu\].taints"):
         NodePools("np", args)
+
+
+def _baseline(**kw: Any) -> Any:
+    from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
+
+    args = dict(
+        cluster_name="p", kubernetes_version="1.33", region=REGION, vpc_cidr="10.40.0.0/16",
+        volume_key_arn=KEY, oidc_provider_arn="arn:aws:iam::1:oidc-provider/x",
+        oidc_issuer_url="https://oidc.example/id/X", account_id="123456789012",
+        tenants=[TenantQuota("acme", gpus=1)],
+    )  # fmt: skip
+    return K8sBaseline("base", K8sBaselineArgs(**{**args, **kw}))
+
+
+def test_baseline_namespaces_are_restricted_and_denied_by_default() -> None:
+    res = record(_baseline)
+    namespaces = {
+        r["inputs"]["metadata"]["name"]: r for r in of_type(res, "kubernetes:core/v1:Namespace")
+    }
+    assert set(namespaces) == {
+        "kubeflow",
+        "feature-store",
+        "serving",
+        "monitoring",
+        "vault",
+        "acme",
+    }
+    for ns in namespaces.values():
+        labels = ns["inputs"]["metadata"]["labels"]
+        for mode in ("enforce", "audit", "warn"):
+            assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", ns["urn"]
+    policies = of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    deny = {
+        p["inputs"]["metadata"]["namespace"]
+        for p in policies
+        if p["inputs"]["metadata"]["name"] == "default-deny"
+        and p["inputs"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    }
+    assert deny == set(namespaces)
+    aws_egress = next(
+        p for p in policies if p["inputs"]["metadata"]["name"] == "allow-aws-endpoints"
+    )
+    cidrs = [t["ipBlock"]["cidr"] for t in aws_egress["inputs"]["spec"]["egress"][0]["to"]]
+    assert cidrs[0] == "10.40.0.0/16" and len(cidrs) > 1  # VPC, then the S3 prefix list
+
+
+def test_baseline_quota_device_plugin_and_storage() -> None:
+    res = record(_baseline)
+    (quota,) = of_type(res, "kubernetes:core/v1:ResourceQuota")
+    assert quota["inputs"]["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
+    (plugin,) = of_type(res, "kubernetes:apps/v1:DaemonSet")
+    spec = plugin["inputs"]["spec"]["template"]["spec"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
+    assert spec["nodeSelector"] == {"sovereign-ml/pool": "gpu"}
+    assert ":" in spec["containers"][0]["image"] and "latest" not in spec["containers"][0]["image"]
+    (sc,) = of_type(res, "kubernetes:storage.k8s.io/v1:StorageClass")
+    assert sc["inputs"]["parameters"]["encrypted"] == "true"
+    assert sc["inputs"]["parameters"]["kmsKeyId"] == KEY
+    assert len(of_type(res, "kubernetes:helm.sh/v3:Release")) == 1  # cluster-autoscaler
+    # No GPU pool: no device plugin.
+    assert not of_type(record(lambda: _baseline(gpu_enabled=False)), "kubernetes:apps/v1:DaemonSet")
+
+
+def test_baseline_refuses_a_tenant_named_like_a_platform_namespace() -> None:
+    from components.k8s_baseline import TenantQuota
+
+    with pytest.raises(ValueError, match=r"K8sBaselineArgs\.tenants"):
+        _baseline(tenants=[TenantQuota("vault")])
+
+
+def test_vault_release_is_ha_raft_with_kms_seal() -> None:
+    from components.vault import Vault, VaultArgs
+
+    unseal = "arn:aws:kms:me-central-1:123456789012:key/unseal"
+    res = record(
+        lambda: Vault(
+            "vault",
+            VaultArgs(
+                namespace="vault",
+                region=REGION,
+                unseal_key_arn=unseal,
+                oidc_provider_arn="arn:aws:iam::1:oidc-provider/x",
+                oidc_issuer_url="https://oidc.example/id/X",
+            ),
+        )
+    )
+    (release,) = of_type(res, "kubernetes:helm.sh/v3:Release")
+    assert release["protect"] and release["inputs"]["version"] == "0.30.0"
+    ha = release["inputs"]["values"]["server"]["ha"]
+    assert ha["enabled"] and ha["replicas"] == 3 and ha["raft"]["enabled"]
+    assert f'kms_key_id = "{unseal}"' in ha["raft"]["config"]
+    assert 'seal "awskms"' in ha["raft"]["config"] and "tls_cert_file" in ha["raft"]["config"]
+    assert ha["disruptionBudget"]["enabled"]
+    (inline,) = of_type(res, "aws:iam/rolePolicy:RolePolicy")
+    assert unseal in inline["inputs"]["policy"]
+
+
+def test_vault_config_declares_the_layout() -> None:
+    from components.vault_config import VaultConfig, VaultConfigArgs
+    from components.vault_layout import layout
+
+    res = record(
+        lambda: VaultConfig(
+            "vc", VaultConfigArgs(layout=layout(["acme"]), kubernetes_host="https://k8s")
+        )
+    )
+    keys = {
+        r["inputs"]["name"] for r in of_type(res, "vault:transit/secretBackendKey:SecretBackendKey")
+    }
+    assert keys == {"artifacts-platform", "artifacts-acme"}
+    roles = of_type(res, "vault:kubernetes/authBackendRole:AuthBackendRole")
+    acme = next(r for r in roles if r["inputs"]["roleName"] == "ns-acme")
+    assert acme["inputs"]["boundServiceAccountNamespaces"] == ["acme"]
+    policy = next(
+        r for r in of_type(res, "vault:index/policy:Policy") if r["inputs"]["name"] == "ns-acme"
+    )
+    assert "artifacts-acme" in policy["inputs"]["policy"]
+    assert "artifacts-platform" not in policy["inputs"]["policy"]
+    assert len(of_type(res, "vault:index/audit:Audit")) == 1

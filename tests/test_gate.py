@@ -77,12 +77,15 @@ def test_suppressions_need_a_justification(tmp_path: Path) -> None:
     bad.write_text("suppressions:\n  - id: CKV_AWS_1\n    resource: '*'\n")
     with pytest.raises(ValueError, match="lacks justification"):
         gate.load_suppressions(bad)
+    bad.write_text("suppressions:\n  - resource: '*'\n    justification: why\n")
+    with pytest.raises(ValueError, match="lacks id"):
+        gate.load_suppressions(bad)
     assert all(s.justification for s in gate.load_suppressions())
 
 
 def test_suppressed_failure_is_listed_not_failed() -> None:
     report = gate.GateReport(stack="t")
-    s = gate.Suppression("SOV-X", "res*", "reviewed: fine")
+    s = gate.Suppression(("SOV-X",), "res*", "reviewed: fine")
     gate._add(report, [s], "rule", "SOV-X", "resource-1", "msg")
     gate._add(report, [s], "rule", "SOV-Y", "resource-1", "msg")
     assert [f.status for f in report.findings] == ["suppressed", "failed"]

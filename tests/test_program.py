@@ -161,3 +161,43 @@ def test_cli_exits_2_and_names_all_three(tmp_path: Path) -> None:
     for key in ("aws:region", "gpuPoolTaints", "gpuPoolMinSize"):
         assert key in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_prod_uae_kubernetes_baseline_and_vault(records: dict) -> None:
+    prod = records["prod-uae"]
+    namespaces = {
+        n["inputs"]["metadata"]["name"]: n for n in of_type(prod, "kubernetes:core/v1:Namespace")
+    }
+    tenants = prod["config"]["tenants"]
+    assert {"kubeflow", "feature-store", "serving", "monitoring", "vault", *tenants} <= set(
+        namespaces
+    )
+    for n in namespaces.values():
+        assert (
+            n["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        )
+    deny = {
+        p["inputs"]["metadata"]["namespace"]
+        for p in of_type(prod, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p["inputs"]["metadata"]["name"] == "default-deny"
+    }
+    assert set(namespaces) <= deny
+    quotas = of_type(prod, "kubernetes:core/v1:ResourceQuota")
+    assert {q["inputs"]["metadata"]["namespace"] for q in quotas} == set(tenants)
+    assert all("requests.nvidia.com/gpu" in q["inputs"]["spec"]["hard"] for q in quotas)
+    (plugin,) = of_type(prod, "kubernetes:apps/v1:DaemonSet")
+    pod = plugin["inputs"]["spec"]["template"]["spec"]
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert pod["nodeSelector"]["sovereign-ml/pool"] == "gpu"
+    release = next(
+        r for r in of_type(prod, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "vault"
+    )
+    ha = release["inputs"]["values"]["server"]["ha"]
+    unseal = next(k for k in of_type(prod, "aws:kms/key:Key") if k["name"] == "keys-vault")
+    assert ha["replicas"] == 3 and ha["raft"]["enabled"]
+    assert 'seal "awskms"' in ha["raft"]["config"]
+    assert unseal["id"] in ha["raft"]["config"]
+    keys = of_type(prod, "vault:transit/secretBackendKey:SecretBackendKey")
+    assert {k["inputs"]["name"] for k in keys} >= {f"artifacts-{t}" for t in tenants}
+    assert len(of_type(prod, "vault:index/policy:Policy")) >= len(tenants)
+    assert len(of_type(prod, "vault:kubernetes/authBackendRole:AuthBackendRole")) >= len(tenants)

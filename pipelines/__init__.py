@@ -1,0 +1,1 @@
+"""Pipeline-side helpers of the sovereign-ml platform (artifact encryption, ...)."""
