@@ -7,6 +7,7 @@ filesystem, CPU and memory requests and limits, pinned images pulled ``Always``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,8 +83,17 @@ def container(
             if probe_path
             else {"tcpSocket": {"port": probe_port}}
         )
-        c["livenessProbe"] = {**check, "initialDelaySeconds": 15, "periodSeconds": 20}
-        c["readinessProbe"] = {**check, "initialDelaySeconds": 5, "periodSeconds": 10}
+        # Separate copies: callers adjust one probe (e.g. a distinct liveness path).
+        c["livenessProbe"] = {
+            **copy.deepcopy(check),
+            "initialDelaySeconds": 15,
+            "periodSeconds": 20,
+        }
+        c["readinessProbe"] = {
+            **copy.deepcopy(check),
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+        }
     if volume_mounts:
         c["volumeMounts"] = [dict(m) for m in volume_mounts]
     return c

@@ -13,6 +13,7 @@ the value and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import json
@@ -75,6 +76,8 @@ class Key:
     """What the key means and what it allows, shown by ``pulumi config``."""
     default: Any = REQUIRED
     """Default applied when the stack file omits the key; ``REQUIRED`` when there is none."""
+    items: str = "string"
+    """Item type of an array key (``string`` or ``integer``)."""
 
 
 def _pool_keys(role: str, what: str, defaults: Mapping[str, Any]) -> list[Key]:
@@ -258,6 +261,26 @@ KEYS: tuple[Key, ...] = (
         False,
     ),
     Key(
+        "servedModels",
+        "array",
+        "Models Triton serves, each 'name:profile' with profile gpu or cpu (cpu needs no GPUs).",
+        ["credit-risk:gpu"],
+    ),
+    Key(
+        "canarySteps",
+        "array",
+        "Traffic percentages a new model version moves through, each step gated by analysis; "
+        "increasing, ending at 100.",
+        [5, 25, 50, 100],
+        items="integer",
+    ),
+    Key(
+        "modelPullerImage",
+        "string",
+        "Pinned image of the init container that pulls (and decrypts) model repositories.",
+        "ghcr.io/sovereign-ml/model-puller:0.1.0",
+    ),
+    Key(
         "tenant",
         "string",
         "The tenant this whole stack belongs to (SMB stacks); tagged on every resource. Empty "
@@ -372,6 +395,9 @@ class PlatformConfig:
     log_retention_days: int
     kms_deletion_window_days: int
     tenants: tuple[str, ...]
+    served_models: tuple[tuple[str, str], ...] = ()
+    canary_steps: tuple[int, ...] = (5, 25, 50, 100)
+    model_puller_image: str = ""
     vault_address: str = "https://127.0.0.1:8200"
     vault_configure: bool = False
     tenant: str = ""
@@ -500,6 +526,19 @@ class _Reader:
             return value == "true"
         self.problem(name, value if present else None, "true or false")
         return None
+
+    def integers(self, name: str) -> tuple[int, ...] | None:
+        """A list of integers (native, or JSON text from the engine)."""
+        value, present = self._value(name)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            self.problem(name, value if present else None, "a list of integers")
+            return None
+        return tuple(value)
 
     def strings(self, name: str) -> tuple[str, ...] | None:
         value, present = self._value(name)
@@ -733,6 +772,26 @@ def parse(
             r.problem("tenants", t, "unique tenant names")
         seen.add(t)
 
+    served: list[tuple[str, str]] = []
+    for item in r.strings("servedModels") or ():
+        model, sep, profile = item.partition(":")
+        if not sep or not TENANT_NAME.match(model) or profile not in ("gpu", "cpu"):
+            r.problem("servedModels", item, "'name:profile' with a DNS-style name and gpu or cpu")
+        elif profile == "gpu" and raw.get("gpuPoolEnabled", True) in (False, "false"):
+            r.problem("servedModels", item, "a gpu profile needs gpuPoolEnabled: true (or use cpu)")
+        else:
+            served.append((model, profile))
+    steps = r.integers("canarySteps")
+    if steps is not None and (
+        not steps or list(steps) != sorted(set(steps)) or steps[0] < 1 or steps[-1] != 100
+    ):
+        r.problem("canarySteps", list(steps), "increasing percentages from 1, ending at 100")
+        steps = None
+    puller = r.string("modelPullerImage")
+    if puller is not None and not re.fullmatch(r"[\w.:/-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", puller):
+        r.problem("modelPullerImage", puller, "an image with a pinned tag, e.g. repo/name:1.2.3")
+    elif puller is not None and puller.endswith(":latest"):
+        r.problem("modelPullerImage", puller, "a pinned tag, not latest")
     vault_address = r.string("vaultAddress")
     if vault_address is not None and not re.fullmatch(
         r"https://[\w.-]+(:\d{1,5})?/?", vault_address
@@ -781,6 +840,9 @@ def parse(
         log_retention_days=retention,  # type: ignore[arg-type]
         kms_deletion_window_days=deletion_window,  # type: ignore[arg-type]
         tenants=tenants,  # type: ignore[arg-type]
+        served_models=tuple(served),
+        canary_steps=steps or (),
+        model_puller_image=puller,  # type: ignore[arg-type]
         vault_address=vault_address,  # type: ignore[arg-type]
         vault_configure=bool(vault_configure),
         tenant=tenant or "",
@@ -809,7 +871,7 @@ def project_config_schema() -> dict[str, Any]:
     for k in KEYS:
         entry: dict[str, Any] = {"type": k.type, "description": k.description}
         if k.type == "array":
-            entry["items"] = {"type": "string"}
+            entry["items"] = {"type": k.items}
         if k.default is not REQUIRED:
             entry["default"] = k.default
         out[k.name] = entry

@@ -197,7 +197,23 @@ def validate_kubernetes(objects: list[dict[str, Any]], version: str) -> tuple[in
             kv.validate(obj, f"{version}.0", strict=True)
             validated += 1
         except kv.SchemaNotFoundError:
-            # Custom resources (Rollout, PrometheusRule, ...) have no built-in schema.
+            # Custom resources (Rollout, PrometheusRule, ...) have no built-in schema; a pod
+            # template inside one is still checked, as the template of a Deployment.
+            template = (obj.get("spec") or {}).get("template")
+            if isinstance(template, dict):
+                probe = {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": meta.get("name", "x")},
+                    "spec": {"selector": obj["spec"].get("selector") or {}, "template": template},
+                }
+                try:
+                    kv.validate(probe, f"{version}.0", strict=True)
+                    validated += 1
+                    continue
+                except kv.ValidationError as exc:
+                    errors.append((f"{ident} (pod template)", str(exc).splitlines()[0]))
+                    continue
             skipped.append(f"{obj.get('apiVersion')}/{obj.get('kind')}")
         except kv.ValidationError as exc:
             errors.append((ident, str(exc).splitlines()[0]))

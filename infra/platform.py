@@ -14,11 +14,13 @@ from components.encryption import Encryption, EncryptionArgs
 from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
+from components.serving import ServedModel, Serving, ServingArgs
 from components.storage import Storage, StorageArgs
 from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig
+from pipelines.promotion import PromotionCriteria
 
 # Tenant namespace quotas per tier: SMB tenants are CPU-only.
 TENANT_QUOTAS = {
@@ -173,6 +175,9 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         ),
         opts=k8s_opts,
     )
+    after_baseline = pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(depends_on=[baseline])
+    )
     secrets = Vault(
         "vault",
         VaultArgs(
@@ -183,8 +188,30 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             oidc_issuer_url=cluster.oidc_issuer_url,
             protect=cfg.production,
         ),
-        opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[baseline])),
+        opts=after_baseline,
     )
+    if cfg.served_models:
+        # SMB stacks run one replica per model; enterprise keeps two for zone failures.
+        floor = 1 if cfg.tier == "smb" else 2
+        Serving(
+            "serving",
+            ServingArgs(
+                namespace="serving",
+                models=[
+                    ServedModel(name, profile, min_replicas=floor, max_replicas=max(floor, 6))
+                    for name, profile in cfg.served_models
+                ],
+                models_bucket=storage.buckets["models"].bucket,
+                models_bucket_arn=storage.buckets["models"].arn,
+                storage_key_arn=keys.keys["storage"].arn,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer_url=cluster.oidc_issuer_url,
+                region=cfg.region,
+                puller_image=cfg.model_puller_image,
+                criteria=PromotionCriteria(steps=cfg.canary_steps),
+            ),
+            opts=after_baseline,
+        )
     if cfg.vault_configure:
         # Second bootstrap step: Vault runs and is initialised; VAULT_TOKEN is in the env.
         vault_provider = vault.Provider("vault", address=cfg.vault_address)

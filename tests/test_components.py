@@ -373,3 +373,42 @@ def test_vault_config_declares_the_layout() -> None:
     assert "artifacts-acme" in policy["inputs"]["policy"]
     assert "artifacts-platform" not in policy["inputs"]["policy"]
     assert len(of_type(res, "vault:index/audit:Audit")) == 1
+
+
+def _serving(**kw: Any) -> Any:
+    from components.serving import ServedModel, Serving, ServingArgs
+
+    args = dict(
+        namespace="serving", models=[ServedModel("m", "cpu", min_replicas=1)],
+        models_bucket="b", models_bucket_arn="arn:aws:s3:::b", storage_key_arn=KEY,
+        oidc_provider_arn="arn:aws:iam::1:oidc-provider/x",
+        oidc_issuer_url="https://oidc.example/id/X", region=REGION,
+        puller_image="ghcr.io/sovereign-ml/model-puller:0.1.0",
+    )  # fmt: skip
+    return Serving("serving", ServingArgs(**{**args, **kw}))
+
+
+def test_cpu_profile_stays_off_gpus_and_pulls_through_irsa() -> None:
+    res = record(_serving)
+    (rollout,) = of_type(res, "kubernetes:argoproj.io/v1alpha1:Rollout")
+    pod = rollout["inputs"]["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    assert pod["nodeSelector"] == {"sovereign-ml/pool": "workers"}
+    assert "tolerations" not in pod
+    assert pod["initContainers"][0]["image"] == "ghcr.io/sovereign-ml/model-puller:0.1.0"
+    (sa,) = of_type(res, "kubernetes:core/v1:ServiceAccount")
+    assert "eks.amazonaws.com/role-arn" in sa["inputs"]["metadata"]["annotations"]
+    inline = next(r for r in of_type(res, "aws:iam/rolePolicy:RolePolicy"))
+    assert (
+        "s3:GetObject" in inline["inputs"]["policy"]
+        and "s3:PutObject" not in inline["inputs"]["policy"]
+    )
+
+
+def test_serving_refuses_unpinned_puller_and_bad_profile() -> None:
+    from components.serving import ServedModel
+
+    with pytest.raises(ValueError, match="puller_image"):
+        _serving(puller_image="ghcr.io/x/puller:latest")
+    with pytest.raises(ValueError, match="profile"):
+        _serving(models=[ServedModel("m", "tpu")])

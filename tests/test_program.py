@@ -201,3 +201,37 @@ def test_prod_uae_kubernetes_baseline_and_vault(records: dict) -> None:
     assert {k["inputs"]["name"] for k in keys} >= {f"artifacts-{t}" for t in tenants}
     assert len(of_type(prod, "vault:index/policy:Policy")) >= len(tenants)
     assert len(of_type(prod, "vault:kubernetes/authBackendRole:AuthBackendRole")) >= len(tenants)
+
+
+def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
+    from pipelines.promotion import DEFAULT
+
+    prod = records["prod-uae"]
+    rollouts = [
+        r for r in prod["resources"] if r["type"] == "kubernetes:argoproj.io/v1alpha1:Rollout"
+    ]
+    assert rollouts, "no Triton rollout"
+    for ro in rollouts:
+        spec = ro["inputs"]["spec"]
+        pod = spec["template"]["spec"]
+        triton = pod["containers"][0]
+        assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:")
+        assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+            "tolerations"
+        ]
+        assert pod["nodeSelector"]["sovereign-ml/pool"] == "gpu"
+        weights = [s["setWeight"] for s in spec["strategy"]["canary"]["steps"] if "setWeight" in s]
+        assert weights == list(DEFAULT.steps[:-1])
+        assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    (analysis,) = [
+        r
+        for r in prod["resources"]
+        if r["type"] == "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+    ]
+    conditions = {m["name"]: m["successCondition"] for m in analysis["inputs"]["spec"]["metrics"]}
+    assert conditions["error-rate"] == f"result[0] <= {DEFAULT.max_error_rate}"
+    assert conditions["p99-latency-ratio"] == f"result[0] <= {DEFAULT.max_p99_latency_ratio}"
+    kinds = {r["type"] for r in prod["resources"]}
+    assert "kubernetes:autoscaling/v2:HorizontalPodAutoscaler" in kinds
+    assert "kubernetes:policy/v1:PodDisruptionBudget" in kinds

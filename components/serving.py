@@ -1,0 +1,364 @@
+"""NVIDIA Triton serving per model with progressive delivery decided from live metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components._aws import TYPE_PREFIX, child, irsa_role, policy
+from components._k8s import container, metadata, pod_spec
+from pipelines.promotion import (
+    DEFAULT,
+    PromotionCriteria,
+    accuracy_delta_query,
+    error_rate_query,
+    p99_latency_ratio_query,
+    selector,
+)
+
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+ROLLOUTS_CHART = ("argo-rollouts", "2.39.1", "https://argoproj.github.io/argo-helm")
+PROFILES = ("gpu", "cpu")
+PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model served by Triton."""
+
+    name: str
+    """Model name in the repository and in Triton (``credit-risk``)."""
+    profile: str = "gpu"
+    """``gpu`` (one GPU per replica, GPU nodes) or ``cpu`` (worker pool)."""
+    min_replicas: int = 2
+    """HPA floor; 0 would need KEDA-style scale to zero, so SMB stacks use 1."""
+    max_replicas: int = 6
+    """HPA ceiling."""
+
+
+@dataclass
+class ServingArgs:
+    """Inputs of :class:`Serving`."""
+
+    namespace: str
+    """Namespace of the model servers (restricted, default-deny)."""
+    models: Sequence[ServedModel]
+    """Models to serve."""
+    models_bucket: pulumi.Input[str]
+    """S3 bucket holding the exported model repositories (``<model>/<version>/...``)."""
+    models_bucket_arn: pulumi.Input[str]
+    """Its ARN, for the pull role."""
+    storage_key_arn: pulumi.Input[str]
+    """KMS key of the bucket (SSE-KMS), for the pull role."""
+    oidc_provider_arn: pulumi.Input[str]
+    """IRSA OIDC provider."""
+    oidc_issuer_url: pulumi.Input[str]
+    """Its issuer URL."""
+    region: str
+    """Region, for the model puller."""
+    puller_image: str
+    """Image of the model puller (this repository's ``sovml artifact`` + aws s3 sync), pinned."""
+    prometheus_url: str = "http://prometheus.monitoring.svc:9090"
+    """Prometheus the rollout analysis queries."""
+    criteria: PromotionCriteria = field(default_factory=lambda: DEFAULT)
+    """Promotion criteria: the same object the local ``sovml abtest`` decides with."""
+
+
+class Serving(pulumi.ComponentResource):
+    """Triton per model as an Argo Rollouts canary whose analysis reads Prometheus.
+
+    Per model: a ``Rollout`` of Triton (pinned NGC image; GPU profile requests ``nvidia.com/gpu``,
+    tolerates the GPU taint and selects GPU nodes; CPU profile runs on the worker pool), an init
+    container that pulls the model repository from the models bucket through IRSA and decrypts
+    it when encrypted, liveness/readiness on Triton's health endpoints, stable and canary
+    Services, an HPA and a PodDisruptionBudget, and an ``AnalysisTemplate`` whose Prometheus
+    queries and thresholds are rendered from :mod:`pipelines.promotion`, the criteria the local
+    A/B decision uses too. Traffic moves in the configured steps (5 -> 25 -> 50 -> 100 by
+    default), each gated by the analysis; a failed analysis aborts and rolls back.
+
+    Argo Rollouts (pinned chart) rather than Flagger: it needs no service mesh (replica-weighted
+    canaries work on plain Services, and mesh or ALB routing can be added later), its analysis
+    is a first-class CRD we can render and validate, and rollbacks are a controller action,
+    not a mesh reconfiguration.
+    """
+
+    def __init__(
+        self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        names = [m.name for m in args.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ServingArgs.models: duplicate names in {names}")
+        for m in args.models:
+            if m.profile not in PROFILES:
+                raise ValueError(
+                    f"ServingArgs.models[{m.name}].profile: {m.profile}; allowed {PROFILES}"
+                )
+            if not 1 <= m.min_replicas <= m.max_replicas:
+                raise ValueError(
+                    f"ServingArgs.models[{m.name}]: replicas {m.min_replicas}..{m.max_replicas}; "
+                    "allowed 1 <= min <= max"
+                )
+        if ":" not in args.puller_image.rsplit("/", 1)[-1] or args.puller_image.endswith(":latest"):
+            raise ValueError(f"ServingArgs.puller_image: {args.puller_image}; allowed a pinned tag")
+        super().__init__(f"{TYPE_PREFIX}:serving:Serving", name, None, opts)
+
+        role = irsa_role(
+            f"{name}-triton-irsa",
+            oidc_provider_arn=args.oidc_provider_arn,
+            oidc_issuer_url=args.oidc_issuer_url,
+            namespace=args.namespace,
+            service_account="triton",
+            inline_policy=policy(
+                [
+                    {
+                        "Sid": "ReadModelRepositories",
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:ListBucket"],
+                        "Resource": [
+                            args.models_bucket_arn,
+                            pulumi.Output.from_input(args.models_bucket_arn).apply(
+                                lambda a: f"{a}/*"
+                            ),
+                        ],
+                    },
+                    {
+                        "Sid": "DecryptSseKmsObjects",
+                        "Effect": "Allow",
+                        "Action": "kms:Decrypt",
+                        "Resource": args.storage_key_arn,
+                    },
+                ]
+            ),
+            opts=child(self),
+        )
+        sa = k8s.core.v1.ServiceAccount(
+            f"{name}-triton-sa",
+            metadata={
+                **metadata("triton", args.namespace),
+                "annotations": {"eks.amazonaws.com/role-arn": role.arn},
+            },
+            automount_service_account_token=True,
+            opts=child(self),
+        )
+        chart, version, repo = ROLLOUTS_CHART
+        controller = k8s.helm.v3.Release(
+            f"{name}-argo-rollouts",
+            name="argo-rollouts",
+            chart=chart,
+            version=version,
+            namespace=args.namespace,
+            repository_opts={"repo": repo},
+            values={
+                "installCRDs": True,
+                "dashboard": {"enabled": False},
+                "controller": {
+                    "replicas": 2,
+                    "nodeSelector": {"sovereign-ml/pool": "system"},
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                },
+                "podSecurityContext": {
+                    "runAsNonRoot": True,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containerSecurityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            },
+            opts=child(self),
+        )
+        for m in args.models:
+            self._model(name, m, args, sa, controller)
+        self.register_outputs({"models": names})
+
+    def _model(
+        self,
+        name: str,
+        m: ServedModel,
+        args: ServingArgs,
+        sa: k8s.core.v1.ServiceAccount,
+        controller: k8s.helm.v3.Release,
+    ) -> None:
+        ns, c = args.namespace, args.criteria
+        app = f"triton-{m.name}"
+        labels = {"app.kubernetes.io/name": app, "sovereign-ml/model": m.name}
+        gpu = m.profile == "gpu"
+        models_volume = {"name": "models", "mountPath": "/models"}
+        tmp_volume = {"name": "tmp", "mountPath": "/tmp"}
+        triton = container(
+            "triton",
+            TRITON_IMAGE,
+            cpu="2" if gpu else "1",
+            memory="8Gi" if gpu else "2Gi",
+            cpu_limit="4" if gpu else "2",
+            gpu=1 if gpu else 0,
+            command=["tritonserver"],
+            args=[
+                "--model-repository=/models",
+                "--model-control-mode=none",
+                "--strict-model-config=true",
+                "--allow-metrics=true",
+                "--metrics-config=summary_latencies=true",
+                f"--http-port={PORTS['http']}",
+                f"--grpc-port={PORTS['grpc']}",
+                f"--metrics-port={PORTS['metrics']}",
+            ],
+            ports=[{"name": k, "containerPort": v} for k, v in PORTS.items()],
+            probe_path="/v2/health/ready",
+            probe_port=PORTS["http"],
+            volume_mounts=[models_volume, tmp_volume],
+        )
+        triton["livenessProbe"]["httpGet"]["path"] = "/v2/health/live"
+        puller = container(
+            "model-puller",
+            args.puller_image,
+            cpu="250m",
+            memory="512Mi",
+            args=[
+                "pull",
+                "--bucket",
+                "$(MODELS_BUCKET)",
+                "--prefix",
+                f"{m.name}/",
+                "--dest",
+                f"/models/{m.name}",
+                "--decrypt-if-encrypted",
+            ],
+            env={"AWS_REGION": args.region},
+            volume_mounts=[models_volume, tmp_volume],
+        )
+        puller["env"].append(
+            {"name": "MODELS_BUCKET", "value": args.models_bucket}  # type: ignore[dict-item]
+        )
+        spec = pod_spec(
+            [triton],
+            service_account="triton",
+            gpu=gpu,
+            node_selector=None if gpu else {"sovereign-ml/pool": "workers"},
+            volumes=[{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+            spread_label=labels,
+        )
+        spec["initContainers"] = [puller]
+        template_name = f"{app}-promotion"
+        candidate = selector(m.name, "canary")
+        baseline = selector(m.name, "stable")
+        analysis = k8s.apiextensions.CustomResource(
+            f"{name}-{m.name}-analysis",
+            api_version="argoproj.io/v1alpha1",
+            kind="AnalysisTemplate",
+            metadata=metadata(template_name, ns),
+            spec={
+                "metrics": [
+                    {
+                        "name": metric,
+                        "interval": f"{c.analysis_interval_s}s",
+                        "count": 5,
+                        "failureLimit": 0,
+                        "successCondition": condition,
+                        "provider": {"prometheus": {"address": args.prometheus_url, "query": q}},
+                    }
+                    for metric, condition, q in (
+                        (
+                            "error-rate",
+                            f"result[0] <= {c.max_error_rate}",
+                            error_rate_query(candidate),
+                        ),
+                        (
+                            "p99-latency-ratio",
+                            f"result[0] <= {c.max_p99_latency_ratio}",
+                            p99_latency_ratio_query(candidate, baseline),
+                        ),
+                        (
+                            "accuracy-delta",
+                            f"result[0] >= {-c.accuracy_margin}",
+                            accuracy_delta_query(candidate, baseline),
+                        ),
+                    )
+                ]
+            },
+            opts=child(self, depends_on=[controller]),
+        )
+        services = {}
+        for variant in ("stable", "canary"):
+            services[variant] = k8s.core.v1.Service(
+                f"{name}-{m.name}-{variant}",
+                metadata=metadata(f"{app}-{variant}", ns),
+                spec={
+                    "selector": labels,
+                    "ports": [
+                        {"name": k, "port": v, "targetPort": k, "protocol": "TCP"}
+                        for k, v in PORTS.items()
+                    ],
+                },
+                opts=child(self),
+            )
+        steps: list[dict] = []
+        for weight in c.steps[:-1]:
+            steps += [
+                {"setWeight": weight},
+                {"analysis": {"templates": [{"templateName": template_name}]}},
+            ]
+        k8s.apiextensions.CustomResource(
+            f"{name}-{m.name}-rollout",
+            api_version="argoproj.io/v1alpha1",
+            kind="Rollout",
+            metadata=metadata(app, ns),
+            spec={
+                "replicas": m.min_replicas,
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"prometheus.io/port": str(PORTS["metrics"])},
+                    },
+                    "spec": spec,
+                },
+                "strategy": {
+                    "canary": {
+                        "stableService": f"{app}-stable",
+                        "canaryService": f"{app}-canary",
+                        "stableMetadata": {"labels": {"sovereign-ml/variant": "stable"}},
+                        "canaryMetadata": {"labels": {"sovereign-ml/variant": "canary"}},
+                        "steps": steps,
+                    }
+                },
+            },
+            opts=child(self, depends_on=[analysis, sa, *services.values()]),
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-{m.name}-hpa",
+            metadata=metadata(app, ns),
+            spec={
+                "scaleTargetRef": {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Rollout",
+                    "name": app,
+                },
+                "minReplicas": m.min_replicas,
+                "maxReplicas": m.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+            },
+            opts=child(self),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-{m.name}-pdb",
+            metadata=metadata(app, ns),
+            spec={"minAvailable": 1, "selector": {"matchLabels": labels}},
+            opts=child(self),
+        )
