@@ -12,6 +12,7 @@ from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
+from components.kubeflow import Kubeflow, KubeflowArgs
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.serving import ServedModel, Serving, ServingArgs
@@ -187,6 +188,28 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             oidc_provider_arn=cluster.oidc_provider_arn,
             oidc_issuer_url=cluster.oidc_issuer_url,
             protect=cfg.production,
+        ),
+        opts=after_baseline,
+    )
+    Kubeflow(
+        "kubeflow",
+        KubeflowArgs(
+            namespace="kubeflow",
+            name_prefix=prefix,
+            region=cfg.region,
+            artifacts_bucket=storage.buckets["artifacts"].bucket,
+            artifacts_bucket_arn=storage.buckets["artifacts"].arn,
+            storage_key_arn=keys.keys["storage"].arn,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            # SMB: one MySQL pod on an encrypted volume instead of a Multi-AZ RDS bill.
+            db_mode="rds" if cfg.tier == "enterprise" else "in-cluster",
+            vpc_id=network.vpc_id,
+            vpc_cidr=cfg.network.cidr,
+            subnet_ids=network.private_subnet_ids,
+            db_key_arn=keys.keys["storage"].arn,
+            tenants=list(cfg.tenants),
+            production=cfg.production,
         ),
         opts=after_baseline,
     )

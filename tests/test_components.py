@@ -412,3 +412,56 @@ def test_serving_refuses_unpinned_puller_and_bad_profile() -> None:
         _serving(puller_image="ghcr.io/x/puller:latest")
     with pytest.raises(ValueError, match="profile"):
         _serving(models=[ServedModel("m", "tpu")])
+
+
+def _kubeflow(**kw: Any) -> Any:
+    from components.kubeflow import Kubeflow, KubeflowArgs
+
+    args = dict(
+        namespace="kubeflow", name_prefix="p", region=REGION, artifacts_bucket="art",
+        artifacts_bucket_arn="arn:aws:s3:::art", storage_key_arn=KEY,
+        oidc_provider_arn="arn:aws:iam::1:oidc-provider/x", oidc_issuer_url="https://o/id/X",
+        vpc_id="vpc-1", vpc_cidr="10.40.0.0/16", subnet_ids=["s1", "s2"], db_key_arn=KEY,
+        tenants=["acme"],
+    )  # fmt: skip
+    return Kubeflow("kf", KubeflowArgs(**{**args, **kw}))
+
+
+def test_kubeflow_uses_s3_via_irsa_and_a_private_encrypted_rds() -> None:
+    res = record(_kubeflow)
+    (db,) = of_type(res, "aws:rds/instance:Instance")
+    i = db["inputs"]
+    assert i["storageEncrypted"] and i["kmsKeyId"] == KEY and not i["publiclyAccessible"]
+    assert i["manageMasterUserPassword"] and "password" not in i
+    assert db["protect"] and i["multiAz"] and i["deletionProtection"]
+    (params,) = of_type(res, "aws:rds/parameterGroup:ParameterGroup")
+    assert {"name": "require_secure_transport", "value": "1"} in params["inputs"]["parameters"]
+    (cfg,) = of_type(res, "kubernetes:core/v1:ConfigMap")
+    assert cfg["inputs"]["data"]["bucketName"] == "art"
+    assert cfg["inputs"]["data"]["ObjectStoreConfigSecure"] == "true"
+    sas = {
+        (s["inputs"]["metadata"]["namespace"], s["inputs"]["metadata"]["name"])
+        for s in of_type(res, "kubernetes:core/v1:ServiceAccount")
+    }
+    assert sas == {
+        ("kubeflow", "ml-pipeline"),
+        ("kubeflow", "pipeline-runner"),
+        ("acme", "pipeline-runner"),
+    }
+    tenant_policy = next(
+        r for r in of_type(res, "aws:iam/rolePolicy:RolePolicy") if "acme" in r["name"]
+    )
+    assert "arn:aws:s3:::art/tenants/acme/*" in tenant_policy["inputs"]["policy"]
+    (kfp,) = of_type(res, "kubernetes:kustomize/v2:Directory")
+    assert kfp["inputs"]["directory"].endswith("pipelines/deploy/kfp")
+    assert not [r for r in res if "minio" in r["name"]]
+
+
+def test_kubeflow_smb_runs_mysql_on_an_encrypted_volume() -> None:
+    res = record(lambda: _kubeflow(db_mode="in-cluster"))
+    assert not of_type(res, "aws:rds/instance:Instance")
+    (sts,) = of_type(res, "kubernetes:apps/v1:StatefulSet")
+    claim = sts["inputs"]["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "gp3-encrypted"
+    with pytest.raises(ValueError, match="db_mode"):
+        _kubeflow(db_mode="sqlite")
