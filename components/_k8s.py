@@ -110,8 +110,13 @@ def pod_spec(
     uid: int = NON_ROOT_UID,
     spread_label: Mapping[str, str] | None = None,
     restart_policy: str | None = None,
+    api_access: bool = False,
 ) -> dict[str, Any]:
-    """A hardened pod spec; GPU pods tolerate the GPU taint and select GPU nodes."""
+    """A hardened pod spec; GPU pods tolerate the GPU taint and select GPU nodes.
+
+    The Kubernetes API token is mounted only for ``api_access``: IRSA does not need it (the
+    EKS pod identity webhook projects its own web-identity token).
+    """
     spec: dict[str, Any] = {
         "securityContext": {
             "runAsNonRoot": True,
@@ -120,8 +125,7 @@ def pod_spec(
             "fsGroup": uid,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # Tokens are mounted only where a workload talks to the API or uses IRSA/Vault auth.
-        "automountServiceAccountToken": service_account is not None,
+        "automountServiceAccountToken": api_access,
         "containers": [dict(c) for c in containers],
     }
     if service_account:

@@ -281,6 +281,19 @@ KEYS: tuple[Key, ...] = (
         "ghcr.io/sovereign-ml/model-puller:0.1.0",
     ),
     Key(
+        "driftThreshold",
+        "string",
+        "PSI above which a feature counts as drifted and retraining is requested (a number, "
+        "as text: Pulumi config has no float type).",
+        "0.2",
+    ),
+    Key(
+        "driftMonitorImage",
+        "string",
+        "Pinned image of the hourly drift job (this repository's kernels and drift_job).",
+        "ghcr.io/sovereign-ml/drift-monitor:0.1.0",
+    ),
+    Key(
         "tenant",
         "string",
         "The tenant this whole stack belongs to (SMB stacks); tagged on every resource. Empty "
@@ -398,6 +411,8 @@ class PlatformConfig:
     served_models: tuple[tuple[str, str], ...] = ()
     canary_steps: tuple[int, ...] = (5, 25, 50, 100)
     model_puller_image: str = ""
+    drift_threshold: float = 0.2
+    drift_image: str = ""
     vault_address: str = "https://127.0.0.1:8200"
     vault_configure: bool = False
     tenant: str = ""
@@ -792,6 +807,20 @@ def parse(
         r.problem("modelPullerImage", puller, "an image with a pinned tag, e.g. repo/name:1.2.3")
     elif puller is not None and puller.endswith(":latest"):
         r.problem("modelPullerImage", puller, "a pinned tag, not latest")
+    drift_text = r.string("driftThreshold")
+    drift_threshold: float | None = None
+    try:
+        drift_threshold = float(drift_text) if drift_text is not None else None
+        if drift_threshold is not None and not 0 < drift_threshold < 10:
+            raise ValueError
+    except ValueError:
+        r.problem("driftThreshold", drift_text, "a number between 0 and 10, e.g. 0.2")
+        drift_threshold = None
+    drift_image = r.string("driftMonitorImage")
+    if drift_image is not None and (
+        not re.fullmatch(r"[\w.:/-]+:[\w.-]+", drift_image) or drift_image.endswith(":latest")
+    ):
+        r.problem("driftMonitorImage", drift_image, "an image with a pinned tag, not latest")
     vault_address = r.string("vaultAddress")
     if vault_address is not None and not re.fullmatch(
         r"https://[\w.-]+(:\d{1,5})?/?", vault_address
@@ -843,6 +872,8 @@ def parse(
         served_models=tuple(served),
         canary_steps=steps or (),
         model_puller_image=puller,  # type: ignore[arg-type]
+        drift_threshold=drift_threshold or 0.2,
+        drift_image=drift_image,  # type: ignore[arg-type]
         vault_address=vault_address,  # type: ignore[arg-type]
         vault_configure=bool(vault_configure),
         tenant=tenant or "",

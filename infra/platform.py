@@ -13,6 +13,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.kubeflow import Kubeflow, KubeflowArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.serving import ServedModel, Serving, ServingArgs
@@ -235,6 +236,23 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             ),
             opts=after_baseline,
         )
+    Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            namespace="monitoring",
+            models=[name for name, _ in cfg.served_models],
+            data_bucket=storage.buckets["models"].bucket,
+            data_bucket_arn=storage.buckets["models"].arn,
+            storage_key_arn=keys.keys["storage"].arn,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            drift_image=cfg.drift_image,
+            drift_threshold=cfg.drift_threshold,
+            gpu_enabled=any(p.gpu for p in cfg.node_pools),
+            criteria=PromotionCriteria(steps=cfg.canary_steps),
+        ),
+        opts=after_baseline,
+    )
     if cfg.vault_configure:
         # Second bootstrap step: Vault runs and is initialised; VAULT_TOKEN is in the env.
         vault_provider = vault.Provider("vault", address=cfg.vault_address)

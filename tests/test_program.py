@@ -235,3 +235,23 @@ def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
     kinds = {r["type"] for r in prod["resources"]}
     assert "kubernetes:autoscaling/v2:HorizontalPodAutoscaler" in kinds
     assert "kubernetes:policy/v1:PodDisruptionBudget" in kinds
+
+
+def test_prod_uae_monitoring_rules_and_drift_jobs(records: dict) -> None:
+    prod = records["prod-uae"]
+    (rules,) = [
+        r
+        for r in prod["resources"]
+        if r["type"] == "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+    ]
+    alerts = {rule["alert"] for g in rules["inputs"]["spec"]["groups"] for rule in g["rules"]}
+    assert {"ModelP99LatencyHigh", "ModelErrorRateHigh", "GpuSaturated", "FeatureDrift"} <= alerts
+    crons = of_type(prod, "kubernetes:batch/v1:CronJob")
+    models = [m[0] for m in prod["config"]["served_models"]]
+    assert {c["inputs"]["metadata"]["name"] for c in crons} == {f"drift-{m}" for m in models}
+    args = crons[0]["inputs"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert "--kfp-endpoint" in args and "--threshold" in args
+    monitors = [r for r in prod["resources"] if r["type"].endswith(":ServiceMonitor")]
+    assert {m["inputs"]["metadata"]["name"] for m in monitors} == {"triton", "feature-server"}
