@@ -272,12 +272,8 @@ class Kubeflow(pulumi.ComponentResource):
         )
         # The root password comes from the `mysql-secret` Secret, synced from Vault KV
         # (secret/kubeflow/mysql) by the cluster's secret operator; it is never stack config.
-        mysql["env"] = [
-            {
-                "name": "MYSQL_ROOT_PASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": "mysql-secret", "key": "password"}},
-            }
-        ]
+        mysql["env"] = [{"name": "MYSQL_ROOT_PASSWORD_FILE", "value": "/secrets/password"}]
+        mysql["volumeMounts"].append({"name": "secrets", "mountPath": "/secrets", "readOnly": True})
         k8s.apps.v1.StatefulSet(
             f"{name}-mysql",
             metadata=metadata("kfp-mysql", ns),
@@ -289,7 +285,10 @@ class Kubeflow(pulumi.ComponentResource):
                     "metadata": {"labels": labels},
                     "spec": pod_spec(
                         [mysql],
-                        volumes=[{"name": n, "emptyDir": {}} for n in ("run", "tmp")],
+                        volumes=[
+                            *({"name": n, "emptyDir": {}} for n in ("run", "tmp")),
+                            {"name": "secrets", "secret": {"secretName": "mysql-secret"}},
+                        ],
                         node_selector={"sovereign-ml/pool": "system"},
                     ),
                 },

@@ -11,6 +11,7 @@ import pulumi_vault as vault
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
+from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.kubeflow import Kubeflow, KubeflowArgs
 from components.monitoring import Monitoring, MonitoringArgs
@@ -211,6 +212,27 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             db_key_arn=keys.keys["storage"].arn,
             tenants=list(cfg.tenants),
             production=cfg.production,
+        ),
+        opts=after_baseline,
+    )
+    FeatureStore(
+        "features",
+        FeatureStoreArgs(
+            namespace="feature-store",
+            name_prefix=prefix,
+            project="credit_risk",
+            features_bucket=storage.buckets["features"].bucket,
+            features_bucket_arn=storage.buckets["features"].arn,
+            storage_key_arn=keys.keys["storage"].arn,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            # SMB: one Redis pod on an encrypted volume instead of an ElastiCache bill.
+            online_store="elasticache" if cfg.tier == "enterprise" else "in-cluster",
+            vpc_id=network.vpc_id,
+            vpc_cidr=cfg.network.cidr,
+            subnet_ids=network.private_subnet_ids,
+            production=cfg.production,
+            min_replicas=1 if cfg.tier == "smb" else 2,
         ),
         opts=after_baseline,
     )

@@ -109,6 +109,12 @@ def _plain(value: Any) -> Any:
     """Inputs as JSON data: secrets redacted, integral floats back to ints, assets named."""
     if isinstance(value, dict):
         if value.get(_SIG_KEY) == _SECRET_SIG:
+            # Keep the shape (a Secret's keys, a list's length) so manifests stay valid.
+            inner = value.get("value")
+            if isinstance(inner, dict):
+                return {str(k): REDACTED for k in inner}
+            if isinstance(inner, list):
+                return [REDACTED for _ in inner]
             return REDACTED
         return {str(k): _plain(v) for k, v in value.items() if k != _SIG_KEY}
     if isinstance(value, (list, tuple)):
@@ -216,6 +222,10 @@ def _mock_state(typ: str, name: str, inputs: dict[str, Any], region: str) -> tup
     state = dict(inputs)
     if typ.startswith("pulumi:providers:"):
         return str(uuid.UUID(_hex(typ, name, n=32))), state
+    if typ == "random:index/randomPassword:RandomPassword":
+        # A deterministic stand-in; the record redacts it like any secret output.
+        state["result"] = {_SIG_KEY: _SECRET_SIG, "value": f"synth-{_hex(typ, name, n=32)}"}
+        return f"{name}-{h[:8]}", state
     if not typ.startswith("aws:"):
         return f"{name}-{h[:8]}", state
     module, _, kind = typ.split(":")[1].partition("/")
@@ -257,6 +267,9 @@ def _mock_state(typ: str, name: str, inputs: dict[str, Any], region: str) -> tup
     elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
         rid = f"lt-{h}"
         state["latestVersion"] = 1
+    elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        rid = str(state.get("replicationGroupId") or physical)
+        state["primaryEndpointAddress"] = f"master.{rid}.{h[:6]}.mec1.cache.amazonaws.com"
     elif typ == "aws:eks/nodeGroup:NodeGroup":
         rid = f"{state.get('clusterName')}:{state.get('nodeGroupName')}"
     else:

@@ -465,3 +465,50 @@ def test_kubeflow_smb_runs_mysql_on_an_encrypted_volume() -> None:
     assert claim["storageClassName"] == "gp3-encrypted"
     with pytest.raises(ValueError, match="db_mode"):
         _kubeflow(db_mode="sqlite")
+
+
+def _features(**kw: Any) -> Any:
+    from components.feature_store import FeatureStore, FeatureStoreArgs
+
+    args = dict(
+        namespace="feature-store", name_prefix="p", project="credit_risk",
+        features_bucket="feat", features_bucket_arn="arn:aws:s3:::feat", storage_key_arn=KEY,
+        oidc_provider_arn="arn:aws:iam::1:oidc-provider/x", oidc_issuer_url="https://o/id/X",
+        vpc_id="vpc-1", vpc_cidr="10.40.0.0/16", subnet_ids=["s1", "s2"],
+    )  # fmt: skip
+    return FeatureStore("fs", FeatureStoreArgs(**{**args, **kw}))
+
+
+def test_feature_store_online_store_encrypted_and_server_locked_down() -> None:
+    res = record(_features)
+    (cache,) = of_type(res, "aws:elasticache/replicationGroup:ReplicationGroup")
+    i = cache["inputs"]
+    assert i["atRestEncryptionEnabled"] == "true" and i["kmsKeyId"] == KEY
+    assert i["transitEncryptionEnabled"] is True and i["authToken"] == "[secret]"
+    assert cache["protect"] and i["multiAzEnabled"]
+    (deploy,) = of_type(res, "kubernetes:apps/v1:Deployment")
+    pod = deploy["inputs"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "quay.io/feastdev/feature-server:0.67.0"
+    assert "env" not in pod["containers"][0]  # the password arrives as a file
+    (secret,) = of_type(res, "kubernetes:core/v1:Secret")
+    assert secret["inputs"]["stringData"] == {"password": "[secret]"}
+    (netpol,) = of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    sources = {
+        f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for f in netpol["inputs"]["spec"]["ingress"][0]["from"]
+    }
+    assert sources == {"serving", "kubeflow"}
+    (cfg,) = of_type(res, "kubernetes:core/v1:ConfigMap")
+    assert "registry: s3://feat/registry.db" in cfg["inputs"]["data"]["feature_store.yaml"]
+    assert "ssl=true" in cfg["inputs"]["data"]["feature_store.yaml"]
+    assert len(of_type(res, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")) == 1
+
+
+def test_feature_store_smb_uses_in_cluster_redis() -> None:
+    res = record(lambda: _features(online_store="in-cluster", production=False))
+    assert not of_type(res, "aws:elasticache/replicationGroup:ReplicationGroup")
+    (sts,) = of_type(res, "kubernetes:apps/v1:StatefulSet")
+    assert (
+        sts["inputs"]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"]
+        == "gp3-encrypted"
+    )

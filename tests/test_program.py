@@ -255,3 +255,17 @@ def test_prod_uae_monitoring_rules_and_drift_jobs(records: dict) -> None:
     assert "--kfp-endpoint" in args and "--threshold" in args
     monitors = [r for r in prod["resources"] if r["type"].endswith(":ServiceMonitor")]
     assert {m["inputs"]["metadata"]["name"] for m in monitors} == {"triton", "feature-server"}
+
+
+def test_prod_uae_feature_server_online_store_and_irsa(records: dict) -> None:
+    prod = records["prod-uae"]
+    deployments = {
+        d["inputs"]["metadata"]["name"]: d for d in of_type(prod, "kubernetes:apps/v1:Deployment")
+    }
+    assert "feast" in deployments
+    (cache,) = of_type(prod, "aws:elasticache/replicationGroup:ReplicationGroup")
+    assert cache["inputs"]["atRestEncryptionEnabled"] == "true"
+    assert cache["inputs"]["transitEncryptionEnabled"] is True
+    roles = [r for r in of_type(prod, "aws:iam/role:Role") if "feast-irsa" in r["name"]]
+    assert len(roles) == 1
+    assert "system:serviceaccount:feature-store:feast" in roles[0]["inputs"]["assumeRolePolicy"]
