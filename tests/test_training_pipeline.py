@@ -1,0 +1,667 @@
+"""The KFP training pipeline: a real kfp.local run, bad data, the gate, reproducibility, golden IR.
+
+The expensive part, one full local run on a small table, happens once per module
+(``pipeline_run``); the other pipeline runs reuse its step cache or stop at validate.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import gzip
+import importlib.util
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import types
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import typer
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from infra.cli_pipeline import pipeline_app
+from pipelines import local_run, training
+from pipelines.lib import data, features, gate, images, model, schema, steps, train, triton
+from pipelines.lib.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+ROWS = 2000
+EPOCHS = 3
+ARGS = {"rows": ROWS, "seed": 7, "epochs": EPOCHS, "min_auc": 0.7}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Output folder (runs, cache, registry, keys) shared by the module's pipeline runs."""
+    return tmp_path_factory.mktemp("pipelines")
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(workdir: Path) -> local_run.RunResult:
+    """One full local run of the training pipeline on a small synthetic table."""
+    return local_run.run_local(dict(ARGS), workdir)
+
+
+@pytest.fixture(scope="module")
+def triton_configs(pipeline_run: local_run.RunResult, tmp_path_factory: pytest.TempPathFactory):
+    """Both exported configs, plus GPU-profile renderings, parsed as Triton ModelConfig.
+
+    The parse runs in a subprocess: ``tritonclient.grpc``'s protos must not share a process with
+    other gRPC server protos (duplicate symbols), whatever else the test session imported.
+    """
+    assert pipeline_run.model_repository and pipeline_run.model_repository_local
+    extra = tmp_path_factory.mktemp("configs")
+    files = {
+        "production": pipeline_run.model_repository / "credit_risk" / "config.pbtxt",
+        "local": pipeline_run.model_repository_local / "credit_risk" / "config.pbtxt",
+    }
+    for backend in ("libtorch", "python"):
+        path = extra / f"gpu-{backend}.pbtxt"
+        cfg = triton.ServingConfig("credit_risk", 3, len(schema.FEATURES), profile="gpu")
+        path.write_text(triton.render_config(cfg, backend))
+        files[f"gpu-{backend}"] = path
+    code = (
+        "import json, sys\n"
+        "from google.protobuf import json_format, text_format\n"
+        "from tritonclient.grpc import model_config_pb2\n"
+        "out = {}\n"
+        "for name, path in json.loads(sys.argv[1]).items():\n"
+        "    cfg = text_format.Parse(open(path).read(), model_config_pb2.ModelConfig())\n"
+        "    out[name] = json_format.MessageToDict(cfg, preserving_proto_field_name=True)\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps({k: str(v) for k, v in files.items()})],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(proc.stdout)
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.add_typer(pipeline_app, name="pipeline")
+
+    @app.callback()
+    def root() -> None:
+        """Test wrapper, as infra/cli.py registers the pipeline app."""
+
+    return app
+
+
+# ------------------------------------------------------------------------------- full local run
+
+
+def test_full_local_run_completes(pipeline_run: local_run.RunResult) -> None:
+    assert pipeline_run.succeeded, pipeline_run.errors
+    assert [s.status for s in pipeline_run.steps.values()] == ["done"] * 8
+    assert pipeline_run.gate_passed is True
+    assert pipeline_run.metrics["auc"] > 0.75
+    assert set(pipeline_run.metrics) >= {"accuracy", "auc", "log_loss"}
+    assert pipeline_run.version == 1
+
+
+def test_export_writes_both_triton_repositories(pipeline_run: local_run.RunResult) -> None:
+    repo, local = pipeline_run.model_repository, pipeline_run.model_repository_local
+    assert repo is not None and local is not None
+    assert repo.name == "model_repository" and local.name == "model_repository_local"
+    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()) == [
+        "credit_risk/1/model.pt",
+        "credit_risk/config.pbtxt",
+    ]
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
+        "credit_risk/1/model.pt",
+        "credit_risk/1/model.py",
+        "credit_risk/config.pbtxt",
+    ]
+    # The local repository serves the very same TorchScript bytes.
+    assert (repo / "credit_risk/1/model.pt").read_bytes() == (
+        local / "credit_risk/1/model.pt"
+    ).read_bytes()
+
+
+def test_config_pbtxt_parses_as_triton_model_config(triton_configs: dict[str, Any]) -> None:
+    prod, local = triton_configs["production"], triton_configs["local"]
+    assert prod["platform"] == "pytorch_libtorch" and prod["backend"] == "pytorch"
+    assert local["backend"] == "python"
+    for cfg in (prod, local):
+        assert cfg["name"] == "credit_risk"
+        assert cfg["max_batch_size"] == 1024
+        assert cfg["input"] == [
+            {"name": "features__0", "data_type": "TYPE_FP32", "dims": [str(len(schema.FEATURES))]}
+        ]
+        assert cfg["output"] == [
+            {"name": "probability__0", "data_type": "TYPE_FP32", "dims": ["1"]}
+        ]
+        assert cfg["dynamic_batching"]["preferred_batch_size"] == [64, 256]
+        assert cfg["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
+    for backend in ("libtorch", "python"):
+        assert triton_configs[f"gpu-{backend}"]["instance_group"][0]["kind"] == "KIND_GPU"
+    # Same inputs, outputs, batching and instances in both repositories.
+    for key in ("input", "output", "max_batch_size", "dynamic_batching", "instance_group"):
+        assert prod[key] == local[key]
+
+
+def _test_rows(run: local_run.RunResult) -> tuple[np.ndarray, np.ndarray, features.FeatureSpec]:
+    assert run.run_dir is not None
+    spec = features.FeatureSpec.load(_artifact(run, "features", "feature_spec"))
+    x, y = features.matrices(data.read_table(_artifact(run, "features", "test_set")), spec)
+    return x, y, spec
+
+
+def _artifact(run: local_run.RunResult, task: str, name: str) -> Path:
+    """An artifact of ``run``, following kfp.local's cache to the run that produced it."""
+    assert run.run_dir is not None
+    here = run.run_dir / task / name
+    if here.exists():
+        return here
+    # Cached steps leave no folder in this run; the cache entry points at the original one.
+    found = sorted(run.run_dir.parent.glob(f"*/{task}/{name}"))
+    assert found, f"no {task}/{name} under {run.run_dir.parent}"
+    return found[0]
+
+
+def test_torchscript_predicts_like_the_trained_model(pipeline_run: local_run.RunResult) -> None:
+    assert pipeline_run.model_repository is not None
+    x, y, spec = _test_rows(pipeline_run)
+    scripted = model.load_torchscript(pipeline_run.model_repository / "credit_risk/1/model.pt")
+    eager = steps.load_model(_artifact(pipeline_run, "train", "model"), spec)
+    served, in_process = steps.predict(scripted, x), steps.predict(eager, x)
+    np.testing.assert_allclose(served, in_process, rtol=0, atol=1e-6)
+    from pipelines.lib import metrics
+
+    assert round(metrics.roc_auc(y, served), 6) == pytest.approx(pipeline_run.metrics["auc"])
+
+
+def test_python_backend_model_scores_like_torchscript(
+    pipeline_run: local_run.RunResult,
+    triton_configs: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """model.py under a stand-in for triton_python_backend_utils, two requests in one batch."""
+    assert pipeline_run.model_repository_local is not None
+    version_dir = pipeline_run.model_repository_local / "credit_risk" / "1"
+
+    class Tensor:
+        def __init__(self, name: str, array: np.ndarray) -> None:
+            self.name, self.array = name, array
+
+        def as_numpy(self) -> np.ndarray:
+            return self.array
+
+    class InferenceResponse:
+        def __init__(self, output_tensors: list[Tensor]) -> None:
+            self.output_tensors = output_tensors
+
+    stub = types.ModuleType("triton_python_backend_utils")
+    stub.Tensor = Tensor  # type: ignore[attr-defined]
+    stub.InferenceResponse = InferenceResponse  # type: ignore[attr-defined]
+    stub.get_input_tensor_by_name = lambda request, name: next(  # type: ignore[attr-defined]
+        t for t in request if t.name == name
+    )
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+    spec = importlib.util.spec_from_file_location("served_model", version_dir / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    served = module.TritonPythonModel()
+    served.initialize(
+        {
+            "model_config": json.dumps(triton_configs["local"]),
+            "model_instance_kind": "CPU",
+            "model_instance_device_id": "0",
+            "model_repository": str(version_dir.parent),
+            "model_version": "1",
+        }
+    )
+    x, _, _ = _test_rows(pipeline_run)
+    requests = [[Tensor("features__0", x[:3])], [Tensor("features__0", x[3:10])]]
+    responses = served.execute(requests)
+    got = np.concatenate([r.output_tensors[0].as_numpy() for r in responses])
+    assert [r.output_tensors[0].as_numpy().shape for r in responses] == [(3, 1), (7, 1)]
+    scripted = model.load_torchscript(version_dir / "model.pt")
+    np.testing.assert_allclose(got.reshape(-1), steps.predict(scripted, x[:10]), atol=1e-7)
+
+
+def test_lineage_record(pipeline_run: local_run.RunResult) -> None:
+    assert pipeline_run.lineage_record is not None
+    record = json.loads(pipeline_run.lineage_record.read_text())
+    dataset = _artifact(pipeline_run, "ingest", "dataset")
+    assert record["data"]["sha256"] == data.sha256_file(dataset)
+    assert record["data"]["seed"] == 7 and record["data"]["requested_rows"] == ROWS
+    assert record["features"]["list"] == list(schema.FEATURES)
+    assert record["parameters"]["epochs"] == EPOCHS and record["parameters"]["min_auc"] == 0.7
+    assert record["metrics"]["auc"] == pytest.approx(pipeline_run.metrics["auc"])
+    assert record["gate"]["passed"] is True
+    assert re.match(r"^(git:[0-9a-f]{40}|package:\S+|unknown)$", record["code"]["version"])
+    assert set(record["timestamps"]) == {"data_from", "data_to", "trained_at", "registered_at"}
+    assert record["run"]["run_tag"] == pipeline_run.run_tag
+    assert record["status"] == "production"
+    registry = Registry(pipeline_run.lineage_record.parents[2])
+    production = registry.production("credit_risk")
+    assert production is not None and production["version"] == 1
+
+
+def test_artifacts_are_envelope_encrypted(pipeline_run: local_run.RunResult, workdir: Path) -> None:
+    from pipelines import artifacts
+
+    assert pipeline_run.encrypted is not None and pipeline_run.model_repository is not None
+    manifest = json.loads((pipeline_run.encrypted / "encryption.json").read_text())
+    assert manifest["backend"] == "local"
+    assert all(entry["verified"] for entry in manifest["artifacts"].values())
+    key = artifacts.LocalKeyFile(workdir / "keys" / "artifact-key.json")
+    back = workdir / "decrypted"
+    artifacts.decrypt_path(pipeline_run.encrypted / "model_repository.enc", key, out=back)
+    assert data.sha256_tree(back) == data.sha256_tree(pipeline_run.model_repository)
+
+
+# ---------------------------------------------------------------------------------- the gate
+
+
+def test_model_below_threshold_is_not_exported(
+    pipeline_run: local_run.RunResult, workdir: Path
+) -> None:
+    """Same inputs with a stricter gate: cached up to train, rejected, nothing exported."""
+    assert pipeline_run.succeeded
+    rejected = local_run.run_local({**ARGS, "min_auc": 0.999}, workdir)
+    assert rejected.succeeded
+    statuses = {name: s.status for name, s in rejected.steps.items()}
+    assert statuses == {
+        "ingest": "cached",
+        "validate": "cached",
+        "features": "cached",
+        "train": "cached",
+        "evaluate": "done",
+        "export": "skipped",
+        "register": "skipped",
+        "encrypt": "skipped",
+    }
+    assert rejected.gate_passed is False
+    assert "below the threshold 0.9990" in rejected.gate_reason
+    assert rejected.run_dir is not None and not (rejected.run_dir / "export").exists()
+    assert rejected.model_repository is None and rejected.lineage_record is None
+    assert Registry(workdir / "registry").versions("credit_risk") == [1]
+
+
+def test_gate_compares_with_production_on_the_same_test_set(
+    pipeline_run: local_run.RunResult, tmp_path: Path
+) -> None:
+    """A weaker candidate loses against the registered production model."""
+    x_train_set = data.read_table(_artifact(pipeline_run, "features", "train_set"))
+    spec_path = _artifact(pipeline_run, "features", "feature_spec")
+    weak = tmp_path / "weak"
+    # One tiny epoch at a tiny learning rate: barely better than the initial weights.
+    steps.train(
+        str(_artifact(pipeline_run, "features", "train_set")),
+        str(spec_path),
+        str(weak),
+        {"seed": 1, "epochs": 1, "learning_rate": 1e-5, "hidden_units": "4"},
+    )
+    assert len(x_train_set) > 0
+    report = steps.evaluate(
+        str(_artifact(pipeline_run, "features", "test_set")),
+        str(spec_path),
+        str(weak),
+        str(tmp_path / "report.json"),
+        str(pipeline_run.lineage_record.parents[2]),  # type: ignore[union-attr]
+        "credit_risk",
+        0.0,
+        0.0,
+    )
+    decision = report["gate"]
+    assert decision["passed"] is False
+    assert decision["comparison"] == "same-test-set" and decision["production_version"] == 1
+    assert "worse than production v1" in decision["reason"]
+
+
+def test_gate_falls_back_to_recorded_metrics(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.register(
+        "m", 4, {"model": {"weights_sha256": "x"}, "metrics": {"auc": 0.91}, "artifacts": {}}
+    )
+    registry.promote("m", 4)
+    production = registry.production("m")
+    assert production is not None
+    auc, how = steps._production_auc(production, None)
+    assert (auc, how) == (0.91, "recorded-metrics")
+    decision = gate.decide(0.9, 0.5, 4, auc, how)
+    assert not decision.passed and "(as recorded)" in decision.reason
+    assert gate.decide(0.92, 0.5, 4, auc, how).passed
+    assert gate.decide(0.905, 0.5, 4, auc, how, tolerance=0.01).passed
+
+
+# ---------------------------------------------------------------------------------- bad data
+
+
+def _bad_table(tmp_path: Path, kind: str) -> Path:
+    frame = data.generate(1000, 3)
+    if kind == "missing":
+        frame = frame.drop(columns=["age"])
+    else:
+        frame["income"] = np.nan
+    path = tmp_path / f"{kind}.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_nan_column_fails_validate_and_exports_nothing(tmp_path: Path) -> None:
+    source = _bad_table(tmp_path, "nan")
+    result = local_run.run_local({"source_uri": str(source), "epochs": 1}, tmp_path / "out")
+    assert not result.succeeded
+    assert result.failed_step == "validate"
+    assert result.errors == [
+        "validate: column 'income' rule 'not-null': 1000 of 1000 values are NaN"
+    ]
+    assert result.steps["train"].status == "skipped"
+    assert result.run_dir is not None and not (result.run_dir / "export").exists()
+    assert not list((tmp_path / "out").rglob("model_repository*"))
+    assert Registry(tmp_path / "out" / "registry").versions("credit_risk") == []
+
+
+def test_missing_column_fails_the_cli_with_a_readable_message(tmp_path: Path) -> None:
+    source = _bad_table(tmp_path, "missing")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "pipeline",
+            "run",
+            "training",
+            "--local",
+            "--source",
+            str(source),
+            "--output-dir",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "training failed in step 'validate'" in result.output
+    assert "validate: column 'age' rule 'present': column is missing" in result.output
+    assert "Traceback" not in result.output
+    assert not list(out.rglob("model_repository*"))
+
+
+def test_validation_lists_every_problem() -> None:
+    from pipelines.lib import validation
+
+    frame = data.generate(300, 1)
+    frame.loc[:4, "age"] = 150.0
+    frame["defaulted"] = 0
+    frame.loc[0, "customer_id"] = frame.loc[1, "customer_id"]
+    problems = [str(p) for p in validation.check(frame)]
+    assert problems == [
+        "validate: column 'age' rule 'range': 5 of 300 values outside [18, 100] (min 18, max 150)",
+        "validate: column 'customer_id' rule 'unique': 1 duplicated ids",
+        "validate: column 'defaulted' rule 'class-balance': positive rate 0.0000 "
+        "outside [0.02, 0.6]",
+    ]
+    assert validation.check(data.generate(300, 1)) == []
+
+
+@settings(deadline=None)  # the first example pays for importing scipy.stats
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=2, max_size=40).filter(
+        lambda rows: len({label for label, _ in rows}) == 2
+    )
+)
+def test_auc_matches_pairwise_definition(rows: list[tuple[int, int]]) -> None:
+    """AUC = P(score of a positive > score of a negative) + 0.5 P(tie), ties included."""
+    from scipy.stats import rankdata
+
+    from pipelines.lib import metrics
+
+    labels = np.array([label for label, _ in rows])
+    scores = np.array([score for _, score in rows], dtype=float)
+    np.testing.assert_allclose(metrics.average_ranks(scores), rankdata(scores))
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
+    assert metrics.roc_auc(labels, scores) == pytest.approx(float(np.mean(pairs)))
+
+
+# --------------------------------------------------------------------------- reproducibility
+
+
+def _small_problem(rows: int = 1500) -> tuple[np.ndarray, np.ndarray, features.FeatureSpec]:
+    frame = data.generate(rows, 11)
+    tr, te, cutoff = features.split_out_of_time(frame, 0.2)
+    spec = features.fit(tr, te, cutoff)
+    x, y = features.matrices(tr, spec)
+    return x, y, spec
+
+
+def test_training_is_reproducible() -> None:
+    x, y, spec = _small_problem()
+    params = train.TrainParams(seed=5, epochs=3)
+    first = train.train(x, y, spec, params)
+    second = train.train(x, y, spec, params)
+    assert first.state.keys() == second.state.keys()
+    for name in first.state:
+        assert torch.equal(first.state[name], second.state[name]), name
+    assert model.state_sha256(first.state) == model.state_sha256(second.state)
+    assert first.history == second.history
+    other = train.train(x, y, spec, train.TrainParams(seed=6, epochs=3))
+    assert model.state_sha256(other.state) != model.state_sha256(first.state)
+    assert first.info["device"] == "cpu" and first.info["distributed"] is False
+
+
+def test_pipeline_weights_match_an_in_process_retrain(pipeline_run: local_run.RunResult) -> None:
+    """The train step is a pure function of its inputs: retraining here gives the same weights."""
+    model_dir = _artifact(pipeline_run, "train", "model")
+    recorded = json.loads((model_dir / steps.TRAINING_FILE).read_text())
+    spec = features.FeatureSpec.load(_artifact(pipeline_run, "features", "feature_spec"))
+    x, y = features.matrices(
+        data.read_table(_artifact(pipeline_run, "features", "train_set")), spec
+    )
+    again = train.train(x, y, spec, train.TrainParams(**recorded["params"]))
+    assert model.state_sha256(again.state) == recorded["weights_sha256"]
+
+
+def test_bf16_autocast_on_cpu() -> None:
+    x, y, spec = _small_problem(600)
+    result = train.train(x, y, spec, train.TrainParams(epochs=1, precision="bf16"))
+    assert result.info["precision"] == "bfloat16"
+    assert all(v.dtype in (torch.float32, torch.bool) for v in result.state.values())
+    with pytest.raises(ValueError, match="fp16' needs CUDA"):
+        train.resolve_runtime(train.TrainParams(precision="fp16"))
+
+
+def test_ddp_with_two_cpu_workers() -> None:
+    x, y, spec = _small_problem(600)
+    result = train.train(x, y, spec, train.TrainParams(epochs=1, workers=2))
+    assert result.info["distributed"] is True
+    assert result.info["world_size"] == 2 and result.info["backend"] == "gloo"
+    assert train.loss_is_finite(result.history)
+
+
+# ------------------------------------------------------------------------------ compiled IR
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """IR text of both targets, compiled once, and the warnings the compilation raised."""
+    out = tmp_path_factory.mktemp("ir")
+    result: dict[str, Any] = {}
+    for target in training.TARGETS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result[target] = training.compile_pipeline(target, out / f"{target}.yaml").read_text()
+        result[f"{target}-warnings"] = [str(w.message) for w in caught]
+    return result
+
+
+@pytest.mark.parametrize("target", training.TARGETS)
+def test_golden_ir(target: str, compiled: dict[str, Any], update_golden: bool) -> None:
+    fresh = training.golden_text(compiled[target], target)
+    golden_path = training.GOLDEN[target]
+    if update_golden:
+        golden_path.write_text(fresh)
+    expected = golden_path.read_text()
+    if training.normalise_ir(fresh) != training.normalise_ir(expected):
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True), fresh.splitlines(True), "golden", "compiled", n=2
+            )
+        )
+        pytest.fail(
+            f"{golden_path.relative_to(ROOT)} is stale; rerun "
+            f"`.venv/bin/python -m pipelines.training --write-golden` if intended:\n{diff[:4000]}"
+        )
+
+
+def _executors(ir_text: str) -> dict[str, Any]:
+    docs = list(yaml.safe_load_all(ir_text))
+    return docs[0]["deploymentSpec"]["executors"]
+
+
+def test_cluster_variant_pins_images_and_requests_resources(compiled: dict[str, Any]) -> None:
+    executors = _executors(compiled["cluster"])
+    assert set(executors) == {f"exec-{name}" for name in local_run.STEPS}
+    for name, executor in executors.items():
+        container = executor["container"]
+        image = container["image"]
+        assert re.fullmatch(r"[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})", image), image
+        assert not image.endswith(":latest"), image
+        resources = container["resources"]
+        for key in ("resourceCpuRequest", "resourceCpuLimit"):
+            assert resources[key], (name, key)
+        for key in ("resourceMemoryRequest", "resourceMemoryLimit"):
+            assert resources[key].endswith("Gi") or resources[key].endswith("Mi"), (name, key)
+        # Every runtime package is pinned exactly.
+        script = container["command"][2]
+        for requirement in re.findall(r"'([A-Za-z0-9_.-]+[=<>!~][^']*)'", script):
+            if "python_version" not in requirement:
+                assert re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.+]+", requirement), requirement
+    train_resources = executors["exec-train"]["container"]["resources"]
+    assert train_resources["accelerator"] == {
+        "count": "1",
+        "resourceCount": "1",
+        "resourceType": "nvidia.com/gpu",
+        "type": "nvidia.com/gpu",
+    }
+    for name in ("exec-ingest", "exec-evaluate"):
+        assert "accelerator" not in executors[name]["container"]["resources"]
+
+
+def test_cluster_variant_defaults(compiled: dict[str, Any]) -> None:
+    spec = next(yaml.safe_load_all(compiled["cluster"]))  # pipeline spec, then platform spec
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["serving_profile"]["defaultValue"] == "gpu"
+    assert params["encryption_backend"]["defaultValue"] == "vault"
+    local = yaml.safe_load(compiled["local"])["root"]["inputDefinitions"]["parameters"]
+    assert local["serving_profile"]["defaultValue"] == "cpu"
+
+
+def test_train_tolerates_the_gpu_taint_and_selects_the_gpu_pool(compiled: dict[str, Any]) -> None:
+    # kfp-kubernetes is pinned in requirements/main.txt: its absence is a failure, not a skip.
+    assert training.kubernetes_extension() is not None
+    docs = list(yaml.safe_load_all(compiled["cluster"]))
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert platform["nodeSelector"]["labels"] == {"sovereign-ml/pool": "gpu"}
+    assert platform["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    ]
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in images.REGISTRY_STEPS:
+        assert images.REGISTRY_PVC in json.dumps(executors[f"exec-{name}"]), name
+
+
+def test_missing_kfp_kubernetes_is_reported(compiled: dict[str, Any]) -> None:
+    if training.kubernetes_extension() is not None:
+        pytest.skip("kfp-kubernetes is installed")
+    assert any("kfp-kubernetes is not installed" in w for w in compiled["cluster-warnings"])
+    assert len(list(yaml.safe_load_all(compiled["cluster"]))) == 1  # no platform spec
+
+
+def _embedded_files(command_source: str) -> dict[str, bytes]:
+    match = re.search(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([A-Za-z0-9+/=]+)'", command_source)
+    assert match, "no embedded archive"
+    raw = gzip.decompress(base64.b64decode(match.group(1)))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        return {
+            m.name.removeprefix("./"): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+
+
+def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) -> None:
+    executors = _executors(compiled["cluster"])
+    lib = {
+        f"pipelines/lib/{p.name}": p.read_bytes()
+        for p in sorted((ROOT / "pipelines" / "lib").glob("*.py"))
+    }
+    lib["pipelines/__init__.py"] = (ROOT / "pipelines" / "__init__.py").read_bytes()
+    for name, executor in executors.items():
+        files = _embedded_files(executor["container"]["command"][-1])
+        expected = dict(lib)
+        if name == "exec-encrypt":
+            expected["pipelines/artifacts.py"] = (ROOT / "pipelines" / "artifacts.py").read_bytes()
+        assert files == expected, name
+
+
+def _pins_installed() -> bool:
+    wanted = {**images.PINS, "kfp": "2.17.0"}
+    try:
+        return all(metadata.version(name) == version for name, version in wanted.items())
+    except metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _pins_installed(), reason="would pip-install: pins differ from this venv")
+def test_cluster_component_runs_unchanged_under_kfp_local(tmp_path: Path) -> None:
+    """The cluster build of ``ingest`` (embedded code, pip pins already satisfied) runs here."""
+    import kfp.local
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        components = training.build_components("cluster")
+    kfp.local.init(
+        runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root")
+    )
+    task = components["ingest"](rows=300, seed=3, source_uri="", source_sha256="")
+    produced = Path(task.outputs["dataset"].path)
+    assert data.sha256_file(produced) == task.outputs["dataset"].metadata["sha256"]
+    assert len(data.read_table(produced)) == 300
+
+
+def test_pins_match_the_main_requirements() -> None:
+    locked = dict(
+        line.split("==", 1)
+        for line in (ROOT / "requirements" / "main.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    for name, version in images.PINS.items():
+        assert locked.get(name, "").split(" ")[0] == version, name
+
+
+def test_cli_compiles_the_cluster_variant(tmp_path: Path) -> None:
+    out = tmp_path / "cluster.yaml"
+    result = CliRunner().invoke(
+        _cli(), ["pipeline", "compile", "training", "--target", "cluster", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    first = next(yaml.safe_load_all(out.read_text()))
+    assert first["pipelineInfo"]["name"] == training.PIPELINE_NAME
+
+
+def test_cli_run_needs_local(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_cli(), ["pipeline", "run", "training"])
+    assert result.exit_code == 2
+    assert "only --local runs are supported" in result.output
