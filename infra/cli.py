@@ -34,8 +34,14 @@ def _register_subcommands() -> None:
     # Each workload area keeps its commands in its own module; imported here so `sovml --help`
     # lists them all. Heavy libraries are imported inside the commands, not at module level.
     from infra.cli_artifact import artifact_app
+    from infra.cli_cost import cost_command
+    from infra.cli_pipeline import pipeline_app
+    from infra.cli_tenant import tenant_app
 
+    app.add_typer(tenant_app, name="tenant")
+    app.command("cost")(cost_command)
     app.add_typer(artifact_app, name="artifact")
+    app.add_typer(pipeline_app, name="pipeline")
 
 
 _register_subcommands()

@@ -735,8 +735,11 @@ def parse(
     if production and az_count is not None and az_count < 3:
         r.problem("azCount", az_count, "3 in prod (a zone outage must not take the platform down)")
     single_nat = r.boolean("singleNatGateway")
-    if production and single_nat:
-        r.problem("singleNatGateway", True, "false in prod (one NAT per AZ keeps egress zonal)")
+    # SMB stacks may share one NAT: AWS-service traffic already stays on the VPC endpoints, so
+    # an AZ outage only cuts the other AZs' internet egress, not the platform.
+    tier_raw = raw.get("tier", "enterprise")
+    if production and single_nat and tier_raw != "smb":
+        r.problem("singleNatGateway", True, "false in prod for enterprise stacks (one NAT per AZ)")
     retention = r.integer("logRetentionDays", 1, 3653)
     if retention is not None and retention not in LOG_RETENTION_DAYS:
         r.problem(

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 import pulumi_vault as vault
 
 from components.addons import ClusterAddons, ClusterAddonsArgs
+from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
@@ -282,6 +283,18 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             "vault-config",
             VaultConfigArgs(layout=vault_layout(cfg.tenants), kubernetes_host=cluster.endpoint),
             opts=pulumi.ResourceOptions(providers={"vault": vault_provider}, depends_on=[secrets]),
+        )
+
+    if cfg.monthly_budget_usd:
+        StackBudget(
+            "budget",
+            BudgetArgs(
+                name_prefix=prefix,
+                limit_usd=cfg.monthly_budget_usd,
+                alert_emails=list(cfg.budget_alert_emails),
+                cost_filter_tags={"tenant": cfg.tenant} if cfg.tenant else {"stack": cfg.stack},
+            ),
+            opts=aws_opts,
         )
 
     return {

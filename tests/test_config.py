@@ -202,3 +202,9 @@ def test_fixture_stack_is_rejected(tmp_path: Path) -> None:
     raw, _ = read_stack_config(Path(__file__).parent / "fixtures/stacks/Pulumi.bad-residency.yaml")
     result = cfgmod.parse(raw, stack="bad-residency", source="bad")
     assert isinstance(result, list) and len(result) == 3
+
+
+def test_single_nat_is_allowed_in_prod_for_the_smb_tier_only() -> None:
+    smb = parse(tier="smb", singleNatGateway=True, gpuPoolEnabled=False, servedModels=[])
+    assert isinstance(smb, cfgmod.PlatformConfig) and smb.network.single_nat_gateway
+    assert "sovereign-ml:singleNatGateway" in problems(singleNatGateway=True)

@@ -1,0 +1,193 @@
+"""Tenant stacks: rendered from the templates, validated before writing, passing the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from infra import config as cfgmod
+from infra import tenant as tenantmod
+from infra.cli_tenant import tenant_app
+from infra.gate import run_gate
+from infra.synth import ROOT, read_stack_config
+
+runner = CliRunner()
+EMAIL = "ops@acme.example.ae"
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
+    stacks, build = tmp_path / "stacks", tmp_path / "build"
+    stacks.mkdir()
+    result = runner.invoke(
+        tenant_app, ["new", "acme", "--template", "smb", "--email", EMAIL, "--stacks-dir", stacks]
+    )
+    assert result.exit_code == 0, result.output
+    path = stacks / "Pulumi.acme.yaml"
+    assert f"created {path}" in result.output.replace("\n", "")
+    assert "sovml check acme" in result.output
+    assert "pulumi stack init acme && pulumi up -s acme" in result.output
+
+    raw, _ = read_stack_config(path)
+    cfg = cfgmod.parse(raw, stack="acme", source=str(path))
+    assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+    assert (cfg.environment, cfg.tier) == ("prod", "smb")
+    assert (cfg.zone, cfg.region) == ("uae", "me-central-1")
+    assert (cfg.tenant, cfg.tenants) == ("acme", ("acme",))
+    assert cfg.monthly_budget_usd == 1500 and cfg.budget_alert_emails == (EMAIL,)
+    pools = {p.role: p for p in cfg.node_pools}
+    assert set(pools) == {"system", "workers"}, "SMB is CPU only"
+    assert pools["system"].capacity_type == "ON_DEMAND" and pools["system"].min_size == 2
+    assert pools["workers"].capacity_type == "SPOT" and pools["workers"].min_size == 0
+    # Production posture (3 AZs); the smb tier alone may share one NAT gateway.
+    assert cfg.network.az_count == 3 and cfg.network.single_nat_gateway
+    assert cfg.served_models == (("credit-risk", "cpu"),)
+
+    report = run_gate("acme", stacks_dir=stacks, build_dir=build, checkov=False)
+    assert report.ok, [(f.id, f.resource, f.message) for f in report.failures] + report.errors
+    assert (build / "acme" / "resources.json").is_file()
+
+
+def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
+    rendered = tenantmod.plan_tenant(
+        tenantmod.TenantRequest("bigco", template="enterprise", emails=(EMAIL,)), tmp_path
+    )
+    roles = {p.role: p for p in rendered.config.node_pools}
+    assert roles["gpu"].capacity_type == "ON_DEMAND" and roles["gpu"].min_size >= 1
+    assert rendered.config.tier == "enterprise" and not rendered.config.network.single_nat_gateway
+    assert list(tmp_path.iterdir()) == [], "planning writes nothing"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["new", "Acme"], "tenant name 'Acme': 3-30 characters"),
+        (["new", "ab"], "tenant name 'ab': 3-30 characters"),
+        (["new", "acme-"], "tenant name 'acme-'"),
+        (["new", "kube-system"], "tenant name 'kube-system' is a reserved namespace"),
+        (["new", "acme", "--region", "eu-west-1"], "region 'eu-west-1' is outside residency zone"),
+        (["new", "acme", "--region", "us-east-1"], "allowed: me-central-1"),
+        (["new", "acme", "--zone", "mars"], "zone 'mars': one of uae, bahrain, ksa, eu"),
+        (["new", "acme", "--template", "xl"], "template 'xl': one of smb, enterprise"),
+        (["new", "acme", "--owner", "a#b"], "sovereign-ml:owner"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_written(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    before = listing(tmp_path)
+    result = runner.invoke(tenant_app, [*args, "--email", EMAIL, "--stacks-dir", tmp_path])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "nothing was written" in result.output
+    # A clean typer.Exit(2), not an exception escaping the command.
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert listing(tmp_path) == before
+
+
+def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
+    existing = tmp_path / "Pulumi.acme.yaml"
+    existing.write_text("config: {}\n")
+    result = runner.invoke(tenant_app, ["new", "acme", "--email", EMAIL, "--stacks-dir", tmp_path])
+    assert result.exit_code == 2
+    assert "already exists; refusing to overwrite" in " ".join(result.output.split())
+    assert existing.read_text() == "config: {}\n"
+    # The repository's own stacks are refused the same way.
+    with pytest.raises(tenantmod.TenantError, match="already exists"):
+        tenantmod.plan_tenant(tenantmod.TenantRequest("staging", emails=(EMAIL,)))
+
+
+def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
+    with pytest.raises(tenantmod.TenantError, match="needs at least one --email"):
+        tenantmod.plan_tenant(tenantmod.TenantRequest("acme"), tmp_path)
+    free = tenantmod.plan_tenant(tenantmod.TenantRequest("acme", budget_usd=0), tmp_path)
+    assert free.config.monthly_budget_usd == 0
+
+
+def test_region_defaults_to_the_zone_default(tmp_path: Path) -> None:
+    request = tenantmod.TenantRequest("acme", zone="eu", emails=(EMAIL,))
+    eu = tenantmod.plan_tenant(request, tmp_path)
+    assert eu.config.region == "eu-central-1"
+    other = tenantmod.plan_tenant(
+        tenantmod.TenantRequest("acme", zone="eu", region="eu-north-1", emails=(EMAIL,)), tmp_path
+    )
+    assert other.config.region == "eu-north-1"
+
+
+# --------------------------------------------------------------------------------------------
+# The generated template files
+# --------------------------------------------------------------------------------------------
+
+
+def test_template_files_are_in_sync_with_the_definitions() -> None:
+    stale = tenantmod.stale_template_files()
+    assert not stale, f"run `sovml tenant templates --write`: {stale}"
+
+
+@pytest.mark.parametrize("name", list(tenantmod.TEMPLATES))
+def test_stack_template_filled_by_hand_equals_sovml_tenant_new(tmp_path: Path, name: str) -> None:
+    text = (ROOT / "stacks" / "templates" / f"{name}.yaml").read_text()
+    filled = tenantmod.substitute(
+        text,
+        {
+            "TENANT": "acme",
+            "ZONE": "uae",
+            "REGION": "me-central-1",
+            "OWNER": "acme",
+            "COST_CENTER": "tenant-acme",
+            "BUDGET_USD": "1500",
+            "ALERT_EMAIL": EMAIL,
+        },
+    )
+    rendered = tenantmod.plan_tenant(
+        tenantmod.TenantRequest("acme", template=name, budget_usd=1500, emails=(EMAIL,)), tmp_path
+    )
+    assert yaml.safe_load(filled)["config"] == yaml.safe_load(rendered.text)["config"]
+
+
+@pytest.mark.parametrize("name", list(tenantmod.TEMPLATES))
+def test_pulumi_new_project_files(name: str) -> None:
+    doc = yaml.safe_load((ROOT / "stacks" / "templates" / name / "Pulumi.yaml").read_text())
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    for key in ("name", "runtime", "main", "stackConfigDir"):
+        assert doc[key] == project[key], key
+    assert doc["config"] == project["config"], "the same typed config as the project"
+    template = doc["template"]
+    # Keys the Pulumi project schema allows in `template:` (additionalProperties is false).
+    assert set(template) <= {"displayName", "description", "quickstart", "config", "important",
+                             "metadata"}  # fmt: skip
+    assert template["displayName"] and "sovml tenant new" in template["description"]
+    prompts = template["config"]
+    for key in (
+        "sovereign-ml:tenant",
+        "sovereign-ml:residencyZone",
+        "aws:region",
+        "sovereign-ml:owner",
+        "sovereign-ml:costCenter",
+        "sovereign-ml:monthlyBudgetUsd",
+    ):
+        assert set(prompts[key]) == {"description", "default"}, key
+    for key, entry in prompts.items():
+        # The CLI reads template defaults as strings and stores prompt answers as strings, so no
+        # array-typed key may be prompted (it would fail the project's type check).
+        assert isinstance(entry["default"], str) and entry["description"], key
+        bare = key.removeprefix("sovereign-ml:")
+        if bare in cfgmod.KEYS_BY_NAME:
+            assert cfgmod.KEYS_BY_NAME[bare].type != "array", key
+    assert "budgetAlertEmails[0]" in template["quickstart"]
+    # The prompts' defaults plus the quickstart's arrays make a valid stack of this tier.
+    raw = {k: v["default"] for k, v in prompts.items()}
+    raw["sovereign-ml:budgetAlertEmails"] = [EMAIL]
+    raw["sovereign-ml:tenants"] = [raw["sovereign-ml:tenant"]]
+    for key, value in tenantmod.TEMPLATES[name].fixed.items():
+        if isinstance(value, list):
+            raw[key] = value
+    cfg = cfgmod.parse(raw, stack="acme", source="pulumi new")
+    assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+    assert cfg.tier == tenantmod.TEMPLATES[name].fixed["sovereign-ml:tier"]
