@@ -35,11 +35,13 @@ def _register_subcommands() -> None:
     # lists them all. Heavy libraries are imported inside the commands, not at module level.
     from infra.cli_artifact import artifact_app
     from infra.cli_cost import cost_command
+    from infra.cli_drift import drift_command
     from infra.cli_pipeline import pipeline_app
     from infra.cli_tenant import tenant_app
 
     app.add_typer(tenant_app, name="tenant")
     app.command("cost")(cost_command)
+    app.command("drift")(drift_command)
     app.add_typer(artifact_app, name="artifact")
     app.add_typer(pipeline_app, name="pipeline")
 
@@ -250,6 +252,21 @@ def check(
     if bad_input:
         raise typer.Exit(EXIT_BAD_INPUT)
     if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def demo() -> None:
+    """The showcase: every stage end to end on the embedded defaults, then a summary table."""
+    from infra import demo as demomod
+
+    outcomes = demomod.run(console)
+    console.print(demomod.summary_table(outcomes))
+    console.print(
+        "outputs: build/<stack>/ (records, reports, cost), build/demo/ (tenant, pipeline runs, "
+        "serving evidence, drift report)"
+    )
+    if not all(o.ok for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -1,0 +1,1 @@
+"""Numerical kernels for the platform's monitoring jobs (drift statistics)."""
