@@ -163,6 +163,19 @@ class Kubeflow(pulumi.ComponentResource):
             },
             opts=child(self),
         )
+        # The training pipeline's model registry (pipelines/lib/images.REGISTRY_PVC): its
+        # evaluate/export/register/encrypt steps run one after another, so one encrypted
+        # ReadWriteOnce volume serves them; it is the lineage of every model, so it is kept.
+        k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-model-registry",
+            metadata=metadata("model-registry", ns),
+            spec={
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "gp3-encrypted",
+                "resources": {"requests": {"storage": "20Gi"}},
+            },
+            opts=child(self, protect=args.production, retain_on_delete=args.production),
+        )
         k8s.kustomize.v2.Directory(
             f"{name}-kfp",
             directory=str(OVERLAY),

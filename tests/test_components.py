@@ -512,3 +512,12 @@ def test_feature_store_smb_uses_in_cluster_redis() -> None:
         sts["inputs"]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"]
         == "gp3-encrypted"
     )
+
+
+def test_kubeflow_provides_the_pipelines_model_registry_volume() -> None:
+    from pipelines.lib.images import REGISTRY_PVC
+
+    res = record(_kubeflow)
+    (pvc,) = of_type(res, "kubernetes:core/v1:PersistentVolumeClaim")
+    assert pvc["inputs"]["metadata"]["name"] == REGISTRY_PVC
+    assert pvc["inputs"]["spec"]["storageClassName"] == "gp3-encrypted"
