@@ -39,11 +39,16 @@ $(VENV)/.stamp: requirements/main.txt pyproject.toml
 	.venv-triton/bin/python -m pip install $(PIP_FLAGS) -r requirements/triton.txt
 	touch $@
 
-setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp ## Create the virtualenvs (pinned)
+# Baseline of the drift benchmark only (evidently's pins stay out of the main venv).
+.venv-evidently/.stamp: requirements/evidently.txt
+	$(PYTHON) -m venv .venv-evidently
+	.venv-evidently/bin/python -m pip install $(PIP_FLAGS) -r requirements/evidently.txt
+	touch $@
+
+setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp ## Create the virtualenvs (pinned)
 
 demo: setup ## Set up, then run the showcase on the embedded defaults
-	$(SOVML) synth --all --quiet
-	$(SOVML) check --all
+	$(SOVML) demo
 
 test: setup ## Set up, then run the whole test suite and the policy gate on every stack
 	$(PY) -m pytest -q
@@ -60,7 +65,11 @@ fmt: setup ## Format and autofix
 golden: setup ## Regenerate golden files after reviewing a deliberate change
 	$(PY) -m pytest -q tests/test_program.py --update-golden
 
-bench: setup ## Benchmarks (ratios against named baselines, measured in the same run)
+bench: setup .venv-evidently/.stamp ## Benchmarks (ratios against named baselines, same run)
+	$(PY) benchmarks/drift.py
+	$(PY) benchmarks/cpu_inference.py
+	$(SOVML) bench serve
+	$(PY) benchmarks/features.py
 	$(PY) benchmarks/artifacts.py
 
 clean: ## Remove build output (keeps the virtualenvs)

@@ -23,6 +23,20 @@ TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 ROLLOUTS_CHART = ("argo-rollouts", "2.39.1", "https://argoproj.github.io/argo-helm")
 PROFILES = ("gpu", "cpu")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+RATE_WINDOW = "2m"
+"""Window of the request rate KEDA scales on: eight 15 s scrapes, so one miss does not idle."""
+
+
+def request_rate_query(model: str, window: str = RATE_WINDOW) -> str:
+    """PromQL: requests per second reaching a model, all variants, from Triton's own counters.
+
+    The counters are the ones :func:`pipelines.promotion.error_rate_query` divides (successes
+    plus failures); ``or vector(0)`` keeps the sum defined before Triton has exported a failure.
+    """
+    sel = f'model="{model}"'
+    ok = f"sum(rate(nv_inference_request_success{{{sel}}}[{window}]))"
+    fail = f"sum(rate(nv_inference_request_failure{{{sel}}}[{window}]))"
+    return f"{ok} + ({fail} or vector(0))"
 
 
 @dataclass(frozen=True)
@@ -34,9 +48,22 @@ class ServedModel:
     profile: str = "gpu"
     """``gpu`` (one GPU per replica, GPU nodes) or ``cpu`` (worker pool)."""
     min_replicas: int = 2
-    """HPA floor; 0 would need KEDA-style scale to zero, so SMB stacks use 1."""
+    """Replica floor while serving (with ``scale_to_zero``, the floor once woken)."""
     max_replicas: int = 6
-    """HPA ceiling."""
+    """Replica ceiling."""
+    scale_to_zero: bool = False
+    """Let KEDA take the model to zero replicas after ``idle_minutes`` without requests."""
+    idle_minutes: int = 15
+    """Request-free minutes before a scale-to-zero model goes to zero (KEDA cooldown)."""
+    target_rps: int = 50
+    """Requests per second one replica carries before KEDA adds another (scale-to-zero only)."""
+    warm_start_cron: str = ""
+    """Cron expression (``timezone``) when the model is woken to its floor (scale-to-zero only);
+    empty: no schedule."""
+    warm_end_cron: str = ""
+    """Cron expression when the scheduled floor ends; from then the model idles to zero."""
+    timezone: str = "UTC"
+    """IANA time zone of the warm-hours schedule (the residency zone's)."""
 
 
 @dataclass
@@ -83,6 +110,27 @@ class Serving(pulumi.ComponentResource):
     canaries work on plain Services, and mesh or ALB routing can be added later), its analysis
     is a first-class CRD we can render and validate, and rollbacks are a controller action,
     not a mesh reconfiguration.
+
+    Scale to zero (``ServedModel.scale_to_zero``, KEDA installed by :class:`~components.keda.Keda`):
+    a KEDA ``ScaledObject`` replaces the HPA (KEDA creates and owns the HPA; two on one target
+    fight over its replicas). It scales on the model's request rate, the Triton counters
+    monitoring scrapes (:func:`request_rate_query`), from the floor to ``max_replicas``, and
+    to zero once no request has arrived for ``idle_minutes``; the PodDisruptionBudget becomes
+    ``maxUnavailable: 1`` so that zero pods is not a permanently violated budget.
+
+    The trade-off is the cold start. While idle the model has no endpoint, so a request fails
+    fast (the Service has no ready pod); once a pod is starting, a retrying client waits for it,
+    minutes on a pool at zero nodes (node launch, image pull, model pull from S3, Triton load).
+    And since the trigger reads Triton's own counters, which vanish with the last pod, requests
+    alone cannot wake an idle model. The wake path is a schedule: with ``warm_start_cron`` /
+    ``warm_end_cron`` (the stack's ``servingWarmHours``) a KEDA cron trigger holds the floor
+    during the tenant's working hours, and outside them the model goes to zero once idle; at
+    other times an operator scales the Rollout to one replica, and from there the request rate
+    keeps it up. A request-path activator (the KEDA HTTP add-on) would wake on the first
+    request, but its API is in flux and its gRPC support unclear, so it is not deployed here.
+    Canary analysis needs live traffic too, so roll out new versions while the model serves.
+    Use it where idle hours dominate and the first caller can wait (SMB tenants); keep it off
+    for latency-bound production serving.
     """
 
     def __init__(
@@ -100,6 +148,11 @@ class Serving(pulumi.ComponentResource):
                 raise ValueError(
                     f"ServingArgs.models[{m.name}]: replicas {m.min_replicas}..{m.max_replicas}; "
                     "allowed 1 <= min <= max"
+                )
+            if m.scale_to_zero and not (1 <= m.idle_minutes <= 1440 and m.target_rps >= 1):
+                raise ValueError(
+                    f"ServingArgs.models[{m.name}]: idle_minutes {m.idle_minutes}, target_rps "
+                    f"{m.target_rps}; allowed 1-1440 minutes and >= 1 request per second"
                 )
         if ":" not in args.puller_image.rsplit("/", 1)[-1] or args.puller_image.endswith(":latest"):
             raise ValueError(f"ServingArgs.puller_image: {args.puller_image}; allowed a pinned tag")
@@ -305,7 +358,7 @@ class Serving(pulumi.ComponentResource):
                 {"setWeight": weight},
                 {"analysis": {"templates": [{"templateName": template_name}]}},
             ]
-        k8s.apiextensions.CustomResource(
+        rollout = k8s.apiextensions.CustomResource(
             f"{name}-{m.name}-rollout",
             api_version="argoproj.io/v1alpha1",
             kind="Rollout",
@@ -333,6 +386,23 @@ class Serving(pulumi.ComponentResource):
             },
             opts=child(self, depends_on=[analysis, sa, *services.values()]),
         )
+        if m.scale_to_zero:
+            self._scaled_object(name, m, args, app, rollout)
+            # Controllers scale past PDBs anyway; minAvailable 1 at zero pods would be a budget
+            # violated for as long as the model idles (and alerted on), and would pin the last
+            # pod against node drains. One voluntary disruption at a time keeps the intent.
+            budget: dict = {"maxUnavailable": 1}
+        else:
+            self._hpa(name, m, ns, app)
+            budget = {"minAvailable": 1}
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-{m.name}-pdb",
+            metadata=metadata(app, ns),
+            spec={**budget, "selector": {"matchLabels": labels}},
+            opts=child(self),
+        )
+
+    def _hpa(self, name: str, m: ServedModel, ns: str, app: str) -> None:
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-{m.name}-hpa",
             metadata=metadata(app, ns),
@@ -356,9 +426,74 @@ class Serving(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-{m.name}-pdb",
-            metadata=metadata(app, ns),
-            spec={"minAvailable": 1, "selector": {"matchLabels": labels}},
-            opts=child(self),
+
+    def _scaled_object(
+        self,
+        name: str,
+        m: ServedModel,
+        args: ServingArgs,
+        app: str,
+        rollout: k8s.apiextensions.CustomResource,
+    ) -> None:
+        # KEDA runs 0 <-> 1 itself and gives 1..N to its HPA. A floor above one keeps zone
+        # redundancy once woken: idleReplicaCount 0 (the only value KEDA supports) is then the
+        # idle state and minReplicaCount the floor.
+        floor = (
+            {"minReplicaCount": 0}
+            if m.min_replicas == 1
+            else {"idleReplicaCount": 0, "minReplicaCount": m.min_replicas}
+        )
+        # The request-rate trigger cannot wake an idle model (its series vanish with the last
+        # pod); the cron trigger is the wake path: the floor during the tenant's hours.
+        warm = (
+            [
+                {
+                    "type": "cron",
+                    "metadata": {
+                        "timezone": m.timezone,
+                        "start": m.warm_start_cron,
+                        "end": m.warm_end_cron,
+                        "desiredReplicas": str(m.min_replicas),
+                    },
+                }
+            ]
+            if m.warm_start_cron
+            else []
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-{m.name}-scaler",
+            api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            metadata={
+                **metadata(app, args.namespace),
+                # A stack switching from the HPA hands that HPA (same name) to KEDA instead of
+                # having KEDA's admission webhook refuse a second autoscaler on the Rollout.
+                "annotations": {"scaledobject.keda.sh/transfer-hpa-ownership": "true"},
+            },
+            spec={
+                "scaleTargetRef": {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Rollout",
+                    "name": app,
+                },
+                **floor,
+                "maxReplicaCount": m.max_replicas,
+                "cooldownPeriod": m.idle_minutes * 60,
+                "advanced": {"horizontalPodAutoscalerConfig": {"name": app}},
+                "triggers": [
+                    *warm,
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": args.prometheus_url,
+                            "query": request_rate_query(m.name),
+                            "threshold": str(m.target_rps),
+                            "activationThreshold": "0",
+                            # No pods, no series: an empty result means zero requests.
+                            "ignoreNullValues": "true",
+                        },
+                    },
+                ],
+            },
+            opts=child(self, depends_on=[rollout]),
         )

@@ -36,7 +36,9 @@ def _register_subcommands() -> None:
     from infra.cli_artifact import artifact_app
     from infra.cli_cost import cost_command
     from infra.cli_drift import drift_command
+    from infra.cli_features import features_app
     from infra.cli_pipeline import pipeline_app
+    from infra.cli_serve import abtest_command, bench_serve_command, serve_command
     from infra.cli_tenant import tenant_app
 
     app.add_typer(tenant_app, name="tenant")
@@ -44,6 +46,12 @@ def _register_subcommands() -> None:
     app.command("drift")(drift_command)
     app.add_typer(artifact_app, name="artifact")
     app.add_typer(pipeline_app, name="pipeline")
+    app.add_typer(features_app, name="features")
+    app.command("serve")(serve_command)
+    app.command("abtest")(abtest_command)
+    bench_app = typer.Typer(help="Benchmarks against named baselines.", no_args_is_help=True)
+    bench_app.command("serve")(bench_serve_command)
+    app.add_typer(bench_app, name="bench")
 
 
 _register_subcommands()

@@ -115,7 +115,7 @@ def _progress(console: Console) -> Any:
             return
         took = f"{step.seconds:6.1f}s" if step.seconds is not None else "       "
         note = f" [dim]({step.note})[/]" if step.note else ""
-        console.print(f"  {step.name:<9} {took}  {_STATUS_STYLE[step.status]}{note}")
+        console.print(f"  {step.name:<11} {took}  {_STATUS_STYLE[step.status]}{note}")
 
     listen.stop = status.stop  # type: ignore[attr-defined]
     return listen
@@ -140,6 +140,8 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
         ("model repository", result.model_repository),
         ("local repository", result.model_repository_local),
         ("lineage record", result.lineage_record),
+        ("feature service", result.feature_service),
+        ("feature store", result.feature_repo if result.feature_service else None),
         ("encrypted", result.encrypted),
         ("registry", output_dir / "registry"),
         ("run folder", result.run_dir),

@@ -45,8 +45,36 @@ GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "gr6", "p3", "p4d", "p4de", 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RESERVED_NAMESPACES = (
     "default", "kube-system", "kube-public", "kube-node-lease", "kubeflow", "feature-store",
-    "serving", "monitoring", "vault",
+    "serving", "monitoring", "vault", "keda",
 )  # fmt: skip
+# servingIdleMinutes: shorter than the scrape and rate windows flaps; a day is "always on".
+IDLE_MINUTES = (5, 1440)
+WARM_HOURS = re.compile(
+    r"(?P<d1>Mon|Tue|Wed|Thu|Fri|Sat|Sun)(-(?P<d2>Mon|Tue|Wed|Thu|Fri|Sat|Sun))? "
+    r"(?P<h1>[01]\d|2[0-3]):(?P<m1>[0-5]\d)-(?P<h2>[01]\d|2[0-3]):(?P<m2>[0-5]\d)"
+)
+"""``servingWarmHours``: days and local hours, e.g. ``Mon-Fri 08:00-18:00``."""
+_CRON_DAYS = {"Sun": 0, "Mon": 1, "Tue": 2, "Wed": 3, "Thu": 4, "Fri": 5, "Sat": 6}
+
+
+def warm_hours_cron(text: str) -> tuple[str, str] | None:
+    """``(start, end)`` cron expressions of a ``servingWarmHours`` value; None if malformed.
+
+    >>> warm_hours_cron("Mon-Fri 08:00-18:00")
+    ('0 8 * * 1-5', '0 18 * * 1-5')
+    """
+    m = WARM_HOURS.fullmatch(text)
+    if m is None or (m["h1"], m["m1"]) >= (m["h2"], m["m2"]):
+        return None
+    days = str(_CRON_DAYS[m["d1"]])
+    if m["d2"]:
+        if _CRON_DAYS[m["d2"]] <= _CRON_DAYS[m["d1"]]:
+            return None
+        days += f"-{_CRON_DAYS[m['d2']]}"
+    start = f"{int(m['m1'])} {int(m['h1'])} * * {days}"
+    return start, f"{int(m['m2'])} {int(m['h2'])} * * {days}"
+
+
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 LABEL_KEY = re.compile(
@@ -275,6 +303,29 @@ KEYS: tuple[Key, ...] = (
         items="integer",
     ),
     Key(
+        "servingScaleToZero",
+        "boolean",
+        "Let KEDA scale each served model to zero replicas after servingIdleMinutes without "
+        "requests (no serving node while idle; waking is a cold start of minutes). Off by "
+        "default; the smb tenant template turns it on.",
+        False,
+    ),
+    Key(
+        "servingIdleMinutes",
+        "integer",
+        "Minutes without inference requests before a scale-to-zero model goes to zero "
+        f"replicas ({IDLE_MINUTES[0]}-{IDLE_MINUTES[1]}).",
+        15,
+    ),
+    Key(
+        "servingWarmHours",
+        "string",
+        "With servingScaleToZero: days and local hours (the residency zone's time zone) when "
+        "served models are kept at their floor, e.g. 'Mon-Fri 08:00-18:00'; outside them they "
+        "go to zero once idle. Empty: no schedule (an idle model must then be woken by hand).",
+        "",
+    ),
+    Key(
         "modelPullerImage",
         "string",
         "Pinned image of the init container that pulls (and decrypts) model repositories.",
@@ -410,6 +461,9 @@ class PlatformConfig:
     tenants: tuple[str, ...]
     served_models: tuple[tuple[str, str], ...] = ()
     canary_steps: tuple[int, ...] = (5, 25, 50, 100)
+    serving_scale_to_zero: bool = False
+    serving_idle_minutes: int = 15
+    serving_warm_hours: str = ""
     model_puller_image: str = ""
     drift_threshold: float = 0.2
     drift_image: str = ""
@@ -791,7 +845,8 @@ def parse(
         seen.add(t)
 
     served: list[tuple[str, str]] = []
-    for item in r.strings("servedModels") or ():
+    served_raw = r.strings("servedModels")
+    for item in served_raw or ():
         model, sep, profile = item.partition(":")
         if not sep or not TENANT_NAME.match(model) or profile not in ("gpu", "cpu"):
             r.problem("servedModels", item, "'name:profile' with a DNS-style name and gpu or cpu")
@@ -805,6 +860,23 @@ def parse(
     ):
         r.problem("canarySteps", list(steps), "increasing percentages from 1, ending at 100")
         steps = None
+    scale_to_zero = r.boolean("servingScaleToZero")
+    idle_minutes = r.integer("servingIdleMinutes", *IDLE_MINUTES)
+    if scale_to_zero and served_raw == ():
+        r.problem(
+            "servingScaleToZero",
+            True,
+            "false when servedModels is empty (there is nothing to scale to zero)",
+        )
+    warm_hours = r.string("servingWarmHours") or ""
+    if warm_hours and warm_hours_cron(warm_hours) is None:
+        r.problem(
+            "servingWarmHours",
+            warm_hours,
+            "days and local hours 'Ddd[-Ddd] HH:MM-HH:MM' (Sun..Sat, start before end), "
+            "e.g. 'Mon-Fri 08:00-18:00'",
+        )
+        warm_hours = ""
     puller = r.string("modelPullerImage")
     if puller is not None and not re.fullmatch(r"[\w.:/-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", puller):
         r.problem("modelPullerImage", puller, "an image with a pinned tag, e.g. repo/name:1.2.3")
@@ -874,6 +946,9 @@ def parse(
         tenants=tenants,  # type: ignore[arg-type]
         served_models=tuple(served),
         canary_steps=steps or (),
+        serving_scale_to_zero=bool(scale_to_zero),
+        serving_idle_minutes=idle_minutes,  # type: ignore[arg-type]
+        serving_warm_hours=warm_hours,
         model_puller_image=puller,  # type: ignore[arg-type]
         drift_threshold=drift_threshold or 0.2,
         drift_image=drift_image,  # type: ignore[arg-type]

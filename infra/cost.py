@@ -4,11 +4,13 @@
 type, capacity type, min and max size, and the root-volume size of the launch template each one
 uses), NAT gateways, public IPv4 addresses, interface VPC endpoints (one ENI per subnet), EKS
 clusters, RDS instances, ElastiCache replication groups, KMS keys, CloudWatch log groups, S3
-buckets and budgets. Most other types the program declares (IAM, subnets, route tables, security
-groups, bucket settings, add-ons, Kubernetes objects) have no charge of their own; billable types
-not priced yet (``BILLABLE_UNPRICED``) are reported as unpriced rather than silently counted as 0.
-Usage the record cannot know (GB through NAT, log GB, stored GB) comes from the price table's
-``assumptions`` and each line item that uses one says so.
+buckets and budgets; and the Triton Rollouts, since a model server that never scales to zero
+keeps a node of its pool running even when the pool's minimum is 0. Most other types the program
+declares (IAM, subnets, route tables, security groups, bucket settings, add-ons, Kubernetes
+objects) have no charge of their own; billable types not priced yet (``BILLABLE_UNPRICED``) are
+reported as unpriced rather than silently counted as 0. Usage the record cannot know (GB through
+NAT, log GB, stored GB) comes from the price table's ``assumptions`` and each line item that uses
+one says so.
 
 The price table is data (``infra/prices/<region>.yaml``) with its region, date and source; the
 numbers there are approximate and must be checked before an estimate is quoted.
@@ -38,6 +40,8 @@ S3_BUCKET = "aws:s3/bucket:Bucket"
 BUDGET = "aws:budgets/budget:Budget"
 RDS_INSTANCE = "aws:rds/instance:Instance"
 CACHE_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 BILLABLE_UNPRICED = (
     "aws:ec2/instance:Instance",
     "aws:ebs/volume:Volume",
@@ -327,11 +331,44 @@ def _volume_gib(group: Mapping[str, Any], templates: Mapping[str, Mapping[str, A
     return total or DEFAULT_NODE_DISK_GIB
 
 
+def serving_floors(resources: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Pools that keep a node for always-on model servers: pool -> the Rollouts pinning it.
+
+    A Triton Rollout with replicas holds a node of the pool its pods select around the clock,
+    whatever the pool's own minimum; one a KEDA ScaledObject may take to zero replicas
+    (``minReplicaCount`` or ``idleReplicaCount`` 0) does not.
+    """
+    to_zero: set[tuple[str, str]] = set()
+    for so in _of_type(resources, SCALED_OBJECT):
+        inputs = so.get("inputs") or {}
+        spec = inputs.get("spec") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        if ref.get("kind") == "Rollout" and 0 in (
+            spec.get("minReplicaCount", 0),
+            spec.get("idleReplicaCount"),
+        ):
+            to_zero.add(((inputs.get("metadata") or {}).get("namespace", ""), ref.get("name", "")))
+    floors: dict[str, list[str]] = {}
+    for ro in _of_type(resources, ROLLOUT):
+        inputs = ro.get("inputs") or {}
+        meta, spec = inputs.get("metadata") or {}, inputs.get("spec") or {}
+        if (meta.get("namespace", ""), meta.get("name", "")) in to_zero:
+            continue
+        if int(spec.get("replicas", 1) or 0) < 1:
+            continue
+        pod = (spec.get("template") or {}).get("spec") or {}
+        pool = (pod.get("nodeSelector") or {}).get("sovereign-ml/pool")
+        if pool:
+            floors.setdefault(str(pool), []).append(str(meta.get("name") or ro.get("name")))
+    return floors
+
+
 def _node_items(
     groups: list[Mapping[str, Any]],
     templates: Mapping[str, Mapping[str, Any]],
     prices: PriceTable,
     unpriced: list[str],
+    floors: Mapping[str, list[str]],
 ) -> list[LineItem]:
     hours = prices.hours_per_month
     items: list[LineItem] = []
@@ -342,6 +379,13 @@ def _node_items(
         capacity = str(inputs.get("capacityType") or "ON_DEMAND")
         types = [str(t) for t in inputs.get("instanceTypes") or []]
         pool = (inputs.get("labels") or {}).get("sovereign-ml/pool") or g["name"]
+        # A pool at min 0 still runs a node while a model server that never idles sits on it.
+        pinned = (
+            f" (min 1: {', '.join(floors[pool])} never scales to zero)"
+            if (low < 1 and floors.get(pool))
+            else ""
+        )
+        low = max(low, 1) if pinned else low
         # The pools list their types cheapest first and EKS launches on-demand capacity in that
         # order, so the first type prices the pool; spot prices come from the same first type.
         itype = types[0] if types else "(none)"
@@ -356,7 +400,7 @@ def _node_items(
                 category="compute",
                 detail=f"{itype} {capacity}"
                 + (f" (of {len(types)} types)" if len(types) > 1 else ""),
-                basis_min=f"{low} x {label} x {_money(hourly)}",
+                basis_min=f"{low} x {label} x {_money(hourly)}{pinned}",
                 basis_max=f"{high} x {label} x {_money(hourly)}",
                 monthly_min=low * hours * hourly,
                 monthly_max=high * hours * hourly,
@@ -468,7 +512,13 @@ def estimate(record: Mapping[str, Any], prices: PriceTable) -> CostEstimate:
             g["name"],
         ),
     )
-    items = _node_items(groups, templates, prices, unpriced)
+    floors = serving_floors(resources)
+    items = _node_items(groups, templates, prices, unpriced, floors)
+    if floors:
+        assumptions.append(
+            "a pool hosting model servers that never scale to zero keeps at least one node: "
+            + ", ".join(sorted(floors))
+        )
 
     eks = _of_type(resources, EKS_CLUSTER)
     items.append(

@@ -30,7 +30,8 @@ class Step:
     """One demo step: what it shows, the command, and how to read its outcome."""
 
     title: str
-    command: list[str]
+    command: list[str] | Callable[[], list[str]]
+    """The command, or a function building it when an earlier step decides its arguments."""
     expect_exit: int = 0
     summary: Callable[[subprocess.CompletedProcess[str]], str] | None = None
 
@@ -78,6 +79,46 @@ def gate_figure() -> str:
     return "; ".join(parts)
 
 
+def exported_repository() -> str:
+    """The local (Python-backend) Triton repository the demo's pipeline run exported."""
+    found = sorted(
+        (DEMO / "pipeline").rglob("model_repository_local"), key=lambda p: p.stat().st_mtime
+    )
+    return str(found[-1]) if found else str(DEMO / "pipeline" / "model_repository_local")
+
+
+def demo_customer() -> str:
+    """The customer with the newest event in the demo run's feature table (the last test row)."""
+    import pyarrow.parquet as pq
+
+    table = DEMO / "pipeline" / "feature_store" / "data" / "credit_features.parquet"
+    if not table.exists():
+        return "0"  # the step then fails with the command's own "unknown customer" message
+    frame = pq.read_table(table, columns=["customer_id", "event_timestamp"]).to_pandas()
+    return str(int(frame.sort_values("event_timestamp")["customer_id"].iloc[-1]))
+
+
+def parity_figure(proc: subprocess.CompletedProcess[str]) -> str:
+    """How many HTTP/gRPC parity checks passed in ``sovml serve --verify``."""
+    rows = [ln for ln in proc.stdout.splitlines() if " http " in ln or " grpc " in ln]
+    passed = sum("yes" in ln for ln in rows)
+    return f"Triton READY; HTTP and gRPC scores = in-process model ({passed}/{len(rows)} <= 1e-5)"
+
+
+def load_figure(report: Path = ROOT / "build" / "bench" / "serve.json") -> str:
+    """Throughput and p99 of the load run (``sovml bench serve``'s report), batch 1 against
+    dynamic batching."""
+    data = _json(report)
+    parts = []
+    for r in data.get("results", []):
+        lat = r["latency_ms"]
+        parts.append(
+            f"{r['name']}: {r['completed']} req, {r['errors']} errors, "
+            f"{r['throughput_rps']:.0f} req/s, p99 {lat['p99']:.1f} ms"
+        )
+    return "; ".join(parts)
+
+
 def steps() -> list[Step]:
     """The demo, in order; later steps use what earlier ones wrote under build/demo/."""
     stacks = DEMO / "stacks"
@@ -117,6 +158,37 @@ def steps() -> list[Step]:
             summary=lambda p: _last_line(p, "gate:") or _last_line(p, "finished"),
         ),
         Step(
+            "online features of the newest customer (Feast, as served to the model)",
+            lambda: _sovml(
+                "features",
+                "get",
+                demo_customer(),
+                "--repo",
+                str(DEMO / "pipeline" / "feature_store"),
+            ),
+            summary=lambda p: _last_line(p, "service") or "features returned",
+        ),
+        Step(
+            "serve the exported model on the real Triton server, check parity",
+            lambda: _sovml("serve", exported_repository(), "--once", "--verify"),
+            summary=parity_figure,
+        ),
+        Step(
+            "canary: candidate trained on shuffled labels (worse)",
+            _sovml("abtest", "--scenario", "worse-accuracy"),
+            summary=lambda p: _last_line(p, "decision:"),
+        ),
+        Step(
+            "canary: better candidate, promoted 5% -> 25% -> 50% -> 100%",
+            _sovml("abtest", "--scenario", "better"),
+            summary=lambda p: _last_line(p, "decision:"),
+        ),
+        Step(
+            "load: 10,000 requests from 8 gRPC clients, batch 1 vs dynamic batching",
+            _sovml("bench", "serve"),
+            summary=lambda _: load_figure(),
+        ),
+        Step(
             "drift: training reference vs a shifted window",
             [sys.executable, "-m", "infra.demo_data", "drift-inputs", str(DEMO / "drift")],
             summary=lambda _: "reference and shifted windows written",
@@ -150,7 +222,12 @@ def run(console: Console | None = None) -> list[Outcome]:
     for i, step in enumerate(steps(), 1):
         console.rule(f"[bold]{i}. {step.title}")
         started = time.perf_counter()
-        proc = subprocess.run(step.command, cwd=ROOT, capture_output=True, text=True, env=env)
+        command = step.command() if callable(step.command) else step.command
+        shown = " ".join(
+            ["sovml", *command[3:]] if command[1:3] == ["-m", "infra.cli"] else command
+        )
+        with console.status(f"{shown} ..."):
+            proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         elapsed = time.perf_counter() - started
         console.print(proc.stdout.rstrip(), markup=False, highlight=False)
         if proc.stderr.strip():

@@ -13,7 +13,8 @@ from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
-from components.k8s_baseline import K8sBaseline, K8sBaselineArgs, TenantQuota
+from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
+from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
@@ -23,7 +24,8 @@ from components.storage import Storage, StorageArgs
 from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
-from infra.config import NodePoolConfig, PlatformConfig
+from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from infra.residency import ZONES
 from pipelines.promotion import PromotionCriteria
 
 # Tenant namespace quotas per tier: SMB tenants are CPU-only.
@@ -161,6 +163,9 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     k8s_opts = pulumi.ResourceOptions(
         providers={"aws": provider, "kubernetes": cluster.k8s_provider}, depends_on=[addons]
     )
+    # KEDA only where a served model may scale to zero; it gets a platform namespace like the rest.
+    scale_to_zero = cfg.serving_scale_to_zero and bool(cfg.served_models)
+    platform_namespaces = (*PLATFORM_NAMESPACES, "keda") if scale_to_zero else PLATFORM_NAMESPACES
     baseline = K8sBaseline(
         "baseline",
         K8sBaselineArgs(
@@ -176,6 +181,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             tenants=[TenantQuota(t, **TENANT_QUOTAS[cfg.tier]) for t in cfg.tenants],
             gpu_enabled=any(p.gpu for p in cfg.node_pools),
             retain_volumes=cfg.production,
+            platform_namespaces=platform_namespaces,
         ),
         opts=k8s_opts,
     )
@@ -240,12 +246,32 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     if cfg.served_models:
         # SMB stacks run one replica per model; enterprise keeps two for zone failures.
         floor = 1 if cfg.tier == "smb" else 2
+        serving_opts = after_baseline
+        if scale_to_zero:
+            keda = Keda(
+                "keda", KedaArgs(namespace="keda", vpc_cidr=cfg.network.cidr), after_baseline
+            )
+            # The ScaledObjects need KEDA's CRDs and webhooks in place first.
+            serving_opts = pulumi.ResourceOptions.merge(
+                after_baseline, pulumi.ResourceOptions(depends_on=[keda])
+            )
+        warm = warm_hours_cron(cfg.serving_warm_hours) if cfg.serving_warm_hours else None
         Serving(
             "serving",
             ServingArgs(
                 namespace="serving",
                 models=[
-                    ServedModel(name, profile, min_replicas=floor, max_replicas=max(floor, 6))
+                    ServedModel(
+                        name,
+                        profile,
+                        min_replicas=floor,
+                        max_replicas=max(floor, 6),
+                        scale_to_zero=cfg.serving_scale_to_zero,
+                        idle_minutes=cfg.serving_idle_minutes,
+                        warm_start_cron=warm[0] if warm else "",
+                        warm_end_cron=warm[1] if warm else "",
+                        timezone=ZONES[cfg.zone].timezone,
+                    )
                     for name, profile in cfg.served_models
                 ],
                 models_bucket=storage.buckets["models"].bucket,
@@ -257,7 +283,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
                 puller_image=cfg.model_puller_image,
                 criteria=PromotionCriteria(steps=cfg.canary_steps),
             ),
-            opts=after_baseline,
+            opts=serving_opts,
         )
     Monitoring(
         "monitoring",

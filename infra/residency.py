@@ -31,6 +31,8 @@ class ResidencyZone:
     """Who this zone is for, in words."""
     regions: tuple[Region, ...]
     """Regions inside the zone; the first is the zone's default."""
+    timezone: str = "UTC"
+    """IANA time zone for schedules in the zone (serving warm hours), e.g. ``Asia/Dubai``."""
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -48,21 +50,25 @@ ZONES: dict[str, ResidencyZone] = {
     for zone in (
         ResidencyZone(
             name="uae",
+            timezone="Asia/Dubai",
             description="United Arab Emirates (UAE data-protection law, TDRA cloud guidance)",
             regions=(Region("me-central-1", ("me-central-1a", "me-central-1b", "me-central-1c")),),
         ),
         ResidencyZone(
             name="bahrain",
+            timezone="Asia/Bahrain",
             description="Kingdom of Bahrain (PDPL)",
             regions=(Region("me-south-1", ("me-south-1a", "me-south-1b", "me-south-1c")),),
         ),
         ResidencyZone(
             name="ksa",
+            timezone="Asia/Riyadh",
             description="Kingdom of Saudi Arabia (PDPL, NCA ECC)",
             regions=(Region("me-west-1", ("me-west-1a", "me-west-1b", "me-west-1c")),),
         ),
         ResidencyZone(
             name="eu",
+            timezone="Europe/Brussels",
             description="European Union (GDPR); several regions, all inside the EU",
             regions=(
                 Region("eu-central-1", ("eu-central-1a", "eu-central-1b", "eu-central-1c")),

@@ -144,11 +144,21 @@ TEMPLATES: dict[str, TenantTemplate] = {
                 f"{P}:singleNatGateway": True,
                 # CPU-tier inference: Triton on the worker pool, the backend chosen by measurement.
                 f"{P}:servedModels": ["credit-risk:cpu"],
+                # KEDA takes the model to zero replicas when idle, so the spot pool can go back
+                # to zero nodes; waking it is a cold start (components/serving.py says how).
+                f"{P}:servingScaleToZero": True,
+                # The wake path: the floor during working hours (the zone's time zone).
+                f"{P}:servingWarmHours": "Mon-Fri 08:00-18:00",
             },
             notes=(
                 "prod rules still apply: 3 AZs, a private API endpoint, 365-day logs, 30-day key "
                 "deletion window, a system pool of >= 2 on-demand nodes; one shared NAT gateway "
                 "is allowed for the smb tier only.",
+                "served models are kept up during servingWarmHours (Mon-Fri 08:00-18:00 in the "
+                "zone's time zone) and scale to zero after servingIdleMinutes (default 15) "
+                "without requests outside them, so the spot pool can empty; requests alone do "
+                "not wake an idle model (scale its Rollout to 1, see components/serving.py); set "
+                "servingScaleToZero: false to keep one replica warm.",
             ),
         ),
         TenantTemplate(

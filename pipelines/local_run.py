@@ -11,6 +11,9 @@ Layout under ``output_dir`` (default ``build/pipelines``)::
     runs/<pipeline>-<timestamp>/<task>/<output>   artifacts of each run (kfp.local's layout)
     runs/.kfp_cache/                              kfp.local's step cache (same inputs -> reuse)
     registry/<model>/...                          the model registry (pipelines/lib/registry.py)
+    feature_store/                                the Feast state (registry, SQLite, Parquet),
+                                                  except for the default output folder: see
+                                                  :func:`default_feature_repo`
     keys/artifact-key.json                        local envelope key (mode 0600)
     logs/<run_tag>.log                            full log of each run
 """
@@ -36,8 +39,18 @@ from pipelines.lib.validation import ERROR_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "build" / "pipelines"
-STEPS = ("ingest", "validate", "features", "train", "evaluate", "export", "register", "encrypt")
-GATED = ("export", "register", "encrypt")
+STEPS = (
+    "ingest",
+    "validate",
+    "features",
+    "train",
+    "evaluate",
+    "export",
+    "register",
+    "materialize",
+    "encrypt",
+)
+GATED = ("export", "register", "materialize", "encrypt")
 """Steps inside the ``dsl.If`` on the gate decision."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -90,6 +103,8 @@ class RunResult:
         lineage_record: Registry record of the version, when registered.
         encrypted: Folder with the encrypted artifacts, when encrypted.
         log_path: Full log of the run.
+        feature_repo: Feature store the run trained from (and materialized to).
+        feature_service: Feature service of the registered version, when materialized.
     """
 
     succeeded: bool
@@ -108,6 +123,8 @@ class RunResult:
     lineage_record: Path | None
     encrypted: Path | None
     log_path: Path
+    feature_repo: Path | None = None
+    feature_service: str | None = None
 
 
 class _LogTap(io.TextIOBase):
@@ -206,6 +223,40 @@ def _environment(root: Path) -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
+def default_feature_repo(output_dir: Path) -> Path:
+    """Feature store of a run into ``output_dir``.
+
+    The default output folder uses ``build/feature_store``, where ``sovml features`` looks, so
+    ``sovml features get ID`` after ``sovml pipeline run training --local`` reads what the run
+    trained on. Any other output folder (tests, the demo, experiments) keeps its own store
+    beside its registry, so it never replaces what the default one serves.
+    """
+    from pipelines import features
+
+    if output_dir.resolve() == DEFAULT_OUTPUT.resolve():
+        return features.DEFAULT_REPO
+    return output_dir / "feature_store"
+
+
+def code_digest() -> str:
+    """Digest of the code the local steps import: ``pipelines/lib`` and the feature store.
+
+    kfp.local's cache key does not cover imported modules (see ``build_pipeline``); the
+    features step also imports ``pipelines/features.py`` and ``pipelines/feature_repo``.
+    """
+    import hashlib
+
+    from pipelines.lib import provenance
+
+    digest = hashlib.sha256(provenance.lib_digest().encode())
+    repo = ROOT / "pipelines" / "feature_repo"
+    for file in [ROOT / "pipelines" / "features.py", *sorted(repo.glob("*.py"))]:
+        digest.update(file.name.encode())
+        digest.update(b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
 def new_run_tag() -> str:
     """``YYYYmmddTHHMMSSZ-<8 hex>``: sortable and unique."""
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
@@ -222,7 +273,8 @@ def run_local(
 
     Args:
         arguments: Pipeline parameters (see ``pipelines/training.py``); ``registry_dir``,
-            ``encryption_key``, ``code_version`` and ``run_tag`` default to this run's layout.
+            ``feature_repo``, ``encryption_key``, ``code_version`` and ``run_tag`` default to
+            this run's layout.
         output_dir: Root of runs, cache, registry, keys and logs.
         cache: Reuse step outputs of earlier runs with identical inputs (kfp.local's cache).
         listener: Called on every step state change (for progress displays).
@@ -243,6 +295,7 @@ def run_local(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     args = {
         "registry_dir": str(out / "registry"),
+        "feature_repo": str(default_feature_repo(out)),
         "encryption_key": str(out / "keys" / "artifact-key.json"),
         "code_version": provenance.code_version(ROOT),
         "run_tag": tag,
@@ -276,7 +329,7 @@ def run_local(
                     raise_on_error=True,
                     enable_caching=cache,
                 )
-                pipeline = training.build_pipeline("local", code_digest=provenance.lib_digest())
+                pipeline = training.build_pipeline("local", code_digest=code_digest())
                 try:
                     outputs = dict(pipeline(**args).outputs)
                 except RuntimeError as exc:
@@ -288,9 +341,11 @@ def run_local(
     tracker.finish(succeeded)
     created = sorted(set(runs.glob(f"{training.PIPELINE_NAME}-*")) - before)
     run_dir = created[-1] if created else None
-    return _collect(
+    result = _collect(
         succeeded, tag, run_dir, time.perf_counter() - started, tracker, outputs, log_path
     )
+    result.feature_repo = Path(args["feature_repo"])
+    return result
 
 
 def _collect(
@@ -310,7 +365,7 @@ def _collect(
     gate_reason = ""
     if outputs.get("evaluation") is not None:
         gate_reason = str(outputs["evaluation"].metadata.get("gate_reason", ""))
-    version = repo = local_repo = record = encrypted = None
+    version = repo = local_repo = record = encrypted = service = None
     # The gated steps are never cached, so their artifacts are always in this run's folder.
     if run_dir is not None and gate_passed:
         export_out = run_dir / "export" / "executor_output.json"
@@ -324,6 +379,9 @@ def _collect(
         repo = candidates["repo"] if candidates["repo"].is_dir() else None
         local_repo = candidates["local"] if candidates["local"].is_dir() else None
         encrypted = candidates["encrypted"] if candidates["encrypted"].is_dir() else None
+        materialize_report = run_dir / "materialize" / "report"
+        if materialize_report.is_file():
+            service = json.loads(materialize_report.read_text()).get("feature_service")
         register_out = run_dir / "register" / "executor_output.json"
         if register_out.is_file():
             params = json.loads(register_out.read_text()).get("parameterValues", {})
@@ -345,4 +403,5 @@ def _collect(
         lineage_record=record,
         encrypted=encrypted,
         log_path=log_path,
+        feature_service=service,
     )

@@ -1,6 +1,11 @@
 """Credit-risk training pipeline (Kubeflow Pipelines v2).
 
-ingest -> validate -> features -> train -> evaluate -> [gate passed] export -> register -> encrypt
+ingest -> validate -> features -> train -> evaluate -> [gate passed] export -> register ->
+materialize, encrypt
+
+The training set comes from the Feast feature store (``pipelines/features.py``): the features step
+writes the offline source and joins every row's features point in time; after a registration,
+materialize registers the version's feature service and loads the online store.
 
 The same pipeline runs locally with ``kfp.local`` and compiles for the cluster:
 
@@ -36,6 +41,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from pipelines.lib import images
+from pipelines.lib.triton import CPU_PROFILE_VCPUS
 
 PIPELINE_NAME = "credit-risk-training"
 TARGETS = ("local", "cluster")
@@ -50,13 +56,18 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     "serving_profile": "gpu",
     "registry_dir": images.REGISTRY_MOUNT,
     "encryption_backend": "vault",
+    "feature_repo": "pipelines/feature_repo/feature_store.prod.yaml",
 }
 """Pipeline-parameter defaults that differ on the cluster (a GPU Triton profile, the registry on
-a shared volume, keys in Vault transit); everything else defaults the same as locally."""
+a shared volume, keys in Vault transit, the feature store on S3 + Redis, whose config is resolved
+inside the code embedded in the pod); everything else defaults the same as locally."""
 
-# Steps that read or write state outside their artifacts (the registry, the key service) must run
-# every time; the others are pure functions of their inputs and may be served from the cache.
-UNCACHED = ("evaluate", "export", "register", "encrypt")
+# Steps that read or write state outside their artifacts (the registry, the key service, the online
+# store) must run every time; the others are pure functions of their inputs and may be served from
+# the cache. features also writes the feature store's offline source and registry, but only as a
+# function of its inputs: a cached run leaves them as the original run did, and materialize (never
+# cached) rewrites the source from the dataset should it have gone missing since.
+UNCACHED = ("evaluate", "export", "register", "materialize", "encrypt")
 
 
 # -------------------------------------------------------------------------------- components
@@ -109,15 +120,21 @@ def validate(
 def features(
     dataset: Input[Dataset],
     test_fraction: float,
+    feature_repo: str,
     train_set: Output[Dataset],
     test_set: Output[Dataset],
     feature_spec: Output[Artifact],
 ) -> None:
-    """Split out-of-time, fit the standardisation on the training rows, record the features.
+    """Build the training set from the feature store (point in time), split, fit the scaling.
+
+    Writes the table's features as the Feast offline source, applies the repository and joins
+    every row's features at its own event time (``get_historical_features``); then splits
+    out-of-time and fits the standardisation on the training rows.
 
     Args:
         dataset: The validated table.
         test_fraction: Share of the latest rows held out for evaluation.
+        feature_repo: Feature store: state folder, repository or ``feature_store*.yaml``.
         train_set: Training rows (Parquet).
         test_set: Test rows (Parquet).
         feature_spec: Feature list, transforms, means and standard deviations (JSON).
@@ -126,7 +143,12 @@ def features(
 
     feature_spec.metadata.update(
         steps.features(
-            dataset.path, train_set.path, test_set.path, feature_spec.path, test_fraction
+            dataset.path,
+            train_set.path,
+            test_set.path,
+            feature_spec.path,
+            test_fraction,
+            feature_repo=feature_repo,
         )
     )
 
@@ -229,24 +251,45 @@ def evaluate(
 def export(
     model: Input[Model],
     feature_spec: Input[Artifact],
+    test_set: Input[Dataset],
     registry_dir: str,
     model_name: str,
     serving_profile: str,
     max_batch_size: int,
+    cpu_backend: str,
+    cpu_objective: str,
+    cpu_max_abs_diff: float,
+    cpu_max_metric_drop: float,
+    cpu_threads: int,
     model_repository: Output[Model],
     model_repository_local: Output[Model],
+    serving_selection: Output[Artifact],
+    serving_metrics: Output[Metrics],
 ) -> NamedTuple("ExportOutputs", version=int):
-    """TorchScript model and Triton repositories (libtorch for production, Python for local).
+    """Triton repositories: production (native backend) and local (Python backend).
+
+    ``gpu`` profile: TorchScript on the PyTorch backend. ``cpu`` profile: fp32 eager, TorchScript,
+    ONNX Runtime and dynamic int8 are measured on the profile's vCPUs and checked against the
+    trained model on the test rows; the fastest inside the accuracy bound is served.
 
     Args:
         model: The trained model.
         feature_spec: The feature spec.
+        test_set: Labelled rows for the CPU selection's accuracy check.
         registry_dir: Registry that assigns the version number.
         model_name: Triton model name.
         serving_profile: ``gpu`` (KIND_GPU) or ``cpu`` (KIND_CPU) instance group.
         max_batch_size: Triton ``max_batch_size``.
-        model_repository: ``<model>/config.pbtxt`` + ``<model>/<version>/model.pt``.
-        model_repository_local: Same with ``backend: "python"`` and ``model.py``.
+        cpu_backend: ``auto`` (measure and choose) or a candidate to pin (``onnxruntime``,
+            ``torchscript``, ``torchscript_opt``, ``int8_dynamic``).
+        cpu_objective: Latency to minimise, ``p50_b1``/``p95_b1``/``p50_b64``/``p95_b64``.
+        cpu_max_abs_diff: Largest output difference from the trained model a candidate may have.
+        cpu_max_metric_drop: Largest test-AUC drop a candidate may have.
+        cpu_threads: vCPUs of the CPU serving profile (measurement and config threads).
+        model_repository: ``<model>/config.pbtxt`` + ``<model>/<version>/model.pt|model.onnx``.
+        model_repository_local: Same I/O with ``backend: "python"`` and ``model.py``.
+        serving_selection: What is served and why: every candidate's figures (JSON).
+        serving_metrics: The selection's figures as KFP metrics.
 
     Returns:
         ``version``: the Triton/registry version.
@@ -264,9 +307,30 @@ def export(
         max_batch_size,
         model_repository.path,
         model_repository_local.path,
+        test_path=test_set.path,
+        selection_path=serving_selection.path,
+        cpu={
+            "backend": cpu_backend,
+            "objective": cpu_objective,
+            "max_abs_diff": cpu_max_abs_diff,
+            "max_metric_drop": cpu_max_metric_drop,
+            "threads": cpu_threads,
+        },
     )
+    selection = result.pop("selection")
+    for name, value in result.pop("selection_metrics").items():
+        serving_metrics.log_metric(name, value)
     model_repository.metadata.update(result)
-    model_repository_local.metadata.update({"model_name": model_name, "version": result["version"]})
+    model_repository_local.metadata.update(
+        {
+            "model_name": model_name,
+            "version": result["version"],
+            "local_runtime": result["local_runtime"],
+        }
+    )
+    serving_selection.metadata.update(
+        {k: v for k, v in selection.items() if not isinstance(v, (dict, list))}
+    )
     return namedtuple("ExportOutputs", ["version"])(result["version"])
 
 
@@ -278,6 +342,7 @@ def register(
     evaluation: Input[Artifact],
     model_repository: Input[Model],
     model_repository_local: Input[Model],
+    serving_selection: Input[Artifact],
     version: int,
     registry_dir: str,
     model_name: str,
@@ -289,6 +354,7 @@ def register(
     code_version: str,
     promote: bool,
     run_tag: str,
+    feature_repo: str,
     lineage: Output[Artifact],
 ) -> NamedTuple("RegisterOutputs", record=str):
     """Register the version with its lineage; promote it to production when asked.
@@ -304,6 +370,7 @@ def register(
         evaluation: Metrics and gate decision.
         model_repository: Production Triton repository.
         model_repository_local: Local Triton repository.
+        serving_selection: The export's serving report (backend, CPU selection figures).
         version: Version from export.
         registry_dir: Registry folder.
         model_name: Model name.
@@ -315,6 +382,7 @@ def register(
         code_version: ``git:<sha>``/``package:<v>``; empty = resolve at run time.
         promote: Make this version the production version.
         run_tag: Identifier of this run (lets a runner find the record).
+        feature_repo: Feature store of the training set (lineage, with the feature service).
         lineage: Copy of the registry record.
 
     Returns:
@@ -341,9 +409,34 @@ def register(
         code_version,
         promote,
         run_tag,
+        selection_path=serving_selection.path,
+        feature_repo=feature_repo,
     )
     lineage.metadata.update(result)
     return namedtuple("RegisterOutputs", ["record"])(result["record"])
+
+
+def materialize(
+    dataset: Input[Dataset],
+    feature_spec: Input[Artifact],
+    lineage: Input[Artifact],
+    feature_repo: str,
+    report: Output[Artifact],
+) -> None:
+    """Register the version's feature service and load the online store (gate passed only).
+
+    Args:
+        dataset: The ingested table (rewritten as the offline source if it went missing).
+        feature_spec: The feature order of the model.
+        lineage: The registry record (names the feature service).
+        feature_repo: Feature store: state folder, repository or ``feature_store*.yaml``.
+        report: Service, source, per-view intervals and the read-back check (JSON).
+    """
+    from pipelines.lib import steps
+
+    report.metadata.update(
+        steps.materialize(dataset.path, feature_spec.path, lineage.path, feature_repo, report.path)
+    )
 
 
 def encrypt(
@@ -385,43 +478,79 @@ def encrypt(
 
 
 COMPONENT_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    f.__name__: f for f in (ingest, validate, features, train, evaluate, export, register, encrypt)
+    f.__name__: f
+    for f in (
+        ingest,
+        validate,
+        features,
+        train,
+        evaluate,
+        export,
+        register,
+        materialize,
+        encrypt,
+    )
 }
 
 
 # ---------------------------------------------------------------------------- build, compile
 
 
-NEEDS_ENVELOPE_LIBRARY = ("encrypt",)
-"""Steps that import ``pipelines/artifacts.py`` (62 KB): only they get it embedded, which keeps
-the cluster IR small (every embedded copy is repeated in each component's command)."""
+FEATURE_STORE_CODE = (
+    "pipelines/features.py",
+    "pipelines/feature_repo/__init__.py",
+    "pipelines/feature_repo/definitions.py",
+    "pipelines/feature_repo/feature_store.yaml",
+    "pipelines/feature_repo/feature_store.prod.yaml",
+)
+"""The feature store library, definitions and both configs (the cluster default is the prod one)."""
+
+EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
+    "encrypt": ("pipelines/artifacts.py",),
+    "export": ("kernels/__init__.py", "kernels/cpu_inference.py"),
+    "features": FEATURE_STORE_CODE,
+    "register": ("pipelines/features.py",),
+    "materialize": FEATURE_STORE_CODE,
+}
+"""Files beyond ``pipelines/lib`` that a step imports, embedded for that step only, which keeps
+the cluster IR small (every embedded copy is repeated in each component's command): the envelope
+library (62 KB) for encrypt, the CPU backend selection for export, the feature store library and
+repository for features and materialize (register only names the feature service)."""
 
 
 @contextlib.contextmanager
-def _embedded_code(with_artifacts: bool) -> Iterator[str]:
-    """A clean copy of the code the cluster pods import (no caches, no tests), as a folder."""
+def _embedded_code(extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """A clean copy of the code the cluster pods import (no caches, no tests), as a folder.
+
+    Args:
+        extra: Repository-relative files added to ``pipelines/__init__.py`` and
+            ``pipelines/lib/*.py`` (see :data:`EXTRA_EMBEDDED`).
+    """
     with tempfile.TemporaryDirectory(prefix="sovml-embed-") as tmp:
         pkg = Path(tmp) / "pipelines"
         (pkg / "lib").mkdir(parents=True)
         shutil.copyfile(ROOT / "pipelines" / "__init__.py", pkg / "__init__.py")
-        if with_artifacts:
-            shutil.copyfile(ROOT / "pipelines" / "artifacts.py", pkg / "artifacts.py")
         for source in sorted((ROOT / "pipelines" / "lib").glob("*.py")):
             shutil.copyfile(source, pkg / "lib" / source.name)
+        for relative in extra:
+            target = Path(tmp) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / relative, target)
         yield tmp
 
 
 def build_components(
     target: str, image_registry: str | None = None, pip_index_url: str | None = None
 ) -> dict[str, Any]:
-    """The eight components for ``target`` (``local`` or ``cluster``), keyed by task name."""
+    """The nine components for ``target`` (``local`` or ``cluster``), keyed by task name."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     built: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        embeds: dict[bool, str] = {}
+        embeds: dict[tuple[str, ...], str] = {}
         if target == "cluster":
-            embeds = {flag: stack.enter_context(_embedded_code(flag)) for flag in (False, True)}
+            for extra in {(), *EXTRA_EMBEDDED.values()}:
+                embeds[extra] = stack.enter_context(_embedded_code(extra))
         for name, func in COMPONENT_FUNCTIONS.items():
             step = images.STEPS[name]
             options: dict[str, Any] = {
@@ -431,7 +560,7 @@ def build_components(
                 options.update(
                     packages_to_install=list(step.packages),
                     pip_index_urls=[pip_index_url] if pip_index_url else None,
-                    embedded_artifact_path=embeds[name in NEEDS_ENVELOPE_LIBRARY],
+                    embedded_artifact_path=embeds[EXTRA_EMBEDDED.get(name, ())],
                 )
             else:
                 # Runs in this virtualenv: nothing to install (and no network to install from).
@@ -450,13 +579,22 @@ def kubernetes_extension() -> Any | None:
 
 
 def _cluster_settings(name: str, task: Any) -> None:
-    """Resources, GPU scheduling (train) and the registry volume of one cluster task."""
+    """Resources, GPU scheduling (train), the registry volume and feature-store settings."""
     step = images.STEPS[name]
     task.set_cpu_request(step.cpu_request).set_cpu_limit(step.cpu_limit)
     task.set_memory_request(step.memory_request).set_memory_limit(step.memory_limit)
     k8s = kubernetes_extension()
     if name in images.REGISTRY_STEPS and k8s is not None:
         k8s.mount_pvc(task, pvc_name=images.REGISTRY_PVC, mount_path=images.REGISTRY_MOUNT)
+    if name in images.FEATURE_STORE_STEPS and k8s is not None:
+        # The prod feature_store.yaml expands these; optional so a missing object fails the step
+        # with the unexpanded ${VAR} in its message rather than leaving the pod unschedulable.
+        k8s.use_config_map_as_env(
+            task, images.FEAST_CLIENT_CONFIG_MAP, images.FEAST_CLIENT_CONFIG_ENV, optional=True
+        )
+        k8s.use_secret_as_env(
+            task, images.FEAST_CLIENT_SECRET, images.FEAST_CLIENT_SECRET_ENV, optional=True
+        )
     if step.gpus:
         task.set_accelerator_type(images.GPU_RESOURCE).set_accelerator_limit(step.gpus)
         if k8s is not None:
@@ -502,8 +640,8 @@ def build_pipeline(
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Credit-risk MLP: ingest, validate, features, train, evaluate, gate, "
-        "export to Triton, register with lineage, encrypt.",
+        description="Credit-risk MLP: ingest, validate, features (Feast, point in time), train, "
+        "evaluate, gate, export to Triton, register with lineage, materialize, encrypt.",
     )
     def credit_risk_training(
         rows: int = 20000,
@@ -525,15 +663,21 @@ def build_pipeline(
         gate_tolerance: float = 0.0,
         model_name: str = "credit_risk",
         registry_dir: str = "build/pipelines/registry",
+        feature_repo: str = "build/feature_store",
         serving_profile: str = "cpu",
         max_batch_size: int = 1024,
+        cpu_backend: str = "auto",
+        cpu_objective: str = "p50_b1",
+        cpu_max_abs_diff: float = 0.01,
+        cpu_max_metric_drop: float = 0.001,
+        cpu_threads: int = CPU_PROFILE_VCPUS,
         promote: bool = True,
         code_version: str = "",
         run_tag: str = "",
         encryption_backend: str = "local",
         encryption_key: str = "",
     ) -> NamedTuple("TrainingOutputs", metrics=Metrics, evaluation=Artifact, gate_passed=bool):
-        """Train, gate, export, register and encrypt the credit-risk model.
+        """Train, gate, export, register, serve the features online and encrypt the model.
 
         Args:
             rows: Synthetic rows to generate.
@@ -555,8 +699,18 @@ def build_pipeline(
             gate_tolerance: Gate: allowed AUC shortfall against production.
             model_name: Registry and Triton model name.
             registry_dir: Registry folder (a shared volume on the cluster).
+            feature_repo: Feature store: a local state folder (created from
+                ``pipelines/feature_repo/feature_store.yaml``), a Feast repository, or a
+                ``feature_store*.yaml`` (the cluster default: the prod config).
             serving_profile: ``gpu`` or ``cpu`` Triton instance group.
             max_batch_size: Triton max batch size.
+            cpu_backend: CPU profile: ``auto`` (served backend chosen by measurement) or a
+                candidate to pin.
+            cpu_objective: CPU profile: latency the choice minimises (``p50_b1``: median at
+                batch 1).
+            cpu_max_abs_diff: CPU profile: largest output difference from the trained model.
+            cpu_max_metric_drop: CPU profile: largest test-AUC drop.
+            cpu_threads: CPU profile: vCPUs per serving replica.
             promote: Promote a passing model to production.
             code_version: Code version for the lineage (empty: resolved at run time).
             run_tag: Run identifier recorded in the lineage.
@@ -582,7 +736,8 @@ def build_pipeline(
             ),
         )
         features_task = configure(
-            "features", c["features"](dataset=dataset, test_fraction=test_fraction)
+            "features",
+            c["features"](dataset=dataset, test_fraction=test_fraction, feature_repo=feature_repo),
         )
         # Features reads the dataset, not the report: the ordering edge keeps bad data out.
         features_task.after(validate_task)
@@ -621,10 +776,16 @@ def build_pipeline(
                 c["export"](
                     model=model,
                     feature_spec=spec,
+                    test_set=features_task.outputs["test_set"],
                     registry_dir=registry_dir,
                     model_name=model_name,
                     serving_profile=serving_profile,
                     max_batch_size=max_batch_size,
+                    cpu_backend=cpu_backend,
+                    cpu_objective=cpu_objective,
+                    cpu_max_abs_diff=cpu_max_abs_diff,
+                    cpu_max_metric_drop=cpu_max_metric_drop,
+                    cpu_threads=cpu_threads,
                 ),
             )
             register_task = configure(
@@ -637,6 +798,7 @@ def build_pipeline(
                     evaluation=evaluate_task.outputs["report"],
                     model_repository=export_task.outputs["model_repository"],
                     model_repository_local=export_task.outputs["model_repository_local"],
+                    serving_selection=export_task.outputs["serving_selection"],
                     version=export_task.outputs["version"],
                     registry_dir=registry_dir,
                     model_name=model_name,
@@ -648,6 +810,16 @@ def build_pipeline(
                     code_version=code_version,
                     promote=promote,
                     run_tag=run_tag,
+                    feature_repo=feature_repo,
+                ),
+            )
+            configure(
+                "materialize",
+                c["materialize"](
+                    dataset=dataset,
+                    feature_spec=spec,
+                    lineage=register_task.outputs["lineage"],
+                    feature_repo=feature_repo,
                 ),
             )
             configure(

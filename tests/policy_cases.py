@@ -94,6 +94,28 @@ def _deny(ns: str, **spec: Any) -> Resource:
 
 
 PLATFORM = ("kubeflow", "feature-store", "serving", "monitoring", "vault")
+
+
+def _target(name: str, kind: str | None, api: str) -> dict[str, str]:
+    return {"name": name} if kind is None else {"apiVersion": api, "kind": kind, "name": name}
+
+
+def _hpa(name: str, kind: str = "Rollout", api: str = "argoproj.io/v1alpha1") -> Resource:
+    return R("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", f"hpa-{name}", {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": "serving"},
+        "spec": {"scaleTargetRef": _target(name, kind, api), "minReplicas": 1, "maxReplicas": 3},
+    })  # fmt: skip
+
+
+def _scaler(name: str, kind: str | None = "Rollout", namespace: str = "serving") -> Resource:
+    return R("kubernetes:keda.sh/v1alpha1:ScaledObject", f"so-{name}-{namespace}", {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"scaleTargetRef": _target(name, kind, "argoproj.io/v1alpha1"), "minReplicaCount": 0},
+    })  # fmt: skip
+
+
 EKS = "aws:eks/cluster:Cluster"
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 NG = "aws:eks/nodeGroup:NodeGroup"
@@ -194,6 +216,10 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-K8S-005", "allow-all is not deny", [*(_ns(n) for n in PLATFORM), *(_deny(n) for n in PLATFORM[1:]),
                                             _deny("kubeflow", ingress=[{}])], 1),
     ("SOV-K8S-005", "no k8s objects, no rule", [BUCKET], 0),
+    ("SOV-K8S-006", "one autoscaler each", [_hpa("a"), _scaler("b")], 0),
+    ("SOV-K8S-006", "same name, other namespace", [_hpa("a"), _scaler("a", namespace="acme")], 0),
+    ("SOV-K8S-006", "hpa and scaledobject on one rollout", [_hpa("a"), _scaler("a")], 1),
+    ("SOV-K8S-006", "scaledobject defaults to a deployment", [_hpa("a", kind="Deployment", api="apps/v1"), _scaler("a", kind=None)], 1),
     ("SOV-IAM-001", "scoped", [_policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"})], 0),
     ("SOV-IAM-001", "admin", [_policy({"Effect": "Allow", "Action": "*", "Resource": "*"})], 1),
     ("SOV-IAM-001", "deny is fine", [_policy({"Effect": "Deny", "Action": "*", "Resource": "*"})], 0),

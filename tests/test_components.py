@@ -414,6 +414,197 @@ def test_serving_refuses_unpinned_puller_and_bad_profile() -> None:
         _serving(models=[ServedModel("m", "tpu")])
 
 
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+
+
+def test_scale_to_zero_hands_the_rollout_to_a_keda_scaled_object() -> None:
+    from components.serving import ServedModel, request_rate_query
+
+    res = record(
+        lambda: _serving(
+            models=[
+                ServedModel("m", "cpu", min_replicas=1, max_replicas=4, scale_to_zero=True),
+                ServedModel("warm", "cpu", min_replicas=1, max_replicas=3),
+            ]
+        )
+    )
+    (so,) = of_type(res, SCALED_OBJECT)
+    spec = so["inputs"]["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "name": "triton-m",
+    }, so["urn"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 4), so["urn"]
+    assert spec["cooldownPeriod"] == 15 * 60, so["urn"]
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["name"] == "triton-m"
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus", so["urn"]
+    meta = trigger["metadata"]
+    assert meta["query"] == request_rate_query("m"), so["urn"]
+    assert meta["serverAddress"] == "http://prometheus.monitoring.svc:9090"
+    assert (meta["activationThreshold"], meta["ignoreNullValues"]) == ("0", "true")
+    assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata is strings"
+    assert so["inputs"]["metadata"]["annotations"] == {
+        "scaledobject.keda.sh/transfer-hpa-ownership": "true"
+    }
+    rollout = next(
+        r
+        for r in of_type(res, "kubernetes:argoproj.io/v1alpha1:Rollout")
+        if r["inputs"]["metadata"]["name"] == "triton-m"
+    )
+    assert rollout["urn"] in so["dependencies"], so["urn"]
+    # KEDA owns the HPA of the scale-to-zero model; the other model keeps its own HPA.
+    targets = [h["inputs"]["spec"]["scaleTargetRef"]["name"] for h in of_type(res, HPA)]
+    assert targets == ["triton-warm"]
+    budgets = {p["inputs"]["metadata"]["name"]: p["inputs"]["spec"] for p in of_type(res, PDB)}
+    assert budgets["triton-m"]["maxUnavailable"] == 1 and "minAvailable" not in budgets["triton-m"]
+    assert budgets["triton-warm"]["minAvailable"] == 1
+
+
+def test_warm_hours_add_a_cron_trigger_at_the_floor() -> None:
+    from components.serving import ServedModel
+
+    model = ServedModel(
+        "m",
+        "cpu",
+        min_replicas=2,
+        scale_to_zero=True,
+        warm_start_cron="0 8 * * 1-5",
+        warm_end_cron="0 18 * * 1-5",
+        timezone="Asia/Dubai",
+    )
+    (so,) = of_type(record(lambda: _serving(models=[model])), SCALED_OBJECT)
+    cron, rate = so["inputs"]["spec"]["triggers"]
+    assert cron == {
+        "type": "cron",
+        "metadata": {
+            "timezone": "Asia/Dubai",
+            "start": "0 8 * * 1-5",
+            "end": "0 18 * * 1-5",
+            "desiredReplicas": "2",
+        },
+    }
+    assert rate["type"] == "prometheus"
+
+
+def test_without_scale_to_zero_the_hpa_stays() -> None:
+    res = record(_serving)
+    assert not of_type(res, SCALED_OBJECT)
+    (hpa,) = of_type(res, HPA)
+    spec = hpa["inputs"]["spec"]
+    assert spec["scaleTargetRef"]["kind"] == "Rollout" and spec["minReplicas"] == 1, hpa["urn"]
+    (pdb,) = of_type(res, PDB)
+    assert pdb["inputs"]["spec"]["minAvailable"] == 1, pdb["urn"]
+
+
+def test_scale_to_zero_keeps_a_higher_floor_once_woken() -> None:
+    from components.serving import ServedModel
+
+    res = record(
+        lambda: _serving(
+            models=[ServedModel("m", "gpu", min_replicas=2, scale_to_zero=True, idle_minutes=30)]
+        )
+    )
+    (so,) = of_type(res, SCALED_OBJECT)
+    spec = so["inputs"]["spec"]
+    assert (spec["idleReplicaCount"], spec["minReplicaCount"]) == (0, 2), so["urn"]
+    assert spec["cooldownPeriod"] == 1800, so["urn"]
+
+
+def test_request_rate_query_reads_the_counters_promotion_reads() -> None:
+    from components.serving import request_rate_query
+    from pipelines.promotion import error_rate_query
+
+    query = request_rate_query("credit-risk", "5m")
+    assert query == (
+        'sum(rate(nv_inference_request_success{model="credit-risk"}[5m])) + '
+        '(sum(rate(nv_inference_request_failure{model="credit-risk"}[5m])) or vector(0))'
+    )
+    for counter in ("nv_inference_request_success", "nv_inference_request_failure"):
+        assert counter in error_rate_query('model="credit-risk"')
+
+
+def test_serving_refuses_a_bad_idle_window() -> None:
+    from components.serving import ServedModel
+
+    with pytest.raises(ValueError, match=r"models\[m\]: idle_minutes 0"):
+        _serving(
+            models=[ServedModel("m", "cpu", min_replicas=1, scale_to_zero=True, idle_minutes=0)]
+        )
+
+
+def _keda(**kw: Any) -> Any:
+    from components.keda import Keda, KedaArgs
+
+    args = dict(namespace="keda", vpc_cidr="10.40.0.0/16")
+    return Keda("keda", KedaArgs(**{**args, **kw}))
+
+
+def test_keda_release_is_pinned_restricted_and_least_privilege() -> None:
+    from components.keda import KEDA_CHART
+
+    res = record(_keda)
+    (release,) = of_type(res, "kubernetes:helm.sh/v3:Release")
+    inputs = release["inputs"]
+    assert (inputs["chart"], inputs["version"]) == KEDA_CHART[:2] == ("keda", "2.19.0")
+    assert inputs["namespace"] == "keda" and inputs["repositoryOpts"]["repo"] == KEDA_CHART[2]
+    values = inputs["values"]
+    assert values["watchNamespace"] == "serving"
+    assert values["nodeSelector"] == {"sovereign-ml/pool": "system"}
+    assert values["rbac"]["scaledRefKinds"] == [{"apiGroup": "argoproj.io", "kind": "rollouts"}]
+    assert values["permissions"]["operator"]["restrict"]["secret"] is True
+    for c in ("operator", "metricServer", "webhooks"):
+        sc = values["securityContext"][c]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"], c
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c
+        assert values["podSecurityContext"][c]["runAsNonRoot"] is True, c
+        assert values["podSecurityContext"][c]["seccompProfile"]["type"] == "RuntimeDefault", c
+        res_c = values["resources"][c]
+        assert res_c["limits"]["memory"] == res_c["requests"]["memory"], c
+    policies = {
+        (p["inputs"]["metadata"]["namespace"], p["inputs"]["metadata"]["name"]): p["inputs"]["spec"]
+        for p in of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    control = policies[("keda", "allow-control-plane")]["ingress"][0]
+    assert control["from"] == [{"ipBlock": {"cidr": "10.40.0.0/16"}}]
+    assert {p["port"] for p in control["ports"]} == {6443, 9443}
+    egress = policies[("keda", "allow-keda-to-prometheus")]["egress"][0]
+    assert egress["ports"] == [{"protocol": "TCP", "port": 9090}]
+    ingress = policies[("monitoring", "allow-queries-from-keda")]["ingress"][0]["from"][0]
+    assert ingress["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "keda"}
+    assert not of_type(res, "aws:iam/role:Role"), "KEDA calls no AWS API: no IRSA role"
+    children_named_after(res, "sovereign-ml:keda:Keda", "keda")
+
+
+def test_keda_refuses_bad_args_before_any_resource() -> None:
+    with pytest.raises(ValueError, match=r"KedaArgs.vpc_cidr: 'ten'"):
+        _keda(vpc_cidr="ten")
+    with pytest.raises(ValueError, match=r"KedaArgs.namespace: 'kube-system'"):
+        _keda(namespace="kube-system")
+
+
+def test_baseline_gives_keda_a_denied_platform_namespace() -> None:
+    from components.k8s_baseline import PLATFORM_NAMESPACES
+
+    res = record(lambda: _baseline(platform_namespaces=(*PLATFORM_NAMESPACES, "keda")))
+    (ns,) = [
+        n
+        for n in of_type(res, "kubernetes:core/v1:Namespace")
+        if n["inputs"]["metadata"]["name"] == "keda"
+    ]
+    assert ns["inputs"]["metadata"]["labels"]["sovereign-ml/role"] == "platform"
+    deny = [
+        p
+        for p in of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p["inputs"]["metadata"].get("namespace") == "keda"
+        and p["inputs"]["metadata"]["name"] == "default-deny"
+    ]
+    assert len(deny) == 1
+
+
 def _kubeflow(**kw: Any) -> Any:
     from components.kubeflow import Kubeflow, KubeflowArgs
 

@@ -101,6 +101,18 @@ def test_region_of_another_zone_names_that_zone() -> None:
         ({"gpuPoolEnabled": False}, "sovereign-ml:servedModels", "needs gpuPoolEnabled"),
         ({"canarySteps": [50, 25, 100]}, "sovereign-ml:canarySteps", "increasing"),
         ({"canarySteps": [5, 50]}, "sovereign-ml:canarySteps", "ending at 100"),
+        ({"servingIdleMinutes": 2}, "sovereign-ml:servingIdleMinutes", "from 5 to 1440"),
+        ({"servingIdleMinutes": "soon"}, "sovereign-ml:servingIdleMinutes", "an integer"),
+        ({"servingScaleToZero": "yes"}, "sovereign-ml:servingScaleToZero", "true or false"),
+        ({"servingWarmHours": "weekdays"}, "sovereign-ml:servingWarmHours", "HH:MM-HH:MM"),
+        ({"servingWarmHours": "Mon-Fri 18:00-08:00"}, "sovereign-ml:servingWarmHours", "start"),
+        ({"servingWarmHours": "Fri-Mon 08:00-18:00"}, "sovereign-ml:servingWarmHours", "Sun..Sat"),
+        (
+            {"servingScaleToZero": True, "servedModels": []},
+            "sovereign-ml:servingScaleToZero",
+            "servedModels is empty",
+        ),
+        ({"tenants": ["keda"]}, "sovereign-ml:tenants", "reserved"),
         ({"modelPullerImage": "repo/puller"}, "sovereign-ml:modelPullerImage", "pinned tag"),
         ({"modelPullerImage": "repo/p:latest"}, "sovereign-ml:modelPullerImage", "not latest"),
         (
@@ -140,6 +152,44 @@ def test_production_posture_is_the_default() -> None:
     assert defaults["environment"] == "prod"
     assert defaults["endpointPublicAccess"] is False
     assert defaults["singleNatGateway"] is False
+    assert defaults["servingScaleToZero"] is False, "scale to zero is opted into, never forced"
+
+
+def test_scale_to_zero_is_off_unless_asked_and_allowed_in_every_tier() -> None:
+    cfg = parse()
+    assert isinstance(cfg, cfgmod.PlatformConfig)
+    assert (cfg.serving_scale_to_zero, cfg.serving_idle_minutes) == (False, 15)
+    for tier in ("enterprise", "smb"):
+        on = parse(tier=tier, servingScaleToZero=True, servingIdleMinutes=30)
+        assert isinstance(on, cfgmod.PlatformConfig), on
+        assert (on.serving_scale_to_zero, on.serving_idle_minutes) == (True, 30)
+    # As the engine hands them over: strings.
+    assert parse(servingScaleToZero="true", servingIdleMinutes="30") == parse(
+        servingScaleToZero=True, servingIdleMinutes=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mon-Fri 08:00-18:00", ("0 8 * * 1-5", "0 18 * * 1-5")),
+        ("Sun-Thu 07:30-19:05", ("30 7 * * 0-4", "5 19 * * 0-4")),
+        ("Sat 10:00-12:00", ("0 10 * * 6", "0 12 * * 6")),
+        ("Mon-Fri 8:00-18:00", None),
+        ("Mon-Fri 08:00-08:00", None),
+        ("Fri-Mon 08:00-18:00", None),
+        ("Mon-Fri 08:00-24:00", None),
+    ],
+)
+def test_warm_hours_become_cron_expressions(text: str, expected: tuple[str, str] | None) -> None:
+    assert cfgmod.warm_hours_cron(text) == expected
+
+
+def test_idle_window_problem_names_stack_key_value_and_range() -> None:
+    found = problems(servingIdleMinutes=2)
+    assert str(found["sovereign-ml:servingIdleMinutes"]) == (
+        f"{SOURCE}: sovereign-ml:servingIdleMinutes = 2: an integer from 5 to 1440"
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -135,6 +135,32 @@ def test_spot_workers_priced_at_spot(
     assert math.isclose(workers.monthly_max, high * prices.hours_per_month * spot)
 
 
+def test_smb_minimum_has_no_serving_node_because_the_model_idles_to_zero(
+    records: dict[str, dict[str, Any]], prices: costmod.PriceTable
+) -> None:
+    idle = costmod.estimate(records["acme"], prices).item("nodes: workers")
+    assert idle is not None and idle.monthly_min == 0 and idle.basis_min.startswith("0 x ")
+    # The same tenant without its ScaledObject: Triton pins one spot worker around the clock.
+    warm_record = copy.deepcopy(records["acme"])
+    warm_record["resources"] = [
+        r for r in warm_record["resources"] if r["type"] != costmod.SCALED_OBJECT
+    ]
+    assert costmod.serving_floors(warm_record["resources"]) == {"workers": ["triton-credit-risk"]}
+    warm = costmod.estimate(warm_record, prices)
+    workers = warm.item("nodes: workers")
+    group = next(
+        g
+        for g in of_type(records["acme"], costmod.NODE_GROUP)
+        if g["inputs"]["capacityType"] == "SPOT"
+    )
+    spot = prices.spot_hourly[group["inputs"]["instanceTypes"][0]]
+    assert workers is not None and workers.basis_min.startswith("1 x ")
+    assert "triton-credit-risk never scales to zero" in workers.basis_min
+    assert math.isclose(workers.monthly_min, prices.hours_per_month * spot)
+    assert warm.total_min > costmod.estimate(records["acme"], prices).total_min
+    assert any("keeps at least one node: workers" in a for a in warm.assumptions)
+
+
 def test_region_mismatch_is_refused(
     records: dict[str, dict[str, Any]], prices: costmod.PriceTable
 ) -> None:

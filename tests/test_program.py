@@ -235,6 +235,13 @@ def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
     kinds = {r["type"] for r in prod["resources"]}
     assert "kubernetes:autoscaling/v2:HorizontalPodAutoscaler" in kinds
     assert "kubernetes:policy/v1:PodDisruptionBudget" in kinds
+    # Enterprise production stays warm: no scale to zero, so no KEDA.
+    assert not prod["config"]["serving_scale_to_zero"]
+    assert "kubernetes:keda.sh/v1alpha1:ScaledObject" not in kinds
+    assert not any(
+        r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "keda"
+        for r in prod["resources"]
+    )
 
 
 def test_prod_uae_monitoring_rules_and_drift_jobs(records: dict) -> None:

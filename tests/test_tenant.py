@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,10 +49,32 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
     # Production posture (3 AZs); the smb tier alone may share one NAT gateway.
     assert cfg.network.az_count == 3 and cfg.network.single_nat_gateway
     assert cfg.served_models == (("credit-risk", "cpu"),)
+    assert cfg.serving_scale_to_zero, "SMB models idle to zero replicas"
 
     report = run_gate("acme", stacks_dir=stacks, build_dir=build, checkov=False)
     assert report.ok, [(f.id, f.resource, f.message) for f in report.failures] + report.errors
     assert (build / "acme" / "resources.json").is_file()
+    assert "keda.sh/v1alpha1/ScaledObject" in report.schema_skipped  # a CRD, like the Rollout's
+
+    resources = json.loads((build / "acme" / "resources.json").read_text())["resources"]
+    kinds = [(r["type"].rsplit(":", 1)[-1], r["inputs"]) for r in resources if r["custom"]]
+    (scaler,) = [i for k, i in kinds if k == "ScaledObject"]
+    assert scaler["spec"]["scaleTargetRef"]["name"] == "triton-credit-risk"
+    assert scaler["spec"]["minReplicaCount"] == 0
+    # The wake path: the floor Mon-Fri 08:00-18:00, Dubai time.
+    cron = next(t["metadata"] for t in scaler["spec"]["triggers"] if t["type"] == "cron")
+    assert cron == {
+        "timezone": "Asia/Dubai",
+        "start": "0 8 * * 1-5",
+        "end": "0 18 * * 1-5",
+        "desiredReplicas": "1",
+    }
+    hpa_targets = [
+        i["spec"]["scaleTargetRef"]["name"] for k, i in kinds if k.endswith("Autoscaler")
+    ]
+    assert "triton-credit-risk" not in hpa_targets, "KEDA owns the model's HPA"
+    assert any(k == "Release" and i["chart"] == "keda" for k, i in kinds)
+    assert any(k == "Namespace" and i["metadata"]["name"] == "keda" for k, i in kinds)
 
 
 def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
@@ -61,6 +84,7 @@ def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
     roles = {p.role: p for p in rendered.config.node_pools}
     assert roles["gpu"].capacity_type == "ON_DEMAND" and roles["gpu"].min_size >= 1
     assert rendered.config.tier == "enterprise" and not rendered.config.network.single_nat_gateway
+    assert not rendered.config.serving_scale_to_zero, "enterprise serving stays warm by default"
     assert list(tmp_path.iterdir()) == [], "planning writes nothing"
 
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 import base64
 import difflib
 import gzip
-import importlib.util
 import io
 import json
 import re
-import subprocess
-import sys
 import tarfile
-import types
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +31,7 @@ from infra.cli_pipeline import pipeline_app
 from pipelines import local_run, training
 from pipelines.lib import data, features, gate, images, model, schema, steps, train, triton
 from pipelines.lib.registry import Registry
+from tests.triton_helpers import load_python_model, parse_model_configs
 
 pytestmark = pytest.mark.slow
 
@@ -74,24 +71,7 @@ def triton_configs(pipeline_run: local_run.RunResult, tmp_path_factory: pytest.T
         cfg = triton.ServingConfig("credit_risk", 3, len(schema.FEATURES), profile="gpu")
         path.write_text(triton.render_config(cfg, backend))
         files[f"gpu-{backend}"] = path
-    code = (
-        "import json, sys\n"
-        "from google.protobuf import json_format, text_format\n"
-        "from tritonclient.grpc import model_config_pb2\n"
-        "out = {}\n"
-        "for name, path in json.loads(sys.argv[1]).items():\n"
-        "    cfg = text_format.Parse(open(path).read(), model_config_pb2.ModelConfig())\n"
-        "    out[name] = json_format.MessageToDict(cfg, preserving_proto_field_name=True)\n"
-        "print(json.dumps(out))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps({k: str(v) for k, v in files.items()})],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(proc.stdout)
+    return parse_model_configs(files)
 
 
 def _cli() -> typer.Typer:
@@ -110,35 +90,51 @@ def _cli() -> typer.Typer:
 
 def test_full_local_run_completes(pipeline_run: local_run.RunResult) -> None:
     assert pipeline_run.succeeded, pipeline_run.errors
-    assert [s.status for s in pipeline_run.steps.values()] == ["done"] * 8
+    assert [s.status for s in pipeline_run.steps.values()] == ["done"] * 9
     assert pipeline_run.gate_passed is True
     assert pipeline_run.metrics["auc"] > 0.75
     assert set(pipeline_run.metrics) >= {"accuracy", "auc", "log_loss"}
     assert pipeline_run.version == 1
 
 
+def _serving(run: local_run.RunResult) -> dict[str, Any]:
+    """The lineage's serving section: on the cpu profile the backend was chosen by measurement
+    (``kernels/cpu_inference.py``), so the tests below accept whichever won."""
+    assert run.lineage_record is not None
+    return json.loads(run.lineage_record.read_text())["serving"]
+
+
 def test_export_writes_both_triton_repositories(pipeline_run: local_run.RunResult) -> None:
     repo, local = pipeline_run.model_repository, pipeline_run.model_repository_local
     assert repo is not None and local is not None
     assert repo.name == "model_repository" and local.name == "model_repository_local"
+    served = _serving(pipeline_run)["served_file"]
+    assert served == (
+        "model.onnx" if _serving(pipeline_run)["backend"] == "onnxruntime" else "model.pt"
+    )
     assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()) == [
-        "credit_risk/1/model.pt",
+        f"credit_risk/1/{served}",
         "credit_risk/config.pbtxt",
     ]
+    # Beside an ONNX model, the local repository keeps the fp32 TorchScript fallback.
     assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
-        "credit_risk/1/model.pt",
+        *sorted({f"credit_risk/1/{served}", "credit_risk/1/model.pt"}),
         "credit_risk/1/model.py",
         "credit_risk/config.pbtxt",
     ]
-    # The local repository serves the very same TorchScript bytes.
-    assert (repo / "credit_risk/1/model.pt").read_bytes() == (
-        local / "credit_risk/1/model.pt"
+    # The local repository serves the very same bytes.
+    assert (repo / f"credit_risk/1/{served}").read_bytes() == (
+        local / f"credit_risk/1/{served}"
     ).read_bytes()
 
 
-def test_config_pbtxt_parses_as_triton_model_config(triton_configs: dict[str, Any]) -> None:
+def test_config_pbtxt_parses_as_triton_model_config(
+    triton_configs: dict[str, Any], pipeline_run: local_run.RunResult
+) -> None:
     prod, local = triton_configs["production"], triton_configs["local"]
-    assert prod["platform"] == "pytorch_libtorch" and prod["backend"] == "pytorch"
+    backend = _serving(pipeline_run)["backend"]
+    platform = {"pytorch": "pytorch_libtorch", "onnxruntime": "onnxruntime_onnx"}[backend]
+    assert prod["platform"] == platform and prod["backend"] == backend
     assert local["backend"] == "python"
     for cfg in (prod, local):
         assert cfg["name"] == "credit_risk"
@@ -178,15 +174,29 @@ def _artifact(run: local_run.RunResult, task: str, name: str) -> Path:
 
 
 def test_torchscript_predicts_like_the_trained_model(pipeline_run: local_run.RunResult) -> None:
-    assert pipeline_run.model_repository is not None
+    assert pipeline_run.model_repository is not None and pipeline_run.lineage_record is not None
     x, y, spec = _test_rows(pipeline_run)
-    scripted = model.load_torchscript(pipeline_run.model_repository / "credit_risk/1/model.pt")
+    record = json.loads(pipeline_run.lineage_record.read_text())
+    serving = record["serving"]
     eager = steps.load_model(_artifact(pipeline_run, "train", "model"), spec)
-    served, in_process = steps.predict(scripted, x), steps.predict(eager, x)
-    np.testing.assert_allclose(served, in_process, rtol=0, atol=1e-6)
+    in_process = steps.predict(eager, x)
+    # The TorchScript file (served, or the fp32 fallback beside an ONNX model) is fp32 unless
+    # the CPU selection chose dynamic int8, which only has to stay inside the recorded bound.
+    scripted = model.load_torchscript(record["artifacts"]["torchscript"])
+    fp32 = serving["served"] != "int8_dynamic"
+    atol = 1e-6 if fp32 else serving["bound"]["max_abs_diff"]
+    np.testing.assert_allclose(steps.predict(scripted, x), in_process, rtol=0, atol=atol)
     from pipelines.lib import metrics
 
-    assert round(metrics.roc_auc(y, served), 6) == pytest.approx(pipeline_run.metrics["auc"])
+    if fp32:
+        auc = round(metrics.roc_auc(y, steps.predict(scripted, x)), 6)
+        assert auc == pytest.approx(pipeline_run.metrics["auc"])
+    if serving["backend"] == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(record["artifacts"]["served"])
+        onnx_out = session.run(None, {triton.INPUT_NAME: x})[0].reshape(-1)
+        np.testing.assert_allclose(onnx_out, in_process, rtol=0, atol=1e-5)
 
 
 def test_python_backend_model_scores_like_torchscript(
@@ -198,28 +208,7 @@ def test_python_backend_model_scores_like_torchscript(
     assert pipeline_run.model_repository_local is not None
     version_dir = pipeline_run.model_repository_local / "credit_risk" / "1"
 
-    class Tensor:
-        def __init__(self, name: str, array: np.ndarray) -> None:
-            self.name, self.array = name, array
-
-        def as_numpy(self) -> np.ndarray:
-            return self.array
-
-    class InferenceResponse:
-        def __init__(self, output_tensors: list[Tensor]) -> None:
-            self.output_tensors = output_tensors
-
-    stub = types.ModuleType("triton_python_backend_utils")
-    stub.Tensor = Tensor  # type: ignore[attr-defined]
-    stub.InferenceResponse = InferenceResponse  # type: ignore[attr-defined]
-    stub.get_input_tensor_by_name = lambda request, name: next(  # type: ignore[attr-defined]
-        t for t in request if t.name == name
-    )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
-    spec = importlib.util.spec_from_file_location("served_model", version_dir / "model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_python_model(version_dir, monkeypatch)
 
     served = module.TritonPythonModel()
     served.initialize(
@@ -232,12 +221,15 @@ def test_python_backend_model_scores_like_torchscript(
         }
     )
     x, _, _ = _test_rows(pipeline_run)
-    requests = [[Tensor("features__0", x[:3])], [Tensor("features__0", x[3:10])]]
+    tensor = module.pb_utils.Tensor
+    requests = [[tensor("features__0", x[:3])], [tensor("features__0", x[3:10])]]
     responses = served.execute(requests)
     got = np.concatenate([r.output_tensors[0].as_numpy() for r in responses])
     assert [r.output_tensors[0].as_numpy().shape for r in responses] == [(3, 1), (7, 1)]
     scripted = model.load_torchscript(version_dir / "model.pt")
-    np.testing.assert_allclose(got.reshape(-1), steps.predict(scripted, x[:10]), atol=1e-7)
+    # ONNX Runtime (importable in this venv) may round differently from TorchScript.
+    atol = 1e-5 if served.runtime == "onnxruntime" else 1e-7
+    np.testing.assert_allclose(got.reshape(-1), steps.predict(scripted, x[:10]), atol=atol)
 
 
 def test_lineage_record(pipeline_run: local_run.RunResult) -> None:
@@ -254,9 +246,57 @@ def test_lineage_record(pipeline_run: local_run.RunResult) -> None:
     assert set(record["timestamps"]) == {"data_from", "data_to", "trained_at", "registered_at"}
     assert record["run"]["run_tag"] == pipeline_run.run_tag
     assert record["status"] == "production"
+    # The cpu profile (the local default) chose its backend by measurement and recorded why.
+    serving = record["serving"]
+    assert serving["profile"] == "cpu" and serving["ran"] is True
+    assert serving["chosen"] in serving["candidates"] and serving["served"] in serving["candidates"]
+    assert serving["candidates"][serving["served"]]["within_bound"] is True
     registry = Registry(pipeline_run.lineage_record.parents[2])
     production = registry.production("credit_risk")
     assert production is not None and production["version"] == 1
+    # The training set came from the feature store; the version's feature service is named.
+    assert record["features"]["feature_service"] == "credit_risk_v1"
+    assert record["features"]["feature_repo"] == str(pipeline_run.feature_repo)
+
+
+def test_features_get_returns_what_the_model_trained_on(
+    pipeline_run: local_run.RunResult, workdir: Path
+) -> None:
+    """After the run, ``sovml features get`` serves the latest event's training row."""
+    from infra.cli_features import features_app
+
+    assert pipeline_run.feature_service == "credit_risk_v1"
+    assert pipeline_run.feature_repo == workdir / "feature_store"
+    spec = features.FeatureSpec.load(_artifact(pipeline_run, "features", "feature_spec"))
+    test_rows = data.read_table(_artifact(pipeline_run, "features", "test_set"))
+    latest = test_rows.iloc[-1]  # the split sorts by event time: the data's latest event
+    app = typer.Typer()
+    app.add_typer(features_app, name="features")
+    app.callback()(lambda: None)
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "get",
+            str(int(latest[schema.ENTITY])),
+            "--repo",
+            str(pipeline_run.feature_repo),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["feature_service"] == "credit_risk_v1"
+    assert list(body["features"]) == spec.features
+    assert body["features"] == {f: float(latest[f]) for f in spec.features}
+
+
+def test_default_run_materializes_where_sovml_features_looks(tmp_path: Path) -> None:
+    from pipelines import features as feature_store
+
+    assert local_run.default_feature_repo(local_run.DEFAULT_OUTPUT) == feature_store.DEFAULT_REPO
+    assert feature_store.DEFAULT_REPO == ROOT / "build" / "feature_store"
+    assert local_run.default_feature_repo(tmp_path) == tmp_path / "feature_store"
 
 
 def test_artifacts_are_envelope_encrypted(pipeline_run: local_run.RunResult, workdir: Path) -> None:
@@ -291,6 +331,7 @@ def test_model_below_threshold_is_not_exported(
         "evaluate": "done",
         "export": "skipped",
         "register": "skipped",
+        "materialize": "skipped",
         "encrypt": "skipped",
     }
     assert rejected.gate_passed is False
@@ -564,8 +605,27 @@ def test_cluster_variant_defaults(compiled: dict[str, Any]) -> None:
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["serving_profile"]["defaultValue"] == "gpu"
     assert params["encryption_backend"]["defaultValue"] == "vault"
+    assert params["feature_repo"]["defaultValue"] == (
+        "pipelines/feature_repo/feature_store.prod.yaml"
+    )
     local = yaml.safe_load(compiled["local"])["root"]["inputDefinitions"]["parameters"]
     assert local["serving_profile"]["defaultValue"] == "cpu"
+    assert local["feature_repo"]["defaultValue"] == "build/feature_store"
+
+
+def test_cluster_feature_steps_get_feast_and_the_store_settings(compiled: dict[str, Any]) -> None:
+    executors = _executors(compiled["cluster"])
+    for name in ("features", "materialize"):
+        assert "'feast==0.67.0'" in executors[f"exec-{name}"]["container"]["command"][2], name
+    assert "feast==" not in executors["exec-train"]["container"]["command"][2]
+    docs = list(yaml.safe_load_all(compiled["cluster"]))
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in images.FEATURE_STORE_STEPS:
+        env = platform[f"exec-{name}"]
+        assert env["configMapAsEnv"][0]["configMapName"] == images.FEAST_CLIENT_CONFIG_MAP
+        assert env["secretAsEnv"][0]["secretName"] == images.FEAST_CLIENT_SECRET
+        assert env["secretAsEnv"][0]["optional"] is True
+    assert "secretAsEnv" not in platform.get("exec-train", {})
 
 
 def test_train_tolerates_the_gpu_taint_and_selects_the_gpu_pool(compiled: dict[str, Any]) -> None:
@@ -611,9 +671,16 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
     for name, executor in executors.items():
         files = _embedded_files(executor["container"]["command"][-1])
         expected = dict(lib)
-        if name == "exec-encrypt":
-            expected["pipelines/artifacts.py"] = (ROOT / "pipelines" / "artifacts.py").read_bytes()
+        for extra in training.EXTRA_EMBEDDED.get(name.removeprefix("exec-"), ()):
+            expected[extra] = (ROOT / extra).read_bytes()
         assert files == expected, name
+    assert set(training.EXTRA_EMBEDDED) == {
+        "encrypt",
+        "export",
+        "features",
+        "register",
+        "materialize",
+    }
 
 
 def _pins_installed() -> bool:
@@ -665,3 +732,49 @@ def test_cli_run_needs_local(tmp_path: Path) -> None:
     result = CliRunner().invoke(_cli(), ["pipeline", "run", "training"])
     assert result.exit_code == 2
     assert "only --local runs are supported" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_real_triton_serves_the_exported_model(
+    pipeline_run: local_run.RunResult, protocol: str
+) -> None:
+    """The pipeline's own local repository on the real Triton server (``sovml serve``'s server):
+    ready, the repository's config and metadata, and scores equal to the trained model's."""
+    from pipelines.serve_load import InferClients
+    from pipelines.triton_local import TritonServer
+    from tests.triton_helpers import require_triton
+
+    require_triton()
+    assert pipeline_run.model_repository_local is not None
+    x, _, spec = _test_rows(pipeline_run)
+    rows = x[:64]
+    expected = steps.predict(
+        steps.load_model(_artifact(pipeline_run, "train", "model"), spec), rows
+    )
+    with TritonServer(pipeline_run.model_repository_local, ["credit_risk"]) as server:
+        url = server.http_url if protocol == "http" else server.grpc_url
+        if protocol == "http":
+            import tritonclient.http as client_lib
+        else:
+            import tritonclient.grpc as client_lib
+        client = client_lib.InferenceServerClient(url)
+        try:
+            assert client.is_server_ready() and client.is_model_ready("credit_risk")
+            kwargs = {"as_json": True} if protocol == "grpc" else {}
+            cfg = client.get_model_config("credit_risk", **kwargs)
+            cfg = cfg.get("config", cfg)
+            meta = client.get_model_metadata("credit_risk", **kwargs)
+        finally:
+            client.close()
+        assert cfg["backend"] == "python" and int(cfg["max_batch_size"]) == 1024
+        assert cfg["input"][0]["name"] == triton.INPUT_NAME
+        assert [str(d) for d in cfg["input"][0]["dims"]] == [str(len(schema.FEATURES))]
+        assert meta["versions"] == ["1"] and meta["outputs"][0]["name"] == triton.OUTPUT_NAME
+        with InferClients(protocol, url, 1, triton.INPUT_NAME, triton.OUTPUT_NAME) as clients:
+            batch = clients.infer(0, "credit_risk", rows).reshape(-1)
+            single = np.concatenate(
+                [clients.infer(0, "credit_risk", r[None, :]) for r in rows[:8]]
+            ).reshape(-1)
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(single, expected[:8], rtol=0, atol=1e-5)

@@ -44,9 +44,20 @@ PINS: dict[str, str] = {
     "cryptography": "50.0.2",
     "hvac": "2.4.0",
     "boto3": "1.44.5",
+    "onnx": "1.23.2",
+    "onnx-ir": "1.1.0",
+    "onnxscript": "0.7.2",
+    "onnxruntime": "1.32.0",
+    "feast": "0.67.0",
 }
 
 _TABLE = ("numpy", "pandas", "pyarrow")
+_ONNX = ("onnx", "onnx-ir", "onnxscript", "onnxruntime")
+"""The export's CPU backend selection: ONNX export (dynamo, via onnxscript) and ONNX Runtime."""
+_FEAST = ("feast",)
+"""The feature-store steps (features, materialize). On the cluster, Feast's S3 offline source and
+Redis online store also need ``s3fs`` and ``redis``, which requirements/main.txt does not lock
+yet (the local SQLite/Parquet store needs neither)."""
 
 
 def pinned(*names: str) -> list[str]:
@@ -80,11 +91,17 @@ class StepRuntime:
 STEPS: dict[str, StepRuntime] = {
     "ingest": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
     "validate": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
-    "features": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
+    # Feast holds about 400 MB resident on its own; the point-in-time join adds the table twice.
+    "features": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE, *_FEAST)), "1", "2", "2Gi", "4Gi"),
     "train": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "4", "8", "16Gi", "32Gi", gpus=1),
     "evaluate": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "2", "4", "4Gi", "8Gi"),
-    "export": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "4Gi", "8Gi"),
+    # CPU request = limit = the cpu serving profile's 2 vCPUs: the export times the candidate
+    # backends on them, and a pod that may only burst to its limit would time CFS throttling.
+    "export": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE, *_ONNX)), "2", "2", "4Gi", "8Gi"),
     "register": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "500m", "1", "512Mi", "1Gi"),
+    "materialize": StepRuntime(
+        PYTHON_IMAGE, tuple(pinned(*_TABLE, *_FEAST)), "500m", "1", "1Gi", "2Gi"
+    ),
     "encrypt": StepRuntime(
         PYTHON_IMAGE,
         tuple(pinned("numpy", "cryptography", "hvac", "boto3")),
@@ -108,6 +125,18 @@ REGISTRY_PVC = "model-registry"
 REGISTRY_MOUNT = "/mnt/model-registry"
 REGISTRY_STEPS = ("evaluate", "export", "register", "encrypt")
 """Steps that read or write the registry, and so mount its volume."""
+
+
+FEATURE_STORE_STEPS = ("features", "materialize")
+"""Steps that open the feature store, and so get its client settings as environment variables."""
+FEAST_CLIENT_CONFIG_MAP = "feast-client"
+FEAST_CLIENT_CONFIG_ENV = {"features_bucket": "FEATURES_BUCKET", "redis_host": "REDIS_HOST"}
+"""ConfigMap (in the pipeline's namespace) key -> variable that
+``pipelines/feature_repo/feature_store.prod.yaml`` expands."""
+FEAST_CLIENT_SECRET = "feast-online-store"
+FEAST_CLIENT_SECRET_ENV = {"password": "REDIS_PASSWORD"}
+"""Secret (in the pipeline's namespace) with the online store's AUTH token. Both are optional on
+the pod: without them the step fails naming the unexpanded ``${VAR}``, not at scheduling."""
 
 
 def with_registry(image: str, registry: str | None) -> str:

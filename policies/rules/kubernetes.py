@@ -167,3 +167,46 @@ def default_deny(resources: list[Resource], ctx: Context) -> list[tuple[Resource
         if name not in namespaces:
             out.append((None, f"platform namespace {name} is not declared"))
     return out
+
+
+AUTOSCALER_KINDS = {"HorizontalPodAutoscaler", "ScaledObject"}
+
+
+def _scale_target(r: Resource) -> tuple[str, str, str] | None:
+    """(namespace, kind, name) an HPA or KEDA ScaledObject scales, or None for other resources.
+
+    A ScaledObject's ``scaleTargetRef`` defaults to a Deployment; an HPA's names its kind.
+    """
+    kind = r.inputs.get("kind") or r.type.rsplit(":", 1)[-1]
+    if not r.type.startswith("kubernetes:") or kind not in AUTOSCALER_KINDS:
+        return None
+    ref = (r.inputs.get("spec") or {}).get("scaleTargetRef") or {}
+    namespace = (r.inputs.get("metadata") or {}).get("namespace") or "default"
+    return namespace, str(ref.get("kind") or "Deployment"), str(ref.get("name") or "")
+
+
+@stack_rule(
+    "SOV-K8S-006",
+    "one-autoscaler-per-workload",
+    "high",
+    "A workload is scaled by one HorizontalPodAutoscaler or one KEDA ScaledObject, never two.",
+)
+def one_autoscaler(resources: list[Resource], ctx: Context) -> list[tuple[Resource | None, str]]:
+    seen: dict[tuple[str, str, str], Resource] = {}
+    out: list[tuple[Resource | None, str]] = []
+    for r in resources:
+        target = _scale_target(r)
+        if target is None:
+            continue
+        first = seen.setdefault(target, r)
+        if first is not r:
+            namespace, kind, name = target
+            out.append(
+                (
+                    r,
+                    f"{kind} {namespace}/{name} is already scaled by {first.name}: two "
+                    "autoscalers overwrite each other's replica count; keep one (a ScaledObject "
+                    "creates and owns its own HPA)",
+                )
+            )
+    return out

@@ -1,0 +1,194 @@
+"""KEDA, the event-driven autoscaler that lets served models scale to zero replicas."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components._aws import TYPE_PREFIX, child
+from components._k8s import metadata
+
+# 2.19 is the KEDA release tested against Kubernetes 1.32-1.34, exactly the versions
+# infra/config.py allows (2.20 starts at 1.33, 2.21 at 1.34). Chart and app versions are equal.
+KEDA_CHART = ("keda", "2.19.0", "https://kedacore.github.io/charts")
+METRICS_API_PORT = 6443
+"""Container port of KEDA's metrics API server (the external.metrics.k8s.io APIService)."""
+WEBHOOK_PORT = 9443
+"""Container port of KEDA's admission webhooks."""
+OPERATOR_LABELS = {"app": "keda-operator"}
+"""Pod labels the chart gives the operator, the pod that runs the scalers' queries."""
+PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus"}
+"""Pod labels of the Prometheus server kube-prometheus-stack runs."""
+
+
+@dataclass
+class KedaArgs:
+    """Inputs of :class:`Keda`."""
+
+    namespace: str
+    """Namespace of KEDA's pods (restricted, default-deny; the baseline creates it)."""
+    vpc_cidr: str
+    """VPC CIDR: the EKS control plane reaches the metrics API and webhooks from ENIs in it."""
+    watch_namespace: str = "serving"
+    """The one namespace whose ScaledObjects KEDA reconciles."""
+    prometheus_namespace: str = "monitoring"
+    """Namespace of the Prometheus the scalers query."""
+    prometheus_port: int = 9090
+    """Port of that Prometheus server's pods."""
+
+
+class Keda(pulumi.ComponentResource):
+    """KEDA (pinned kedacore chart) so that a ``ScaledObject`` can take a workload to zero.
+
+    Kubernetes' own HPA cannot go below one replica on EKS (``HPAScaleToZero`` is an alpha
+    feature gate the managed control plane does not enable); KEDA activates a workload from zero
+    and hands 1..N to an HPA it creates and owns. Hardened for a restricted namespace: non-root,
+    RuntimeDefault seccomp, no privilege escalation, all capabilities dropped, read-only root,
+    bounded resources, on the on-demand system pool. Least privilege: it reconciles only the
+    ``watch_namespace``, may scale only Argo ``rollouts`` besides the built-in kinds, and gets no
+    cluster-wide read access to Secrets (no scaler here authenticates with one). Two
+    NetworkPolicies open exactly what it needs past the namespace's default deny: the control
+    plane to the metrics API and the webhooks, and the operator to Prometheus (with the matching
+    ingress in the Prometheus namespace). No IRSA: KEDA calls no AWS API.
+    """
+
+    release_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        for key in ("namespace", "watch_namespace", "prometheus_namespace"):
+            value = getattr(args, key)
+            if not value or value == "kube-system":
+                raise ValueError(f"KedaArgs.{key}: {value!r}; allowed a platform namespace")
+        try:
+            ipaddress.ip_network(args.vpc_cidr, strict=True)
+        except ValueError:
+            raise ValueError(
+                f"KedaArgs.vpc_cidr: {args.vpc_cidr!r}; allowed an IPv4 CIDR such as 10.40.0.0/16"
+            ) from None
+        if not 1 <= args.prometheus_port <= 65535:
+            raise ValueError(f"KedaArgs.prometheus_port: {args.prometheus_port}; allowed 1-65535")
+        super().__init__(f"{TYPE_PREFIX}:keda:Keda", name, None, opts)
+
+        components = ("operator", "metricServer", "webhooks")
+        chart, version, repo = KEDA_CHART
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="keda",
+            chart=chart,
+            version=version,
+            namespace=args.namespace,
+            repository_opts={"repo": repo},
+            values={
+                "crds": {"install": True},
+                "watchNamespace": args.watch_namespace,
+                # One operator leads, the other stands by (leader election); the metrics API
+                # serves external.metrics.k8s.io from a single active replica by design.
+                "operator": {"replicaCount": 2},
+                "podDisruptionBudget": {"operator": {"minAvailable": 1}},
+                "rbac": {
+                    "enabledCustomScaledRefKinds": True,
+                    # The chart's default grants */scale on every API group; Triton runs as Argo
+                    # Rollouts. "kind" is the resource plural here (the chart builds
+                    # "<kind>/scale" from it).
+                    "scaledRefKinds": [{"apiGroup": "argoproj.io", "kind": "rollouts"}],
+                },
+                "permissions": {"operator": {"restrict": {"secret": True}}},
+                "nodeSelector": {"sovereign-ml/pool": "system"},
+                # Per component: the chart reads .operator/.metricServer/.webhooks before the
+                # shared keys, and its own defaults set those, so shared keys would be ignored.
+                "podSecurityContext": {
+                    c: {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+                    for c in components
+                },
+                "securityContext": {
+                    c: {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    }
+                    for c in components
+                },
+                "resources": {
+                    c: {
+                        "requests": {"cpu": "100m", "memory": memory},
+                        "limits": {"cpu": "500m", "memory": memory},
+                    }
+                    for c, memory in zip(components, ("512Mi", "512Mi", "256Mi"), strict=True)
+                },
+            },
+            opts=child(self),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-from-control-plane",
+            metadata=metadata("allow-control-plane", args.namespace),
+            spec={
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                # The API server aggregates the metrics API and calls the webhooks from the EKS
+                # control-plane ENIs, which live in the VPC's subnets.
+                "ingress": [
+                    {
+                        "from": [{"ipBlock": {"cidr": args.vpc_cidr}}],
+                        "ports": [
+                            {"protocol": "TCP", "port": p} for p in (METRICS_API_PORT, WEBHOOK_PORT)
+                        ],
+                    }
+                ],
+            },
+            opts=child(self),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-to-prometheus",
+            metadata=metadata("allow-keda-to-prometheus", args.namespace),
+            spec={
+                "podSelector": {"matchLabels": OPERATOR_LABELS},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {
+                                        "kubernetes.io/metadata.name": args.prometheus_namespace
+                                    }
+                                },
+                                "podSelector": {"matchLabels": PROMETHEUS_LABELS},
+                            }
+                        ],
+                        "ports": [{"protocol": "TCP", "port": args.prometheus_port}],
+                    }
+                ],
+            },
+            opts=child(self),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-prometheus-from-keda",
+            metadata=metadata("allow-queries-from-keda", args.prometheus_namespace),
+            spec={
+                "podSelector": {"matchLabels": PROMETHEUS_LABELS},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": args.namespace}
+                                },
+                                "podSelector": {"matchLabels": OPERATOR_LABELS},
+                            }
+                        ],
+                        "ports": [{"protocol": "TCP", "port": args.prometheus_port}],
+                    }
+                ],
+            },
+            opts=child(self),
+        )
+
+        self.release_name = release.name
+        self.register_outputs({"release_name": self.release_name})
