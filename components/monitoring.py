@@ -24,6 +24,10 @@ PUSHGATEWAY_CHART = (
 )
 DCGM_CHART = ("dcgm-exporter", "3.6.1", "https://nvidia.github.io/dcgm-exporter/helm-charts")
 PUSHGATEWAY_URL = "http://prometheus-pushgateway.monitoring.svc:9091"
+PROMETHEUS_URL = "http://prometheus-kube-prometheus-prometheus.monitoring.svc:9090"
+"""The query endpoint of the ``prometheus`` release: kube-prometheus-stack names the Service
+``<fullname>-prometheus``, fullname being ``<release>-<chart>`` cut to 26 characters
+(``prometheus-kube-prometheus``). The canary analysis and KEDA query it."""
 KFP_URL = "http://ml-pipeline.kubeflow.svc:8888"
 
 

@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components._aws import TYPE_PREFIX, child, irsa_role, policy
 from components._k8s import container, metadata, pod_spec
+from components.monitoring import PROMETHEUS_URL
 from pipelines.promotion import (
     DEFAULT,
     PromotionCriteria,
@@ -88,7 +89,7 @@ class ServingArgs:
     """Region, for the model puller."""
     puller_image: str
     """Image of the model puller (this repository's ``sovml artifact`` + aws s3 sync), pinned."""
-    prometheus_url: str = "http://prometheus.monitoring.svc:9090"
+    prometheus_url: str = PROMETHEUS_URL
     """Prometheus the rollout analysis queries."""
     criteria: PromotionCriteria = field(default_factory=lambda: DEFAULT)
     """Promotion criteria: the same object the local ``sovml abtest`` decides with."""

@@ -444,7 +444,9 @@ def test_scale_to_zero_hands_the_rollout_to_a_keda_scaled_object() -> None:
     assert trigger["type"] == "prometheus", so["urn"]
     meta = trigger["metadata"]
     assert meta["query"] == request_rate_query("m"), so["urn"]
-    assert meta["serverAddress"] == "http://prometheus.monitoring.svc:9090"
+    assert meta["serverAddress"] == (
+        "http://prometheus-kube-prometheus-prometheus.monitoring.svc:9090"
+    )
     assert (meta["activationThreshold"], meta["ignoreNullValues"]) == ("0", "true")
     assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata is strings"
     assert so["inputs"]["metadata"]["annotations"] == {
