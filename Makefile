@@ -9,7 +9,7 @@ SOVML := $(VENV)/bin/sovml
 PIP_FLAGS := --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint fmt golden bench clean
+.PHONY: help setup system-packages demo test lint fmt golden bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -47,10 +47,27 @@ $(VENV)/.stamp: requirements/main.txt pyproject.toml
 
 setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp ## Create the virtualenvs (pinned)
 
+# Real servers the tests talk to, from Debian's packages: Redis (Feast's production online store)
+# and Prometheus (promtool for the alert rules; the server for the rollout analysis queries).
+# Installed only where missing and only as root; elsewhere the tests that need them skip, unless
+# SOVML_REQUIRE_SERVERS=1 (set by .ci/run) turns a missing server into a failure.
+SYSTEM_PACKAGES := redis-server:redis-server promtool:prometheus prometheus:prometheus
+
+system-packages: ## Install Redis and Prometheus from Debian's packages where missing (root)
+	@missing=$$(for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done | sort -u | tr '\n' ' '); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages: $$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "note: missing $$missing (needs root + apt-get); the tests that need them will skip"; \
+	fi
+
 demo: setup ## Set up, then run the showcase on the embedded defaults
 	$(SOVML) demo
 
-test: setup ## Set up, then run the whole test suite and the policy gate on every stack
+test: setup system-packages ## Set up, then run the whole test suite and the policy gate on every stack
 	$(PY) -m pytest -q
 	$(SOVML) check --all
 

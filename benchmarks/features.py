@@ -1,4 +1,4 @@
-"""Online feature lookup latency: Feast's SQLite online store vs reading the offline Parquet.
+"""Online feature lookup latency: Feast's SQLite and Redis online stores vs the offline Parquet.
 
 Builds a local feature store in a scratch folder (the synthetic table, 20,000 customers by
 default: apply, the service of model version 1, materialize), then times single-entity lookups of
@@ -7,6 +7,9 @@ random known customer ids (seeded), one call per lookup, wall clock:
 * ``feast online``: :func:`pipelines.features.online_features` (Feast ``get_online_features`` on
   the model's feature service, None check, the model's feature order): the serving path.
 * ``feast raw``: ``FeatureStore.get_online_features(...).to_dict()`` alone.
+* ``feast online redis``: the serving path on the production online store: Feast's Redis store
+  (``feature_store.prod.yaml``'s block) against a real, TLS-only ``redis-server`` with AUTH on
+  loopback (Debian's package; the row is left out when it is not installed).
 * ``parquet per lookup`` (the baseline): the same row read from the offline source Parquet with
   pyarrow (``pq.read_table(filters=[customer_id == id])``), as a service without an online store
   would.
@@ -38,6 +41,7 @@ if str(ROOT) not in sys.path:  # run as a script: make pipelines/ importable
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from pipelines import features as fs  # noqa: E402
 from pipelines.lib import data, schema  # noqa: E402
@@ -76,6 +80,26 @@ def version(package: str) -> str:
         return "?"
 
 
+def redis_store(work: Path, table: Any, server: Any) -> Any:
+    """A second store over ``table`` whose online store is the prod config's Redis block."""
+    online = yaml.safe_load(os.path.expandvars(fs.PROD_CONFIG.read_text()))["online_store"]
+    online["connection_string"] = (
+        f"127.0.0.1:{server.port},ssl=true,password={server.password},"
+        f"ssl_ca_certs={server.ca_file}"
+    )
+    config = yaml.safe_load(fs.LOCAL_TEMPLATE.read_text())
+    config["registry"]["path"] = "registry.db"
+    config["online_store"] = online
+    folder = work / "redis_store"
+    folder.mkdir()
+    (folder / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    store = fs.open_store(folder / "feature_store.yaml", create=True)
+    fs.apply(store, table)
+    fs.register_feature_service(store, "credit_risk", 1, list(schema.FEATURES))
+    fs.materialize(store)
+    return store
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
 
     work = Path(tempfile.mkdtemp(prefix="sovml-bench-features-"))
+    redis_server = None
     try:
         table = data.generate(args.rows, args.seed)
         print(f"building a store with {args.rows} customers in {work} ...", flush=True)
@@ -127,6 +152,17 @@ def main(argv: list[str] | None = None) -> int:
             "parquet per lookup": parquet,
             "pandas in memory": in_memory,
         }
+        if shutil.which("redis-server"):
+            from tests.redis_server import start_redis
+
+            print("building the same store on a TLS redis-server ...", flush=True)
+            (work / "redis").mkdir()
+            redis_server = start_redis(work / "redis")
+            on_redis = redis_store(work, table, redis_server)
+            redis_request = fs.resolve_request(on_redis, feature_service=service)
+            methods["feast online redis"] = lambda i: fs.online_features(on_redis, i, redis_request)
+        else:
+            print("redis-server not installed (`make system-packages`): no Redis row", flush=True)
         # Correctness first: every method returns the table's row for every id timed.
         for name, lookup in methods.items():
             for entity_id in ids:
@@ -140,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {len(ids)} lookups ...", flush=True)
             results[name] = summary(latencies(lookup, ids))
     finally:
+        if redis_server is not None:
+            from tests.redis_server import stop_redis
+
+            stop_redis(redis_server)
         shutil.rmtree(work, ignore_errors=True)
 
     baseline = results["parquet per lookup"]
@@ -161,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "feast": version("feast"),
             "pyarrow": version("pyarrow"),
             "pandas": version("pandas"),
+            "redis-py": version("redis"),
         },
         "results": results,
     }
@@ -168,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"\n{args.lookups} single-customer lookups, {args.rows} customers, 16 features:")
-    print(f"  {'method':<20} {'p50 ms':>8} {'p99 ms':>8} {'p50 x':>7} {'p99 x':>7}")
+    print(f"  {'method':<22} {'p50 ms':>8} {'p99 ms':>8} {'p50 x':>7} {'p99 x':>7}")
     for name, row in results.items():
         print(
-            f"  {name:<20} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
+            f"  {name:<22} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
             f"{row['p50_vs_parquet']:>7.2f} {row['p99_vs_parquet']:>7.2f}"
         )
     print("  (x = parquet-per-lookup latency / method latency; > 1 is faster than the baseline)")

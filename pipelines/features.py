@@ -213,19 +213,26 @@ def feature_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def write_source(frame: pd.DataFrame, uri: str) -> int:
+def write_source(
+    frame: pd.DataFrame, uri: str, s3_additional_kwargs: dict[str, str] | None = None
+) -> int:
     """Write :func:`feature_table` of ``frame`` to ``uri`` (local path or ``s3://``); rows.
 
     Local files are replaced atomically, so a reader (materialize, a lookup's error path) never
-    sees half a file. S3 writes go through pyarrow's own S3 client; the features bucket's SSE-KMS
-    default encrypts them.
+    sees half a file. S3 writes go through ``s3fs`` (in the feature-steps image) with
+    ``s3_additional_kwargs`` on every request: the registry's own settings, which ask for
+    ``aws:kms`` explicitly, so the offline source is encrypted like the registry even if the
+    bucket's default encryption were changed.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(feature_table(frame), preserve_index=False)
     if "://" in uri:
-        pq.write_table(table, uri, compression="zstd")
+        import s3fs
+
+        filesystem = s3fs.S3FileSystem(s3_additional_kwargs=dict(s3_additional_kwargs or {}))
+        pq.write_table(table, uri.split("://", 1)[1], filesystem=filesystem, compression="zstd")
         return table.num_rows
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -302,7 +309,8 @@ def apply(store: FeatureStore, table: pd.DataFrame | None = None) -> Applied:
     uri = source_uri(store)
     rows = 0
     if table is not None:
-        rows = write_source(table, uri)
+        extra = getattr(store.config.registry, "s3_additional_kwargs", None)
+        rows = write_source(table, uri, extra)
     else:
         source_time_range(uri)  # fails clearly when there is nothing to register views over
     views = definitions.feature_views(uri)

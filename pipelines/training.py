@@ -562,6 +562,8 @@ def build_components(
                     pip_index_urls=[pip_index_url] if pip_index_url else None,
                     embedded_artifact_path=embeds[EXTRA_EMBEDDED.get(name, ())],
                 )
+                if step.preinstalled:
+                    options.update(install_kfp_package=False)
             else:
                 # Runs in this virtualenv: nothing to install (and no network to install from).
                 options.update(packages_to_install=[], install_kfp_package=False)

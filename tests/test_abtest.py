@@ -6,24 +6,34 @@ Effect sizes are chosen so each run is decisive at the stated rates within a few
 requests: about 40 points of accuracy move the SPRT's log-likelihood ratio to about +-6 to -12
 at the first look (boundaries +-3.0), and a 10 ms sleep puts the candidate's p99 at several
 times the baseline's (guard: 1.25). Each run is bounded in requests and seconds.
+
+The two accuracy scenarios run with the p99 guard widened to :data:`NOISE_P99_RATIO`: two
+identical models' p99 over a few hundred requests on this shared 2-core machine differed by up to
+1.28x in one CI-like run (8.06 ms vs 6.30 ms), which at the default 1.25 rolls a canary back for
+noise, not for what those tests are about. The latency scenario keeps the default guard.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipelines.abtest import AbTestResult, DemoRepository, build_demo_repository, run_abtest
-from pipelines.promotion import DEFAULT
+from pipelines.promotion import DEFAULT, PromotionCriteria
 from pipelines.triton_local import TritonServer
 from tests.triton_helpers import require_triton
 
 pytestmark = pytest.mark.slow
 MAX_SECONDS = 90.0
 MAX_REQUESTS = 30_000
+NOISE_P99_RATIO = 3.0
+"""p99 guard of the accuracy scenarios: far above scheduling noise, far below the slow variant's
+ratio (several times the baseline's)."""
+ACCURACY_CRITERIA = replace(DEFAULT, max_p99_latency_ratio=NOISE_P99_RATIO)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,13 @@ def server(demo: DemoRepository) -> Iterator[TritonServer]:
         yield srv
 
 
-def _run(server: TritonServer, demo: DemoRepository, scenario: str, out: Path) -> AbTestResult:
+def _run(
+    server: TritonServer,
+    demo: DemoRepository,
+    scenario: str,
+    out: Path,
+    criteria: PromotionCriteria = DEFAULT,
+) -> AbTestResult:
     baseline, candidate = demo.pair(scenario)
     return run_abtest(
         grpc_url=server.grpc_url,
@@ -49,7 +65,7 @@ def _run(server: TritonServer, demo: DemoRepository, scenario: str, out: Path) -
         candidate=candidate,
         features=demo.data.test_x,
         labels=demo.data.test_y,
-        criteria=DEFAULT,
+        criteria=criteria,
         seed=1,
         max_requests=MAX_REQUESTS,
         max_seconds=MAX_SECONDS,
@@ -61,7 +77,7 @@ def _run(server: TritonServer, demo: DemoRepository, scenario: str, out: Path) -
 def test_worse_accuracy_is_rolled_back(
     server: TritonServer, demo: DemoRepository, tmp_path: Path
 ) -> None:
-    result = _run(server, demo, "worse-accuracy", tmp_path)
+    result = _run(server, demo, "worse-accuracy", tmp_path, ACCURACY_CRITERIA)
     assert result.decision == "rolled_back", result.reason
     assert result.final_weight == 0
     (look,) = result.looks
@@ -79,13 +95,13 @@ def test_worse_accuracy_is_rolled_back(
 def test_better_candidate_is_promoted_step_by_step(
     server: TritonServer, demo: DemoRepository, tmp_path: Path
 ) -> None:
-    result = _run(server, demo, "better", tmp_path)
+    result = _run(server, demo, "better", tmp_path, ACCURACY_CRITERIA)
     assert result.decision == "promoted", result.reason
     assert [look.weight for look in result.looks] == list(DEFAULT.steps)
     assert all(look.decision == "promote" for look in result.looks)
     assert result.looks[0].llr >= result.looks[0].upper
     for look in result.looks:
-        assert look.p99_ratio <= DEFAULT.max_p99_latency_ratio
+        assert look.p99_ratio <= ACCURACY_CRITERIA.max_p99_latency_ratio
         assert look.errors[result.candidate] == 0
         assert look.requests[result.candidate] >= DEFAULT.min_requests_per_step
     assert result.final_weight == 100 and result.seconds < MAX_SECONDS

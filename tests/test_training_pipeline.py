@@ -615,8 +615,10 @@ def test_cluster_variant_defaults(compiled: dict[str, Any]) -> None:
 
 def test_cluster_feature_steps_get_feast_and_the_store_settings(compiled: dict[str, Any]) -> None:
     executors = _executors(compiled["cluster"])
+    lock = _lock(ROOT / images.FEATURE_LOCK)
+    assert lock["feast"] == "0.67.0" and "s3fs" in lock and "redis" in lock
     for name in ("features", "materialize"):
-        assert "'feast==0.67.0'" in executors[f"exec-{name}"]["container"]["command"][2], name
+        assert executors[f"exec-{name}"]["container"]["image"] == images.FEATURE_IMAGE, name
     assert "feast==" not in executors["exec-train"]["container"]["command"][2]
     docs = list(yaml.safe_load_all(compiled["cluster"]))
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -642,11 +644,17 @@ def test_train_tolerates_the_gpu_taint_and_selects_the_gpu_pool(compiled: dict[s
         assert images.REGISTRY_PVC in json.dumps(executors[f"exec-{name}"]), name
 
 
-def test_missing_kfp_kubernetes_is_reported(compiled: dict[str, Any]) -> None:
-    if training.kubernetes_extension() is not None:
-        pytest.skip("kfp-kubernetes is installed")
-    assert any("kfp-kubernetes is not installed" in w for w in compiled["cluster-warnings"])
-    assert len(list(yaml.safe_load_all(compiled["cluster"]))) == 1  # no platform spec
+def test_missing_kfp_kubernetes_is_reported(
+    compiled: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without kfp-kubernetes the cluster IR compiles, warns and carries no platform spec."""
+    assert not any("kfp-kubernetes" in w for w in compiled["cluster-warnings"])
+    monkeypatch.setattr(training, "kubernetes_extension", lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = training.compile_pipeline("cluster", tmp_path / "bare.yaml").read_text()
+    assert any("kfp-kubernetes is not installed" in str(w.message) for w in caught)
+    assert len(list(yaml.safe_load_all(text))) == 1  # no platform spec
 
 
 def _embedded_files(command_source: str) -> dict[str, bytes]:
@@ -716,6 +724,69 @@ def test_pins_match_the_main_requirements() -> None:
     )
     for name, version in images.PINS.items():
         assert locked.get(name, "").split(" ")[0] == version, name
+
+
+def _lock(path: Path) -> dict[str, str]:
+    return {
+        line.split("==", 1)[0].lower().replace("_", "-"): line.split("==", 1)[1].strip()
+        for line in path.read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+
+
+def test_feature_steps_image_lock_is_complete_and_agrees_with_the_main_lock() -> None:
+    """The cluster's feature steps get Feast's S3 and Redis dependencies from their own lock."""
+    lock = _lock(ROOT / images.FEATURE_LOCK)
+    for name in ("feast", "s3fs", "boto3", "redis", "hiredis", "kfp", "pyarrow", "pandas"):
+        assert name in lock, name
+    main = _lock(ROOT / "requirements" / "main.txt")
+    # boto3/botocore/s3transfer are the one deliberate difference (s3fs's aiobotocore pin).
+    differ = {n for n in lock.keys() & main.keys() if lock[n] != main[n]}
+    assert differ <= {"boto3", "botocore", "s3transfer"}, differ
+    dockerfile = (ROOT / "pipelines" / "images" / "feature-steps" / "Dockerfile").read_text()
+    assert f"FROM {images.PYTHON_IMAGE}" in dockerfile
+    assert f"COPY {images.FEATURE_LOCK} " in dockerfile
+    assert "pip install --no-cache-dir --no-deps -r" in dockerfile
+    assert re.search(r"^USER 10001$", dockerfile, re.M)
+
+
+def test_feature_steps_run_on_their_image_and_install_nothing(compiled: dict[str, Any]) -> None:
+    executors = _executors(compiled["cluster"])
+    for name in images.FEATURE_STORE_STEPS:
+        container = executors[f"exec-{name}"]["container"]
+        assert container["image"] == images.FEATURE_IMAGE, name
+        assert "pip install" not in container["command"][2], name
+    # The other steps still bring their pins (and kfp) at pod start.
+    assert "'kfp==2.17.0'" in executors["exec-ingest"]["container"]["command"][2]
+
+
+def test_s3_offline_source_is_written_with_the_registrys_encryption(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """s3:// writes pass the registry's ``s3_additional_kwargs`` (aws:kms) on every request."""
+    import sys
+    import types
+
+    import fsspec.implementations.local as local_fs
+    import pyarrow.parquet as pq
+
+    from pipelines import features as fs
+
+    seen: list[dict[str, str]] = []
+
+    class RecordingS3(local_fs.LocalFileSystem):  # type: ignore[misc]
+        def __init__(self, s3_additional_kwargs: dict[str, str]) -> None:
+            super().__init__(auto_mkdir=True)
+            seen.append(s3_additional_kwargs)
+
+    monkeypatch.setitem(sys.modules, "s3fs", types.SimpleNamespace(S3FileSystem=RecordingS3))
+    rows = fs.write_source(
+        data.generate(20, 1),
+        f"s3://{tmp_path}/data/credit_features.parquet",
+        {"ServerSideEncryption": "aws:kms"},
+    )
+    assert rows == 20 and seen == [{"ServerSideEncryption": "aws:kms"}]
+    assert pq.read_table(tmp_path / "data" / "credit_features.parquet").num_rows == 20
 
 
 def test_cli_compiles_the_cluster_variant(tmp_path: Path) -> None:

@@ -48,16 +48,20 @@ PINS: dict[str, str] = {
     "onnx-ir": "1.1.0",
     "onnxscript": "0.7.2",
     "onnxruntime": "1.32.0",
-    "feast": "0.67.0",
 }
 
 _TABLE = ("numpy", "pandas", "pyarrow")
 _ONNX = ("onnx", "onnx-ir", "onnxscript", "onnxruntime")
 """The export's CPU backend selection: ONNX export (dynamo, via onnxscript) and ONNX Runtime."""
-_FEAST = ("feast",)
-"""The feature-store steps (features, materialize). On the cluster, Feast's S3 offline source and
-Redis online store also need ``s3fs`` and ``redis``, which requirements/main.txt does not lock
-yet (the local SQLite/Parquet store needs neither)."""
+FEATURE_IMAGE = "ghcr.io/sovereign-ml/feature-steps:0.1.0"
+"""The feature-store steps (features, materialize): Feast with the S3 registry and offline source
+(``s3fs``, ``boto3``) and the Redis online store (``redis``, ``hiredis``), plus kfp, installed
+from the complete lock ``requirements/feature-steps.txt`` by
+``pipelines/images/feature-steps/Dockerfile``. Its own image and lock because ``s3fs`` cannot join
+the main lock (its aiobotocore pins botocore below boto3 1.44's); nothing is installed at pod
+start."""
+FEATURE_LOCK = "requirements/feature-steps.txt"
+"""The image's lock, relative to the repository root."""
 
 
 def pinned(*names: str) -> list[str]:
@@ -77,6 +81,7 @@ class StepRuntime:
         memory_request: Memory request.
         memory_limit: Memory limit.
         gpus: ``nvidia.com/gpu`` limit (0 for none).
+        preinstalled: The image carries every package (kfp too); nothing is pip-installed.
     """
 
     image: str
@@ -86,22 +91,22 @@ class StepRuntime:
     memory_request: str
     memory_limit: str
     gpus: int = 0
+    preinstalled: bool = False
+    """The image already holds every package, kfp included: install nothing at pod start."""
 
 
 STEPS: dict[str, StepRuntime] = {
     "ingest": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
     "validate": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
     # Feast holds about 400 MB resident on its own; the point-in-time join adds the table twice.
-    "features": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE, *_FEAST)), "1", "2", "2Gi", "4Gi"),
+    "features": StepRuntime(FEATURE_IMAGE, (), "1", "2", "2Gi", "4Gi", preinstalled=True),
     "train": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "4", "8", "16Gi", "32Gi", gpus=1),
     "evaluate": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "2", "4", "4Gi", "8Gi"),
     # CPU request = limit = the cpu serving profile's 2 vCPUs: the export times the candidate
     # backends on them, and a pod that may only burst to its limit would time CFS throttling.
     "export": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE, *_ONNX)), "2", "2", "4Gi", "8Gi"),
     "register": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "500m", "1", "512Mi", "1Gi"),
-    "materialize": StepRuntime(
-        PYTHON_IMAGE, tuple(pinned(*_TABLE, *_FEAST)), "500m", "1", "1Gi", "2Gi"
-    ),
+    "materialize": StepRuntime(FEATURE_IMAGE, (), "500m", "1", "1Gi", "2Gi", preinstalled=True),
     "encrypt": StepRuntime(
         PYTHON_IMAGE,
         tuple(pinned("numpy", "cryptography", "hvac", "boto3")),
