@@ -41,7 +41,6 @@ if str(ROOT) not in sys.path:  # run as a script: make pipelines/ importable
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from pipelines import features as fs  # noqa: E402
 from pipelines.lib import data, schema  # noqa: E402
@@ -82,18 +81,11 @@ def version(package: str) -> str:
 
 def redis_store(work: Path, table: Any, server: Any) -> Any:
     """A second store over ``table`` whose online store is the prod config's Redis block."""
-    online = yaml.safe_load(os.path.expandvars(fs.PROD_CONFIG.read_text()))["online_store"]
-    online["connection_string"] = (
-        f"127.0.0.1:{server.port},ssl=true,password={server.password},"
-        f"ssl_ca_certs={server.ca_file}"
-    )
-    config = yaml.safe_load(fs.LOCAL_TEMPLATE.read_text())
-    config["registry"]["path"] = "registry.db"
-    config["online_store"] = online
+    from tests.redis_server import write_store_config
+
     folder = work / "redis_store"
     folder.mkdir()
-    (folder / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    store = fs.open_store(folder / "feature_store.yaml", create=True)
+    store = fs.open_store(write_store_config(folder, server), create=True)
     fs.apply(store, table)
     fs.register_feature_service(store, "credit_risk", 1, list(schema.FEATURES))
     fs.materialize(store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 
@@ -18,3 +20,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite golden files."""
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(scope="session")
+def stack_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every stack in stacks/ synthesized once per session (about 4 s each), by stack name.
+
+    Shared read-only by the modules that judge the records (program, bridge, Prometheus rules
+    and analysis); a test that needs to change a record copies it first.
+    """
+    from infra.synth import list_stacks, synthesize
+
+    out = tmp_path_factory.mktemp("stack_records")
+    return {s: synthesize(s, build_dir=out).record for s in list_stacks()}

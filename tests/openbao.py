@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.system import free_port, stop_process
 
 START_TIMEOUT_S = 30.0
 
@@ -78,13 +79,6 @@ def find_bao_binary() -> str | None:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return shutil.which("bao")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _health(address: str) -> dict[str, Any] | None:
@@ -152,14 +146,7 @@ def start_openbao(binary: str | None = None, timeout: float = START_TIMEOUT_S) -
 
 def stop_openbao(server: OpenBaoServer, *, remove_workdir: bool = True) -> None:
     """Stop the server: SIGTERM, wait, then SIGKILL if it lingers; remove its temp folder."""
-    proc = server.process
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    stop_process(server.process)
     if server._log is not None:
         server._log.close()
     if remove_workdir:

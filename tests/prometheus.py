@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.system import free_port, require_binary
+from tests.system import free_port, require_binary, stop_process
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -268,14 +268,7 @@ def start_prometheus(
 
 def stop_prometheus(server: PrometheusServer, *, remove_workdir: bool = True) -> None:
     """Stop the server: SIGTERM, wait, then SIGKILL if it lingers; remove its temp folder."""
-    proc = server.process
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
+    stop_process(server.process, STOP_TIMEOUT_S)
     if server._log is not None:
         server._log.close()
     if remove_workdir:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.system import free_port, require_binary
+from tests.system import free_port, require_binary, stop_process
 
 START_TIMEOUT_S = 15.0
+PROD_PORT = ":6379"
+"""The port the production online store's connection string names (ElastiCache's)."""
 
 
 @dataclass
@@ -157,10 +163,39 @@ def start_redis(folder: Path) -> RedisServer:
 
 def stop_redis(server: RedisServer) -> None:
     """Terminate the server and reap it."""
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process)
+
+
+def prod_online_store(server: RedisServer) -> dict[str, Any]:
+    """``feature_store.prod.yaml``'s ``online_store`` block, expanded as Feast expands it
+    (``os.path.expandvars``), aimed at ``server``.
+
+    The endpoint's port and the test CA are the only changes: ElastiCache listens on 6379 with a
+    certificate the system trust store verifies; the test server has a free port and its own CA.
+    """
+    from pipelines import features as fs
+
+    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PASSWORD": server.password}
+    with mock.patch.dict(os.environ, {**env, "FEATURES_BUCKET": "unused-offline"}):
+        block = yaml.safe_load(os.path.expandvars(fs.PROD_CONFIG.read_text()))["online_store"]
+    connection = block["connection_string"]
+    assert connection.startswith("127.0.0.1" + PROD_PORT), connection
+    assert "ssl=true" in connection.split(","), "the production online store must use TLS"
+    assert f"password={server.password}" in connection.split(",")
+    block["connection_string"] = (
+        connection.replace(PROD_PORT, f":{server.port}", 1) + f",ssl_ca_certs={server.ca_file}"
+    )
+    return block
+
+
+def write_store_config(folder: Path, server: RedisServer) -> Path:
+    """A Feast config in ``folder``: the local default's registry and offline store (S3 is not
+    reachable offline) with :func:`prod_online_store` on ``server``."""
+    from pipelines import features as fs
+
+    config = yaml.safe_load(fs.LOCAL_TEMPLATE.read_text())
+    config["registry"]["path"] = "registry.db"
+    config["online_store"] = prod_online_store(server)
+    path = folder / "feature_store.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

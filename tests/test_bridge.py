@@ -529,14 +529,14 @@ def result_map(report: cr.CheckovReport, check_id: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def prod_uae(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], cr.CheckovReport]:
-    """prod-uae synthesized into a temp build dir, bridged and scanned."""
+def prod_uae(
+    tmp_path_factory: pytest.TempPathFactory, stack_records: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], cr.CheckovReport]:
+    """prod-uae's synth record, bridged into a temp build dir and scanned."""
     if not cr.CHECKOV.is_file():
         pytest.skip("checkov is not installed (.venv-checkov missing): run `make setup`")
-    from infra.synth import synthesize
-
     build = tmp_path_factory.mktemp("build")
-    record = synthesize("prod-uae", build_dir=build).record
+    record = stack_records["prod-uae"]
     bridge.write_all(record, build / "prod-uae")
     return record, cr.run_checkov(build / "prod-uae")
 

@@ -12,22 +12,19 @@ refused).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
 from pipelines import features as fs
 from pipelines.lib import data, schema
-from tests.redis_server import RedisServer, start_redis, stop_redis
+from tests.redis_server import RedisServer, start_redis, stop_redis, write_store_config
 
 ROWS = 300
 SEED = 11
 MODEL = "credit_risk"
-PROD_PORT = ":6379"
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +37,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         stop_redis(server)
 
 
-def prod_online_store(server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The prod config's ``online_store`` block, expanded as Feast expands it, aimed at ``server``.
-
-    The endpoint's port and the test CA are the only changes: ElastiCache listens on 6379 with a
-    certificate the system trust store verifies; the test server has a free port and its own CA.
-    """
-    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
-    monkeypatch.setenv("REDIS_PASSWORD", server.password)
-    monkeypatch.setenv("FEATURES_BUCKET", "unused-offline")
-    block = yaml.safe_load(os.path.expandvars(fs.PROD_CONFIG.read_text()))["online_store"]
-    connection = block["connection_string"]
-    assert connection.startswith("127.0.0.1" + PROD_PORT), connection
-    assert "ssl=true" in connection.split(","), "the production online store must use TLS"
-    assert f"password={server.password}" in connection.split(",")
-    block["connection_string"] = (
-        connection.replace(PROD_PORT, f":{server.port}", 1) + f",ssl_ca_certs={server.ca_file}"
-    )
-    return block
-
-
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     return data.generate(ROWS, SEED)
@@ -70,14 +47,8 @@ def redis_store(
     redis_server: RedisServer, table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 ) -> Any:
     """A store with the prod online store on the real Redis: applied and materialized."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        online = prod_online_store(redis_server, monkeypatch)
-    folder = tmp_path_factory.mktemp("redis_store")
-    config = yaml.safe_load(os.path.expandvars(fs.LOCAL_TEMPLATE.read_text()))
-    config["registry"]["path"] = "registry.db"
-    config["online_store"] = online
-    (folder / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    store = fs.open_store(folder / "feature_store.yaml", create=True)
+    config = write_store_config(tmp_path_factory.mktemp("redis_store"), redis_server)
+    store = fs.open_store(config, create=True)
     fs.apply(store, table)
     fs.register_feature_service(store, MODEL, 1, list(schema.FEATURES))
     done = fs.materialize(store)

@@ -55,7 +55,7 @@ import numpy as np
 import pytest
 
 from components.serving import request_rate_query
-from infra.synth import load_stack, synthesize
+from infra.synth import load_stack
 from pipelines import serving_repo
 from pipelines.abtest import guard_failures
 from pipelines.promotion import (
@@ -67,7 +67,7 @@ from pipelines.promotion import (
 )
 from pipelines.serve_load import InferClients, Job, run_jobs
 from pipelines.triton_local import TritonServer
-from pipelines.triton_metrics import ModelMetrics, model_metrics, parse_prometheus
+from pipelines.triton_metrics import ModelMetrics, scrape
 from tests.prometheus import PrometheusServer, running_prometheus, scrape_job
 from tests.system import require_binary
 from tests.triton_helpers import require_triton, tiny_mlp
@@ -146,9 +146,9 @@ def condition_holds(condition: str, value: float) -> bool:
 
 @dataclass(frozen=True)
 class Emulation:
-    """What the local setup reproduces of the cluster, fixed before the synth runs (so that
-    Prometheus' first scrape, about 5 s after its start, overlaps the synth); the record must
-    agree (:func:`test_the_record_queries_are_built_by_pipelines_promotion`)."""
+    """What the local setup reproduces of the cluster, derived from the stack config and
+    :func:`selector` rather than from the record, which must agree with it
+    (:func:`test_the_record_queries_are_built_by_pipelines_promotion`)."""
 
     model: str
     """The stack's first served model (from its config)."""
@@ -226,15 +226,9 @@ def scrape_config(target: str, local: Emulation) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def metrics_text(server: TritonServer) -> str:
-    """Triton's metrics exposition, as ``sovml abtest`` reads it."""
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as resp:
-        return resp.read().decode()
-
-
-def per_variant(text: str, local: Emulation) -> dict[str, ModelMetrics]:
-    """:func:`model_metrics` of the text, keyed by role."""
-    parsed = model_metrics(parse_prometheus(text))
+def per_variant(server: TritonServer, local: Emulation) -> dict[str, ModelMetrics]:
+    """Triton's metrics as ``sovml abtest`` reads them (:func:`scrape`), keyed by role."""
+    parsed = scrape(server.metrics_url)
     return {role: parsed[local_name(local.model, v)] for role, v in local.variants.items()}
 
 
@@ -261,12 +255,14 @@ class Observation:
 def _counted(server: TritonServer, setup: Emulation, sent: dict[str, int]) -> bool:
     """True once Triton's counters include every request sent (they update on release, which
     can trail the response the client already has)."""
-    now = per_variant(metrics_text(server), setup)
+    now = per_variant(server, setup)
     return all(now[role].requests == sent[role] for role in sent)
 
 
 @pytest.fixture(scope="module")
-def observation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observation]:
+def observation(
+    tmp_path_factory: pytest.TempPathFactory, stack_records: dict[str, dict[str, Any]]
+) -> Iterator[Observation]:
     require_triton()
     require_binary("prometheus")
     root = tmp_path_factory.mktemp("analysis")
@@ -300,9 +296,8 @@ def observation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observatio
             [scrape_config(f"127.0.0.1:{server.metrics_port}", setup)], interval="1s"
         ) as prom,
     ):
-        # Synthesized while Prometheus waits for its first scrape (about 5 s, module doc of
-        # tests/prometheus.py): the queries come from the record.
-        cluster = cluster_analysis(synthesize(STACK, build_dir=root / "build").record)
+        # The queries come from the stack's synth record (shared by the session).
+        cluster = cluster_analysis(stack_records[STACK])
         yield _observe(setup, cluster, server, prom)
 
 
@@ -335,7 +330,7 @@ def _observe(
     prom.wait_until(lambda: _counted(server, setup, REQUESTS), "Triton counting every request")
 
     # 3. What sovml abtest reads, then a Prometheus scrape that started after it.
-    local = per_variant(metrics_text(server), setup)
+    local = per_variant(server, setup)
     counted_at = time.time()
     prom.wait_until(
         lambda: prom.last_scrape_after(success, counted_at), "a scrape after the traffic", 10
@@ -354,7 +349,7 @@ def _observe(
         cluster=cluster,
         server=server,
         local=local,
-        local_after_queries=per_variant(metrics_text(server), setup),
+        local_after_queries=per_variant(server, setup),
         client_errors=client_errors,
         client_requests=dict(REQUESTS),
         promql=promql,
@@ -465,7 +460,7 @@ def test_requests_refused_before_the_model_are_not_triton_failures(
     local decision counts it as a client-side error. This pins that behaviour; runs last."""
     server, setup = observation.server, observation.setup
     name = local_name(setup.model, setup.variants["canary"])
-    before = per_variant(metrics_text(server), setup)["canary"]
+    before = per_variant(server, setup)["canary"]
     body = {"inputs": [{"name": IN, "shape": [1, DIM - 1], "datatype": "FP32",
                         "data": [0.0] * (DIM - 1)}]}  # fmt: skip
     request = urllib.request.Request(
@@ -476,5 +471,5 @@ def test_requests_refused_before_the_model_are_not_triton_failures(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)
     assert refused.value.code == 400
-    after = per_variant(metrics_text(server), setup)["canary"]
+    after = per_variant(server, setup)["canary"]
     assert (after.success, after.failure) == (before.success, before.failure)

@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from components.monitoring import Monitoring, MonitoringArgs, alert_rules
-from infra.synth import ROOT, list_stacks, run_recorded, synthesize
+from infra.synth import ROOT, list_stacks, run_recorded
 from pipelines.promotion import PromotionCriteria
 from tests.system import require_binary
 
@@ -112,13 +112,12 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="module")
-def rule_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleSet]:
+def rule_sets(stack_records: dict[str, dict[str, Any]]) -> dict[str, RuleSet]:
     """Every stack's recorded rules, and the component's for :data:`CUSTOM` arguments."""
-    out = tmp_path_factory.mktemp("synth")
-    sets = {}
-    for stack in list_stacks():
-        record = synthesize(stack, build_dir=out).record
-        sets[stack] = RuleSet(stack, recorded_groups(record["resources"]), stack_args(record))
+    sets = {
+        stack: RuleSet(stack, recorded_groups(record["resources"]), stack_args(record))
+        for stack, record in stack_records.items()
+    }
     custom = monitoring_args(gpu_enabled=False, **CUSTOM)
     recording = run_recorded(lambda: Monitoring("mon", custom), stack="unit", region="me-central-1")
     sets["custom"] = RuleSet("custom", recorded_groups(recording.resources), custom)
