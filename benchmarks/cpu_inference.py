@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/cpu_inference.py            # writes build/bench/cpu_inference.json
     .venv/bin/python benchmarks/cpu_inference.py --rounds 5 --block-seconds 0.05   # quicker
 
-Two models, each through :func:`kernels.cpu_inference.select_backend` exactly as the pipeline's
+Two models, each through :func:`pipelines.serving.cpu_tier.select_backend` exactly as the pipeline's
 CPU export runs it (same candidates, same accuracy bound, same objective: median latency at batch
 1), with a longer measurement plan:
 
@@ -46,8 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make kernels/ and pipelines/ importable
     sys.path.insert(0, str(ROOT))
 
-from kernels import cpu_inference as ci  # noqa: E402 - after the path fix
-from pipelines.lib import data, features, steps, train, triton  # noqa: E402
+from pipelines.serving import cpu_tier as ci  # noqa: E402 - after the path fix
+from pipelines.serving import repository as triton  # noqa: E402
+from pipelines.training import data, steps, train  # noqa: E402
+from pipelines.training import preprocessing as features  # noqa: E402
 
 DEFAULT_OUT = ROOT / "build" / "bench" / "cpu_inference.json"
 TARGET_SPEEDUP_B1 = 1.5

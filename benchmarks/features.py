@@ -4,7 +4,7 @@ Builds a local feature store in a scratch folder (the synthetic table, 20,000 cu
 default: apply, the service of model version 1, materialize), then times single-entity lookups of
 random known customer ids (seeded), one call per lookup, wall clock:
 
-* ``feast online``: :func:`pipelines.features.online_features` (Feast ``get_online_features`` on
+* ``feast online``: :func:`pipelines.features.store.online_features` (Feast ``get_online_features`` on
   the model's feature service, None check, the model's feature order): the serving path.
 * ``feast raw``: ``FeatureStore.get_online_features(...).to_dict()`` alone.
 * ``feast online redis``: the serving path on the production online store: Feast's Redis store
@@ -42,8 +42,8 @@ if str(ROOT) not in sys.path:  # run as a script: make pipelines/ importable
 
 import numpy as np  # noqa: E402
 
-from pipelines import features as fs  # noqa: E402
-from pipelines.lib import data, schema  # noqa: E402
+from pipelines.features import store as fs  # noqa: E402
+from pipelines.training import data, schema  # noqa: E402
 
 WARMUP = 20
 

@@ -29,7 +29,7 @@ class FeatureStoreArgs:
     name_prefix: str
     """Prefix of AWS names."""
     project: str
-    """Feast project name (``pipelines/feature_repo``)."""
+    """Feast project name (``pipelines/features/repo``)."""
     features_bucket: pulumi.Input[str]
     """Bucket of the registry (``registry.db``) and the offline Parquet sources."""
     features_bucket_arn: pulumi.Input[str]

@@ -12,7 +12,7 @@ from components._aws import TYPE_PREFIX, child
 from components._k8s import metadata
 
 # 2.19 is the KEDA release tested against Kubernetes 1.32-1.34, exactly the versions
-# infra/config.py allows (2.20 starts at 1.33, 2.21 at 1.34). Chart and app versions are equal.
+# infra/config/__init__.py allows (2.20 starts at 1.33, 2.21 at 1.34). Chart and app versions are equal.
 KEDA_CHART = ("keda", "2.19.0", "https://kedacore.github.io/charts")
 METRICS_API_PORT = 6443
 """Container port of KEDA's metrics API server (the external.metrics.k8s.io APIService)."""

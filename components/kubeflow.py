@@ -15,7 +15,7 @@ from components._k8s import container, metadata, pod_spec
 
 KFP_VERSION = "2.4.0"
 # Relative to the project root, where `pulumi up` runs the program; checked in beside it.
-OVERLAY = Path("pipelines") / "deploy" / "kfp"
+OVERLAY = Path("components") / "manifests" / "kfp"
 MYSQL_IMAGE = "mysql:8.0.40"
 DB_MODES = ("rds", "in-cluster")
 
@@ -60,7 +60,7 @@ class KubeflowArgs:
 class Kubeflow(pulumi.ComponentResource):
     """Kubeflow Pipelines (standalone, pinned) without MinIO: S3 via IRSA, private encrypted DB.
 
-    The upstream manifests are applied from a kustomize overlay (``pipelines/deploy/kfp``) that
+    The upstream manifests are applied from a kustomize overlay (``components/manifests/kfp``) that
     removes MinIO, MySQL, the install config and the service accounts; this component supplies
     them: ``pipeline-install-config`` pointing at the S3 artifacts bucket and the database,
     ``ml-pipeline`` and ``pipeline-runner`` service accounts with IRSA roles limited to the
@@ -163,7 +163,7 @@ class Kubeflow(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        # The training pipeline's model registry (pipelines/lib/images.REGISTRY_PVC): its
+        # The training pipeline's model registry (pipelines/training/images.REGISTRY_PVC): its
         # evaluate/export/register/encrypt steps run one after another, so one encrypted
         # ReadWriteOnce volume serves them; it is the lineage of every model, so it is kept.
         k8s.core.v1.PersistentVolumeClaim(

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components._aws import TYPE_PREFIX, child, irsa_role, policy
 from components._k8s import container, metadata, pod_spec
-from pipelines.promotion import DEFAULT, PromotionCriteria
+from policies.promotion import DEFAULT, PromotionCriteria
 
 PROMETHEUS_CHART = (
     "kube-prometheus-stack",
@@ -51,7 +51,7 @@ class MonitoringArgs:
     oidc_issuer_url: pulumi.Input[str]
     """Its issuer URL."""
     drift_image: str
-    """Pinned image running ``python -m pipelines.drift_job`` (the project's kernels)."""
+    """Pinned image running ``python -m pipelines.monitoring.drift_job`` (the project's kernels)."""
     drift_threshold: float = 0.2
     """PSI above which a feature counts as drifted and retraining is requested."""
     drift_schedule: str = "0 * * * *"
@@ -323,7 +323,7 @@ class Monitoring(pulumi.ComponentResource):
                 cpu="1",
                 memory="4Gi",
                 cpu_limit="2",
-                command=["python", "-m", "pipelines.drift_job"],
+                command=["python", "-m", "pipelines.monitoring.drift_job"],
                 args=[
                     "--model",
                     model,

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from components._aws import TYPE_PREFIX, child, irsa_role, policy
 from components._k8s import container, metadata, pod_spec
 from components.monitoring import PROMETHEUS_URL
-from pipelines.promotion import (
+from policies.promotion import (
     DEFAULT,
     PromotionCriteria,
     accuracy_delta_query,
@@ -31,7 +31,7 @@ RATE_WINDOW = "2m"
 def request_rate_query(model: str, window: str = RATE_WINDOW) -> str:
     """PromQL: requests per second reaching a model, all variants, from Triton's own counters.
 
-    The counters are the ones :func:`pipelines.promotion.error_rate_query` divides (successes
+    The counters are the ones :func:`policies.promotion.error_rate_query` divides (successes
     plus failures); ``or vector(0)`` keeps the sum defined before Triton has exported a failure.
     """
     sel = f'model="{model}"'
@@ -103,7 +103,7 @@ class Serving(pulumi.ComponentResource):
     container that pulls the model repository from the models bucket through IRSA and decrypts
     it when encrypted, liveness/readiness on Triton's health endpoints, stable and canary
     Services, an HPA and a PodDisruptionBudget, and an ``AnalysisTemplate`` whose Prometheus
-    queries and thresholds are rendered from :mod:`pipelines.promotion`, the criteria the local
+    queries and thresholds are rendered from :mod:`policies.promotion`, the criteria the local
     A/B decision uses too. Traffic moves in the configured steps (5 -> 25 -> 50 -> 100 by
     default), each gated by the analysis; a failed analysis aborts and rolls back.
 

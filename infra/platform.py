@@ -25,8 +25,8 @@ from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
-from infra.residency import ZONES
-from pipelines.promotion import PromotionCriteria
+from policies.promotion import PromotionCriteria
+from policies.zones import ZONES
 
 # Tenant namespace quotas per tier: SMB tenants are CPU-only.
 TENANT_QUOTAS = {

@@ -29,7 +29,7 @@ def stack_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
     Shared read-only by the modules that judge the records (program, bridge, Prometheus rules
     and analysis); a test that needs to change a record copies it first.
     """
-    from infra.synth import list_stacks, synthesize
+    from infra.synth.runner import list_stacks, synthesize
 
     out = tmp_path_factory.mktemp("stack_records")
     return {s: synthesize(s, build_dir=out).record for s in list_stacks()}

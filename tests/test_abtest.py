@@ -1,6 +1,6 @@
 """Canary analysis end to end on the real Triton server, with the default promotion criteria.
 
-One server serves the demo variants (``pipelines.abtest.build_demo_repository``: a seeded MLP,
+One server serves the demo variants (``pipelines.serving.canary.build_demo_repository``: a seeded MLP,
 the same MLP trained on shuffled labels, and the trained one sleeping 10 ms per execution).
 Effect sizes are chosen so each run is decisive at the stated rates within a few thousand
 requests: about 40 points of accuracy move the SPRT's log-likelihood ratio to about +-6 to -12
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.abtest import AbTestResult, DemoRepository, build_demo_repository, run_abtest
-from pipelines.promotion import DEFAULT, PromotionCriteria
-from pipelines.triton_local import TritonServer
+from pipelines.serving.canary import AbTestResult, DemoRepository, build_demo_repository, run_abtest
+from pipelines.serving.triton import TritonServer
+from policies.promotion import DEFAULT, PromotionCriteria
 from tests.triton_helpers import require_triton
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The canary decision procedure without a server: its stated error rates, by simulation.
 
-``pipelines.abtest`` states that a candidate worse than the baseline by the accuracy margin (or
+``pipelines.serving.canary`` states that a candidate worse than the baseline by the accuracy margin (or
 more) is promoted with probability <= alpha, and one at least as good is rolled back with
 probability <= beta (``PromotionCriteria.false_promotion_rate`` / ``false_rollback_rate``).
 The SPRT's likelihood ratio profiles out the baseline's accuracy, so Wald's bounds hold only
@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.abtest import (
+from pipelines.serving.canary import (
     HOLD,
     PROMOTE,
     ROLLBACK,
@@ -27,7 +27,7 @@ from pipelines.abtest import (
     simulate_sprt,
     wilson_interval,
 )
-from pipelines.promotion import DEFAULT, PromotionCriteria
+from policies.promotion import DEFAULT, PromotionCriteria
 
 RUNS = 10_000
 LOOKS = 40

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from infra.cli_artifact import artifact_app
+from infra.cli.artifact import artifact_app
 from pipelines import artifacts as art
 
 CHUNK = 4096

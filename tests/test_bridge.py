@@ -1,4 +1,4 @@
-"""The synth record -> checkov bridge (infra/bridge.py) and checkov's run (infra/checkov_runner.py).
+"""The synth record -> checkov bridge (infra/gate/bridge.py) and checkov's run (infra/gate/checkov.py).
 
 Unit tests cover the type map and the value conversion; two checkov scans prove the mapping end
 to end: the real prod-uae stack (its failed checks are printed, ``pytest -s`` to see them) and a
@@ -16,8 +16,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra import bridge
-from infra import checkov_runner as cr
+from infra.gate import bridge
+from infra.gate import checkov as cr
 
 # --- terraform_type ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pulumi_aws as aws
 import pytest
 
 from components.budget import BudgetArgs, StackBudget
-from infra.synth import run_recorded
+from infra.synth.runner import run_recorded
 from policies.rules import Context, evaluate
 from policies.rules.record import resources_from_record
 

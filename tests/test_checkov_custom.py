@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import checkov_runner as cr
+from infra.gate import checkov as cr
 
 pytestmark = pytest.mark.slow
 

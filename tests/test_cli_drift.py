@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from infra.cli_drift import drift_command
+from infra.cli.drift import drift_command
 
 app = typer.Typer(add_completion=False)
 

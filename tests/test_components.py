@@ -14,7 +14,7 @@ from components.encryption import Encryption, EncryptionArgs
 from components.network import Network, NetworkArgs, subnet_plan
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.storage import Storage, StorageArgs
-from infra.synth import run_recorded
+from infra.synth.runner import run_recorded
 
 REGION = "me-central-1"
 KEY = "arn:aws:kms:me-central-1:123456789012:key/test"
@@ -518,7 +518,7 @@ def test_scale_to_zero_keeps_a_higher_floor_once_woken() -> None:
 
 def test_request_rate_query_reads_the_counters_promotion_reads() -> None:
     from components.serving import request_rate_query
-    from pipelines.promotion import error_rate_query
+    from policies.promotion import error_rate_query
 
     query = request_rate_query("credit-risk", "5m")
     assert query == (
@@ -646,7 +646,7 @@ def test_kubeflow_uses_s3_via_irsa_and_a_private_encrypted_rds() -> None:
     )
     assert "arn:aws:s3:::art/tenants/acme/*" in tenant_policy["inputs"]["policy"]
     (kfp,) = of_type(res, "kubernetes:kustomize/v2:Directory")
-    assert kfp["inputs"]["directory"].endswith("pipelines/deploy/kfp")
+    assert kfp["inputs"]["directory"].endswith("components/manifests/kfp")
     assert not [r for r in res if "minio" in r["name"]]
 
 
@@ -708,7 +708,7 @@ def test_feature_store_smb_uses_in_cluster_redis() -> None:
 
 
 def test_kubeflow_provides_the_pipelines_model_registry_volume() -> None:
-    from pipelines.lib.images import REGISTRY_PVC
+    from pipelines.training.images import REGISTRY_PVC
 
     res = record(_kubeflow)
     (pvc,) = of_type(res, "kubernetes:core/v1:PersistentVolumeClaim")

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from infra import cost as costmod
-from infra import tenant as tenantmod
-from infra.synth import STACKS, synthesize
+from infra.cost import estimate as costmod
+from infra.synth.runner import STACKS, synthesize
+from infra.tenants import templates as tenantmod
 
 EMAIL = "ops@acme.example.ae"
 
@@ -198,7 +198,7 @@ def test_cost_command_writes_cost_json_and_compares(
 ) -> None:
     import typer
 
-    from infra.cli_cost import cost_command
+    from infra.cli.cost import cost_command
 
     stacks, build = tmp_path / "stacks", tmp_path / "build"
     stacks.mkdir()

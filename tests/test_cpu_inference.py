@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 import yaml
 
-from kernels import cpu_inference as ci
-from pipelines.lib import data, features, steps, triton
-from pipelines.lib.registry import Registry
+from pipelines.serving import cpu_tier as ci
+from pipelines.serving import repository as triton
+from pipelines.training import data, steps
+from pipelines.training import preprocessing as features
+from pipelines.training.registry import Registry
 from tests.triton_helpers import load_python_model, parse_model_configs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -451,7 +453,9 @@ def test_cpu_profile_vcpus_match_the_serving_component() -> None:
 
 
 def test_pipeline_cpu_defaults_match_the_export_step() -> None:
-    golden = next(yaml.safe_load_all((ROOT / "pipelines/compiled/training.yaml").read_text()))
+    golden = next(
+        yaml.safe_load_all((ROOT / "pipelines/training/compiled/training.yaml").read_text())
+    )
     params = golden["root"]["inputDefinitions"]["parameters"]
     defaults = {
         key: params[f"cpu_{key}"]["defaultValue"]

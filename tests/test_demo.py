@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from infra import demo
-from infra.cli import app
+from infra.cli.app import app
+from infra.demo import steps as demo
 
 
 def _commands() -> set[str]:
@@ -26,7 +26,7 @@ def test_every_step_runs_a_registered_sovml_command(tmp_path: Path, monkeypatch)
     known = _commands()
     for step in steps:
         command = step.command() if callable(step.command) else step.command
-        if command[1:3] == ["-m", "infra.cli"]:
+        if command[1:3] == ["-m", "infra.cli.app"]:
             assert command[3] in known, f"{step.title}: unknown command {command[3]!r}"
     # The serving steps are part of the showcase, after the pipeline that exports the model.
     order = [s.title.split(":")[0] for s in steps]

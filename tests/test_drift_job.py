@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from kernels.drift import build_profile
-from pipelines import drift_job
+from pipelines.monitoring import drift_job
 
 NAMES = ("income", "age", "balance")
 

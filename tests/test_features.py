@@ -18,10 +18,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from infra.cli_features import features_app
-from pipelines import features as fs
-from pipelines.lib import data, schema, steps
-from pipelines.lib import features as features_lib
+from infra.cli.features import features_app
+from pipelines.features import store as fs
+from pipelines.training import data, schema, steps
+from pipelines.training import preprocessing as features_lib
 
 ROWS = 400
 SEED = 3
@@ -34,7 +34,7 @@ def _cli() -> typer.Typer:
 
     @app.callback()
     def root() -> None:
-        """Test wrapper, as infra/cli.py registers the features app."""
+        """Test wrapper, as infra/cli/app.py registers the features app."""
 
     return app
 
@@ -114,7 +114,7 @@ def test_a_value_written_after_the_event_never_leaks_into_it(pit_store: Any) -> 
 
 
 def test_a_value_older_than_its_views_ttl_is_not_joined(pit_store: Any) -> None:
-    from pipelines.feature_repo import definitions
+    from pipelines.features.repo import definitions
 
     ttl = definitions.VIEW_TTL["loan_application"]
     assert ttl < definitions.VIEW_TTL["customer_profile"]
@@ -155,7 +155,7 @@ def test_the_features_step_refuses_rows_without_features(
 def test_apply_registers_the_entity_views_and_typed_schemas(store: Any) -> None:
     from feast.types import Float64, Int64
 
-    from pipelines.feature_repo import definitions
+    from pipelines.features.repo import definitions
 
     views = {v.name: v for v in store.list_feature_views()}
     assert set(views) == set(definitions.VIEW_FEATURES)
@@ -183,7 +183,7 @@ def test_materialize_starts_at_the_datas_first_event_and_is_incremental(
     store: Any, frame: pd.DataFrame
 ) -> None:
     first, last = frame[schema.TIMESTAMP].min(), frame[schema.TIMESTAMP].max()
-    from pipelines.feature_repo import definitions
+    from pipelines.features.repo import definitions
 
     # Feast's first-run default, now minus the TTL, lies after the data's first event (even
     # for the longest TTL): it would leave customers unservable.
@@ -311,7 +311,7 @@ def test_model_input_row_is_what_the_network_sees(
 ) -> None:
     import torch
 
-    from pipelines.lib import model
+    from pipelines.training import model
 
     train, test, cutoff = features_lib.split_out_of_time(frame, 0.2)
     spec = features_lib.fit(train, test, cutoff)
@@ -328,7 +328,7 @@ def test_model_input_row_is_what_the_network_sees(
 
 
 def test_views_cover_the_schema_and_services_are_named_per_version(store: Any) -> None:
-    from pipelines.feature_repo import definitions
+    from pipelines.features.repo import definitions
 
     definitions.check_coverage()
     assert fs.feature_service_name("credit_risk", 3) == "credit_risk_v3"
@@ -379,7 +379,7 @@ def test_prod_config_expands_its_placeholders(
     assert fs.source_uri(fake) == "s3://sovml-prod-features/data/credit_features.parquet"
     # The cluster default resolves inside the code the pod carries, from any working directory.
     monkeypatch.chdir(tmp_path)
-    assert fs.resolve_repo("pipelines/feature_repo/feature_store.prod.yaml") == fs.PROD_CONFIG
+    assert fs.resolve_repo("pipelines/features/repo/feature_store.prod.yaml") == fs.PROD_CONFIG
 
 
 def test_prod_config_is_a_valid_feast_config(monkeypatch: pytest.MonkeyPatch) -> None:

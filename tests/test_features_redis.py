@@ -1,6 +1,6 @@
 """The production online store (Feast's Redis store over TLS with AUTH) against a real Redis 7.
 
-`pipelines/feature_repo/feature_store.prod.yaml` is what the cluster's feature steps and the
+`pipelines/features/repo/feature_store.prod.yaml` is what the cluster's feature steps and the
 feature server use: a Redis online store (ElastiCache, in-transit encryption, AUTH token). Here
 its ``online_store`` block is taken verbatim, its placeholders expanded to a TLS-only
 ``redis-server`` started on loopback; only the registry and the offline source move to local
@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipelines import features as fs
-from pipelines.lib import data, schema
+from pipelines.features import store as fs
+from pipelines.training import data, schema
 from tests.redis_server import RedisServer, start_redis, stop_redis, write_store_config
 
 ROWS = 300

@@ -10,8 +10,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from infra import gate
-from infra.synth import ROOT
+from infra.gate import run as gate
+from infra.synth.runner import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -95,7 +95,7 @@ def test_suppressed_failure_is_listed_not_failed() -> None:
 def test_cli_check_fails_on_the_insecure_fixture() -> None:
     proc = subprocess.run(
         [
-            sys.executable, "-m", "infra.cli", "check", "insecure", "--no-checkov",
+            sys.executable, "-m", "infra.cli.app", "check", "insecure", "--no-checkov",
             "--stacks-dir", str(FIXTURES / "stacks"),
             "--program", str(FIXTURES / "insecure" / "__main__.py"),
         ],

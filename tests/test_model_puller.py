@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from pipelines import artifacts as art
-from pipelines.model_puller import pull
+from pipelines.serving.puller import pull
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.residency import ZONES
 from policies.rules import RULES, Context, evaluate
 from policies.rules.base import ZONE_REGIONS
+from policies.zones import ZONES
 from tests.policy_cases import CASES, as_record
 
 ROOT = Path(__file__).resolve().parent.parent

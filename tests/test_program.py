@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.residency import ZONES
-from infra.synth import ROOT, SynthError, list_stacks, summary, synthesize
+from infra.synth.runner import ROOT, SynthError, list_stacks, summary, synthesize
+from policies.zones import ZONES
 
 GOLDEN = Path(__file__).parent / "golden"
 FIXTURES = Path(__file__).parent / "fixtures" / "stacks"
@@ -145,7 +145,7 @@ def test_cli_exits_2_and_names_all_three(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.cli.app",
             "synth",
             "bad-residency",
             "--stacks-dir",
@@ -203,7 +203,7 @@ def test_prod_uae_kubernetes_baseline_and_vault(records: dict) -> None:
 
 
 def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
-    from pipelines.promotion import DEFAULT
+    from policies.promotion import DEFAULT
 
     prod = records["prod-uae"]
     rollouts = [

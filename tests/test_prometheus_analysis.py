@@ -2,9 +2,9 @@
 
 On the cluster, Argo Rollouts' ``AnalysisTemplate`` (``components/serving.py``) asks Prometheus
 for the canary's error rate and its p99 latency relative to the stable pods, with PromQL built
-by :mod:`pipelines.promotion`. Locally, ``sovml abtest`` decides from Triton's own ``/metrics``
-(:mod:`pipelines.triton_metrics`) and client-side error counts, through
-:func:`pipelines.abtest.guard_failures`. Here both run against one real Triton server:
+by :mod:`policies.promotion`. Locally, ``sovml abtest`` decides from Triton's own ``/metrics``
+(:mod:`pipelines.serving.metrics`) and client-side error counts, through
+:func:`pipelines.serving.canary.guard_failures`. Here both run against one real Triton server:
 
 * Triton (``.venv-triton``) serves the two variants of the model the ``prod-uae`` stack serves,
   as two model names (as ``sovml abtest`` does): ``stable`` is a tiny seeded MLP, ``canary`` the
@@ -13,9 +13,9 @@ by :mod:`pipelines.promotion`. Locally, ``sovml abtest`` decides from Triton's o
 * A real Prometheus scrapes Triton's metrics port every second and relabels the series the way
   the cluster's ServiceMonitor does (see :func:`scrape_config`).
 * Inferences go to both variants through the client ``sovml abtest`` uses
-  (:mod:`pipelines.serve_load`), a few of them poisoned on the canary.
+  (:mod:`pipelines.serving.load`), a few of them poisoned on the canary.
 * The exact query strings of the synthesized AnalysisTemplate are evaluated through the HTTP
-  API and must equal, to 1e-9 relative, what :mod:`pipelines.triton_metrics` computes from the
+  API and must equal, to 1e-9 relative, what :mod:`pipelines.serving.metrics` computes from the
   metrics text; the template's success conditions and the local guards must then agree.
 
 Why the comparison is exact, not approximate: ``rate()`` needs two samples in its window, so
@@ -55,19 +55,19 @@ import numpy as np
 import pytest
 
 from components.serving import request_rate_query
-from infra.synth import load_stack
-from pipelines import serving_repo
-from pipelines.abtest import guard_failures
-from pipelines.promotion import (
+from infra.synth.runner import load_stack
+from pipelines.serving import local_repository as serving_repo
+from pipelines.serving.canary import guard_failures
+from pipelines.serving.load import InferClients, Job, run_jobs
+from pipelines.serving.metrics import ModelMetrics, scrape
+from pipelines.serving.triton import TritonServer
+from policies.promotion import (
     DEFAULT,
     accuracy_delta_query,
     error_rate_query,
     p99_latency_ratio_query,
     selector,
 )
-from pipelines.serve_load import InferClients, Job, run_jobs
-from pipelines.triton_local import TritonServer
-from pipelines.triton_metrics import ModelMetrics, scrape
 from tests.prometheus import PrometheusServer, running_prometheus, scrape_job
 from tests.system import require_binary
 from tests.triton_helpers import require_triton, tiny_mlp
@@ -412,7 +412,7 @@ def test_p99_ratio_query_equals_the_local_ratio(observation: Observation) -> Non
     local = observation.local
     p99_ms = {role: local[role].quantile_us(0.99) / 1000 for role in local}
     assert all(math.isfinite(v) and v > 0 for v in p99_ms.values()), p99_ms
-    # As sovml abtest divides (pipelines/abtest.py guard_failures).
+    # As sovml abtest divides (pipelines/serving/canary.py guard_failures).
     ratio = p99_ms["canary"] / max(p99_ms["stable"], 1e-6)
     got = observation.promql["p99-latency-ratio"]
     assert math.isclose(got, ratio, rel_tol=REL_TOL), (got, ratio, p99_ms)

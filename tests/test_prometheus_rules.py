@@ -5,7 +5,7 @@ cluster's Prometheus would load) and the one the monitoring component records fo
 arguments. Every rules file passes ``promtool check rules``; every alert has a ``promtool test
 rules`` unit test, generated here from the same objects the component reads its thresholds from
 (:class:`~components.monitoring.MonitoringArgs` and its
-:class:`~pipelines.promotion.PromotionCriteria`), never retyped. Per alert, one test group
+:class:`~policies.promotion.PromotionCriteria`), never retyped. Per alert, one test group
 feeds series at 1 minute resolution:
 
 * ``hot``: just past the threshold (1 % beyond it) from the start. It must not fire one
@@ -39,8 +39,8 @@ import pytest
 import yaml
 
 from components.monitoring import Monitoring, MonitoringArgs, alert_rules
-from infra.synth import ROOT, list_stacks, run_recorded
-from pipelines.promotion import PromotionCriteria
+from infra.synth.runner import ROOT, list_stacks, run_recorded
+from policies.promotion import PromotionCriteria
 from tests.system import require_binary
 
 pytestmark = pytest.mark.slow

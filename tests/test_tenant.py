@@ -10,10 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from infra import config as cfgmod
-from infra import tenant as tenantmod
-from infra.cli_tenant import tenant_app
-from infra.gate import run_gate
-from infra.synth import ROOT, read_stack_config
+from infra.cli.tenant import tenant_app
+from infra.gate.run import run_gate
+from infra.synth.runner import ROOT, read_stack_config
+from infra.tenants import templates as tenantmod
 
 runner = CliRunner()
 EMAIL = "ops@acme.example.ae"

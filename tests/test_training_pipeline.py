@@ -27,10 +27,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from infra.cli_pipeline import pipeline_app
-from pipelines import local_run, training
-from pipelines.lib import data, features, gate, images, model, schema, steps, train, triton
-from pipelines.lib.registry import Registry
+from infra.cli.pipeline import pipeline_app
+from pipelines.serving import repository as triton
+from pipelines.training import (
+    data,
+    gate,
+    images,
+    local_run,
+    model,
+    provenance,
+    schema,
+    steps,
+    train,
+)
+from pipelines.training import pipeline as training
+from pipelines.training import preprocessing as features
+from pipelines.training.registry import Registry
 from tests.triton_helpers import load_python_model, parse_model_configs
 
 pytestmark = pytest.mark.slow
@@ -80,7 +92,7 @@ def _cli() -> typer.Typer:
 
     @app.callback()
     def root() -> None:
-        """Test wrapper, as infra/cli.py registers the pipeline app."""
+        """Test wrapper, as infra/cli/app.py registers the pipeline app."""
 
     return app
 
@@ -99,7 +111,7 @@ def test_full_local_run_completes(pipeline_run: local_run.RunResult) -> None:
 
 def _serving(run: local_run.RunResult) -> dict[str, Any]:
     """The lineage's serving section: on the cpu profile the backend was chosen by measurement
-    (``kernels/cpu_inference.py``), so the tests below accept whichever won."""
+    (``pipelines/serving/cpu_tier.py``), so the tests below accept whichever won."""
     assert run.lineage_record is not None
     return json.loads(run.lineage_record.read_text())["serving"]
 
@@ -186,7 +198,7 @@ def test_torchscript_predicts_like_the_trained_model(pipeline_run: local_run.Run
     fp32 = serving["served"] != "int8_dynamic"
     atol = 1e-6 if fp32 else serving["bound"]["max_abs_diff"]
     np.testing.assert_allclose(steps.predict(scripted, x), in_process, rtol=0, atol=atol)
-    from pipelines.lib import metrics
+    from pipelines.training import metrics
 
     if fp32:
         auc = round(metrics.roc_auc(y, steps.predict(scripted, x)), 6)
@@ -263,7 +275,7 @@ def test_features_get_returns_what_the_model_trained_on(
     pipeline_run: local_run.RunResult, workdir: Path
 ) -> None:
     """After the run, ``sovml features get`` serves the latest event's training row."""
-    from infra.cli_features import features_app
+    from infra.cli.features import features_app
 
     assert pipeline_run.feature_service == "credit_risk_v1"
     assert pipeline_run.feature_repo == workdir / "feature_store"
@@ -292,7 +304,7 @@ def test_features_get_returns_what_the_model_trained_on(
 
 
 def test_default_run_materializes_where_sovml_features_looks(tmp_path: Path) -> None:
-    from pipelines import features as feature_store
+    from pipelines.features import store as feature_store
 
     assert local_run.default_feature_repo(local_run.DEFAULT_OUTPUT) == feature_store.DEFAULT_REPO
     assert feature_store.DEFAULT_REPO == ROOT / "build" / "feature_store"
@@ -440,7 +452,7 @@ def test_missing_column_fails_the_cli_with_a_readable_message(tmp_path: Path) ->
 
 
 def test_validation_lists_every_problem() -> None:
-    from pipelines.lib import validation
+    from pipelines.training import validation
 
     frame = data.generate(300, 1)
     frame.loc[:4, "age"] = 150.0
@@ -466,7 +478,7 @@ def test_auc_matches_pairwise_definition(rows: list[tuple[int, int]]) -> None:
     """AUC = P(score of a positive > score of a negative) + 0.5 P(tie), ties included."""
     from scipy.stats import rankdata
 
-    from pipelines.lib import metrics
+    from pipelines.training import metrics
 
     labels = np.array([label for label, _ in rows])
     scores = np.array([score for _, score in rows], dtype=float)
@@ -562,7 +574,7 @@ def test_golden_ir(target: str, compiled: dict[str, Any], update_golden: bool) -
         )
         pytest.fail(
             f"{golden_path.relative_to(ROOT)} is stale; rerun "
-            f"`.venv/bin/python -m pipelines.training --write-golden` if intended:\n{diff[:4000]}"
+            f"`.venv/bin/python -m pipelines.training.pipeline --write-golden` if intended:\n{diff[:4000]}"
         )
 
 
@@ -606,7 +618,7 @@ def test_cluster_variant_defaults(compiled: dict[str, Any]) -> None:
     assert params["serving_profile"]["defaultValue"] == "gpu"
     assert params["encryption_backend"]["defaultValue"] == "vault"
     assert params["feature_repo"]["defaultValue"] == (
-        "pipelines/feature_repo/feature_store.prod.yaml"
+        "pipelines/features/repo/feature_store.prod.yaml"
     )
     local = yaml.safe_load(compiled["local"])["root"]["inputDefinitions"]["parameters"]
     assert local["serving_profile"]["defaultValue"] == "cpu"
@@ -671,11 +683,7 @@ def _embedded_files(command_source: str) -> dict[str, bytes]:
 
 def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) -> None:
     executors = _executors(compiled["cluster"])
-    lib = {
-        f"pipelines/lib/{p.name}": p.read_bytes()
-        for p in sorted((ROOT / "pipelines" / "lib").glob("*.py"))
-    }
-    lib["pipelines/__init__.py"] = (ROOT / "pipelines" / "__init__.py").read_bytes()
+    lib = {p: (ROOT / p).read_bytes() for p in provenance.STEP_LIBRARY}
     for name, executor in executors.items():
         files = _embedded_files(executor["container"]["command"][-1])
         expected = dict(lib)
@@ -689,6 +697,30 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
         "register",
         "materialize",
     }
+
+
+def test_step_library_holds_every_module_it_imports_at_module_level() -> None:
+    """A module the steps import at load time but the pods lack would fail every cluster step."""
+    import ast
+
+    embedded = set(provenance.STEP_LIBRARY)
+    for relative in provenance.STEP_LIBRARY:
+        tree = ast.parse((ROOT / relative).read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.split(".")[0] not in ("pipelines", "kernels", "components", "infra"):
+                    continue
+                as_module = name.replace(".", "/") + ".py"
+                as_package = name.replace(".", "/") + "/__init__.py"
+                if (ROOT / as_module).exists():
+                    assert as_module in embedded, f"{relative} imports {name}"
+                elif (ROOT / as_package).exists():
+                    assert as_package in embedded, f"{relative} imports {name}"
 
 
 def _pins_installed() -> bool:
@@ -770,7 +802,7 @@ def test_s3_offline_source_is_written_with_the_registrys_encryption(
     import fsspec.implementations.local as local_fs
     import pyarrow.parquet as pq
 
-    from pipelines import features as fs
+    from pipelines.features import store as fs
 
     seen: list[dict[str, str]] = []
 
@@ -812,8 +844,8 @@ def test_real_triton_serves_the_exported_model(
 ) -> None:
     """The pipeline's own local repository on the real Triton server (``sovml serve``'s server):
     ready, the repository's config and metadata, and scores equal to the trained model's."""
-    from pipelines.serve_load import InferClients
-    from pipelines.triton_local import TritonServer
+    from pipelines.serving.load import InferClients
+    from pipelines.serving.triton import TritonServer
     from tests.triton_helpers import require_triton
 
     require_triton()

@@ -1,6 +1,6 @@
 """The real Triton server (2.51.0, Python backend, from .venv-triton) over a local repository.
 
-One server per module serves a seeded MLP written by ``pipelines.serving_repo`` twice: with
+One server per module serves a seeded MLP written by ``pipelines.serving.local_repository`` twice: with
 dynamic batching (``tiny``) and without batching at all (``tiny_nobatch``, ``max_batch_size``
 0). Checked: readiness, the config and metadata Triton reports against what the repository says,
 HTTP and gRPC inference against the TorchScript model run in this process (1e-5), the metrics
@@ -20,15 +20,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipelines import serving_repo
-from pipelines.triton_local import (
+from pipelines.serving import local_repository as serving_repo
+from pipelines.serving.metrics import model_metrics, parse_prometheus
+from pipelines.serving.triton import (
     TritonServer,
     TritonStartError,
     TritonUnavailableError,
     find_triton,
     prepare_backends,
 )
-from pipelines.triton_metrics import model_metrics, parse_prometheus
 from tests.triton_helpers import require_triton, tiny_mlp
 
 IN, OUT = "features__0", "probability__0"
@@ -225,7 +225,7 @@ def test_model_metadata(server: TritonServer) -> None:
 def test_inference_matches_torchscript(
     server: TritonServer, reference: tuple[np.ndarray, np.ndarray], protocol: str, model: str
 ) -> None:
-    from pipelines.serve_load import InferClients
+    from pipelines.serving.load import InferClients
 
     rows, expected = reference
     url = server.http_url if protocol == "http" else server.grpc_url
@@ -239,7 +239,7 @@ def test_inference_matches_torchscript(
 
 @pytest.mark.slow
 def test_short_load_run_has_no_errors(server: TritonServer, tmp_path: Path) -> None:
-    from pipelines.bench_serve import bench_serve
+    from pipelines.serving.bench import bench_serve
 
     out = tmp_path / "serve.json"
     report = bench_serve(
@@ -275,8 +275,8 @@ def test_bad_model_fails_with_the_log_tail(tmp_path: Path) -> None:
 
 
 def _app() -> typer.Typer:
-    # The registration infra/cli.py uses (see infra/cli_serve.py's docstring).
-    from infra.cli_serve import abtest_command, bench_serve_command, serve_command
+    # The registration infra/cli/app.py uses (see infra/cli/serve.py's docstring).
+    from infra.cli.serve import abtest_command, bench_serve_command, serve_command
 
     app = typer.Typer(pretty_exceptions_enable=False)
     app.command("serve")(serve_command)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.triton_local import TritonInstallation, TritonUnavailableError, find_triton
+from pipelines.serving.triton import TritonInstallation, TritonUnavailableError, find_triton
 
 
 def require_triton() -> TritonInstallation:

@@ -11,7 +11,7 @@ SEVERITIES = ("critical", "high", "medium", "low")
 
 # Residency zones, repeated here as data because this package must import nothing outside the
 # standard library (the CrossGuard pack runs in its own virtualenv). A test keeps it equal to
-# infra/residency.py.
+# policies/zones.py.
 ZONE_REGIONS: dict[str, tuple[str, ...]] = {
     "uae": ("me-central-1",),
     "bahrain": ("me-south-1",),

@@ -1,0 +1,1 @@
+"""The ``sovml`` command: one thin module per command group over the library code."""

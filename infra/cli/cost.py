@@ -1,0 +1,174 @@
+"""``sovml cost STACK [--compare OTHER]``: monthly cost at node-pool min and max sizes.
+
+Register it on the main app with ``app.command("cost")(cost_command)``. Reads the synth record
+(synthesizing first when it is missing or older than the stack file or the program), prices it
+with ``infra/cost/prices/<region>.yaml`` (approximate list prices, dated) and writes
+``build/<stack>/cost.json``.
+
+Exit codes follow ``infra.cli.app``: 0 success, 2 bad input (stack config, missing price table).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from infra.cost import estimate as costmod
+from infra.synth import runner as synthmod
+
+EXIT_BAD_INPUT = 2
+
+console = Console()
+err = Console(stderr=True)
+
+
+def load_record(stack: str, stacks_dir: Path, build_dir: Path) -> dict[str, Any]:
+    """The stack's synth record, synthesized first when missing or stale.
+
+    Raises:
+        synthmod.SynthError: The stack file is missing or invalid.
+    """
+    from infra.gate.run import (
+        is_stale,  # the gate's own staleness rule: stack file or sources newer
+    )
+
+    path = build_dir / stack / "resources.json"
+    if is_stale(path, synthmod.stack_file(stack, stacks_dir)):
+        return synthmod.synthesize(stack, stacks_dir=stacks_dir, build_dir=build_dir).record
+    return json.loads(path.read_text())
+
+
+def estimate_stack(
+    stack: str, stacks_dir: Path, build_dir: Path, prices_dir: Path = costmod.PRICES_DIR
+) -> costmod.CostEstimate:
+    """Estimate one stack and write ``build/<stack>/cost.json``."""
+    record = load_record(stack, stacks_dir, build_dir)
+    region = record["config"]["region"]
+    est = costmod.estimate(record, costmod.load_prices(region, prices_dir))
+    costmod.write_estimate(est, build_dir / stack / "cost.json")
+    return est
+
+
+def _usd(x: float) -> str:
+    return f"${x:,.0f}"
+
+
+def _delta(x: float) -> str:
+    if round(x) == 0:
+        return "[dim]$0[/]"
+    return f"[red]+{_usd(x)}[/]" if x > 0 else f"[green]-{_usd(-x)}[/]"
+
+
+def estimate_table(est: costmod.CostEstimate) -> Table:
+    """One line per item: what it is, how it was computed, monthly at min and at max."""
+    table = Table(
+        title=(
+            f"{est.stack}: monthly cost ({est.currency}, {est.region}, "
+            f"prices of {est.prices_date})"
+        ),
+        title_justify="left",
+    )
+    table.add_column("item")
+    table.add_column("detail", overflow="fold")
+    table.add_column("at min", overflow="fold")
+    table.add_column("monthly min", justify="right")
+    table.add_column("monthly max", justify="right")
+    for i in est.items:
+        basis = i.basis_min if i.basis_min == i.basis_max else f"{i.basis_min} (max {i.basis_max})"
+        table.add_row(
+            i.key, escape(i.detail), escape(basis), _usd(i.monthly_min), _usd(i.monthly_max)
+        )
+    table.add_section()
+    low, high = _usd(est.total_min), _usd(est.total_max)
+    table.add_row("[bold]total[/]", "", "", f"[bold]{low}[/]", f"[bold]{high}[/]")
+    return table
+
+
+def compare_table(base: costmod.CostEstimate, other: costmod.CostEstimate) -> Table:
+    """Both stacks side by side per item, with ``other`` minus ``base``."""
+    cmp = costmod.Comparison(base, other)
+    table = Table(
+        title=f"{base.stack} vs {other.stack}: monthly cost ({base.currency})", title_justify="left"
+    )
+    table.add_column("item")
+    for label in (f"{base.stack} min", f"{base.stack} max", f"{other.stack} min",
+                  f"{other.stack} max", "diff min", "diff max"):  # fmt: skip
+        table.add_column(escape(label), justify="right")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for key in cmp.keys:
+        row = cmp.row(key)
+        totals = [t + v for t, v in zip(totals, row, strict=True)]
+        diffs = _delta(row[2] - row[0]), _delta(row[3] - row[1])
+        table.add_row(key, *(_usd(v) for v in row), *diffs)
+    table.add_section()
+    table.add_row(
+        "[bold]total[/]",
+        *(f"[bold]{_usd(v)}[/]" for v in totals),
+        _delta(totals[2] - totals[0]),
+        _delta(totals[3] - totals[1]),
+    )
+    return table
+
+
+def cost_command(
+    stack: Annotated[str, typer.Argument(help="Stack name, e.g. prod-uae.")],
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="A second stack to show side by side.")
+    ] = None,
+    stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = synthmod.STACKS,
+    build_dir: Annotated[Path, typer.Option(help="Folder of synth records.")] = synthmod.BUILD,
+    prices_dir: Annotated[
+        Path, typer.Option(help="Folder of price tables (<region>.yaml).")
+    ] = costmod.PRICES_DIR,
+) -> None:
+    """Monthly cost of a stack at node-pool min and max sizes, from its synth record.
+
+    Prices come from infra/cost/prices/<region>.yaml: approximate list prices with a date; usage the
+    record cannot know (NAT GB, log GB, stored GB) is an assumption named in each line.
+    Writes build/STACK/cost.json.
+    """
+    estimates: list[costmod.CostEstimate] = []
+    for name in [stack] + ([compare] if compare else []):
+        try:
+            with console.status(f"estimating {name} ..."):
+                estimates.append(estimate_stack(name, stacks_dir, build_dir, prices_dir))
+        except synthmod.SynthError as exc:
+            err.print(f"[red]{escape(name)}: {escape(str(exc))}[/]")
+            for p in exc.problems:
+                err.print(f"  - {escape(str(p))}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except costmod.CostError as exc:
+            err.print(f"[red]{escape(name)}: {escape(str(exc))}[/]")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    for est in estimates:
+        console.print(estimate_table(est))
+    if len(estimates) == 2:
+        console.print(compare_table(*estimates))
+    first = estimates[0]
+    for est in estimates:
+        for missing in est.unpriced:
+            err.print(
+                f"[yellow]{escape(est.stack)}: unpriced (counted as $0): {escape(missing)}[/]"
+            )
+    console.print(f"[dim]assumptions: {escape('; '.join(first.assumptions))}[/]")
+    console.print(f"[dim]not included: {escape('; '.join(first.excluded))}[/]")
+    console.print(f"[dim]prices: {escape(first.prices_source)}[/]")
+    for est in estimates:
+        console.print(
+            f"[green]{est.stack}[/]: {_usd(est.total_min)} - {_usd(est.total_max)} per month -> "
+            f"{escape(str(_relative(build_dir / est.stack / 'cost.json')))}"
+        )
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(synthmod.ROOT)
+    except ValueError:
+        return path

@@ -1,0 +1,209 @@
+"""``sovml features``: apply, materialize and read the credit-risk feature store (Feast).
+
+Registered in ``infra/cli/app.py`` with ``app.add_typer(features_app, name="features")``::
+
+    sovml features apply [--table TABLE] [--repo DIR|YAML]
+    sovml features materialize [--end ISO] [--start ISO] [--view NAME ...] [--repo DIR|YAML]
+    sovml features get ENTITY_ID [--feature-service NAME | --feature-view NAME ...] [--json]
+
+``--repo`` defaults to ``build/feature_store``, the store ``sovml pipeline run training --local``
+trains from and materializes to, so ``get`` returns the values the model was trained with for
+that customer's latest event. See :mod:`pipelines.features.store` for what ``--repo`` may name.
+
+Exit codes as in ``infra/cli/app.py``: 0 success, 2 bad input (unknown entity, feature view or
+feature service; no store yet; a bad date), with a one-line message and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_BAD_INPUT = 2
+
+features_app = typer.Typer(
+    help="The feature store (Feast): apply definitions, materialize online, look up a customer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RepoOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--repo",
+        help="Feature store: a state folder, a Feast repository or a feature_store*.yaml "
+        "(default: build/feature_store, where the local pipeline run materializes).",
+        show_default=False,
+    ),
+]
+
+
+def _consoles() -> tuple[Console, Console]:
+    # Bound to the streams of this call (CliRunner swaps them per invocation).
+    return Console(file=sys.stdout), Console(file=sys.stderr)
+
+
+def _fail(err: Console, message: str) -> typer.Exit:
+    """Print ``message`` as one red line on stderr; the caller raises the returned Exit."""
+    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _date(value: str | None, option: str, err: Console) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(err, f"{option} {value!r} is not an ISO 8601 date/time") from None
+
+
+@features_app.command("apply")
+def apply_cmd(
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help="Credit-risk table (Parquet/CSV) to write as the offline source first; "
+            "without it the existing source is kept."
+        ),
+    ] = None,
+    repo: RepoOption = None,
+) -> None:
+    """Register the customer entity and the feature views (and write the offline source).
+
+    Only adds or updates: the pipeline's feature services (one per model version) stay.
+    """
+    from pipelines.features import store as features
+    from pipelines.training import data
+
+    console, err = _consoles()
+    if table is not None and not table.is_file():
+        raise _fail(err, f"--table {table}: no such file")
+    try:
+        store = features.open_store(repo, create=True)
+        frame = data.read_table(table) if table is not None else None
+        applied = features.apply(store, frame)
+    except features.FeatureStoreError as exc:
+        raise _fail(err, str(exc)) from None
+    out = Table(title=f"project {applied.project}: feature views", title_justify="left")
+    for column in ("feature view", "features", "ttl"):
+        out.add_column(column)
+    for name, (count, ttl) in applied.views.items():
+        out.add_row(name, str(count), f"{ttl.days} days")
+    console.print(out)
+    written = f"{applied.rows} rows written to " if applied.rows else ""
+    console.print(f"entity: {applied.entity}", highlight=False)
+    console.print(f"offline source: {written}{applied.source}", soft_wrap=True, highlight=False)
+    console.print(f"feature services: {', '.join(applied.services) or 'none yet'}", highlight=False)
+
+
+@features_app.command("materialize")
+def materialize_cmd(
+    end: Annotated[
+        str | None,
+        typer.Option(help="End, ISO 8601, UTC if naive (default: just after the data's last)."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Start for every view, a full reload (default: where the last run ended, or "
+            "the data's first timestamp)."
+        ),
+    ] = None,
+    view: Annotated[
+        list[str] | None,
+        typer.Option("--view", help="Feature view to materialize, repeatable (default: all)."),
+    ] = None,
+    repo: RepoOption = None,
+) -> None:
+    """Load the offline source into the online store, incrementally, up to the data's end.
+
+    The first run starts at the data's first event (dated 2025), not at "now minus TTL".
+    """
+    from pipelines.features import store as features
+
+    console, err = _consoles()
+    end_at, start_at = _date(end, "--end", err), _date(start, "--start", err)
+    try:
+        store = features.open_store(repo)
+        done = features.materialize(store, end=end_at, start=start_at, views=view)
+    except features.FeatureStoreError as exc:
+        raise _fail(err, str(exc)) from None
+    out = Table(title="materialized (event time, UTC)", title_justify="left")
+    for column in ("feature view", "from", "to", "status"):
+        out.add_column(column)
+    shown = "%Y-%m-%d %H:%M:%S"
+    for m in done:
+        status = "[dim]up to date[/]" if m.skipped else "[green]loaded[/]"
+        out.add_row(m.view, m.start.strftime(shown), m.end.strftime(shown), status)
+    console.print(out)
+
+
+@features_app.command("get")
+def get_cmd(
+    entity_id: Annotated[int, typer.Argument(help="Customer id (customer_id).")],
+    feature_service: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-service",
+            "-s",
+            help="Feature service, e.g. credit_risk_v1 (default: the model's latest version's).",
+        ),
+    ] = None,
+    feature_view: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature-view",
+            "-v",
+            help="Read these views' features instead of a service (repeatable).",
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Model whose latest feature service is the default.")
+    ] = "credit_risk",
+    repo: RepoOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Online features of one customer, in the model's input order (Triton's features__0).
+
+    Default: the feature service of the model's latest registered version.
+    Before any registration: every feature view.
+    """
+    from pipelines.features import store as features
+
+    console, err = _consoles()
+    if feature_service is not None and feature_view:
+        raise _fail(err, "give --feature-service or --feature-view, not both")
+    try:
+        store = features.open_store(repo)
+        request = features.resolve_request(store, feature_service, feature_view, model)
+        values = features.online_features(store, entity_id, request)
+    except features.FeatureStoreError as exc:
+        raise _fail(err, str(exc)) from None
+    from pipelines.features.repo import definitions
+
+    body: dict[str, Any] = {
+        "entity": {"customer_id": entity_id},
+        "feature_service": request.service.name if request.service is not None else None,
+        "feature_views": sorted({definitions.VIEW_OF[f] for f in values}),
+        "features": values,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return
+    out = Table(title=f"customer {entity_id}: {request.label}", title_justify="left")
+    out.add_column("#", justify="right")
+    out.add_column("feature")
+    out.add_column("feature view")
+    out.add_column("value", justify="right")
+    for i, (name, value) in enumerate(values.items()):
+        out.add_row(str(i), name, definitions.VIEW_OF[name], repr(value))
+    console.print(out)

@@ -1,0 +1,229 @@
+"""``sovml pipeline``: compile the KFP pipelines to IR YAML and run them locally with kfp.local.
+
+Registered in ``infra/cli/app.py`` with ``app.add_typer(pipeline_app, name="pipeline")``::
+
+    sovml pipeline compile training [--target local|cluster] [--out PATH]
+    sovml pipeline run training --local [--rows N] [--seed S] [--output-dir build/pipelines]
+
+Exit codes as in ``infra/cli/app.py``: 0 success, 1 the run failed (or the gate rejected the model
+with ``--fail-on-reject``), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+pipeline_app = typer.Typer(
+    help="Compile the KFP pipelines and run them locally (kfp.local).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class PipelineName(StrEnum):
+    """Pipelines this command knows."""
+
+    training = "training"
+
+
+class Target(StrEnum):
+    """Where a compiled pipeline is meant to run."""
+
+    local = "local"
+    cluster = "cluster"
+
+
+class Profile(StrEnum):
+    """Triton instance group of the exported model."""
+
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+def _consoles() -> tuple[Console, Console]:
+    # Bound to the streams of this moment: the local runner redirects stdout while it runs, and
+    # progress must still reach the terminal.
+    return Console(file=sys.stdout), Console(file=sys.stderr)
+
+
+def _rel(path: Path | None) -> str:
+    if path is None:
+        return "-"
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@pipeline_app.command("compile")
+def compile_cmd(
+    pipeline: Annotated[PipelineName, typer.Argument(help="Pipeline to compile.")],
+    target: Annotated[Target, typer.Option(help="local (kfp.local) or cluster (KFP on EKS).")] = (
+        Target.local
+    ),
+    out: Annotated[Path | None, typer.Option(help="IR YAML to write.")] = None,
+    image_registry: Annotated[
+        str | None, typer.Option(help="In-region registry mirror for the images (cluster).")
+    ] = None,
+    pip_index_url: Annotated[
+        str | None, typer.Option(help="In-region package index for the pods (cluster).")
+    ] = None,
+) -> None:
+    """Compile a pipeline to KFP IR YAML (default build/pipelines/<pipeline>[-cluster].yaml)."""
+    from pipelines.training import pipeline as training
+
+    console, err = _consoles()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = training.compile_pipeline(target.value, out, image_registry, pip_index_url)
+    for warning in caught:
+        if "kfp-kubernetes" in str(warning.message):
+            err.print(f"[yellow]warning:[/] {warning.message}")
+    console.print(f"[green]{pipeline.value}[/] ({target.value}) -> {_rel(path)}")
+
+
+_STATUS_STYLE = {
+    "done": "[green]done[/]",
+    "cached": "[cyan]cached[/]",
+    "failed": "[red]failed[/]",
+    "skipped": "[dim]skipped[/]",
+    "running": "[yellow]running[/]",
+    "pending": "[dim]pending[/]",
+}
+
+
+def _progress(console: Console) -> Any:
+    """A listener for :func:`pipelines.training.local_run.run_local` printing one line per step event."""
+    status = console.status("starting kfp.local ...")
+    status.start()
+
+    def listen(step: Any) -> None:
+        if step.status == "running":
+            status.update(f"[bold]{step.name}[/] running ...")
+            return
+        took = f"{step.seconds:6.1f}s" if step.seconds is not None else "       "
+        note = f" [dim]({step.note})[/]" if step.note else ""
+        console.print(f"  {step.name:<11} {took}  {_STATUS_STYLE[step.status]}{note}")
+
+    listen.stop = status.stop  # type: ignore[attr-defined]
+    return listen
+
+
+def _summary(console: Console, result: Any, output_dir: Path) -> None:
+    if result.metrics:
+        table = Table()
+        table.add_column("test metric (out-of-time)")
+        table.add_column("value", justify="right")
+        for name in ("auc", "accuracy", "log_loss", "test_rows"):
+            if name in result.metrics:
+                value = result.metrics[name]
+                shown = f"{int(value)}" if name == "test_rows" else f"{value:.4f}"
+                table.add_row(name, shown)
+        console.print(table)
+    if result.gate_passed is not None:
+        verdict = "[green]PASSED[/]" if result.gate_passed else "[yellow]REJECTED[/]"
+        console.print(f"gate: {verdict}: {result.gate_reason}", soft_wrap=True)
+    rows = [
+        ("model version", result.version),
+        ("model repository", result.model_repository),
+        ("local repository", result.model_repository_local),
+        ("lineage record", result.lineage_record),
+        ("feature service", result.feature_service),
+        ("feature store", result.feature_repo if result.feature_service else None),
+        ("encrypted", result.encrypted),
+        ("registry", output_dir / "registry"),
+        ("run folder", result.run_dir),
+        ("log", result.log_path),
+    ]
+    for label, value in rows:
+        if value is None:
+            continue
+        shown = _rel(value) if isinstance(value, Path) else str(value)
+        # soft_wrap: paths stay whole (copy-pasteable) instead of being cut at the width.
+        console.print(f"[bold]{label + ':':<18}[/]{shown}", soft_wrap=True, highlight=False)
+    cached = sum(1 for s in result.steps.values() if s.status == "cached")
+    reused = f", {cached} step(s) from cache" if cached else ""
+    console.print(f"finished in {result.seconds:.1f}s{reused}")
+
+
+@pipeline_app.command("run")
+def run_cmd(
+    pipeline: Annotated[PipelineName, typer.Argument(help="Pipeline to run.")],
+    local: Annotated[
+        bool, typer.Option("--local", help="Run on this machine with kfp.local (required).")
+    ] = False,
+    rows: Annotated[int, typer.Option(min=1, help="Synthetic rows to generate.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Seed of data generation and training.")] = 42,
+    output_dir: Annotated[
+        Path, typer.Option(help="Runs, cache, registry, keys and logs go here.")
+    ] = Path("build/pipelines"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 8,
+    min_auc: Annotated[float, typer.Option(help="Gate: lowest acceptable test AUC.")] = 0.75,
+    profile: Annotated[Profile, typer.Option(help="Triton instance group.")] = Profile.cpu,
+    source: Annotated[
+        Path | None, typer.Option(help="Ingest this Parquet/CSV file instead of synthetic data.")
+    ] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse unchanged steps of earlier runs.")] = True,
+    fail_on_reject: Annotated[
+        bool, typer.Option(help="Exit 1 when the gate rejects the model.")
+    ] = False,
+) -> None:
+    """Run a pipeline locally, step by step, and summarise metrics, gate and artifacts."""
+    from pipelines.training import local_run
+    from pipelines.training.data import sha256_file
+
+    console, err = _consoles()
+    if not local:
+        err.print(
+            "[red]only --local runs are supported from here[/]; for the cluster, compile with "
+            "`sovml pipeline compile training --target cluster` and submit the YAML to KFP"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    arguments: dict[str, Any] = {
+        "rows": rows,
+        "seed": seed,
+        "epochs": epochs,
+        "min_auc": min_auc,
+        "serving_profile": profile.value,
+    }
+    if source is not None:
+        if not source.is_file():
+            err.print(f"[red]--source {source}: no such file[/]")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        # The digest goes into the step's inputs: a changed file is a cache miss, not stale data.
+        arguments["source_uri"] = str(source.resolve())
+        arguments["source_sha256"] = sha256_file(source)
+
+    data = f"source={_rel(source)}" if source is not None else f"rows={rows}"
+    console.print(
+        f"[bold]{pipeline.value}[/] on kfp.local: {data} seed={seed} epochs={epochs} "
+        f"-> {_rel(output_dir)}",
+        soft_wrap=True,
+    )
+    listener = _progress(console)
+    try:
+        result = local_run.run_local(arguments, output_dir, cache=cache, listener=listener)
+    finally:
+        listener.stop()
+    _summary(console, result, output_dir)
+    if not result.succeeded:
+        where = f"step '{result.failed_step}'" if result.failed_step else "the pipeline"
+        err.print(f"[red]{pipeline.value} failed in {where}[/]")
+        for line in result.errors or ["(no reason printed; see the log)"]:
+            err.print(f"  [red]{line}[/]", soft_wrap=True, highlight=False, markup=True)
+        err.print(f"full log: {_rel(result.log_path)}")
+        raise typer.Exit(EXIT_FAILED)
+    if fail_on_reject and result.gate_passed is False:
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,124 @@
+"""``sovml tenant``: create tenant stacks from the templates in infra/tenants/templates.py.
+
+Register it on the main app with ``app.add_typer(tenant_app, name="tenant")``.
+
+Exit codes follow ``infra.cli.app``: 0 success, 1 template files out of date (``templates``
+without ``--write``), 2 bad input (name, template, zone, region, existing stack, config).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from infra.synth.runner import STACKS
+from infra.tenants import templates as tenantmod
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+tenant_app = typer.Typer(
+    help="Create tenant stacks (smb, enterprise) from the templates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+@tenant_app.command("new")
+def new(
+    name: Annotated[str, typer.Argument(help="Tenant name; also the stack name (e.g. acme).")],
+    template: Annotated[
+        str, typer.Option("--template", "-t", help="Tier: smb or enterprise.")
+    ] = "smb",
+    zone: Annotated[str, typer.Option(help="Residency zone: uae, bahrain, ksa or eu.")] = "uae",
+    region: Annotated[
+        str | None, typer.Option(help="AWS region inside the zone [default: the zone's first].")
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="owner tag [default: the tenant name].")] = None,
+    cost_center: Annotated[
+        str | None, typer.Option("--cost-center", help="cost-center tag [default: tenant-NAME].")
+    ] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="Monthly budget in USD; 0 for none [default: the template's]."),
+    ] = None,
+    email: Annotated[
+        list[str] | None,
+        typer.Option("--email", "-e", help="Budget alert address (repeat for more)."),
+    ] = None,
+    stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = STACKS,
+) -> None:
+    """Render stacks/Pulumi.NAME.yaml from a template, validated before it is written.
+
+    Refuses a bad or reserved tenant name, a region outside the zone and an existing stack file;
+    nothing is written when anything is wrong.
+    """
+    request = tenantmod.TenantRequest(
+        name=name,
+        template=template,
+        zone=zone,
+        region=region,
+        owner=owner,
+        cost_center=cost_center,
+        budget_usd=budget,
+        emails=tuple(email or ()),
+    )
+    try:
+        created = tenantmod.create_tenant(request, stacks_dir)
+    except tenantmod.TenantError as exc:
+        err.print(f"[red]tenant {escape(name)}: not created[/] (nothing was written)")
+        for problem in exc.problems:
+            err.print(f"  - {escape(problem)}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    cfg = created.config
+    pools = ", ".join(
+        f"{p.role} {p.min_size}-{p.max_size} x {p.instance_types[0]} {p.capacity_type}"
+        for p in cfg.node_pools
+    )
+    budget_text = (
+        f"${cfg.monthly_budget_usd:,}/month, alerts to {', '.join(cfg.budget_alert_emails)}"
+        if cfg.monthly_budget_usd
+        else "none"
+    )
+    console.print(f"[green]created[/] {escape(tenantmod.display_path(created.path))}")
+    console.print(
+        f"  template {created.template.name} ({cfg.tier}, {cfg.environment}), "
+        f"zone {cfg.zone}, region {cfg.region}\n"
+        f"  node pools: {escape(pools)}\n"
+        f"  budget: {escape(budget_text)}"
+    )
+    extra = "" if stacks_dir.resolve() == STACKS.resolve() else f" --stacks-dir {stacks_dir}"
+    console.print("next:")
+    console.print(f"  sovml check {name}{escape(extra)}", markup=True, highlight=False)
+    console.print(f"  pulumi stack init {name} && pulumi up -s {name}", highlight=False)
+
+
+@tenant_app.command("templates")
+def templates(
+    write: Annotated[
+        bool, typer.Option(help="Rewrite the generated files under stacks/templates/.")
+    ] = False,
+) -> None:
+    """Check (or rewrite) stacks/templates/ against the definitions in infra/tenants/templates.py."""
+    if write:
+        written = tenantmod.write_template_files()
+        for path in written:
+            console.print(f"wrote {path.relative_to(tenantmod.ROOT)}")
+        if not written:
+            console.print("stacks/templates/ is up to date")
+        return
+    stale = tenantmod.stale_template_files()
+    for path in stale:
+        err.print(f"[red]out of date:[/] {path.relative_to(tenantmod.ROOT)}")
+    if stale:
+        err.print("run `sovml tenant templates --write`")
+        raise typer.Exit(EXIT_FAILED)
+    console.print("stacks/templates/ is up to date")

@@ -1,0 +1,1 @@
+"""Monthly cost estimates of a stack from its synth record and a dated price table."""

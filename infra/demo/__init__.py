@@ -1,0 +1,1 @@
+"""The showcase behind ``make demo``: every capability end to end on the embedded defaults."""

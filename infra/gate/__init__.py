@@ -1,0 +1,1 @@
+"""The offline policy gate: rules, Kubernetes schemas and checkov over the synth record."""

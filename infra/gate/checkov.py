@@ -1,0 +1,358 @@
+"""Run checkov on what ``infra.gate.bridge`` wrote for a stack, and read its results back.
+
+checkov pins ``packaging==23.2``, which the main venv cannot hold, so it lives in
+``.venv-checkov`` and runs as a subprocess: once on ``build/<stack>/tfplan.json``
+(``terraform_plan``) and once on ``build/<stack>/k8s`` (``kubernetes``), both at the same time.
+Results are parsed from checkov's JSON output into ``Finding`` records. Suppressions are applied
+here, not with checkov's ``--skip-check``, so that a suppressed failure stays visible in reports
+together with its justification.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+EXTERNAL_CHECKS = ROOT / "policies" / "checkov"
+FRAMEWORKS = ("terraform_plan", "kubernetes")
+TFPLAN_FILE = "tfplan.json"
+K8S_DIR = "k8s"
+
+PASSED, FAILED, SKIPPED, SUPPRESSED = "passed", "failed", "skipped", "suppressed"
+RESULTS = (PASSED, FAILED, SKIPPED, SUPPRESSED)
+
+
+class CheckovError(RuntimeError):
+    """checkov is missing, crashed, or printed something that is not its JSON report."""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An accepted failure: ``check_id`` and ``resource`` are globs, ``justification`` is why."""
+
+    check_id: str
+    resource: str
+    justification: str
+
+    def matches(self, check_id: str, resource: str) -> bool:
+        """Whether this suppression covers ``check_id`` failing on ``resource``."""
+        return fnmatch.fnmatchcase(check_id, self.check_id) and fnmatch.fnmatchcase(
+            resource, self.resource
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check on one resource."""
+
+    framework: str
+    check_id: str
+    check_name: str
+    resource: str
+    file: str
+    result: str
+    guideline: str | None = None
+    severity: str | None = None
+    # Why a failure is accepted (suppressed) or why checkov skipped the check (skipped).
+    justification: str | None = None
+
+
+@dataclass
+class FrameworkRun:
+    """checkov's run for one framework: what it scanned, how long it took, what it found."""
+
+    framework: str
+    target: Path
+    ran: bool
+    seconds: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    parsing_errors: list[str] = field(default_factory=list)
+    resource_count: int = 0
+    command: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Findings per result (every result present, zeros included)."""
+        out = dict.fromkeys(RESULTS, 0)
+        for f in self.findings:
+            out[f.result] += 1
+        return out
+
+
+@dataclass
+class CheckovReport:
+    """All frameworks' results for one stack, suppressions applied."""
+
+    runs: list[FrameworkRun]
+    suppressions: list[Suppression] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding of every run, in run order."""
+        return [f for run in self.runs for f in run.findings]
+
+    def by_result(self, result: str) -> list[Finding]:
+        """Findings with ``result`` (``passed``, ``failed``, ``skipped``, ``suppressed``)."""
+        return [f for f in self.findings if f.result == result]
+
+    @property
+    def failed(self) -> list[Finding]:
+        """Failures that no suppression covers."""
+        return self.by_result(FAILED)
+
+    @property
+    def suppressed(self) -> list[Finding]:
+        """Failures accepted by a suppression, with its justification."""
+        return self.by_result(SUPPRESSED)
+
+    @property
+    def ok(self) -> bool:
+        """No unsuppressed failure and no file checkov could not parse."""
+        return not self.failed and not any(run.parsing_errors for run in self.runs)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{framework: {passed, failed, skipped, suppressed}}`` for the frameworks that ran."""
+        return {run.framework: run.counts() for run in self.runs if run.ran}
+
+    def unused_suppressions(self) -> list[Suppression]:
+        """Suppressions that matched no failure: stale entries worth deleting."""
+        used = [f for f in self.suppressed]
+        return [
+            s for s in self.suppressions if not any(s.matches(f.check_id, f.resource) for f in used)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: counts, findings other than passes, and run timings."""
+        return {
+            "ok": self.ok,
+            "counts": self.counts(),
+            "runs": [
+                {
+                    "framework": r.framework,
+                    "target": str(r.target),
+                    "ran": r.ran,
+                    "seconds": round(r.seconds, 2),
+                    "resource_count": r.resource_count,
+                    "parsing_errors": r.parsing_errors,
+                }
+                for r in self.runs
+            ],
+            "findings": [asdict(f) for f in self.findings if f.result != PASSED],
+            "unused_suppressions": [asdict(s) for s in self.unused_suppressions()],
+        }
+
+
+def as_suppressions(
+    skip: Iterable[Suppression | Sequence[str] | Mapping[str, str]],
+) -> list[Suppression]:
+    """Suppressions from ``Suppression``s, ``(check_id, resource_glob, justification)`` tuples
+    or mappings with those keys; a missing justification is an error, since it is the point."""
+    out: list[Suppression] = []
+    for item in skip:
+        if isinstance(item, Suppression):
+            sup = item
+        elif isinstance(item, Mapping):
+            sup = Suppression(
+                str(item["check_id"]), str(item["resource"]), str(item.get("justification", ""))
+            )
+        else:
+            check_id, resource, justification = item
+            sup = Suppression(str(check_id), str(resource), str(justification))
+        if not sup.justification.strip():
+            raise ValueError(f"suppression of {sup.check_id} on {sup.resource}: no justification")
+        out.append(sup)
+    return out
+
+
+def checkov_command(
+    framework: str, target: Path, external_checks_dir: Path | None, checkov: Path = CHECKOV
+) -> list[str]:
+    """The checkov command line for one framework and target (file or folder)."""
+    cmd = [str(checkov), "--framework", framework, "-o", "json", "--skip-download"]
+    cmd += ["-f", str(target)] if framework == "terraform_plan" else ["-d", str(target)]
+    if external_checks_dir is not None:
+        if not (external_checks_dir / "__init__.py").is_file():
+            # checkov ignores such a folder without a word, which would hide every custom check.
+            raise CheckovError(f"{external_checks_dir}: custom checks need an __init__.py")
+        cmd += ["--external-checks-dir", str(external_checks_dir)]
+    return cmd
+
+
+def checkov_env() -> dict[str, str]:
+    """Environment for checkov: no look-ups of Prisma Cloud mappings, no telemetry, no colour."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "BC_SKIP_MAPPING": "TRUE",
+            "CHECKOV_NO_TELEMETRY": "TRUE",
+            "ANSI_COLORS_DISABLED": "1",
+            "LOG_LEVEL": "ERROR",
+        }
+    )
+    return env
+
+
+def _target(build_dir: Path, framework: str) -> tuple[Path, bool]:
+    if framework == "terraform_plan":
+        path = build_dir / TFPLAN_FILE
+        return path, path.is_file()
+    if framework == "kubernetes":
+        path = build_dir / K8S_DIR
+        return path, path.is_dir() and any(path.glob("*.y*ml"))
+    raise ValueError(f"unsupported checkov framework {framework!r} (known: {FRAMEWORKS})")
+
+
+def run_checkov(
+    build_dir: Path,
+    *,
+    frameworks: Sequence[str] = FRAMEWORKS,
+    external_checks_dir: Path | None = EXTERNAL_CHECKS,
+    skip: Iterable[Suppression | Sequence[str] | Mapping[str, str]] = (),
+    checkov: Path = CHECKOV,
+    timeout: float = 600,
+) -> CheckovReport:
+    """Scan ``build_dir`` (``build/<stack>``, as written by ``infra.gate.bridge.write_all``).
+
+    ``tfplan.json`` is scanned with ``terraform_plan`` and ``k8s/`` with ``kubernetes``; a
+    framework with nothing to scan (no plan, no YAML) is recorded as not run. The checkov
+    processes run concurrently. ``skip`` holds suppressions: a failure they match is reported
+    as ``suppressed`` with the justification. Raises CheckovError if checkov is not installed
+    or does not produce a report.
+    """
+    suppressions = as_suppressions(skip)
+    if not Path(checkov).is_file():
+        raise CheckovError(f"{checkov} not found: run `make setup` to create .venv-checkov")
+
+    runs: list[FrameworkRun] = []
+    procs: list[tuple[FrameworkRun, subprocess.Popen[str], float]] = []
+    env = checkov_env()
+    try:
+        for framework in frameworks:
+            target, present = _target(build_dir, framework)
+            run = FrameworkRun(framework=framework, target=target, ran=present)
+            runs.append(run)
+            if not present:
+                continue
+            run.command = checkov_command(framework, target, external_checks_dir, checkov)
+            proc = subprocess.Popen(
+                run.command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=build_dir,
+            )
+            procs.append((run, proc, time.perf_counter()))
+        for run, proc, started in procs:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise CheckovError(f"checkov {run.framework} ran over {timeout:.0f}s") from None
+            run.seconds = time.perf_counter() - started
+            # checkov exits 1 when a check failed: only a missing report is an error.
+            if proc.returncode not in (0, 1):
+                raise CheckovError(
+                    f"checkov {run.framework} exited {proc.returncode}: {stderr.strip()[-2000:]}"
+                )
+            _parse_into(run, stdout, stderr, build_dir, suppressions)
+    finally:
+        for _, proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return CheckovReport(runs=runs, suppressions=suppressions)
+
+
+def _parse_into(
+    run: FrameworkRun, stdout: str, stderr: str, build_dir: Path, suppressions: list[Suppression]
+) -> None:
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        raise CheckovError(
+            f"checkov {run.framework}: no JSON report\n{stdout[-1000:]}\n{stderr.strip()[-2000:]}"
+        ) from None
+    reports = doc if isinstance(doc, list) else [doc]
+    for report in reports:
+        if "results" not in report:
+            # A scan that found nothing to check prints only a summary.
+            run.resource_count += int(report.get("resource_count", 0) or 0)
+            continue
+        run.resource_count += int(report.get("summary", {}).get("resource_count", 0) or 0)
+        results = report["results"]
+        run.parsing_errors += [str(p) for p in results.get("parsing_errors") or []]
+        for key, result in (
+            ("passed_checks", PASSED),
+            ("failed_checks", FAILED),
+            ("skipped_checks", SKIPPED),
+        ):
+            for item in results.get(key) or []:
+                run.findings.append(_finding(run, item, result, build_dir, suppressions))
+
+
+def _finding(
+    run: FrameworkRun,
+    item: Mapping[str, Any],
+    result: str,
+    build_dir: Path,
+    suppressions: list[Suppression],
+) -> Finding:
+    check_id = str(item.get("check_id"))
+    resource = str(item.get("resource_address") or item.get("resource") or "")
+    justification = None
+    if result == SKIPPED:
+        justification = (item.get("check_result") or {}).get("suppress_comment")
+    elif result == FAILED:
+        sup = next((s for s in suppressions if s.matches(check_id, resource)), None)
+        if sup is not None:
+            result, justification = SUPPRESSED, sup.justification
+    return Finding(
+        framework=run.framework,
+        check_id=check_id,
+        check_name=str(item.get("check_name") or ""),
+        resource=resource,
+        file=_relative_file(item, run, build_dir),
+        result=result,
+        guideline=item.get("guideline") or None,
+        severity=item.get("severity") or None,
+        justification=justification,
+    )
+
+
+def _relative_file(item: Mapping[str, Any], run: FrameworkRun, build_dir: Path) -> str:
+    # checkov reports paths relative to what it scanned ("/tfplan.json", "/pod-x-y.yaml").
+    abs_path = item.get("file_abs_path")
+    if abs_path:
+        path = Path(abs_path)
+        if path.is_relative_to(build_dir.resolve()):
+            return str(path.relative_to(build_dir.resolve()))
+        if path.is_relative_to(build_dir):
+            return str(path.relative_to(build_dir))
+        return str(path)
+    rel = str(item.get("file_path") or "").lstrip("/")
+    base = run.target if run.target.is_dir() else run.target.parent
+    try:
+        return str((base / rel).relative_to(build_dir))
+    except ValueError:
+        return str(base / rel)
+
+
+def format_findings(findings: Iterable[Finding]) -> str:
+    """One line per finding, sorted: ``CHECK_ID  resource  check name [justification]``."""
+    lines = []
+    for f in sorted(findings, key=lambda f: (f.framework, f.check_id, f.resource)):
+        line = f"{f.check_id:<14} {f.resource:<60} {f.check_name}"
+        if f.justification:
+            line += f"  [{f.justification}]"
+        lines.append(line)
+    return "\n".join(lines)

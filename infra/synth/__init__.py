@@ -1,0 +1,1 @@
+"""Synthesis: the real Pulumi program under the SDK's mock runtime, recorded as the synth record."""

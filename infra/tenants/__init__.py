@@ -1,0 +1,1 @@
+"""Tenant stacks from templates: rendering, validation and the pulumi-new template files."""

@@ -1,0 +1,1 @@
+"""The feature store (Feast): repository definitions and the apply/materialize/lookup helpers."""

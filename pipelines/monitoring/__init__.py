@@ -1,0 +1,1 @@
+"""Monitoring workloads: the drift job and the retraining trigger."""

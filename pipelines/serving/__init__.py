@@ -1,0 +1,1 @@
+"""Serving: Triton repositories, the local Triton server, canary analysis, load and benchmarks."""

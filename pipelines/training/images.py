@@ -1,0 +1,149 @@
+"""Pinned images, runtime packages and resource requests of the pipeline steps.
+
+How the code reaches a cluster pod
+----------------------------------
+The images are stock, exact-tag-pinned public images (mirror them into the in-region registry and
+pass ``image_registry`` to ``compile_pipeline`` so nodes never pull from outside the zone). The
+project's own code does not need a custom image: for the ``cluster`` target every component is
+compiled with ``embedded_artifact_path`` pointing at a clean copy of ``pipelines/__init__.py``
+and ``pipelines/training/*.py`` (plus ``pipelines/artifacts/__init__.py`` for the encrypt step). KFP stores that
+folder as a base64 tar.gz inside the component's command and, at start-up, extracts it and puts it
+first on ``sys.path``; the ``from pipelines.training import steps`` inside each component then resolves
+to exactly the code that was compiled. Third-party dependencies come from ``packages_to_install``
+(exact pins, the same as ``requirements/main.txt``), installed by KFP's launcher at pod start from
+``pip_index_url`` (set it to the in-region package mirror, e.g. CodeArtifact).
+
+The archive's gzip header carries the compile time, so every compile changes the commands and
+KFP's server-side cache only hits between runs of the same compiled file.
+
+For the ``local`` target (``kfp.local`` with ``SubprocessRunner(use_venv=False)``) nothing is
+installed or embedded: the steps run in the current virtualenv with the repository root on
+``PYTHONPATH`` (:mod:`pipelines.training.local_run` sets it), and the images are only recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PYTHON_IMAGE = "python:3.11.11-slim-bookworm"
+"""Steps without torch: pandas/pyarrow work, registry, encryption."""
+TORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+"""Steps with torch (train, evaluate, export): torch 2.5.1 on the CUDA 12.4 runtime.
+
+Not verified from this offline machine: the image's Python must be 3.11 (numpy 2.4 needs >= 3.11),
+and its torch differs from the 2.13 in requirements/main.txt. Align the versions and pin the
+digest when the image is mirrored into the in-region registry.
+"""
+
+# Exact pins, kept equal to requirements/main.txt (a test checks it). torch is not here: it
+# comes with TORCH_IMAGE, and installing a CUDA torch at pod start would pull gigabytes.
+PINS: dict[str, str] = {
+    "numpy": "2.4.6",
+    "pandas": "2.3.3",
+    "pyarrow": "26.0.1",
+    "cryptography": "50.0.2",
+    "hvac": "2.4.0",
+    "boto3": "1.44.5",
+    "onnx": "1.23.2",
+    "onnx-ir": "1.1.0",
+    "onnxscript": "0.7.2",
+    "onnxruntime": "1.32.0",
+}
+
+_TABLE = ("numpy", "pandas", "pyarrow")
+_ONNX = ("onnx", "onnx-ir", "onnxscript", "onnxruntime")
+"""The export's CPU backend selection: ONNX export (dynamo, via onnxscript) and ONNX Runtime."""
+FEATURE_IMAGE = "ghcr.io/sovereign-ml/feature-steps:0.1.0"
+"""The feature-store steps (features, materialize): Feast with the S3 registry and offline source
+(``s3fs``, ``boto3``) and the Redis online store (``redis``, ``hiredis``), plus kfp, installed
+from the complete lock ``requirements/feature-steps.txt`` by
+``pipelines/images/feature-steps/Dockerfile``. Its own image and lock because ``s3fs`` cannot join
+the main lock (its aiobotocore pins botocore below boto3 1.44's); nothing is installed at pod
+start."""
+FEATURE_LOCK = "requirements/feature-steps.txt"
+"""The image's lock, relative to the repository root."""
+
+
+def pinned(*names: str) -> list[str]:
+    """``["numpy==2.4.6", ...]`` for ``names``."""
+    return [f"{name}=={PINS[name]}" for name in names]
+
+
+@dataclass(frozen=True)
+class StepRuntime:
+    """Image, packages and Kubernetes resources of one step on the cluster.
+
+    Attributes:
+        image: Base image (exact tag).
+        packages: Pip requirements installed at pod start (exact pins).
+        cpu_request: CPU request, Kubernetes quantity.
+        cpu_limit: CPU limit.
+        memory_request: Memory request.
+        memory_limit: Memory limit.
+        gpus: ``nvidia.com/gpu`` limit (0 for none).
+        preinstalled: The image carries every package (kfp too); nothing is pip-installed.
+    """
+
+    image: str
+    packages: tuple[str, ...]
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    gpus: int = 0
+    preinstalled: bool = False
+    """The image already holds every package, kfp included: install nothing at pod start."""
+
+
+STEPS: dict[str, StepRuntime] = {
+    "ingest": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
+    "validate": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
+    # Feast holds about 400 MB resident on its own; the point-in-time join adds the table twice.
+    "features": StepRuntime(FEATURE_IMAGE, (), "1", "2", "2Gi", "4Gi", preinstalled=True),
+    "train": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "4", "8", "16Gi", "32Gi", gpus=1),
+    "evaluate": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "2", "4", "4Gi", "8Gi"),
+    # CPU request = limit = the cpu serving profile's 2 vCPUs: the export times the candidate
+    # backends on them, and a pod that may only burst to its limit would time CFS throttling.
+    "export": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE, *_ONNX)), "2", "2", "4Gi", "8Gi"),
+    "register": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "500m", "1", "512Mi", "1Gi"),
+    "materialize": StepRuntime(FEATURE_IMAGE, (), "500m", "1", "1Gi", "2Gi", preinstalled=True),
+    "encrypt": StepRuntime(
+        PYTHON_IMAGE,
+        tuple(pinned("numpy", "cryptography", "hvac", "boto3")),
+        "1",
+        "2",
+        "1Gi",
+        "2Gi",
+    ),
+}
+"""Per step; the names are the pipeline's task names."""
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true"}
+GPU_TOLERATION_EFFECT = "NoSchedule"
+GPU_NODE_SELECTOR = ("sovereign-ml/pool", "gpu")
+"""Label of the GPU node pool (components/node_pools.py) the train step must land on."""
+
+
+REGISTRY_PVC = "model-registry"
+"""PersistentVolumeClaim holding the model registry on the cluster (ReadWriteMany, e.g. EFS)."""
+REGISTRY_MOUNT = "/mnt/model-registry"
+REGISTRY_STEPS = ("evaluate", "export", "register", "encrypt")
+"""Steps that read or write the registry, and so mount its volume."""
+
+
+FEATURE_STORE_STEPS = ("features", "materialize")
+"""Steps that open the feature store, and so get its client settings as environment variables."""
+FEAST_CLIENT_CONFIG_MAP = "feast-client"
+FEAST_CLIENT_CONFIG_ENV = {"features_bucket": "FEATURES_BUCKET", "redis_host": "REDIS_HOST"}
+"""ConfigMap (in the pipeline's namespace) key -> variable that
+``pipelines/features/repo/feature_store.prod.yaml`` expands."""
+FEAST_CLIENT_SECRET = "feast-online-store"
+FEAST_CLIENT_SECRET_ENV = {"password": "REDIS_PASSWORD"}
+"""Secret (in the pipeline's namespace) with the online store's AUTH token. Both are optional on
+the pod: without them the step fails naming the unexpanded ``${VAR}``, not at scheduling."""
+
+
+def with_registry(image: str, registry: str | None) -> str:
+    """``image`` pulled through ``registry`` (an in-region mirror), or unchanged."""
+    return f"{registry.rstrip('/')}/{image}" if registry else image
