@@ -293,6 +293,19 @@ def _mock_state(typ: str, name: str, inputs: dict[str, Any], region: str) -> tup
     return rid, state
 
 
+def _alias(alias: Any) -> dict[str, Any]:
+    """An alias of a registration as data: the old URN, or the parts of an alias spec."""
+    if alias.WhichOneof("alias") == "urn":
+        return {"urn": alias.urn}
+    spec = alias.spec
+    out = {k: getattr(spec, k) for k in ("name", "type", "stack", "project") if getattr(spec, k)}
+    if spec.WhichOneof("parent") == "parentUrn":
+        out["parentUrn"] = spec.parentUrn
+    elif spec.WhichOneof("parent") == "noParent":
+        out["noParent"] = spec.noParent
+    return out
+
+
 def _make_monitor(mocks: Any, recording: Recording) -> Any:
     from pulumi.runtime import rpc
     from pulumi.runtime.mocks import MockMonitor
@@ -333,6 +346,9 @@ def _make_monitor(mocks: Any, recording: Recording) -> Any:
                     "protect": bool(request.protect),
                     "retainOnDelete": bool(getattr(request, "retainOnDelete", False)),
                     "ignoreChanges": list(request.ignoreChanges),
+                    # A resource moved into another component keeps its deployed identity only
+                    # through an alias to its old parent; the record keeps them to prove it.
+                    "aliases": [_alias(a) for a in request.aliases],
                     "inputs": _plain(inputs),
                 }
             )
