@@ -22,27 +22,16 @@ $(VENV)/.stamp: requirements/main.txt pyproject.toml
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
-.venv-checkov/.stamp: requirements/checkov.txt
-	$(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/python -m pip install $(PIP_FLAGS) -r requirements/checkov.txt
-	touch $@
-
-# The CrossGuard pack's venv (policies/PulumiPolicy.yaml points the CLI at it).
-.venv-policy/.stamp: requirements/policy.txt
-	$(PYTHON) -m venv .venv-policy
-	.venv-policy/bin/python -m pip install $(PIP_FLAGS) -r requirements/policy.txt
-	touch $@
-
-.venv-triton/.stamp: requirements/triton.txt
-	$(PYTHON) -m venv .venv-triton
-	.venv-triton/bin/python -m pip install $(PIP_FLAGS) torch==2.13.0
-	.venv-triton/bin/python -m pip install $(PIP_FLAGS) -r requirements/triton.txt
-	touch $@
-
-# Baseline of the drift benchmark only (evidently's pins stay out of the main venv).
-.venv-evidently/.stamp: requirements/evidently.txt
-	$(PYTHON) -m venv .venv-evidently
-	.venv-evidently/bin/python -m pip install $(PIP_FLAGS) -r requirements/evidently.txt
+# Every tool virtualenv the same way: .venv-<name> from requirements/<name>.txt. Tools whose pins
+# conflict with the main lock live there and are called as processes: checkov (packaging==23.2),
+# the CrossGuard pack (protobuf 5; policies/PulumiPolicy.yaml points the CLI at .venv-policy),
+# Triton (numpy<2) and the drift benchmark's evidently baseline. The venvs in TORCH_FIRST get the
+# local CPU torch wheel before their lock, so nothing resolves torch to a CUDA download.
+TORCH_FIRST := triton
+.venv-%/.stamp: requirements/%.txt
+	$(PYTHON) -m venv .venv-$*
+	$(if $(filter $*,$(TORCH_FIRST)),.venv-$*/bin/python -m pip install $(PIP_FLAGS) torch==2.13.0)
+	.venv-$*/bin/python -m pip install $(PIP_FLAGS) -r $<
 	touch $@
 
 setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp ## Create the virtualenvs (pinned)

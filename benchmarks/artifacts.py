@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script: make pipelines/ and tests/ imp
     sys.path.insert(0, str(ROOT))
 
 from pipelines import artifacts as art  # noqa: E402
+from pipelines.training.data import sha256_file  # noqa: E402
 from tests.openbao import find_bao_binary, running_openbao  # noqa: E402
 
 MB = 1_000_000
@@ -48,15 +49,6 @@ def make_artifact(path: Path, size: int) -> str:
             left -= len(block)
         fh.flush()
         os.fsync(fh.fileno())
-    return sha.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            sha.update(block)
     return sha.hexdigest()
 
 
@@ -126,6 +118,50 @@ def version(dist: str) -> str:
         return "?"
 
 
+def baselines(src: Path, work: Path, repeat: int) -> dict[str, Any]:
+    """What moving and hashing the bytes costs without any cryptography (same file, same run)."""
+    size = src.stat().st_size
+    copy_times = []
+    for _ in range(repeat):
+        copy_times.append(timed(lambda: copy_with_fsync(src, work / "copy.bin")))
+        (work / "copy.bin").unlink()
+    hash_times = [timed(lambda: sha256_file(src)) for _ in range(repeat)]
+    return {"copy_fsync": summary(size, copy_times), "sha256": summary(size, hash_times)}
+
+
+def backends(
+    src: Path, work: Path, repeat: int, chunk_size: int, expected: str
+) -> tuple[dict[str, Any], str]:
+    """Rows per backend (vault on a fresh OpenBao, local on a new key file), OpenBao version."""
+    rows: dict[str, Any] = {}
+    with running_openbao() as bao:
+        client = bao.client()
+        client.sys.enable_secrets_engine("transit", path="transit")
+        client.secrets.transit.create_key(name="bench")
+        vault = art.VaultTransitKeys("bench", url=bao.address, token=bao.token)
+        local = art.LocalKeyFile.create(work / "kek.json")
+        for service in (vault, local):
+            print(f"{service.backend}: {repeat} x encrypt + decrypt ...", flush=True)
+            row = bench_backend(service, src, work, repeat, chunk_size, expected)
+            row["key_calls"] = key_call_latency(service)
+            rows[service.backend] = row
+        return rows, bao.version
+
+
+def print_summary(results: dict[str, Any], size_mb: int, chunk_size: int, repeat: int) -> None:
+    """Best MB/s of each baseline and backend, one line each."""
+    print(f"\n{size_mb} MB artifact, chunk {chunk_size} B, best of {repeat}:")
+    for name, base in results["baselines"].items():
+        print(f"  baseline {name:<10} {base['best_mb_s']:>8.1f} MB/s")
+    for name, row in results["backends"].items():
+        print(
+            f"  {name:<6} encrypt {row['encrypt']['best_mb_s']:>8.1f} MB/s   "
+            f"decrypt {row['decrypt']['best_mb_s']:>8.1f} MB/s   "
+            f"(key calls: generate {row['key_calls']['generate_ms']} ms, "
+            f"decrypt {row['key_calls']['decrypt_ms']} ms)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -146,30 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         src = work / "model.safetensors"
         print(f"writing a {args.size_mb} MB artifact in {work} ...", flush=True)
         expected = make_artifact(src, size)
-        copy_times = []
-        for _ in range(args.repeat):
-            copy_times.append(timed(lambda: copy_with_fsync(src, work / "copy.bin")))
-            (work / "copy.bin").unlink()
-        hash_times = [timed(lambda: sha256_file(src)) for _ in range(args.repeat)]
-        results: dict[str, Any] = {
-            "baselines": {
-                "copy_fsync": summary(size, copy_times),
-                "sha256": summary(size, hash_times),
-            },
-            "backends": {},
-        }
-        with running_openbao() as bao:
-            client = bao.client()
-            client.sys.enable_secrets_engine("transit", path="transit")
-            client.secrets.transit.create_key(name="bench")
-            vault = art.VaultTransitKeys("bench", url=bao.address, token=bao.token)
-            local = art.LocalKeyFile.create(work / "kek.json")
-            for service in (vault, local):
-                print(f"{service.backend}: {args.repeat} x encrypt + decrypt ...", flush=True)
-                row = bench_backend(service, src, work, args.repeat, args.chunk_size, expected)
-                row["key_calls"] = key_call_latency(service)
-                results["backends"][service.backend] = row
-            openbao_version = bao.version
+        results: dict[str, Any] = {"baselines": baselines(src, work, args.repeat)}
+        results["backends"], openbao_version = backends(
+            src, work, args.repeat, args.chunk_size, expected
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -194,17 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         **results,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-
-    print(f"\n{args.size_mb} MB artifact, chunk {args.chunk_size} B, best of {args.repeat}:")
-    for name, base in results["baselines"].items():
-        print(f"  baseline {name:<10} {base['best_mb_s']:>8.1f} MB/s")
-    for name, row in results["backends"].items():
-        print(
-            f"  {name:<6} encrypt {row['encrypt']['best_mb_s']:>8.1f} MB/s   "
-            f"decrypt {row['decrypt']['best_mb_s']:>8.1f} MB/s   "
-            f"(key calls: generate {row['key_calls']['generate_ms']} ms, "
-            f"decrypt {row['key_calls']['decrypt_ms']} ms)"
-        )
+    print_summary(results, args.size_mb, args.chunk_size, args.repeat)
     print(f"wrote {args.out}")
     return 0
 

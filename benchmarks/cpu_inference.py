@@ -199,8 +199,8 @@ def table(name: str, result: dict[str, Any]) -> Table:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the tables and write the JSON."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (defaults: the pipeline's CPU export settings, a long plan)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=triton.CPU_PROFILE_VCPUS)
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds per batch size")
@@ -211,24 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-metric-drop", type=float, default=steps.CPU_DEFAULTS["max_metric_drop"])
     ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = ap.parse_args(argv)
-    console = Console(width=140) if not sys.stdout.isatty() else Console()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="sovml-bench-cpu-") as tmp:
-        for name in args.models:
-            results[name] = run_model(name, args, Path(tmp), console)
-            console.print(table(name, results[name]))
-            target = results[name]["target"]
-            verdict = "[green]met[/]" if target["met"] else "[red]NOT met[/]"
-            console.print(
-                f"served: {target['served']} at {target['served_speedup_b1']:.2f}x fp32 eager, "
-                f"batch 1 (target {TARGET_SPEEDUP_B1}x inside the bound): {verdict}\n"
-            )
-    load_after = os.getloadavg()
+    return ap.parse_args(argv)
+
+
+def build_report(
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+) -> dict[str, Any]:
+    """The JSON report: settings, environment, load average and every model's figures."""
     first = next(iter(results.values()))["selection"]
-    report = {
+    return {
         "benchmark": "cpu_inference",
         "baseline": "eager_fp32 (same run, interleaved)",
         "objective": "p50_b1",
@@ -245,6 +239,27 @@ def main(argv: list[str] | None = None) -> int:
         "models": results,
         "target_met": {name: r["target"]["met"] for name, r in results.items()},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the tables and write the JSON."""
+    args = parse_args(argv)
+    console = Console(width=140) if not sys.stdout.isatty() else Console()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="sovml-bench-cpu-") as tmp:
+        for name in args.models:
+            results[name] = run_model(name, args, Path(tmp), console)
+            console.print(table(name, results[name]))
+            target = results[name]["target"]
+            verdict = "[green]met[/]" if target["met"] else "[red]NOT met[/]"
+            console.print(
+                f"served: {target['served']} at {target['served_speedup_b1']:.2f}x fp32 eager, "
+                f"batch 1 (target {TARGET_SPEEDUP_B1}x inside the bound): {verdict}\n"
+            )
+    load_after = os.getloadavg()
+    report = build_report(args, results, load_before, load_after)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "

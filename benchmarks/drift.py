@@ -37,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ if str(ROOT) not in sys.path:
 from kernels.drift import (  # noqa: E402 - after the path fix, for `python benchmarks/drift.py`
     PSI_EPS,
     STATISTICS,
+    DriftResult,
     ReferenceProfile,
     build_profile,
     drift,
@@ -173,8 +175,46 @@ def rel_dev(ours: float, ref: float) -> float:
     return abs(ours - ref) / abs(ref) if ref != 0 else abs(ours - ref)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the table and write the JSON."""
+@dataclass
+class Ours:
+    """Timings of the kernels: the profile build and the drift of the window."""
+
+    profile: ReferenceProfile
+    """The reference profile built."""
+    profile_s: float
+    """Seconds to build it."""
+    cold_s: float
+    """Seconds of the first drift call in the process."""
+    best_s: float
+    """Best of the timed runs."""
+    median_s: float
+    """Median of the timed runs."""
+    cpu_s: float
+    """CPU seconds per timed run (all threads)."""
+    result: DriftResult
+    """The statistics of the last run."""
+
+
+@dataclass
+class ScipyLoop:
+    """Timings and values of the scipy loop, scaled to every feature when run on a part."""
+
+    seconds: float
+    """Wall seconds, scaled to all features."""
+    measured_s: float
+    """Wall seconds actually measured."""
+    cpu_s: float
+    """CPU seconds, with the same scaling as ``seconds``."""
+    features: int
+    """Features the loop ran on."""
+    label: str
+    """``full`` or how it was extrapolated."""
+    values: list[list[float]]
+    """Its four statistics per feature it ran on."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--features", type=int, default=100)
@@ -190,16 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evidently-timeout", type=float, default=900.0)
     ap.add_argument("--skip-evidently", action="store_true")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = ap.parse_args(argv)
-    console = Console(width=120) if not sys.stdout.isatty() else Console()
-    rows, d = args.rows, args.features
-    threads = args.threads or len(os.sched_getaffinity(0))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
+    return ap.parse_args(argv)
 
-    console.print(f"data: {rows:,} x {d} float32 reference and current (seed {args.seed}) ...")
-    ref, cur = make_data(rows, d, args.seed, args.nan_fraction)
 
+def time_ours(
+    ref: np.ndarray, cur: np.ndarray, args: argparse.Namespace, threads: int, console: Console
+) -> Ours:
+    """Build the profile once, then time ``drift`` cold and over ``--repeat`` runs."""
     t0 = time.perf_counter()
     profile = build_profile(ref, bins=args.bins, threads=threads)
     t_profile = time.perf_counter() - t0
@@ -217,13 +254,24 @@ def main(argv: list[str] | None = None) -> int:
         f"ours: best {t_ours:.3f}s, median {t_ours_med:.3f}s, cold {t_cold:.3f}s, "
         f"{cpu_ours:.3f} CPU s per run"
     )
+    return Ours(profile, t_profile, t_cold, t_ours, t_ours_med, cpu_ours, res)
 
+
+def time_bounds(cur: np.ndarray, threads: int, console: Console) -> tuple[float, float, float]:
+    """(memory bound, sort bound, single-thread sort bound) seconds."""
     window = torch.from_numpy(cur)
     t_mem, _, _ = best_of(lambda: float(window.sum()), 5)
     t_sort, t_sort_1 = sort_bound(cur, threads, 3)
     console.print(f"bounds: read {t_mem * 1e3:.1f} ms, sort {t_sort:.3f}s ({t_sort_1:.3f}s 1 thr)")
+    return t_mem, t_sort, t_sort_1
 
-    k_scipy = d if args.scipy_features <= 0 else min(args.scipy_features, d)
+
+def time_scipy(
+    profile: ReferenceProfile, ref: np.ndarray, cur: np.ndarray, wanted: int, console: Console
+) -> ScipyLoop:
+    """The scipy loop on ``wanted`` features (0: all), extrapolated to all of them."""
+    d = cur.shape[1]
+    k_scipy = d if wanted <= 0 else min(wanted, d)
     console.print(f"scipy loop on {k_scipy} of {d} features ...")
     scipy_vals = []
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -233,14 +281,25 @@ def main(argv: list[str] | None = None) -> int:
     cpu_scipy = (time.process_time() - cpu0) * d / k_scipy
     t_scipy = t_scipy_part * d / k_scipy
     scipy_label = "full" if k_scipy == d else f"extrapolated from {k_scipy} of {d} features"
+    return ScipyLoop(t_scipy, t_scipy_part, cpu_scipy, k_scipy, scipy_label, scipy_vals)
 
+
+def deviations(res: DriftResult, scipy_vals: list[list[float]]) -> tuple[dict[str, float], int]:
+    """Largest relative deviation from scipy per statistic, and features whose KS is bit-equal."""
     devs = {s: 0.0 for s in STATISTICS}
     ks_exact = 0
     for j, vals in enumerate(scipy_vals):
         for s, v in zip(STATISTICS, vals, strict=True):
             devs[s] = max(devs[s], rel_dev(float(getattr(res, s)[j]), v))
         ks_exact += int(float(res.ks[j]) == vals[1])
+    return devs, ks_exact
 
+
+def time_evidently(
+    args: argparse.Namespace, ref: np.ndarray, cur: np.ndarray, console: Console
+) -> tuple[dict[str, Any], float | None]:
+    """Evidently's result record and its time extrapolated to every feature (None if skipped)."""
+    d = cur.shape[1]
     ev: dict[str, Any] = {"skipped": "--skip-evidently"}
     if not args.skip_evidently:
         k_ev = max(1, min(args.evidently_features, d))
@@ -249,9 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     if "seconds" in ev:
         t_ev = ev["seconds"] * d / ev["evidently_features"]
         ev["label"] = f"extrapolated from {ev['evidently_features']} of {d} features"
+    return ev, t_ev
 
+
+def timing_table(
+    ours: Ours, loop: ScipyLoop, ev: dict[str, Any], t_ev: float | None, shape: tuple[int, ...]
+) -> Table:
+    """Seconds, throughput and ratios of every method on the ``rows x features x threads`` run."""
+    rows, d, threads, repeat = shape
     values = rows * d
-    load_after = os.getloadavg()
     table = Table(
         title=f"drift statistics (PSI, KS, JS, W1), {rows:,} x {d} window, {threads} threads",
         title_justify="left",
@@ -264,34 +329,63 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(name, "-", "-", "-", "-", how)
             return
         vs_ev = f"{t_ev / t:.1f}x" if t_ev else "-"
-        table.add_row(name, f"{t:.3f}", f"{values / t:.3g}", f"{t_scipy / t:.1f}x", vs_ev, how)
+        table.add_row(name, f"{t:.3f}", f"{values / t:.3g}", f"{loop.seconds / t:.1f}x", vs_ev, how)
 
-    row("kernels.drift", t_ours, f"best of {args.repeat} (median {t_ours_med:.3f}s)")
-    row("kernels.drift, cold", t_cold, "first call in the process")
-    row("scipy loop", t_scipy, scipy_label)
+    row("kernels.drift", ours.best_s, f"best of {repeat} (median {ours.median_s:.3f}s)")
+    row("kernels.drift, cold", ours.cold_s, "first call in the process")
+    row("scipy loop", loop.seconds, loop.label)
     row("evidently 0.7.23", t_ev, ev.get("label", ev.get("skipped", "")))
-    table.add_row("profile build", f"{t_profile:.3f}", "-", "-", "-", "once per reference")
-    console.print(table)
+    table.add_row("profile build", f"{ours.profile_s:.3f}", "-", "-", "-", "once per reference")
+    return table
 
-    bounds = Table(title="bounds and exactness", title_justify="left")
-    bounds.add_column("measure")
-    bounds.add_column("value", justify="right")
-    bounds.add_row("memory bound: read the window once (torch sum)", f"{t_mem * 1e3:.1f} ms")
-    bounds.add_row("  ours / memory bound", f"{t_ours / t_mem:.1f}x")
-    bounds.add_row(f"sort bound: np.sort of every feature ({threads} threads)", f"{t_sort:.3f} s")
-    bounds.add_row(
-        "  sort bound / ours (fraction of ours that is the sort)", f"{t_sort / t_ours:.2f}"
+
+def bounds_table(
+    ours: Ours,
+    loop: ScipyLoop,
+    bounds: tuple[float, float, float],
+    exactness: tuple[dict[str, float], int],
+    threads: int,
+    loads: tuple[float, float],
+) -> Table:
+    """How far ours is from reading and sorting the window, and from scipy's values."""
+    t_mem, t_sort, t_sort_1 = bounds
+    devs, ks_exact = exactness
+    table = Table(title="bounds and exactness", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("memory bound: read the window once (torch sum)", f"{t_mem * 1e3:.1f} ms")
+    table.add_row("  ours / memory bound", f"{ours.best_s / t_mem:.1f}x")
+    table.add_row(f"sort bound: np.sort of every feature ({threads} threads)", f"{t_sort:.3f} s")
+    table.add_row(
+        "  sort bound / ours (fraction of ours that is the sort)", f"{t_sort / ours.best_s:.2f}"
     )
-    bounds.add_row("sort bound, 1 thread", f"{t_sort_1:.3f} s")
+    table.add_row("sort bound, 1 thread", f"{t_sort_1:.3f} s")
     for s in STATISTICS:
-        bounds.add_row(f"max relative deviation from scipy: {s}", f"{devs[s]:.2e}")
-    bounds.add_row("KS equal to scipy bit for bit", f"{ks_exact} of {k_scipy} features")
-    bounds.add_row("ours: CPU seconds per run (all threads)", f"{cpu_ours:.3f} s")
-    bounds.add_row("scipy loop: CPU seconds (same scaling as its wall time)", f"{cpu_scipy:.1f} s")
-    bounds.add_row("load average before / after", f"{load_before[0]:.2f} / {load_after[0]:.2f}")
-    console.print(bounds)
+        table.add_row(f"max relative deviation from scipy: {s}", f"{devs[s]:.2e}")
+    table.add_row("KS equal to scipy bit for bit", f"{ks_exact} of {loop.features} features")
+    table.add_row("ours: CPU seconds per run (all threads)", f"{ours.cpu_s:.3f} s")
+    table.add_row("scipy loop: CPU seconds (same scaling as its wall time)", f"{loop.cpu_s:.1f} s")
+    table.add_row("load average before / after", f"{loads[0]:.2f} / {loads[1]:.2f}")
+    return table
 
-    report = {
+
+def json_report(
+    args: argparse.Namespace,
+    threads: int,
+    ours: Ours,
+    loop: ScipyLoop,
+    evidently: tuple[dict[str, Any], float | None],
+    bounds: tuple[float, float, float],
+    exactness: tuple[dict[str, float], int],
+    loads: tuple[float, float],
+) -> dict[str, Any]:
+    """Everything measured, as written to ``--out``."""
+    rows, d = args.rows, args.features
+    values = rows * d
+    ev, t_ev = evidently
+    t_mem, t_sort, t_sort_1 = bounds
+    devs, ks_exact = exactness
+    return {
         "rows": rows,
         "features": d,
         "bins": args.bins,
@@ -299,32 +393,32 @@ def main(argv: list[str] | None = None) -> int:
         "nan_fraction": args.nan_fraction,
         "threads": threads,
         "values": values,
-        "profile_build_s": t_profile,
-        "ours_s": t_ours,
-        "ours_median_s": t_ours_med,
-        "ours_cold_s": t_cold,
-        "ours_cpu_s_per_run": cpu_ours,
-        "ours_values_per_s": values / t_ours,
-        "scipy_s": t_scipy,
-        "scipy_measured_s": t_scipy_part,
-        "scipy_cpu_s": cpu_scipy,
-        "scipy_features": k_scipy,
-        "scipy_label": scipy_label,
-        "scipy_values_per_s": values / t_scipy,
-        "ratio_vs_scipy": t_scipy / t_ours,
+        "profile_build_s": ours.profile_s,
+        "ours_s": ours.best_s,
+        "ours_median_s": ours.median_s,
+        "ours_cold_s": ours.cold_s,
+        "ours_cpu_s_per_run": ours.cpu_s,
+        "ours_values_per_s": values / ours.best_s,
+        "scipy_s": loop.seconds,
+        "scipy_measured_s": loop.measured_s,
+        "scipy_cpu_s": loop.cpu_s,
+        "scipy_features": loop.features,
+        "scipy_label": loop.label,
+        "scipy_values_per_s": values / loop.seconds,
+        "ratio_vs_scipy": loop.seconds / ours.best_s,
         "evidently": ev,
         "evidently_s": t_ev,
         "evidently_values_per_s": values / t_ev if t_ev else None,
-        "ratio_vs_evidently": t_ev / t_ours if t_ev else None,
+        "ratio_vs_evidently": t_ev / ours.best_s if t_ev else None,
         "memory_bound_s": t_mem,
-        "ours_over_memory_bound": t_ours / t_mem,
-        "memory_bound_fraction": t_mem / t_ours,
+        "ours_over_memory_bound": ours.best_s / t_mem,
+        "memory_bound_fraction": t_mem / ours.best_s,
         "sort_bound_s": t_sort,
         "sort_bound_1thread_s": t_sort_1,
-        "sort_bound_fraction": t_sort / t_ours,
+        "sort_bound_fraction": t_sort / ours.best_s,
         "max_rel_deviation": devs,
-        "ks_bitwise_equal": f"{ks_exact}/{k_scipy}",
-        "load_average_before_after": [load_before[0], load_after[0]],
+        "ks_bitwise_equal": f"{ks_exact}/{loop.features}",
+        "load_average_before_after": list(loads),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -333,6 +427,29 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
         },
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table and write the JSON."""
+    args = parse_args(argv)
+    console = Console(width=120) if not sys.stdout.isatty() else Console()
+    rows, d = args.rows, args.features
+    threads = args.threads or len(os.sched_getaffinity(0))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+
+    console.print(f"data: {rows:,} x {d} float32 reference and current (seed {args.seed}) ...")
+    ref, cur = make_data(rows, d, args.seed, args.nan_fraction)
+    ours = time_ours(ref, cur, args, threads, console)
+    bounds = time_bounds(cur, threads, console)
+    loop = time_scipy(ours.profile, ref, cur, args.scipy_features, console)
+    exactness = deviations(ours.result, loop.values)
+    ev, t_ev = time_evidently(args, ref, cur, console)
+
+    loads = (load_before[0], os.getloadavg()[0])
+    console.print(timing_table(ours, loop, ev, t_ev, (rows, d, threads, args.repeat)))
+    console.print(bounds_table(ours, loop, bounds, exactness, threads, loads))
+    report = json_report(args, threads, ours, loop, (ev, t_ev), bounds, exactness, loads)
     args.out.write_text(json.dumps(report, indent=2))
     console.print(f"wrote {args.out}")
     return 0

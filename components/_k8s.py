@@ -2,7 +2,8 @@
 
 Workloads here meet Pod Security ``restricted`` and the gate's rules: non-root with a high UID,
 no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root
-filesystem, CPU and memory requests and limits, pinned images pulled ``Always``.
+filesystem, CPU and memory requests and limits, pinned images pulled ``Always``. Most helpers
+return plain specs; the last few declare resources (a Helm release, a one-pod store).
 """
 
 from __future__ import annotations
@@ -11,12 +12,90 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components._aws import child
+
 RESTRICTED_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
 }
+POOL_LABEL = "sovereign-ml/pool"
+"""Node label naming the node pool (``system``, ``workers``, ``gpu``), set by the node pools."""
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-GPU_NODE_SELECTOR = {"sovereign-ml/pool": "gpu"}
+GPU_NODE_SELECTOR = {POOL_LABEL: "gpu"}
 NON_ROOT_UID = 10001
+ENCRYPTED_STORAGE_CLASS = "gp3-encrypted"
+"""The default StorageClass the baseline declares: gp3 encrypted with the volumes key."""
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
+"""Service-account annotation naming the IRSA role its pods assume."""
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+"""Label Kubernetes puts on every namespace with its own name."""
+
+
+def pool_selector(pool: str) -> dict[str, str]:
+    """A node selector for one node pool."""
+    return {POOL_LABEL: pool}
+
+
+def role_annotation(role_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """The annotation binding a service account to an IRSA role."""
+    return {ROLE_ARN_ANNOTATION: role_arn}
+
+
+def runtime_default() -> dict[str, str]:
+    """The RuntimeDefault seccomp profile."""
+    return {"type": "RuntimeDefault"}
+
+
+def chart_container_security(**extra: Any) -> dict[str, Any]:
+    """The container hardening a Helm chart's values take: no escalation, read-only, no caps."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        **extra,
+    }
+
+
+def namespace_peer(namespace: str, pods: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A NetworkPolicy peer: one namespace by name, optionally only its pods with ``pods``."""
+    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+    if pods is not None:
+        peer["podSelector"] = {"matchLabels": dict(pods)}
+    return peer
+
+
+def tcp_ports(*ports: int) -> list[dict[str, Any]]:
+    """NetworkPolicy ports: each of ``ports`` over TCP."""
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def claim_spec(size: str) -> dict[str, Any]:
+    """A ReadWriteOnce claim of ``size`` on the encrypted StorageClass."""
+    return {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": ENCRYPTED_STORAGE_CLASS,
+        "resources": {"requests": {"storage": size}},
+    }
+
+
+def cpu_hpa_spec(target: Mapping[str, str], min_replicas: int, max_replicas: int) -> dict:
+    """A HorizontalPodAutoscaler spec keeping ``target`` at 70 % of its CPU requests."""
+    return {
+        "scaleTargetRef": dict(target),
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 70},
+                },
+            }
+        ],
+    }
 
 
 def resources(cpu: str, memory: str, cpu_limit: str | None = None, gpu: int = 0) -> dict:
@@ -37,10 +116,7 @@ def container_security(uid: int = NON_ROOT_UID) -> dict[str, Any]:
         "runAsNonRoot": True,
         "runAsUser": uid,
         "runAsGroup": uid,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
+        **chart_container_security(seccompProfile=runtime_default()),
     }
 
 
@@ -54,7 +130,7 @@ def container(
     gpu: int = 0,
     args: Sequence[str] | None = None,
     command: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, pulumi.Input[str]] | None = None,
     ports: Sequence[Mapping[str, Any]] = (),
     probe_path: str | None = None,
     probe_port: int | str | None = None,
@@ -123,7 +199,7 @@ def pod_spec(
             "runAsUser": uid,
             "runAsGroup": uid,
             "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": runtime_default(),
         },
         "automountServiceAccountToken": api_access,
         "containers": [dict(c) for c in containers],
@@ -168,3 +244,119 @@ def metadata(name: str, namespace: str | None = None, **labels: str) -> dict[str
     if namespace:
         meta["namespace"] = namespace
     return meta
+
+
+def helm_release(
+    resource_name: str,
+    chart: tuple[str, str, str],
+    *,
+    namespace: str,
+    values: Mapping[str, Any],
+    opts: pulumi.ResourceOptions,
+    release: str | None = None,
+) -> k8s.helm.v3.Release:
+    """A Helm release of a pinned ``(chart, version, repository)``, named ``release``.
+
+    The release is named after the chart unless ``release`` says otherwise.
+    """
+    name, version, repo = chart
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release or name,
+        chart=name,
+        version=version,
+        namespace=namespace,
+        repository_opts={"repo": repo},
+        values=dict(values),
+        opts=opts,
+    )
+
+
+def single_pod_store(
+    resource_name: str,
+    *,
+    parent: pulumi.Resource,
+    app: str,
+    namespace: str,
+    server: Mapping[str, Any],
+    port: tuple[str, int],
+    volumes: Sequence[Mapping[str, Any]],
+    storage: str,
+    protect: bool,
+) -> pulumi.Output[str]:
+    """A one-replica StatefulSet on an encrypted ``data`` volume and its headless Service.
+
+    The small-tier stand-in for a managed database or cache; returns the Service's DNS name.
+    ``protect`` keeps the StatefulSet (and so its volume claim) through deletes.
+    """
+    labels = {"app.kubernetes.io/name": app}
+    port_name, number = port
+    k8s.apps.v1.StatefulSet(
+        resource_name,
+        metadata=metadata(app, namespace),
+        spec={
+            "serviceName": app,
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": pod_spec([server], volumes=volumes, node_selector=pool_selector("system")),
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim_spec(storage)}],
+        },
+        opts=child(parent, protect=protect, retain_on_delete=protect),
+    )
+    k8s.core.v1.Service(
+        f"{resource_name}-svc",
+        metadata=metadata(app, namespace),
+        spec={
+            "selector": labels,
+            "ports": [{"name": port_name, "port": number}],
+            "clusterIP": "None",
+        },
+        opts=child(parent),
+    )
+    return pulumi.Output.from_input(f"{app}.{namespace}.svc.cluster.local")
+
+
+def allow_path(
+    parent: pulumi.Resource,
+    *,
+    egress: tuple[str, str],
+    ingress: tuple[str, str],
+    source: tuple[str, Mapping[str, str]],
+    target: tuple[str, Mapping[str, str]],
+    port: int,
+    to_any_pod: bool = False,
+) -> None:
+    """The NetworkPolicy pair opening one path past two namespaces' default deny.
+
+    ``source`` and ``target`` are ``(namespace, pod labels)``; ``egress`` and ``ingress`` are
+    ``(resource name, policy name)`` of the source's egress to the target pods' TCP ``port`` and
+    of the target's ingress from the source pods. ``to_any_pod`` lets the egress reach any pod of
+    the target namespace.
+    """
+    (source_ns, source_pods), (target_ns, target_pods) = source, target
+    target_peer = namespace_peer(target_ns, None if to_any_pod else target_pods)
+    sides = (
+        (egress, source_ns, source_pods, "Egress", "to", target_peer),
+        (
+            ingress,
+            target_ns,
+            target_pods,
+            "Ingress",
+            "from",
+            namespace_peer(source_ns, source_pods),
+        ),
+    )
+    for (resource_name, policy_name), ns, pods, direction, way, peer in sides:
+        k8s.networking.v1.NetworkPolicy(
+            resource_name,
+            metadata=metadata(policy_name, ns),
+            spec={
+                "podSelector": {"matchLabels": dict(pods)},
+                "policyTypes": [direction],
+                direction.lower(): [{way: [peer], "ports": tcp_ports(port)}],
+            },
+            opts=child(parent),
+        )

@@ -5,25 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 
-from components._aws import TYPE_PREFIX, child, irsa_role, managed_policy, policy
+from components._aws import (
+    TYPE_PREFIX,
+    child,
+    eks_addons,
+    managed_policy,
+    partition_of,
+    policy,
+    volume_key_statements,
+)
+from components._irsa import ClusterAccess, irsa_role
 
 
 @dataclass
 class ClusterAddonsArgs:
     """Inputs of :class:`ClusterAddons`."""
 
-    cluster_name: pulumi.Input[str]
-    """Cluster to install into."""
+    cluster_access: ClusterAccess
+    """The cluster to install into, and its IRSA identity provider."""
     kubernetes_version: str
     """Version the add-on releases must support."""
-    partition: str
-    """AWS partition, for managed policy ARNs."""
-    oidc_provider_arn: pulumi.Input[str]
-    """IRSA OIDC provider of the cluster."""
-    oidc_issuer_url: pulumi.Input[str]
-    """Issuer URL of that provider."""
     volume_key_arn: pulumi.Input[str]
     """KMS key the EBS CSI driver encrypts volumes with."""
 
@@ -46,54 +48,23 @@ class ClusterAddons(pulumi.ComponentResource):
 
         ebs_role = irsa_role(
             f"{name}-ebs-csi-irsa",
-            oidc_provider_arn=args.oidc_provider_arn,
-            oidc_issuer_url=args.oidc_issuer_url,
+            access=args.cluster_access,
             namespace="kube-system",
             service_account="ebs-csi-controller-sa",
             managed_policy_arns=[
-                managed_policy(args.partition, "service-role/AmazonEBSCSIDriverPolicy")
+                managed_policy(partition_of(self), "service-role/AmazonEBSCSIDriverPolicy")
             ],
             inline_policy=policy(
-                [
-                    {
-                        "Sid": "EncryptVolumesWithTheVolumeKey",
-                        "Effect": "Allow",
-                        "Action": [
-                            "kms:Encrypt",
-                            "kms:Decrypt",
-                            "kms:ReEncrypt*",
-                            "kms:GenerateDataKey*",
-                            "kms:DescribeKey",
-                        ],
-                        "Resource": args.volume_key_arn,
-                    },
-                    {
-                        "Sid": "GrantsForAttachedVolumesOnly",
-                        "Effect": "Allow",
-                        "Action": "kms:CreateGrant",
-                        "Resource": args.volume_key_arn,
-                        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                    },
-                ]
+                volume_key_statements(
+                    "EncryptVolumesWithTheVolumeKey",
+                    "GrantsForAttachedVolumesOnly",
+                    args.volume_key_arn,
+                )
             ),
             opts=child(self),
         )
-        for addon, role_arn in (("coredns", None), ("aws-ebs-csi-driver", ebs_role.arn)):
-            aws.eks.Addon(
-                f"{name}-{addon}",
-                cluster_name=args.cluster_name,
-                addon_name=addon,
-                addon_version=aws.eks.get_addon_version_output(
-                    addon_name=addon,
-                    kubernetes_version=args.kubernetes_version,
-                    most_recent=True,
-                    opts=pulumi.InvokeOutputOptions(parent=self),
-                ).version,
-                service_account_role_arn=role_arn,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                opts=child(self),
-            )
+        addons = {"coredns": None, "aws-ebs-csi-driver": ebs_role.arn}
+        eks_addons(self, name, args.cluster_access.cluster_name, args.kubernetes_version, addons)
 
         self.ebs_csi_role_arn = ebs_role.arn
         self.register_outputs({"ebs_csi_role_arn": self.ebs_csi_role_arn})

@@ -65,39 +65,7 @@ class StackBudget(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BudgetArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        if not isinstance(args.name_prefix, str) or not _NAME_PREFIX.fullmatch(args.name_prefix):
-            raise ValueError(
-                f"BudgetArgs.name_prefix: {args.name_prefix!r}; allowed 1-91 characters: letters, "
-                "digits, '.', '_' and '-', starting with a letter or digit"
-            )
-        if isinstance(args.limit_usd, bool) or not isinstance(args.limit_usd, int):
-            raise ValueError(
-                f"BudgetArgs.limit_usd: {args.limit_usd!r}; allowed a whole number of USD > 0"
-            )
-        if args.limit_usd <= 0:
-            raise ValueError(f"BudgetArgs.limit_usd: {args.limit_usd}; allowed > 0")
-        emails = list(args.alert_emails)
-        if isinstance(args.alert_emails, str) or not 1 <= len(emails) <= MAX_SUBSCRIBERS:
-            raise ValueError(
-                f"BudgetArgs.alert_emails: {args.alert_emails!r}; allowed a list of 1 to "
-                f"{MAX_SUBSCRIBERS} e-mail addresses"
-            )
-        bad = [e for e in emails if not isinstance(e, str) or not _EMAIL.fullmatch(e)]
-        if bad or len(set(emails)) != len(emails):
-            raise ValueError(
-                f"BudgetArgs.alert_emails: {bad or emails}; allowed distinct e-mail addresses"
-            )
-        for key, value in args.cost_filter_tags.items():
-            if key not in COST_FILTER_TAGS:
-                raise ValueError(
-                    f"BudgetArgs.cost_filter_tags: unknown tag {key!r}; allowed "
-                    f"{', '.join(COST_FILTER_TAGS)}"
-                )
-            if not isinstance(value, str) or not _TAG_VALUE.fullmatch(value):
-                raise ValueError(
-                    f"BudgetArgs.cost_filter_tags[{key}]: {value!r}; allowed a tag value of 1-128 "
-                    "letters, digits, spaces and _ . : / = + - @"
-                )
+        emails = validate(args)
         super().__init__(f"{TYPE_PREFIX}:budget:StackBudget", name, None, opts)
 
         notifications = [
@@ -137,3 +105,41 @@ class StackBudget(pulumi.ComponentResource):
 
         self.budget_name = budget.name
         self.register_outputs({"budget_name": self.budget_name})
+
+
+def validate(args: BudgetArgs) -> list[str]:
+    """Raise ``ValueError`` naming the first field not allowed; returns the alert addresses."""
+    if not isinstance(args.name_prefix, str) or not _NAME_PREFIX.fullmatch(args.name_prefix):
+        raise ValueError(
+            f"BudgetArgs.name_prefix: {args.name_prefix!r}; allowed 1-91 characters: letters, "
+            "digits, '.', '_' and '-', starting with a letter or digit"
+        )
+    if isinstance(args.limit_usd, bool) or not isinstance(args.limit_usd, int):
+        raise ValueError(
+            f"BudgetArgs.limit_usd: {args.limit_usd!r}; allowed a whole number of USD > 0"
+        )
+    if args.limit_usd <= 0:
+        raise ValueError(f"BudgetArgs.limit_usd: {args.limit_usd}; allowed > 0")
+    emails = list(args.alert_emails)
+    if isinstance(args.alert_emails, str) or not 1 <= len(emails) <= MAX_SUBSCRIBERS:
+        raise ValueError(
+            f"BudgetArgs.alert_emails: {args.alert_emails!r}; allowed a list of 1 to "
+            f"{MAX_SUBSCRIBERS} e-mail addresses"
+        )
+    bad = [e for e in emails if not isinstance(e, str) or not _EMAIL.fullmatch(e)]
+    if bad or len(set(emails)) != len(emails):
+        raise ValueError(
+            f"BudgetArgs.alert_emails: {bad or emails}; allowed distinct e-mail addresses"
+        )
+    for key, value in args.cost_filter_tags.items():
+        if key not in COST_FILTER_TAGS:
+            raise ValueError(
+                f"BudgetArgs.cost_filter_tags: unknown tag {key!r}; allowed "
+                f"{', '.join(COST_FILTER_TAGS)}"
+            )
+        if not isinstance(value, str) or not _TAG_VALUE.fullmatch(value):
+            raise ValueError(
+                f"BudgetArgs.cost_filter_tags[{key}]: {value!r}; allowed a tag value of 1-128 "
+                "letters, digits, spaces and _ . : / = + - @"
+            )
+    return emails

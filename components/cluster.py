@@ -10,7 +10,18 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components._aws import TYPE_PREFIX, child, irsa_role, managed_policy, policy, service_trust
+from components._aws import (
+    TYPE_PREFIX,
+    child,
+    eks_addons,
+    managed_policy,
+    partition_of,
+    policy,
+    region_of,
+    service_role,
+    vpc_only_security_group,
+)
+from components._irsa import ClusterAccess, irsa_role
 
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 """All five control-plane log types; every one is shipped."""
@@ -24,10 +35,6 @@ class ClusterArgs:
     """Physical EKS cluster name."""
     kubernetes_version: str
     """Pinned Kubernetes minor version (``1.33``)."""
-    region: str
-    """Region, for the kubeconfig's token command."""
-    partition: str
-    """AWS partition, for managed policy ARNs."""
     vpc_id: pulumi.Input[str]
     """VPC of the cluster."""
     vpc_cidr: str
@@ -54,13 +61,15 @@ class Cluster(pulumi.ComponentResource):
     Also creates the IAM OIDC provider for IRSA, the vpc-cni and kube-proxy add-ons (which must
     exist before nodes join; vpc-cni runs with its own IRSA role instead of node permissions) and
     a Kubernetes provider built from the cluster's endpoint and CA, exposed as ``k8s_provider``
-    the way pulumi-eks does.
+    the way pulumi-eks does. ``access`` groups what IRSA needs for the other components. The
+    region and partition are the AWS provider's.
     """
 
     cluster_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
+    access: ClusterAccess
     security_group_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
 
@@ -77,7 +86,7 @@ class Cluster(pulumi.ComponentResource):
         if not args.subnet_ids:
             raise ValueError("ClusterArgs.subnet_ids: empty; allowed: two or more private subnets")
         super().__init__(f"{TYPE_PREFIX}:cluster:Cluster", name, None, opts)
-        p = args.partition
+        p = partition_of(self)
 
         # EKS creates this group itself, unencrypted and kept forever, unless it already exists.
         log_group = aws.cloudwatch.LogGroup(
@@ -87,64 +96,106 @@ class Cluster(pulumi.ComponentResource):
             kms_key_id=args.logs_key_arn,
             opts=child(self),
         )
-        role = aws.iam.Role(
+        role, grants = self._control_plane_role(name, args, p)
+        cluster = self._control_plane(name, args, role, [log_group, *grants])
+        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)  # type: ignore[index]
+        oidc = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=issuer,
+            client_id_lists=["sts.amazonaws.com"],
+            opts=child(self),
+        )
+        access = ClusterAccess(
+            cluster_name=cluster.name, oidc_provider_arn=oidc.arn, oidc_issuer_url=issuer
+        )
+        cni_role = irsa_role(
+            f"{name}-vpc-cni-irsa",
+            access=access,
+            namespace="kube-system",
+            service_account="aws-node",
+            managed_policy_arns=[managed_policy(p, "AmazonEKS_CNI_Policy")],
+            opts=child(self),
+        )
+        addons = {"vpc-cni": cni_role.arn, "kube-proxy": None}
+        eks_addons(self, name, cluster.name, cluster.version, addons)
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer_url = issuer
+        self.access = access
+        self.security_group_id = cluster.vpc_config.cluster_security_group_id  # type: ignore[union-attr]
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                cluster.name, cluster.endpoint, cluster.certificate_authority, region_of(self)
+            ).apply(lambda a: kubeconfig(a[0], a[1], a[2]["data"], a[3]))
+        )
+        self.k8s_provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=child(self),
+        )
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _control_plane_role(
+        self, name: str, args: ClusterArgs, partition: pulumi.Output[str]
+    ) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+        """The role EKS runs the control plane as, allowed to use the secrets key."""
+        return service_role(
             f"{name}-role",
-            assume_role_policy=service_trust("eks.amazonaws.com"),
+            service="eks.amazonaws.com",
             description=f"EKS control plane of {args.cluster_name}",
+            managed={
+                f"{name}-role-cluster-policy": managed_policy(partition, "AmazonEKSClusterPolicy")
+            },
+            inline={
+                f"{name}-role-secrets-key": policy(
+                    [
+                        {
+                            "Sid": "EnvelopeEncryptionOfSecrets",
+                            "Effect": "Allow",
+                            "Action": [
+                                "kms:Encrypt",
+                                "kms:Decrypt",
+                                "kms:ListGrants",
+                                "kms:DescribeKey",
+                            ],
+                            "Resource": args.secrets_key_arn,
+                        }
+                    ]
+                )
+            },
             opts=child(self),
         )
-        cluster_policy = aws.iam.RolePolicyAttachment(
-            f"{name}-role-cluster-policy",
-            role=role.name,
-            policy_arn=managed_policy(p, "AmazonEKSClusterPolicy"),
-            opts=child(self),
-        )
-        key_use = aws.iam.RolePolicy(
-            f"{name}-role-secrets-key",
-            role=role.id,
-            policy=policy(
-                [
-                    {
-                        "Sid": "EnvelopeEncryptionOfSecrets",
-                        "Effect": "Allow",
-                        "Action": [
-                            "kms:Encrypt",
-                            "kms:Decrypt",
-                            "kms:ListGrants",
-                            "kms:DescribeKey",
-                        ],
-                        "Resource": args.secrets_key_arn,
-                    }
-                ]
-            ),
-            opts=child(self),
-        )
-        sg = aws.ec2.SecurityGroup(
+
+    def _control_plane(
+        self,
+        name: str,
+        args: ClusterArgs,
+        role: aws.iam.Role,
+        first: list[pulumi.Resource],
+    ) -> aws.eks.Cluster:
+        """The EKS cluster behind its VPC-only API security group; ``first`` exist before it."""
+        sg = vpc_only_security_group(
             f"{name}-api-sg",
             description=f"Private API endpoint of {args.cluster_name}: HTTPS from the VPC only",
             vpc_id=args.vpc_id,
-            ingress=[
-                {
-                    "description": "Kubernetes API from inside the VPC",
-                    "protocol": "tcp",
-                    "from_port": 443,
-                    "to_port": 443,
-                    "cidr_blocks": [args.vpc_cidr],
-                }
-            ],
-            egress=[
-                {
-                    "description": "Control plane to kubelets and webhooks inside the VPC",
-                    "protocol": "tcp",
-                    "from_port": 0,
-                    "to_port": 65535,
-                    "cidr_blocks": [args.vpc_cidr],
-                }
-            ],
+            vpc_cidr=args.vpc_cidr,
+            port=443,
+            ingress_description="Kubernetes API from inside the VPC",
+            egress=("Control plane to kubelets and webhooks inside the VPC", 0, 65535),
             tags={"Name": f"{args.cluster_name}-api"},
             opts=child(self),
         )
-        cluster = aws.eks.Cluster(
+        return aws.eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
             version=args.kubernetes_version,
@@ -172,64 +223,7 @@ class Cluster(pulumi.ComponentResource):
             bootstrap_self_managed_addons=False,
             upgrade_policy={"support_type": "STANDARD"},
             deletion_protection=args.deletion_protection,
-            opts=child(self, depends_on=[log_group, cluster_policy, key_use]),
-        )
-        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)  # type: ignore[index]
-        oidc = aws.iam.OpenIdConnectProvider(
-            f"{name}-oidc",
-            url=issuer,
-            client_id_lists=["sts.amazonaws.com"],
-            opts=child(self),
-        )
-        cni_role = irsa_role(
-            f"{name}-vpc-cni-irsa",
-            oidc_provider_arn=oidc.arn,
-            oidc_issuer_url=issuer,
-            namespace="kube-system",
-            service_account="aws-node",
-            managed_policy_arns=[managed_policy(p, "AmazonEKS_CNI_Policy")],
-            opts=child(self),
-        )
-        for addon, role_arn in (("vpc-cni", cni_role.arn), ("kube-proxy", None)):
-            aws.eks.Addon(
-                f"{name}-{addon}",
-                cluster_name=cluster.name,
-                addon_name=addon,
-                addon_version=aws.eks.get_addon_version_output(
-                    addon_name=addon,
-                    kubernetes_version=cluster.version,
-                    most_recent=True,
-                    opts=pulumi.InvokeOutputOptions(parent=self),
-                ).version,
-                service_account_role_arn=role_arn,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                opts=child(self),
-            )
-
-        self.cluster_name = cluster.name
-        self.endpoint = cluster.endpoint
-        self.oidc_provider_arn = oidc.arn
-        self.oidc_issuer_url = issuer
-        self.security_group_id = cluster.vpc_config.cluster_security_group_id  # type: ignore[union-attr]
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
-                lambda a: kubeconfig(a[0], a[1], a[2]["data"], args.region)
-            )
-        )
-        self.k8s_provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
-            enable_server_side_apply=True,
-            opts=child(self),
-        )
-        self.register_outputs(
-            {
-                "cluster_name": self.cluster_name,
-                "endpoint": self.endpoint,
-                "oidc_provider_arn": self.oidc_provider_arn,
-                "kubeconfig": self.kubeconfig,
-            }
+            opts=child(self, depends_on=first),
         )
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
-from components._aws import TYPE_PREFIX, child, policy
+from components._aws import (
+    TYPE_PREFIX,
+    child,
+    partition_of,
+    policy,
+    region_of,
+    volume_key_statements,
+)
 
 PURPOSES = ("cluster", "volumes", "storage", "logs", "vault")
 """Purposes a key can serve; each one adds the service grants that purpose needs."""
@@ -22,10 +29,6 @@ class EncryptionArgs:
     """Prefix of the key aliases (``alias/<prefix>-<purpose>``)."""
     account_id: pulumi.Input[str]
     """AWS account that owns the keys (its root principal administers them through IAM)."""
-    partition: str
-    """AWS partition of the region (``aws``)."""
-    region: str
-    """Region of the keys; service grants are scoped to it."""
     purposes: Sequence[str] = ("cluster", "volumes", "storage", "logs")
     """Which keys to create; a subset of ``PURPOSES``."""
     deletion_window_days: int = 30
@@ -45,7 +48,8 @@ class Encryption(pulumi.ComponentResource):
     with the account (through IAM) and grants services only what their purpose needs: CloudWatch
     Logs for the logs key (scoped by encryption context to this account's log groups), the Auto
     Scaling service-linked role for the volumes key (managed node groups launch encrypted
-    volumes through it), S3 server-access-log delivery for the storage key.
+    volumes through it), S3 server-access-log delivery for the storage key. Service grants are
+    scoped to the AWS provider's region.
     """
 
     key_arns: pulumi.Output[dict[str, str]]
@@ -68,6 +72,7 @@ class Encryption(pulumi.ComponentResource):
             )
         super().__init__(f"{TYPE_PREFIX}:encryption:Encryption", name, None, opts)
 
+        arns = AccountArns(partition_of(self), region_of(self), args.account_id)
         self.keys: dict[str, aws.kms.Key] = {}
         for purpose in args.purposes:
             key = aws.kms.Key(
@@ -78,7 +83,7 @@ class Encryption(pulumi.ComponentResource):
                 deletion_window_in_days=args.deletion_window_days,
                 key_usage="ENCRYPT_DECRYPT",
                 customer_master_key_spec="SYMMETRIC_DEFAULT",
-                policy=self._key_policy(purpose, args),
+                policy=key_policy(purpose, arns),
                 tags={**args.tags, "purpose": purpose},
                 # Losing a key loses every byte encrypted under it: keep keys through mistakes.
                 opts=child(self, protect=args.protect, retain_on_delete=args.protect),
@@ -96,79 +101,96 @@ class Encryption(pulumi.ComponentResource):
         )
         self.register_outputs({"key_arns": self.key_arns})
 
-    @staticmethod
-    def _key_policy(purpose: str, args: EncryptionArgs) -> pulumi.Output[str]:
-        p, region = args.partition, args.region
-        account = pulumi.Output.from_input(args.account_id)
-        statements: list[dict] = [
-            {
-                "Sid": "AccountAdministersThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": account.apply(lambda a: f"arn:{p}:iam::{a}:root")},
-                "Action": "kms:*",
-                "Resource": "*",
-            }
-        ]
-        if purpose == "logs":
-            statements.append(
-                {
-                    "Sid": "CloudWatchLogsOfThisAccount",
-                    "Effect": "Allow",
-                    "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                    "Action": [
-                        "kms:Encrypt*",
-                        "kms:Decrypt*",
-                        "kms:ReEncrypt*",
-                        "kms:GenerateDataKey*",
-                        "kms:Describe*",
-                    ],
-                    "Resource": "*",
-                    "Condition": {
-                        "ArnLike": {
-                            "kms:EncryptionContext:aws:logs:arn": account.apply(
-                                lambda a: f"arn:{p}:logs:{region}:{a}:log-group:*"
-                            )
-                        }
-                    },
+
+class AccountArns:
+    """ARNs in this account, partition and region, built from templates."""
+
+    def __init__(
+        self,
+        partition: pulumi.Output[str],
+        region: pulumi.Output[str],
+        account_id: pulumi.Input[str],
+    ) -> None:
+        self.partition, self.region = partition, region
+        self.account = pulumi.Output.from_input(account_id)
+
+    def __call__(self, template: str) -> pulumi.Output[str]:
+        """``template`` with ``{p}`` (partition), ``{region}`` and ``{a}`` (account) filled in."""
+        return pulumi.Output.all(self.partition, self.region, self.account).apply(
+            lambda v: template.format(p=v[0], region=v[1], a=v[2])
+        )
+
+
+def key_policy(purpose: str, arn: AccountArns) -> pulumi.Output[str]:
+    """A key's policy: the account administers it through IAM; the purpose's service grants."""
+    administer = {
+        "Sid": "AccountAdministersThroughIam",
+        "Effect": "Allow",
+        "Principal": {"AWS": arn("arn:{p}:iam::{a}:root")},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    grants = SERVICE_GRANTS.get(purpose)
+    return policy([administer, *(grants(arn) if grants else [])])
+
+
+def _logs_grants(arn: AccountArns) -> list[dict]:
+    """CloudWatch Logs in this region, for this account's log groups only."""
+    return [
+        {
+            "Sid": "CloudWatchLogsOfThisAccount",
+            "Effect": "Allow",
+            "Principal": {"Service": pulumi.Output.concat("logs.", arn.region, ".amazonaws.com")},
+            "Action": [
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
+            "Resource": "*",
+            "Condition": {
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": arn(
+                        "arn:{p}:logs:{region}:{a}:log-group:*"
+                    )
                 }
-            )
-        if purpose == "volumes":
-            asg_role = account.apply(
-                lambda a: f"arn:{p}:iam::{a}:role/aws-service-role/"
-                "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
-            )
-            statements += [
-                {
-                    "Sid": "AutoScalingUsesKeyForNodeVolumes",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": asg_role},
-                    "Action": [
-                        "kms:Encrypt",
-                        "kms:Decrypt",
-                        "kms:ReEncrypt*",
-                        "kms:GenerateDataKey*",
-                        "kms:DescribeKey",
-                    ],
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "AutoScalingGrantsForAttachedVolumes",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": asg_role},
-                    "Action": "kms:CreateGrant",
-                    "Resource": "*",
-                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                },
-            ]
-        if purpose == "storage":
-            statements.append(
-                {
-                    "Sid": "S3ServerAccessLogDelivery",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "logging.s3.amazonaws.com"},
-                    "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                    "Resource": "*",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                }
-            )
-        return policy(statements)
+            },
+        }
+    ]
+
+
+def _volumes_grants(arn: AccountArns) -> list[dict]:
+    """The Auto Scaling service-linked role, which launches the nodes' encrypted volumes."""
+    asg_role = arn(
+        "arn:{p}:iam::{a}:role/aws-service-role/"
+        "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    )
+    return volume_key_statements(
+        "AutoScalingUsesKeyForNodeVolumes",
+        "AutoScalingGrantsForAttachedVolumes",
+        "*",
+        principal={"AWS": asg_role},
+    )
+
+
+def _storage_grants(arn: AccountArns) -> list[dict]:
+    """S3 server-access-log delivery into this account's buckets."""
+    return [
+        {
+            "Sid": "S3ServerAccessLogDelivery",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": arn.account}},
+        }
+    ]
+
+
+SERVICE_GRANTS: dict[str, Callable[[AccountArns], list[dict]]] = {
+    "logs": _logs_grants,
+    "volumes": _volumes_grants,
+    "storage": _storage_grants,
+}
+"""Key-policy statements per purpose beyond the account's own (none for the others)."""

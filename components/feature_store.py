@@ -4,20 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components._aws import TYPE_PREFIX, child, irsa_role, policy
-from components._k8s import container, metadata, pod_spec
+from components._aws import TYPE_PREFIX, child, private_store_network
+from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
+from components._k8s import (
+    container,
+    cpu_hpa_spec,
+    metadata,
+    namespace_peer,
+    pod_spec,
+    pool_selector,
+    single_pod_store,
+    tcp_ports,
+)
 
 FEAST_IMAGE = "quay.io/feastdev/feature-server:0.67.0"
 REDIS_IMAGE = "redis:7.4.1"
 ONLINE_STORES = ("elasticache", "in-cluster")
 CLIENT_NAMESPACES = ("serving", "kubeflow")
 PORTS = {"http": 6566, "metrics": 8000}
+SERVER_LABELS = {"app.kubernetes.io/name": "feast"}
+"""Labels of the feature server's pods and Service (monitoring's ServiceMonitor selects on them)."""
 
 
 @dataclass
@@ -36,10 +49,8 @@ class FeatureStoreArgs:
     """Its ARN."""
     storage_key_arn: pulumi.Input[str]
     """KMS key of the bucket and of the online store."""
-    oidc_provider_arn: pulumi.Input[str]
-    """IRSA OIDC provider."""
-    oidc_issuer_url: pulumi.Input[str]
-    """Its issuer URL."""
+    cluster_access: ClusterAccess
+    """IRSA access to the cluster (its OIDC provider)."""
     online_store: str = "elasticache"
     """``elasticache`` (enterprise: Multi-AZ, KMS at rest, TLS) or ``in-cluster`` (SMB: one
     Redis pod on the KMS-encrypted gp3 class, no ElastiCache bill)."""
@@ -79,39 +90,18 @@ class FeatureStore(pulumi.ComponentResource):
             raise ValueError(f"FeatureStoreArgs.min_replicas: {args.min_replicas}; allowed >= 1")
         super().__init__(f"{TYPE_PREFIX}:feature_store:FeatureStore", name, None, opts)
         ns = args.namespace
-        bucket = pulumi.Output.from_input(args.features_bucket_arn)
-
-        role = irsa_role(
-            f"{name}-feast-irsa",
-            oidc_provider_arn=args.oidc_provider_arn,
-            oidc_issuer_url=args.oidc_issuer_url,
+        irsa_service_account(
+            self,
+            f"{name}-feast",
+            access=args.cluster_access,
             namespace=ns,
             service_account="feast",
-            inline_policy=policy(
-                [
-                    {
-                        "Sid": "RegistryAndOfflineSources",
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
-                        "Resource": [args.features_bucket_arn, bucket.apply(lambda a: f"{a}/*")],
-                    },
-                    {
-                        "Sid": "SseKms",
-                        "Effect": "Allow",
-                        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                        "Resource": args.storage_key_arn,
-                    },
-                ]
+            inline_policy=bucket_policy(
+                args.features_bucket_arn,
+                args.storage_key_arn,
+                ("RegistryAndOfflineSources", "SseKms"),
+                write=True,
             ),
-            opts=child(self),
-        )
-        k8s.core.v1.ServiceAccount(
-            f"{name}-feast-sa",
-            metadata={
-                **metadata("feast", ns),
-                "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-            },
-            opts=child(self),
         )
         # Stable across updates (kept in state, marked secret); never in stack config.
         token = random.RandomPassword(
@@ -130,59 +120,30 @@ class FeatureStore(pulumi.ComponentResource):
             host = self._in_cluster_redis(name, args)
             tls = "false"  # pod-to-pod inside one default-deny namespace; no cache endpoint
 
-        store_yaml = pulumi.Output.all(args.features_bucket, host).apply(
-            lambda a: "\n".join(
-                [
-                    f"project: {args.project}",
-                    f"registry: s3://{a[0]}/registry.db",
-                    "provider: aws",
-                    "online_store:",
-                    "  type: redis",
-                    f"  connection_string: {a[1]}:6379,ssl={tls},password=${{REDIS_PASSWORD}}",
-                    "offline_store:",
-                    "  type: file",
-                    "entity_key_serialization_version: 3",
-                    "",
-                ]
-            )
-        )
         k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=metadata("feature-store-config", ns),
-            data={"feature_store.yaml": store_yaml},
+            data={"feature_store.yaml": store_yaml(args, host, tls)},
             opts=child(self),
         )
-        labels = {"app.kubernetes.io/name": "feast"}
-        server = container(
-            "feature-server",
-            FEAST_IMAGE,
-            cpu="500m",
-            memory="1Gi",
-            cpu_limit="2",
-            # The password is read from a mounted file, never an env var in the pod spec.
-            command=["sh", "-c"],
-            args=[
-                'REDIS_PASSWORD="$(cat /secrets/password)" exec feast serve --host 0.0.0.0 '
-                f'--port {PORTS["http"]} --metrics'
-            ],
-            ports=[{"name": k, "containerPort": v} for k, v in PORTS.items()],
-            probe_path="/health",
-            probe_port=PORTS["http"],
-            volume_mounts=[
-                {"name": "config", "mountPath": "/feature_repo", "readOnly": True},
-                {"name": "secrets", "mountPath": "/secrets", "readOnly": True},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
-        )
-        server["workingDir"] = "/feature_repo"
+        self._server(name, args)
+        self._client_policy(name, args)
+        self.register_outputs({})
+
+    def _server(self, name: str, args: FeatureStoreArgs) -> None:
+        """The feature server's Deployment, Service, HPA and PodDisruptionBudget."""
+        ns = args.namespace
+        server = server_container()
         k8s.apps.v1.Deployment(
             f"{name}-server",
-            metadata=metadata("feast", ns, **labels),
+            metadata=metadata("feast", ns, **SERVER_LABELS),
             spec={
                 "replicas": args.min_replicas,
-                "selector": {"matchLabels": labels},
+                "selector": {"matchLabels": SERVER_LABELS},
                 "template": {
-                    "metadata": {"labels": {**labels, "app.kubernetes.io/part-of": "sovereign-ml"}},
+                    "metadata": {
+                        "labels": {**SERVER_LABELS, "app.kubernetes.io/part-of": "sovereign-ml"}
+                    },
                     "spec": pod_spec(
                         [server],
                         service_account="feast",
@@ -191,8 +152,8 @@ class FeatureStore(pulumi.ComponentResource):
                             {"name": "secrets", "secret": {"secretName": "online-store"}},
                             {"name": "tmp", "emptyDir": {}},
                         ],
-                        node_selector={"sovereign-ml/pool": "system"},
-                        spread_label=labels,
+                        node_selector=pool_selector("system"),
+                        spread_label=SERVER_LABELS,
                     ),
                 },
             },
@@ -200,9 +161,9 @@ class FeatureStore(pulumi.ComponentResource):
         )
         k8s.core.v1.Service(
             f"{name}-service",
-            metadata=metadata("feast", ns, **labels),
+            metadata=metadata("feast", ns, **SERVER_LABELS),
             spec={
-                "selector": labels,
+                "selector": SERVER_LABELS,
                 "ports": [{"name": k, "port": v, "targetPort": k} for k, v in PORTS.items()],
             },
             opts=child(self),
@@ -210,82 +171,59 @@ class FeatureStore(pulumi.ComponentResource):
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",
             metadata=metadata("feast", ns),
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "feast"},
-                "minReplicas": args.min_replicas,
-                "maxReplicas": max(args.min_replicas, 6),
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": 70},
-                        },
-                    }
-                ],
-            },
+            spec=cpu_hpa_spec(
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "feast"},
+                args.min_replicas,
+                max(args.min_replicas, 6),
+            ),
             opts=child(self),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=metadata("feast", ns),
-            spec={"minAvailable": 1, "selector": {"matchLabels": labels}},
+            spec={"minAvailable": 1, "selector": {"matchLabels": SERVER_LABELS}},
             opts=child(self),
         )
+
+    def _client_policy(self, name: str, args: FeatureStoreArgs) -> None:
+        """Who may call the server (the client namespaces) and where it may go (the store)."""
         k8s.networking.v1.NetworkPolicy(
             f"{name}-clients",
-            metadata=metadata("allow-feature-clients", ns),
+            metadata=metadata("allow-feature-clients", args.namespace),
             spec={
-                "podSelector": {"matchLabels": labels},
+                "podSelector": {"matchLabels": SERVER_LABELS},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
                     {
-                        "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": c}
-                                }
-                            }
-                            for c in CLIENT_NAMESPACES
-                        ],
-                        "ports": [{"protocol": "TCP", "port": PORTS["http"]}],
+                        "from": [namespace_peer(c) for c in CLIENT_NAMESPACES],
+                        "ports": tcp_ports(PORTS["http"]),
                     }
                 ],
                 # The online store: ElastiCache ENIs in the VPC (or the Redis pod, same ns).
                 "egress": [
                     {
                         "to": [{"ipBlock": {"cidr": args.vpc_cidr or "10.0.0.0/8"}}],
-                        "ports": [{"protocol": "TCP", "port": 6379}],
+                        "ports": tcp_ports(6379),
                     }
                 ],
             },
             opts=child(self),
         )
-        self.register_outputs({})
 
     def _elasticache(
         self, name: str, args: FeatureStoreArgs, token: pulumi.Output[str]
     ) -> pulumi.Output[str]:
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-cache-sg",
-            description="Feast online store: Redis TLS from inside the VPC only",
+        sg, subnets = private_store_network(
+            f"{name}-cache",
+            store="Feast online store",
+            protocol="Redis TLS",
+            subnet_group=aws.elasticache.SubnetGroup,
+            group_name=f"{args.name_prefix}-feast",
             vpc_id=args.vpc_id,
-            ingress=[
-                {
-                    "description": "Redis (TLS) from the VPC",
-                    "protocol": "tcp",
-                    "from_port": 6379,
-                    "to_port": 6379,
-                    "cidr_blocks": [args.vpc_cidr],
-                }
-            ],
-            opts=child(self),
-        )
-        subnets = aws.elasticache.SubnetGroup(
-            f"{name}-cache-subnets",
-            name=f"{args.name_prefix}-feast",
-            subnet_ids=list(args.subnet_ids),
-            description="Private subnets of the Feast online store",
+            vpc_cidr=args.vpc_cidr,
+            subnet_ids=args.subnet_ids,
+            port=6379,
+            ingress_description="Redis (TLS) from the VPC",
             opts=child(self),
         )
         cache = aws.elasticache.ReplicationGroup(
@@ -313,8 +251,6 @@ class FeatureStore(pulumi.ComponentResource):
         return cache.primary_endpoint_address
 
     def _in_cluster_redis(self, name: str, args: FeatureStoreArgs) -> pulumi.Output[str]:
-        ns = args.namespace
-        labels = {"app.kubernetes.io/name": "feast-redis"}
         redis = container(
             "redis",
             REDIS_IMAGE,
@@ -333,42 +269,61 @@ class FeatureStore(pulumi.ComponentResource):
                 {"name": "secrets", "mountPath": "/secrets", "readOnly": True},
             ],
         )
-        k8s.apps.v1.StatefulSet(
+        return single_pod_store(
             f"{name}-redis",
-            metadata=metadata("feast-redis", ns),
-            spec={
-                "serviceName": "feast-redis",
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": pod_spec(
-                        [redis],
-                        node_selector={"sovereign-ml/pool": "system"},
-                        volumes=[{"name": "secrets", "secret": {"secretName": "online-store"}}],
-                    ),
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "storageClassName": "gp3-encrypted",
-                            "resources": {"requests": {"storage": "10Gi"}},
-                        },
-                    }
-                ],
-            },
-            opts=child(self, protect=args.production, retain_on_delete=args.production),
+            parent=self,
+            app="feast-redis",
+            namespace=args.namespace,
+            server=redis,
+            port=("redis", 6379),
+            volumes=[{"name": "secrets", "secret": {"secretName": "online-store"}}],
+            storage="10Gi",
+            protect=args.production,
         )
-        k8s.core.v1.Service(
-            f"{name}-redis-svc",
-            metadata=metadata("feast-redis", ns),
-            spec={
-                "selector": labels,
-                "ports": [{"name": "redis", "port": 6379}],
-                "clusterIP": "None",
-            },
-            opts=child(self),
+
+
+def store_yaml(args: FeatureStoreArgs, host: pulumi.Input[str], tls: str) -> pulumi.Output[str]:
+    """The server's ``feature_store.yaml``: S3 registry, Redis online store at ``host``."""
+    return pulumi.Output.all(args.features_bucket, host).apply(
+        lambda a: "\n".join(
+            [
+                f"project: {args.project}",
+                f"registry: s3://{a[0]}/registry.db",
+                "provider: aws",
+                "online_store:",
+                "  type: redis",
+                f"  connection_string: {a[1]}:6379,ssl={tls},password=${{REDIS_PASSWORD}}",
+                "offline_store:",
+                "  type: file",
+                "entity_key_serialization_version: 3",
+                "",
+            ]
         )
-        return pulumi.Output.from_input(f"feast-redis.{ns}.svc.cluster.local")
+    )
+
+
+def server_container() -> dict[str, Any]:
+    """The Feast feature server: reads its Redis password from a file, serves HTTP and metrics."""
+    server = container(
+        "feature-server",
+        FEAST_IMAGE,
+        cpu="500m",
+        memory="1Gi",
+        cpu_limit="2",
+        # The password is read from a mounted file, never an env var in the pod spec.
+        command=["sh", "-c"],
+        args=[
+            'REDIS_PASSWORD="$(cat /secrets/password)" exec feast serve --host 0.0.0.0 '
+            f'--port {PORTS["http"]} --metrics'
+        ],
+        ports=[{"name": k, "containerPort": v} for k, v in PORTS.items()],
+        probe_path="/health",
+        probe_port=PORTS["http"],
+        volume_mounts=[
+            {"name": "config", "mountPath": "/feature_repo", "readOnly": True},
+            {"name": "secrets", "mountPath": "/secrets", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    )
+    server["workingDir"] = "/feature_repo"
+    return server

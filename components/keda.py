@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components._aws import TYPE_PREFIX, child
-from components._k8s import metadata
+from components._k8s import (
+    allow_path,
+    chart_container_security,
+    helm_release,
+    metadata,
+    pool_selector,
+    runtime_default,
+    tcp_ports,
+)
 
 # 2.19 is the KEDA release tested against Kubernetes 1.32-1.34, exactly the versions
-# infra/config/__init__.py allows (2.20 starts at 1.33, 2.21 at 1.34). Chart and app versions are equal.
+# infra/config/keys.py allows (2.20 starts at 1.33, 2.21 at 1.34). Chart and app versions
+# are equal.
 KEDA_CHART = ("keda", "2.19.0", "https://kedacore.github.io/charts")
 METRICS_API_PORT = 6443
 """Container port of KEDA's metrics API server (the external.metrics.k8s.io APIService)."""
@@ -74,54 +84,11 @@ class Keda(pulumi.ComponentResource):
             raise ValueError(f"KedaArgs.prometheus_port: {args.prometheus_port}; allowed 1-65535")
         super().__init__(f"{TYPE_PREFIX}:keda:Keda", name, None, opts)
 
-        components = ("operator", "metricServer", "webhooks")
-        chart, version, repo = KEDA_CHART
-        release = k8s.helm.v3.Release(
+        release = helm_release(
             f"{name}-release",
-            name="keda",
-            chart=chart,
-            version=version,
+            KEDA_CHART,
             namespace=args.namespace,
-            repository_opts={"repo": repo},
-            values={
-                "crds": {"install": True},
-                "watchNamespace": args.watch_namespace,
-                # One operator leads, the other stands by (leader election); the metrics API
-                # serves external.metrics.k8s.io from a single active replica by design.
-                "operator": {"replicaCount": 2},
-                "podDisruptionBudget": {"operator": {"minAvailable": 1}},
-                "rbac": {
-                    "enabledCustomScaledRefKinds": True,
-                    # The chart's default grants */scale on every API group; Triton runs as Argo
-                    # Rollouts. "kind" is the resource plural here (the chart builds
-                    # "<kind>/scale" from it).
-                    "scaledRefKinds": [{"apiGroup": "argoproj.io", "kind": "rollouts"}],
-                },
-                "permissions": {"operator": {"restrict": {"secret": True}}},
-                "nodeSelector": {"sovereign-ml/pool": "system"},
-                # Per component: the chart reads .operator/.metricServer/.webhooks before the
-                # shared keys, and its own defaults set those, so shared keys would be ignored.
-                "podSecurityContext": {
-                    c: {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-                    for c in components
-                },
-                "securityContext": {
-                    c: {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    }
-                    for c in components
-                },
-                "resources": {
-                    c: {
-                        "requests": {"cpu": "100m", "memory": memory},
-                        "limits": {"cpu": "500m", "memory": memory},
-                    }
-                    for c, memory in zip(components, ("512Mi", "512Mi", "256Mi"), strict=True)
-                },
-            },
+            values=chart_values(args),
             opts=child(self),
         )
         k8s.networking.v1.NetworkPolicy(
@@ -135,60 +102,58 @@ class Keda(pulumi.ComponentResource):
                 "ingress": [
                     {
                         "from": [{"ipBlock": {"cidr": args.vpc_cidr}}],
-                        "ports": [
-                            {"protocol": "TCP", "port": p} for p in (METRICS_API_PORT, WEBHOOK_PORT)
-                        ],
+                        "ports": tcp_ports(METRICS_API_PORT, WEBHOOK_PORT),
                     }
                 ],
             },
             opts=child(self),
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-to-prometheus",
-            metadata=metadata("allow-keda-to-prometheus", args.namespace),
-            spec={
-                "podSelector": {"matchLabels": OPERATOR_LABELS},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {
-                                        "kubernetes.io/metadata.name": args.prometheus_namespace
-                                    }
-                                },
-                                "podSelector": {"matchLabels": PROMETHEUS_LABELS},
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": args.prometheus_port}],
-                    }
-                ],
-            },
-            opts=child(self),
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-prometheus-from-keda",
-            metadata=metadata("allow-queries-from-keda", args.prometheus_namespace),
-            spec={
-                "podSelector": {"matchLabels": PROMETHEUS_LABELS},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": args.namespace}
-                                },
-                                "podSelector": {"matchLabels": OPERATOR_LABELS},
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": args.prometheus_port}],
-                    }
-                ],
-            },
-            opts=child(self),
+        # The operator runs the scalers' queries against Prometheus.
+        allow_path(
+            self,
+            egress=(f"{name}-to-prometheus", "allow-keda-to-prometheus"),
+            ingress=(f"{name}-prometheus-from-keda", "allow-queries-from-keda"),
+            source=(args.namespace, OPERATOR_LABELS),
+            target=(args.prometheus_namespace, PROMETHEUS_LABELS),
+            port=args.prometheus_port,
         )
 
         self.release_name = release.name
         self.register_outputs({"release_name": self.release_name})
+
+
+def chart_values(args: KedaArgs) -> dict[str, Any]:
+    """The kedacore chart's values: one watched namespace, least privilege, hardened."""
+    components = ("operator", "metricServer", "webhooks")
+    return {
+        "crds": {"install": True},
+        "watchNamespace": args.watch_namespace,
+        # One operator leads, the other stands by (leader election); the metrics API
+        # serves external.metrics.k8s.io from a single active replica by design.
+        "operator": {"replicaCount": 2},
+        "podDisruptionBudget": {"operator": {"minAvailable": 1}},
+        "rbac": {
+            "enabledCustomScaledRefKinds": True,
+            # The chart's default grants */scale on every API group; Triton runs as Argo
+            # Rollouts. "kind" is the resource plural here (the chart builds
+            # "<kind>/scale" from it).
+            "scaledRefKinds": [{"apiGroup": "argoproj.io", "kind": "rollouts"}],
+        },
+        "permissions": {"operator": {"restrict": {"secret": True}}},
+        "nodeSelector": pool_selector("system"),
+        # Per component: the chart reads .operator/.metricServer/.webhooks before the
+        # shared keys, and its own defaults set those, so shared keys would be ignored.
+        "podSecurityContext": {
+            c: {"runAsNonRoot": True, "seccompProfile": runtime_default()} for c in components
+        },
+        "securityContext": {
+            c: chart_container_security(seccompProfile=runtime_default()) for c in components
+        },
+        "resources": {
+            c: {
+                "requests": {"cpu": "100m", "memory": memory},
+                "limits": {"cpu": "500m", "memory": memory},
+            }
+            for c, memory in zip(components, ("512Mi", "512Mi", "256Mi"), strict=True)
+        },
+    }

@@ -5,13 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components._aws import TYPE_PREFIX, child, irsa_role, policy, service_trust
-from components._k8s import container, metadata, pod_spec
+from components._aws import (
+    TYPE_PREFIX,
+    child,
+    managed_policy,
+    objects_of,
+    partition_of,
+    policy,
+    private_store_network,
+    region_of,
+    service_role,
+)
+from components._irsa import ClusterAccess, irsa_service_account
+from components._k8s import claim_spec, container, metadata, single_pod_store
 
 KFP_VERSION = "2.4.0"
 # Relative to the project root, where `pulumi up` runs the program; checked in beside it.
@@ -28,18 +40,14 @@ class KubeflowArgs:
     """Namespace of Kubeflow Pipelines (created by the baseline)."""
     name_prefix: str
     """Prefix of AWS names (DB identifier, groups)."""
-    region: str
-    """Region of the artifact store."""
     artifacts_bucket: pulumi.Input[str]
     """S3 bucket of pipeline artifacts (SSE-KMS)."""
     artifacts_bucket_arn: pulumi.Input[str]
     """Its ARN."""
     storage_key_arn: pulumi.Input[str]
     """KMS key of the bucket."""
-    oidc_provider_arn: pulumi.Input[str]
-    """IRSA OIDC provider."""
-    oidc_issuer_url: pulumi.Input[str]
-    """Its issuer URL."""
+    cluster_access: ClusterAccess
+    """IRSA access to the cluster (its OIDC provider)."""
     db_mode: str = "rds"
     """``rds`` (enterprise: Multi-AZ, managed backups) or ``in-cluster`` (SMB: one MySQL pod on a
     KMS-encrypted EBS volume, no RDS bill)."""
@@ -68,7 +76,8 @@ class Kubeflow(pulumi.ComponentResource):
     ``tenants/<tenant>/`` in the bucket. The metadata database is RDS MySQL (storage, master
     secret and Performance Insights under the customer key, TLS required, private subnets only,
     IAM authentication, Multi-AZ and deletion protection in production) or, for SMB stacks, one
-    MySQL pod on the KMS-encrypted gp3 StorageClass.
+    MySQL pod on the KMS-encrypted gp3 StorageClass. The artifact store is S3 in the AWS
+    provider's region.
     """
 
     db_host: pulumi.Output[str]
@@ -85,52 +94,19 @@ class Kubeflow(pulumi.ComponentResource):
             )
         super().__init__(f"{TYPE_PREFIX}:kubeflow:Kubeflow", name, None, opts)
         ns = args.namespace
-        bucket_arn = pulumi.Output.from_input(args.artifacts_bucket_arn)
-
-        def bucket_policy(prefix: str) -> pulumi.Output[str]:
-            return policy(
-                [
-                    {
-                        "Sid": "ListItsPrefix",
-                        "Effect": "Allow",
-                        "Action": "s3:ListBucket",
-                        "Resource": args.artifacts_bucket_arn,
-                        "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-                    },
-                    {
-                        "Sid": "ReadWriteItsPrefix",
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                        "Resource": bucket_arn.apply(lambda a: f"{a}/{prefix}*"),
-                    },
-                    {
-                        "Sid": "SseKmsDataKeys",
-                        "Effect": "Allow",
-                        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                        "Resource": args.storage_key_arn,
-                    },
-                ]
-            )
-
         accounts = [(ns, "ml-pipeline", ""), (ns, "pipeline-runner", "")]
         accounts += [(t, "pipeline-runner", f"tenants/{t}/") for t in args.tenants]
         for namespace, sa, prefix in accounts:
-            role = irsa_role(
-                f"{name}-{namespace}-{sa}-irsa",
-                oidc_provider_arn=args.oidc_provider_arn,
-                oidc_issuer_url=args.oidc_issuer_url,
+            irsa_service_account(
+                self,
+                f"{name}-{namespace}-{sa}",
+                account_name=f"{name}-{namespace}-{sa}",
+                access=args.cluster_access,
                 namespace=namespace,
                 service_account=sa,
-                inline_policy=bucket_policy(prefix),
-                opts=child(self),
-            )
-            k8s.core.v1.ServiceAccount(
-                f"{name}-{namespace}-{sa}",
-                metadata={
-                    **metadata(sa, namespace),
-                    "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-                },
-                opts=child(self),
+                inline_policy=prefix_policy(
+                    args.artifacts_bucket_arn, args.storage_key_arn, prefix
+                ),
             )
 
         if args.db_mode == "rds":
@@ -141,26 +117,7 @@ class Kubeflow(pulumi.ComponentResource):
         config = k8s.core.v1.ConfigMap(
             f"{name}-install-config",
             metadata=metadata("pipeline-install-config", ns),
-            data={
-                "appName": "pipeline",
-                "appVersion": KFP_VERSION,
-                "dbHost": self.db_host,
-                "dbPort": "3306",
-                "dbType": "mysql",
-                "mlmdDb": "metadb",
-                "cacheDb": "cachedb",
-                "pipelineDb": "mlpipeline",
-                "bucketName": args.artifacts_bucket,
-                "defaultPipelineRoot": pulumi.Output.concat(
-                    "s3://", args.artifacts_bucket, "/pipelines"
-                ),
-                "ObjectStoreConfigHost": f"s3.{args.region}.amazonaws.com",
-                "ObjectStoreConfigRegion": args.region,
-                "ObjectStoreConfigSecure": "true",
-                "autoUpdatePipelineDefaultVersion": "true",
-                "cronScheduleTimezone": "UTC",
-                "ConMaxLifeTime": "120s",
-            },
+            data=install_config(args, self.db_host, region_of(self)),
             opts=child(self),
         )
         # The training pipeline's model registry (pipelines/training/images.REGISTRY_PVC): its
@@ -169,11 +126,7 @@ class Kubeflow(pulumi.ComponentResource):
         k8s.core.v1.PersistentVolumeClaim(
             f"{name}-model-registry",
             metadata=metadata("model-registry", ns),
-            spec={
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "gp3-encrypted",
-                "resources": {"requests": {"storage": "20Gi"}},
-            },
+            spec=claim_spec("20Gi"),
             opts=child(self, protect=args.production, retain_on_delete=args.production),
         )
         k8s.kustomize.v2.Directory(
@@ -185,26 +138,17 @@ class Kubeflow(pulumi.ComponentResource):
         self.register_outputs({"db_host": self.db_host})
 
     def _rds(self, name: str, args: KubeflowArgs) -> pulumi.Output[str]:
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-db-sg",
-            description="Kubeflow metadata DB: MySQL from inside the VPC only",
+        sg, subnets = private_store_network(
+            f"{name}-db",
+            store="Kubeflow metadata DB",
+            protocol="MySQL",
+            subnet_group=aws.rds.SubnetGroup,
+            group_name=f"{args.name_prefix}-kfp",
             vpc_id=args.vpc_id,
-            ingress=[
-                {
-                    "description": "MySQL from the VPC (pods via the VPC CNI)",
-                    "protocol": "tcp",
-                    "from_port": 3306,
-                    "to_port": 3306,
-                    "cidr_blocks": [args.vpc_cidr],
-                }
-            ],
-            opts=child(self),
-        )
-        subnets = aws.rds.SubnetGroup(
-            f"{name}-db-subnets",
-            name=f"{args.name_prefix}-kfp",
-            subnet_ids=list(args.subnet_ids),
-            description="Private subnets of the Kubeflow metadata DB",
+            vpc_cidr=args.vpc_cidr,
+            subnet_ids=args.subnet_ids,
+            port=3306,
+            ingress_description="MySQL from the VPC (pods via the VPC CNI)",
             opts=child(self),
         )
         params = aws.rds.ParameterGroup(
@@ -215,16 +159,15 @@ class Kubeflow(pulumi.ComponentResource):
             parameters=[{"name": "require_secure_transport", "value": "1"}],
             opts=child(self),
         )
-        monitoring = aws.iam.Role(
+        monitoring, _ = service_role(
             f"{name}-db-monitoring-role",
-            assume_role_policy=service_trust("monitoring.rds.amazonaws.com"),
+            service="monitoring.rds.amazonaws.com",
             description="RDS enhanced monitoring for the Kubeflow DB",
-            opts=child(self),
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-db-monitoring-policy",
-            role=monitoring.name,
-            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+            managed={
+                f"{name}-db-monitoring-policy": managed_policy(
+                    partition_of(self), "service-role/AmazonRDSEnhancedMonitoringRole"
+                )
+            },
             opts=child(self),
         )
         db = aws.rds.Instance(
@@ -265,8 +208,6 @@ class Kubeflow(pulumi.ComponentResource):
         return db.address
 
     def _in_cluster_db(self, name: str, args: KubeflowArgs) -> pulumi.Output[str]:
-        ns = args.namespace
-        labels = {"app.kubernetes.io/name": "kfp-mysql"}
         mysql = container(
             "mysql",
             MYSQL_IMAGE,
@@ -287,45 +228,70 @@ class Kubeflow(pulumi.ComponentResource):
         # (secret/kubeflow/mysql) by the cluster's secret operator; it is never stack config.
         mysql["env"] = [{"name": "MYSQL_ROOT_PASSWORD_FILE", "value": "/secrets/password"}]
         mysql["volumeMounts"].append({"name": "secrets", "mountPath": "/secrets", "readOnly": True})
-        k8s.apps.v1.StatefulSet(
+        return single_pod_store(
             f"{name}-mysql",
-            metadata=metadata("kfp-mysql", ns),
-            spec={
-                "serviceName": "kfp-mysql",
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": pod_spec(
-                        [mysql],
-                        volumes=[
-                            *({"name": n, "emptyDir": {}} for n in ("run", "tmp")),
-                            {"name": "secrets", "secret": {"secretName": "mysql-secret"}},
-                        ],
-                        node_selector={"sovereign-ml/pool": "system"},
-                    ),
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "storageClassName": "gp3-encrypted",
-                            "resources": {"requests": {"storage": "20Gi"}},
-                        },
-                    }
-                ],
-            },
-            opts=child(self, protect=args.production, retain_on_delete=args.production),
+            parent=self,
+            app="kfp-mysql",
+            namespace=args.namespace,
+            server=mysql,
+            port=("mysql", 3306),
+            volumes=[
+                *({"name": n, "emptyDir": {}} for n in ("run", "tmp")),
+                {"name": "secrets", "secret": {"secretName": "mysql-secret"}},
+            ],
+            storage="20Gi",
+            protect=args.production,
         )
-        k8s.core.v1.Service(
-            f"{name}-mysql-svc",
-            metadata=metadata("kfp-mysql", ns),
-            spec={
-                "selector": labels,
-                "ports": [{"name": "mysql", "port": 3306}],
-                "clusterIP": "None",
+
+
+def prefix_policy(
+    bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
+) -> pulumi.Output[str]:
+    """Read, write and list only ``prefix`` (the whole bucket for ``""``), and its SSE-KMS keys."""
+    return policy(
+        [
+            {
+                "Sid": "ListItsPrefix",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
             },
-            opts=child(self),
-        )
-        return pulumi.Output.from_input(f"kfp-mysql.{ns}.svc.cluster.local")
+            {
+                "Sid": "ReadWriteItsPrefix",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": objects_of(bucket_arn, prefix),
+            },
+            {
+                "Sid": "SseKmsDataKeys",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": key_arn,
+            },
+        ]
+    )
+
+
+def install_config(
+    args: KubeflowArgs, db_host: pulumi.Input[str], region: pulumi.Input[str]
+) -> dict[str, Any]:
+    """``pipeline-install-config``: the MySQL database at ``db_host``, artifacts on S3."""
+    return {
+        "appName": "pipeline",
+        "appVersion": KFP_VERSION,
+        "dbHost": db_host,
+        "dbPort": "3306",
+        "dbType": "mysql",
+        "mlmdDb": "metadb",
+        "cacheDb": "cachedb",
+        "pipelineDb": "mlpipeline",
+        "bucketName": args.artifacts_bucket,
+        "defaultPipelineRoot": pulumi.Output.concat("s3://", args.artifacts_bucket, "/pipelines"),
+        "ObjectStoreConfigHost": pulumi.Output.concat("s3.", region, ".amazonaws.com"),
+        "ObjectStoreConfigRegion": region,
+        "ObjectStoreConfigSecure": "true",
+        "autoUpdatePipelineDefaultVersion": "true",
+        "cronScheduleTimezone": "UTC",
+        "ConMaxLifeTime": "120s",
+    }

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components._aws import TYPE_PREFIX, child, irsa_role, policy
-from components._k8s import container, metadata, pod_spec
+from components._aws import TYPE_PREFIX, child
+from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
+from components._k8s import (
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATION,
+    allow_path,
+    chart_container_security,
+    claim_spec,
+    container,
+    helm_release,
+    metadata,
+    pod_spec,
+    pool_selector,
+    runtime_default,
+)
+from components.feature_store import SERVER_LABELS as FEATURE_SERVER_LABELS
 from policies.promotion import DEFAULT, PromotionCriteria
 
 PROMETHEUS_CHART = (
@@ -28,7 +43,10 @@ PROMETHEUS_URL = "http://prometheus-kube-prometheus-prometheus.monitoring.svc:90
 """The query endpoint of the ``prometheus`` release: kube-prometheus-stack names the Service
 ``<fullname>-prometheus``, fullname being ``<release>-<chart>`` cut to 26 characters
 (``prometheus-kube-prometheus``). The canary analysis and KEDA query it."""
-KFP_URL = "http://ml-pipeline.kubeflow.svc:8888"
+KFP_PORT = 8888
+KFP_URL = f"http://ml-pipeline.kubeflow.svc:{KFP_PORT}"
+DRIFT_LABELS = {"app.kubernetes.io/name": "drift-monitor"}
+"""Pod labels of the drift jobs: the retraining NetworkPolicies select them."""
 
 
 @dataclass
@@ -46,10 +64,8 @@ class MonitoringArgs:
     """Its ARN, for the drift jobs' read-only role."""
     storage_key_arn: pulumi.Input[str]
     """KMS key of the bucket."""
-    oidc_provider_arn: pulumi.Input[str]
-    """IRSA OIDC provider."""
-    oidc_issuer_url: pulumi.Input[str]
-    """Its issuer URL."""
+    cluster_access: ClusterAccess
+    """IRSA access to the cluster (its OIDC provider)."""
     drift_image: str
     """Pinned image running ``python -m pipelines.monitoring.drift_job`` (the project's kernels)."""
     drift_threshold: float = 0.2
@@ -66,6 +82,17 @@ class MonitoringArgs:
     """Error-rate threshold shared with progressive delivery."""
 
 
+def alert(name: str, expr: str, hold: str, severity: str, summary: str) -> dict[str, Any]:
+    """One alerting rule: firing after ``hold`` (its ``for:``), with a severity and a summary."""
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": hold,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary},
+    }
+
+
 def alert_rules(args: MonitoringArgs) -> list[dict]:
     """The PrometheusRule groups: latency, errors, GPU utilisation, drift."""
     err = (
@@ -73,66 +100,69 @@ def alert_rules(args: MonitoringArgs) -> list[dict]:
         "sum by (model) (rate(nv_inference_request_success[5m])) + "
         "sum by (model) (rate(nv_inference_request_failure[5m])), 1e-9)"
     )
+    gpu_util = "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)"
+    on_host = "GPU on {{ $labels.Hostname }}"
     return [
         {
             "name": "sovereign-ml.serving",
             "rules": [
-                {
-                    "alert": "ModelP99LatencyHigh",
-                    "expr": (
-                        'max by (model) (nv_inference_request_summary_us{quantile="0.99"}) '
-                        f"> {args.p99_latency_ms * 1000:g}"
-                    ),
-                    "for": "10m",
-                    "labels": {"severity": "page"},
-                    "annotations": {"summary": "{{ $labels.model }} p99 latency above target"},
-                },
-                {
-                    "alert": "ModelErrorRateHigh",
-                    "expr": f"{err} > {args.criteria.max_error_rate}",
-                    "for": "5m",
-                    "labels": {"severity": "page"},
-                    "annotations": {"summary": "{{ $labels.model }} is failing inferences"},
-                },
+                alert(
+                    "ModelP99LatencyHigh",
+                    'max by (model) (nv_inference_request_summary_us{quantile="0.99"}) '
+                    f"> {args.p99_latency_ms * 1000:g}",
+                    "10m",
+                    "page",
+                    "{{ $labels.model }} p99 latency above target",
+                ),
+                alert(
+                    "ModelErrorRateHigh",
+                    f"{err} > {args.criteria.max_error_rate}",
+                    "5m",
+                    "page",
+                    "{{ $labels.model }} is failing inferences",
+                ),
             ],
         },
         {
             "name": "sovereign-ml.gpu",
             "rules": [
-                {
-                    "alert": "GpuSaturated",
-                    "expr": "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL) > 95",
-                    "for": "30m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {
-                        "summary": "GPU on {{ $labels.Hostname }} saturated: scale out"
-                    },
-                },
-                {
-                    "alert": "GpuIdle",
-                    "expr": "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL) < 10",
-                    "for": "2h",
-                    "labels": {"severity": "info"},
-                    "annotations": {"summary": "GPU on {{ $labels.Hostname }} idle: rightsize"},
-                },
+                alert(
+                    "GpuSaturated",
+                    f"{gpu_util} > 95",
+                    "30m",
+                    "warning",
+                    f"{on_host} saturated: scale out",
+                ),
+                alert("GpuIdle", f"{gpu_util} < 10", "2h", "info", f"{on_host} idle: rightsize"),
             ],
         },
         {
             "name": "sovereign-ml.drift",
             "rules": [
-                {
-                    "alert": "FeatureDrift",
-                    "expr": f"max by (model, feature) (sovml_drift_psi) > {args.drift_threshold:g}",
-                    "for": "15m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {
-                        "summary": "{{ $labels.model }}: {{ $labels.feature }} drifted; the "
-                        "drift job has requested a retraining run"
-                    },
-                }
+                alert(
+                    "FeatureDrift",
+                    f"max by (model, feature) (sovml_drift_psi) > {args.drift_threshold:g}",
+                    "15m",
+                    "warning",
+                    "{{ $labels.model }}: {{ $labels.feature }} drifted; the "
+                    "drift job has requested a retraining run",
+                )
             ],
         },
     ]
+
+
+def chart_hardening() -> dict[str, Any]:
+    """Pod and container security values the prometheus-community charts take."""
+    return {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "fsGroup": 65534,
+            "seccompProfile": runtime_default(),
+        },
+        "containerSecurityContext": chart_container_security(),
+    }
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -162,28 +192,30 @@ class Monitoring(pulumi.ComponentResource):
         if len(set(args.models)) != len(args.models):
             raise ValueError(f"MonitoringArgs.models: duplicates in {list(args.models)}")
         super().__init__(f"{TYPE_PREFIX}:monitoring:Monitoring", name, None, opts)
-        ns = args.namespace
-        hardened = {
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65534,
-                "fsGroup": 65534,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containerSecurityContext": {
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]},
-            },
-        }
-        chart, version, repo = PROMETHEUS_CHART
-        stack = k8s.helm.v3.Release(
+
+        stack = self._prometheus(name, args)
+        self._exporters(name, args, stack)
+        self._service_monitors(name, args, stack)
+        k8s.apiextensions.CustomResource(
+            f"{name}-rules",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=metadata("sovereign-ml", args.namespace),
+            spec={"groups": alert_rules(args)},
+            opts=child(self, depends_on=[stack]),
+        )
+        self._drift_jobs(name, args)
+        self.register_outputs({})
+
+    def _prometheus(self, name: str, args: MonitoringArgs) -> k8s.helm.v3.Release:
+        """kube-prometheus-stack without Grafana, on an encrypted volume, hardened."""
+        hardened = chart_hardening()
+        storage = claim_spec("50Gi")
+        return helm_release(
             f"{name}-prometheus",
-            name="prometheus",
-            chart=chart,
-            version=version,
-            namespace=ns,
-            repository_opts={"repo": repo},
+            PROMETHEUS_CHART,
+            release="prometheus",
+            namespace=args.namespace,
             values={
                 "grafana": {"enabled": False},
                 "prometheus": {
@@ -191,15 +223,7 @@ class Monitoring(pulumi.ComponentResource):
                         "retention": args.retention,
                         "serviceMonitorSelectorNilUsesHelmValues": False,
                         "ruleSelectorNilUsesHelmValues": False,
-                        "storageSpec": {
-                            "volumeClaimTemplate": {
-                                "spec": {
-                                    "storageClassName": "gp3-encrypted",
-                                    "accessModes": ["ReadWriteOnce"],
-                                    "resources": {"requests": {"storage": "50Gi"}},
-                                }
-                            }
-                        },
+                        "storageSpec": {"volumeClaimTemplate": {"spec": storage}},
                         "securityContext": hardened["securityContext"],
                     }
                 },
@@ -210,48 +234,46 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        chart, version, repo = PUSHGATEWAY_CHART
-        k8s.helm.v3.Release(
+
+    def _exporters(self, name: str, args: MonitoringArgs, stack: k8s.helm.v3.Release) -> None:
+        """The pushgateway the drift jobs push to and, with GPUs, the DCGM exporter."""
+        helm_release(
             f"{name}-pushgateway",
-            name="prometheus-pushgateway",
-            chart=chart,
-            version=version,
-            namespace=ns,
-            repository_opts={"repo": repo},
-            values={"serviceMonitor": {"enabled": True}, **hardened},
+            PUSHGATEWAY_CHART,
+            namespace=args.namespace,
+            values={"serviceMonitor": {"enabled": True}, **chart_hardening()},
             opts=child(self, depends_on=[stack]),
         )
         if args.gpu_enabled:
-            chart, version, repo = DCGM_CHART
-            k8s.helm.v3.Release(
+            helm_release(
                 f"{name}-dcgm-exporter",
-                name="dcgm-exporter",
-                chart=chart,
-                version=version,
+                DCGM_CHART,
                 namespace="kube-system",
-                repository_opts={"repo": repo},
                 values={
-                    "nodeSelector": {"sovereign-ml/pool": "gpu"},
-                    "tolerations": [
-                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-                    ],
+                    "nodeSelector": dict(GPU_NODE_SELECTOR),
+                    "tolerations": [dict(GPU_TOLERATION)],
                     "serviceMonitor": {"enabled": True},
                 },
                 opts=child(self, depends_on=[stack]),
             )
+
+    def _service_monitors(
+        self, name: str, args: MonitoringArgs, stack: k8s.helm.v3.Release
+    ) -> None:
+        """Scrapes of Triton (with the rollout variant as a label) and the feature server."""
         monitors = [
             ("triton", "serving", {"app.kubernetes.io/part-of": "sovereign-ml"}, "metrics"),
-            ("feature-server", "feature-store", {"app.kubernetes.io/name": "feast"}, "metrics"),
+            ("feature-server", "feature-store", FEATURE_SERVER_LABELS, "metrics"),
         ]
         for mon, target_ns, selector, port in monitors:
             k8s.apiextensions.CustomResource(
                 f"{name}-{mon}-monitor",
                 api_version="monitoring.coreos.com/v1",
                 kind="ServiceMonitor",
-                metadata=metadata(mon, ns),
+                metadata=metadata(mon, args.namespace),
                 spec={
                     "namespaceSelector": {"matchNames": [target_ns]},
-                    "selector": {"matchLabels": selector},
+                    "selector": {"matchLabels": dict(selector)},
                     "endpoints": [
                         {
                             "port": port,
@@ -269,150 +291,88 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 opts=child(self, depends_on=[stack]),
             )
-        k8s.apiextensions.CustomResource(
-            f"{name}-rules",
-            api_version="monitoring.coreos.com/v1",
-            kind="PrometheusRule",
-            metadata=metadata("sovereign-ml", ns),
-            spec={"groups": alert_rules(args)},
-            opts=child(self, depends_on=[stack]),
-        )
-        self._drift_jobs(name, args)
-        self.register_outputs({})
 
     def _drift_jobs(self, name: str, args: MonitoringArgs) -> None:
-        ns = args.namespace
-        bucket = pulumi.Output.from_input(args.data_bucket_arn)
-        role = irsa_role(
-            f"{name}-drift-irsa",
-            oidc_provider_arn=args.oidc_provider_arn,
-            oidc_issuer_url=args.oidc_issuer_url,
-            namespace=ns,
+        """A read-only IRSA account, a CronJob per model, and the one path into Kubeflow."""
+        irsa_service_account(
+            self,
+            f"{name}-drift",
+            access=args.cluster_access,
+            namespace=args.namespace,
             service_account="drift-monitor",
-            inline_policy=policy(
-                [
-                    {
-                        "Sid": "ReadProfilesAndInferenceLogs",
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:ListBucket"],
-                        "Resource": [args.data_bucket_arn, bucket.apply(lambda a: f"{a}/*")],
-                    },
-                    {
-                        "Sid": "DecryptSseKms",
-                        "Effect": "Allow",
-                        "Action": "kms:Decrypt",
-                        "Resource": args.storage_key_arn,
-                    },
-                ]
+            inline_policy=bucket_policy(
+                args.data_bucket_arn,
+                args.storage_key_arn,
+                ("ReadProfilesAndInferenceLogs", "DecryptSseKms"),
             ),
-            opts=child(self),
         )
-        k8s.core.v1.ServiceAccount(
-            f"{name}-drift-sa",
-            metadata={
-                **metadata("drift-monitor", ns),
-                "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-            },
-            opts=child(self),
-        )
-        drift_labels = {"app.kubernetes.io/name": "drift-monitor"}
         for model in args.models:
-            job = container(
-                "drift",
-                args.drift_image,
-                cpu="1",
-                memory="4Gi",
-                cpu_limit="2",
-                command=["python", "-m", "pipelines.monitoring.drift_job"],
-                args=[
-                    "--model",
-                    model,
-                    "--reference",
-                    f"s3://$(DATA_BUCKET)/{model}/reference_profile.npz",
-                    "--window",
-                    f"s3://$(DATA_BUCKET)/inference-logs/{model}/",
-                    "--threshold",
-                    f"{args.drift_threshold:g}",
-                    "--pushgateway",
-                    PUSHGATEWAY_URL,
-                    "--kfp-endpoint",
-                    KFP_URL,
-                    "--retrain-pipeline",
-                    "training",
-                ],
-                volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
-            )
-            job["env"] = [{"name": "DATA_BUCKET", "value": args.data_bucket}]
-            k8s.batch.v1.CronJob(
-                f"{name}-drift-{model}",
-                metadata=metadata(f"drift-{model}", ns),
-                spec={
-                    "schedule": args.drift_schedule,
-                    "concurrencyPolicy": "Forbid",
-                    "successfulJobsHistoryLimit": 3,
-                    "failedJobsHistoryLimit": 3,
-                    "jobTemplate": {
-                        "spec": {
-                            "backoffLimit": 2,
-                            "activeDeadlineSeconds": 1800,
-                            "template": {
-                                "metadata": {
-                                    "labels": {**drift_labels, "sovereign-ml/model": model}
-                                },
-                                "spec": pod_spec(
-                                    [job],
-                                    service_account="drift-monitor",
-                                    volumes=[{"name": "tmp", "emptyDir": {}}],
-                                    node_selector={"sovereign-ml/pool": "workers"},
-                                    restart_policy="Never",
-                                ),
-                            },
-                        }
-                    },
-                },
-                opts=child(self),
-            )
-        # The one path from monitoring into Kubeflow: drift jobs submitting retraining runs.
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-drift-to-kfp",
-            metadata=metadata("allow-drift-to-kfp", ns),
+            self._drift_job(name, args, model)
+        self._retraining_path(name, args)
+
+    def _drift_job(self, name: str, args: MonitoringArgs, model: str) -> None:
+        job = container(
+            "drift",
+            args.drift_image,
+            cpu="1",
+            memory="4Gi",
+            cpu_limit="2",
+            command=["python", "-m", "pipelines.monitoring.drift_job"],
+            args=[
+                "--model",
+                model,
+                "--reference",
+                f"s3://$(DATA_BUCKET)/{model}/reference_profile.npz",
+                "--window",
+                f"s3://$(DATA_BUCKET)/inference-logs/{model}/",
+                "--threshold",
+                f"{args.drift_threshold:g}",
+                "--pushgateway",
+                PUSHGATEWAY_URL,
+                "--kfp-endpoint",
+                KFP_URL,
+                "--retrain-pipeline",
+                "training",
+            ],
+            env={"DATA_BUCKET": args.data_bucket},
+            volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
+        )
+        k8s.batch.v1.CronJob(
+            f"{name}-drift-{model}",
+            metadata=metadata(f"drift-{model}", args.namespace),
             spec={
-                "podSelector": {"matchLabels": drift_labels},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}
-                                }
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": 8888}],
+                "schedule": args.drift_schedule,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "spec": {
+                        "backoffLimit": 2,
+                        "activeDeadlineSeconds": 1800,
+                        "template": {
+                            "metadata": {"labels": {**DRIFT_LABELS, "sovereign-ml/model": model}},
+                            "spec": pod_spec(
+                                [job],
+                                service_account="drift-monitor",
+                                volumes=[{"name": "tmp", "emptyDir": {}}],
+                                node_selector=pool_selector("workers"),
+                                restart_policy="Never",
+                            ),
+                        },
                     }
-                ],
+                },
             },
             opts=child(self),
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-kfp-from-drift",
-            metadata=metadata("allow-retraining-from-drift", "kubeflow"),
-            spec={
-                "podSelector": {"matchLabels": {"app": "ml-pipeline"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": ns}
-                                },
-                                "podSelector": {"matchLabels": drift_labels},
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": 8888}],
-                    }
-                ],
-            },
-            opts=child(self),
+
+    def _retraining_path(self, name: str, args: MonitoringArgs) -> None:
+        """The one path from monitoring into Kubeflow: drift jobs submitting retraining runs."""
+        allow_path(
+            self,
+            egress=(f"{name}-drift-to-kfp", "allow-drift-to-kfp"),
+            ingress=(f"{name}-kfp-from-drift", "allow-retraining-from-drift"),
+            source=(args.namespace, DRIFT_LABELS),
+            target=("kubeflow", {"app": "ml-pipeline"}),
+            port=KFP_PORT,
+            to_any_pod=True,
         )

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components._aws import TYPE_PREFIX, child, policy, service_trust
+from components._aws import (
+    TYPE_PREFIX,
+    child,
+    policy,
+    region_of,
+    service_role,
+    vpc_only_security_group,
+)
 
 INTERFACE_ENDPOINTS = (
     "ecr.api",
@@ -29,8 +36,6 @@ class NetworkArgs:
 
     name_prefix: str
     """Prefix of the Name tags."""
-    region: str
-    """Region of the VPC; endpoint service names are built from it."""
     cidr: str
     """VPC IPv4 CIDR (/16 to /20)."""
     az_count: int
@@ -63,7 +68,8 @@ class Network(pulumi.ComponentResource):
 
     The default security group is emptied, every subnet route is explicit, VPC flow logs go to a
     KMS-encrypted CloudWatch log group, and S3 (gateway) plus ECR, STS, KMS, Logs, EC2, ELB and
-    Auto Scaling (interface) endpoints keep platform traffic on the AWS network inside the region.
+    Auto Scaling (interface) endpoints keep platform traffic on the AWS network inside the region
+    (the AWS provider's, which the endpoint service names are built from).
     """
 
     vpc_id: pulumi.Output[str]
@@ -105,92 +111,21 @@ class Network(pulumi.ComponentResource):
         )
 
         private_cidrs, public_cidrs = subnet_plan(args.cidr, args.az_count)
-        cluster_tag = (
-            {f"kubernetes.io/cluster/{args.cluster_name}": "shared"} if args.cluster_name else {}
-        )
-        public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": f"{prefix}-public"}, opts=child(self)
-        )
-        aws.ec2.Route(
-            f"{name}-public-default",
-            route_table_id=public_rt.id,
-            destination_cidr_block="0.0.0.0/0",
-            gateway_id=igw.id,
-            opts=child(self),
-        )
+        public_rt = self._route_table(f"{name}-public", f"{prefix}-public", vpc, gateway_id=igw.id)
         public_subnets: list[aws.ec2.Subnet] = []
         private_subnets: list[aws.ec2.Subnet] = []
-        nats: list[aws.ec2.NatGateway] = []
         private_rts: list[aws.ec2.RouteTable] = []
+        nat: aws.ec2.NatGateway | None = None
         for i in range(args.az_count):
             az = azs.names[i]
-            public = aws.ec2.Subnet(
-                f"{name}-public-{i}",
-                vpc_id=vpc.id,
-                cidr_block=public_cidrs[i],
-                availability_zone=az,
-                # Nothing launched here gets a public IP by default; NAT and LBs bring their own.
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{prefix}-public-{i}", "kubernetes.io/role/elb": "1", **cluster_tag},
-                opts=child(self),
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{i}-rta",
-                subnet_id=public.id,
-                route_table_id=public_rt.id,
-                opts=child(self),
-            )
+            public = self._subnet(name, args, vpc, "public", i, az, public_cidrs[i])
+            self._associate(f"{name}-public-{i}-rta", public, public_rt)
             public_subnets.append(public)
-            private = aws.ec2.Subnet(
-                f"{name}-private-{i}",
-                vpc_id=vpc.id,
-                cidr_block=private_cidrs[i],
-                availability_zone=az,
-                map_public_ip_on_launch=False,
-                tags={
-                    "Name": f"{prefix}-private-{i}",
-                    "kubernetes.io/role/internal-elb": "1",
-                    **cluster_tag,
-                },
-                opts=child(self),
-            )
+            private = self._subnet(name, args, vpc, "private", i, az, private_cidrs[i])
             private_subnets.append(private)
-            if i == 0 or not args.single_nat_gateway:
-                eip = aws.ec2.Eip(
-                    f"{name}-nat-{i}-eip",
-                    domain="vpc",
-                    tags={"Name": f"{prefix}-nat-{i}"},
-                    opts=child(self),
-                )
-                nats.append(
-                    aws.ec2.NatGateway(
-                        f"{name}-nat-{i}",
-                        allocation_id=eip.id,
-                        subnet_id=public.id,
-                        tags={"Name": f"{prefix}-nat-{i}"},
-                        opts=child(self, depends_on=[igw]),
-                    )
-                )
-            rt = aws.ec2.RouteTable(
-                f"{name}-private-{i}-rt",
-                vpc_id=vpc.id,
-                tags={"Name": f"{prefix}-private-{i}"},
-                opts=child(self),
-            )
-            aws.ec2.Route(
-                f"{name}-private-{i}-default",
-                route_table_id=rt.id,
-                destination_cidr_block="0.0.0.0/0",
-                nat_gateway_id=nats[-1].id,
-                opts=child(self),
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{i}-rta",
-                subnet_id=private.id,
-                route_table_id=rt.id,
-                opts=child(self),
-            )
-            private_rts.append(rt)
+            if nat is None or not args.single_nat_gateway:
+                nat = self._nat_gateway(name, prefix, i, public, igw)
+            private_rts.append(self._private_routes(name, prefix, i, vpc, private, nat))
 
         self._flow_logs(name, args, vpc)
         self._endpoints(name, args, vpc, private_subnets, private_rts)
@@ -206,6 +141,98 @@ class Network(pulumi.ComponentResource):
             }
         )
 
+    def _subnet(
+        self,
+        name: str,
+        args: NetworkArgs,
+        vpc: aws.ec2.Vpc,
+        tier: str,
+        i: int,
+        az: pulumi.Input[str],
+        cidr: str,
+    ) -> aws.ec2.Subnet:
+        """The ``public`` or ``private`` subnet of AZ ``i``, tagged for load-balancer discovery."""
+        cluster_tag = (
+            {f"kubernetes.io/cluster/{args.cluster_name}": "shared"} if args.cluster_name else {}
+        )
+        lb_role = (
+            "kubernetes.io/role/elb" if tier == "public" else "kubernetes.io/role/internal-elb"
+        )
+        return aws.ec2.Subnet(
+            f"{name}-{tier}-{i}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=az,
+            # Nothing launched here gets a public IP by default; NAT and LBs bring their own.
+            map_public_ip_on_launch=False,
+            tags={"Name": f"{args.name_prefix}-{tier}-{i}", lb_role: "1", **cluster_tag},
+            opts=child(self),
+        )
+
+    def _associate(
+        self, resource_name: str, subnet: aws.ec2.Subnet, table: aws.ec2.RouteTable
+    ) -> None:
+        aws.ec2.RouteTableAssociation(
+            resource_name, subnet_id=subnet.id, route_table_id=table.id, opts=child(self)
+        )
+
+    def _nat_gateway(
+        self,
+        name: str,
+        prefix: str,
+        i: int,
+        public: aws.ec2.Subnet,
+        igw: aws.ec2.InternetGateway,
+    ) -> aws.ec2.NatGateway:
+        eip = aws.ec2.Eip(
+            f"{name}-nat-{i}-eip",
+            domain="vpc",
+            tags={"Name": f"{prefix}-nat-{i}"},
+            opts=child(self),
+        )
+        return aws.ec2.NatGateway(
+            f"{name}-nat-{i}",
+            allocation_id=eip.id,
+            subnet_id=public.id,
+            tags={"Name": f"{prefix}-nat-{i}"},
+            opts=child(self, depends_on=[igw]),
+        )
+
+    def _private_routes(
+        self,
+        name: str,
+        prefix: str,
+        i: int,
+        vpc: aws.ec2.Vpc,
+        private: aws.ec2.Subnet,
+        nat: aws.ec2.NatGateway,
+    ) -> aws.ec2.RouteTable:
+        """AZ ``i``'s private route table: everything leaves through ``nat``."""
+        rt = self._route_table(
+            f"{name}-private-{i}", f"{prefix}-private-{i}", vpc, nat_gateway_id=nat.id
+        )
+        self._associate(f"{name}-private-{i}-rta", private, rt)
+        return rt
+
+    def _route_table(
+        self,
+        role: str,
+        tag: str,
+        vpc: aws.ec2.Vpc,
+        **default_route: pulumi.Input[str],
+    ) -> aws.ec2.RouteTable:
+        """A route table ``<role>-rt`` whose default route ``<role>-default`` leaves through
+        ``default_route`` (``gateway_id`` or ``nat_gateway_id``)."""
+        rt = aws.ec2.RouteTable(f"{role}-rt", vpc_id=vpc.id, tags={"Name": tag}, opts=child(self))
+        aws.ec2.Route(
+            f"{role}-default",
+            route_table_id=rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            opts=child(self),
+            **default_route,
+        )
+        return rt
+
     def _flow_logs(self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc) -> None:
         group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
@@ -214,28 +241,25 @@ class Network(pulumi.ComponentResource):
             kms_key_id=args.logs_key_arn,
             opts=child(self),
         )
-        role = aws.iam.Role(
+        role, _ = service_role(
             f"{name}-flow-logs-role",
-            assume_role_policy=service_trust("vpc-flow-logs.amazonaws.com"),
+            service="vpc-flow-logs.amazonaws.com",
             description="Lets VPC Flow Logs write to its one log group",
-            opts=child(self),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-flow-logs-write",
-            role=role.id,
-            policy=policy(
-                [
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "logs:CreateLogStream",
-                            "logs:PutLogEvents",
-                            "logs:DescribeLogStreams",
-                        ],
-                        "Resource": [group.arn, group.arn.apply(lambda a: f"{a}:*")],
-                    }
-                ]
-            ),
+            inline={
+                f"{name}-flow-logs-write": policy(
+                    [
+                        {
+                            "Effect": "Allow",
+                            "Action": [
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            "Resource": [group.arn, group.arn.apply(lambda a: f"{a}:*")],
+                        }
+                    ]
+                )
+            },
             opts=child(self),
         )
         aws.ec2.FlowLog(
@@ -258,37 +282,24 @@ class Network(pulumi.ComponentResource):
         private_subnets: list[aws.ec2.Subnet],
         private_rts: list[aws.ec2.RouteTable],
     ) -> None:
+        region = region_of(self)
         aws.ec2.VpcEndpoint(
             f"{name}-s3-endpoint",
             vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{args.region}.s3",
+            service_name=pulumi.Output.concat("com.amazonaws.", region, ".s3"),
             vpc_endpoint_type="Gateway",
             route_table_ids=[rt.id for rt in private_rts],
             tags={"Name": f"{args.name_prefix}-s3"},
             opts=child(self),
         )
-        sg = aws.ec2.SecurityGroup(
+        sg = vpc_only_security_group(
             f"{name}-endpoints-sg",
             description="HTTPS from inside the VPC to the interface endpoints",
             vpc_id=vpc.id,
-            ingress=[
-                {
-                    "description": "HTTPS from the VPC",
-                    "protocol": "tcp",
-                    "from_port": 443,
-                    "to_port": 443,
-                    "cidr_blocks": [args.cidr],
-                }
-            ],
-            egress=[
-                {
-                    "description": "Replies stay inside the VPC",
-                    "protocol": "tcp",
-                    "from_port": 443,
-                    "to_port": 443,
-                    "cidr_blocks": [args.cidr],
-                }
-            ],
+            vpc_cidr=args.cidr,
+            port=443,
+            ingress_description="HTTPS from the VPC",
+            egress=("Replies stay inside the VPC", 443, 443),
             tags={"Name": f"{args.name_prefix}-endpoints"},
             opts=child(self),
         )
@@ -296,7 +307,7 @@ class Network(pulumi.ComponentResource):
             aws.ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}-endpoint",
                 vpc_id=vpc.id,
-                service_name=f"com.amazonaws.{args.region}.{service}",
+                service_name=pulumi.Output.concat("com.amazonaws.", region, f".{service}"),
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
                 subnet_ids=[s.id for s in private_subnets],

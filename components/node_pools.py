@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components._aws import TYPE_PREFIX, child, managed_policy, service_trust
+from components._aws import TYPE_PREFIX, child, managed_policy, partition_of, service_role
+from components._k8s import POOL_LABEL
 
 GPU_TAINT = ("nvidia.com/gpu", "true", "NO_SCHEDULE")
 AMI_TYPES = {False: "AL2023_x86_64_STANDARD", True: "AL2023_x86_64_NVIDIA"}
@@ -51,8 +52,6 @@ class NodePoolsArgs:
     """Kubelet version; matches the control plane."""
     subnet_ids: Sequence[pulumi.Input[str]]
     """Private subnets the nodes run in."""
-    partition: str
-    """AWS partition, for managed policy ARNs."""
     volume_key_arn: pulumi.Input[str]
     """KMS key encrypting every root volume."""
     pools: Sequence[NodePoolSpec]
@@ -73,7 +72,8 @@ class NodePools(pulumi.ComponentResource):
     required with a hop limit of 1 (pods reach AWS only through IRSA, never through the node's
     role) and tagged instances and volumes. GPU pools use the NVIDIA AMI, carry the
     ``nvidia.com/gpu=true:NoSchedule`` taint and GPU labels. The node role gets only the worker
-    and ECR read-only policies; CNI permissions live on the vpc-cni add-on's IRSA role.
+    and ECR read-only policies (ARNs in the AWS provider's partition); CNI permissions live on
+    the vpc-cni add-on's IRSA role.
     """
 
     node_role_arn: pulumi.Output[str]
@@ -102,105 +102,107 @@ class NodePools(pulumi.ComponentResource):
                 raise ValueError(f"{where}.instance_types: empty; allowed one or more types")
         super().__init__(f"{TYPE_PREFIX}:node_pools:NodePools", name, None, opts)
 
-        role = aws.iam.Role(
+        partition = partition_of(self)
+        role, attachments = service_role(
             f"{name}-node-role",
-            assume_role_policy=service_trust("ec2.amazonaws.com"),
+            service="ec2.amazonaws.com",
             description="EKS worker nodes: join the cluster and pull images, nothing else",
+            managed={
+                f"{name}-node-role-{policy_name}": managed_policy(partition, policy_name)
+                for policy_name in (
+                    "AmazonEKSWorkerNodePolicy",
+                    "AmazonEC2ContainerRegistryReadOnly",
+                )
+            },
             opts=child(self),
         )
-        attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-role-{policy_name}",
-                role=role.name,
-                policy_arn=managed_policy(args.partition, policy_name),
-                opts=child(self),
-            )
-            for policy_name in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
-        ]
 
-        groups: dict[str, pulumi.Output[str]] = {}
-        for pool in args.pools:
-            group_name = f"{args.name_prefix}-{pool.name}"
-            template = aws.ec2.LaunchTemplate(
-                f"{name}-{pool.name}-lt",
-                name=f"{group_name}-nodes",
-                description=f"Encrypted gp3 root volume and IMDSv2 for the {pool.name} pool",
-                update_default_version=True,
-                block_device_mappings=[
-                    {
-                        "device_name": "/dev/xvda",
-                        "ebs": {
-                            "volume_size": pool.disk_gib,
-                            "volume_type": "gp3",
-                            "encrypted": "true",
-                            "kms_key_id": args.volume_key_arn,
-                            "delete_on_termination": "true",
-                        },
-                    }
-                ],
-                metadata_options={
-                    "http_endpoint": "enabled",
-                    "http_tokens": "required",
-                    "http_put_response_hop_limit": 1,
-                    "instance_metadata_tags": "disabled",
-                },
-                monitoring={"enabled": True},
-                tag_specifications=[
-                    {
-                        "resource_type": kind,
-                        "tags": {"Name": group_name, "sovereign-ml/pool": pool.name},
-                    }
-                    for kind in ("instance", "volume", "network-interface")
-                ],
-                opts=child(self),
-            )
-            group = aws.eks.NodeGroup(
-                f"{name}-{pool.name}",
-                cluster_name=args.cluster_name,
-                node_group_name=group_name,
-                version=args.kubernetes_version,
-                node_role_arn=role.arn,
-                subnet_ids=list(args.subnet_ids),
-                ami_type=AMI_TYPES[pool.gpu],
-                capacity_type=pool.capacity_type,
-                instance_types=list(pool.instance_types),
-                scaling_config={
-                    "min_size": pool.min_size,
-                    "desired_size": pool.desired_size,
-                    "max_size": pool.max_size,
-                },
-                update_config={"max_unavailable_percentage": 33},
-                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-                labels={"sovereign-ml/pool": pool.name, **pool.labels},
-                taints=[{"key": k, "value": v, "effect": e} for k, v, e in pool.taints],
-                node_repair_config={"enabled": True},
-                tags={
-                    "sovereign-ml/pool": pool.name,
-                    # Lets cluster-autoscaler scale a pool up from zero: it cannot read labels,
-                    # taints or GPU counts off nodes that do not exist yet.
-                    **{
-                        f"k8s.io/cluster-autoscaler/node-template/label/{k}": v
-                        for k, v in {"sovereign-ml/pool": pool.name, **pool.labels}.items()
-                    },
-                    **{
-                        f"k8s.io/cluster-autoscaler/node-template/taint/{k}": f"{v}:{k8s_effect(e)}"
-                        for k, v, e in pool.taints
-                    },
-                    **(
-                        {"k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu": "1"}
-                        if pool.gpu
-                        else {}
-                    ),
-                },
-                # The autoscaler moves desired_size; a later `pulumi up` must not undo that.
-                opts=child(
-                    self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]
-                ),
-            )
-            groups[pool.name] = group.node_group_name
+        groups = {
+            pool.name: self._node_group(name, args, pool, role, attachments).node_group_name
+            for pool in args.pools
+        }
 
         self.node_role_arn = role.arn
         self.node_group_names = pulumi.Output.all(**groups)
         self.register_outputs(
             {"node_role_arn": self.node_role_arn, "node_group_names": self.node_group_names}
         )
+
+    def _node_group(
+        self,
+        name: str,
+        args: NodePoolsArgs,
+        pool: NodePoolSpec,
+        role: aws.iam.Role,
+        attachments: list[pulumi.Resource],
+    ) -> aws.eks.NodeGroup:
+        """One pool: its launch template and its managed node group."""
+        group_name = f"{args.name_prefix}-{pool.name}"
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-{pool.name}-lt",
+            name=f"{group_name}-nodes",
+            description=f"Encrypted gp3 root volume and IMDSv2 for the {pool.name} pool",
+            update_default_version=True,
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": pool.disk_gib,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "kms_key_id": args.volume_key_arn,
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 1,
+                "instance_metadata_tags": "disabled",
+            },
+            monitoring={"enabled": True},
+            tag_specifications=[
+                {"resource_type": kind, "tags": {"Name": group_name, POOL_LABEL: pool.name}}
+                for kind in ("instance", "volume", "network-interface")
+            ],
+            opts=child(self),
+        )
+        labels = {POOL_LABEL: pool.name, **pool.labels}
+        return aws.eks.NodeGroup(
+            f"{name}-{pool.name}",
+            cluster_name=args.cluster_name,
+            node_group_name=group_name,
+            version=args.kubernetes_version,
+            node_role_arn=role.arn,
+            subnet_ids=list(args.subnet_ids),
+            ami_type=AMI_TYPES[pool.gpu],
+            capacity_type=pool.capacity_type,
+            instance_types=list(pool.instance_types),
+            scaling_config={
+                "min_size": pool.min_size,
+                "desired_size": pool.desired_size,
+                "max_size": pool.max_size,
+            },
+            update_config={"max_unavailable_percentage": 33},
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            labels=labels,
+            taints=[{"key": k, "value": v, "effect": e} for k, v, e in pool.taints],
+            node_repair_config={"enabled": True},
+            tags={POOL_LABEL: pool.name, **autoscaler_node_template_tags(pool, labels)},
+            # The autoscaler moves desired_size; a later `pulumi up` must not undo that.
+            opts=child(self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+
+
+def autoscaler_node_template_tags(pool: NodePoolSpec, labels: dict[str, str]) -> dict[str, str]:
+    """Tags that let cluster-autoscaler scale a pool up from zero.
+
+    It cannot read labels, taints or GPU counts off nodes that do not exist yet.
+    """
+    template = "k8s.io/cluster-autoscaler/node-template"
+    return {
+        **{f"{template}/label/{k}": v for k, v in labels.items()},
+        **{f"{template}/taint/{k}": f"{v}:{k8s_effect(e)}" for k, v, e in pool.taints},
+        **({f"{template}/resources/nvidia.com/gpu": "1"} if pool.gpu else {}),
+    }

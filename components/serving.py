@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components._aws import TYPE_PREFIX, child, irsa_role, policy
-from components._k8s import container, metadata, pod_spec
+from components._aws import TYPE_PREFIX, child, region_of
+from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
+from components._k8s import (
+    chart_container_security,
+    container,
+    cpu_hpa_spec,
+    helm_release,
+    metadata,
+    pod_spec,
+    pool_selector,
+    runtime_default,
+)
 from components.monitoring import PROMETHEUS_URL
 from policies.promotion import (
     DEFAULT,
@@ -24,6 +35,8 @@ TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 ROLLOUTS_CHART = ("argo-rollouts", "2.39.1", "https://argoproj.github.io/argo-helm")
 PROFILES = ("gpu", "cpu")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+VARIANTS = ("stable", "canary")
+"""The Rollout's two Services; pods carry their variant as the ``sovereign-ml/variant`` label."""
 RATE_WINDOW = "2m"
 """Window of the request rate KEDA scales on: eight 15 s scrapes, so one miss does not idle."""
 
@@ -81,12 +94,8 @@ class ServingArgs:
     """Its ARN, for the pull role."""
     storage_key_arn: pulumi.Input[str]
     """KMS key of the bucket (SSE-KMS), for the pull role."""
-    oidc_provider_arn: pulumi.Input[str]
-    """IRSA OIDC provider."""
-    oidc_issuer_url: pulumi.Input[str]
-    """Its issuer URL."""
-    region: str
-    """Region, for the model puller."""
+    cluster_access: ClusterAccess
+    """IRSA access to the cluster (its OIDC provider)."""
     puller_image: str
     """Image of the model puller (this repository's ``sovml artifact`` + aws s3 sync), pinned."""
     prometheus_url: str = PROMETHEUS_URL
@@ -105,7 +114,8 @@ class Serving(pulumi.ComponentResource):
     Services, an HPA and a PodDisruptionBudget, and an ``AnalysisTemplate`` whose Prometheus
     queries and thresholds are rendered from :mod:`policies.promotion`, the criteria the local
     A/B decision uses too. Traffic moves in the configured steps (5 -> 25 -> 50 -> 100 by
-    default), each gated by the analysis; a failed analysis aborts and rolls back.
+    default), each gated by the analysis; a failed analysis aborts and rolls back. The puller
+    reaches S3 in the AWS provider's region.
 
     Argo Rollouts (pinned chart) rather than Flagger: it needs no service mesh (replica-weighted
     canaries work on plain Services, and mesh or ALB routing can be added later), its analysis
@@ -137,177 +147,132 @@ class Serving(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        names = [m.name for m in args.models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"ServingArgs.models: duplicate names in {names}")
-        for m in args.models:
-            if m.profile not in PROFILES:
-                raise ValueError(
-                    f"ServingArgs.models[{m.name}].profile: {m.profile}; allowed {PROFILES}"
-                )
-            if not 1 <= m.min_replicas <= m.max_replicas:
-                raise ValueError(
-                    f"ServingArgs.models[{m.name}]: replicas {m.min_replicas}..{m.max_replicas}; "
-                    "allowed 1 <= min <= max"
-                )
-            if m.scale_to_zero and not (1 <= m.idle_minutes <= 1440 and m.target_rps >= 1):
-                raise ValueError(
-                    f"ServingArgs.models[{m.name}]: idle_minutes {m.idle_minutes}, target_rps "
-                    f"{m.target_rps}; allowed 1-1440 minutes and >= 1 request per second"
-                )
-        if ":" not in args.puller_image.rsplit("/", 1)[-1] or args.puller_image.endswith(":latest"):
-            raise ValueError(f"ServingArgs.puller_image: {args.puller_image}; allowed a pinned tag")
+        validate(args)
         super().__init__(f"{TYPE_PREFIX}:serving:Serving", name, None, opts)
 
-        role = irsa_role(
-            f"{name}-triton-irsa",
-            oidc_provider_arn=args.oidc_provider_arn,
-            oidc_issuer_url=args.oidc_issuer_url,
+        _role, sa = irsa_service_account(
+            self,
+            f"{name}-triton",
+            access=args.cluster_access,
             namespace=args.namespace,
             service_account="triton",
-            inline_policy=policy(
-                [
-                    {
-                        "Sid": "ReadModelRepositories",
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:ListBucket"],
-                        "Resource": [
-                            args.models_bucket_arn,
-                            pulumi.Output.from_input(args.models_bucket_arn).apply(
-                                lambda a: f"{a}/*"
-                            ),
-                        ],
-                    },
-                    {
-                        "Sid": "DecryptSseKmsObjects",
-                        "Effect": "Allow",
-                        "Action": "kms:Decrypt",
-                        "Resource": args.storage_key_arn,
-                    },
-                ]
+            inline_policy=bucket_policy(
+                args.models_bucket_arn,
+                args.storage_key_arn,
+                ("ReadModelRepositories", "DecryptSseKmsObjects"),
             ),
-            opts=child(self),
+            automount_token=True,
         )
-        sa = k8s.core.v1.ServiceAccount(
-            f"{name}-triton-sa",
-            metadata={
-                **metadata("triton", args.namespace),
-                "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-            },
-            automount_service_account_token=True,
-            opts=child(self),
-        )
-        chart, version, repo = ROLLOUTS_CHART
-        controller = k8s.helm.v3.Release(
+        controller = helm_release(
             f"{name}-argo-rollouts",
-            name="argo-rollouts",
-            chart=chart,
-            version=version,
+            ROLLOUTS_CHART,
             namespace=args.namespace,
-            repository_opts={"repo": repo},
             values={
                 "installCRDs": True,
                 "dashboard": {"enabled": False},
                 "controller": {
                     "replicas": 2,
-                    "nodeSelector": {"sovereign-ml/pool": "system"},
+                    "nodeSelector": pool_selector("system"),
                     "resources": {
                         "requests": {"cpu": "100m", "memory": "128Mi"},
                         "limits": {"cpu": "500m", "memory": "256Mi"},
                     },
                 },
-                "podSecurityContext": {
-                    "runAsNonRoot": True,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containerSecurityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
+                "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": runtime_default()},
+                "containerSecurityContext": chart_container_security(),
             },
             opts=child(self),
         )
+        region = region_of(self)
         for m in args.models:
-            self._model(name, m, args, sa, controller)
-        self.register_outputs({"models": names})
+            self._model(name, m, args, region, sa, controller)
+        self.register_outputs({"models": [m.name for m in args.models]})
 
     def _model(
         self,
         name: str,
         m: ServedModel,
         args: ServingArgs,
+        region: pulumi.Output[str],
         sa: k8s.core.v1.ServiceAccount,
         controller: k8s.helm.v3.Release,
     ) -> None:
-        ns, c = args.namespace, args.criteria
+        """One model: analysis, Services, Rollout, then its autoscaler and disruption budget."""
         app = f"triton-{m.name}"
         labels = {"app.kubernetes.io/name": app, "sovereign-ml/model": m.name}
-        gpu = m.profile == "gpu"
-        models_volume = {"name": "models", "mountPath": "/models"}
-        tmp_volume = {"name": "tmp", "mountPath": "/tmp"}
-        triton = container(
-            "triton",
-            TRITON_IMAGE,
-            cpu="2" if gpu else "1",
-            memory="8Gi" if gpu else "2Gi",
-            cpu_limit="4" if gpu else "2",
-            gpu=1 if gpu else 0,
-            command=["tritonserver"],
-            args=[
-                "--model-repository=/models",
-                "--model-control-mode=none",
-                "--strict-model-config=true",
-                "--allow-metrics=true",
-                "--metrics-config=summary_latencies=true",
-                f"--http-port={PORTS['http']}",
-                f"--grpc-port={PORTS['grpc']}",
-                f"--metrics-port={PORTS['metrics']}",
-            ],
-            ports=[{"name": k, "containerPort": v} for k, v in PORTS.items()],
-            probe_path="/v2/health/ready",
-            probe_port=PORTS["http"],
-            volume_mounts=[models_volume, tmp_volume],
+        analysis = self._analysis(name, m, args, app, controller)
+        services = [self._service(name, m, args.namespace, app, labels, v) for v in VARIANTS]
+        rollout = k8s.apiextensions.CustomResource(
+            f"{name}-{m.name}-rollout",
+            api_version="argoproj.io/v1alpha1",
+            kind="Rollout",
+            metadata=metadata(app, args.namespace),
+            spec={
+                "replicas": m.min_replicas,
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"prometheus.io/port": str(PORTS["metrics"])},
+                    },
+                    "spec": triton_pod(m, args, region, labels),
+                },
+                "strategy": {"canary": canary_strategy(app, args.criteria)},
+            },
+            opts=child(self, depends_on=[analysis, sa, *services]),
         )
-        triton["livenessProbe"]["httpGet"]["path"] = "/v2/health/live"
-        puller = container(
-            "model-puller",
-            args.puller_image,
-            cpu="250m",
-            memory="512Mi",
-            args=[
-                "pull",
-                "--bucket",
-                "$(MODELS_BUCKET)",
-                "--prefix",
-                f"{m.name}/",
-                "--dest",
-                f"/models/{m.name}",
-                "--decrypt-if-encrypted",
-            ],
-            env={"AWS_REGION": args.region},
-            volume_mounts=[models_volume, tmp_volume],
+        if m.scale_to_zero:
+            self._scaled_object(name, m, args, app, rollout)
+            # Controllers scale past PDBs anyway; minAvailable 1 at zero pods would be a budget
+            # violated for as long as the model idles (and alerted on), and would pin the last
+            # pod against node drains. One voluntary disruption at a time keeps the intent.
+            budget: dict = {"maxUnavailable": 1}
+        else:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-{m.name}-hpa",
+                metadata=metadata(app, args.namespace),
+                spec=cpu_hpa_spec(rollout_ref(app), m.min_replicas, m.max_replicas),
+                opts=child(self),
+            )
+            budget = {"minAvailable": 1}
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-{m.name}-pdb",
+            metadata=metadata(app, args.namespace),
+            spec={**budget, "selector": {"matchLabels": labels}},
+            opts=child(self),
         )
-        puller["env"].append(
-            {"name": "MODELS_BUCKET", "value": args.models_bucket}  # type: ignore[dict-item]
-        )
-        spec = pod_spec(
-            [triton],
-            service_account="triton",
-            gpu=gpu,
-            node_selector=None if gpu else {"sovereign-ml/pool": "workers"},
-            volumes=[{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-            spread_label=labels,
-        )
-        spec["initContainers"] = [puller]
-        template_name = f"{app}-promotion"
+
+    def _analysis(
+        self,
+        name: str,
+        m: ServedModel,
+        args: ServingArgs,
+        app: str,
+        controller: k8s.helm.v3.Release,
+    ) -> k8s.apiextensions.CustomResource:
+        """The AnalysisTemplate gating each canary step, rendered from the promotion criteria."""
+        c = args.criteria
         candidate = selector(m.name, "canary")
         baseline = selector(m.name, "stable")
-        analysis = k8s.apiextensions.CustomResource(
+        checks = (
+            ("error-rate", f"result[0] <= {c.max_error_rate}", error_rate_query(candidate)),
+            (
+                "p99-latency-ratio",
+                f"result[0] <= {c.max_p99_latency_ratio}",
+                p99_latency_ratio_query(candidate, baseline),
+            ),
+            (
+                "accuracy-delta",
+                f"result[0] >= {-c.accuracy_margin}",
+                accuracy_delta_query(candidate, baseline),
+            ),
+        )
+        return k8s.apiextensions.CustomResource(
             f"{name}-{m.name}-analysis",
             api_version="argoproj.io/v1alpha1",
             kind="AnalysisTemplate",
-            metadata=metadata(template_name, ns),
+            metadata=metadata(analysis_template(app), args.namespace),
             spec={
                 "metrics": [
                     {
@@ -318,111 +283,24 @@ class Serving(pulumi.ComponentResource):
                         "successCondition": condition,
                         "provider": {"prometheus": {"address": args.prometheus_url, "query": q}},
                     }
-                    for metric, condition, q in (
-                        (
-                            "error-rate",
-                            f"result[0] <= {c.max_error_rate}",
-                            error_rate_query(candidate),
-                        ),
-                        (
-                            "p99-latency-ratio",
-                            f"result[0] <= {c.max_p99_latency_ratio}",
-                            p99_latency_ratio_query(candidate, baseline),
-                        ),
-                        (
-                            "accuracy-delta",
-                            f"result[0] >= {-c.accuracy_margin}",
-                            accuracy_delta_query(candidate, baseline),
-                        ),
-                    )
+                    for metric, condition, q in checks
                 ]
             },
             opts=child(self, depends_on=[controller]),
         )
-        services = {}
-        for variant in ("stable", "canary"):
-            services[variant] = k8s.core.v1.Service(
-                f"{name}-{m.name}-{variant}",
-                metadata=metadata(f"{app}-{variant}", ns),
-                spec={
-                    "selector": labels,
-                    "ports": [
-                        {"name": k, "port": v, "targetPort": k, "protocol": "TCP"}
-                        for k, v in PORTS.items()
-                    ],
-                },
-                opts=child(self),
-            )
-        steps: list[dict] = []
-        for weight in c.steps[:-1]:
-            steps += [
-                {"setWeight": weight},
-                {"analysis": {"templates": [{"templateName": template_name}]}},
-            ]
-        rollout = k8s.apiextensions.CustomResource(
-            f"{name}-{m.name}-rollout",
-            api_version="argoproj.io/v1alpha1",
-            kind="Rollout",
-            metadata=metadata(app, ns),
-            spec={
-                "replicas": m.min_replicas,
-                "revisionHistoryLimit": 3,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": {"prometheus.io/port": str(PORTS["metrics"])},
-                    },
-                    "spec": spec,
-                },
-                "strategy": {
-                    "canary": {
-                        "stableService": f"{app}-stable",
-                        "canaryService": f"{app}-canary",
-                        "stableMetadata": {"labels": {"sovereign-ml/variant": "stable"}},
-                        "canaryMetadata": {"labels": {"sovereign-ml/variant": "canary"}},
-                        "steps": steps,
-                    }
-                },
-            },
-            opts=child(self, depends_on=[analysis, sa, *services.values()]),
-        )
-        if m.scale_to_zero:
-            self._scaled_object(name, m, args, app, rollout)
-            # Controllers scale past PDBs anyway; minAvailable 1 at zero pods would be a budget
-            # violated for as long as the model idles (and alerted on), and would pin the last
-            # pod against node drains. One voluntary disruption at a time keeps the intent.
-            budget: dict = {"maxUnavailable": 1}
-        else:
-            self._hpa(name, m, ns, app)
-            budget = {"minAvailable": 1}
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-{m.name}-pdb",
-            metadata=metadata(app, ns),
-            spec={**budget, "selector": {"matchLabels": labels}},
-            opts=child(self),
-        )
 
-    def _hpa(self, name: str, m: ServedModel, ns: str, app: str) -> None:
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-{m.name}-hpa",
-            metadata=metadata(app, ns),
+    def _service(
+        self, name: str, m: ServedModel, ns: str, app: str, labels: dict[str, str], variant: str
+    ) -> k8s.core.v1.Service:
+        """The ``stable`` or ``canary`` Service the Rollout steers traffic through."""
+        return k8s.core.v1.Service(
+            f"{name}-{m.name}-{variant}",
+            metadata=metadata(f"{app}-{variant}", ns),
             spec={
-                "scaleTargetRef": {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Rollout",
-                    "name": app,
-                },
-                "minReplicas": m.min_replicas,
-                "maxReplicas": m.max_replicas,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": 70},
-                        },
-                    }
+                "selector": labels,
+                "ports": [
+                    {"name": k, "port": v, "targetPort": k, "protocol": "TCP"}
+                    for k, v in PORTS.items()
                 ],
             },
             opts=child(self),
@@ -436,31 +314,6 @@ class Serving(pulumi.ComponentResource):
         app: str,
         rollout: k8s.apiextensions.CustomResource,
     ) -> None:
-        # KEDA runs 0 <-> 1 itself and gives 1..N to its HPA. A floor above one keeps zone
-        # redundancy once woken: idleReplicaCount 0 (the only value KEDA supports) is then the
-        # idle state and minReplicaCount the floor.
-        floor = (
-            {"minReplicaCount": 0}
-            if m.min_replicas == 1
-            else {"idleReplicaCount": 0, "minReplicaCount": m.min_replicas}
-        )
-        # The request-rate trigger cannot wake an idle model (its series vanish with the last
-        # pod); the cron trigger is the wake path: the floor during the tenant's hours.
-        warm = (
-            [
-                {
-                    "type": "cron",
-                    "metadata": {
-                        "timezone": m.timezone,
-                        "start": m.warm_start_cron,
-                        "end": m.warm_end_cron,
-                        "desiredReplicas": str(m.min_replicas),
-                    },
-                }
-            ]
-            if m.warm_start_cron
-            else []
-        )
         k8s.apiextensions.CustomResource(
             f"{name}-{m.name}-scaler",
             api_version="keda.sh/v1alpha1",
@@ -471,30 +324,168 @@ class Serving(pulumi.ComponentResource):
                 # having KEDA's admission webhook refuse a second autoscaler on the Rollout.
                 "annotations": {"scaledobject.keda.sh/transfer-hpa-ownership": "true"},
             },
-            spec={
-                "scaleTargetRef": {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Rollout",
-                    "name": app,
-                },
-                **floor,
-                "maxReplicaCount": m.max_replicas,
-                "cooldownPeriod": m.idle_minutes * 60,
-                "advanced": {"horizontalPodAutoscalerConfig": {"name": app}},
-                "triggers": [
-                    *warm,
-                    {
-                        "type": "prometheus",
-                        "metadata": {
-                            "serverAddress": args.prometheus_url,
-                            "query": request_rate_query(m.name),
-                            "threshold": str(m.target_rps),
-                            "activationThreshold": "0",
-                            # No pods, no series: an empty result means zero requests.
-                            "ignoreNullValues": "true",
-                        },
-                    },
-                ],
-            },
+            spec=scaled_object_spec(m, app, args.prometheus_url),
             opts=child(self, depends_on=[rollout]),
         )
+
+
+def validate(args: ServingArgs) -> None:
+    """Raise ``ValueError`` naming the first field of ``args`` that is not allowed."""
+    names = [m.name for m in args.models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"ServingArgs.models: duplicate names in {names}")
+    for m in args.models:
+        if m.profile not in PROFILES:
+            raise ValueError(
+                f"ServingArgs.models[{m.name}].profile: {m.profile}; allowed {PROFILES}"
+            )
+        if not 1 <= m.min_replicas <= m.max_replicas:
+            raise ValueError(
+                f"ServingArgs.models[{m.name}]: replicas {m.min_replicas}..{m.max_replicas}; "
+                "allowed 1 <= min <= max"
+            )
+        if m.scale_to_zero and not (1 <= m.idle_minutes <= 1440 and m.target_rps >= 1):
+            raise ValueError(
+                f"ServingArgs.models[{m.name}]: idle_minutes {m.idle_minutes}, target_rps "
+                f"{m.target_rps}; allowed 1-1440 minutes and >= 1 request per second"
+            )
+    if ":" not in args.puller_image.rsplit("/", 1)[-1] or args.puller_image.endswith(":latest"):
+        raise ValueError(f"ServingArgs.puller_image: {args.puller_image}; allowed a pinned tag")
+
+
+def rollout_ref(app: str) -> dict[str, str]:
+    """An autoscaler's ``scaleTargetRef`` to the model's Rollout."""
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": app}
+
+
+def analysis_template(app: str) -> str:
+    """Name of the AnalysisTemplate of a model's Rollout."""
+    return f"{app}-promotion"
+
+
+def canary_strategy(app: str, c: PromotionCriteria) -> dict[str, Any]:
+    """Traffic through ``c.steps`` (the last, 100 %, is promotion), each step then analysed."""
+    steps: list[dict] = []
+    for weight in c.steps[:-1]:
+        steps += [
+            {"setWeight": weight},
+            {"analysis": {"templates": [{"templateName": analysis_template(app)}]}},
+        ]
+    return {
+        "stableService": f"{app}-stable",
+        "canaryService": f"{app}-canary",
+        "stableMetadata": {"labels": {"sovereign-ml/variant": "stable"}},
+        "canaryMetadata": {"labels": {"sovereign-ml/variant": "canary"}},
+        "steps": steps,
+    }
+
+
+def triton_pod(
+    m: ServedModel, args: ServingArgs, region: pulumi.Input[str], labels: dict[str, str]
+) -> dict[str, Any]:
+    """Triton's pod: the model puller as init container, GPU or worker-pool placement."""
+    gpu = m.profile == "gpu"
+    models_volume = {"name": "models", "mountPath": "/models"}
+    tmp_volume = {"name": "tmp", "mountPath": "/tmp"}
+    triton = container(
+        "triton",
+        TRITON_IMAGE,
+        cpu="2" if gpu else "1",
+        memory="8Gi" if gpu else "2Gi",
+        cpu_limit="4" if gpu else "2",
+        gpu=1 if gpu else 0,
+        command=["tritonserver"],
+        args=[
+            "--model-repository=/models",
+            "--model-control-mode=none",
+            "--strict-model-config=true",
+            "--allow-metrics=true",
+            "--metrics-config=summary_latencies=true",
+            f"--http-port={PORTS['http']}",
+            f"--grpc-port={PORTS['grpc']}",
+            f"--metrics-port={PORTS['metrics']}",
+        ],
+        ports=[{"name": k, "containerPort": v} for k, v in PORTS.items()],
+        probe_path="/v2/health/ready",
+        probe_port=PORTS["http"],
+        volume_mounts=[models_volume, tmp_volume],
+    )
+    triton["livenessProbe"]["httpGet"]["path"] = "/v2/health/live"
+    puller = container(
+        "model-puller",
+        args.puller_image,
+        cpu="250m",
+        memory="512Mi",
+        args=[
+            "pull",
+            "--bucket",
+            "$(MODELS_BUCKET)",
+            "--prefix",
+            f"{m.name}/",
+            "--dest",
+            f"/models/{m.name}",
+            "--decrypt-if-encrypted",
+        ],
+        env={"AWS_REGION": region, "MODELS_BUCKET": args.models_bucket},
+        volume_mounts=[models_volume, tmp_volume],
+    )
+    spec = pod_spec(
+        [triton],
+        service_account="triton",
+        gpu=gpu,
+        node_selector=None if gpu else pool_selector("workers"),
+        volumes=[{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        spread_label=labels,
+    )
+    spec["initContainers"] = [puller]
+    return spec
+
+
+def scaled_object_spec(m: ServedModel, app: str, prometheus_url: str) -> dict[str, Any]:
+    """KEDA's spec for a scale-to-zero model: request-rate trigger, optional warm hours."""
+    # KEDA runs 0 <-> 1 itself and gives 1..N to its HPA. A floor above one keeps zone
+    # redundancy once woken: idleReplicaCount 0 (the only value KEDA supports) is then the
+    # idle state and minReplicaCount the floor.
+    floor = (
+        {"minReplicaCount": 0}
+        if m.min_replicas == 1
+        else {"idleReplicaCount": 0, "minReplicaCount": m.min_replicas}
+    )
+    # The request-rate trigger cannot wake an idle model (its series vanish with the last
+    # pod); the cron trigger is the wake path: the floor during the tenant's hours.
+    warm = (
+        [
+            {
+                "type": "cron",
+                "metadata": {
+                    "timezone": m.timezone,
+                    "start": m.warm_start_cron,
+                    "end": m.warm_end_cron,
+                    "desiredReplicas": str(m.min_replicas),
+                },
+            }
+        ]
+        if m.warm_start_cron
+        else []
+    )
+    return {
+        "scaleTargetRef": rollout_ref(app),
+        **floor,
+        "maxReplicaCount": m.max_replicas,
+        "cooldownPeriod": m.idle_minutes * 60,
+        "advanced": {"horizontalPodAutoscalerConfig": {"name": app}},
+        "triggers": [
+            *warm,
+            {
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": prometheus_url,
+                    "query": request_rate_query(m.name),
+                    "threshold": str(m.target_rps),
+                    "activationThreshold": "0",
+                    # No pods, no series: an empty result means zero requests.
+                    "ignoreNullValues": "true",
+                },
+            },
+        ],
+    }

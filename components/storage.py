@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components._aws import TYPE_PREFIX, child, policy
+from components._aws import TYPE_PREFIX, child, objects_of, policy
 
 ACCESS_LOGS = "access-logs"
 
@@ -21,8 +22,6 @@ class StorageArgs:
     """Prefix of the bucket names (``<prefix>-<purpose>-<account>``)."""
     account_id: pulumi.Input[str]
     """Account id, appended to bucket names so they are globally unique and predictable."""
-    partition: str
-    """AWS partition, for ARNs."""
     kms_key_arn: pulumi.Input[str]
     """Customer-managed key for SSE-KMS on every bucket."""
     purposes: Sequence[str] = ("artifacts", "models", "features")
@@ -83,58 +82,18 @@ class Storage(pulumi.ComponentResource):
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
         owned = child(self)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{role}-sse",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": args.kms_key_arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=owned,
-        )
-        aws.s3.BucketVersioning(
-            f"{role}-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=owned,
-        )
-        block = aws.s3.BucketPublicAccessBlock(
-            f"{role}-public-access-block",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=owned,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{role}-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=owned,
-        )
+        made = {
+            setting: kind(f"{role}-{setting}", bucket=bucket.id, opts=owned, **values)
+            for setting, (kind, values) in bucket_settings(args).items()
+        }
+        everything = [bucket.arn, objects_of(bucket.arn)]
         statements: list[dict] = [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": {"AWS": "*"},
-                "Action": "s3:*",
-                "Resource": [bucket.arn, bucket.arn.apply(lambda a: f"{a}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
-            {
-                "Sid": "DenyOutdatedTls",
-                "Effect": "Deny",
-                "Principal": {"AWS": "*"},
-                "Action": "s3:*",
-                "Resource": [bucket.arn, bucket.arn.apply(lambda a: f"{a}/*")],
-                "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
-            },
+            deny_all_when(
+                "DenyInsecureTransport", {"Bool": {"aws:SecureTransport": "false"}}, everything
+            ),
+            deny_all_when(
+                "DenyOutdatedTls", {"NumericLessThan": {"s3:TlsVersion": "1.2"}}, everything
+            ),
         ]
         if log_target is None:
             statements.append(
@@ -143,7 +102,7 @@ class Storage(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Principal": {"Service": "logging.s3.amazonaws.com"},
                     "Action": "s3:PutObject",
-                    "Resource": bucket.arn.apply(lambda a: f"{a}/*"),
+                    "Resource": objects_of(bucket.arn),
                     "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
                 }
             )
@@ -152,7 +111,7 @@ class Storage(pulumi.ComponentResource):
             bucket=bucket.id,
             policy=policy(statements),
             # A bucket policy put before the public-access block is settled can be rejected.
-            opts=child(self, depends_on=[block]),
+            opts=child(self, depends_on=[made["public-access-block"]]),
         )
         if log_target is not None:
             aws.s3.BucketLogging(
@@ -162,23 +121,74 @@ class Storage(pulumi.ComponentResource):
                 target_prefix=f"{purpose}/",
                 opts=owned,
             )
+        return bucket
+
+
+def deny_all_when(
+    sid: str, condition: dict[str, Any], resources: list[pulumi.Output[str]]
+) -> dict[str, Any]:
+    """A bucket-policy statement denying every S3 action to everyone under ``condition``."""
+    return {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "s3:*",
+        "Resource": resources,
+        "Condition": condition,
+    }
+
+
+def bucket_settings(args: StorageArgs) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Every bucket's settings resources: name suffix -> (resource class, its inputs)."""
+    return {
+        "sse": (
+            aws.s3.BucketServerSideEncryptionConfiguration,
+            {
+                "rules": [
+                    {
+                        "apply_server_side_encryption_by_default": {
+                            "sse_algorithm": "aws:kms",
+                            "kms_master_key_id": args.kms_key_arn,
+                        },
+                        "bucket_key_enabled": True,
+                    }
+                ]
+            },
+        ),
+        "versioning": (
+            aws.s3.BucketVersioning,
+            {"versioning_configuration": {"status": "Enabled"}},
+        ),
+        "public-access-block": (
+            aws.s3.BucketPublicAccessBlock,
+            {
+                "block_public_acls": True,
+                "block_public_policy": True,
+                "ignore_public_acls": True,
+                "restrict_public_buckets": True,
+            },
+        ),
+        "ownership": (
+            aws.s3.BucketOwnershipControls,
+            {"rule": {"object_ownership": "BucketOwnerEnforced"}},
+        ),
         # Object events go to EventBridge (no consumer is forced on the stack): new model
         # versions and feature files can trigger promotion or materialisation rules.
-        aws.s3.BucketNotification(f"{role}-events", bucket=bucket.id, eventbridge=True, opts=owned)
-        aws.s3.BucketLifecycleConfiguration(
-            f"{role}-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "id": "expire-noncurrent-versions",
-                    "status": "Enabled",
-                    "filter": {},
-                    "noncurrent_version_expiration": {
-                        "noncurrent_days": args.noncurrent_version_days
-                    },
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-                }
-            ],
-            opts=owned,
-        )
-        return bucket
+        "events": (aws.s3.BucketNotification, {"eventbridge": True}),
+        "lifecycle": (
+            aws.s3.BucketLifecycleConfiguration,
+            {
+                "rules": [
+                    {
+                        "id": "expire-noncurrent-versions",
+                        "status": "Enabled",
+                        "filter": {},
+                        "noncurrent_version_expiration": {
+                            "noncurrent_days": args.noncurrent_version_days
+                        },
+                        "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                    }
+                ]
+            },
+        ),
+    }

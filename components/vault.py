@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from components._aws import TYPE_PREFIX, child, irsa_role, policy
+from components._aws import TYPE_PREFIX, child, policy, region_of
+from components._irsa import ClusterAccess, irsa_role
+from components._k8s import (
+    ENCRYPTED_STORAGE_CLASS,
+    chart_container_security,
+    helm_release,
+    pool_selector,
+    role_annotation,
+    runtime_default,
+)
 
 CHART = ("vault", "0.30.0", "https://helm.releases.hashicorp.com")
 IMAGE = ("hashicorp/vault", "1.19.0")
@@ -20,17 +29,13 @@ class VaultArgs:
 
     namespace: str
     """Namespace to install into (created by the baseline, Pod Security restricted)."""
-    region: str
-    """Region of the unseal key."""
     unseal_key_arn: pulumi.Input[str]
     """Dedicated KMS key for auto-unseal."""
-    oidc_provider_arn: pulumi.Input[str]
-    """IRSA OIDC provider of the cluster."""
-    oidc_issuer_url: pulumi.Input[str]
-    """Its issuer URL."""
+    cluster_access: ClusterAccess
+    """IRSA access to the cluster (its OIDC provider)."""
     replicas: int = 3
     """Raft voters; 3 or 5 (an odd number keeps quorum through one or two losses)."""
-    storage_class: str = "gp3-encrypted"
+    storage_class: str = ENCRYPTED_STORAGE_CLASS
     """StorageClass of the data and audit volumes (KMS-encrypted EBS)."""
     data_size: str = "10Gi"
     """Raft data volume size per replica."""
@@ -75,7 +80,8 @@ class Vault(pulumi.ComponentResource):
     dedicated KMS key reached through IRSA (no unseal keys to hand out), TLS on every listener
     from the ``vault-server-tls`` Secret (issued by the cluster's CA, e.g. cert-manager), data
     and audit volumes on the KMS-encrypted StorageClass, restricted pod security, no injector.
-    Vault's own configuration (engines, policies, roles, audit device) is
+    The unseal key is reached in the AWS provider's region. Vault's own configuration (engines,
+    policies, roles, audit device) is
     :class:`~components.vault_config.VaultConfig`, applied once Vault is up and initialised.
     """
 
@@ -90,8 +96,7 @@ class Vault(pulumi.ComponentResource):
 
         unseal = irsa_role(
             f"{name}-unseal-irsa",
-            oidc_provider_arn=args.oidc_provider_arn,
-            oidc_issuer_url=args.oidc_issuer_url,
+            access=args.cluster_access,
             namespace=args.namespace,
             service_account="vault",
             inline_policy=policy(
@@ -106,90 +111,93 @@ class Vault(pulumi.ComponentResource):
             ),
             opts=child(self),
         )
-        config = pulumi.Output.from_input(args.unseal_key_arn).apply(
-            lambda arn: server_config(args.region, arn, args.replicas)
+        region = region_of(self)
+        config = pulumi.Output.all(region, args.unseal_key_arn).apply(
+            lambda a: server_config(a[0], a[1], args.replicas)
         )
-        chart, version, repo = CHART
-        selector = {"app.kubernetes.io/name": "vault", "component": "server"}
-        release = k8s.helm.v3.Release(
+        release = helm_release(
             f"{name}-release",
-            name="vault",
-            chart=chart,
-            version=version,
+            CHART,
             namespace=args.namespace,
-            repository_opts={"repo": repo},
-            values={
-                "global": {"enabled": True, "tlsDisable": False},
-                "injector": {"enabled": False},
-                "server": {
-                    "image": {"repository": IMAGE[0], "tag": IMAGE[1]},
-                    "resources": {
-                        "requests": {"cpu": "250m", "memory": "256Mi"},
-                        "limits": {"cpu": "1", "memory": "256Mi"},
-                    },
-                    "serviceAccount": {
-                        "create": True,
-                        "name": "vault",
-                        "annotations": {"eks.amazonaws.com/role-arn": unseal.arn},
-                    },
-                    "extraEnvironmentVars": {
-                        "VAULT_CACERT": f"/vault/userconfig/{TLS_SECRET}/ca.crt",
-                        "AWS_REGION": args.region,
-                    },
-                    "volumes": [{"name": TLS_SECRET, "secret": {"secretName": TLS_SECRET}}],
-                    "volumeMounts": [
-                        {
-                            "name": TLS_SECRET,
-                            "mountPath": f"/vault/userconfig/{TLS_SECRET}",
-                            "readOnly": True,
-                        }
-                    ],
-                    "ha": {
-                        "enabled": True,
-                        "replicas": args.replicas,
-                        "raft": {"enabled": True, "setNodeId": True, "config": config},
-                        "disruptionBudget": {"enabled": True, "maxUnavailable": 1},
-                    },
-                    "dataStorage": {
-                        "enabled": True,
-                        "size": args.data_size,
-                        "storageClass": args.storage_class,
-                    },
-                    "auditStorage": {
-                        "enabled": True,
-                        "size": "10Gi",
-                        "storageClass": args.storage_class,
-                    },
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "topology.kubernetes.io/zone",
-                            "whenUnsatisfiable": "DoNotSchedule",
-                            "labelSelector": {"matchLabels": selector},
-                        }
-                    ],
-                    "nodeSelector": {"sovereign-ml/pool": "system"},
-                    "statefulSet": {
-                        "securityContext": {
-                            "pod": {
-                                "runAsNonRoot": True,
-                                "runAsUser": 100,
-                                "runAsGroup": 1000,
-                                "fsGroup": 1000,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
-                            "container": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                                "readOnlyRootFilesystem": True,
-                            },
-                        }
-                    },
-                },
-                "ui": {"enabled": True, "serviceType": "ClusterIP"},
-            },
+            values=chart_values(args, region, unseal.arn, config),
             # Raft data lives on the release's volumes: deleting it loses every secret.
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
         self.release_name = release.name
         self.register_outputs({"release_name": self.release_name})
+
+
+def chart_values(
+    args: VaultArgs,
+    region: pulumi.Input[str],
+    unseal_role_arn: pulumi.Input[str],
+    config: pulumi.Input[str],
+) -> dict[str, Any]:
+    """The official chart's values: HA raft with ``config``, TLS, encrypted volumes, hardened."""
+    selector = {"app.kubernetes.io/name": "vault", "component": "server"}
+    return {
+        "global": {"enabled": True, "tlsDisable": False},
+        "injector": {"enabled": False},
+        "server": {
+            "image": {"repository": IMAGE[0], "tag": IMAGE[1]},
+            "resources": {
+                "requests": {"cpu": "250m", "memory": "256Mi"},
+                "limits": {"cpu": "1", "memory": "256Mi"},
+            },
+            "serviceAccount": {
+                "create": True,
+                "name": "vault",
+                "annotations": role_annotation(unseal_role_arn),
+            },
+            "extraEnvironmentVars": {
+                "VAULT_CACERT": f"/vault/userconfig/{TLS_SECRET}/ca.crt",
+                "AWS_REGION": region,
+            },
+            "volumes": [{"name": TLS_SECRET, "secret": {"secretName": TLS_SECRET}}],
+            "volumeMounts": [
+                {
+                    "name": TLS_SECRET,
+                    "mountPath": f"/vault/userconfig/{TLS_SECRET}",
+                    "readOnly": True,
+                }
+            ],
+            "ha": {
+                "enabled": True,
+                "replicas": args.replicas,
+                "raft": {"enabled": True, "setNodeId": True, "config": config},
+                "disruptionBudget": {"enabled": True, "maxUnavailable": 1},
+            },
+            "dataStorage": {
+                "enabled": True,
+                "size": args.data_size,
+                "storageClass": args.storage_class,
+            },
+            "auditStorage": {
+                "enabled": True,
+                "size": "10Gi",
+                "storageClass": args.storage_class,
+            },
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": selector},
+                }
+            ],
+            "nodeSelector": pool_selector("system"),
+            "statefulSet": {
+                "securityContext": {
+                    "pod": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 100,
+                        "runAsGroup": 1000,
+                        "fsGroup": 1000,
+                        "seccompProfile": runtime_default(),
+                    },
+                    "container": chart_container_security(),
+                }
+            },
+        },
+        "ui": {"enabled": True, "serviceType": "ClusterIP"},
+    }

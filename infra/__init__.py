@@ -1,1 +1,1 @@
-"""The sovereign-ml Pulumi program, its typed config and the ``sovml`` command."""
+"""The Pulumi program and its offline tooling: synth, gate, cost, tenants, demo, the CLI."""

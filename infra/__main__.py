@@ -8,20 +8,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pulumi
 
-from infra.config import ConfigError, from_pulumi
+from infra.config.stackfile import program_config
 from infra.platform import build
 
-stack = pulumi.get_stack()
-project, aws_config = pulumi.Config(), pulumi.Config("aws")
-try:
-    config = from_pulumi(
-        lambda key: aws_config.get(key[4:]) if key.startswith("aws:") else project.get(key),
-        stack=stack,
-        source=f"stacks/Pulumi.{stack}.yaml",
-    )
-except ConfigError as exc:
-    # RunError: the CLI prints the message without a Python traceback.
-    raise pulumi.RunError(str(exc)) from None
+# `sovml synth` hands over the config it has validated; `pulumi up` reads it from the engine.
+config = program_config(globals())
 
 for name, value in build(config).items():
     pulumi.export(name, value)

@@ -1,7 +1,14 @@
-"""Compose the platform's components in dependency order for one validated stack config."""
+"""Compose the platform's components in dependency order for one validated stack config.
+
+:func:`build` reads like a table of contents: the AWS provider, the AWS base (keys, network,
+buckets), the cluster (control plane, nodes, add-ons), the cluster baseline, then the services
+on it (Vault, Kubeflow and Feast, serving, monitoring) and the budget. What differs per tier is
+data (:data:`TIERS`), not branches.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -11,8 +18,10 @@ import pulumi_vault as vault
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
+from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
+from components.gpu_device_plugin import GpuDevicePlugin, GpuDevicePluginArgs
 from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
@@ -28,11 +37,68 @@ from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
 from policies.promotion import PromotionCriteria
 from policies.zones import ZONES
 
-# Tenant namespace quotas per tier: SMB tenants are CPU-only.
-TENANT_QUOTAS = {
-    "enterprise": {"cpu": "32", "memory": "128Gi", "gpus": 2, "pods": 100},
-    "smb": {"cpu": "8", "memory": "32Gi", "gpus": 0, "pods": 40},
+
+@dataclass(frozen=True)
+class TierChoices:
+    """What a platform tier decides about the shared services."""
+
+    tenant_quota: dict[str, Any]
+    """:class:`TenantQuota` fields of every tenant namespace (SMB tenants are CPU-only)."""
+    replica_floor: int
+    """Replicas per served model (enterprise keeps two for zone failures)."""
+    feature_servers: int
+    """Feature server replica floor."""
+    db_mode: str
+    """Kubeflow metadata DB: Multi-AZ RDS, or one MySQL pod on an encrypted volume."""
+    online_store: str
+    """Feast online store: ElastiCache, or one Redis pod on an encrypted volume."""
+
+
+TIERS = {
+    "enterprise": TierChoices(
+        tenant_quota={"cpu": "32", "memory": "128Gi", "gpus": 2, "pods": 100},
+        replica_floor=2,
+        feature_servers=2,
+        db_mode="rds",
+        online_store="elasticache",
+    ),
+    # SMB: pods on encrypted volumes instead of RDS and ElastiCache bills.
+    "smb": TierChoices(
+        tenant_quota={"cpu": "8", "memory": "32Gi", "gpus": 0, "pods": 40},
+        replica_floor=1,
+        feature_servers=1,
+        db_mode="in-cluster",
+        online_store="in-cluster",
+    ),
 }
+"""The choices of each tier in ``infra.config.TIERS``."""
+
+
+@dataclass(frozen=True)
+class AwsBase:
+    """The regional AWS foundation every later step builds on."""
+
+    provider: aws.Provider
+    """The stack's one AWS provider."""
+    account_id: pulumi.Output[str]
+    keys: Encryption
+    network: Network
+    storage: Storage
+
+    @property
+    def opts(self) -> pulumi.ResourceOptions:
+        """Options selecting :attr:`provider` for AWS resources."""
+        return pulumi.ResourceOptions(providers={"aws": self.provider})
+
+
+@dataclass(frozen=True)
+class KubernetesCluster:
+    """The cluster, its nodes, and the options of everything deployed onto it."""
+
+    cluster: Cluster
+    pools: NodePools
+    opts: pulumi.ResourceOptions
+    """AWS and Kubernetes providers, after the add-ons the cluster needs to run pods."""
 
 
 def pool_spec(pool: NodePoolConfig) -> NodePoolSpec:
@@ -53,10 +119,39 @@ def pool_spec(pool: NodePoolConfig) -> NodePoolSpec:
 
 def build(cfg: PlatformConfig) -> dict[str, Any]:
     """Declare the platform for ``cfg``; returns the stack outputs."""
-    prefix = cfg.name_prefix
-    # The one AWS provider: pinned to the stack's region, refusing any other account's
-    # credentials is left to the operator (allowed_account_ids) since the account is not config.
-    provider = aws.Provider(
+    base = aws_base(cfg, aws_provider(cfg))
+    eks = kubernetes_cluster(cfg, base)
+    after_baseline = cluster_baseline(cfg, base, eks)
+    secrets = secrets_service(cfg, base, eks, after_baseline)
+    data_services(cfg, base, eks, after_baseline)
+    if cfg.served_models:
+        serving(cfg, base, eks, after_baseline)
+    monitoring(cfg, base, eks, after_baseline)
+    if cfg.vault_configure:
+        vault_configuration(cfg, eks, secrets)
+    if cfg.monthly_budget_usd:
+        budget(cfg, base)
+    return {
+        "region": cfg.region,
+        "residencyZone": cfg.zone,
+        "vpcId": base.network.vpc_id,
+        "clusterName": eks.cluster.cluster_name,
+        "clusterEndpoint": eks.cluster.endpoint,
+        "kubeconfig": eks.cluster.kubeconfig,
+        "buckets": base.storage.bucket_names,
+        "kmsKeys": base.keys.key_arns,
+        "nodeGroups": eks.pools.node_group_names,
+    }
+
+
+def aws_provider(cfg: PlatformConfig) -> aws.Provider:
+    """The one AWS provider: pinned to the stack's region, tagging every resource.
+
+    Every component reads its region and partition from this provider. Refusing any other
+    account's credentials is left to the operator (``allowed_account_ids``): the account is not
+    config.
+    """
+    return aws.Provider(
         f"aws-{cfg.region}",
         region=cfg.region,
         default_tags={
@@ -72,29 +167,30 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             )
         },
     )
-    aws_opts = pulumi.ResourceOptions(providers={"aws": provider})
+
+
+def aws_base(cfg: PlatformConfig, provider: aws.Provider) -> AwsBase:
+    """KMS keys per purpose, the VPC, and the data buckets."""
+    prefix = cfg.name_prefix
+    opts = pulumi.ResourceOptions(providers={"aws": provider})
     account_id = aws.get_caller_identity_output(
         opts=pulumi.InvokeOutputOptions(provider=provider)
     ).account_id
-
     keys = Encryption(
         "keys",
         EncryptionArgs(
             name_prefix=prefix,
             account_id=account_id,
-            partition=cfg.partition,
-            region=cfg.region,
             purposes=("cluster", "volumes", "storage", "logs", "vault"),
             deletion_window_days=cfg.kms_deletion_window_days,
             protect=cfg.production,
         ),
-        opts=aws_opts,
+        opts=opts,
     )
     network = Network(
         "network",
         NetworkArgs(
             name_prefix=prefix,
-            region=cfg.region,
             cidr=cfg.network.cidr,
             az_count=cfg.network.az_count,
             single_nat_gateway=cfg.network.single_nat_gateway,
@@ -102,235 +198,274 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
             log_retention_days=cfg.log_retention_days,
             cluster_name=prefix,
         ),
-        opts=aws_opts,
+        opts=opts,
     )
     storage = Storage(
         "storage",
         StorageArgs(
             name_prefix=prefix,
             account_id=account_id,
-            partition=cfg.partition,
             kms_key_arn=keys.keys["storage"].arn,
             protect=cfg.production,
         ),
-        opts=aws_opts,
+        opts=opts,
     )
+    return AwsBase(provider, account_id, keys, network, storage)
+
+
+def kubernetes_cluster(cfg: PlatformConfig, base: AwsBase) -> KubernetesCluster:
+    """The EKS control plane, its node pools, and the add-ons that need running nodes."""
+    version = cfg.cluster.kubernetes_version
+    volume_key = base.keys.keys["volumes"].arn
     cluster = Cluster(
         "cluster",
         ClusterArgs(
-            cluster_name=prefix,
-            kubernetes_version=cfg.cluster.kubernetes_version,
-            region=cfg.region,
-            partition=cfg.partition,
-            vpc_id=network.vpc_id,
+            cluster_name=cfg.name_prefix,
+            kubernetes_version=version,
+            vpc_id=base.network.vpc_id,
             vpc_cidr=cfg.network.cidr,
-            subnet_ids=network.private_subnet_ids,
-            secrets_key_arn=keys.keys["cluster"].arn,
-            logs_key_arn=keys.keys["logs"].arn,
+            subnet_ids=base.network.private_subnet_ids,
+            secrets_key_arn=base.keys.keys["cluster"].arn,
+            logs_key_arn=base.keys.keys["logs"].arn,
             log_retention_days=cfg.log_retention_days,
             endpoint_public_access=cfg.cluster.endpoint_public_access,
             public_access_cidrs=list(cfg.cluster.public_access_cidrs),
             deletion_protection=cfg.production,
         ),
-        opts=aws_opts,
+        opts=base.opts,
     )
     pools = NodePools(
         "nodes",
         NodePoolsArgs(
             cluster_name=cluster.cluster_name,
-            kubernetes_version=cfg.cluster.kubernetes_version,
-            subnet_ids=network.private_subnet_ids,
-            partition=cfg.partition,
-            volume_key_arn=keys.keys["volumes"].arn,
+            kubernetes_version=version,
+            subnet_ids=base.network.private_subnet_ids,
+            volume_key_arn=volume_key,
             pools=[pool_spec(p) for p in cfg.node_pools],
-            name_prefix=prefix,
+            name_prefix=cfg.name_prefix,
         ),
-        opts=aws_opts,
+        opts=base.opts,
     )
     addons = ClusterAddons(
         "addons",
         ClusterAddonsArgs(
-            cluster_name=cluster.cluster_name,
-            kubernetes_version=cfg.cluster.kubernetes_version,
-            partition=cfg.partition,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            volume_key_arn=keys.keys["volumes"].arn,
+            cluster_access=cluster.access,
+            kubernetes_version=version,
+            volume_key_arn=volume_key,
         ),
-        opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(depends_on=[pools])),
+        opts=pulumi.ResourceOptions.merge(base.opts, pulumi.ResourceOptions(depends_on=[pools])),
     )
+    on_cluster = pulumi.ResourceOptions(
+        providers={"aws": base.provider, "kubernetes": cluster.k8s_provider}, depends_on=[addons]
+    )
+    return KubernetesCluster(cluster, pools, on_cluster)
 
-    k8s_opts = pulumi.ResourceOptions(
-        providers={"aws": provider, "kubernetes": cluster.k8s_provider}, depends_on=[addons]
-    )
-    # KEDA only where a served model may scale to zero; it gets a platform namespace like the rest.
-    scale_to_zero = cfg.serving_scale_to_zero and bool(cfg.served_models)
-    platform_namespaces = (*PLATFORM_NAMESPACES, "keda") if scale_to_zero else PLATFORM_NAMESPACES
+
+def cluster_baseline(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster
+) -> pulumi.ResourceOptions:
+    """Namespaces, quotas and networking; the GPU device plugin and node autoscaling.
+
+    Returns the options of the workloads: everything here comes first.
+    """
+    tier = TIERS[cfg.tier]
     baseline = K8sBaseline(
         "baseline",
         K8sBaselineArgs(
-            cluster_name=cluster.cluster_name,
-            kubernetes_version=cfg.cluster.kubernetes_version,
-            region=cfg.region,
             vpc_cidr=cfg.network.cidr,
-            volume_key_arn=keys.keys["volumes"].arn,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            account_id=account_id,
-            partition=cfg.partition,
-            tenants=[TenantQuota(t, **TENANT_QUOTAS[cfg.tier]) for t in cfg.tenants],
-            gpu_enabled=any(p.gpu for p in cfg.node_pools),
+            volume_key_arn=base.keys.keys["volumes"].arn,
+            tenants=[TenantQuota(t, **tier.tenant_quota) for t in cfg.tenants],
             retain_volumes=cfg.production,
-            platform_namespaces=platform_namespaces,
+            platform_namespaces=platform_namespaces(cfg),
         ),
-        opts=k8s_opts,
+        opts=eks.opts,
     )
-    after_baseline = pulumi.ResourceOptions.merge(
-        k8s_opts, pulumi.ResourceOptions(depends_on=[baseline])
+    # These two were children of the baseline. Named like it, their resources keep their names;
+    # `moved_from` aliases each to its old parent, so deployed stacks keep them too.
+    first: list[pulumi.Resource] = [baseline]
+    if has_gpus(cfg):
+        first.append(
+            GpuDevicePlugin("baseline", GpuDevicePluginArgs(), eks.opts, moved_from=baseline)
+        )
+    first.append(
+        ClusterAutoscaler(
+            "baseline",
+            ClusterAutoscalerArgs(
+                cluster_access=eks.cluster.access,
+                kubernetes_version=cfg.cluster.kubernetes_version,
+                account_id=base.account_id,
+            ),
+            eks.opts,
+            moved_from=baseline,
+        )
     )
-    secrets = Vault(
+    return pulumi.ResourceOptions.merge(eks.opts, pulumi.ResourceOptions(depends_on=first))
+
+
+def has_gpus(cfg: PlatformConfig) -> bool:
+    """Whether the stack has a GPU node pool (device plugin, DCGM exporter)."""
+    return any(p.gpu for p in cfg.node_pools)
+
+
+def scales_to_zero(cfg: PlatformConfig) -> bool:
+    """Whether a served model may scale to zero, which needs KEDA."""
+    return cfg.serving_scale_to_zero and bool(cfg.served_models)
+
+
+def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
+    """The platform's namespaces; KEDA gets one like the rest where it is deployed."""
+    return (*PLATFORM_NAMESPACES, "keda") if scales_to_zero(cfg) else PLATFORM_NAMESPACES
+
+
+def secrets_service(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+) -> Vault:
+    """Vault: the platform's key and secret service, unsealed with its own KMS key."""
+    return Vault(
         "vault",
         VaultArgs(
             namespace="vault",
-            region=cfg.region,
-            unseal_key_arn=keys.keys["vault"].arn,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
+            unseal_key_arn=base.keys.keys["vault"].arn,
+            cluster_access=eks.cluster.access,
             protect=cfg.production,
         ),
-        opts=after_baseline,
+        opts=opts,
     )
+
+
+def data_services(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+) -> None:
+    """Kubeflow Pipelines and the Feast feature store, each with its database as the tier says."""
+    tier = TIERS[cfg.tier]
+    buckets = base.storage.buckets
+    storage_key = base.keys.keys["storage"].arn
+    # What both take alike: their database or online store lives in the private subnets.
+    common: dict[str, Any] = {
+        "name_prefix": cfg.name_prefix,
+        "storage_key_arn": storage_key,
+        "cluster_access": eks.cluster.access,
+        "production": cfg.production,
+        "vpc_id": base.network.vpc_id,
+        "vpc_cidr": cfg.network.cidr,
+        "subnet_ids": base.network.private_subnet_ids,
+    }
     Kubeflow(
         "kubeflow",
         KubeflowArgs(
             namespace="kubeflow",
-            name_prefix=prefix,
-            region=cfg.region,
-            artifacts_bucket=storage.buckets["artifacts"].bucket,
-            artifacts_bucket_arn=storage.buckets["artifacts"].arn,
-            storage_key_arn=keys.keys["storage"].arn,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            # SMB: one MySQL pod on an encrypted volume instead of a Multi-AZ RDS bill.
-            db_mode="rds" if cfg.tier == "enterprise" else "in-cluster",
-            vpc_id=network.vpc_id,
-            vpc_cidr=cfg.network.cidr,
-            subnet_ids=network.private_subnet_ids,
-            db_key_arn=keys.keys["storage"].arn,
+            artifacts_bucket=buckets["artifacts"].bucket,
+            artifacts_bucket_arn=buckets["artifacts"].arn,
+            db_mode=tier.db_mode,
+            db_key_arn=storage_key,
             tenants=list(cfg.tenants),
-            production=cfg.production,
+            **common,
         ),
-        opts=after_baseline,
+        opts=opts,
     )
     FeatureStore(
         "features",
         FeatureStoreArgs(
             namespace="feature-store",
-            name_prefix=prefix,
             project="credit_risk",
-            features_bucket=storage.buckets["features"].bucket,
-            features_bucket_arn=storage.buckets["features"].arn,
-            storage_key_arn=keys.keys["storage"].arn,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            # SMB: one Redis pod on an encrypted volume instead of an ElastiCache bill.
-            online_store="elasticache" if cfg.tier == "enterprise" else "in-cluster",
-            vpc_id=network.vpc_id,
-            vpc_cidr=cfg.network.cidr,
-            subnet_ids=network.private_subnet_ids,
-            production=cfg.production,
-            min_replicas=1 if cfg.tier == "smb" else 2,
+            features_bucket=buckets["features"].bucket,
+            features_bucket_arn=buckets["features"].arn,
+            online_store=tier.online_store,
+            min_replicas=tier.feature_servers,
+            **common,
         ),
-        opts=after_baseline,
+        opts=opts,
     )
-    if cfg.served_models:
-        # SMB stacks run one replica per model; enterprise keeps two for zone failures.
-        floor = 1 if cfg.tier == "smb" else 2
-        serving_opts = after_baseline
-        if scale_to_zero:
-            keda = Keda(
-                "keda", KedaArgs(namespace="keda", vpc_cidr=cfg.network.cidr), after_baseline
-            )
-            # The ScaledObjects need KEDA's CRDs and webhooks in place first.
-            serving_opts = pulumi.ResourceOptions.merge(
-                after_baseline, pulumi.ResourceOptions(depends_on=[keda])
-            )
-        warm = warm_hours_cron(cfg.serving_warm_hours) if cfg.serving_warm_hours else None
-        Serving(
-            "serving",
-            ServingArgs(
-                namespace="serving",
-                models=[
-                    ServedModel(
-                        name,
-                        profile,
-                        min_replicas=floor,
-                        max_replicas=max(floor, 6),
-                        scale_to_zero=cfg.serving_scale_to_zero,
-                        idle_minutes=cfg.serving_idle_minutes,
-                        warm_start_cron=warm[0] if warm else "",
-                        warm_end_cron=warm[1] if warm else "",
-                        timezone=ZONES[cfg.zone].timezone,
-                    )
-                    for name, profile in cfg.served_models
-                ],
-                models_bucket=storage.buckets["models"].bucket,
-                models_bucket_arn=storage.buckets["models"].arn,
-                storage_key_arn=keys.keys["storage"].arn,
-                oidc_provider_arn=cluster.oidc_provider_arn,
-                oidc_issuer_url=cluster.oidc_issuer_url,
-                region=cfg.region,
-                puller_image=cfg.model_puller_image,
-                criteria=PromotionCriteria(steps=cfg.canary_steps),
-            ),
-            opts=serving_opts,
-        )
-    Monitoring(
+
+
+def promotion_criteria(cfg: PlatformConfig) -> PromotionCriteria:
+    """The canary criteria serving's analysis and monitoring's error-rate alert share."""
+    return PromotionCriteria(steps=cfg.canary_steps)
+
+
+def monitoring(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+) -> Monitoring:
+    """Prometheus, alert rules, and a drift job per served model."""
+    models = base.storage.buckets["models"]
+    return Monitoring(
         "monitoring",
         MonitoringArgs(
             namespace="monitoring",
             models=[name for name, _ in cfg.served_models],
-            data_bucket=storage.buckets["models"].bucket,
-            data_bucket_arn=storage.buckets["models"].arn,
-            storage_key_arn=keys.keys["storage"].arn,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
+            data_bucket=models.bucket,
+            data_bucket_arn=models.arn,
+            storage_key_arn=base.keys.keys["storage"].arn,
+            cluster_access=eks.cluster.access,
             drift_image=cfg.drift_image,
             drift_threshold=cfg.drift_threshold,
-            gpu_enabled=any(p.gpu for p in cfg.node_pools),
-            criteria=PromotionCriteria(steps=cfg.canary_steps),
+            gpu_enabled=has_gpus(cfg),
+            criteria=promotion_criteria(cfg),
         ),
-        opts=after_baseline,
+        opts=opts,
     )
-    if cfg.vault_configure:
-        # Second bootstrap step: Vault runs and is initialised; VAULT_TOKEN is in the env.
-        vault_provider = vault.Provider("vault", address=cfg.vault_address)
-        VaultConfig(
-            "vault-config",
-            VaultConfigArgs(layout=vault_layout(cfg.tenants), kubernetes_host=cluster.endpoint),
-            opts=pulumi.ResourceOptions(providers={"vault": vault_provider}, depends_on=[secrets]),
-        )
 
-    if cfg.monthly_budget_usd:
-        StackBudget(
-            "budget",
-            BudgetArgs(
-                name_prefix=prefix,
-                limit_usd=cfg.monthly_budget_usd,
-                alert_emails=list(cfg.budget_alert_emails),
-                cost_filter_tags={"tenant": cfg.tenant} if cfg.tenant else {"stack": cfg.stack},
-            ),
-            opts=aws_opts,
-        )
 
-    return {
-        "region": cfg.region,
-        "residencyZone": cfg.zone,
-        "vpcId": network.vpc_id,
-        "clusterName": cluster.cluster_name,
-        "clusterEndpoint": cluster.endpoint,
-        "kubeconfig": cluster.kubeconfig,
-        "buckets": storage.bucket_names,
-        "kmsKeys": keys.key_arns,
-        "nodeGroups": pools.node_group_names,
-    }
+def vault_configuration(cfg: PlatformConfig, eks: KubernetesCluster, secrets: Vault) -> None:
+    """Vault's engines, policies and roles: the second bootstrap step, once Vault runs and is
+    initialised (``VAULT_TOKEN`` in the environment)."""
+    vault_provider = vault.Provider("vault", address=cfg.vault_address)
+    VaultConfig(
+        "vault-config",
+        VaultConfigArgs(layout=vault_layout(cfg.tenants), kubernetes_host=eks.cluster.endpoint),
+        opts=pulumi.ResourceOptions(providers={"vault": vault_provider}, depends_on=[secrets]),
+    )
+
+
+def serving(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+) -> Serving:
+    """Triton per served model; KEDA first where models may scale to zero."""
+    if scales_to_zero(cfg):
+        keda = Keda("keda", KedaArgs(namespace="keda", vpc_cidr=cfg.network.cidr), opts)
+        # The ScaledObjects need KEDA's CRDs and webhooks in place first.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[keda]))
+    floor = TIERS[cfg.tier].replica_floor
+    warm = warm_hours_cron(cfg.serving_warm_hours) if cfg.serving_warm_hours else None
+    models = base.storage.buckets["models"]
+    return Serving(
+        "serving",
+        ServingArgs(
+            namespace="serving",
+            models=[
+                ServedModel(
+                    name,
+                    profile,
+                    min_replicas=floor,
+                    max_replicas=max(floor, 6),
+                    scale_to_zero=cfg.serving_scale_to_zero,
+                    idle_minutes=cfg.serving_idle_minutes,
+                    warm_start_cron=warm[0] if warm else "",
+                    warm_end_cron=warm[1] if warm else "",
+                    timezone=ZONES[cfg.zone].timezone,
+                )
+                for name, profile in cfg.served_models
+            ],
+            models_bucket=models.bucket,
+            models_bucket_arn=models.arn,
+            storage_key_arn=base.keys.keys["storage"].arn,
+            cluster_access=eks.cluster.access,
+            puller_image=cfg.model_puller_image,
+            criteria=promotion_criteria(cfg),
+        ),
+        opts=opts,
+    )
+
+
+def budget(cfg: PlatformConfig, base: AwsBase) -> StackBudget:
+    """The stack's (or tenant's) monthly cost budget with its alerts."""
+    return StackBudget(
+        "budget",
+        BudgetArgs(
+            name_prefix=cfg.name_prefix,
+            limit_usd=cfg.monthly_budget_usd,
+            alert_emails=list(cfg.budget_alert_emails),
+            cost_filter_tags={"tenant": cfg.tenant} if cfg.tenant else {"stack": cfg.stack},
+        ),
+        opts=base.opts,
+    )

@@ -1,1 +1,1 @@
-"""Pipeline-side helpers of the sovereign-ml platform (artifact encryption, ...)."""
+"""The workloads on the platform: training, features, serving, artifacts, monitoring."""

@@ -1,0 +1,1 @@
+"""What is allowed: rules, CrossGuard pack, checkov checks, shared facts (stdlib only)."""

@@ -74,22 +74,28 @@ def to_resource(
     )
 
 
+def _policy_fields(r: Rule | StackRule) -> dict[str, Any]:
+    """What every CrossGuard policy of a rule says besides its validator."""
+    return {
+        "name": r.name,
+        "description": f"{r.id}: {r.description}",
+        "enforcement_level": (
+            EnforcementLevel.MANDATORY if r.mandatory else EnforcementLevel.ADVISORY
+        ),
+        "config_schema": CONFIG_SCHEMA,
+        "severity": SEVERITY[r.severity],
+    }
+
+
 def resource_policy(r: Rule) -> ResourceValidationPolicy:
     """A CrossGuard resource policy running one rule."""
 
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         res = to_resource(args.resource_type, args.props, args.urn, args.name, args.provider)
-        for message in r.check(res, _context(_config(args), res.provider_inputs)):
+        for message in r.messages(res, _context(_config(args), res.provider_inputs)):
             report(f"[{r.id}] {message}", args.urn)
 
-    return ResourceValidationPolicy(
-        name=r.name,
-        description=f"{r.id}: {r.description}",
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY if r.mandatory else EnforcementLevel.ADVISORY,
-        config_schema=CONFIG_SCHEMA,
-        severity=SEVERITY[r.severity],
-    )
+    return ResourceValidationPolicy(validate=validate, **_policy_fields(r))
 
 
 def stack_policy(r: StackRule) -> StackValidationPolicy:
@@ -108,14 +114,7 @@ def stack_policy(r: StackRule) -> StackValidationPolicy:
         for res, message in r.check(resources, _context(_config(args), provider)):
             report(f"[{r.id}] {message}", res.urn if res else None)
 
-    return StackValidationPolicy(
-        name=r.name,
-        description=f"{r.id}: {r.description}",
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY if r.mandatory else EnforcementLevel.ADVISORY,
-        config_schema=CONFIG_SCHEMA,
-        severity=SEVERITY[r.severity],
-    )
+    return StackValidationPolicy(validate=validate, **_policy_fields(r))
 
 
 def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:

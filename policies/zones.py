@@ -45,37 +45,31 @@ class ResidencyZone:
         return self.regions[0].name
 
 
+def _region(name: str, zones: str = "abc") -> Region:
+    """A region whose availability zones are the region name plus each letter of ``zones``."""
+    return Region(name, tuple(f"{name}{z}" for z in zones))
+
+
 ZONES: dict[str, ResidencyZone] = {
     zone.name: zone
     for zone in (
         ResidencyZone(
-            name="uae",
-            timezone="Asia/Dubai",
-            description="United Arab Emirates (UAE data-protection law, TDRA cloud guidance)",
-            regions=(Region("me-central-1", ("me-central-1a", "me-central-1b", "me-central-1c")),),
+            "uae",
+            "United Arab Emirates (UAE data-protection law, TDRA cloud guidance)",
+            (_region("me-central-1"),),
+            "Asia/Dubai",
         ),
         ResidencyZone(
-            name="bahrain",
-            timezone="Asia/Bahrain",
-            description="Kingdom of Bahrain (PDPL)",
-            regions=(Region("me-south-1", ("me-south-1a", "me-south-1b", "me-south-1c")),),
+            "bahrain", "Kingdom of Bahrain (PDPL)", (_region("me-south-1"),), "Asia/Bahrain"
         ),
         ResidencyZone(
-            name="ksa",
-            timezone="Asia/Riyadh",
-            description="Kingdom of Saudi Arabia (PDPL, NCA ECC)",
-            regions=(Region("me-west-1", ("me-west-1a", "me-west-1b", "me-west-1c")),),
+            "ksa", "Kingdom of Saudi Arabia (PDPL, NCA ECC)", (_region("me-west-1"),), "Asia/Riyadh"
         ),
         ResidencyZone(
-            name="eu",
-            timezone="Europe/Brussels",
-            description="European Union (GDPR); several regions, all inside the EU",
-            regions=(
-                Region("eu-central-1", ("eu-central-1a", "eu-central-1b", "eu-central-1c")),
-                Region("eu-west-1", ("eu-west-1a", "eu-west-1b", "eu-west-1c")),
-                Region("eu-west-3", ("eu-west-3a", "eu-west-3b", "eu-west-3c")),
-                Region("eu-north-1", ("eu-north-1a", "eu-north-1b", "eu-north-1c")),
-            ),
+            "eu",
+            "European Union (GDPR); several regions, all inside the EU",
+            tuple(_region(r) for r in ("eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1")),
+            "Europe/Brussels",
         ),
     )
 }

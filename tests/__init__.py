@@ -1,0 +1,1 @@
+"""The test suite: pure functions, components under mocks, programs, real servers."""

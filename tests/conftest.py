@@ -29,7 +29,8 @@ def stack_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
     Shared read-only by the modules that judge the records (program, bridge, Prometheus rules
     and analysis); a test that needs to change a record copies it first.
     """
-    from infra.synth.runner import list_stacks, synthesize
+    from infra.config.stackfile import list_stacks
+    from infra.synth.runner import synthesize
 
     out = tmp_path_factory.mktemp("stack_records")
     return {s: synthesize(s, build_dir=out).record for s in list_stacks()}

@@ -173,7 +173,7 @@ def prod_online_store(server: RedisServer) -> dict[str, Any]:
     The endpoint's port and the test CA are the only changes: ElastiCache listens on 6379 with a
     certificate the system trust store verifies; the test server has a free port and its own CA.
     """
-    from pipelines.features import store as fs
+    from pipelines import features as fs
 
     env = {"REDIS_HOST": "127.0.0.1", "REDIS_PASSWORD": server.password}
     with mock.patch.dict(os.environ, {**env, "FEATURES_BUCKET": "unused-offline"}):
@@ -191,7 +191,7 @@ def prod_online_store(server: RedisServer) -> dict[str, Any]:
 def write_store_config(folder: Path, server: RedisServer) -> Path:
     """A Feast config in ``folder``: the local default's registry and offline store (S3 is not
     reachable offline) with :func:`prod_online_store` on ``server``."""
-    from pipelines.features import store as fs
+    from pipelines import features as fs
 
     config = yaml.safe_load(fs.LOCAL_TEMPLATE.read_text())
     config["registry"]["path"] = "registry.db"

@@ -1,7 +1,8 @@
 """Canary analysis end to end on the real Triton server, with the default promotion criteria.
 
-One server serves the demo variants (``pipelines.serving.canary.build_demo_repository``: a seeded MLP,
-the same MLP trained on shuffled labels, and the trained one sleeping 10 ms per execution).
+One server serves the demo variants (``pipelines.serving.canary.demo.build_demo_repository``: a
+seeded MLP, the same MLP trained on shuffled labels, and the trained one sleeping 10 ms per
+execution).
 Effect sizes are chosen so each run is decisive at the stated rates within a few thousand
 requests: about 40 points of accuracy move the SPRT's log-likelihood ratio to about +-6 to -12
 at the first look (boundaries +-3.0), and a 10 ms sleep puts the candidate's p99 at several
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.serving.canary import AbTestResult, DemoRepository, build_demo_repository, run_abtest
+from pipelines.serving.canary.demo import DemoRepository, build_demo_repository
+from pipelines.serving.canary.evidence import AbTestResult
+from pipelines.serving.canary.run import RunSettings, run_abtest
 from pipelines.serving.triton import TritonServer
 from policies.promotion import DEFAULT, PromotionCriteria
 from tests.triton_helpers import require_triton
@@ -58,17 +61,13 @@ def _run(
 ) -> AbTestResult:
     baseline, candidate = demo.pair(scenario)
     return run_abtest(
-        grpc_url=server.grpc_url,
-        http_url=server.http_url,
-        metrics_url=server.metrics_url,
-        baseline=baseline,
-        candidate=candidate,
-        features=demo.data.test_x,
-        labels=demo.data.test_y,
+        server.endpoints,
+        baseline,
+        candidate,
+        demo.data.test_x,
+        demo.data.test_y,
         criteria=criteria,
-        seed=1,
-        max_requests=MAX_REQUESTS,
-        max_seconds=MAX_SECONDS,
+        settings=RunSettings(seed=1, max_requests=MAX_REQUESTS, max_seconds=MAX_SECONDS),
         run_name=scenario,
         out_dir=out,
     )

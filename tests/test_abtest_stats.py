@@ -1,12 +1,12 @@
 """The canary decision procedure without a server: its stated error rates, by simulation.
 
-``pipelines.serving.canary`` states that a candidate worse than the baseline by the accuracy margin (or
-more) is promoted with probability <= alpha, and one at least as good is rolled back with
-probability <= beta (``PromotionCriteria.false_promotion_rate`` / ``false_rollback_rate``).
-The SPRT's likelihood ratio profiles out the baseline's accuracy, so Wald's bounds hold only
-approximately; here the very functions the live run uses decide thousands of simulated canaries
-(vectorised, seeded) and the empirical rates must stay under the stated ones plus a Monte Carlo
-tolerance of three standard errors.
+``pipelines.serving.canary.statistics`` states that a candidate worse than the baseline by the
+accuracy margin (or more) is promoted with probability <= alpha, and one at least as good is rolled
+back with probability <= beta (``PromotionCriteria.false_promotion_rate`` /
+``false_rollback_rate``). The SPRT's likelihood ratio profiles out the baseline's accuracy, so
+Wald's bounds hold only approximately; here the very functions the live run uses decide
+thousands of simulated canaries (vectorised, seeded) and the empirical rates must stay under the
+stated ones plus a Monte Carlo tolerance of three standard errors.
 """
 
 from __future__ import annotations
@@ -16,17 +16,9 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.serving.canary import (
-    HOLD,
-    PROMOTE,
-    ROLLBACK,
-    SequentialDesign,
-    WeightedRouter,
-    decide_look,
-    guard_failures,
-    simulate_sprt,
-    wilson_interval,
-)
+from pipelines.serving.canary.decisions import HOLD, PROMOTE, ROLLBACK, decide_look, guard_failures
+from pipelines.serving.canary.router import WeightedRouter
+from pipelines.serving.canary.statistics import SequentialDesign, simulate_sprt, wilson_interval
 from policies.promotion import DEFAULT, PromotionCriteria
 
 RUNS = 10_000

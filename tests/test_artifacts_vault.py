@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pipelines import artifacts as art
+from tests.artifact_helpers import CHUNK, flip, leftovers, run_cli, tree, write_random
 from tests.openbao import OpenBaoServer, free_port, openbao_server  # noqa: F401
-from tests.test_artifacts import CHUNK, flip, leftovers, run_cli, tree, write_random
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +62,8 @@ def slots(manifest: Path) -> list[dict[str, Any]]:
     return [f["key"] for f in json.loads(manifest.read_text())["files"]]
 
 
-def test_cli_folder_round_trip(
-    tmp_path: Path, bao: OpenBaoServer, transit_key: str, repo: Path
-) -> None:
-    env = bao.env
+def cli_encrypt(repo: Path, transit_key: str, env: dict[str, str]) -> str:
+    """``artifact encrypt REPO`` with the transit key, in 4 KiB chunks; returns the output."""
     code, out = run_cli(
         "encrypt",
         str(repo),
@@ -78,6 +76,14 @@ def test_cli_folder_round_trip(
         env=env,
     )
     assert code == 0, out
+    return out
+
+
+def test_cli_folder_round_trip(
+    tmp_path: Path, bao: OpenBaoServer, transit_key: str, repo: Path
+) -> None:
+    env = bao.env
+    out = cli_encrypt(repo, transit_key, env)
     assert "encrypted 3 file(s)" in out
     manifest = tmp_path / "repo.enc" / art.FOLDER_MANIFEST
     for slot in slots(manifest):
@@ -151,18 +157,7 @@ def test_rotate_then_rewrap_moves_v1_to_v2(
     tmp_path: Path, bao: OpenBaoServer, transit_key: str, repo: Path
 ) -> None:
     env = bao.env
-    code, out = run_cli(
-        "encrypt",
-        str(repo),
-        "--backend",
-        "vault",
-        "--key",
-        transit_key,
-        "--chunk-size",
-        "4KiB",
-        env=env,
-    )
-    assert code == 0, out
+    cli_encrypt(repo, transit_key, env)
     enc = tmp_path / "repo.enc"
     manifest = enc / art.FOLDER_MANIFEST
     assert {s["version"] for s in slots(manifest)} == {1}

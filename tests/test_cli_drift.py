@@ -59,26 +59,29 @@ def run(*args: object) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def run_window(files: dict[str, Path], window: str, ext: str) -> tuple[int, str, str]:
+    """Exit code, output and HTML report of ``window`` against the reference, both ``.ext``."""
+    html = files["root"] / f"{window}-{ext}.html"
+    code, out = run(files[f"ref.{ext}"], files[f"{window}.{ext}"], "--html", html)
+    return code, out, html.read_text()
+
+
 @pytest.mark.parametrize("ext", ["csv", "parquet"])
 def test_unshifted_window_needs_no_retraining(files: dict[str, Path], ext: str) -> None:
-    html = files["root"] / f"same-{ext}.html"
-    code, out = run(files[f"ref.{ext}"], files[f"same.{ext}"], "--html", html)
+    code, out, text = run_window(files, "same", ext)
     assert code == 0, out
     assert "no retraining needed" in out
     for col in ("PSI", "KS", "JS", "W1", "drifted"):
         assert col in out
-    text = html.read_text()
     assert "<svg" not in text and "no retraining needed" in text
     assert "colour" in text and "<table>" in text
 
 
 @pytest.mark.parametrize("ext", ["csv", "parquet"])
 def test_shifted_window_asks_for_retraining(files: dict[str, Path], ext: str) -> None:
-    html = files["root"] / f"shifted-{ext}.html"
-    code, out = run(files[f"ref.{ext}"], files[f"shifted.{ext}"], "--html", html)
+    code, out, text = run_window(files, "shifted", ext)
     assert code == 1, out
     assert "drift on 2 of 4 features exceeds threshold -> retrain" in out
-    text = html.read_text()
     assert text.count("<svg") == 2
     assert 'data-feature="a"' in text and 'data-feature="colour"' in text
     assert 'data-feature="b"' not in text

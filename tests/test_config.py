@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra import config as cfgmod
-from infra.synth.runner import ROOT, list_stacks, read_stack_config
+from infra.config.stackfile import ROOT, list_stacks, read_stack_config
 from policies.zones import ZONES, region_in_zone, zone_of_region
 
 SOURCE = "stacks/Pulumi.test.yaml"

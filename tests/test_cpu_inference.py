@@ -20,12 +20,12 @@ import yaml
 
 from pipelines.serving import cpu_tier as ci
 from pipelines.serving import repository as triton
-from pipelines.training import data, steps
+from pipelines.training import data, metrics, steps
 from pipelines.training import preprocessing as features
 from pipelines.training.registry import Registry
 from tests.triton_helpers import load_python_model, parse_model_configs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 FAST_PLAN = ci.MeasurePlan(warmup=1, calibration=1, rounds=2, settle_seconds=0.0)
 
 # Microseconds per call, per batch size: int8 fastest at both sizes, eager slowest at batch 1.
@@ -242,13 +242,41 @@ def test_onnx_export_matches_eager_within_1e_5(
     assert proto.opset_import[0].version == ci.ONNX_OPSET
 
 
-def test_metrics() -> None:
+def test_metrics_take_every_output_shape_the_candidates_return() -> None:
+    """The tier scores with the training pipeline's metrics: [n], [n, 1] and [n, k] outputs."""
     labels = np.array([0, 0, 1, 1])
-    assert ci.roc_auc(labels, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
-    assert ci.roc_auc(labels, np.array([[0.2], [0.2], [0.2], [0.9]])) == pytest.approx(0.75)
+    assert {"auc": metrics.roc_auc, "accuracy": metrics.accuracy} == ci.METRICS
+    assert metrics.roc_auc(labels, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert metrics.roc_auc(labels, np.array([[0.2], [0.2], [0.2], [0.9]])) == pytest.approx(0.75)
     two_class = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
-    assert ci.accuracy(labels, two_class) == pytest.approx(0.75)
-    assert ci.accuracy(labels, np.array([0.1, 0.6, 0.7, 0.9])) == pytest.approx(0.75)
+    assert metrics.accuracy(labels, two_class) == pytest.approx(0.75)
+    assert metrics.roc_auc(labels, two_class) == pytest.approx(0.875)
+    assert metrics.accuracy(labels, np.array([0.1, 0.6, 0.7, 0.9])) == pytest.approx(0.75)
+    assert metrics.accuracy(labels, np.array([[0.1], [0.6], [0.7], [0.9]])) == pytest.approx(0.75)
+
+
+def test_one_class_labels_bound_the_output_difference_only(
+    built: list[ci.Candidate], problem: dict[str, Any]
+) -> None:
+    """AUC is undefined (NaN) on rows of one class: no metric drop, the outputs still bounded."""
+    x = problem["x"][:200]
+    one_class = np.ones(len(x), dtype=np.int64)
+    assert np.isnan(metrics.roc_auc(one_class, np.linspace(0, 1, len(x))))
+    deviations = ci.check_accuracy(built, x, one_class, ci.METRICS["auc"])
+    assert set(deviations) == set(ci.CANDIDATES)
+    assert all(d.metric is None and d.metric_drop is None for d in deviations.values())
+    assert deviations["eager_fp32"].max_abs_diff == 0.0
+    assert deviations["onnxruntime"].max_abs_diff <= 1e-5
+    tight = ci.AccuracyBound(max_abs_diff=1e-5, max_metric_drop=0.0)
+    selection = ci.select_from(
+        built,
+        x[:64],
+        validation=(x, one_class),
+        config=ci.SelectionConfig(plan=FAST_PLAN, bound=tight),
+        timer=stub_timer(DEFAULT_US),
+    )
+    assert selection.reference_metric is None
+    assert selection.chosen == "onnxruntime" and not selection.figures("int8_dynamic").within_bound
 
 
 # -------------------------------------------------------------------------- CPU-profile export
@@ -470,3 +498,25 @@ def test_serving_config_rejects_onnxruntime_on_gpu() -> None:
     cfg = triton.ServingConfig("m", 1, 4, backend="onnxruntime", cpu_threads=2)
     with pytest.raises(ValueError, match="TorchScript fallback"):
         triton.write_repositories("model.onnx", cfg, "a", "b")
+
+
+def test_export_step_embeds_exactly_the_cpu_tier_package() -> None:
+    """The cluster's export pod imports the whole package, and nothing beyond the step library."""
+    import ast
+
+    from pipelines.training import packaging as pipeline
+    from pipelines.training import provenance
+
+    package = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "pipelines/serving/cpu_tier").glob("*.py")
+    )
+    assert sorted(pipeline.EXTRA_EMBEDDED["export"]) == package
+    embedded = {*provenance.STEP_LIBRARY, *package}
+    for relative in package:
+        for node in ast.walk(ast.parse((ROOT / relative).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+                top = node.module.split(".")[0]
+                if top in ("pipelines", "kernels", "components", "infra", "policies"):
+                    as_module = node.module.replace(".", "/") + ".py"
+                    as_package = node.module.replace(".", "/") + "/__init__.py"
+                    assert as_module in embedded or as_package in embedded, (relative, node.module)

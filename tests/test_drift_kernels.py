@@ -15,7 +15,6 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from kernels import drift as drift_mod
 from kernels.drift import (
     PSI_EPS,
     DriftError,
@@ -24,6 +23,7 @@ from kernels.drift import (
     categorical_drift,
     drift,
 )
+from kernels.drift import statistics as ks_search
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RTOL = 1e-9
@@ -106,8 +106,8 @@ def test_ks_refinement_levels_match_scipy(data, backend: str, stride: int) -> No
     profile = build_profile(ref, bins=bins, ks_grid=grid)
     # Force the KS search to refine its grid on data this small (it does so past 65,536 points).
     with (
-        mock.patch.object(drift_mod, "_KS_DIRECT", 0),
-        mock.patch.object(drift_mod, "_KS_REFINE", stride),
+        mock.patch.object(ks_search, "_KS_DIRECT", 0),
+        mock.patch.object(ks_search, "_KS_REFINE", stride),
     ):
         res = drift(profile, cur, backend=backend)
     assert_matches(res, ref, cur, bins)

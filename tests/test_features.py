@@ -19,7 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from infra.cli.features import features_app
-from pipelines.features import store as fs
+from pipelines import features as fs
 from pipelines.training import data, schema, steps
 from pipelines.training import preprocessing as features_lib
 
@@ -404,3 +404,65 @@ def test_local_template_points_into_build(monkeypatch: pytest.MonkeyPatch) -> No
         root / "build/feature_store/online_store.db"
     )
     assert root / "build" / "feature_store" == fs.DEFAULT_REPO
+
+
+# ------------------------------------------------------------------- the code the pods carry
+
+
+def _imported_modules(relative: str, top_level_only: bool) -> list[str]:
+    """``pipelines.*``/``kernels.*`` names a file imports (at module level only, or anywhere)."""
+    import ast
+
+    tree = ast.parse((fs.CODE_ROOT / relative).read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    names: list[str] = []
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    return [n for n in names if n.split(".")[0] in ("pipelines", "kernels")]
+
+
+def _as_file(name: str) -> str | None:
+    """The repository file a dotted module name is, None for a name that is no module."""
+    for candidate in (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py"):
+        if (fs.CODE_ROOT / candidate).exists():
+            return candidate
+    return None
+
+
+def test_the_feature_steps_embed_exactly_the_feature_store_files() -> None:
+    """The cluster's feature steps carry every file of the package, and nothing else of it."""
+    from pipelines.training import packaging as pipeline
+    from pipelines.training import provenance
+
+    package = fs.CODE_ROOT / "pipelines" / "features"
+    on_disk = {
+        str(p.relative_to(fs.CODE_ROOT)) for p in package.rglob("*") if p.suffix in (".py", ".yaml")
+    }
+    assert set(pipeline.FEATURE_STORE_CODE) == on_disk
+    library = {p for p in on_disk if p.endswith(".py") and "/repo/" not in p}
+    assert set(pipeline.FEATURE_STORE_LIBRARY) == library
+    # features and materialize import the definitions (inside functions, too)...
+    carried = {*provenance.STEP_LIBRARY, *pipeline.FEATURE_STORE_CODE}
+    for relative in (p for p in pipeline.FEATURE_STORE_CODE if p.endswith(".py")):
+        for name in _imported_modules(relative, top_level_only=False):
+            assert _as_file(name) in (None, *carried), f"{relative} imports {name}"
+    # ...register only names the service: the library must load without the repository.
+    carried = {*provenance.STEP_LIBRARY, *pipeline.FEATURE_STORE_LIBRARY}
+    for relative in pipeline.FEATURE_STORE_LIBRARY:
+        for name in _imported_modules(relative, top_level_only=True):
+            assert _as_file(name) in (None, *carried), f"{relative} imports {name}"
+
+
+def test_importing_the_library_does_not_import_feast() -> None:
+    """The CLI imports it at start-up and the register step names a service with it."""
+    import subprocess
+    import sys
+
+    probe = "import sys, pipelines.features; print(sorted(m for m in sys.modules if 'feast' in m))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=fs.CODE_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipelines.features import store as fs
+from pipelines import features as fs
 from pipelines.training import data, schema
 from tests.redis_server import RedisServer, start_redis, stop_redis, write_store_config
 

@@ -10,19 +10,20 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from infra.config.stackfile import ROOT
+from infra.gate import findings, reports
 from infra.gate import run as gate
-from infra.synth.runner import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
-def prod(tmp_path_factory: pytest.TempPathFactory) -> gate.GateReport:
+def prod(tmp_path_factory: pytest.TempPathFactory) -> findings.GateReport:
     return gate.run_gate("prod-uae", build_dir=tmp_path_factory.mktemp("build"))
 
 
 @pytest.fixture(scope="module")
-def insecure(tmp_path_factory: pytest.TempPathFactory) -> gate.GateReport:
+def insecure(tmp_path_factory: pytest.TempPathFactory) -> findings.GateReport:
     return gate.run_gate(
         "insecure",
         stacks_dir=FIXTURES / "stacks",
@@ -31,16 +32,16 @@ def insecure(tmp_path_factory: pytest.TempPathFactory) -> gate.GateReport:
     )
 
 
-def test_prod_uae_passes_the_gate(prod: gate.GateReport) -> None:
+def test_prod_uae_passes_the_gate(prod: findings.GateReport) -> None:
     assert prod.ok, [f"{f.id} {f.resource} {f.message}" for f in prod.failures] + prod.errors
     assert not [f for f in prod.failures if f.source == "rule"]
     passed = sum(v.get("passed", 0) for v in prod.checkov.values())
     assert passed >= 150, prod.checkov
-    assert len(prod.suppressions_used) <= gate.MAX_SUPPRESSIONS
+    assert len(prod.suppressions_used) <= findings.MAX_SUPPRESSIONS
     assert all(s.justification for s in prod.suppressions_used)
 
 
-def test_insecure_fixture_fails_each_rule(insecure: gate.GateReport) -> None:
+def test_insecure_fixture_fails_each_rule(insecure: findings.GateReport) -> None:
     rules = {f.id for f in insecure.failures if f.source == "rule"}
     assert {
         "SOV-RES-001",  # us-east-1 provider in zone uae
@@ -53,7 +54,7 @@ def test_insecure_fixture_fails_each_rule(insecure: gate.GateReport) -> None:
     assert not insecure.ok
 
 
-def test_insecure_fixture_fails_checkov_through_the_bridge(insecure: gate.GateReport) -> None:
+def test_insecure_fixture_fails_checkov_through_the_bridge(insecure: findings.GateReport) -> None:
     ckv = {f.id for f in insecure.failures if f.source == "checkov"}
     # Bucket encryption, public access block, unencrypted EBS, our GPU-taint check, and the
     # privileged pod's Kubernetes checks: each proves a part of the type and attribute map.
@@ -61,8 +62,10 @@ def test_insecure_fixture_fails_checkov_through_the_bridge(insecure: gate.GateRe
     assert expected <= ckv, sorted(ckv)
 
 
-def test_reports_are_written_and_machine_readable(prod: gate.GateReport, tmp_path: Path) -> None:
-    paths = gate.write_reports(prod, tmp_path)
+def test_reports_are_written_and_machine_readable(
+    prod: findings.GateReport, tmp_path: Path
+) -> None:
+    paths = reports.write_reports(prod, tmp_path)
     data = json.loads(paths[0].read_text())
     assert data["ok"] is True and data["rules"]["violations"] == 0
     suite = ET.parse(paths[1]).getroot()
@@ -76,20 +79,30 @@ def test_suppressions_need_a_justification(tmp_path: Path) -> None:
     bad = tmp_path / "s.yaml"
     bad.write_text("suppressions:\n  - id: CKV_AWS_1\n    resource: '*'\n")
     with pytest.raises(ValueError, match="lacks justification"):
-        gate.load_suppressions(bad)
+        findings.load_suppressions(bad)
     bad.write_text("suppressions:\n  - resource: '*'\n    justification: why\n")
     with pytest.raises(ValueError, match="lacks id"):
-        gate.load_suppressions(bad)
-    assert all(s.justification for s in gate.load_suppressions())
+        findings.load_suppressions(bad)
+    assert all(s.justification for s in findings.load_suppressions())
 
 
 def test_suppressed_failure_is_listed_not_failed() -> None:
-    report = gate.GateReport(stack="t")
-    s = gate.Suppression(("SOV-X",), "res*", "reviewed: fine")
-    gate._add(report, [s], "rule", "SOV-X", "resource-1", "msg")
-    gate._add(report, [s], "rule", "SOV-Y", "resource-1", "msg")
+    report = findings.GateReport(stack="t")
+    s = findings.Suppression(("SOV-X",), "res*", "reviewed: fine")
+    report.add([s], "rule", "SOV-X", "resource-1", "msg")
+    report.add([s], "rule", "SOV-Y", "resource-1", "msg")
     assert [f.status for f in report.findings] == ["suppressed", "failed"]
     assert report.suppressions_used == [s]
+
+
+def test_suppressions_match_ids_resources_and_stacks() -> None:
+    s = findings.Suppression(("CKV_K8S_8", "CKV2_AWS_*"), "*device-plugin*", "why", ("dev",))
+    assert s.matches("CKV_K8S_8", "DaemonSet.kube-system.nvidia-device-plugin", "dev")
+    assert s.matches("CKV2_AWS_62", "x-device-plugin", "dev")
+    assert not s.matches("CKV_K8S_8", "x-device-plugin", "prod")
+    assert not s.matches("CKV_K8S_80", "x-device-plugin", "dev")
+    assert not s.matches("CKV_K8S_8", "aws_s3_bucket.x", "dev")
+    assert findings.Suppression(("CKV_K8S_8",), "*", "why").matches("CKV_K8S_8", "r", "prod")
 
 
 def test_cli_check_fails_on_the_insecure_fixture() -> None:

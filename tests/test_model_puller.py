@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import boto3
@@ -9,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from pipelines import artifacts as art
-from pipelines.serving.puller import pull
+from pipelines.serving.puller import key_service_for, pull
 
 
 @pytest.fixture
@@ -54,3 +55,22 @@ def test_pull_refuses_paths_that_escape(tmp_path: Path) -> None:
         s3.put_object(Bucket="models", Key="m/ok.txt", Body=b"x")
         got = pull("models", "m/", tmp_path / "d", decrypt=False, client=s3)
     assert [p.name for p in got] == ["ok.txt"]
+
+
+def test_key_service_follows_the_manifest_and_the_pod_environment(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = art.LocalKeyFile.create(tmp_path / "mounted.key")
+    art.encrypt_path(repo, keys)
+    located = art.locate(repo.parent / "model_repository.enc")
+    monkeypatch.setenv("SOVML_LOCAL_KEY", str(keys.path))
+    assert key_service_for(located).name == keys.name
+
+    doc = json.loads(located.manifest_path.read_text())
+    for entry in doc["files"]:
+        entry["key"].update(backend="vault", name="models-acme", wrapped="vault:v1:x")
+    located.manifest_path.write_text(json.dumps(doc))
+    monkeypatch.setenv("VAULT_K8S_ROLE", "triton")
+    service = key_service_for(art.locate(located.root))
+    assert isinstance(service, art.VaultTransitKeys)
+    assert (service.key_name, service.kubernetes_role) == ("models-acme", "triton")

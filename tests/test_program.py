@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.synth.runner import ROOT, SynthError, list_stacks, summary, synthesize
+from infra.config.stackfile import ROOT, list_stacks
+from infra.synth.runner import SynthError, summary, synthesize
 from policies.zones import ZONES
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -160,6 +161,41 @@ def test_cli_exits_2_and_names_all_three(tmp_path: Path) -> None:
     for key in ("aws:region", "gpuPoolTaints", "gpuPoolMinSize"):
         assert key in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_synth_hands_its_validated_config_to_the_program(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The stack file is parsed once per synth: the program builds from the config it is given."""
+    from infra.config import stackfile
+
+    def parse_again() -> None:
+        raise AssertionError("the program parsed the engine config again")
+
+    monkeypatch.setattr(stackfile, "from_engine", parse_again)
+    assert synthesize("dev", build_dir=tmp_path, write=False).record["resources"]
+
+
+def test_program_reads_the_engine_config_when_run_bare(records: dict) -> None:
+    """`pulumi up` runs the program without a handed config: it reads the same from the engine."""
+    import runpy
+
+    from pulumi.runtime import config as runtime_config
+
+    from infra.config.stackfile import engine_config, load_stack
+    from infra.synth.runner import PROGRAM, run_recorded
+
+    cfg, raw, secret_keys = load_stack("dev")
+    runtime_config.set_all_config(engine_config(raw), sorted(secret_keys))
+    try:
+        recording = run_recorded(
+            lambda: runpy.run_path(str(PROGRAM), run_name="__main__"),
+            stack="dev",
+            region=cfg.region,
+        )
+    finally:
+        runtime_config.set_all_config({}, [])
+    assert summary({"resources": recording.resources}) == summary(records["dev"])
 
 
 def test_prod_uae_kubernetes_baseline_and_vault(records: dict) -> None:

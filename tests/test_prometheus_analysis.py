@@ -4,7 +4,8 @@ On the cluster, Argo Rollouts' ``AnalysisTemplate`` (``components/serving.py``) 
 for the canary's error rate and its p99 latency relative to the stable pods, with PromQL built
 by :mod:`policies.promotion`. Locally, ``sovml abtest`` decides from Triton's own ``/metrics``
 (:mod:`pipelines.serving.metrics`) and client-side error counts, through
-:func:`pipelines.serving.canary.guard_failures`. Here both run against one real Triton server:
+:func:`pipelines.serving.canary.decisions.guard_failures`. Here both run against one real Triton
+server:
 
 * Triton (``.venv-triton``) serves the two variants of the model the ``prod-uae`` stack serves,
   as two model names (as ``sovml abtest`` does): ``stable`` is a tiny seeded MLP, ``canary`` the
@@ -55,11 +56,11 @@ import numpy as np
 import pytest
 
 from components.serving import request_rate_query
-from infra.synth.runner import load_stack
-from pipelines.serving import local_repository as serving_repo
-from pipelines.serving.canary import guard_failures
+from infra.config.stackfile import load_stack
+from pipelines.serving.canary.decisions import guard_failures
 from pipelines.serving.load import InferClients, Job, run_jobs
 from pipelines.serving.metrics import ModelMetrics, scrape
+from pipelines.serving.repository import ModelConfig, python_parameters, write_local_repository
 from pipelines.serving.triton import TritonServer
 from policies.promotion import (
     DEFAULT,
@@ -148,7 +149,7 @@ def condition_holds(condition: str, value: float) -> bool:
 class Emulation:
     """What the local setup reproduces of the cluster, derived from the stack config and
     :func:`selector` rather than from the record, which must agree with it
-    (:func:`test_the_record_queries_are_built_by_pipelines_promotion`)."""
+    (:func:`test_the_record_queries_are_built_by_policies_promotion`)."""
 
     model: str
     """The stack's first served model (from its config)."""
@@ -273,11 +274,9 @@ def observation(
         "canary": (guarded_mlp(root / "canary.pt", seed=2), CANARY_DELAY_MS),
     }
     for role, (script, delay_ms) in builds.items():
-        serving_repo.write_local_repository(
-            script,
-            repo,
+        config = ModelConfig(
             local_name(setup.model, setup.variants[role]),
-            1,
+            "python",
             IN,
             DIM,
             OUT,
@@ -287,8 +286,9 @@ def observation(
             max_batch_size=8,
             dynamic_batching=False,
             instance_count=1,
-            delay_ms=delay_ms,
+            parameters=python_parameters(delay_ms=delay_ms),
         )
+        write_local_repository(script, repo, config)
     models = [local_name(setup.model, v) for v in setup.variants.values()]
     with (
         TritonServer(repo, models) as server,
@@ -361,7 +361,7 @@ def _observe(
 
 
 # --- tests ----------------------------------------------------------------------------------------
-def test_the_record_queries_are_built_by_pipelines_promotion(observation: Observation) -> None:
+def test_the_record_queries_are_built_by_policies_promotion(observation: Observation) -> None:
     """The strings evaluated below are the synthesized template's, built by the same functions
     and thresholds the local decision uses, and the local emulation matches the record."""
     c, setup = observation.cluster, observation.setup
@@ -412,7 +412,7 @@ def test_p99_ratio_query_equals_the_local_ratio(observation: Observation) -> Non
     local = observation.local
     p99_ms = {role: local[role].quantile_us(0.99) / 1000 for role in local}
     assert all(math.isfinite(v) and v > 0 for v in p99_ms.values()), p99_ms
-    # As sovml abtest divides (pipelines/serving/canary.py guard_failures).
+    # As sovml abtest divides (pipelines/serving/canary/decisions.py guard_failures).
     ratio = p99_ms["canary"] / max(p99_ms["stable"], 1e-6)
     got = observation.promql["p99-latency-ratio"]
     assert math.isclose(got, ratio, rel_tol=REL_TOL), (got, ratio, p99_ms)

@@ -10,10 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from infra import config as cfgmod
+from infra import tenants as tenantmod
 from infra.cli.tenant import tenant_app
+from infra.config.stackfile import ROOT, read_stack_config
 from infra.gate.run import run_gate
-from infra.synth.runner import ROOT, read_stack_config
-from infra.tenants import templates as tenantmod
 
 runner = CliRunner()
 EMAIL = "ops@acme.example.ae"

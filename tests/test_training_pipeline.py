@@ -1,45 +1,27 @@
-"""The KFP training pipeline: a real kfp.local run, bad data, the gate, reproducibility, golden IR.
+"""The KFP training pipeline on kfp.local: one real run, its artifacts, the gate, bad data, the CLI.
 
 The expensive part, one full local run on a small table, happens once per module
-(``pipeline_run``); the other pipeline runs reuse its step cache or stop at validate.
+(``pipeline_run``); the other pipeline runs reuse its step cache or stop at validate. The
+compiled IR is checked in ``tests/test_training_compiled.py``, the step library in-process in
+``tests/test_training_steps.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import difflib
-import gzip
-import io
 import json
 import re
-import tarfile
-import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import typer
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from infra.cli.pipeline import pipeline_app
 from pipelines.serving import repository as triton
-from pipelines.training import (
-    data,
-    gate,
-    images,
-    local_run,
-    model,
-    provenance,
-    schema,
-    steps,
-    train,
-)
+from pipelines.training import data, local_run, model, schema, steps, train
 from pipelines.training import pipeline as training
 from pipelines.training import preprocessing as features
 from pipelines.training.registry import Registry
@@ -50,7 +32,6 @@ pytestmark = pytest.mark.slow
 ROWS = 2000
 EPOCHS = 3
 ARGS = {"rows": ROWS, "seed": 7, "epochs": EPOCHS, "min_auc": 0.7}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +78,7 @@ def _cli() -> typer.Typer:
     return app
 
 
-# ------------------------------------------------------------------------------- full local run
+# ----------------------------------------------------------------------------------- full local run
 
 
 def test_full_local_run_completes(pipeline_run: local_run.RunResult) -> None:
@@ -111,7 +92,7 @@ def test_full_local_run_completes(pipeline_run: local_run.RunResult) -> None:
 
 def _serving(run: local_run.RunResult) -> dict[str, Any]:
     """The lineage's serving section: on the cpu profile the backend was chosen by measurement
-    (``pipelines/serving/cpu_tier.py``), so the tests below accept whichever won."""
+    (``pipelines/serving/cpu_tier/``), so the tests below accept whichever won."""
     assert run.lineage_record is not None
     return json.loads(run.lineage_record.read_text())["serving"]
 
@@ -303,14 +284,6 @@ def test_features_get_returns_what_the_model_trained_on(
     assert body["features"] == {f: float(latest[f]) for f in spec.features}
 
 
-def test_default_run_materializes_where_sovml_features_looks(tmp_path: Path) -> None:
-    from pipelines.features import store as feature_store
-
-    assert local_run.default_feature_repo(local_run.DEFAULT_OUTPUT) == feature_store.DEFAULT_REPO
-    assert feature_store.DEFAULT_REPO == ROOT / "build" / "feature_store"
-    assert local_run.default_feature_repo(tmp_path) == tmp_path / "feature_store"
-
-
 def test_artifacts_are_envelope_encrypted(pipeline_run: local_run.RunResult, workdir: Path) -> None:
     from pipelines import artifacts
 
@@ -324,7 +297,19 @@ def test_artifacts_are_envelope_encrypted(pipeline_run: local_run.RunResult, wor
     assert data.sha256_tree(back) == data.sha256_tree(pipeline_run.model_repository)
 
 
-# ---------------------------------------------------------------------------------- the gate
+def test_pipeline_weights_match_an_in_process_retrain(pipeline_run: local_run.RunResult) -> None:
+    """The train step is a pure function of its inputs: retraining here gives the same weights."""
+    model_dir = _artifact(pipeline_run, "train", "model")
+    recorded = json.loads((model_dir / steps.TRAINING_FILE).read_text())
+    spec = features.FeatureSpec.load(_artifact(pipeline_run, "features", "feature_spec"))
+    x, y = features.matrices(
+        data.read_table(_artifact(pipeline_run, "features", "train_set")), spec
+    )
+    again = train.train(x, y, spec, train.TrainParams(**recorded["params"]))
+    assert model.state_sha256(again.state) == recorded["weights_sha256"]
+
+
+# ----------------------------------------------------------------------------------------- the gate
 
 
 def test_model_below_threshold_is_not_exported(
@@ -384,23 +369,7 @@ def test_gate_compares_with_production_on_the_same_test_set(
     assert "worse than production v1" in decision["reason"]
 
 
-def test_gate_falls_back_to_recorded_metrics(tmp_path: Path) -> None:
-    registry = Registry(tmp_path)
-    registry.register(
-        "m", 4, {"model": {"weights_sha256": "x"}, "metrics": {"auc": 0.91}, "artifacts": {}}
-    )
-    registry.promote("m", 4)
-    production = registry.production("m")
-    assert production is not None
-    auc, how = steps._production_auc(production, None)
-    assert (auc, how) == (0.91, "recorded-metrics")
-    decision = gate.decide(0.9, 0.5, 4, auc, how)
-    assert not decision.passed and "(as recorded)" in decision.reason
-    assert gate.decide(0.92, 0.5, 4, auc, how).passed
-    assert gate.decide(0.905, 0.5, 4, auc, how, tolerance=0.01).passed
-
-
-# ---------------------------------------------------------------------------------- bad data
+# ----------------------------------------------------------------------------------------- bad data
 
 
 def _bad_table(tmp_path: Path, kind: str) -> Path:
@@ -451,374 +420,7 @@ def test_missing_column_fails_the_cli_with_a_readable_message(tmp_path: Path) ->
     assert not list(out.rglob("model_repository*"))
 
 
-def test_validation_lists_every_problem() -> None:
-    from pipelines.training import validation
-
-    frame = data.generate(300, 1)
-    frame.loc[:4, "age"] = 150.0
-    frame["defaulted"] = 0
-    frame.loc[0, "customer_id"] = frame.loc[1, "customer_id"]
-    problems = [str(p) for p in validation.check(frame)]
-    assert problems == [
-        "validate: column 'age' rule 'range': 5 of 300 values outside [18, 100] (min 18, max 150)",
-        "validate: column 'customer_id' rule 'unique': 1 duplicated ids",
-        "validate: column 'defaulted' rule 'class-balance': positive rate 0.0000 "
-        "outside [0.02, 0.6]",
-    ]
-    assert validation.check(data.generate(300, 1)) == []
-
-
-@settings(deadline=None)  # the first example pays for importing scipy.stats
-@given(
-    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=2, max_size=40).filter(
-        lambda rows: len({label for label, _ in rows}) == 2
-    )
-)
-def test_auc_matches_pairwise_definition(rows: list[tuple[int, int]]) -> None:
-    """AUC = P(score of a positive > score of a negative) + 0.5 P(tie), ties included."""
-    from scipy.stats import rankdata
-
-    from pipelines.training import metrics
-
-    labels = np.array([label for label, _ in rows])
-    scores = np.array([score for _, score in rows], dtype=float)
-    np.testing.assert_allclose(metrics.average_ranks(scores), rankdata(scores))
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
-    assert metrics.roc_auc(labels, scores) == pytest.approx(float(np.mean(pairs)))
-
-
-# --------------------------------------------------------------------------- reproducibility
-
-
-def _small_problem(rows: int = 1500) -> tuple[np.ndarray, np.ndarray, features.FeatureSpec]:
-    frame = data.generate(rows, 11)
-    tr, te, cutoff = features.split_out_of_time(frame, 0.2)
-    spec = features.fit(tr, te, cutoff)
-    x, y = features.matrices(tr, spec)
-    return x, y, spec
-
-
-def test_training_is_reproducible() -> None:
-    x, y, spec = _small_problem()
-    params = train.TrainParams(seed=5, epochs=3)
-    first = train.train(x, y, spec, params)
-    second = train.train(x, y, spec, params)
-    assert first.state.keys() == second.state.keys()
-    for name in first.state:
-        assert torch.equal(first.state[name], second.state[name]), name
-    assert model.state_sha256(first.state) == model.state_sha256(second.state)
-    assert first.history == second.history
-    other = train.train(x, y, spec, train.TrainParams(seed=6, epochs=3))
-    assert model.state_sha256(other.state) != model.state_sha256(first.state)
-    assert first.info["device"] == "cpu" and first.info["distributed"] is False
-
-
-def test_pipeline_weights_match_an_in_process_retrain(pipeline_run: local_run.RunResult) -> None:
-    """The train step is a pure function of its inputs: retraining here gives the same weights."""
-    model_dir = _artifact(pipeline_run, "train", "model")
-    recorded = json.loads((model_dir / steps.TRAINING_FILE).read_text())
-    spec = features.FeatureSpec.load(_artifact(pipeline_run, "features", "feature_spec"))
-    x, y = features.matrices(
-        data.read_table(_artifact(pipeline_run, "features", "train_set")), spec
-    )
-    again = train.train(x, y, spec, train.TrainParams(**recorded["params"]))
-    assert model.state_sha256(again.state) == recorded["weights_sha256"]
-
-
-def test_bf16_autocast_on_cpu() -> None:
-    x, y, spec = _small_problem(600)
-    result = train.train(x, y, spec, train.TrainParams(epochs=1, precision="bf16"))
-    assert result.info["precision"] == "bfloat16"
-    assert all(v.dtype in (torch.float32, torch.bool) for v in result.state.values())
-    with pytest.raises(ValueError, match="fp16' needs CUDA"):
-        train.resolve_runtime(train.TrainParams(precision="fp16"))
-
-
-def test_ddp_with_two_cpu_workers() -> None:
-    x, y, spec = _small_problem(600)
-    result = train.train(x, y, spec, train.TrainParams(epochs=1, workers=2))
-    assert result.info["distributed"] is True
-    assert result.info["world_size"] == 2 and result.info["backend"] == "gloo"
-    assert train.loss_is_finite(result.history)
-
-
-# ------------------------------------------------------------------------------ compiled IR
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """IR text of both targets, compiled once, and the warnings the compilation raised."""
-    out = tmp_path_factory.mktemp("ir")
-    result: dict[str, Any] = {}
-    for target in training.TARGETS:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result[target] = training.compile_pipeline(target, out / f"{target}.yaml").read_text()
-        result[f"{target}-warnings"] = [str(w.message) for w in caught]
-    return result
-
-
-@pytest.mark.parametrize("target", training.TARGETS)
-def test_golden_ir(target: str, compiled: dict[str, Any], update_golden: bool) -> None:
-    fresh = training.golden_text(compiled[target], target)
-    golden_path = training.GOLDEN[target]
-    if update_golden:
-        golden_path.write_text(fresh)
-    expected = golden_path.read_text()
-    if training.normalise_ir(fresh) != training.normalise_ir(expected):
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(True), fresh.splitlines(True), "golden", "compiled", n=2
-            )
-        )
-        pytest.fail(
-            f"{golden_path.relative_to(ROOT)} is stale; rerun "
-            f"`.venv/bin/python -m pipelines.training.pipeline --write-golden` if intended:\n{diff[:4000]}"
-        )
-
-
-def _executors(ir_text: str) -> dict[str, Any]:
-    docs = list(yaml.safe_load_all(ir_text))
-    return docs[0]["deploymentSpec"]["executors"]
-
-
-def test_cluster_variant_pins_images_and_requests_resources(compiled: dict[str, Any]) -> None:
-    executors = _executors(compiled["cluster"])
-    assert set(executors) == {f"exec-{name}" for name in local_run.STEPS}
-    for name, executor in executors.items():
-        container = executor["container"]
-        image = container["image"]
-        assert re.fullmatch(r"[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})", image), image
-        assert not image.endswith(":latest"), image
-        resources = container["resources"]
-        for key in ("resourceCpuRequest", "resourceCpuLimit"):
-            assert resources[key], (name, key)
-        for key in ("resourceMemoryRequest", "resourceMemoryLimit"):
-            assert resources[key].endswith("Gi") or resources[key].endswith("Mi"), (name, key)
-        # Every runtime package is pinned exactly.
-        script = container["command"][2]
-        for requirement in re.findall(r"'([A-Za-z0-9_.-]+[=<>!~][^']*)'", script):
-            if "python_version" not in requirement:
-                assert re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.+]+", requirement), requirement
-    train_resources = executors["exec-train"]["container"]["resources"]
-    assert train_resources["accelerator"] == {
-        "count": "1",
-        "resourceCount": "1",
-        "resourceType": "nvidia.com/gpu",
-        "type": "nvidia.com/gpu",
-    }
-    for name in ("exec-ingest", "exec-evaluate"):
-        assert "accelerator" not in executors[name]["container"]["resources"]
-
-
-def test_cluster_variant_defaults(compiled: dict[str, Any]) -> None:
-    spec = next(yaml.safe_load_all(compiled["cluster"]))  # pipeline spec, then platform spec
-    params = spec["root"]["inputDefinitions"]["parameters"]
-    assert params["serving_profile"]["defaultValue"] == "gpu"
-    assert params["encryption_backend"]["defaultValue"] == "vault"
-    assert params["feature_repo"]["defaultValue"] == (
-        "pipelines/features/repo/feature_store.prod.yaml"
-    )
-    local = yaml.safe_load(compiled["local"])["root"]["inputDefinitions"]["parameters"]
-    assert local["serving_profile"]["defaultValue"] == "cpu"
-    assert local["feature_repo"]["defaultValue"] == "build/feature_store"
-
-
-def test_cluster_feature_steps_get_feast_and_the_store_settings(compiled: dict[str, Any]) -> None:
-    executors = _executors(compiled["cluster"])
-    lock = _lock(ROOT / images.FEATURE_LOCK)
-    assert lock["feast"] == "0.67.0" and "s3fs" in lock and "redis" in lock
-    for name in ("features", "materialize"):
-        assert executors[f"exec-{name}"]["container"]["image"] == images.FEATURE_IMAGE, name
-    assert "feast==" not in executors["exec-train"]["container"]["command"][2]
-    docs = list(yaml.safe_load_all(compiled["cluster"]))
-    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for name in images.FEATURE_STORE_STEPS:
-        env = platform[f"exec-{name}"]
-        assert env["configMapAsEnv"][0]["configMapName"] == images.FEAST_CLIENT_CONFIG_MAP
-        assert env["secretAsEnv"][0]["secretName"] == images.FEAST_CLIENT_SECRET
-        assert env["secretAsEnv"][0]["optional"] is True
-    assert "secretAsEnv" not in platform.get("exec-train", {})
-
-
-def test_train_tolerates_the_gpu_taint_and_selects_the_gpu_pool(compiled: dict[str, Any]) -> None:
-    # kfp-kubernetes is pinned in requirements/main.txt: its absence is a failure, not a skip.
-    assert training.kubernetes_extension() is not None
-    docs = list(yaml.safe_load_all(compiled["cluster"]))
-    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
-    assert platform["nodeSelector"]["labels"] == {"sovereign-ml/pool": "gpu"}
-    assert platform["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
-    ]
-    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for name in images.REGISTRY_STEPS:
-        assert images.REGISTRY_PVC in json.dumps(executors[f"exec-{name}"]), name
-
-
-def test_missing_kfp_kubernetes_is_reported(
-    compiled: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """Without kfp-kubernetes the cluster IR compiles, warns and carries no platform spec."""
-    assert not any("kfp-kubernetes" in w for w in compiled["cluster-warnings"])
-    monkeypatch.setattr(training, "kubernetes_extension", lambda: None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        text = training.compile_pipeline("cluster", tmp_path / "bare.yaml").read_text()
-    assert any("kfp-kubernetes is not installed" in str(w.message) for w in caught)
-    assert len(list(yaml.safe_load_all(text))) == 1  # no platform spec
-
-
-def _embedded_files(command_source: str) -> dict[str, bytes]:
-    match = re.search(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([A-Za-z0-9+/=]+)'", command_source)
-    assert match, "no embedded archive"
-    raw = gzip.decompress(base64.b64decode(match.group(1)))
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        return {
-            m.name.removeprefix("./"): tar.extractfile(m).read()  # type: ignore[union-attr]
-            for m in tar.getmembers()
-            if m.isfile()
-        }
-
-
-def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) -> None:
-    executors = _executors(compiled["cluster"])
-    lib = {p: (ROOT / p).read_bytes() for p in provenance.STEP_LIBRARY}
-    for name, executor in executors.items():
-        files = _embedded_files(executor["container"]["command"][-1])
-        expected = dict(lib)
-        for extra in training.EXTRA_EMBEDDED.get(name.removeprefix("exec-"), ()):
-            expected[extra] = (ROOT / extra).read_bytes()
-        assert files == expected, name
-    assert set(training.EXTRA_EMBEDDED) == {
-        "encrypt",
-        "export",
-        "features",
-        "register",
-        "materialize",
-    }
-
-
-def test_step_library_holds_every_module_it_imports_at_module_level() -> None:
-    """A module the steps import at load time but the pods lack would fail every cluster step."""
-    import ast
-
-    embedded = set(provenance.STEP_LIBRARY)
-    for relative in provenance.STEP_LIBRARY:
-        tree = ast.parse((ROOT / relative).read_text())
-        for node in tree.body:
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            for name in names:
-                if name.split(".")[0] not in ("pipelines", "kernels", "components", "infra"):
-                    continue
-                as_module = name.replace(".", "/") + ".py"
-                as_package = name.replace(".", "/") + "/__init__.py"
-                if (ROOT / as_module).exists():
-                    assert as_module in embedded, f"{relative} imports {name}"
-                elif (ROOT / as_package).exists():
-                    assert as_package in embedded, f"{relative} imports {name}"
-
-
-def _pins_installed() -> bool:
-    wanted = {**images.PINS, "kfp": "2.17.0"}
-    try:
-        return all(metadata.version(name) == version for name, version in wanted.items())
-    except metadata.PackageNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not _pins_installed(), reason="would pip-install: pins differ from this venv")
-def test_cluster_component_runs_unchanged_under_kfp_local(tmp_path: Path) -> None:
-    """The cluster build of ``ingest`` (embedded code, pip pins already satisfied) runs here."""
-    import kfp.local
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        components = training.build_components("cluster")
-    kfp.local.init(
-        runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root")
-    )
-    task = components["ingest"](rows=300, seed=3, source_uri="", source_sha256="")
-    produced = Path(task.outputs["dataset"].path)
-    assert data.sha256_file(produced) == task.outputs["dataset"].metadata["sha256"]
-    assert len(data.read_table(produced)) == 300
-
-
-def test_pins_match_the_main_requirements() -> None:
-    locked = dict(
-        line.split("==", 1)
-        for line in (ROOT / "requirements" / "main.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
-    for name, version in images.PINS.items():
-        assert locked.get(name, "").split(" ")[0] == version, name
-
-
-def _lock(path: Path) -> dict[str, str]:
-    return {
-        line.split("==", 1)[0].lower().replace("_", "-"): line.split("==", 1)[1].strip()
-        for line in path.read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    }
-
-
-def test_feature_steps_image_lock_is_complete_and_agrees_with_the_main_lock() -> None:
-    """The cluster's feature steps get Feast's S3 and Redis dependencies from their own lock."""
-    lock = _lock(ROOT / images.FEATURE_LOCK)
-    for name in ("feast", "s3fs", "boto3", "redis", "hiredis", "kfp", "pyarrow", "pandas"):
-        assert name in lock, name
-    main = _lock(ROOT / "requirements" / "main.txt")
-    # boto3/botocore/s3transfer are the one deliberate difference (s3fs's aiobotocore pin).
-    differ = {n for n in lock.keys() & main.keys() if lock[n] != main[n]}
-    assert differ <= {"boto3", "botocore", "s3transfer"}, differ
-    dockerfile = (ROOT / "pipelines" / "images" / "feature-steps" / "Dockerfile").read_text()
-    assert f"FROM {images.PYTHON_IMAGE}" in dockerfile
-    assert f"COPY {images.FEATURE_LOCK} " in dockerfile
-    assert "pip install --no-cache-dir --no-deps -r" in dockerfile
-    assert re.search(r"^USER 10001$", dockerfile, re.M)
-
-
-def test_feature_steps_run_on_their_image_and_install_nothing(compiled: dict[str, Any]) -> None:
-    executors = _executors(compiled["cluster"])
-    for name in images.FEATURE_STORE_STEPS:
-        container = executors[f"exec-{name}"]["container"]
-        assert container["image"] == images.FEATURE_IMAGE, name
-        assert "pip install" not in container["command"][2], name
-    # The other steps still bring their pins (and kfp) at pod start.
-    assert "'kfp==2.17.0'" in executors["exec-ingest"]["container"]["command"][2]
-
-
-def test_s3_offline_source_is_written_with_the_registrys_encryption(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """s3:// writes pass the registry's ``s3_additional_kwargs`` (aws:kms) on every request."""
-    import sys
-    import types
-
-    import fsspec.implementations.local as local_fs
-    import pyarrow.parquet as pq
-
-    from pipelines.features import store as fs
-
-    seen: list[dict[str, str]] = []
-
-    class RecordingS3(local_fs.LocalFileSystem):  # type: ignore[misc]
-        def __init__(self, s3_additional_kwargs: dict[str, str]) -> None:
-            super().__init__(auto_mkdir=True)
-            seen.append(s3_additional_kwargs)
-
-    monkeypatch.setitem(sys.modules, "s3fs", types.SimpleNamespace(S3FileSystem=RecordingS3))
-    rows = fs.write_source(
-        data.generate(20, 1),
-        f"s3://{tmp_path}/data/credit_features.parquet",
-        {"ServerSideEncryption": "aws:kms"},
-    )
-    assert rows == 20 and seen == [{"ServerSideEncryption": "aws:kms"}]
-    assert pq.read_table(tmp_path / "data" / "credit_features.parquet").num_rows == 20
+# ---------------------------------------------------------------------------------------------- CLI
 
 
 def test_cli_compiles_the_cluster_variant(tmp_path: Path) -> None:
@@ -835,6 +437,9 @@ def test_cli_run_needs_local(tmp_path: Path) -> None:
     result = CliRunner().invoke(_cli(), ["pipeline", "run", "training"])
     assert result.exit_code == 2
     assert "only --local runs are supported" in result.output
+
+
+# -------------------------------------------------------------------------------------- real Triton
 
 
 @pytest.mark.slow

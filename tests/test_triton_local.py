@@ -1,6 +1,6 @@
 """The real Triton server (2.51.0, Python backend, from .venv-triton) over a local repository.
 
-One server per module serves a seeded MLP written by ``pipelines.serving.local_repository`` twice: with
+One server per module serves a seeded MLP written by ``pipelines.serving.repository`` twice: with
 dynamic batching (``tiny``) and without batching at all (``tiny_nobatch``, ``max_batch_size``
 0). Checked: readiness, the config and metadata Triton reports against what the repository says,
 HTTP and gRPC inference against the TorchScript model run in this process (1e-5), the metrics
@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipelines.serving import local_repository as serving_repo
+from pipelines.serving import repository as serving_repo
 from pipelines.serving.metrics import model_metrics, parse_prometheus
+from pipelines.serving.repository import ModelConfig
 from pipelines.serving.triton import (
     TritonServer,
     TritonStartError,
@@ -35,38 +37,21 @@ IN, OUT = "features__0", "probability__0"
 DIM = 8
 
 
+def _config(name: str, max_batch_size: int, dynamic: bool, **kwargs: Any) -> ModelConfig:
+    """A Python-backend config serving ``model.pt`` with this module's tensors."""
+    return ModelConfig(name, "python", IN, DIM, OUT, 1, max_batch_size, dynamic, 1, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("triton") / "model_repository"
     script = tiny_mlp(root.parent / "tiny.pt", seed=7, in_dim=DIM)
-    serving_repo.write_local_repository(
-        script,
-        root,
-        "tiny",
-        1,
-        IN,
-        DIM,
-        OUT,
-        1,
-        max_batch_size=8,
-        dynamic_batching=True,
-        instance_count=1,
-        preferred_batch_sizes=(4, 8),
-        max_queue_delay_us=200,
-    )
-    serving_repo.write_local_repository(
-        script,
-        root,
-        "tiny_nobatch",
-        1,
-        IN,
-        DIM,
-        OUT,
-        1,
-        max_batch_size=0,
-        dynamic_batching=False,
-        instance_count=1,
-    )
+    parameters = serving_repo.python_parameters()
+    batching = {"preferred_batch_sizes": (4, 8), "max_queue_delay_us": 200}
+    tiny = _config("tiny", 8, True, parameters=parameters, **batching)
+    serving_repo.write_local_repository(script, root, tiny)
+    flat = _config("tiny_nobatch", 0, False, parameters=parameters)
+    serving_repo.write_local_repository(script, root, flat)
     return root
 
 
@@ -91,31 +76,35 @@ def reference(repo: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # --- without the server ------------------------------------------------------------------------
 def test_config_rendering_and_validation() -> None:
-    text = serving_repo.render_python_config(
-        "m", "x", 4, "y", 2, 16, True, 2, preferred_batch_sizes=(8,), delay_ms=5
-    )
+    render = serving_repo.render_model_config
+    params = serving_repo.python_parameters(delay_ms=5)
+    text = render(ModelConfig("m", "python", "x", 4, "y", 2, 16, True, 2, parameters=params,
+                              preferred_batch_sizes=(8,)))  # fmt: skip
     assert 'backend: "python"' in text and "max_batch_size: 16" in text
     assert "dims: [ 4 ]" in text and "dims: [ 2 ]" in text
-    assert "preferred_batch_size: [ 8 ]" in text and "count: 2 kind: KIND_CPU" in text
-    assert 'key: "DELAY_MS" value: { string_value: "5.0" }' in text
-    unbatched = serving_repo.render_python_config("m", "x", 4, "y", 2, 0, False, 1)
+    assert "preferred_batch_size: [ 8 ]" in text and "count: 2\n    kind: KIND_CPU" in text
+    assert 'key: "DELAY_MS"\n  value: { string_value: "5.0" }' in text
+    unbatched = render(ModelConfig("m", "python", "x", 4, "y", 2, 0, False, 1))
     assert "dims: [ -1, 4 ]" in unbatched and "dynamic_batching" not in unbatched
     with pytest.raises(ValueError, match="dynamic_batching needs"):
-        serving_repo.render_python_config("m", "x", 4, "y", 2, 0, True, 1)
+        ModelConfig("m", "python", "x", 4, "y", 2, 0, True, 1)
     with pytest.raises(ValueError, match="kind"):
-        serving_repo.render_python_config("m", "x", 4, "y", 2, 8, True, 1, "KIND_TPU")
+        ModelConfig("m", "python", "x", 4, "y", 2, 8, True, 1, "KIND_TPU")
     with pytest.raises(ValueError, match="model_name"):
-        serving_repo.render_python_config("a/b", "x", 4, "y", 2, 8, True, 1)
+        ModelConfig("a/b", "python", "x", 4, "y", 2, 8, True, 1)
+    with pytest.raises(ValueError, match="delay_ms"):
+        serving_repo.python_parameters(delay_ms=-1)
 
 
 def test_write_local_repository_layout(repo: Path) -> None:
     model_dir = repo / "tiny"
     assert (model_dir / "config.pbtxt").is_file()
     assert (model_dir / "1" / "model.pt").is_file()
-    assert (model_dir / "1" / "model.py").read_text() == serving_repo.MODEL_PY_SOURCE.read_text()
+    source = serving_repo.PYTHON_MODEL_SOURCE
+    assert (model_dir / "1" / "model.py").read_text() == source.read_text()
     with pytest.raises(ValueError, match="version"):
         serving_repo.write_local_repository(
-            model_dir / "1" / "model.pt", repo, "x", 0, IN, DIM, OUT, 1, 8, True, 1
+            model_dir / "1" / "model.pt", repo, _config("x", 8, True), version=0
         )
 
 
@@ -243,9 +232,7 @@ def test_short_load_run_has_no_errors(server: TritonServer, tmp_path: Path) -> N
 
     out = tmp_path / "serve.json"
     report = bench_serve(
-        http_url=server.http_url,
-        grpc_url=server.grpc_url,
-        metrics_url=server.metrics_url,
+        server.endpoints,
         model="tiny",
         requests=2000,
         concurrency=8,
@@ -314,8 +301,9 @@ def test_serve_verify_checks_parity_and_catches_a_mismatch(repo: Path, tmp_path:
     assert "inference parity" in good.output and good.output.count("yes") == 4
     # A server that answers with another model than the version's model.pt must fail --verify.
     bad = tmp_path / "bad_repository"
+    config = _config("m", 8, True, parameters=serving_repo.python_parameters())
     serving_repo.write_local_repository(
-        tiny_mlp(tmp_path / "a.pt", seed=1, in_dim=DIM), bad, "m", 1, IN, DIM, OUT, 1, 8, True, 1
+        tiny_mlp(tmp_path / "a.pt", seed=1, in_dim=DIM), bad, config
     )
     tiny_mlp(bad / "m" / "1" / "other.pt", seed=2, in_dim=DIM)
     config = bad / "m" / "config.pbtxt"

@@ -1,11 +1,15 @@
 """``sovml artifact``: envelope-encrypt model artifacts with Vault transit, KMS or a local key.
 
-Registered in the main CLI with ``app.add_typer(artifact_app, name="artifact")``. Every failure
-ends with exit code 1 and a one-line message on stderr, never a traceback.
+Registered in the main CLI with ``app.add_typer(artifact_app, name="artifact")``. The commands
+parse options, call :mod:`pipelines.artifacts` and render its reports. Every failure ends with
+exit code 1 (:data:`infra.cli.common.EXIT_NEGATIVE`) and a one-line message on stderr, never a
+traceback; a malformed ``--chunk-size`` is a usage error (2).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import re
@@ -13,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from infra.cli.common import EXIT_NEGATIVE, consoles, fail
 from pipelines import artifacts as art
 
 artifact_app = typer.Typer(
@@ -44,15 +49,9 @@ artifact_app = typer.Typer(
 
 LOCAL_KEY_ENV = "SOVML_ARTIFACT_KEY"
 MAX_ROWS = 25
-EXIT_FAILED = 1
 
-
-class Backend(StrEnum):
-    """Key services the command can use."""
-
-    local = "local"
-    vault = "vault"
-    kms = "kms"
+Backend = StrEnum("Backend", [(name, name) for name in art.BACKENDS])
+"""Key services the command can use (the library's backends)."""
 
 
 BackendOpt = Annotated[
@@ -118,39 +117,30 @@ RegionOpt = Annotated[
 ForceOpt = Annotated[
     bool, typer.Option("--force", "-f", help="Replace the destination if it exists.")
 ]
+_KW = inspect.Parameter.KEYWORD_ONLY
+
+ArtifactArg = Annotated[
+    Path, typer.Argument(help="The .enc file, its .manifest.json, or the .enc folder.")
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON instead of a table.")
 ]
 
 
-def _stdout() -> Console:
-    return Console(highlight=False)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def _fail(message: str) -> NoReturn:
-    # soft_wrap: one line per message, however narrow the terminal (log scrapers, grep).
-    _stderr().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(EXIT_FAILED)
-
-
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(err: Console) -> Iterator[None]:
     """Turn every failure into a readable one-line message and exit code 1."""
     try:
         yield
     except typer.Exit:
         raise
     except art.ArtifactError as exc:
-        _fail(str(exc))
+        fail(err, str(exc), EXIT_NEGATIVE)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}")
+        fail(err, f"{where}{exc.strerror or exc}", EXIT_NEGATIVE)
     except Exception as exc:  # the contract is "no traceback", whatever failed
-        _fail(f"unexpected {type(exc).__name__}: {exc}")
+        fail(err, f"unexpected {type(exc).__name__}: {exc}", EXIT_NEGATIVE)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|k|mib|m)?\s*$", re.IGNORECASE)
@@ -167,62 +157,88 @@ def _parse_size(text: str) -> int:
     return size
 
 
-def _local_key_path(key: str | None) -> Path:
-    return Path(key or os.environ.get(LOCAL_KEY_ENV) or art.DEFAULT_LOCAL_KEY_FILE).expanduser()
+KeyOptions = dict[str, Any]
+"""A command's key-service options, as :func:`art.open_key_service` takes them."""
+
+_KEY_SERVICE_PARAMETERS = (
+    inspect.Parameter(
+        "vault_mount", _KW, default=art.DEFAULT_VAULT_MOUNT, annotation=VaultMountOpt
+    ),
+    inspect.Parameter("vault_role", _KW, default=None, annotation=VaultRoleOpt),
+    inspect.Parameter(
+        "vault_auth_mount", _KW, default=art.DEFAULT_VAULT_AUTH_MOUNT, annotation=VaultAuthMountOpt
+    ),
+    inspect.Parameter("region", _KW, default=None, annotation=RegionOpt),
+)
 
 
-def _make_service(
-    backend: Backend,
-    key: str | None,
-    *,
-    vault_mount: str,
-    vault_role: str | None,
-    vault_auth_mount: str,
-    region: str | None,
-    create_local: bool = False,
-) -> art.KeyService:
-    """The key service for a backend; encrypt may create the local key file on first use."""
-    if backend is Backend.local:
-        path = _local_key_path(key)
-        if create_local:
-            keys, created = art.LocalKeyFile.open_or_create(path)
-            if created:
-                _stderr().print(
-                    f"[yellow]created local key file[/] {escape(str(path))} (mode 0600, "
-                    f"id {keys.name}). Back it up: without it these artifacts cannot be decrypted."
-                )
-            return keys
-        return art.LocalKeyFile(path)
-    if backend is Backend.vault:
-        return art.VaultTransitKeys(
-            key or art.DEFAULT_VAULT_KEY,
-            mount_point=vault_mount,
-            kubernetes_role=vault_role,
-            kubernetes_mount=vault_auth_mount,
+def _with_key_service_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the key-service options, last; it receives them as ``key_options``.
+
+    Typer reads a command's options from its signature. Every artifact command takes the same
+    four (``--vault-mount``, ``--vault-role``, ``--vault-auth-mount``, ``--region``), so they are
+    declared once, here, and appended to the signature typer sees; the command gets them as one
+    :data:`KeyOptions` (with the local key file from ``$SOVML_ARTIFACT_KEY``).
+    """
+    own = inspect.signature(command, eval_str=True).parameters.values()
+
+    @functools.wraps(command)
+    def with_options(
+        *args: Any,
+        vault_mount: str,
+        vault_role: str | None,
+        vault_auth_mount: str,
+        region: str | None,
+        **kwargs: Any,
+    ) -> None:
+        key_options: KeyOptions = {
+            "local_key_file": os.environ.get(LOCAL_KEY_ENV),
+            "vault_mount": vault_mount,
+            "vault_role": vault_role,
+            "vault_auth_mount": vault_auth_mount,
+            "region": region,
+        }
+        command(*args, key_options=key_options, **kwargs)
+
+    parameters = [p for p in own if p.name != "key_options"]
+    with_options.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*parameters, *_KEY_SERVICE_PARAMETERS]
+    )
+    return with_options
+
+
+def _announce_key_file(err: Console) -> Callable[[art.LocalKeyFile], None]:
+    """The notice shown once, when encrypt created the local key file."""
+
+    def announce(keys: art.LocalKeyFile) -> None:
+        err.print(
+            f"[yellow]created local key file[/] {escape(str(keys.path))} (mode 0600, "
+            f"id {keys.name}). Back it up: without it these artifacts cannot be decrypted.",
+            soft_wrap=True,
         )
-    return art.KmsKeys(key or art.DEFAULT_KMS_KEY, region=region)
+
+    return announce
 
 
-def _backend_of(located: art.Located, backend: Backend | None) -> tuple[Backend, str]:
-    """Backend and key name an existing artifact was encrypted with (one per artifact)."""
-    slots = {(e.key.backend, e.key.name) for e in located.manifest.files}
-    if len(slots) != 1:
-        _fail(f"{located.manifest_path}: files use different keys {sorted(slots)}; not supported")
-    manifest_backend, manifest_key = slots.pop()
-    chosen = backend or Backend(manifest_backend)
-    if chosen.value != manifest_backend:
-        _fail(
-            f"{located.manifest_path}: encrypted with the {manifest_backend} backend, "
-            f"but --backend {chosen.value} was given"
+def _open_artifact(
+    path: Path, backend: Backend | None, key: str | None, key_options: KeyOptions
+) -> tuple[art.Located, art.KeyService]:
+    """An existing artifact and its key service; ``--backend`` must match its manifest's."""
+    located = art.locate(path)
+    manifest_backend, _ = located.key()
+    if backend is not None and backend.value != manifest_backend:
+        raise art.ArtifactError(
+            f"encrypted with the {manifest_backend} backend, but --backend {backend.value} "
+            "was given",
+            located.manifest_path,
         )
-    return chosen, manifest_key
+    return located, art.open_artifact_key_service(located, key, **key_options)
 
 
 @contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+def _progress(err: Console, total: int, label: str) -> Iterator[art.Progress | None]:
     """A byte progress bar on an interactive stderr; nothing otherwise (CI logs, pipes)."""
-    console = _stderr()
-    if not console.is_terminal or total < (8 << 20):
+    if not err.is_terminal or total < (8 << 20):
         yield None
         return
     columns = (
@@ -232,7 +248,7 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -243,26 +259,8 @@ def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _report(report: art.Report, as_json: bool) -> None:
-    verb = {"encrypt": "encrypted", "decrypt": "decrypted", "rewrap": "re-wrapped"}[
-        report.operation
-    ]
-    if as_json:
-        doc: dict[str, Any] = {
-            "operation": report.operation,
-            "source": str(report.source),
-            "destination": str(report.destination),
-            "manifest": str(report.manifest),
-            "backend": report.backend,
-            "key": report.key,
-            "files": [vars(f) for f in report.files],
-            "bytes": report.bytes,
-            "seconds": round(report.seconds, 6),
-            "mb_per_s": round(report.mb_per_s, 3),
-        }
-        typer.echo(json.dumps(doc, indent=2))
-        return
-    out = _stdout()
+def _files_table(report: art.Report, verb: str) -> Table:
+    """One row per file (at most :data:`MAX_ROWS`): sizes and speed, or the version change."""
     table = Table(title=f"{verb} with {report.backend} key {report.key}", title_justify="left")
     table.add_column("file", overflow="fold")
     if report.operation == "rewrap":
@@ -281,23 +279,37 @@ def _report(report: art.Report, as_json: bool) -> None:
         table.add_row(
             f"... {len(report.files) - MAX_ROWS} more", "", *[""] * (len(table.columns) - 2)
         )
-    out.print(table)
+    return table
+
+
+def _render(out: Console, report: art.Report, as_json: bool) -> None:
+    """The report as JSON, or as a table and a summary line."""
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    verb = {"encrypt": "encrypted", "decrypt": "decrypted", "rewrap": "re-wrapped"}[
+        report.operation
+    ]
+    out.print(_files_table(report, verb))
     if report.operation == "rewrap":
         out.print(
             f"[green]{verb}[/] {len(report.files)} data key(s) in {report.seconds:.2f} s; "
-            f"ciphertext untouched. manifest: {escape(str(report.manifest))}"
+            f"ciphertext untouched. manifest: {escape(str(report.manifest))}",
+            soft_wrap=True,
         )
-    else:
-        out.print(
-            f"[green]{verb}[/] {len(report.files)} file(s), {report.bytes:,} bytes in "
-            f"{report.seconds:.2f} s ({report.mb_per_s:,.1f} MB/s) -> "
-            f"{escape(str(report.destination))}"
-        )
-        if report.operation == "encrypt":
-            out.print(f"manifest: {escape(str(report.manifest))}")
+        return
+    out.print(
+        f"[green]{verb}[/] {len(report.files)} file(s), {report.bytes:,} bytes in "
+        f"{report.seconds:.2f} s ({report.mb_per_s:,.1f} MB/s) -> "
+        f"{escape(str(report.destination))}",
+        soft_wrap=True,
+    )
+    if report.operation == "encrypt":
+        out.print(f"manifest: {escape(str(report.manifest))}", soft_wrap=True)
 
 
 @artifact_app.command("encrypt")
+@_with_key_service_options
 def encrypt_cmd(
     path: Annotated[Path, typer.Argument(help="File or model-repository folder to encrypt.")],
     backend: BackendOpt = None,
@@ -316,38 +328,33 @@ def encrypt_cmd(
     ] = "1MiB",
     force: ForceOpt = False,
     as_json: JsonOpt = False,
-    vault_mount: VaultMountOpt = art.DEFAULT_VAULT_MOUNT,
-    vault_role: VaultRoleOpt = None,
-    vault_auth_mount: VaultAuthMountOpt = "kubernetes",
-    region: RegionOpt = None,
+    *,
+    key_options: KeyOptions,
 ) -> None:
     """Encrypt PATH: X becomes X.enc + X.enc.manifest.json; a folder D becomes D.enc/."""
     size = _parse_size(chunk_size)
-    with _errors():
-        service = _make_service(
-            backend or Backend.local,
+    stdout, err = consoles()
+    with _errors(err):
+        service = art.open_key_service(
+            (backend or Backend.local).value,
             key,
-            vault_mount=vault_mount,
-            vault_role=vault_role,
-            vault_auth_mount=vault_auth_mount,
-            region=region,
             create_local=True,
+            on_create=_announce_key_file(err),
+            **key_options,
         )
         if not path.exists():
-            _fail(f"{path}: no such file or folder")
-        with _progress(_tree_size(path), "encrypt") as progress:
+            fail(err, f"{path}: no such file or folder", EXIT_NEGATIVE)
+        with _progress(err, _tree_size(path), "encrypt") as progress:
             report = art.encrypt_path(
                 path, service, out=out, chunk_size=size, overwrite=force, progress=progress
             )
-        _report(report, as_json)
+        _render(stdout, report, as_json)
 
 
 @artifact_app.command("decrypt")
+@_with_key_service_options
 def decrypt_cmd(
-    path: Annotated[
-        Path,
-        typer.Argument(help="The .enc file, its .manifest.json, or the .enc folder."),
-    ],
+    path: ArtifactArg,
     backend: BackendOpt = None,
     key: KeyOpt = None,
     out: Annotated[
@@ -356,82 +363,54 @@ def decrypt_cmd(
     ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
-    vault_mount: VaultMountOpt = art.DEFAULT_VAULT_MOUNT,
-    vault_role: VaultRoleOpt = None,
-    vault_auth_mount: VaultAuthMountOpt = "kubernetes",
-    region: RegionOpt = None,
+    *,
+    key_options: KeyOptions,
 ) -> None:
     """Decrypt and verify PATH; plaintext appears only once every chunk and digest verified."""
-    with _errors():
-        located = art.locate(path)
-        chosen, manifest_key = _backend_of(located, backend)
-        default_key = None if chosen is Backend.local else manifest_key
-        service = _make_service(
-            chosen,
-            key or default_key,
-            vault_mount=vault_mount,
-            vault_role=vault_role,
-            vault_auth_mount=vault_auth_mount,
-            region=region,
-        )
-        total = sum(f.plaintext_size for f in located.manifest.files)
-        with _progress(total, "decrypt") as progress:
+    stdout, err = consoles()
+    with _errors(err):
+        located, service = _open_artifact(path, backend, key, key_options)
+        with _progress(err, located.manifest.plaintext_size, "decrypt") as progress:
             report = art.decrypt_path(path, service, out=out, overwrite=force, progress=progress)
-        _report(report, as_json)
+        _render(stdout, report, as_json)
 
 
 @artifact_app.command("rewrap")
+@_with_key_service_options
 def rewrap_cmd(
-    path: Annotated[
-        Path,
-        typer.Argument(help="The .enc file, its .manifest.json, or the .enc folder."),
-    ],
+    path: ArtifactArg,
     backend: BackendOpt = None,
     key: KeyOpt = None,
     as_json: JsonOpt = False,
-    vault_mount: VaultMountOpt = art.DEFAULT_VAULT_MOUNT,
-    vault_role: VaultRoleOpt = None,
-    vault_auth_mount: VaultAuthMountOpt = "kubernetes",
-    region: RegionOpt = None,
+    *,
+    key_options: KeyOptions,
 ) -> None:
     """Re-wrap the data keys of PATH under the newest key version (ciphertext is not rewritten)."""
-    with _errors():
-        located = art.locate(path)
-        chosen, manifest_key = _backend_of(located, backend)
-        default_key = None if chosen is Backend.local else manifest_key
-        service = _make_service(
-            chosen,
-            key or default_key,
-            vault_mount=vault_mount,
-            vault_role=vault_role,
-            vault_auth_mount=vault_auth_mount,
-            region=region,
-        )
-        _report(art.rewrap_path(path, service), as_json)
+    stdout, err = consoles()
+    with _errors(err):
+        _, service = _open_artifact(path, backend, key, key_options)
+        _render(stdout, art.rewrap_path(path, service), as_json)
 
 
 @artifact_app.command("rotate-key")
+@_with_key_service_options
 def rotate_cmd(
     backend: BackendOpt = None,
     key: KeyOpt = None,
-    vault_mount: VaultMountOpt = art.DEFAULT_VAULT_MOUNT,
-    vault_role: VaultRoleOpt = None,
-    vault_auth_mount: VaultAuthMountOpt = "kubernetes",
-    region: RegionOpt = None,
+    *,
+    key_options: KeyOptions,
 ) -> None:
     """Add a new key version (local file, transit key, or KMS on-demand rotation).
 
     Existing artifacts keep decrypting with their old version until `rewrap` moves them.
     """
-    with _errors():
-        service = _make_service(
-            backend or Backend.local,
+    stdout, err = consoles()
+    with _errors(err):
+        service = art.open_key_service(
+            (backend or Backend.local).value,
             key,
-            vault_mount=vault_mount,
-            vault_role=vault_role,
-            vault_auth_mount=vault_auth_mount,
-            region=region,
+            **key_options,
         )
         version = service.rotate()
         outcome = "rotation requested" if version is None else f"newest version {version}"
-        _stdout().print(f"[green]rotated[/] {escape(service.describe())}: {outcome}")
+        stdout.print(f"[green]rotated[/] {escape(service.describe())}: {outcome}", soft_wrap=True)

@@ -11,6 +11,7 @@ Exit codes are one contract for every command:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -47,3 +48,13 @@ def fail(err: Console, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print ``message`` as an error line and end the command with ``code``."""
     error_line(err, message)
     raise typer.Exit(code)
+
+
+def shown_path(path: Path | None) -> str:
+    """A path as a user reads it: relative to the working folder when inside it; ``-`` for none."""
+    if path is None:
+        return "-"
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -3,56 +3,25 @@
 Register it on the main app with ``app.command("cost")(cost_command)``. Reads the synth record
 (synthesizing first when it is missing or older than the stack file or the program), prices it
 with ``infra/cost/prices/<region>.yaml`` (approximate list prices, dated) and writes
-``build/<stack>/cost.json``.
+``build/<stack>/cost.json``; the work is ``infra.cost.stack.estimate_stack``.
 
-Exit codes follow ``infra.cli.app``: 0 success, 2 bad input (stack config, missing price table).
+Exit codes follow ``infra.cli.common``: 0 success, 2 bad input (stack config, missing price table).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from infra.cost import estimate as costmod
+from infra.cli.common import EXIT_BAD_INPUT, consoles, error_line, fail
+from infra.cost.estimate import Comparison, CostEstimate
+from infra.cost.price_table import PRICES_DIR, CostError
+from infra.cost.stack import cost_path, estimate_stack
 from infra.synth import runner as synthmod
-
-EXIT_BAD_INPUT = 2
-
-console = Console()
-err = Console(stderr=True)
-
-
-def load_record(stack: str, stacks_dir: Path, build_dir: Path) -> dict[str, Any]:
-    """The stack's synth record, synthesized first when missing or stale.
-
-    Raises:
-        synthmod.SynthError: The stack file is missing or invalid.
-    """
-    from infra.gate.run import (
-        is_stale,  # the gate's own staleness rule: stack file or sources newer
-    )
-
-    path = build_dir / stack / "resources.json"
-    if is_stale(path, synthmod.stack_file(stack, stacks_dir)):
-        return synthmod.synthesize(stack, stacks_dir=stacks_dir, build_dir=build_dir).record
-    return json.loads(path.read_text())
-
-
-def estimate_stack(
-    stack: str, stacks_dir: Path, build_dir: Path, prices_dir: Path = costmod.PRICES_DIR
-) -> costmod.CostEstimate:
-    """Estimate one stack and write ``build/<stack>/cost.json``."""
-    record = load_record(stack, stacks_dir, build_dir)
-    region = record["config"]["region"]
-    est = costmod.estimate(record, costmod.load_prices(region, prices_dir))
-    costmod.write_estimate(est, build_dir / stack / "cost.json")
-    return est
 
 
 def _usd(x: float) -> str:
@@ -65,7 +34,7 @@ def _delta(x: float) -> str:
     return f"[red]+{_usd(x)}[/]" if x > 0 else f"[green]-{_usd(-x)}[/]"
 
 
-def estimate_table(est: costmod.CostEstimate) -> Table:
+def estimate_table(est: CostEstimate) -> Table:
     """One line per item: what it is, how it was computed, monthly at min and at max."""
     table = Table(
         title=(
@@ -90,9 +59,9 @@ def estimate_table(est: costmod.CostEstimate) -> Table:
     return table
 
 
-def compare_table(base: costmod.CostEstimate, other: costmod.CostEstimate) -> Table:
+def compare_table(base: CostEstimate, other: CostEstimate) -> Table:
     """Both stacks side by side per item, with ``other`` minus ``base``."""
-    cmp = costmod.Comparison(base, other)
+    cmp = Comparison(base, other)
     table = Table(
         title=f"{base.stack} vs {other.stack}: monthly cost ({base.currency})", title_justify="left"
     )
@@ -100,13 +69,12 @@ def compare_table(base: costmod.CostEstimate, other: costmod.CostEstimate) -> Ta
     for label in (f"{base.stack} min", f"{base.stack} max", f"{other.stack} min",
                   f"{other.stack} max", "diff min", "diff max"):  # fmt: skip
         table.add_column(escape(label), justify="right")
-    totals = [0.0, 0.0, 0.0, 0.0]
     for key in cmp.keys:
         row = cmp.row(key)
-        totals = [t + v for t, v in zip(totals, row, strict=True)]
         diffs = _delta(row[2] - row[0]), _delta(row[3] - row[1])
         table.add_row(key, *(_usd(v) for v in row), *diffs)
     table.add_section()
+    totals = cmp.totals()
     table.add_row(
         "[bold]total[/]",
         *(f"[bold]{_usd(v)}[/]" for v in totals),
@@ -114,6 +82,13 @@ def compare_table(base: costmod.CostEstimate, other: costmod.CostEstimate) -> Ta
         _delta(totals[3] - totals[1]),
     )
     return table
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(synthmod.ROOT)
+    except ValueError:
+        return path
 
 
 def cost_command(
@@ -125,7 +100,7 @@ def cost_command(
     build_dir: Annotated[Path, typer.Option(help="Folder of synth records.")] = synthmod.BUILD,
     prices_dir: Annotated[
         Path, typer.Option(help="Folder of price tables (<region>.yaml).")
-    ] = costmod.PRICES_DIR,
+    ] = PRICES_DIR,
 ) -> None:
     """Monthly cost of a stack at node-pool min and max sizes, from its synth record.
 
@@ -133,19 +108,19 @@ def cost_command(
     record cannot know (NAT GB, log GB, stored GB) is an assumption named in each line.
     Writes build/STACK/cost.json.
     """
-    estimates: list[costmod.CostEstimate] = []
+    console, err = consoles()
+    estimates: list[CostEstimate] = []
     for name in [stack] + ([compare] if compare else []):
         try:
             with console.status(f"estimating {name} ..."):
                 estimates.append(estimate_stack(name, stacks_dir, build_dir, prices_dir))
         except synthmod.SynthError as exc:
-            err.print(f"[red]{escape(name)}: {escape(str(exc))}[/]")
+            error_line(err, f"{name}: {exc}")
             for p in exc.problems:
-                err.print(f"  - {escape(str(p))}")
+                err.print(f"  - {p}", markup=False, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
-        except costmod.CostError as exc:
-            err.print(f"[red]{escape(name)}: {escape(str(exc))}[/]")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except CostError as exc:
+            fail(err, f"{name}: {exc}", EXIT_BAD_INPUT)
 
     for est in estimates:
         console.print(estimate_table(est))
@@ -163,12 +138,5 @@ def cost_command(
     for est in estimates:
         console.print(
             f"[green]{est.stack}[/]: {_usd(est.total_min)} - {_usd(est.total_max)} per month -> "
-            f"{escape(str(_relative(build_dir / est.stack / 'cost.json')))}"
+            f"{escape(str(_relative(cost_path(est.stack, build_dir))))}"
         )
-
-
-def _relative(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(synthmod.ROOT)
-    except ValueError:
-        return path

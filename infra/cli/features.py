@@ -8,9 +8,9 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(features_app, name="feat
 
 ``--repo`` defaults to ``build/feature_store``, the store ``sovml pipeline run training --local``
 trains from and materializes to, so ``get`` returns the values the model was trained with for
-that customer's latest event. See :mod:`pipelines.features.store` for what ``--repo`` may name.
+that customer's latest event. See :mod:`pipelines.features.config` for what ``--repo`` may name.
 
-Exit codes as in ``infra/cli/app.py``: 0 success, 2 bad input (unknown entity, feature view or
+Exit codes as in :mod:`infra.cli.common`: 0 success, 2 bad input (unknown entity, feature view or
 feature service; no store yet; a bad date), with a one-line message and no traceback.
 """
 
@@ -26,7 +26,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-EXIT_BAD_INPUT = 2
+from infra.cli.common import consoles, fail
+from pipelines import features
 
 features_app = typer.Typer(
     help="The feature store (Feast): apply definitions, materialize online, look up a customer.",
@@ -46,24 +47,14 @@ RepoOption = Annotated[
 ]
 
 
-def _consoles() -> tuple[Console, Console]:
-    # Bound to the streams of this call (CliRunner swaps them per invocation).
-    return Console(file=sys.stdout), Console(file=sys.stderr)
-
-
-def _fail(err: Console, message: str) -> typer.Exit:
-    """Print ``message`` as one red line on stderr; the caller raises the returned Exit."""
-    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
 def _date(value: str | None, option: str, err: Console) -> datetime | None:
+    """``value`` of ``option`` as a datetime (None stays None); bad input ends the command."""
     if value is None:
         return None
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise _fail(err, f"{option} {value!r} is not an ISO 8601 date/time") from None
+        fail(err, f"{option} {value!r} is not an ISO 8601 date/time")
 
 
 @features_app.command("apply")
@@ -81,18 +72,17 @@ def apply_cmd(
 
     Only adds or updates: the pipeline's feature services (one per model version) stay.
     """
-    from pipelines.features import store as features
     from pipelines.training import data
 
-    console, err = _consoles()
+    console, err = consoles()
     if table is not None and not table.is_file():
-        raise _fail(err, f"--table {table}: no such file")
+        fail(err, f"--table {table}: no such file")
     try:
         store = features.open_store(repo, create=True)
         frame = data.read_table(table) if table is not None else None
         applied = features.apply(store, frame)
     except features.FeatureStoreError as exc:
-        raise _fail(err, str(exc)) from None
+        fail(err, str(exc))
     out = Table(title=f"project {applied.project}: feature views", title_justify="left")
     for column in ("feature view", "features", "ttl"):
         out.add_column(column)
@@ -128,15 +118,13 @@ def materialize_cmd(
 
     The first run starts at the data's first event (dated 2025), not at "now minus TTL".
     """
-    from pipelines.features import store as features
-
-    console, err = _consoles()
+    console, err = consoles()
     end_at, start_at = _date(end, "--end", err), _date(start, "--start", err)
     try:
         store = features.open_store(repo)
         done = features.materialize(store, end=end_at, start=start_at, views=view)
     except features.FeatureStoreError as exc:
-        raise _fail(err, str(exc)) from None
+        fail(err, str(exc))
     out = Table(title="materialized (event time, UTC)", title_justify="left")
     for column in ("feature view", "from", "to", "status"):
         out.add_column(column)
@@ -168,7 +156,7 @@ def get_cmd(
     ] = None,
     model: Annotated[
         str, typer.Option(help="Model whose latest feature service is the default.")
-    ] = "credit_risk",
+    ] = features.DEFAULT_MODEL,
     repo: RepoOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -177,17 +165,15 @@ def get_cmd(
     Default: the feature service of the model's latest registered version.
     Before any registration: every feature view.
     """
-    from pipelines.features import store as features
-
-    console, err = _consoles()
+    console, err = consoles()
     if feature_service is not None and feature_view:
-        raise _fail(err, "give --feature-service or --feature-view, not both")
+        fail(err, "give --feature-service or --feature-view, not both")
     try:
         store = features.open_store(repo)
         request = features.resolve_request(store, feature_service, feature_view, model)
         values = features.online_features(store, entity_id, request)
     except features.FeatureStoreError as exc:
-        raise _fail(err, str(exc)) from None
+        fail(err, str(exc))
     from pipelines.features.repo import definitions
 
     body: dict[str, Any] = {

@@ -5,13 +5,12 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(pipeline_app, name="pipe
     sovml pipeline compile training [--target local|cluster] [--out PATH]
     sovml pipeline run training --local [--rows N] [--seed S] [--output-dir build/pipelines]
 
-Exit codes as in ``infra/cli/app.py``: 0 success, 1 the run failed (or the gate rejected the model
-with ``--fail-on-reject``), 2 bad input.
+Exit codes as in :mod:`infra.cli.common`: 0 success, 1 the run failed (or the gate rejected the
+model with ``--fail-on-reject``), 2 bad input.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
 from enum import StrEnum
 from pathlib import Path
@@ -21,8 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from infra.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, consoles, shown_path
 
 pipeline_app = typer.Typer(
     help="Compile the KFP pipelines and run them locally (kfp.local).",
@@ -52,21 +50,6 @@ class Profile(StrEnum):
     gpu = "gpu"
 
 
-def _consoles() -> tuple[Console, Console]:
-    # Bound to the streams of this moment: the local runner redirects stdout while it runs, and
-    # progress must still reach the terminal.
-    return Console(file=sys.stdout), Console(file=sys.stderr)
-
-
-def _rel(path: Path | None) -> str:
-    if path is None:
-        return "-"
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 @pipeline_app.command("compile")
 def compile_cmd(
     pipeline: Annotated[PipelineName, typer.Argument(help="Pipeline to compile.")],
@@ -82,16 +65,16 @@ def compile_cmd(
     ] = None,
 ) -> None:
     """Compile a pipeline to KFP IR YAML (default build/pipelines/<pipeline>[-cluster].yaml)."""
-    from pipelines.training import pipeline as training
+    from pipelines.training.compilation import compile_pipeline
 
-    console, err = _consoles()
+    console, err = consoles()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path = training.compile_pipeline(target.value, out, image_registry, pip_index_url)
+        path = compile_pipeline(target.value, out, image_registry, pip_index_url)
     for warning in caught:
         if "kfp-kubernetes" in str(warning.message):
             err.print(f"[yellow]warning:[/] {warning.message}")
-    console.print(f"[green]{pipeline.value}[/] ({target.value}) -> {_rel(path)}")
+    console.print(f"[green]{pipeline.value}[/] ({target.value}) -> {shown_path(path)}")
 
 
 _STATUS_STYLE = {
@@ -105,7 +88,7 @@ _STATUS_STYLE = {
 
 
 def _progress(console: Console) -> Any:
-    """A listener for :func:`pipelines.training.local_run.run_local` printing one line per step event."""
+    """A listener for :func:`pipelines.training.local_run.run_local`: one line per step event."""
     status = console.status("starting kfp.local ...")
     status.start()
 
@@ -150,12 +133,21 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
     for label, value in rows:
         if value is None:
             continue
-        shown = _rel(value) if isinstance(value, Path) else str(value)
+        shown = shown_path(value) if isinstance(value, Path) else str(value)
         # soft_wrap: paths stay whole (copy-pasteable) instead of being cut at the width.
         console.print(f"[bold]{label + ':':<18}[/]{shown}", soft_wrap=True, highlight=False)
     cached = sum(1 for s in result.steps.values() if s.status == "cached")
     reused = f", {cached} step(s) from cache" if cached else ""
     console.print(f"finished in {result.seconds:.1f}s{reused}")
+
+
+def _failure(err: Console, pipeline: str, result: Any) -> None:
+    """Where the run failed, the reasons its steps printed, and the full log's path."""
+    where = f"step '{result.failed_step}'" if result.failed_step else "the pipeline"
+    err.print(f"[red]{pipeline} failed in {where}[/]")
+    for line in result.errors or ["(no reason printed; see the log)"]:
+        err.print(f"  [red]{line}[/]", soft_wrap=True, highlight=False, markup=True)
+    err.print(f"full log: {shown_path(result.log_path)}")
 
 
 @pipeline_app.command("run")
@@ -182,9 +174,10 @@ def run_cmd(
 ) -> None:
     """Run a pipeline locally, step by step, and summarise metrics, gate and artifacts."""
     from pipelines.training import local_run
-    from pipelines.training.data import sha256_file
 
-    console, err = _consoles()
+    # Bound to the streams of this moment: the local runner redirects stdout while it runs, and
+    # progress must still reach the terminal.
+    console, err = consoles()
     if not local:
         err.print(
             "[red]only --local runs are supported from here[/]; for the cluster, compile with "
@@ -202,14 +195,12 @@ def run_cmd(
         if not source.is_file():
             err.print(f"[red]--source {source}: no such file[/]")
             raise typer.Exit(EXIT_BAD_INPUT)
-        # The digest goes into the step's inputs: a changed file is a cache miss, not stale data.
-        arguments["source_uri"] = str(source.resolve())
-        arguments["source_sha256"] = sha256_file(source)
+        arguments.update(local_run.source_arguments(source))
 
-    data = f"source={_rel(source)}" if source is not None else f"rows={rows}"
+    data = f"source={shown_path(source)}" if source is not None else f"rows={rows}"
     console.print(
         f"[bold]{pipeline.value}[/] on kfp.local: {data} seed={seed} epochs={epochs} "
-        f"-> {_rel(output_dir)}",
+        f"-> {shown_path(output_dir)}",
         soft_wrap=True,
     )
     listener = _progress(console)
@@ -219,11 +210,7 @@ def run_cmd(
         listener.stop()
     _summary(console, result, output_dir)
     if not result.succeeded:
-        where = f"step '{result.failed_step}'" if result.failed_step else "the pipeline"
-        err.print(f"[red]{pipeline.value} failed in {where}[/]")
-        for line in result.errors or ["(no reason printed; see the log)"]:
-            err.print(f"  [red]{line}[/]", soft_wrap=True, highlight=False, markup=True)
-        err.print(f"full log: {_rel(result.log_path)}")
-        raise typer.Exit(EXIT_FAILED)
+        _failure(err, pipeline.value, result)
+        raise typer.Exit(EXIT_NEGATIVE)
     if fail_on_reject and result.gate_passed is False:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_NEGATIVE)

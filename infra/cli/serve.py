@@ -11,40 +11,51 @@ Registered in ``infra/cli/app.py``::
     app.add_typer(bench_app, name="bench")
 
 The server is Triton 2.51.0 from the ``nvidia-pytriton`` wheel in ``.venv-triton``
-(:mod:`pipelines.serving.triton`), bound to 127.0.0.1 on free ports.
+(:mod:`pipelines.serving.triton`), bound to 127.0.0.1 on free ports. What the commands check and
+decide lives in :mod:`pipelines.serving` (``verify``, ``canary``, ``bench``, ``report``); here
+options are parsed and results rendered.
 
-Exit codes as in ``infra/cli/app.py``: 0 success, 1 the run failed (server did not start, a load
-run had errors, or with ``--fail-on-rollback`` a canary that was not promoted), 2 bad input.
+Exit codes as in :mod:`infra.cli.common`: 0 success, 1 the run failed (server did not start, a
+load run had errors, or with ``--fail-on-rollback`` a canary that was not promoted), 2 bad input.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-VERIFY_ATOL = 1e-5
-"""Largest difference ``sovml serve --verify`` accepts between Triton and in-process scores."""
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_ABTEST_REPO = ROOT / "build" / "abtest" / "demo_repository"
-DEMO_BENCH_REPO = ROOT / "build" / "bench" / "serve_repository"
+from infra.cli.common import EXIT_NEGATIVE, consoles, error_line, fail, shown_path
+from pipelines.serving.report import (
+    ABTEST_DEMO_REPOSITORY,
+    ABTEST_DIR,
+    BENCH_COLUMNS,
+    BENCH_DEMO_REPOSITORY,
+    BENCH_REPORT,
+    LOOK_COLUMNS,
+    bench_cells,
+    bench_title,
+    look_cells,
+    look_title,
+)
+from pipelines.serving.repository import repository_models
+from pipelines.serving.verify import VERIFY_ATOL
 
-
-def _consoles() -> tuple[Console, Console]:
-    console = Console()
-    if not console.is_terminal:
-        # Logs and CI capture: rich would squeeze wide tables to 80 columns and elide cells.
-        console = Console(width=140)
-    return console, Console(stderr=True)
+_DECISION_STYLE = {
+    "promote": "[green]promote[/]",
+    "hold": "[yellow]hold[/]",
+    "rollback": "[red]rollback[/]",
+}
+_RESULT_STYLE = {"promoted": "green", "rolled_back": "red", "held": "yellow"}
 
 
 def _start(err: Console, repository: Path, models: list[str], **kwargs: Any) -> Any:
@@ -54,55 +65,40 @@ def _start(err: Console, repository: Path, models: list[str], **kwargs: Any) -> 
     try:
         server = TritonServer(repository, models, **kwargs)
     except FileNotFoundError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(err, str(exc))
     except TritonUnavailableError as exc:
-        err.print(f"[red]Triton is not available: {escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(err, f"Triton is not available: {exc}", EXIT_NEGATIVE)
     try:
         return server.start()
     except TritonStartError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(err, str(exc), EXIT_NEGATIVE)
 
 
-def repository_models(repository: Path) -> list[str]:
-    """Model folders of a repository (those with a ``config.pbtxt``), sorted."""
-    return sorted(p.name for p in repository.iterdir() if (p / "config.pbtxt").is_file())
+@contextlib.contextmanager
+def _serving(
+    console: Console, err: Console, repository: Path, models: list[str], first_status: str
+) -> Iterator[tuple[Any, Status]]:
+    """A started server and a live status line for one run on it; stops both at the end.
 
-
-def config_summary(config: dict[str, Any]) -> str:
-    """One line per setting that matters for serving: backend, batching, instances, versions."""
-    backend = config.get("backend") or config.get("platform") or "?"
-    batching = config.get("dynamic_batching")
-    if batching:
-        pref = batching.get("preferred_batch_size") or []
-        delay = batching.get("max_queue_delay_microseconds", 0)
-        dyn = f"on (max queue delay {delay} us" + (f", preferred {pref})" if pref else ")")
-    else:
-        dyn = "off"
-    groups = ", ".join(
-        f"{g.get('count', 1)} x {g.get('kind', '?')}" for g in config.get("instance_group", [])
-    )
-    policy = config.get("version_policy", {})
-    params = {k: v.get("string_value") for k, v in (config.get("parameters") or {}).items()}
-    lines = [
-        f"backend {backend}, max_batch_size {config.get('max_batch_size', 0)}",
-        f"dynamic batching {dyn}",
-        f"instances {groups or '-'}",
-        f"version policy {policy or '-'}",
-    ]
-    if params:
-        lines.append("parameters " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
-    return "\n".join(lines)
-
-
-def _tensors(items: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in items)
+    A ``ValueError`` from the run is bad input (exit 2).
+    """
+    with console.status(f"starting Triton with {' and '.join(models)} ..."):
+        server = _start(err, repository, models)
+    try:
+        status = console.status(first_status)
+        status.start()
+        try:
+            yield server, status
+        except ValueError as exc:
+            fail(err, str(exc))
+        finally:
+            status.stop()
+    finally:
+        server.stop()
 
 
 def _print_server(console: Console, server: Any, models: list[str], seconds: float) -> None:
-    import tritonclient.http as httpclient
+    from pipelines.serving.verify import describe
 
     endpoints = Table(title=f"Triton ready in {seconds:.1f}s", title_justify="left")
     endpoints.add_column("endpoint")
@@ -111,28 +107,22 @@ def _print_server(console: Console, server: Any, models: list[str], seconds: flo
     endpoints.add_row("gRPC (KServe v2)", server.grpc_url)
     endpoints.add_row("Prometheus metrics", server.metrics_url)
     console.print(endpoints)
-    client = httpclient.InferenceServerClient(server.http_url)
-    try:
-        meta = client.get_server_metadata()
-        console.print(
-            f"server: {meta['name']} {meta['version']}, repository {server.model_repository}"
+    described = describe(server.http_url, models)
+    console.print(
+        f"server: {described.name} {described.version}, repository {server.model_repository}"
+    )
+    table = Table(title="models", title_justify="left", show_lines=True)
+    for col in ("model", "versions", "inputs", "outputs", "config"):
+        table.add_column(col, overflow="fold")
+    for m in described.models:
+        table.add_row(
+            f"[green]{escape(m.name)}[/] READY",
+            ", ".join(m.versions),
+            escape(m.inputs),
+            escape(m.outputs),
+            escape(m.config),
         )
-        table = Table(title="models", title_justify="left", show_lines=True)
-        for col in ("model", "versions", "inputs", "outputs", "config"):
-            table.add_column(col, overflow="fold")
-        for name in models:
-            m = client.get_model_metadata(name)
-            cfg = client.get_model_config(name)
-            table.add_row(
-                f"[green]{escape(name)}[/] READY",
-                ", ".join(m.get("versions", [])),
-                escape(_tensors(m.get("inputs", []))),
-                escape(_tensors(m.get("outputs", []))),
-                escape(config_summary(cfg)),
-            )
-        console.print(table)
-    finally:
-        client.close()
+    console.print(table)
 
 
 def serve_command(
@@ -163,14 +153,12 @@ def serve_command(
 
     Prints the HTTP, gRPC and metrics endpoints, each model's metadata and a config summary.
     """
-    console, err = _consoles()
+    console, err = consoles()
     if not model_repository.is_dir():
-        err.print(f"[red]model repository not found: {escape(str(model_repository))}[/]")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(err, f"model repository not found: {model_repository}")
     models = list(model or repository_models(model_repository))
     if not models:
-        err.print(f"[red]{escape(str(model_repository))}: no model folder with a config.pbtxt[/]")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(err, f"{model_repository}: no model folder with a config.pbtxt")
     # Ctrl-C and a plain `kill` both end in the `finally` below, which stops the server: SIGINT
     # may be ignored when started in the background, and SIGTERM would otherwise skip cleanup.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -183,144 +171,50 @@ def serve_command(
     try:
         _print_server(console, server, models, time.monotonic() - started)
         if verify and not _verify(console, server, model_repository, models):
-            raise typer.Exit(EXIT_FAILED)
+            raise typer.Exit(EXIT_NEGATIVE)
         if once:
             return
         console.print("serving; Ctrl-C to stop")
         while server.running:
             time.sleep(0.5)
-        err.print(f"[red]tritonserver exited unexpectedly[/]\n{escape(server.log_tail())}")
-        raise typer.Exit(EXIT_FAILED)
+        error_line(err, "tritonserver exited unexpectedly")
+        err.print(server.log_tail(), markup=False, highlight=False)
+        raise typer.Exit(EXIT_NEGATIVE)
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
         server.stop()
 
 
-def parity_rows(config: dict[str, Any], rows: int = 16, seed: int = 0) -> Any:
-    """Seeded FP32 rows shaped for the model's single input (variable dims taken as 1)."""
-    import numpy as np
-
-    dims = [int(d) for d in config["input"][0]["dims"]]
-    max_batch = int(config.get("max_batch_size", 0))
-    if max_batch == 0:
-        dims = dims[1:]  # the explicit batch dimension of a non-batching model
-    else:
-        rows = min(rows, max_batch)  # Triton rejects a request above max_batch_size
-    width = [d if d > 0 else 1 for d in dims]
-    return np.random.default_rng(seed).normal(size=(rows, *width)).astype(np.float32)
-
-
 def _verify(console: Console, server: Any, repository: Path, models: list[str]) -> bool:
-    """Triton's answers over HTTP and gRPC against the TorchScript file run in-process."""
-    import numpy as np
-    import torch
-    import tritonclient.http as httpclient
+    """Print the parity of Triton's answers with the in-process TorchScript; True if all hold."""
+    from pipelines.serving.verify import verify_parity
 
-    from pipelines.serving.load import InferClients
-
+    checks = verify_parity(server.endpoints, repository, models)
     table = Table(title="inference parity (Triton vs in-process TorchScript)", title_justify="left")
     for col in ("model", "version", "protocol", "rows", "max |diff|", f"<= {VERIFY_ATOL:g}"):
         table.add_column(col, justify="left" if col in ("model", "protocol") else "right")
-    ok = True
-    meta_client = httpclient.InferenceServerClient(server.http_url)
-    try:
-        for name in models:
-            cfg = meta_client.get_model_config(name)
-            version = max(meta_client.get_model_metadata(name)["versions"], key=int)
-            rows = parity_rows(cfg)
-            path = repository / name / version / "model.pt"
-            with torch.inference_mode():
-                expected = torch.jit.load(str(path)).eval()(torch.from_numpy(rows)).numpy()
-            for protocol in ("http", "grpc"):
-                url = server.http_url if protocol == "http" else server.grpc_url
-                out_name, in_name = cfg["output"][0]["name"], cfg["input"][0]["name"]
-                with InferClients(protocol, url, 1, in_name, out_name) as clients:
-                    got = clients.infer(0, name, rows)
-                diff = float(np.max(np.abs(got.reshape(expected.shape) - expected)))
-                good = diff <= VERIFY_ATOL
-                ok &= good
-                table.add_row(
-                    name,
-                    version,
-                    protocol,
-                    str(len(rows)),
-                    f"{diff:.2e}",
-                    "[green]yes[/]" if good else "[red]NO[/]",
-                )
-    finally:
-        meta_client.close()
+    for c in checks:
+        ok = "[green]yes[/]" if c.ok else "[red]NO[/]"
+        table.add_row(c.model, c.version, c.protocol, str(c.rows), f"{c.max_diff:.2e}", ok)
     console.print(table)
-    return ok
+    return all(c.ok for c in checks)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _fmt(value: float, digits: int = 2) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _acc(look: Any, name: str) -> str:
-    lo, hi = look.accuracy_ci95[name]
-    return f"{_fmt(look.accuracy[name], 3)} [{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
-
-
-_DECISION_STYLE = {
-    "promote": "[green]promote[/]",
-    "hold": "[yellow]hold[/]",
-    "rollback": "[red]rollback[/]",
-}
-
-
 def look_table(result: Any) -> Table:
     """Per-look evidence: weight, requests, accuracy with CI, p99, errors, LLR, decision."""
     a, b = result.baseline, result.candidate
-    table = Table(title=f"canary {escape(b)} (B) against {escape(a)} (A)", title_justify="left")
-    for col in (
-        "step",
-        "weight",
-        "req A/B",
-        "mirror",
-        "acc A [95% CI]",
-        "acc B [95% CI]",
-        "p99 A ms",
-        "p99 B ms",
-        "ratio",
-        "err A/B",
-        "LLR [rollback, promote]",
-        "decision",
-    ):
-        table.add_column(col, justify="right" if col not in ("decision",) else "left")
+    table = Table(title=escape(look_title(a, b)), title_justify="left")
+    for col in LOOK_COLUMNS:
+        table.add_column(col, justify="right" if col != "decision" else "left")
     for look in result.looks:
-        table.add_row(
-            f"{look.step}.{look.look}",
-            f"{look.weight:g}%",
-            f"{look.requests[a]}/{look.requests[b]}",
-            str(look.mirrored_requests),
-            _acc(look, a),
-            _acc(look, b),
-            _fmt(look.p99_ms[a]),
-            _fmt(look.p99_ms[b]),
-            _fmt(look.p99_ratio),
-            f"{look.errors[a]}/{look.errors[b] + look.mirrored_errors}",
-            f"{_fmt(look.llr)} [{look.lower:.2f}, {look.upper:.2f}]",
-            _DECISION_STYLE.get(look.decision, look.decision),
-        )
+        *cells, decision = look_cells(look, a, b)
+        table.add_row(*cells, _DECISION_STYLE.get(decision, decision))
     return table
-
-
-def _load_labelled(path: Path) -> tuple[Any, Any]:
-    import numpy as np
-
-    with np.load(path) as data:
-        keys = set(data.files)
-        xk = next((k for k in ("features", "x", "X") if k in keys), None)
-        yk = next((k for k in ("labels", "y") if k in keys), None)
-        if xk is None or yk is None:
-            raise ValueError(f"{path}: needs arrays 'features' (or 'x') and 'labels' (or 'y')")
-        return data[xk], data[yk]
 
 
 def abtest_command(
@@ -348,7 +242,7 @@ def abtest_command(
     ] = True,
     delay_ms: Annotated[float, typer.Option(help="Demo: the slow variant's sleep.")] = 10.0,
     run: Annotated[str | None, typer.Option(help="Evidence name (build/abtest/RUN.json).")] = None,
-    out_dir: Annotated[Path, typer.Option(help="Evidence folder.")] = ROOT / "build" / "abtest",
+    out_dir: Annotated[Path, typer.Option(help="Evidence folder.")] = ABTEST_DIR,
     fail_on_rollback: Annotated[
         bool, typer.Option(help="Exit 1 unless the candidate was promoted.")
     ] = False,
@@ -360,124 +254,92 @@ def abtest_command(
     policies/promotion.py; the procedure and its error rates are printed and stored with the
     evidence.
     """
-    from pipelines.serving import canary as abtest
+    from pipelines.serving.canary import decisions
+    from pipelines.serving.canary import run as canary_run
+    from pipelines.serving.load import PROTOCOLS
     from policies.promotion import DEFAULT
 
-    console, err = _consoles()
-    if protocol not in ("grpc", "http") or concurrency < 1 or max_requests < 1:
-        err.print("[red]--protocol must be grpc or http; --concurrency, --max-requests >= 1[/]")
-        raise typer.Exit(EXIT_BAD_INPUT)
+    console, err = consoles()
+    if protocol not in PROTOCOLS or concurrency < 1 or max_requests < 1:
+        fail(err, "--protocol must be grpc or http; --concurrency, --max-requests >= 1")
     custom = (model_repository, baseline, candidate, data)
     if any(v is not None for v in custom):
-        if any(v is None for v in custom):
-            err.print("[red]--model-repository, --baseline, --candidate and --data go together[/]")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        try:
-            features, labels = _load_labelled(data)  # type: ignore[arg-type]
-        except (OSError, ValueError) as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        repo_dir, pair = model_repository, (baseline, candidate)
+        repo_dir, pair, traffic = _custom_pair(err, model_repository, baseline, candidate, data)
     else:
-        if scenario not in abtest.SCENARIOS:
-            err.print(f"[red]--scenario: choose one of {', '.join(abtest.SCENARIOS)}[/]")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        with console.status("building the demo variants (seeded data, two small MLPs) ..."):
-            demo = abtest.build_demo_repository(DEMO_ABTEST_REPO, delay_ms=delay_ms)
-        repo_dir, pair = demo.root, demo.pair(scenario)
-        features, labels = demo.data.test_x, demo.data.test_y
-    console.print(f"[bold]procedure[/]: {abtest.procedure_text(DEFAULT)}", soft_wrap=False)
-    with console.status(f"starting Triton with {pair[0]} and {pair[1]} ..."):
-        server = _start(err, repo_dir, list(pair))  # type: ignore[arg-type]
-    try:
-        status = console.status("step 1 ...")
-        status.start()
+        repo_dir, pair, traffic = _demo_pair(console, err, scenario, delay_ms)
+    console.print(f"[bold]procedure[/]: {decisions.procedure_text(DEFAULT)}", soft_wrap=False)
+    settings = canary_run.RunSettings(
+        concurrency, protocol, seed, max_requests, max_seconds, mirror
+    )
+    with _serving(console, err, repo_dir, list(pair), "step 1 ...") as (server, status):
 
         def on_look(look: Any) -> None:
             status.update(
                 f"step {look.step} ({look.weight:g}%), look {look.look}: {look.decision} ..."
             )
 
-        try:
-            result = abtest.run_abtest(
-                grpc_url=server.grpc_url,
-                http_url=server.http_url,
-                metrics_url=server.metrics_url,
-                baseline=pair[0],
-                candidate=pair[1],
-                features=features,
-                labels=labels,
-                criteria=DEFAULT,
-                concurrency=concurrency,
-                protocol=protocol,
-                seed=seed,
-                max_requests=max_requests,
-                max_seconds=max_seconds,
-                mirror=mirror,
-                run_name=run,
-                out_dir=out_dir,
-                on_look=on_look,
-            )
-        except ValueError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        finally:
-            status.stop()
-    finally:
-        server.stop()
+        result = canary_run.run_abtest(
+            server.endpoints,
+            *pair,
+            *traffic,
+            criteria=DEFAULT,
+            settings=settings,
+            run_name=run,
+            out_dir=out_dir,
+            on_look=on_look,
+        )
     console.print(look_table(result))
-    style = {"promoted": "green", "rolled_back": "red", "held": "yellow"}[result.decision]
     console.print(
-        f"decision: [{style}]{result.decision.upper()}[/] after {result.seconds:.1f}s, "
-        f"{result.total_requests} requests: {escape(result.reason)}"
+        f"decision: [{_RESULT_STYLE[result.decision]}]{result.decision.upper()}[/] after "
+        f"{result.seconds:.1f}s, {result.total_requests} requests: {escape(result.reason)}"
     )
-    console.print(f"evidence: {_rel(Path(result.evidence_path))}")
+    console.print(f"evidence: {shown_path(Path(result.evidence_path))}")
     if fail_on_rollback and result.decision != "promoted":
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_NEGATIVE)
 
 
-def _rel(path: Path) -> str:
+def _custom_pair(
+    err: Console,
+    repository: Path | None,
+    baseline: str | None,
+    candidate: str | None,
+    data: Path | None,
+) -> tuple[Path, tuple[str, str], tuple[Any, Any]]:
+    """The repository, (baseline, candidate) and labelled traffic the options name."""
+    from pipelines.serving.canary.run import load_labelled
+
+    if repository is None or baseline is None or candidate is None or data is None:
+        fail(err, "--model-repository, --baseline, --candidate and --data go together")
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+        traffic = load_labelled(data)
+    except (OSError, ValueError) as exc:
+        fail(err, str(exc))
+    return repository, (baseline, candidate), traffic
+
+
+def _demo_pair(
+    console: Console, err: Console, scenario: str, delay_ms: float
+) -> tuple[Path, tuple[str, str], tuple[Any, Any]]:
+    """The demo repository (built here), the scenario's pair and the demo's test traffic."""
+    from pipelines.serving.canary import demo as canary_demo
+
+    if scenario not in canary_demo.SCENARIOS:
+        fail(err, f"--scenario: choose one of {', '.join(canary_demo.SCENARIOS)}")
+    with console.status("building the demo variants (seeded data, two small MLPs) ..."):
+        demo = canary_demo.build_demo_repository(ABTEST_DEMO_REPOSITORY, delay_ms=delay_ms)
+    return demo.root, demo.pair(scenario), (demo.data.test_x, demo.data.test_y)
 
 
 def bench_table(report: Any) -> Table:
     """Throughput, latency percentiles, errors and server batching per configuration."""
-    table = Table(
-        title=(
-            f"{escape(report.model)}: {report.requests} requests x {report.concurrency} "
-            f"{report.protocol} clients, batch-1 requests"
-        ),
-        title_justify="left",
-    )
-    for col in (
-        "configuration",
-        "done",
-        "errors",
-        "req/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "avg server batch",
-        "server ms",
-        "queue ms",
-    ):
+    table = Table(title=escape(bench_title(report)), title_justify="left")
+    for col in BENCH_COLUMNS:
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for r in report.results:
-        table.add_row(
-            "dynamic batching" if r.dynamic_batching else "no batching (batch 1)",
-            f"{r.completed}/{r.requests}",
-            f"[red]{r.errors}[/]" if r.errors else "0",
-            f"{r.throughput_rps:.0f}",
-            _fmt(r.latency_ms["p50"]),
-            _fmt(r.latency_ms["p95"]),
-            _fmt(r.latency_ms["p99"]),
-            _fmt(r.server["average_batch"]),
-            _fmt(r.server["mean_request_ms"]),
-            _fmt(r.server["mean_queue_ms"], 3),
-        )
+        cells = bench_cells(r)
+        if r.errors:
+            cells[BENCH_COLUMNS.index("errors")] = f"[red]{r.errors}[/]"
+        table.add_row(*cells)
     return table
 
 
@@ -496,72 +358,60 @@ def bench_serve_command(
     max_queue_delay_us: Annotated[
         int, typer.Option(help="Dynamic batcher delay when the config sets none.")
     ] = 100,
-    out: Annotated[Path, typer.Option(help="JSON report.")] = ROOT
-    / "build"
-    / "bench"
-    / "serve.json",
+    out: Annotated[Path, typer.Option(help="JSON report.")] = BENCH_REPORT,
 ) -> None:
     """Load-test one model on the local Triton: batch 1 vs dynamic batching, in one run.
 
     Reports throughput, p50/p95/p99 latency and errors per configuration and writes OUT. Exits
     1 if any request failed or the time bound cut a run short.
     """
-    from pipelines.serving import bench as bench_serve
+    from pipelines.serving import bench
+    from pipelines.serving.load import PROTOCOLS
 
-    console, err = _consoles()
-    if protocol not in ("grpc", "http") or requests < 1 or concurrency < 1:
-        err.print("[red]--protocol must be grpc or http; --requests and --concurrency >= 1[/]")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if model_repository is None:
-        from pipelines.serving import canary as abtest
-
-        with console.status("building the demo model (seeded data, a small MLP) ..."):
-            demo = abtest.build_demo_repository(DEMO_BENCH_REPO)
-        model_repository, model = demo.root, demo.name("trained")
-    if not model_repository.is_dir():
-        err.print(f"[red]model repository not found: {escape(str(model_repository))}[/]")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if model is None:
-        found = repository_models(model_repository)
-        if not found:
-            err.print(f"[red]{escape(str(model_repository))}: no model with a config.pbtxt[/]")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        model = found[0]
-    with console.status(f"starting Triton with {model} ..."):
-        server = _start(err, model_repository, [model])
-    try:
-        status = console.status("load ...")
-        status.start()
-        try:
-            report = bench_serve.bench_serve(
-                http_url=server.http_url,
-                grpc_url=server.grpc_url,
-                metrics_url=server.metrics_url,
-                model=model,
-                requests=requests,
-                concurrency=concurrency,
-                protocol=protocol,
-                max_seconds=max_seconds,
-                max_queue_delay_us=max_queue_delay_us,
-                out=out,
-                restore=False,
-                on_result=lambda r: status.update(f"{r.name} done; next ..."),
-            )
-        except ValueError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        finally:
-            status.stop()
-    finally:
-        server.stop()
+    console, err = consoles()
+    if protocol not in PROTOCOLS or requests < 1 or concurrency < 1:
+        fail(err, "--protocol must be grpc or http; --requests and --concurrency >= 1")
+    model_repository, model = _bench_model(console, err, model_repository, model)
+    with _serving(console, err, model_repository, [model], "load ...") as (server, status):
+        report = bench.bench_serve(
+            server.endpoints,
+            model=model,
+            requests=requests,
+            concurrency=concurrency,
+            protocol=protocol,
+            max_seconds=max_seconds,
+            max_queue_delay_us=max_queue_delay_us,
+            out=out,
+            restore=False,
+            on_result=lambda r: status.update(f"{r.name} done; next ..."),
+        )
     console.print(bench_table(report))
+    env = report.environment
     console.print(
-        f"{report.environment['server']}, {report.environment['client']}, "
-        f"{report.environment['cpus']} CPUs; report: {_rel(out)}"
+        f"{env['server']}, {env['client']}, {env['cpus']} CPUs; report: {shown_path(out)}"
     )
     for r in report.results:
         for sample in r.error_samples:
-            err.print(f"[red]{r.name}: {escape(sample)}[/]")
+            err.print(f"{r.name}: {sample}", style="red", markup=False, highlight=False)
     if not report.ok:
-        err.print("[red]FAILED: errors or requests not completed within the time bound[/]")
-        raise typer.Exit(EXIT_FAILED)
+        fail(err, "FAILED: errors or requests not completed within the time bound", EXIT_NEGATIVE)
+
+
+def _bench_model(
+    console: Console, err: Console, repository: Path | None, model: str | None
+) -> tuple[Path, str]:
+    """The repository and model to benchmark: the options', or the demo's trained MLP."""
+    if repository is None:
+        from pipelines.serving.canary import demo as canary_demo
+
+        with console.status("building the demo model (seeded data, a small MLP) ..."):
+            demo = canary_demo.build_demo_repository(BENCH_DEMO_REPOSITORY)
+        return demo.root, demo.name("trained")
+    if not repository.is_dir():
+        fail(err, f"model repository not found: {repository}")
+    if model is None:
+        found = repository_models(repository)
+        if not found:
+            fail(err, f"{repository}: no model with a config.pbtxt")
+        model = found[0]
+    return repository, model

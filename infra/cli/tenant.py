@@ -2,7 +2,7 @@
 
 Register it on the main app with ``app.add_typer(tenant_app, name="tenant")``.
 
-Exit codes follow ``infra.cli.app``: 0 success, 1 template files out of date (``templates``
+Exit codes as in :mod:`infra.cli.common`: 0 success, 1 template files out of date (``templates``
 without ``--write``), 2 bad input (name, template, zone, region, existing stack, config).
 """
 
@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from infra.synth.runner import STACKS
-from infra.tenants import templates as tenantmod
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from infra import tenants as tenantmod
+from infra.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, consoles
+from infra.config.stackfile import ROOT, STACKS
 
 tenant_app = typer.Typer(
     help="Create tenant stacks (smb, enterprise) from the templates.",
@@ -27,8 +24,26 @@ tenant_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+
+
+def _summary(created: tenantmod.RenderedTenant) -> str:
+    """Three indented lines: the tier and residency, the node pools, the budget."""
+    cfg = created.config
+    pools = ", ".join(
+        f"{p.role} {p.min_size}-{p.max_size} x {p.instance_types[0]} {p.capacity_type}"
+        for p in cfg.node_pools
+    )
+    budget_text = (
+        f"${cfg.monthly_budget_usd:,}/month, alerts to {', '.join(cfg.budget_alert_emails)}"
+        if cfg.monthly_budget_usd
+        else "none"
+    )
+    return (
+        f"  template {created.template.name} ({cfg.tier}, {cfg.environment}), "
+        f"zone {cfg.zone}, region {cfg.region}\n"
+        f"  node pools: {escape(pools)}\n"
+        f"  budget: {escape(budget_text)}"
+    )
 
 
 @tenant_app.command("new")
@@ -60,6 +75,7 @@ def new(
     Refuses a bad or reserved tenant name, a region outside the zone and an existing stack file;
     nothing is written when anything is wrong.
     """
+    out, err = consoles()
     request = tenantmod.TenantRequest(
         name=name,
         template=template,
@@ -78,27 +94,12 @@ def new(
             err.print(f"  - {escape(problem)}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
-    cfg = created.config
-    pools = ", ".join(
-        f"{p.role} {p.min_size}-{p.max_size} x {p.instance_types[0]} {p.capacity_type}"
-        for p in cfg.node_pools
-    )
-    budget_text = (
-        f"${cfg.monthly_budget_usd:,}/month, alerts to {', '.join(cfg.budget_alert_emails)}"
-        if cfg.monthly_budget_usd
-        else "none"
-    )
-    console.print(f"[green]created[/] {escape(tenantmod.display_path(created.path))}")
-    console.print(
-        f"  template {created.template.name} ({cfg.tier}, {cfg.environment}), "
-        f"zone {cfg.zone}, region {cfg.region}\n"
-        f"  node pools: {escape(pools)}\n"
-        f"  budget: {escape(budget_text)}"
-    )
+    out.print(f"[green]created[/] {escape(tenantmod.display_path(created.path))}")
+    out.print(_summary(created))
     extra = "" if stacks_dir.resolve() == STACKS.resolve() else f" --stacks-dir {stacks_dir}"
-    console.print("next:")
-    console.print(f"  sovml check {name}{escape(extra)}", markup=True, highlight=False)
-    console.print(f"  pulumi stack init {name} && pulumi up -s {name}", highlight=False)
+    out.print("next:")
+    out.print(f"  sovml check {name}{escape(extra)}")
+    out.print(f"  pulumi stack init {name} && pulumi up -s {name}")
 
 
 @tenant_app.command("templates")
@@ -107,18 +108,20 @@ def templates(
         bool, typer.Option(help="Rewrite the generated files under stacks/templates/.")
     ] = False,
 ) -> None:
-    """Check (or rewrite) stacks/templates/ against the definitions in infra/tenants/templates.py."""
+    """Check (or rewrite) stacks/templates/ against the definitions in
+    infra/tenants/templates.py."""
+    out, err = consoles()
     if write:
         written = tenantmod.write_template_files()
         for path in written:
-            console.print(f"wrote {path.relative_to(tenantmod.ROOT)}")
+            out.print(f"wrote {path.relative_to(ROOT)}")
         if not written:
-            console.print("stacks/templates/ is up to date")
+            out.print("stacks/templates/ is up to date")
         return
     stale = tenantmod.stale_template_files()
     for path in stale:
-        err.print(f"[red]out of date:[/] {path.relative_to(tenantmod.ROOT)}")
+        err.print(f"[red]out of date:[/] {path.relative_to(ROOT)}")
     if stale:
         err.print("run `sovml tenant templates --write`")
-        raise typer.Exit(EXIT_FAILED)
-    console.print("stacks/templates/ is up to date")
+        raise typer.Exit(EXIT_NEGATIVE)
+    out.print("stacks/templates/ is up to date")

@@ -1,16 +1,17 @@
-"""Run checkov on what ``infra.gate.bridge`` wrote for a stack, and read its results back.
+"""Run checkov on the synth record bridged for it, and read its results back.
 
+``write_scan_inputs`` writes what checkov scans: the record's AWS resources as a Terraform plan
+(``infra.gate.tfplan``) and its Kubernetes objects as YAML (``infra.gate.k8s_manifests``).
 checkov pins ``packaging==23.2``, which the main venv cannot hold, so it lives in
 ``.venv-checkov`` and runs as a subprocess: once on ``build/<stack>/tfplan.json``
 (``terraform_plan``) and once on ``build/<stack>/k8s`` (``kubernetes``), both at the same time.
-Results are parsed from checkov's JSON output into ``Finding`` records. Suppressions are applied
-here, not with checkov's ``--skip-check``, so that a suppressed failure stays visible in reports
-together with its justification.
+Results are parsed from checkov's JSON output into ``CheckResult`` records. Suppressions are
+applied here, not with checkov's ``--skip-check``, so that a suppressed failure stays visible in
+reports together with its justification.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import subprocess
@@ -20,7 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from infra.config.stackfile import ROOT
+from infra.gate.findings import Suppression, find_suppression
+from infra.gate.k8s_manifests import write_k8s
+from infra.gate.tfplan import write_tfplan
+
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 EXTERNAL_CHECKS = ROOT / "policies" / "checkov"
 FRAMEWORKS = ("terraform_plan", "kubernetes")
@@ -36,23 +41,8 @@ class CheckovError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Suppression:
-    """An accepted failure: ``check_id`` and ``resource`` are globs, ``justification`` is why."""
-
-    check_id: str
-    resource: str
-    justification: str
-
-    def matches(self, check_id: str, resource: str) -> bool:
-        """Whether this suppression covers ``check_id`` failing on ``resource``."""
-        return fnmatch.fnmatchcase(check_id, self.check_id) and fnmatch.fnmatchcase(
-            resource, self.resource
-        )
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One check on one resource."""
+class CheckResult:
+    """checkov's verdict of one check on one resource (the gate turns failures into Findings)."""
 
     framework: str
     check_id: str
@@ -74,7 +64,7 @@ class FrameworkRun:
     target: Path
     ran: bool
     seconds: float = 0.0
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[CheckResult] = field(default_factory=list)
     parsing_errors: list[str] = field(default_factory=list)
     resource_count: int = 0
     command: list[str] = field(default_factory=list)
@@ -95,21 +85,21 @@ class CheckovReport:
     suppressions: list[Suppression] = field(default_factory=list)
 
     @property
-    def findings(self) -> list[Finding]:
+    def findings(self) -> list[CheckResult]:
         """Every finding of every run, in run order."""
         return [f for run in self.runs for f in run.findings]
 
-    def by_result(self, result: str) -> list[Finding]:
+    def by_result(self, result: str) -> list[CheckResult]:
         """Findings with ``result`` (``passed``, ``failed``, ``skipped``, ``suppressed``)."""
         return [f for f in self.findings if f.result == result]
 
     @property
-    def failed(self) -> list[Finding]:
+    def failed(self) -> list[CheckResult]:
         """Failures that no suppression covers."""
         return self.by_result(FAILED)
 
     @property
-    def suppressed(self) -> list[Finding]:
+    def suppressed(self) -> list[CheckResult]:
         """Failures accepted by a suppression, with its justification."""
         return self.by_result(SUPPRESSED)
 
@@ -161,15 +151,22 @@ def as_suppressions(
             sup = item
         elif isinstance(item, Mapping):
             sup = Suppression(
-                str(item["check_id"]), str(item["resource"]), str(item.get("justification", ""))
+                (str(item["check_id"]),), str(item["resource"]), str(item.get("justification", ""))
             )
         else:
             check_id, resource, justification = item
-            sup = Suppression(str(check_id), str(resource), str(justification))
+            sup = Suppression((str(check_id),), str(resource), str(justification))
         if not sup.justification.strip():
-            raise ValueError(f"suppression of {sup.check_id} on {sup.resource}: no justification")
+            ids = ", ".join(sup.ids)
+            raise ValueError(f"suppression of {ids} on {sup.resource}: no justification")
         out.append(sup)
     return out
+
+
+def write_scan_inputs(record: Mapping[str, Any], build_dir: Path) -> tuple[Path, list[Path]]:
+    """Write what checkov scans into ``build_dir`` (``build/<stack>``): the plan and the YAML."""
+    plan = write_tfplan(record, build_dir / TFPLAN_FILE)
+    return plan, write_k8s(record, build_dir / K8S_DIR)
 
 
 def checkov_command(
@@ -219,7 +216,7 @@ def run_checkov(
     checkov: Path = CHECKOV,
     timeout: float = 600,
 ) -> CheckovReport:
-    """Scan ``build_dir`` (``build/<stack>``, as written by ``infra.gate.bridge.write_all``).
+    """Scan ``build_dir`` (``build/<stack>``, as written by ``write_scan_inputs``).
 
     ``tfplan.json`` is scanned with ``terraform_plan`` and ``k8s/`` with ``kubernetes``; a
     framework with nothing to scan (no plan, no YAML) is recorded as not run. The checkov
@@ -239,31 +236,12 @@ def run_checkov(
             target, present = _target(build_dir, framework)
             run = FrameworkRun(framework=framework, target=target, ran=present)
             runs.append(run)
-            if not present:
-                continue
-            run.command = checkov_command(framework, target, external_checks_dir, checkov)
-            proc = subprocess.Popen(
-                run.command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=build_dir,
-            )
-            procs.append((run, proc, time.perf_counter()))
+            if present:
+                run.command = checkov_command(framework, target, external_checks_dir, checkov)
+                procs.append((run, _start(run.command, env, build_dir), time.perf_counter()))
         for run, proc, started in procs:
-            try:
-                stdout, stderr = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                raise CheckovError(f"checkov {run.framework} ran over {timeout:.0f}s") from None
+            stdout, stderr = _wait(run, proc, timeout)
             run.seconds = time.perf_counter() - started
-            # checkov exits 1 when a check failed: only a missing report is an error.
-            if proc.returncode not in (0, 1):
-                raise CheckovError(
-                    f"checkov {run.framework} exited {proc.returncode}: {stderr.strip()[-2000:]}"
-                )
             _parse_into(run, stdout, stderr, build_dir, suppressions)
     finally:
         for _, proc, _ in procs:
@@ -271,6 +249,29 @@ def run_checkov(
                 proc.kill()
                 proc.wait()
     return CheckovReport(runs=runs, suppressions=suppressions)
+
+
+def _start(command: list[str], env: dict[str, str], build_dir: Path) -> subprocess.Popen[str]:
+    """Start one checkov process; its JSON report arrives on stdout."""
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=build_dir
+    )
+
+
+def _wait(run: FrameworkRun, proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """checkov's (stdout, stderr) for ``run``; CheckovError when it overran or crashed."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise CheckovError(f"checkov {run.framework} ran over {timeout:.0f}s") from None
+    # checkov exits 1 when a check failed: only a missing report is an error.
+    if proc.returncode not in (0, 1):
+        raise CheckovError(
+            f"checkov {run.framework} exited {proc.returncode}: {stderr.strip()[-2000:]}"
+        )
+    return stdout, stderr
 
 
 def _parse_into(
@@ -306,17 +307,17 @@ def _finding(
     result: str,
     build_dir: Path,
     suppressions: list[Suppression],
-) -> Finding:
+) -> CheckResult:
     check_id = str(item.get("check_id"))
     resource = str(item.get("resource_address") or item.get("resource") or "")
     justification = None
     if result == SKIPPED:
         justification = (item.get("check_result") or {}).get("suppress_comment")
     elif result == FAILED:
-        sup = next((s for s in suppressions if s.matches(check_id, resource)), None)
+        sup = find_suppression(suppressions, check_id, resource)
         if sup is not None:
             result, justification = SUPPRESSED, sup.justification
-    return Finding(
+    return CheckResult(
         framework=run.framework,
         check_id=check_id,
         check_name=str(item.get("check_name") or ""),
@@ -347,7 +348,7 @@ def _relative_file(item: Mapping[str, Any], run: FrameworkRun, build_dir: Path) 
         return str(base / rel)
 
 
-def format_findings(findings: Iterable[Finding]) -> str:
+def format_findings(findings: Iterable[CheckResult]) -> str:
     """One line per finding, sorted: ``CHECK_ID  resource  check name [justification]``."""
     lines = []
     for f in sorted(findings, key=lambda f: (f.framework, f.check_id, f.resource)):

@@ -1,1 +1,1 @@
-"""Monitoring workloads: the drift job and the retraining trigger."""
+"""Drift monitoring: comparing tables, the retraining decision, the HTML report, the drift job."""

@@ -23,14 +23,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from kernels.drift import DriftResult, ReferenceProfile, drift
+from kernels.drift import STATISTICS, DriftResult, ReferenceProfile, drift
+from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, decide, numeric_rows
+from pipelines.monitoring.tables import read_window
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """What one run found and did."""
+    """What one run found and did.
+
+    Attributes:
+        model: The served model whose inputs were checked.
+        rows: Rows in the window.
+        drifted: Features whose PSI crossed the threshold (or with no value in the window).
+        result: Every feature's statistics.
+        retrain_requested: Whether a retraining run was submitted.
+    """
 
     model: str
     rows: int
@@ -61,27 +69,10 @@ def _fetch(location: str, workdir: Path) -> Path:
     return folder
 
 
-def read_window(path: Path, feature_names: tuple[str, ...] | None) -> np.ndarray:
-    """Rows x features of every Parquet/CSV file at ``path`` (a file or a folder)."""
-    import pandas as pd
-
-    files = sorted(path.glob("*.parquet")) + sorted(path.glob("*.csv")) if path.is_dir() else [path]
-    frames = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files]
-    if not frames:
-        raise FileNotFoundError(f"{path}: no .parquet or .csv inference logs in the window")
-    frame = pd.concat(frames, ignore_index=True)
-    if feature_names:
-        missing = [n for n in feature_names if n not in frame.columns]
-        if missing:
-            raise ValueError(f"{path}: logged inputs lack features {missing}")
-        frame = frame[list(feature_names)]
-    return frame.to_numpy(dtype=np.float64)
-
-
 def exposition(model: str, result: DriftResult, names: tuple[str, ...]) -> str:
     """Prometheus text exposition of the per-feature scores."""
     lines = []
-    for stat in ("psi", "ks", "js", "w1"):
+    for stat in STATISTICS:
         lines.append(f"# TYPE sovml_drift_{stat} gauge")
         for name, value in zip(names, result.statistic(stat), strict=True):
             lines.append(f'sovml_drift_{stat}{{model="{model}",feature="{name}"}} {value:.10g}')
@@ -104,7 +95,7 @@ def submit_retraining(endpoint: str, pipeline: str, model: str) -> None:
     """Start a run of the compiled training pipeline on Kubeflow Pipelines."""
     import kfp
 
-    from pipelines.training.pipeline import compile_pipeline
+    from pipelines.training.compilation import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"{pipeline}.yaml"
@@ -131,15 +122,13 @@ def run(
         names = profile.names
         current = read_window(_fetch(window, Path(tmp)), names or None)
     result = drift(profile, current, allow_empty_features=True)
-    labels = names or tuple(f"f{j}" for j in range(current.shape[1]))
-    flagged = result.drifted(threshold, "psi")
-    drifted = tuple(n for n, hit in zip(labels, flagged, strict=True) if hit)
+    decision = decide(numeric_rows(result, threshold, DEFAULT_STATISTIC))
     if pushgateway:
-        push(pushgateway, model, exposition(model, result, labels))
-    requested = bool(drifted) and kfp_endpoint is not None
+        push(pushgateway, model, exposition(model, result, result.feature_names))
+    requested = decision.retrain and kfp_endpoint is not None
     if requested:
         submit(kfp_endpoint, retrain_pipeline, model)  # type: ignore[arg-type]
-    return JobResult(model, current.shape[0], drifted, result, requested)
+    return JobResult(model, current.shape[0], decision.drifted, result, requested)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--reference", required=True)
     p.add_argument("--window", required=True)
-    p.add_argument("--threshold", type=float, default=0.2)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     p.add_argument("--pushgateway")
     p.add_argument("--kfp-endpoint")
     p.add_argument("--retrain-pipeline", default="training")

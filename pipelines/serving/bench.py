@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OUT = ROOT / "build" / "bench" / "serve.json"
+from pipelines.serving.report import BENCH_REPORT, json_ready, write_json
+from pipelines.serving.triton import Endpoints
+
 CONFIGURATIONS = ("batch1", "dynamic")
 
 
@@ -77,17 +78,7 @@ class BenchReport:
         data["ok"] = self.ok
         for r, res in zip(data["results"], self.results, strict=True):
             r["ok"] = res.ok
-        return _clean(data)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+        return json_ready(data)
 
 
 def batching_config(
@@ -153,10 +144,8 @@ def run_load(
 
 
 def bench_serve(
+    endpoints: Endpoints,
     *,
-    http_url: str,
-    grpc_url: str,
-    metrics_url: str,
     model: str,
     requests: int = 10_000,
     concurrency: int = 8,
@@ -165,16 +154,15 @@ def bench_serve(
     max_queue_delay_us: int = 100,
     configurations: tuple[str, ...] = CONFIGURATIONS,
     seed: int = 0,
-    out: str | Path | None = DEFAULT_OUT,
+    out: str | Path | None = BENCH_REPORT,
     restore: bool = True,
     on_result: Any = None,
 ) -> BenchReport:
     """Benchmark ``model`` on a running server in each configuration; write JSON to ``out``.
 
     Args:
-        http_url: Triton HTTP endpoint (model control, config).
-        grpc_url: Triton gRPC endpoint.
-        metrics_url: Triton metrics endpoint.
+        endpoints: The running server (``TritonServer.endpoints``): HTTP for model control and
+            config, gRPC or HTTP for the load, metrics for the server's own figures.
         model: A loaded model with one FP32 input, ``max_batch_size`` > 0.
         requests: Requests per configuration.
         concurrency: Concurrent clients.
@@ -201,47 +189,24 @@ def bench_serve(
     if unknown:
         raise ValueError(f"configurations: {sorted(unknown)}; allowed {CONFIGURATIONS}")
     started = time.monotonic()
-    deadline = started + max_seconds
-    control = httpclient.InferenceServerClient(http_url, network_timeout=120.0)
+    control = httpclient.InferenceServerClient(endpoints.http_url, network_timeout=120.0)
     try:
         original = control.get_model_config(model)
         meta = control.get_model_metadata(model)
         server_meta = control.get_server_metadata()
-        if len(original.get("input", [])) != 1 or len(original.get("output", [])) != 1:
-            raise ValueError(f"{model}: the benchmark needs one input and one output tensor")
-        tensor = original["input"][0]
-        if tensor["data_type"] != "TYPE_FP32":
-            raise ValueError(f"{model}: input {tensor['name']} is {tensor['data_type']}, not FP32")
-        dims = [int(d) for d in tensor["dims"]]
-        if any(d < 1 for d in dims):
-            raise ValueError(f"{model}: variable input dims {dims} are not supported here")
+        input_name, output_name, dims = _single_fp32_input(model, original)
         rows = np.random.default_rng(seed).normal(size=(1024, *dims)).astype(np.float32)
-        url = grpc_url if protocol == "grpc" else http_url
-        results: list[LoadResult] = []
+        url = endpoints.grpc_url if protocol == "grpc" else endpoints.http_url
         with serve_load.InferClients(
-            protocol, url, concurrency, tensor["name"], original["output"][0]["name"]
+            protocol, url, concurrency, input_name, output_name
         ) as clients:
+            bench = _Bench(control, clients, model, original, rows, started + max_seconds)
             has_dynamic = bool(original.get("dynamic_batching"))
-            ordered = sorted(configurations, key=lambda n: (n == "dynamic") != has_dynamic)
-            for name in ordered:
-                dynamic = name == "dynamic"
-                config = batching_config(original, dynamic, max_queue_delay_us)
-                control.load_model(model, config=json.dumps(config))
-                warm = [serve_load.Job(model, rows[i][None, :]) for i in range(4 * concurrency)]
-                serve_load.run_jobs(clients, warm, deadline)
-                result = run_load(
-                    clients,
-                    model,
-                    rows,
-                    requests,
-                    deadline,
-                    name=name,
-                    dynamic_batching=dynamic,
-                    metrics_url=metrics_url,
-                )
-                results.append(result)
+            results: list[LoadResult] = []
+            for name in sorted(configurations, key=lambda n: (n == "dynamic") != has_dynamic):
+                results.append(bench.run(name, requests, max_queue_delay_us, endpoints.metrics_url))
                 if on_result is not None:
-                    on_result(result)
+                    on_result(results[-1])
         results.sort(key=lambda r: configurations.index(r.name))
         if restore:
             # Leave the server as it was found: the repository's own configuration.
@@ -255,21 +220,78 @@ def bench_serve(
         requests=requests,
         max_seconds=max_seconds,
         results=results,
-        environment={
-            "server": f"{server_meta.get('name')} {server_meta.get('version')}",
-            "model_platform": meta.get("platform", ""),
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            "client": f"tritonclient {_version('tritonclient')} ({protocol}), threads",
-        },
+        environment=_environment(server_meta, meta, protocol),
         seconds=time.monotonic() - started,
     )
     if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        write_json(out, report.to_json())
     return report
+
+
+def _single_fp32_input(model: str, config: dict[str, Any]) -> tuple[str, str, list[int]]:
+    """(input name, output name, input dims) of a model the benchmark can drive."""
+    if len(config.get("input", [])) != 1 or len(config.get("output", [])) != 1:
+        raise ValueError(f"{model}: the benchmark needs one input and one output tensor")
+    tensor = config["input"][0]
+    if tensor["data_type"] != "TYPE_FP32":
+        raise ValueError(f"{model}: input {tensor['name']} is {tensor['data_type']}, not FP32")
+    dims = [int(d) for d in tensor["dims"]]
+    if any(d < 1 for d in dims):
+        raise ValueError(f"{model}: variable input dims {dims} are not supported here")
+    return tensor["name"], config["output"][0]["name"], dims
+
+
+@dataclass
+class _Bench:
+    """One benchmark in progress: the model, its own configuration, the clients and the rows."""
+
+    control: Any
+    """tritonclient.http client for model control."""
+    clients: Any
+    """The load's :class:`~pipelines.serving.load.InferClients`."""
+    model: str
+    original: dict[str, Any]
+    rows: np.ndarray
+    deadline: float
+
+    def run(
+        self, name: str, requests: int, max_queue_delay_us: int, metrics_url: str
+    ) -> LoadResult:
+        """Reload the model in configuration ``name``, warm it up, then measure the load."""
+        from pipelines.serving import load as serve_load
+
+        dynamic = name == "dynamic"
+        config = batching_config(self.original, dynamic, max_queue_delay_us)
+        self.control.load_model(self.model, config=json.dumps(config))
+        warm = [
+            serve_load.Job(self.model, self.rows[i][None, :])
+            for i in range(4 * len(self.clients.clients))
+        ]
+        serve_load.run_jobs(self.clients, warm, self.deadline)
+        return run_load(
+            self.clients,
+            self.model,
+            self.rows,
+            requests,
+            self.deadline,
+            name=name,
+            dynamic_batching=dynamic,
+            metrics_url=metrics_url,
+        )
+
+
+def _environment(
+    server_meta: dict[str, Any], meta: dict[str, Any], protocol: str
+) -> dict[str, Any]:
+    """Where the figures were measured: server, model platform, host, client."""
+    return {
+        "server": f"{server_meta.get('name')} {server_meta.get('version')}",
+        "model_platform": meta.get("platform", ""),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "client": f"tritonclient {_version('tritonclient')} ({protocol}), threads",
+    }
 
 
 def _version(package: str) -> str:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import re
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -50,17 +51,29 @@ def parse_prometheus(text: str) -> list[Sample]:
     return samples
 
 
+def _counter(series: str) -> Any:
+    """A counter field: Triton's cumulative ``series``, summed over the model's versions."""
+    return field(default=0.0, metadata={"series": series})
+
+
 @dataclass
 class ModelMetrics:
     """One model's counters (summed over versions) and latency quantiles at a scrape."""
 
-    success: float = 0.0
-    failure: float = 0.0
-    inferences: float = 0.0
-    executions: float = 0.0
-    request_duration_us: float = 0.0
-    queue_duration_us: float = 0.0
-    compute_infer_us: float = 0.0
+    success: float = _counter("nv_inference_request_success")
+    """Requests that succeeded."""
+    failure: float = _counter("nv_inference_request_failure")
+    """Requests that failed (every ``reason``)."""
+    inferences: float = _counter("nv_inference_count")
+    """Inferences, i.e. batch rows."""
+    executions: float = _counter("nv_inference_exec_count")
+    """Model executions (one per batch the scheduler formed)."""
+    request_duration_us: float = _counter("nv_inference_request_duration_us")
+    """Summed server-side request duration."""
+    queue_duration_us: float = _counter("nv_inference_queue_duration_us")
+    """Summed time requests waited in the scheduler queue."""
+    compute_infer_us: float = _counter("nv_inference_compute_infer_duration_us")
+    """Summed time in the model's forward pass."""
     quantiles_us: dict[float, float] = field(default_factory=dict)
     """``nv_inference_request_summary_us`` quantile -> microseconds (window, not cumulative)."""
 
@@ -71,16 +84,8 @@ class ModelMetrics:
 
     def minus(self, before: ModelMetrics) -> ModelMetrics:
         """Counter deltas since ``before``; quantiles are this scrape's (they are a window)."""
-        return ModelMetrics(
-            success=self.success - before.success,
-            failure=self.failure - before.failure,
-            inferences=self.inferences - before.inferences,
-            executions=self.executions - before.executions,
-            request_duration_us=self.request_duration_us - before.request_duration_us,
-            queue_duration_us=self.queue_duration_us - before.queue_duration_us,
-            compute_infer_us=self.compute_infer_us - before.compute_infer_us,
-            quantiles_us=dict(self.quantiles_us),
-        )
+        deltas = {f.name: getattr(self, f.name) - getattr(before, f.name) for f in _COUNTER_FIELDS}
+        return ModelMetrics(**deltas, quantiles_us=dict(self.quantiles_us))
 
     @property
     def mean_request_us(self) -> float:
@@ -102,15 +107,9 @@ class ModelMetrics:
         return self.quantiles_us.get(q, math.nan)
 
 
-_COUNTERS = {
-    "nv_inference_request_success": "success",
-    "nv_inference_request_failure": "failure",
-    "nv_inference_count": "inferences",
-    "nv_inference_exec_count": "executions",
-    "nv_inference_request_duration_us": "request_duration_us",
-    "nv_inference_queue_duration_us": "queue_duration_us",
-    "nv_inference_compute_infer_duration_us": "compute_infer_us",
-}
+_COUNTER_FIELDS = tuple(f for f in fields(ModelMetrics) if "series" in f.metadata)
+_COUNTERS = {f.metadata["series"]: f.name for f in _COUNTER_FIELDS}
+"""Triton series -> the :class:`ModelMetrics` field it fills."""
 
 
 def model_metrics(samples: list[Sample]) -> dict[str, ModelMetrics]:

@@ -18,16 +18,17 @@ from pipelines import artifacts as art
 
 
 def key_service_for(located: art.Located) -> art.KeyService:
-    """The key service an encrypted artifact names in its manifest."""
-    slots = {(e.key.backend, e.key.name) for e in located.manifest.files}
-    if len(slots) != 1:
-        raise art.ArtifactError(f"{located.manifest_path}: files use several keys {sorted(slots)}")
-    backend, name = slots.pop()
-    if backend == "vault":
-        return art.VaultTransitKeys(name, kubernetes_role=os.environ.get("VAULT_K8S_ROLE"))
-    if backend == "kms":
-        return art.KmsKeys(name, region=os.environ.get("AWS_REGION"))
-    return art.LocalKeyFile(Path(os.environ.get("SOVML_LOCAL_KEY", art.DEFAULT_LOCAL_KEY_FILE)))
+    """The key service an encrypted artifact names in its manifest.
+
+    Pod settings come from the environment: ``VAULT_K8S_ROLE`` (Kubernetes auth role),
+    ``AWS_REGION`` (KMS) and ``SOVML_LOCAL_KEY`` (a mounted local key file).
+    """
+    return art.open_artifact_key_service(
+        located,
+        local_key_file=os.environ.get("SOVML_LOCAL_KEY"),
+        vault_role=os.environ.get("VAULT_K8S_ROLE"),
+        region=os.environ.get("AWS_REGION"),
+    )
 
 
 def pull(

@@ -17,7 +17,8 @@ Which runtime, from the config's parameters:
   unless ``INTRA_OP_THREAD_COUNT`` says otherwise (instances are the unit of parallelism; several
   instances each spawning a thread per core would oversubscribe a small CPU host).
 * ``DELAY_MS`` (default 0) sleeps that long per execution: a deliberate latency regression for
-  the canary demos and tests (``pipelines/serving/local_repository.py``), never set by the training export.
+  the canary demos and tests (``write_local_repository`` in ``pipelines/serving/repository.py``),
+  never set by the training export.
 
 Requests of one dynamic batch are concatenated and scored in a single forward pass. The model is
 warmed up in ``initialize``, before Triton reports it READY, so TorchScript's profiling runs (the

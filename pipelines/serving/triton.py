@@ -45,12 +45,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from pipelines.serving.repository import CONFIG_FILE, triton_venv
+
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_VENV = ROOT / ".venv-triton"
 BUILD = ROOT / "build" / "triton"
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """A running Triton server's three endpoints, as the clients of this package take them."""
+
+    http_url: str
+    """``host:port`` for tritonclient.http (no scheme): metadata, model control, traffic."""
+    grpc_url: str
+    """``host:port`` for tritonclient.grpc."""
+    metrics_url: str
+    """Prometheus text endpoint (``http://host:port/metrics``)."""
 
 
 class TritonUnavailableError(RuntimeError):
@@ -85,7 +98,7 @@ def find_triton(venv: str | Path | None = None) -> TritonInstallation:
     Raises:
         TritonUnavailableError: the venv, the wheel or one of its files is missing.
     """
-    base = Path(venv or os.environ.get("SOVML_TRITON_VENV") or DEFAULT_VENV)
+    base = triton_venv(venv)
     hint = "build it with `make .venv-triton/.stamp` (requirements/triton.txt)"
     if not base.is_dir():
         raise TritonUnavailableError(f"{base} not found: {hint}")
@@ -196,10 +209,9 @@ class TritonServer:
             raise FileNotFoundError(f"model repository not found: {self.model_repository}")
         self.models = list(models)
         for name in self.models:
-            if not (self.model_repository / name / "config.pbtxt").is_file():
-                raise FileNotFoundError(
-                    f"model {name!r}: {self.model_repository / name / 'config.pbtxt'} not found"
-                )
+            config = self.model_repository / name / CONFIG_FILE
+            if not config.is_file():
+                raise FileNotFoundError(f"model {name!r}: {config} not found")
         self.ready_timeout_s = ready_timeout_s
         self.installation = find_triton(venv)
         self.summary_latencies = summary_latencies
@@ -225,6 +237,11 @@ class TritonServer:
     def metrics_url(self) -> str:
         """Prometheus text endpoint."""
         return f"http://{HOST}:{self.metrics_port}/metrics"
+
+    @property
+    def endpoints(self) -> Endpoints:
+        """The three endpoints together, for :mod:`pipelines.serving.canary` and the benchmark."""
+        return Endpoints(self.http_url, self.grpc_url, self.metrics_url)
 
     # -- lifecycle --------------------------------------------------------------------------
     def command(self, backends: Path) -> list[str]:

@@ -8,6 +8,7 @@ data SHA-256 recorded in the lineage is reproducible too.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 """Start of the generated event window; fixed (not "now") so output never depends on the clock."""
 WINDOW_DAYS = 365
+CSV_SUFFIXES = (".csv", ".txt")
+"""File endings :func:`read_table` reads as CSV; it reads any other file as Parquet."""
+PARQUET_SUFFIXES = (".parquet", ".pq")
+"""File endings that name Parquet (for readers that refuse a file of any other ending)."""
 
 
 def generate(rows: int, seed: int) -> pd.DataFrame:
@@ -45,9 +50,47 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
 
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
+    # One generator, drawn from in a fixed order (applicants, pricing, outcomes, events): the
+    # order is part of the data, so these helpers must keep it.
     rng = np.random.default_rng(seed)
-    n = rows
+    columns = _applicants(rng, rows)
+    columns.update(_pricing(rng, columns))
+    defaulted = _defaults(rng, columns)
+    seconds = np.sort(rng.integers(0, WINDOW_DAYS * 86_400, rows))
+    timestamps = pd.to_datetime(EPOCH) + pd.to_timedelta(seconds, unit="s")
+    customer_id = rng.permutation(np.arange(100_000, 100_000 + rows, dtype=np.int64))
+    frame = pd.DataFrame(
+        {
+            schema.ENTITY: customer_id,
+            schema.TIMESTAMP: timestamps,
+            **{
+                name: values if DECIMALS.get(name) is None else values.round(DECIMALS[name])
+                for name, values in columns.items()
+            },
+            schema.LABEL: defaulted,
+        }
+    )
+    return frame[[c.name for c in schema.COLUMNS]]
 
+
+DECIMALS: dict[str, int] = {
+    "age": 1,
+    "income": 2,
+    "employment_years": 1,
+    "debt_to_income": 4,
+    "credit_limit": 2,
+    "credit_utilization": 4,
+    "loan_amount": 2,
+    "interest_rate": 5,
+    "savings_balance": 2,
+    "residence_years": 1,
+    "payment_to_income": 4,
+}
+"""Decimals each generated feature is rounded to (the counts are whole already)."""
+
+
+def _applicants(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """The applicant and loan features drawn independently of the price, in draw order."""
     age = np.clip(rng.normal(42, 12, n), 18, 95)
     income = np.clip(rng.lognormal(10.8, 0.55, n), 6_000, 4e6)
     employment_years = np.clip(rng.gamma(2.0, 3.5, n), 0, np.maximum(age - 17, 0))
@@ -56,69 +99,61 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
     credit_utilization = np.clip(rng.beta(2.0, 3.5, n) * 1.3, 0, 1.9)
     open_accounts = rng.poisson(6, n).astype(np.float64)
     delinquencies_2y = rng.poisson(0.35 + 0.8 * (credit_utilization > 0.9), n).astype(np.float64)
-    never = delinquencies_2y == 0
     months_since_delinquency = np.where(
-        never, 240.0, np.clip(rng.exponential(14, n), 0, 239).round()
+        delinquencies_2y == 0, 240.0, np.clip(rng.exponential(14, n), 0, 239).round()
     )
-    loan_amount = np.clip(income * rng.uniform(0.05, 0.9, n), 1_000, 1.5e6)
-    loan_term_months = rng.choice([12.0, 24.0, 36.0, 48.0, 60.0, 72.0], n)
-    inquiries_6m = rng.poisson(1.2, n).astype(np.float64)
-    savings_balance = np.clip(rng.lognormal(8.5, 1.4, n) * (income / 50_000), 0, 9e6)
-    residence_years = np.clip(rng.gamma(1.6, 4.0, n), 0, 70)
+    return {
+        "age": age,
+        "income": income,
+        "employment_years": employment_years,
+        "debt_to_income": debt_to_income,
+        "credit_limit": credit_limit,
+        "credit_utilization": credit_utilization,
+        "open_accounts": open_accounts,
+        "delinquencies_2y": delinquencies_2y,
+        "months_since_delinquency": months_since_delinquency,
+        "loan_amount": np.clip(income * rng.uniform(0.05, 0.9, n), 1_000, 1.5e6),
+        "loan_term_months": rng.choice([12.0, 24.0, 36.0, 48.0, 60.0, 72.0], n),
+        "inquiries_6m": rng.poisson(1.2, n).astype(np.float64),
+        "savings_balance": np.clip(rng.lognormal(8.5, 1.4, n) * (income / 50_000), 0, 9e6),
+        "residence_years": np.clip(rng.gamma(1.6, 4.0, n), 0, 70),
+    }
 
+
+def _pricing(rng: np.random.Generator, f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The offered interest rate and the payment's share of income."""
     # Risk-based pricing: the offered rate already carries part of the signal, as in real books.
-    base_risk = 1.2 * debt_to_income + 1.5 * credit_utilization + 0.35 * delinquencies_2y
+    base_risk = 1.2 * f["debt_to_income"] + 1.5 * f["credit_utilization"]
+    base_risk = base_risk + 0.35 * f["delinquencies_2y"]
+    n = len(base_risk)
     interest_rate = np.clip(0.04 + 0.03 * base_risk + rng.normal(0, 0.02, n), 0.01, 0.45)
+    monthly_rate = interest_rate / 12
     monthly_payment = (
-        loan_amount * (interest_rate / 12) / (1 - (1 + interest_rate / 12) ** (-loan_term_months))
+        f["loan_amount"] * monthly_rate / (1 - (1 + monthly_rate) ** (-f["loan_term_months"]))
     )
-    payment_to_income = np.clip(monthly_payment / (income / 12), 0, 4.5)
+    payment_to_income = np.clip(monthly_payment / (f["income"] / 12), 0, 4.5)
+    return {"interest_rate": interest_rate, "payment_to_income": payment_to_income}
 
+
+def _defaults(rng: np.random.Generator, f: dict[str, np.ndarray]) -> np.ndarray:
+    """Who defaults: a logistic model of the features, an interaction and unexplained noise."""
+    never = f["delinquencies_2y"] == 0
     logit = (
         -3.4
-        + 1.1 * (debt_to_income - 0.37)
-        + 1.7 * (credit_utilization - 0.5)
-        + 0.45 * delinquencies_2y
-        - 0.012 * (months_since_delinquency - 240) * (~never)
-        + 0.18 * inquiries_6m
-        - 0.35 * (np.log1p(income) - 10.8)
-        - 0.03 * (employment_years - 7)
-        - 0.012 * (age - 42)
-        + 1.4 * payment_to_income
-        - 0.12 * (np.log1p(savings_balance) - 8.5)
-        + 0.9 * (credit_utilization > 0.95) * (delinquencies_2y > 0)  # interaction
-        + rng.normal(0, 0.6, n)  # what no feature explains
+        + 1.1 * (f["debt_to_income"] - 0.37)
+        + 1.7 * (f["credit_utilization"] - 0.5)
+        + 0.45 * f["delinquencies_2y"]
+        - 0.012 * (f["months_since_delinquency"] - 240) * (~never)
+        + 0.18 * f["inquiries_6m"]
+        - 0.35 * (np.log1p(f["income"]) - 10.8)
+        - 0.03 * (f["employment_years"] - 7)
+        - 0.012 * (f["age"] - 42)
+        + 1.4 * f["payment_to_income"]
+        - 0.12 * (np.log1p(f["savings_balance"]) - 8.5)
+        + 0.9 * (f["credit_utilization"] > 0.95) * (f["delinquencies_2y"] > 0)  # interaction
+        + rng.normal(0, 0.6, len(never))  # what no feature explains
     )
-    defaulted = (rng.uniform(0, 1, n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-
-    seconds = np.sort(rng.integers(0, WINDOW_DAYS * 86_400, n))
-    timestamps = pd.to_datetime(EPOCH) + pd.to_timedelta(seconds, unit="s")
-    customer_id = rng.permutation(np.arange(100_000, 100_000 + n, dtype=np.int64))
-
-    frame = pd.DataFrame(
-        {
-            schema.ENTITY: customer_id,
-            schema.TIMESTAMP: timestamps,
-            "age": age.round(1),
-            "income": income.round(2),
-            "employment_years": employment_years.round(1),
-            "debt_to_income": debt_to_income.round(4),
-            "credit_limit": credit_limit.round(2),
-            "credit_utilization": credit_utilization.round(4),
-            "open_accounts": open_accounts,
-            "delinquencies_2y": delinquencies_2y,
-            "months_since_delinquency": months_since_delinquency,
-            "loan_amount": loan_amount.round(2),
-            "loan_term_months": loan_term_months,
-            "interest_rate": interest_rate.round(5),
-            "inquiries_6m": inquiries_6m,
-            "savings_balance": savings_balance.round(2),
-            "residence_years": residence_years.round(1),
-            "payment_to_income": payment_to_income.round(4),
-            schema.LABEL: defaulted,
-        }
-    )
-    return frame[[c.name for c in schema.COLUMNS]]
+    return (rng.uniform(0, 1, len(never)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> str:
@@ -129,13 +164,19 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> str:
     return sha256_file(target)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet or CSV table (by suffix) into a DataFrame."""
+def read_table(path: str | Path, *, dates: Sequence[str] = (schema.TIMESTAMP,)) -> pd.DataFrame:
+    """Read a CSV (by suffix, :data:`CSV_SUFFIXES`) or Parquet (any other) table into a DataFrame.
+
+    Args:
+        path: The file.
+        dates: CSV columns parsed as dates (Parquet keeps its own types): the event time of the
+            credit-risk table by default, ``()`` for tables of another shape (the drift inputs).
+    """
     import pandas as pd
 
     source = Path(path)
-    if source.suffix.lower() == ".csv":
-        return pd.read_csv(source, parse_dates=[schema.TIMESTAMP])
+    if source.suffix.lower() in CSV_SUFFIXES:
+        return pd.read_csv(source, parse_dates=list(dates) or None)
     return pd.read_parquet(source, engine="pyarrow")
 
 

@@ -1,8 +1,9 @@
-"""Adapter from the pipeline's encrypt step to the envelope library ``pipelines/artifacts/__init__.py``.
+"""Adapter from the pipeline's encrypt step to the envelope library ``pipelines/artifacts``.
 
 The step only needs "encrypt these folders and files into that folder with this key service, and
 prove it decrypts"; this module is the one place that knows the library's API, so a change there
-is a change here only.
+is a change here only. The library is imported inside the functions: it is embedded only in the
+encrypt step's pods (``EXTRA_EMBEDDED`` in ``pipelines/training/packaging.py``), not in every step.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.training.data import sha256_tree
-
-BACKENDS = ("local", "vault", "kms")
+from pipelines.training.data import sha256_file, sha256_tree
 
 
 def key_service(backend: str, key: str) -> Any:
@@ -26,22 +25,15 @@ def key_service(backend: str, key: str) -> Any:
             Kubernetes auth role in ``SOVML_VAULT_K8S_ROLE`` inside the cluster) or ``kms``.
         key: Key file path (local), transit key name (vault) or key id/alias (kms); empty for
             the library's default.
+
+    Raises:
+        ValueError: ``backend`` is none of the library's backends.
     """
     from pipelines import artifacts
 
-    if backend == "local":
-        service, _created = artifacts.LocalKeyFile.open_or_create(
-            key or artifacts.DEFAULT_LOCAL_KEY_FILE
-        )
-        return service
-    if backend == "vault":
-        return artifacts.VaultTransitKeys(
-            key or artifacts.DEFAULT_VAULT_KEY,
-            kubernetes_role=os.environ.get("SOVML_VAULT_K8S_ROLE") or None,
-        )
-    if backend == "kms":
-        return artifacts.KmsKeys(key or artifacts.DEFAULT_KMS_KEY)
-    raise ValueError(f"encryption backend must be one of {BACKENDS}, got {backend!r}")
+    return artifacts.open_key_service(
+        backend, key, create_local=True, vault_role=os.environ.get("SOVML_VAULT_K8S_ROLE")
+    )
 
 
 def encrypt_artifacts(
@@ -92,8 +84,4 @@ def encrypt_artifacts(
 
 
 def _digest(path: Path) -> str:
-    if path.is_dir():
-        return sha256_tree(path)
-    from pipelines.training.data import sha256_file
-
-    return sha256_file(path)
+    return sha256_tree(path) if path.is_dir() else sha256_file(path)

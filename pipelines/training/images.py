@@ -5,11 +5,13 @@ How the code reaches a cluster pod
 The images are stock, exact-tag-pinned public images (mirror them into the in-region registry and
 pass ``image_registry`` to ``compile_pipeline`` so nodes never pull from outside the zone). The
 project's own code does not need a custom image: for the ``cluster`` target every component is
-compiled with ``embedded_artifact_path`` pointing at a clean copy of ``pipelines/__init__.py``
-and ``pipelines/training/*.py`` (plus ``pipelines/artifacts/__init__.py`` for the encrypt step). KFP stores that
-folder as a base64 tar.gz inside the component's command and, at start-up, extracts it and puts it
-first on ``sys.path``; the ``from pipelines.training import steps`` inside each component then resolves
-to exactly the code that was compiled. Third-party dependencies come from ``packages_to_install``
+compiled with ``embedded_artifact_path`` pointing at a clean copy of the step library
+(``pipelines.training.provenance.STEP_LIBRARY``: ``pipelines/training`` and what it imports) plus
+the step's own extras (``pipelines.training.packaging.EXTRA_EMBEDDED``, e.g. the envelope library
+for the encrypt step). KFP stores that folder as a base64 tar.gz inside the component's command
+and, at start-up, extracts it and puts it first on ``sys.path``; the
+``from pipelines.training import steps`` inside each component then resolves to exactly the code
+that was compiled. Third-party dependencies come from ``packages_to_install``
 (exact pins, the same as ``requirements/main.txt``), installed by KFP's launcher at pod start from
 ``pip_index_url`` (set it to the in-region package mirror, e.g. CodeArtifact).
 

@@ -10,7 +10,8 @@ Layout under ``output_dir`` (default ``build/pipelines``)::
 
     runs/<pipeline>-<timestamp>/<task>/<output>   artifacts of each run (kfp.local's layout)
     runs/.kfp_cache/                              kfp.local's step cache (same inputs -> reuse)
-    registry/<model>/...                          the model registry (pipelines/training/registry.py)
+    registry/<model>/...                          the model registry
+                                                  (pipelines/training/registry.py)
     feature_store/                                the Feast state (registry, SQLite, Parquet),
                                                   except for the default output folder: see
                                                   :func:`default_feature_repo`
@@ -35,21 +36,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.training import images, provenance
+from pipelines.training.provenance import CODE_ROOT
 from pipelines.training.validation import ERROR_MARKER
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OUTPUT = ROOT / "build" / "pipelines"
-STEPS = (
-    "ingest",
-    "validate",
-    "features",
-    "train",
-    "evaluate",
-    "export",
-    "register",
-    "materialize",
-    "encrypt",
-)
+DEFAULT_OUTPUT = CODE_ROOT / "build" / "pipelines"
+STEPS = tuple(images.STEPS)
+"""The pipeline's task names, in pipeline order."""
 GATED = ("export", "register", "materialize", "encrypt")
 """Steps inside the ``dsl.If`` on the gate decision."""
 
@@ -231,7 +224,7 @@ def default_feature_repo(output_dir: Path) -> Path:
     trained on. Any other output folder (tests, the demo, experiments) keeps its own store
     beside its registry, so it never replaces what the default one serves.
     """
-    from pipelines.features import store as features
+    from pipelines import features
 
     if output_dir.resolve() == DEFAULT_OUTPUT.resolve():
         return features.DEFAULT_REPO
@@ -242,19 +235,27 @@ def code_digest() -> str:
     """Digest of the code the local steps import: ``pipelines/training`` and the feature store.
 
     kfp.local's cache key does not cover imported modules (see ``build_pipeline``); the
-    features step also imports ``pipelines/features/store.py`` and ``pipelines/features/repo``.
+    features step also imports ``pipelines/features/`` and ``pipelines/features/repo``.
     """
     import hashlib
 
-    from pipelines.training import provenance
-
     digest = hashlib.sha256(provenance.lib_digest().encode())
-    repo = ROOT / "pipelines" / "features" / "repo"
-    for file in [ROOT / "pipelines" / "features" / "store.py", *sorted(repo.glob("*.py"))]:
+    library = CODE_ROOT / "pipelines" / "features"
+    for file in [*sorted(library.glob("*.py")), *sorted((library / "repo").glob("*.py"))]:
         digest.update(file.name.encode())
         digest.update(b"\0")
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+def source_arguments(source: Path) -> dict[str, str]:
+    """The pipeline parameters that ingest the local file ``source``: its path and SHA-256.
+
+    The digest goes into the step's inputs, so a changed file is a cache miss, not stale data.
+    """
+    from pipelines.training.data import sha256_file
+
+    return {"source_uri": str(source.resolve()), "source_sha256": sha256_file(source)}
 
 
 def new_run_tag() -> str:
@@ -283,69 +284,90 @@ def run_local(
     Returns:
         The :class:`RunResult`; a failed step does not raise, it is in ``succeeded``/``errors``.
     """
-    import kfp.local
-
-    from pipelines.training import pipeline as training
-    from pipelines.training import provenance
+    from pipelines.training.pipeline import PIPELINE_NAME
 
     out = Path(output_dir).resolve()
     tag = run_tag or new_run_tag()
     runs = out / "runs"
     log_path = out / "logs" / f"{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    args = {
-        "registry_dir": str(out / "registry"),
-        "feature_repo": str(default_feature_repo(out)),
-        "encryption_key": str(out / "keys" / "artifact-key.json"),
-        "code_version": provenance.code_version(ROOT),
-        "run_tag": tag,
-        **(arguments or {}),
-    }
+    args = _run_arguments(out, tag, arguments)
     tracker = _Tracker(listener)
     started = time.perf_counter()
-    before = set(runs.glob(f"{training.PIPELINE_NAME}-*")) if runs.is_dir() else set()
-    outputs: dict[str, Any] = {}
-    succeeded = True
-    with open(log_path, "w") as log:
-        tap = _LogTap(log, tracker.line)
-        root_logger = logging.getLogger()
-        handler = _RootLogTo(tap)
-        old_level = root_logger.level
-        root_logger.addHandler(handler)
-        root_logger.setLevel(logging.INFO)
-        try:
-            with (
-                _environment(ROOT),
-                contextlib.redirect_stdout(tap),
-                contextlib.redirect_stderr(tap),
-                warnings.catch_warnings(),
-            ):
-                # kfp.local warns that a non-"python" image may not match this venv; by design
-                # the local runner ignores images (the torch image is for the cluster).
-                warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-                kfp.local.init(
-                    runner=kfp.local.SubprocessRunner(use_venv=False),
-                    pipeline_root=str(runs),
-                    raise_on_error=True,
-                    enable_caching=cache,
-                )
-                pipeline = training.build_pipeline("local", code_digest=code_digest())
-                try:
-                    outputs = dict(pipeline(**args).outputs)
-                except RuntimeError as exc:
-                    succeeded = False
-                    log.write(f"\n{exc}\n")
-        finally:
-            root_logger.removeHandler(handler)
-            root_logger.setLevel(old_level)
+    before = set(runs.glob(f"{PIPELINE_NAME}-*")) if runs.is_dir() else set()
+    with open(log_path, "w") as log, _captured(log, tracker):
+        outputs, succeeded = _run_pipeline(args, runs, cache, log)
     tracker.finish(succeeded)
-    created = sorted(set(runs.glob(f"{training.PIPELINE_NAME}-*")) - before)
+    created = sorted(set(runs.glob(f"{PIPELINE_NAME}-*")) - before)
     run_dir = created[-1] if created else None
     result = _collect(
         succeeded, tag, run_dir, time.perf_counter() - started, tracker, outputs, log_path
     )
     result.feature_repo = Path(args["feature_repo"])
     return result
+
+
+def _run_arguments(out: Path, tag: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
+    """``arguments`` over this run's layout: registry, feature store, key, code version, tag."""
+    return {
+        "registry_dir": str(out / "registry"),
+        "feature_repo": str(default_feature_repo(out)),
+        "encryption_key": str(out / "keys" / "artifact-key.json"),
+        "code_version": provenance.code_version(CODE_ROOT),
+        "run_tag": tag,
+        **(arguments or {}),
+    }
+
+
+@contextlib.contextmanager
+def _captured(log: io.TextIOBase, tracker: _Tracker) -> Iterator[None]:
+    """Everything kfp.local prints or logs inside goes to ``log`` and, line by line, to
+    ``tracker``; the step subprocesses find the repository on ``PYTHONPATH``."""
+    tap = _LogTap(log, tracker.line)
+    root_logger = logging.getLogger()
+    handler = _RootLogTo(tap)
+    old_level = root_logger.level
+    root_logger.addHandler(handler)
+    root_logger.setLevel(logging.INFO)
+    try:
+        with (
+            _environment(CODE_ROOT),
+            contextlib.redirect_stdout(tap),
+            contextlib.redirect_stderr(tap),
+            warnings.catch_warnings(),
+        ):
+            # kfp.local warns that a non-"python" image may not match this venv; by design
+            # the local runner ignores images (the torch image is for the cluster).
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            yield
+    finally:
+        root_logger.removeHandler(handler)
+        root_logger.setLevel(old_level)
+
+
+def _run_pipeline(
+    args: dict[str, Any], runs: Path, cache: bool, log: io.TextIOBase
+) -> tuple[dict[str, Any], bool]:
+    """Run the local build of the pipeline on kfp.local: its outputs, and whether it succeeded.
+
+    A failed step does not raise: kfp.local's message goes to ``log``.
+    """
+    import kfp.local
+
+    from pipelines.training import pipeline as training
+
+    kfp.local.init(
+        runner=kfp.local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(runs),
+        raise_on_error=True,
+        enable_caching=cache,
+    )
+    pipeline = training.build_pipeline("local", code_digest=code_digest())
+    try:
+        return dict(pipeline(**args).outputs), True
+    except RuntimeError as exc:
+        log.write(f"\n{exc}\n")
+        return {}, False
 
 
 def _collect(

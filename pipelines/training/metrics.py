@@ -10,10 +10,29 @@ EPS = 1e-7
 """Probabilities are clipped to [EPS, 1 - EPS] for the log loss, as scikit-learn's default does."""
 
 
+def positive_scores(outputs: np.ndarray) -> np.ndarray:
+    """Scores of the positive class (class 1), one per row, as float64.
+
+    ``outputs`` of shape ``[n]`` or ``[n, 1]`` are scores already; ``[n, k>=2]`` are per-class
+    scores (logits or probabilities) and class 1 is scored by its margin over the best other class.
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    if out.ndim == 2 and out.shape[1] >= 2:
+        others = np.delete(out, 1, axis=1).max(axis=1)
+        return out[:, 1] - others
+    return out.reshape(-1)
+
+
 def accuracy(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> float:
-    """Share of rows where ``probability >= threshold`` matches the label."""
-    predicted = (probabilities >= threshold).astype(labels.dtype)
-    return float(np.mean(predicted == labels))
+    """Share of correct decisions: ``probability >= threshold`` for ``[n]``/``[n, 1]`` outputs,
+    the argmax for ``[n, k>=2]`` per-class outputs (``threshold`` does not apply there)."""
+    y = np.asarray(labels).reshape(-1)
+    out = np.asarray(probabilities, dtype=np.float64)
+    if out.ndim == 2 and out.shape[1] >= 2:
+        predicted = out.argmax(axis=1)
+    else:
+        predicted = (out.reshape(-1) >= threshold).astype(y.dtype)
+    return float(np.mean(predicted == y))
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -35,14 +54,15 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve via the rank-sum (Mann-Whitney U) identity, ties averaged.
 
-    Returns NaN when only one class is present (AUC is undefined then).
+    ``scores`` may be any shape :func:`positive_scores` takes. Returns NaN when only one class is
+    present (AUC is undefined then): callers that must tell that case apart test for NaN.
     """
-    labels = np.asarray(labels).astype(bool)
+    labels = np.asarray(labels).reshape(-1).astype(bool)
     positives = int(labels.sum())
     negatives = labels.size - positives
     if positives == 0 or negatives == 0:
         return math.nan
-    ranks = average_ranks(scores)
+    ranks = average_ranks(positive_scores(scores))
     u = ranks[labels].sum() - positives * (positives + 1) / 2
     return float(u / (positives * negatives))
 

@@ -2,8 +2,8 @@
 
 The statistics are fitted on the training rows only (no leakage from the test period) and are
 stored in a :class:`FeatureSpec`. The model applies them inside its TorchScript graph
-(:mod:`pipelines.training.model`), so Triton receives the raw feature vector and training and serving
-cannot disagree on the scaling.
+(:mod:`pipelines.training.model`), so Triton receives the raw feature vector and training and
+serving cannot disagree on the scaling.
 """
 
 from __future__ import annotations

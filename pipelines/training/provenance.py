@@ -26,14 +26,21 @@ STEP_LIBRARY: tuple[str, ...] = (
     "pipelines/training/provenance.py",
     "pipelines/training/registry.py",
     "pipelines/training/schema.py",
-    "pipelines/training/steps.py",
+    "pipelines/training/steps/__init__.py",
+    "pipelines/training/steps/common.py",
+    "pipelines/training/steps/dataset.py",
+    "pipelines/training/steps/exporting.py",
+    "pipelines/training/steps/modelling.py",
+    "pipelines/training/steps/release.py",
     "pipelines/training/train.py",
     "pipelines/training/validation.py",
 )
 """Repository-relative files every step imports: embedded in each cluster component and
-digested into the lineage. ``pipeline.py`` and ``local_run.py`` are not among them (they need
-the KFP SDK, which the step images do not import); per-step extras are in
-``pipelines.training.pipeline.EXTRA_EMBEDDED``."""
+digested into the lineage. The graph and its compilation (``pipeline.py``, ``tasks.py``,
+``packaging.py``, ``compilation.py``, ``golden.py``) and ``local_run.py`` are not among them:
+no pod imports them (KFP copies each component's function source into its command, and most of
+them need the KFP SDK, which the step images do not import); per-step extras are in
+``pipelines.training.packaging.EXTRA_EMBEDDED``."""
 
 
 def git_commit(start: str | Path | None = None) -> str | None:

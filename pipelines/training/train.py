@@ -208,16 +208,7 @@ def _run(
     """Train as ``rank`` of ``runtime.world_size``; rank 0 returns (or saves) the result."""
     started = time.perf_counter()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    world = runtime.world_size
-    local_rank = int(os.environ.get("LOCAL_RANK", rank)) if runtime.launched else rank
-    if runtime.device_type == "cpu" and world > 1 and not runtime.launched:
-        # Workers share this machine's cores; more threads than cores makes gloo crawl.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    if runtime.distributed:
-        if not runtime.launched:
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ["MASTER_PORT"] = str(port)
-        dist.init_process_group(runtime.backend, rank=rank, world_size=world)
+    local_rank = _join(rank, runtime, port)
     try:
         _deterministic(params.seed, runtime.device_type == "cuda")
         device = torch.device(
@@ -231,41 +222,7 @@ def _run(
             trainee = nn.parallel.DistributedDataParallel(
                 net, device_ids=[local_rank] if device.type == "cuda" else None
             )
-        optimiser = AdamW(
-            list(trainee.parameters()), lr=params.learning_rate, weight_decay=params.weight_decay
-        )
-        amp_dtype = getattr(torch, runtime.amp_dtype) if runtime.amp_dtype else None
-        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-        loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-        y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)).to(device)
-        shuffler = torch.Generator().manual_seed(params.seed)
-        history: list[float] = []
-        steps = 0
-        for _ in range(params.epochs):
-            trainee.train()
-            perm = torch.randperm(len(x), generator=shuffler).to(device)
-            total = torch.zeros(2, device=device, dtype=torch.float64)
-            for idx in _batches(len(x), params.batch_size, world, rank, perm):
-                autocast = (
-                    torch.autocast(device.type, dtype=amp_dtype)
-                    if amp_dtype is not None
-                    else contextlib.nullcontext()
-                )
-                with autocast:
-                    logits = trainee(x[idx]).squeeze(1)
-                # The loss in fp32 whatever autocast did: BCE on bf16 logits loses resolution.
-                loss_sum = loss_fn(logits.float(), y[idx])
-                loss = loss_sum / len(idx)
-                optimiser.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-                total += torch.stack([loss_sum.detach().double(), total.new_tensor(len(idx))])
-                steps += 1
-            if runtime.distributed:
-                dist.all_reduce(total)
-            history.append(float(total[0] / total[1]))
+        history, steps = _fit(trainee, features, labels, params, runtime, device, rank)
         if rank != 0:
             return None
         # Float tensors as fp32 on the CPU; the boolean log mask keeps its dtype.
@@ -273,18 +230,7 @@ def _run(
             k: (v.float() if v.is_floating_point() else v).detach().cpu().clone()
             for k, v in net.state_dict().items()
         }
-        info = {
-            "device": str(device.type),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": runtime.amp_dtype or "float32",
-            "distributed": runtime.distributed,
-            "backend": runtime.backend if runtime.distributed else None,
-            "world_size": world,
-            "steps": steps,
-            "seconds": round(time.perf_counter() - started, 3),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        }
+        info = _run_info(runtime, device, steps, started)
         result = TrainResult(state, history, info)
         if result_path is not None:
             torch.save({"state": state, "history": history, "info": info}, result_path)
@@ -294,6 +240,86 @@ def _run(
             torch.use_deterministic_algorithms(was_deterministic)
         if runtime.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _join(rank: int, runtime: Runtime, port: int | None) -> int:
+    """Set this process up as ``rank`` (CPU threads, the process group); return its local rank."""
+    world = runtime.world_size
+    local_rank = int(os.environ.get("LOCAL_RANK", rank)) if runtime.launched else rank
+    if runtime.device_type == "cpu" and world > 1 and not runtime.launched:
+        # Workers share this machine's cores; more threads than cores makes gloo crawl.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if runtime.distributed:
+        if not runtime.launched:
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ["MASTER_PORT"] = str(port)
+        dist.init_process_group(runtime.backend, rank=rank, world_size=world)
+    return local_rank
+
+
+def _fit(
+    trainee: nn.Module,
+    features: np.ndarray,
+    labels: np.ndarray,
+    params: TrainParams,
+    runtime: Runtime,
+    device: torch.device,
+    rank: int,
+) -> tuple[list[float], int]:
+    """The epochs: mean loss per epoch (over every rank's rows) and the optimiser steps taken."""
+    world = runtime.world_size
+    optimiser = AdamW(
+        list(trainee.parameters()), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
+    amp_dtype = getattr(torch, runtime.amp_dtype) if runtime.amp_dtype else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
+    y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)).to(device)
+    shuffler = torch.Generator().manual_seed(params.seed)
+    history: list[float] = []
+    steps = 0
+    for _ in range(params.epochs):
+        trainee.train()
+        perm = torch.randperm(len(x), generator=shuffler).to(device)
+        total = torch.zeros(2, device=device, dtype=torch.float64)
+        for idx in _batches(len(x), params.batch_size, world, rank, perm):
+            autocast = (
+                torch.autocast(device.type, dtype=amp_dtype)
+                if amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with autocast:
+                logits = trainee(x[idx]).squeeze(1)
+            # The loss in fp32 whatever autocast did: BCE on bf16 logits loses resolution.
+            loss_sum = loss_fn(logits.float(), y[idx])
+            loss = loss_sum / len(idx)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            total += torch.stack([loss_sum.detach().double(), total.new_tensor(len(idx))])
+            steps += 1
+        if runtime.distributed:
+            dist.all_reduce(total)
+        history.append(float(total[0] / total[1]))
+    return history, steps
+
+
+def _run_info(runtime: Runtime, device: torch.device, steps: int, started: float) -> dict[str, Any]:
+    """The training record's ``runtime``: device, precision, distribution, steps and time."""
+    return {
+        "device": str(device.type),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": runtime.amp_dtype or "float32",
+        "distributed": runtime.distributed,
+        "backend": runtime.backend if runtime.distributed else None,
+        "world_size": runtime.world_size,
+        "steps": steps,
+        "seconds": round(time.perf_counter() - started, 3),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _spawned(rank: int, *args: Any) -> None:

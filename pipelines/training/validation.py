@@ -69,83 +69,94 @@ def _fmt(value: float) -> str:
 
 def check(frame: pd.DataFrame, rules: Rules | None = None) -> list[Problem]:
     """Return every rule ``frame`` breaks (empty when the data is fine)."""
-    import numpy as np
-    import pandas as pd
-
     rules = rules or Rules()
     problems: list[Problem] = []
     n = len(frame)
     if n < rules.min_rows:
         problems.append(Problem("*", "min-rows", f"{n} rows, at least {rules.min_rows} needed"))
-
     for col in schema.COLUMNS:
-        if col.name not in frame.columns:
-            found = ", ".join(map(str, frame.columns[:8])) + (", ..." if frame.shape[1] > 8 else "")
-            problems.append(Problem(col.name, "present", f"column is missing (found: {found})"))
-            continue
-        series = frame[col.name]
-        if col.kind == "datetime":
-            if not pd.api.types.is_datetime64_any_dtype(series):
-                problems.append(
-                    Problem(col.name, "dtype", f"expected datetime, got {series.dtype}")
-                )
-                continue
-        elif not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-            problems.append(Problem(col.name, "dtype", f"expected {col.kind}, got {series.dtype}"))
-            continue
-
-        nulls = int(series.isna().sum())
-        if nulls:
-            what = "NaT" if col.kind == "datetime" else "NaN"
-            problems.append(Problem(col.name, "not-null", f"{nulls} of {n} values are {what}"))
-        if col.kind == "datetime":
-            continue
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        present = values[~np.isnan(values)]
-        if col.kind == "int" and present.size and not np.all(np.mod(present, 1) == 0):
-            problems.append(Problem(col.name, "dtype", "expected whole numbers, found fractions"))
-        if not np.all(np.isfinite(present)):
-            bad = int((~np.isfinite(present)).sum())
-            problems.append(Problem(col.name, "range", f"{bad} of {n} values are infinite"))
-            present = present[np.isfinite(present)]
-        low = -np.inf if col.minimum is None else col.minimum
-        high = np.inf if col.maximum is None else col.maximum
-        outside = (present < low) | (present > high)
-        if outside.any():
-            bounds = f"[{_fmt(low)}, {_fmt(high)}]"
-            problems.append(
-                Problem(
-                    col.name,
-                    "range",
-                    f"{int(outside.sum())} of {n} values outside {bounds} "
-                    f"(min {_fmt(present.min())}, max {_fmt(present.max())})",
-                )
-            )
-
+        problems.extend(_column_problems(frame, col))
     if schema.ENTITY in frame.columns:
         dupes = int(frame[schema.ENTITY].duplicated().sum())
         if dupes:
             problems.append(Problem(schema.ENTITY, "unique", f"{dupes} duplicated ids"))
-
     if schema.LABEL in frame.columns and not any(p.column == schema.LABEL for p in problems):
-        labels = frame[schema.LABEL]
-        odd = sorted(set(labels.dropna().unique().tolist()) - {0, 1})
-        if odd:
-            problems.append(
-                Problem(schema.LABEL, "allowed-values", f"labels must be 0 or 1, found {odd[:5]}")
-            )
-        elif n:
-            rate = float(labels.mean())
-            if not rules.min_positive_rate <= rate <= rules.max_positive_rate:
-                problems.append(
-                    Problem(
-                        schema.LABEL,
-                        "class-balance",
-                        f"positive rate {rate:.4f} outside [{_fmt(rules.min_positive_rate)}, "
-                        f"{_fmt(rules.max_positive_rate)}]",
-                    )
-                )
+        problems.extend(_label_problems(frame[schema.LABEL], rules))
     return problems
+
+
+def _column_problems(frame: pd.DataFrame, col: schema.Column) -> list[Problem]:
+    """Presence, dtype, nulls and, for numbers, whole values and range of column ``col``."""
+    import pandas as pd
+
+    if col.name not in frame.columns:
+        found = ", ".join(map(str, frame.columns[:8])) + (", ..." if frame.shape[1] > 8 else "")
+        return [Problem(col.name, "present", f"column is missing (found: {found})")]
+    series = frame[col.name]
+    if col.kind == "datetime":
+        if not pd.api.types.is_datetime64_any_dtype(series):
+            return [Problem(col.name, "dtype", f"expected datetime, got {series.dtype}")]
+    elif not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return [Problem(col.name, "dtype", f"expected {col.kind}, got {series.dtype}")]
+    problems: list[Problem] = []
+    n = len(series)
+    nulls = int(series.isna().sum())
+    if nulls:
+        what = "NaT" if col.kind == "datetime" else "NaN"
+        problems.append(Problem(col.name, "not-null", f"{nulls} of {n} values are {what}"))
+    if col.kind != "datetime":
+        problems.extend(_value_problems(series, col))
+    return problems
+
+
+def _value_problems(series: pd.Series, col: schema.Column) -> list[Problem]:
+    """Fractions in a whole-number column, infinite values and values outside the range."""
+    import numpy as np
+
+    problems: list[Problem] = []
+    n = len(series)
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    present = values[~np.isnan(values)]
+    if col.kind == "int" and present.size and not np.all(np.mod(present, 1) == 0):
+        problems.append(Problem(col.name, "dtype", "expected whole numbers, found fractions"))
+    if not np.all(np.isfinite(present)):
+        bad = int((~np.isfinite(present)).sum())
+        problems.append(Problem(col.name, "range", f"{bad} of {n} values are infinite"))
+        present = present[np.isfinite(present)]
+    low = -np.inf if col.minimum is None else col.minimum
+    high = np.inf if col.maximum is None else col.maximum
+    outside = (present < low) | (present > high)
+    if outside.any():
+        bounds = f"[{_fmt(low)}, {_fmt(high)}]"
+        problems.append(
+            Problem(
+                col.name,
+                "range",
+                f"{int(outside.sum())} of {n} values outside {bounds} "
+                f"(min {_fmt(present.min())}, max {_fmt(present.max())})",
+            )
+        )
+    return problems
+
+
+def _label_problems(labels: pd.Series, rules: Rules) -> list[Problem]:
+    """Labels other than 0 and 1, or a positive rate outside the rules' class balance."""
+    odd = sorted(set(labels.dropna().unique().tolist()) - {0, 1})
+    if odd:
+        return [Problem(schema.LABEL, "allowed-values", f"labels must be 0 or 1, found {odd[:5]}")]
+    if not len(labels):
+        return []
+    rate = float(labels.mean())
+    if rules.min_positive_rate <= rate <= rules.max_positive_rate:
+        return []
+    return [
+        Problem(
+            schema.LABEL,
+            "class-balance",
+            f"positive rate {rate:.4f} outside [{_fmt(rules.min_positive_rate)}, "
+            f"{_fmt(rules.max_positive_rate)}]",
+        )
+    ]
 
 
 def summary(frame: pd.DataFrame) -> dict[str, Any]:

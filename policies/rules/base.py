@@ -7,17 +7,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SEVERITIES = ("critical", "high", "medium", "low")
+from policies.zones import ZONES
 
-# Residency zones, repeated here as data because this package must import nothing outside the
-# standard library (the CrossGuard pack runs in its own virtualenv). A test keeps it equal to
-# policies/zones.py.
-ZONE_REGIONS: dict[str, tuple[str, ...]] = {
-    "uae": ("me-central-1",),
-    "bahrain": ("me-south-1",),
-    "ksa": ("me-west-1",),
-    "eu": ("eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1"),
-}
+SEVERITIES = ("critical", "high", "medium", "low")
 
 
 @dataclass(frozen=True)
@@ -40,7 +32,8 @@ class Context:
     @property
     def regions(self) -> tuple[str, ...]:
         """Regions inside the zone (empty for an unknown zone: nothing is inside it)."""
-        return ZONE_REGIONS.get(self.zone, ())
+        zone = ZONES.get(self.zone)
+        return zone.region_names if zone else ()
 
     @property
     def production(self) -> bool:
@@ -123,6 +116,16 @@ class Rule:
     """The pure function."""
     mandatory: bool = True
     """CrossGuard enforcement: mandatory stops `pulumi up`; advisory only warns."""
+    types: tuple[str, ...] = ()
+    """Type tokens the rule judges; empty for every type (the check then filters itself)."""
+
+    def applies(self, resource: Resource) -> bool:
+        """True when the rule judges resources of this type."""
+        return not self.types or resource.type in self.types
+
+    def messages(self, resource: Resource, ctx: Context) -> list[str]:
+        """The check's messages for one resource (none for types the rule does not judge)."""
+        return self.check(resource, ctx) if self.applies(resource) else []
 
     def run(self, resource: Resource, ctx: Context) -> list[Violation]:
         """Violations of this rule by one resource."""
@@ -130,7 +133,7 @@ class Rule:
             Violation(
                 self.id, self.name, self.severity, resource.urn or resource.name, resource.type, m
             )
-            for m in self.check(resource, ctx)
+            for m in self.messages(resource, ctx)
         ]
 
 
@@ -164,12 +167,18 @@ RULES: list[Rule | StackRule] = []
 
 
 def rule(
-    id: str, name: str, severity: str, description: str, *, mandatory: bool = True
+    id: str,
+    name: str,
+    severity: str,
+    description: str,
+    *,
+    mandatory: bool = True,
+    types: tuple[str, ...] = (),
 ) -> Callable[[ResourceCheck], ResourceCheck]:
-    """Register a resource rule (decorator)."""
+    """Register a resource rule (decorator); ``types`` limits it to those type tokens."""
 
     def wrap(fn: ResourceCheck) -> ResourceCheck:
-        RULES.append(Rule(id, name, description, severity, fn, mandatory))
+        RULES.append(Rule(id, name, description, severity, fn, mandatory, types))
         return fn
 
     return wrap

@@ -17,10 +17,9 @@ def _customer_key(key: object) -> bool:
     "s3-sse-kms-customer-key",
     "critical",
     "S3 default encryption is SSE-KMS with a customer-managed key.",
+    types=(SSE_TYPE,),
 )
 def s3_sse_kms(r: Resource, ctx: Context) -> list[str]:
-    if r.type != SSE_TYPE:
-        return []
     rules = r.inputs.get("rules") or []
     for item in rules if isinstance(rules, list) else [rules]:
         default = (item or {}).get("applyServerSideEncryptionByDefault") or {}
@@ -93,10 +92,9 @@ def ebs_encrypted(r: Resource, ctx: Context) -> list[str]:
     "eks-secrets-encryption",
     "critical",
     "EKS envelope-encrypts Kubernetes Secrets with a customer-managed KMS key.",
+    types=("aws:eks/cluster:Cluster",),
 )
 def eks_secrets(r: Resource, ctx: Context) -> list[str]:
-    if r.type != "aws:eks/cluster:Cluster":
-        return []
     enc = r.get("encryptionConfig") or {}
     if "secrets" not in (enc.get("resources") or []) or not _customer_key(
         r.get("encryptionConfig", "provider", "keyArn")
@@ -110,10 +108,9 @@ def eks_secrets(r: Resource, ctx: Context) -> list[str]:
     "kms-key-rotation",
     "high",
     "Symmetric customer-managed KMS keys rotate automatically.",
+    types=("aws:kms/key:Key",),
 )
 def kms_rotation(r: Resource, ctx: Context) -> list[str]:
-    if r.type != "aws:kms/key:Key":
-        return []
     spec = r.inputs.get("customerMasterKeySpec") or "SYMMETRIC_DEFAULT"
     if spec == "SYMMETRIC_DEFAULT" and r.inputs.get("enableKeyRotation") is not True:
         return ["key rotation is off: set enable_key_rotation=true"]
@@ -125,9 +122,10 @@ def kms_rotation(r: Resource, ctx: Context) -> list[str]:
     "log-group-kms",
     "high",
     "CloudWatch log groups are encrypted with a customer-managed KMS key.",
+    types=("aws:cloudwatch/logGroup:LogGroup",),
 )
 def log_group_kms(r: Resource, ctx: Context) -> list[str]:
-    if r.type == "aws:cloudwatch/logGroup:LogGroup" and not _customer_key(r.inputs.get("kmsKeyId")):
+    if not _customer_key(r.inputs.get("kmsKeyId")):
         return ["log group is not KMS-encrypted: set kms_key_id to the logs key"]
     return []
 
@@ -167,10 +165,9 @@ def redis_encrypted(r: Resource, ctx: Context) -> list[str]:
     "rds-encrypted",
     "critical",
     "RDS instances and clusters encrypt storage with a customer key and force TLS.",
+    types=("aws:rds/instance:Instance", "aws:rds/cluster:Cluster"),
 )
 def rds_encrypted(r: Resource, ctx: Context) -> list[str]:
-    if r.type not in ("aws:rds/instance:Instance", "aws:rds/cluster:Cluster"):
-        return []
     out: list[str] = []
     if r.inputs.get("storageEncrypted") is not True:
         out.append("storage is not encrypted: set storage_encrypted=true")

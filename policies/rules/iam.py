@@ -34,6 +34,16 @@ def _allows(s: dict[str, Any]) -> bool:
     return s.get("Effect") == "Allow" and "NotAction" not in s
 
 
+def _allowed_on_everything(r: Resource, actions: set[str]) -> bool:
+    """True when some Allow statement grants one of ``actions`` (lower case) on Resource '*'."""
+    return any(
+        _allows(s)
+        and any(str(a).lower() in actions for a in as_list(s.get("Action")))
+        and "*" in as_list(s.get("Resource"))
+        for s in _statements(r)
+    )
+
+
 @rule(
     "SOV-IAM-001",
     "no-admin-wildcard",
@@ -41,13 +51,11 @@ def _allows(s: dict[str, Any]) -> bool:
     "No IAM policy allows Action '*' on Resource '*'.",
 )
 def no_admin_wildcard(r: Resource, ctx: Context) -> list[str]:
-    return [
-        "policy allows every action on every resource: list the actions and resources needed"
-        for s in _statements(r)
-        if _allows(s)
-        and any(a in ("*", "*:*") for a in as_list(s.get("Action")))
-        and "*" in as_list(s.get("Resource"))
-    ]
+    if _allowed_on_everything(r, {"*", "*:*"}):
+        return [
+            "policy allows every action on every resource: list the actions and resources needed"
+        ]
+    return []
 
 
 @rule(
@@ -57,12 +65,6 @@ def no_admin_wildcard(r: Resource, ctx: Context) -> list[str]:
     "No IAM policy allows iam:PassRole on Resource '*'.",
 )
 def no_passrole_wildcard(r: Resource, ctx: Context) -> list[str]:
-    return [
-        "iam:PassRole on '*' lets the holder hand any role to a service: name the roles"
-        for s in _statements(r)
-        if _allows(s)
-        and any(
-            a.lower() in ("iam:passrole", "iam:*", "iam:pass*") for a in as_list(s.get("Action"))
-        )
-        and "*" in as_list(s.get("Resource"))
-    ]
+    if _allowed_on_everything(r, {"iam:passrole", "iam:*", "iam:pass*"}):
+        return ["iam:PassRole on '*' lets the holder hand any role to a service: name the roles"]
+    return []

@@ -12,10 +12,9 @@ OPEN = ("0.0.0.0/0", "::/0")
     "eks-private-endpoint",
     "critical",
     "The EKS API endpoint is private in production; elsewhere public only to listed CIDRs.",
+    types=("aws:eks/cluster:Cluster",),
 )
 def eks_private_endpoint(r: Resource, ctx: Context) -> list[str]:
-    if r.type != "aws:eks/cluster:Cluster":
-        return []
     vpc = r.get("vpcConfig") or {}
     public = vpc.get("endpointPublicAccess", True) is not False  # AWS defaults to public
     cidrs = vpc.get("publicAccessCidrs") or ["0.0.0.0/0"]
@@ -69,10 +68,9 @@ def no_open_ingress(r: Resource, ctx: Context) -> list[str]:
     "imdsv2-required",
     "high",
     "Instances and launch templates require IMDSv2 session tokens.",
+    types=("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"),
 )
 def imdsv2(r: Resource, ctx: Context) -> list[str]:
-    if r.type not in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
-        return []
     if r.get("metadataOptions", "httpTokens") != "required":
         return ["IMDSv1 is allowed: set metadata_options.http_tokens='required'"]
     return []

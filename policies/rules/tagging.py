@@ -14,10 +14,9 @@ REQUIRED_TAGS = ("owner", "cost-center", "data-classification")
     "medium",
     "Every taggable AWS resource carries owner, cost-center and data-classification "
     "(resource tags or the provider's default tags).",
+    types=tuple(sorted(TAGGABLE)),
 )
 def required_tags(r: Resource, ctx: Context) -> list[str]:
-    if r.type not in TAGGABLE:
-        return []
     defaults = (r.provider_inputs.get("defaultTags") or {}).get("tags") or {}
     tags = {**defaults, **(r.inputs.get("tags") or {})}
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]

@@ -13,23 +13,25 @@ Feature views (one Parquet offline source, :func:`source`)
     no basis for a credit decision, so ``get_historical_features`` returns null for it (and the
     training step refuses rows with missing features). Online reads in Feast 0.67 do not apply
     the TTL (only pre-computed service vectors would, and these services do not use them), and
-    :func:`pipelines.features.store.materialize` starts at the data's own first timestamp rather than
-    "now minus TTL", so the 2025-dated rows stay servable.
+    :func:`pipelines.features.materialization.materialize` starts at the data's own first
+    timestamp rather than "now minus TTL", so the 2025-dated rows stay servable.
 
 Feature services
-    One per registered model version, named :func:`feature_service_name`:
-    ``<model name>_v<version>``, e.g. ``credit_risk_v3`` for registry version 3 of
-    ``credit_risk``. It lists exactly the model's features (the order of the model input is the
-    feature spec's, which :mod:`pipelines.features.store` restores; a service only groups features by
-    view). The model's lineage record names it under ``features.feature_service``.
+    One per registered model version, named
+    :func:`~pipelines.features.services.feature_service_name`: ``<model name>_v<version>``, e.g.
+    ``credit_risk_v3`` for registry version 3 of ``credit_risk``. It lists exactly the model's
+    features (the order of the model input is the feature spec's, which
+    :mod:`pipelines.features.online` restores; a service only groups features by view). The
+    model's lineage record names it under ``features.feature_service``.
 
 Every feature and its type come from :mod:`pipelines.training.schema`; :data:`VIEW_FEATURES` only
 groups them, and :func:`check_coverage` fails when a schema feature has no view.
 
 The module-level objects (``customer``, ``customer_profile``, ...) make this folder a plain Feast
-repository for the local default paths (``feast -c pipelines/features/repo plan``). Apply through
-``sovml features apply`` / :func:`pipelines.features.store.apply` instead of ``feast apply``: the Feast
-CLI deletes registry objects its files do not define, which would drop the versioned services.
+repository for the local default paths (``feast -c pipelines/features/repo plan``). Apply
+through ``sovml features apply`` / :func:`pipelines.features.registration.apply` instead of
+``feast apply``: the Feast CLI deletes registry objects its files do not define, which would
+drop the versioned services.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64
 
+from pipelines.features.config import DEFAULT_REPO
+from pipelines.features.services import DEFAULT_MODEL, feature_service_name
+from pipelines.features.source import SOURCE_DIR, SOURCE_FILE
 from pipelines.training import schema
 
 ENTITY_NAME = "customer"
 SOURCE_NAME = "credit_features"
-SOURCE_FILE = "credit_features.parquet"
 
 VIEW_FEATURES: dict[str, tuple[str, ...]] = {
     "customer_profile": (
@@ -88,9 +92,7 @@ VIEW_DESCRIPTIONS: dict[str, str] = {
 VIEW_OF: dict[str, str] = {f: view for view, names in VIEW_FEATURES.items() for f in names}
 """Feature name -> the view that serves it."""
 
-DEFAULT_SOURCE = (
-    Path(__file__).resolve().parents[3] / "build" / "feature_store" / "data" / SOURCE_FILE
-)
+DEFAULT_SOURCE = DEFAULT_REPO / SOURCE_DIR / SOURCE_FILE
 """Offline source of the module-level objects: the local default state (feature_store.yaml)."""
 
 
@@ -151,17 +153,10 @@ def feature_views(path: str | Path) -> list[FeatureView]:
                 online=True,
                 source=offline,
                 description=VIEW_DESCRIPTIONS[name],
-                tags={"model": "credit_risk"},
+                tags={"model": DEFAULT_MODEL},
             )
         )
     return views
-
-
-def feature_service_name(model_name: str, version: int) -> str:
-    """``<model_name>_v<version>``: the feature service of one registered model version."""
-    if version < 1:
-        raise ValueError(f"version must be a positive registry version, got {version}")
-    return f"{model_name}_v{version}"
 
 
 def feature_service(

@@ -1,0 +1,301 @@
+"""The stack commands of ``sovml``: ``synth``, ``check``, ``config schema|validate`` and ``demo``.
+
+Each command reads stack files through ``infra.config.stackfile``, runs the library
+(``infra.synth``, ``infra.gate``, ``infra.demo``) and renders its tables here. Exit codes
+(``infra.cli.common``): 0 success, 1 the gate or a demo step failed, 2 bad input (arguments,
+stack files, suppressions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from infra.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, consoles
+from infra.config import ConfigProblem, project_config_schema
+from infra.config.stackfile import ROOT, STACKS, StackFileError, list_stacks, load_stack
+from infra.gate.findings import GateReport
+from infra.synth.runner import PROGRAM, SynthError, summary, synthesize
+
+config_app = typer.Typer(help="Inspect the stack configuration schema.", no_args_is_help=True)
+
+StackArg = Annotated[str | None, typer.Argument(help="Stack name, e.g. prod-uae.")]
+StacksDirOption = Annotated[Path, typer.Option(help="Folder of stack files.")]
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def print_problems(err: Console, problems: list[ConfigProblem], title: str) -> None:
+    """A table of config problems: key, value, what is allowed."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_column("allowed")
+    for p in problems:
+        shown = "(missing)" if p.value is None else json.dumps(p.value, default=str)
+        table.add_row(p.key, shown, p.allowed)
+    err.print(table)
+
+
+def resource_tree(record: dict[str, Any]) -> Tree:
+    """Components as branches, with the count of each resource type below them."""
+    stack_urn = next(
+        (
+            r["parent"]
+            for r in record["resources"]
+            if r["parent"] and "pulumi:pulumi:Stack" in r["parent"]
+        ),
+        None,
+    )
+    children: dict[str | None, list[dict]] = {}
+    for r in record["resources"]:
+        children.setdefault(r["parent"], []).append(r)
+    root = Tree(f"[bold]{record['project']}[/] / [bold cyan]{record['stack']}[/]")
+
+    def add(node: Tree, parent: str | None) -> None:
+        kids = children.get(parent, [])
+        counts = Counter(k["type"] for k in kids if k["custom"] and not children.get(k["urn"]))
+        for k in kids:
+            if not k["custom"] or children.get(k["urn"]):
+                label = f"[bold]{k['name']}[/] [dim]{k['type']}[/]"
+                add(node.add(label), k["urn"])
+        for typ, n in sorted(counts.items()):
+            node.add(f"{n} x {typ}")
+
+    add(root, stack_urn)
+    return root
+
+
+def type_table(record: dict[str, Any]) -> Table:
+    """Resource counts per Pulumi type token."""
+    table = Table(title=f"{record['stack']}: resources by type", title_justify="left")
+    table.add_column("type")
+    table.add_column("count", justify="right")
+    counts = summary(record)
+    for typ, n in counts.items():
+        table.add_row(typ, str(n))
+    table.add_row("[bold]total[/]", f"[bold]{sum(counts.values())}[/]")
+    return table
+
+
+def gate_table(report: GateReport) -> Table:
+    """Findings of one stack's gate run: id, resource, message, status."""
+    table = Table(title=f"{report.stack}: findings", title_justify="left", show_lines=False)
+    for col in ("source", "id", "resource", "message", "status"):
+        table.add_column(col, overflow="fold")
+    for f in sorted(report.findings, key=lambda f: (f.status != "failed", f.source, f.id)):
+        failed = f.status == "failed"
+        message = f.message if failed else f"{f.message} [dim](suppressed: {f.justification})[/]"
+        status = f"[{'red' if failed else 'yellow'}]{f.status}[/]"
+        table.add_row(f.source, f.id, f.resource.rsplit("::", 1)[-1], message, status)
+    return table
+
+
+GATE_COLUMNS = ("stack", "result", "rule violations", "k8s schema", "checkov passed",
+                "checkov failed", "suppressed", "time")  # fmt: skip
+
+
+def gate_summary_row(report: GateReport) -> tuple[str, ...]:
+    """One stack's line of the ``policy gate`` table (``GATE_COLUMNS``)."""
+    ck = report.checkov
+    bad_schema = sum(1 for f in report.failures if f.source == "schema")
+    return (
+        report.stack,
+        "[green]pass[/]" if report.ok else "[red]FAIL[/]",
+        str(sum(1 for f in report.failures if f.source == "rule")),
+        f"{report.schema_validated} ok, {bad_schema} bad",
+        str(sum(v.get("passed", 0) for v in ck.values())),
+        str(sum(v.get("failed", 0) for v in ck.values())),
+        f"{sum(f.status == 'suppressed' for f in report.findings)} "
+        f"({len(report.suppressions_used)} entries)",
+        f"{report.seconds:.1f}s",
+    )
+
+
+def gate_summary_table(rows: list[tuple[str, ...]]) -> Table:
+    """The ``policy gate`` table: one ``gate_summary_row`` per stack checked."""
+    table = Table(title="policy gate", title_justify="left")
+    for col in GATE_COLUMNS:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+# --- shared steps -----------------------------------------------------------------------------
+
+
+def _stacks(stack: str | None, all_stacks: bool, stacks_dir: Path, err: Console) -> list[str]:
+    """The stacks a command runs on; exits 2 when neither a STACK nor --all is given."""
+    stacks = list_stacks(stacks_dir) if all_stacks else [stack] if stack else []
+    if not stacks:
+        err.print("[red]give a STACK or --all[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return stacks
+
+
+def _stack_error(err: Console, exc: SynthError | StackFileError, title: str, line: str) -> None:
+    """A stack that cannot be read: its config problems under ``title``, else ``line``."""
+    if exc.problems:
+        print_problems(err, exc.problems, title)
+    else:
+        err.print(f"[red]{line}[/]")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def synth(
+    stack: StackArg = None,
+    all_stacks: Annotated[
+        bool, typer.Option("--all", help="Synthesize every stack in stacks/.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the one-line summary.")
+    ] = False,
+    stacks_dir: StacksDirOption = STACKS,
+    program: Annotated[Path, typer.Option(help="Pulumi program to run.")] = PROGRAM,
+) -> None:
+    """Run the real Pulumi program under the SDK mocks and write build/STACK/resources.json."""
+    console, err = consoles()
+    failed = False
+    for name in _stacks(stack, all_stacks, stacks_dir, err):
+        try:
+            with console.status(f"synthesizing {name} ..."):
+                result = synthesize(name, stacks_dir=stacks_dir, program=program)
+        except SynthError as exc:
+            failed = True
+            _stack_error(err, exc, f"{exc}; nothing was declared or written", f"{name}: {exc}")
+            continue
+        record = result.record
+        if not quiet:
+            console.print(resource_tree(record))
+            console.print(type_table(record))
+        custom = sum(1 for r in record["resources"] if r["custom"])
+        console.print(
+            f"[green]{name}[/]: {custom} resources in {result.seconds:.2f}s -> "
+            f"{result.path.relative_to(ROOT)}"
+        )
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def check(
+    stack: StackArg = None,
+    all_stacks: Annotated[
+        bool, typer.Option("--all", help="Check every stack in stacks/.")
+    ] = False,
+    stacks_dir: StacksDirOption = STACKS,
+    no_checkov: Annotated[
+        bool, typer.Option("--no-checkov", help="Skip checkov (rules and schemas only).")
+    ] = False,
+    program: Annotated[
+        Path, typer.Option(help="Pulumi program to judge (tests use insecure fixtures).")
+    ] = PROGRAM,
+) -> None:
+    """Policy gate: rules, Kubernetes schemas and checkov over what the program would create.
+
+    Synthesizes first when the record is missing or older than the sources. Writes
+    build/STACK/report.json, report.junit.xml and report.sarif. Exits 1 on any failure.
+    """
+    from infra.gate import findings, run
+
+    console, err = consoles()
+    stacks = _stacks(stack, all_stacks, stacks_dir, err)
+    try:
+        suppressions = findings.load_suppressions()
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    summary_rows = []
+    bad_input = failed = False
+    for name in stacks:
+        try:
+            with console.status(f"checking {name}: synth, rules, schemas, checkov ..."):
+                report = run.run_gate(
+                    name,
+                    stacks_dir=stacks_dir,
+                    checkov=not no_checkov,
+                    suppressions=suppressions,
+                    program=program,
+                )
+        except SynthError as exc:
+            bad_input = True
+            _stack_error(err, exc, str(exc), f"{name}: {exc}")
+            continue
+        if report.findings:
+            console.print(gate_table(report))
+        for e in report.errors:
+            err.print(f"[red]{name}: {e}[/]")
+        failed |= not report.ok
+        summary_rows.append(gate_summary_row(report))
+    console.print(gate_summary_table(summary_rows))
+    if summary_rows:
+        console.print("reports: build/<stack>/report.json, report.junit.xml, report.sarif")
+    if bad_input:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if failed:
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+def demo() -> None:
+    """The showcase: every stage end to end on the embedded defaults, then a summary table."""
+    from infra.demo import steps as demomod
+
+    console, _ = consoles()
+    outcomes = demomod.run(console)
+    console.print(demomod.summary_table(outcomes))
+    console.print(
+        "outputs: build/<stack>/ (records, reports, cost), build/demo/ (tenant, pipeline runs, "
+        "serving evidence, drift report)"
+    )
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+@config_app.command("schema")
+def config_schema(
+    write: Annotated[bool, typer.Option(help="Rewrite the config section of Pulumi.yaml.")] = False,
+) -> None:
+    """Print (or write into Pulumi.yaml) the config schema generated from infra/config/keys.py."""
+    console, _ = consoles()
+    path = ROOT / "Pulumi.yaml"
+    project = yaml.safe_load(path.read_text())
+    project["config"] = project_config_schema()
+    text = yaml.safe_dump(project, sort_keys=False, width=100)
+    if write:
+        header = (
+            "# The config section is generated: edit KEYS in infra/config/keys.py, then run\n"
+            "# `sovml config schema --write`.\n"
+        )
+        path.write_text(header + text)
+        console.print(f"wrote {path.name}")
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
+@config_app.command("validate")
+def config_validate(
+    stack: Annotated[str, typer.Argument(help="Stack name, e.g. prod-uae.")],
+    stacks_dir: StacksDirOption = STACKS,
+) -> None:
+    """Validate a stack file without running the program; list every problem."""
+    console, err = consoles()
+    try:
+        cfg, _, _ = load_stack(stack, stacks_dir)
+    except StackFileError as exc:
+        _stack_error(err, exc, str(exc), str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(
+        f"[green]{cfg.source}[/]: valid ({cfg.environment}, zone {cfg.zone}, {cfg.region}, "
+        f"{len(cfg.node_pools)} node pools, {len(cfg.tenants)} tenants)"
+    )

@@ -1,0 +1,186 @@
+"""The typed config: frozen dataclasses that ``parse`` builds once per stack, fully validated.
+
+Components get slices of it as their Args; nothing here validates (``parsing`` does), so every
+value held is already known to be allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tags:
+    """The three mandatory tags carried by every taggable resource."""
+
+    owner: str
+    """The team or person accountable (``owner`` tag)."""
+    cost_center: str
+    """Where the bill goes (``cost-center`` tag)."""
+    data_classification: str
+    """``public``, ``internal``, ``confidential`` or ``restricted`` (``data-classification``)."""
+
+    def as_aws(self, **extra: str) -> dict[str, str]:
+        """Tags in AWS form (``owner``, ``cost-center``, ``data-classification``) plus extras."""
+        return {
+            "owner": self.owner,
+            "cost-center": self.cost_center,
+            "data-classification": self.data_classification,
+            **extra,
+        }
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A Kubernetes node taint."""
+
+    key: str
+    """Taint key, e.g. ``nvidia.com/gpu``."""
+    value: str
+    """Taint value (may be empty)."""
+    effect: str
+    """``NoSchedule``, ``PreferNoSchedule`` or ``NoExecute`` (Kubernetes spelling)."""
+
+    @property
+    def eks_effect(self) -> str:
+        """The taint effect as the EKS API spells it (``NO_SCHEDULE``)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.effect).upper()
+
+
+@dataclass(frozen=True)
+class NodePoolConfig:
+    """One node pool role as the stack asks for it."""
+
+    role: str
+    """``system``, ``workers`` or ``gpu``."""
+    gpu: bool
+    """Whether the pool runs NVIDIA GPU instances (the ``gpu`` role)."""
+    instance_types: tuple[str, ...]
+    """EC2 instance types, cheapest first."""
+    capacity_type: str
+    """``ON_DEMAND`` or ``SPOT``."""
+    min_size: int
+    """Fewest nodes the autoscaler keeps."""
+    desired_size: int
+    """Node count at creation."""
+    max_size: int
+    """Most nodes the autoscaler adds."""
+    disk_gib: int
+    """Encrypted gp3 root volume size per node, GiB."""
+    labels: tuple[tuple[str, str], ...]
+    """Extra Kubernetes node labels as ``(key, value)`` pairs."""
+    taints: tuple[Taint, ...]
+    """Node taints (the GPU pool always has ``nvidia.com/gpu=true:NoSchedule``)."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """VPC layout."""
+
+    cidr: str
+    """Private IPv4 CIDR of the VPC, /16 to /20."""
+    az_count: int
+    """How many availability zones the VPC spans."""
+    availability_zones: tuple[str, ...]
+    """The zones themselves, the first ``az_count`` of the region's."""
+    single_nat_gateway: bool
+    """One shared NAT gateway instead of one per AZ."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """EKS control plane settings."""
+
+    kubernetes_version: str
+    """EKS Kubernetes version, e.g. ``1.33``."""
+    endpoint_public_access: bool
+    """Whether the API endpoint is public (dev only)."""
+    public_access_cidrs: tuple[str, ...]
+    """CIDRs a public endpoint admits; empty when it is private."""
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Everything a stack asks for, validated; components get slices of it as Args.
+
+    Fields mirror the keys of ``infra.config.keys.KEYS``; their defaults live there only.
+    """
+
+    stack: str
+    """Stack name, e.g. ``prod-uae``."""
+    source: str
+    """The stack file the values came from."""
+    environment: str
+    """``dev``, ``staging`` or ``prod``."""
+    zone: str
+    """Residency zone (``policies.zones.ZONES``)."""
+    region: str
+    """AWS region, inside the zone."""
+    partition: str
+    """AWS partition of the region."""
+    tier: str
+    """``enterprise`` or ``smb``."""
+    tags: Tags
+    """The mandatory tags."""
+    network: NetworkConfig
+    """VPC layout."""
+    cluster: ClusterConfig
+    """EKS control plane."""
+    node_pools: tuple[NodePoolConfig, ...]
+    """The enabled pools, in ``POOL_ROLES`` order."""
+    log_retention_days: int
+    """Retention of flow and control-plane logs."""
+    kms_deletion_window_days: int
+    """Waiting period of a scheduled KMS key deletion."""
+    tenants: tuple[str, ...]
+    """Tenant namespaces on the cluster."""
+    served_models: tuple[tuple[str, str], ...]
+    """``(model, profile)`` pairs Triton serves; profile ``gpu`` or ``cpu``."""
+    canary_steps: tuple[int, ...]
+    """Traffic percentages of a canary rollout, ending at 100."""
+    serving_scale_to_zero: bool
+    """Whether idle models scale to zero replicas (KEDA)."""
+    serving_idle_minutes: int
+    """Idle minutes before a scale-to-zero model goes to zero."""
+    serving_warm_hours: str
+    """``servingWarmHours`` as given ('' for no schedule)."""
+    model_puller_image: str
+    """Pinned image of the model-puller init container."""
+    drift_threshold: float
+    """PSI above which a feature counts as drifted."""
+    drift_image: str
+    """Pinned image of the drift CronJob."""
+    vault_address: str
+    """HTTPS address the deployer reaches Vault at."""
+    vault_configure: bool
+    """Whether Vault's engines, policies and roles are declared."""
+    tenant: str
+    """The tenant owning the whole stack ('' for a shared platform)."""
+    monthly_budget_usd: int
+    """Monthly AWS Budget in USD; 0 for none."""
+    budget_alert_emails: tuple[str, ...]
+    """Addresses the budget alerts go to."""
+
+    @property
+    def production(self) -> bool:
+        """Production posture: protected state, per-AZ NAT, private endpoint."""
+        return self.environment == "prod"
+
+    @property
+    def name_prefix(self) -> str:
+        """Prefix of every physical name this stack creates."""
+        return f"sovml-{self.stack}"
+
+    def to_record(self) -> dict[str, Any]:
+        """The config as plain JSON-able data for the synth record (no secrets are held)."""
+
+        def plain(value: Any) -> Any:
+            if hasattr(value, "__dataclass_fields__"):
+                return {k: plain(getattr(value, k)) for k in value.__dataclass_fields__}
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(self)

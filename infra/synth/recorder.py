@@ -1,0 +1,133 @@
+"""The recording monitor: each ``RegisterResource`` request kept as data, as the engine saw it.
+
+A record entry holds type, name, parent, provider, dependencies (per input too), resource options
+and the inputs with secrets redacted, so that the policy rules, the checkov bridge, the
+Kubernetes validation and the cost estimate can judge the program from one file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.config.stackfile import REDACTED
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+"""The key the Pulumi SDK marks special values with when it serializes them."""
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+"""The value of ``SIG_KEY`` that marks a secret."""
+
+
+@dataclass
+class Recording:
+    """What the recording monitor saw, in registration order."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per registered resource (the stack itself left out)."""
+    provider_regions: dict[str, str] = field(default_factory=dict)
+    """Region of each provider that sets one, by provider URN."""
+    invokes: list[str] = field(default_factory=list)
+    """Token of every invoke the program made."""
+
+
+def provider_urn(reference: str) -> str:
+    """The URN part of a provider reference ``<urn>::<id>`` (URNs contain ``::`` themselves)."""
+    return reference.rsplit("::", 1)[0]
+
+
+def plain(value: Any) -> Any:
+    """Inputs as JSON data: secrets redacted, integral floats back to ints, assets named."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            # Keep the shape (a Secret's keys, a list's length) so manifests stay valid.
+            inner = value.get("value")
+            if isinstance(inner, dict):
+                return {str(k): REDACTED for k in inner}
+            if isinstance(inner, list):
+                return [REDACTED for _ in inner]
+            return REDACTED
+        return {str(k): plain(v) for k, v in value.items() if k != SIG_KEY}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        # The engine carries every number as a float; AWS and Kubernetes want ints back.
+        return int(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _decode_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def alias_data(alias: Any) -> dict[str, Any]:
+    """An alias of a registration as data: the old URN, or the parts of an alias spec."""
+    if alias.WhichOneof("alias") == "urn":
+        return {"urn": alias.urn}
+    spec = alias.spec
+    out = {k: getattr(spec, k) for k in ("name", "type", "stack", "project") if getattr(spec, k)}
+    if spec.WhichOneof("parent") == "parentUrn":
+        out["parentUrn"] = spec.parentUrn
+    elif spec.WhichOneof("parent") == "noParent":
+        out["noParent"] = spec.noParent
+    return out
+
+
+def record_entry(request: Any, urn: str, rid: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """One registration request as a record entry (``inputs`` already deserialized)."""
+    return {
+        "urn": urn,
+        "type": request.type,
+        "name": request.name,
+        "custom": bool(request.custom),
+        "id": rid or None,
+        "parent": request.parent or None,
+        "provider": provider_urn(request.provider) if request.provider else None,
+        "dependencies": sorted(set(request.dependencies)),
+        # Which input came from which resources: the checkov bridge turns these into
+        # Terraform references so cross-resource checks can link them.
+        "propertyDependencies": {
+            prop: sorted(set(deps.urns))
+            for prop, deps in sorted(request.propertyDependencies.items())
+            if deps.urns
+        },
+        "protect": bool(request.protect),
+        "retainOnDelete": bool(getattr(request, "retainOnDelete", False)),
+        "ignoreChanges": list(request.ignoreChanges),
+        # A resource moved into another component keeps its deployed identity only
+        # through an alias to its old parent; the record keeps them to prove it.
+        "aliases": [alias_data(a) for a in request.aliases],
+        "inputs": plain(inputs),
+    }
+
+
+def make_monitor(mocks: Any, recording: Recording) -> Any:
+    """The SDK's mock monitor around ``mocks``, appending each registration to ``recording``."""
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import MockMonitor
+
+    class RecordingMonitor(MockMonitor):
+        """The SDK's mock monitor, keeping each registration request as the engine would."""
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+            response = super().RegisterResource(request)
+            if request.type == "pulumi:pulumi:Stack":
+                return response
+            inputs = rpc.deserialize_properties(request.object, keep_internal=False)
+            if request.type.startswith("pulumi:providers:"):
+                # Provider inputs arrive JSON-encoded (``defaultTags``); keep them as data.
+                inputs = {k: _decode_json(v) for k, v in inputs.items()}
+                region = inputs.get("region")
+                if isinstance(region, str):
+                    recording.provider_regions[response.urn] = region
+            recording.resources.append(record_entry(request, response.urn, response.id, inputs))
+            return response
+
+    return RecordingMonitor(mocks)

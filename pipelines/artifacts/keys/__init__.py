@@ -1,0 +1,1 @@
+"""Key services that wrap data keys: the base protocol, local key file, Vault transit, KMS."""

@@ -1,0 +1,1 @@
+"""Canary analysis over the real Triton server: statistics, guards, router, run, demo."""

@@ -1,0 +1,170 @@
+"""How each step becomes a KFP component for a target: the code it carries, image, packages,
+resources and, on the cluster, GPU scheduling, the registry volume and feature-store settings.
+
+``local`` components run in this virtualenv (nothing installed, nothing embedded); ``cluster``
+components embed a clean copy of :data:`pipelines.training.provenance.STEP_LIBRARY` plus the
+step's :data:`EXTRA_EMBEDDED` files and install the pins of :mod:`pipelines.training.images`.
+"""
+
+import contextlib
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kfp import dsl
+
+from pipelines.training import images, provenance
+from pipelines.training.tasks import COMPONENT_FUNCTIONS
+
+TARGETS = ("local", "cluster")
+"""Where a compiled pipeline runs: ``kfp.local`` on this machine, or Kubeflow Pipelines on EKS."""
+
+FEATURE_STORE_LIBRARY = (
+    "pipelines/features/__init__.py",
+    "pipelines/features/config.py",
+    "pipelines/features/errors.py",
+    "pipelines/features/materialization.py",
+    "pipelines/features/online.py",
+    "pipelines/features/registration.py",
+    "pipelines/features/services.py",
+    "pipelines/features/source.py",
+    "pipelines/features/training_sets.py",
+)
+"""The feature store library: ``pipelines.features`` loads every module of it on import."""
+
+FEATURE_STORE_CODE = (
+    *FEATURE_STORE_LIBRARY,
+    "pipelines/features/repo/__init__.py",
+    "pipelines/features/repo/definitions.py",
+    "pipelines/features/repo/feature_store.yaml",
+    "pipelines/features/repo/feature_store.prod.yaml",
+)
+"""The feature store library, definitions and both configs (the cluster default is the prod one)."""
+
+EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
+    "encrypt": (
+        "pipelines/artifacts/__init__.py",
+        "pipelines/artifacts/api.py",
+        "pipelines/artifacts/encoding.py",
+        "pipelines/artifacts/envelope.py",
+        "pipelines/artifacts/errors.py",
+        "pipelines/artifacts/fs.py",
+        "pipelines/artifacts/keys/__init__.py",
+        "pipelines/artifacts/keys/base.py",
+        "pipelines/artifacts/keys/factory.py",
+        "pipelines/artifacts/keys/kms.py",
+        "pipelines/artifacts/keys/local.py",
+        "pipelines/artifacts/keys/vault.py",
+        "pipelines/artifacts/manifest.py",
+        "pipelines/artifacts/stream.py",
+    ),
+    "export": (
+        "pipelines/serving/cpu_tier/__init__.py",
+        "pipelines/serving/cpu_tier/accuracy.py",
+        "pipelines/serving/cpu_tier/candidates.py",
+        "pipelines/serving/cpu_tier/config.py",
+        "pipelines/serving/cpu_tier/forms.py",
+        "pipelines/serving/cpu_tier/measurement.py",
+        "pipelines/serving/cpu_tier/report.py",
+        "pipelines/serving/cpu_tier/selection.py",
+    ),
+    "features": FEATURE_STORE_CODE,
+    "register": FEATURE_STORE_LIBRARY,
+    "materialize": FEATURE_STORE_CODE,
+}
+"""Files beyond the step library that a step imports, embedded for that step only, which keeps
+the cluster IR small (every embedded copy is repeated in each component's command): the envelope
+library (85 KB) for encrypt, the CPU backend selection for export, the feature store library and
+repository for features and materialize (register only names the feature service)."""
+
+
+@contextlib.contextmanager
+def _embedded_code(extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """A clean copy of the code the cluster pods import (no caches, no tests), as a folder.
+
+    Args:
+        extra: Repository-relative files added to :data:`provenance.STEP_LIBRARY`
+            (see :data:`EXTRA_EMBEDDED`).
+    """
+    with tempfile.TemporaryDirectory(prefix="sovml-embed-") as tmp:
+        for relative in (*provenance.STEP_LIBRARY, *extra):
+            target = Path(tmp) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(provenance.CODE_ROOT / relative, target)
+        yield tmp
+
+
+def build_components(
+    target: str, image_registry: str | None = None, pip_index_url: str | None = None
+) -> dict[str, Any]:
+    """The nine components for ``target`` (``local`` or ``cluster``), keyed by task name."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    built: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        embeds: dict[tuple[str, ...], str] = {}
+        if target == "cluster":
+            for extra in {(), *EXTRA_EMBEDDED.values()}:
+                embeds[extra] = stack.enter_context(_embedded_code(extra))
+        for name, func in COMPONENT_FUNCTIONS.items():
+            step = images.STEPS[name]
+            options: dict[str, Any] = {
+                "base_image": images.with_registry(step.image, image_registry)
+            }
+            if target == "cluster":
+                options.update(
+                    packages_to_install=list(step.packages),
+                    pip_index_urls=[pip_index_url] if pip_index_url else None,
+                    embedded_artifact_path=embeds[EXTRA_EMBEDDED.get(name, ())],
+                )
+                if step.preinstalled:
+                    options.update(install_kfp_package=False)
+            else:
+                # Runs in this virtualenv: nothing to install (and no network to install from).
+                options.update(packages_to_install=[], install_kfp_package=False)
+            built[name] = dsl.component(func, **options)
+    return built
+
+
+def kubernetes_extension() -> Any | None:
+    """``kfp.kubernetes`` when the ``kfp-kubernetes`` package is installed, else None."""
+    try:
+        from kfp import kubernetes
+    except ImportError:
+        return None
+    return kubernetes
+
+
+def cluster_settings(name: str, task: Any) -> None:
+    """Set step ``name``'s cluster settings on ``task``: resources, GPU scheduling (train), the
+    registry volume and the feature-store client settings."""
+    step = images.STEPS[name]
+    task.set_cpu_request(step.cpu_request).set_cpu_limit(step.cpu_limit)
+    task.set_memory_request(step.memory_request).set_memory_limit(step.memory_limit)
+    k8s = kubernetes_extension()
+    if name in images.REGISTRY_STEPS and k8s is not None:
+        k8s.mount_pvc(task, pvc_name=images.REGISTRY_PVC, mount_path=images.REGISTRY_MOUNT)
+    if name in images.FEATURE_STORE_STEPS and k8s is not None:
+        # The prod feature_store.yaml expands these; optional so a missing object fails the step
+        # with the unexpanded ${VAR} in its message rather than leaving the pod unschedulable.
+        k8s.use_config_map_as_env(
+            task, images.FEAST_CLIENT_CONFIG_MAP, images.FEAST_CLIENT_CONFIG_ENV, optional=True
+        )
+        k8s.use_secret_as_env(
+            task, images.FEAST_CLIENT_SECRET, images.FEAST_CLIENT_SECRET_ENV, optional=True
+        )
+    if step.gpus:
+        task.set_accelerator_type(images.GPU_RESOURCE).set_accelerator_limit(step.gpus)
+        if k8s is not None:
+            k8s.add_toleration(task, effect=images.GPU_TOLERATION_EFFECT, **images.GPU_TOLERATION)
+            k8s.add_node_selector(task, *images.GPU_NODE_SELECTOR)
+        else:
+            warnings.warn(
+                "kfp-kubernetes is not installed: the train step gets no toleration for "
+                "nvidia.com/gpu=true:NoSchedule and no node selector sovereign-ml/pool=gpu, "
+                f"and no step mounts the registry volume {images.REGISTRY_PVC!r}",
+                stacklevel=2,
+            )
