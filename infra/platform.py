@@ -147,13 +147,13 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
 def aws_provider(cfg: PlatformConfig) -> aws.Provider:
     """The one AWS provider: pinned to the stack's region, tagging every resource.
 
-    Every component reads its region and partition from this provider. Refusing any other
-    account's credentials is left to the operator (``allowed_account_ids``): the account is not
-    config.
+    Every component reads its region and partition from this provider. With
+    ``allowedAccountIds`` set, the provider refuses credentials of any other account.
     """
     return aws.Provider(
         f"aws-{cfg.region}",
         region=cfg.region,
+        allowed_account_ids=list(cfg.allowed_account_ids) or None,
         default_tags={
             "tags": cfg.tags.as_aws(
                 **{

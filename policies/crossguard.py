@@ -23,13 +23,24 @@ from pulumi_policy import (
 )
 
 from policies.rules import RULES, Context, Resource, Rule, StackRule
+from policies.rules.record import context_from_config
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
 CONFIG_SCHEMA = PolicyConfigSchema(
     properties={
         "zone": {"type": "string", "description": "Residency zone of the stack (e.g. uae)."},
         "environment": {"type": "string", "enum": ["dev", "staging", "prod"]},
+        "allowed_account_ids": {**_STRINGS, "description": "allowedAccountIds of the stack."},
+        "in_zone_external_resources": {
+            **_STRINGS,
+            "description": "inZoneExternalResources of the stack.",
+        },
+        "ingress_allowed_cidrs": {**_STRINGS, "description": "ingressAllowedCidrs of the stack."},
     }
 )
+"""Per-policy config: ``sovml`` writes it for a stack (``build/<stack>/policy-config.json``).
+Without it the pack falls back to the provider's default tags for zone and environment and to
+empty allow-lists, which is stricter, never looser."""
 SEVERITY = {
     "critical": Severity.CRITICAL,
     "high": Severity.HIGH,
@@ -40,11 +51,10 @@ SEVERITY = {
 
 def _context(config: Mapping[str, Any] | None, provider_props: Mapping[str, Any]) -> Context:
     tags = (provider_props.get("defaultTags") or {}).get("tags") or {}
-    config = config or {}
-    return Context(
-        zone=config.get("zone") or tags.get("residency-zone") or "uae",
-        environment=config.get("environment") or tags.get("environment") or "prod",
-    )
+    config = dict(config or {})
+    config.setdefault("zone", tags.get("residency-zone"))
+    config.setdefault("environment", tags.get("environment"))
+    return context_from_config(config)
 
 
 def _config(args: Any) -> Mapping[str, Any]:

@@ -359,6 +359,29 @@ KEYS: tuple[Key, ...] = (
         "Addresses notified by the stack's budget alerts (required when monthlyBudgetUsd > 0).",
         [],
     ),
+    Key(
+        "allowedAccountIds",
+        "array",
+        "AWS account ids (12 digits) the stack may deploy into and assume roles in; the AWS "
+        "provider refuses credentials of any other account. Empty: not pinned, and any "
+        "assume-role is refused by the gate.",
+        [],
+    ),
+    Key(
+        "inZoneExternalResources",
+        "array",
+        "Resources outside this program that are known to be inside the residency zone and may "
+        "be named as destinations: ARNs, S3 bucket names or host names. The gate refuses any "
+        "other destination it cannot resolve to a resource the program declares.",
+        [],
+    ),
+    Key(
+        "ingressAllowedCidrs",
+        "array",
+        "Public IPv4/IPv6 CIDRs that security groups may admit (e.g. an office range); any "
+        "other public ingress is refused by the gate.",
+        [],
+    ),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}

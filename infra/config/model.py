@@ -162,6 +162,12 @@ class PlatformConfig:
     """Monthly AWS Budget in USD; 0 for none."""
     budget_alert_emails: tuple[str, ...]
     """Addresses the budget alerts go to."""
+    allowed_account_ids: tuple[str, ...]
+    """Accounts the stack may deploy into and assume roles in (empty: not pinned)."""
+    in_zone_external_resources: tuple[str, ...]
+    """ARNs, bucket names and host names outside the program known to be in the zone."""
+    ingress_allowed_cidrs: tuple[str, ...]
+    """Public CIDRs security groups may admit."""
 
     @property
     def production(self) -> bool:

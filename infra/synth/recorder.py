@@ -80,7 +80,23 @@ def alias_data(alias: Any) -> dict[str, Any]:
     return out
 
 
-def record_entry(request: Any, urn: str, rid: str, inputs: dict[str, Any]) -> dict[str, Any]:
+IDENTIFIER_OUTPUTS = ("arn", "bucket", "name", "keyId")
+"""Outputs that identify a declared resource: the residency rule resolves a value found in
+another resource's inputs (an ARN, a bucket name) to the resource the program declares."""
+
+
+def identifiers(outputs: dict[str, Any]) -> dict[str, str]:
+    """The identifying outputs of a resource that are plain strings (see IDENTIFIER_OUTPUTS)."""
+    return {k: outputs[k] for k in IDENTIFIER_OUTPUTS if isinstance(outputs.get(k), str)}
+
+
+def record_entry(
+    request: Any,
+    urn: str,
+    rid: str,
+    inputs: dict[str, Any],
+    outputs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One registration request as a record entry (``inputs`` already deserialized)."""
     return {
         "urn": urn,
@@ -105,6 +121,7 @@ def record_entry(request: Any, urn: str, rid: str, inputs: dict[str, Any]) -> di
         # through an alias to its old parent; the record keeps them to prove it.
         "aliases": [alias_data(a) for a in request.aliases],
         "inputs": plain(inputs),
+        "outputs": identifiers(outputs or {}) if request.custom else {},
     }
 
 
@@ -127,7 +144,10 @@ def make_monitor(mocks: Any, recording: Recording) -> Any:
                 region = inputs.get("region")
                 if isinstance(region, str):
                     recording.provider_regions[response.urn] = region
-            recording.resources.append(record_entry(request, response.urn, response.id, inputs))
+            outputs = rpc.deserialize_properties(response.object, keep_internal=False)
+            recording.resources.append(
+                record_entry(request, response.urn, response.id, inputs, outputs)
+            )
             return response
 
     return RecordingMonitor(mocks)

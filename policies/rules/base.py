@@ -28,6 +28,13 @@ class Context:
         "vault",
     )
     """Namespaces that must exist with a default-deny NetworkPolicy when the stack has any."""
+    allowed_account_ids: tuple[str, ...] = ()
+    """Accounts the stack may assume roles in (empty: none may be assumed)."""
+    in_zone_external_resources: tuple[str, ...] = ()
+    """ARNs, bucket names and host names outside the program that the operator declared to be
+    inside the zone; any other destination the program does not declare is refused."""
+    ingress_allowed_cidrs: tuple[str, ...] = ()
+    """Public CIDRs security groups may admit; any other public ingress is refused."""
 
     @property
     def regions(self) -> tuple[str, ...]:

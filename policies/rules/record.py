@@ -10,8 +10,25 @@ from policies.rules.base import Context, Resource
 
 def context_from_record(record: Mapping[str, Any]) -> Context:
     """The rule context of a synthesized stack."""
-    cfg = record.get("config") or {}
-    return Context(zone=cfg.get("zone", "uae"), environment=cfg.get("environment", "prod"))
+    return context_from_config(record.get("config") or {})
+
+
+CONTEXT_LISTS = ("allowed_account_ids", "in_zone_external_resources", "ingress_allowed_cidrs")
+"""Context fields that are lists of strings, named as in the record's config."""
+
+
+def context_from_config(cfg: Mapping[str, Any]) -> Context:
+    """The rule context from a stack's validated config (the record's ``config``, or the
+    CrossGuard pack config that ``sovml`` writes beside the record)."""
+    lists = {
+        name: tuple(str(v) for v in cfg.get(name) or () if isinstance(v, (str, int)))
+        for name in CONTEXT_LISTS
+    }
+    return Context(
+        zone=str(cfg.get("zone") or "uae"),
+        environment=str(cfg.get("environment") or "prod"),
+        **lists,
+    )
 
 
 def resources_from_record(record: Mapping[str, Any]) -> list[Resource]:
