@@ -218,6 +218,10 @@ class Monitoring(pulumi.ComponentResource):
             namespace=args.namespace,
             values={
                 "grafana": {"enabled": False},
+                # The chart's node exporter runs with the host's network and PID namespaces and
+                # /, /proc and /sys from the host, tolerating every taint: Pod Security
+                # 'restricted' on this namespace would refuse its pods (SOV-K8S-007 says why).
+                "nodeExporter": {"enabled": False},
                 "prometheus": {
                     "prometheusSpec": {
                         "retention": args.retention,
@@ -277,7 +281,10 @@ class Monitoring(pulumi.ComponentResource):
                     "endpoints": [
                         {
                             "port": port,
-                            "interval": "15s",
+                            # The canary's latency guard counts requests in Triton's summary
+                            # window from these (PromotionCriteria.window_offset_s).
+                            "interval": f"{args.criteria.scrape_interval_s}s",
+                            "scrapeTimeout": f"{args.criteria.scrape_timeout_s}s",
                             "relabelings": [
                                 {
                                     "sourceLabels": [

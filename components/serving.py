@@ -22,14 +22,7 @@ from components._k8s import (
     runtime_default,
 )
 from components.monitoring import PROMETHEUS_URL
-from policies.promotion import (
-    DEFAULT,
-    PromotionCriteria,
-    accuracy_delta_query,
-    error_rate_query,
-    p99_latency_ratio_query,
-    selector,
-)
+from policies.promotion import DEFAULT, PromotionCriteria, analysis_checks, triton_metrics_args
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 ROLLOUTS_CHART = ("argo-rollouts", "2.39.1", "https://argoproj.github.io/argo-helm")
@@ -44,7 +37,7 @@ RATE_WINDOW = "2m"
 def request_rate_query(model: str, window: str = RATE_WINDOW) -> str:
     """PromQL: requests per second reaching a model, all variants, from Triton's own counters.
 
-    The counters are the ones :func:`policies.promotion.error_rate_query` divides (successes
+    The counters are the ones :func:`policies.promotion.error_llr_query` weighs (successes
     plus failures); ``or vector(0)`` keeps the sum defined before Triton has exported a failure.
     """
     sel = f'model="{model}"'
@@ -251,23 +244,19 @@ class Serving(pulumi.ComponentResource):
         app: str,
         controller: k8s.helm.v3.Release,
     ) -> k8s.apiextensions.CustomResource:
-        """The AnalysisTemplate gating each canary step, rendered from the promotion criteria."""
+        """The AnalysisTemplate gating each canary step, rendered from the promotion criteria.
+
+        One metric per guard (:func:`policies.promotion.analysis_checks`), each query returning
+        the guard's statistic and two conditions mapping it onto Argo's outcomes: a FAIL is a
+        failed measurement and ``failureLimit: 0`` aborts (rolls back) at the first one; a PASS
+        is a successful one and ``consecutiveSuccessLimit: 1`` (Argo Rollouts >= 1.8, chart
+        2.39) ends the metric there, so a passed guard is not measured again at that step;
+        UNDECIDED is inconclusive and ``inconclusiveLimit: count`` lets it look again, up to
+        ``count`` looks (``looks_per_step``), after which a metric with neither limit reached
+        is Inconclusive and the Rollout pauses: held, for a person to decide. The step
+        proceeds once every metric has succeeded.
+        """
         c = args.criteria
-        candidate = selector(m.name, "canary")
-        baseline = selector(m.name, "stable")
-        checks = (
-            ("error-rate", f"result[0] <= {c.max_error_rate}", error_rate_query(candidate)),
-            (
-                "p99-latency-ratio",
-                f"result[0] <= {c.max_p99_latency_ratio}",
-                p99_latency_ratio_query(candidate, baseline),
-            ),
-            (
-                "accuracy-delta",
-                f"result[0] >= {-c.accuracy_margin}",
-                accuracy_delta_query(candidate, baseline),
-            ),
-        )
         return k8s.apiextensions.CustomResource(
             f"{name}-{m.name}-analysis",
             api_version="argoproj.io/v1alpha1",
@@ -276,14 +265,19 @@ class Serving(pulumi.ComponentResource):
             spec={
                 "metrics": [
                     {
-                        "name": metric,
+                        "name": check.name,
                         "interval": f"{c.analysis_interval_s}s",
-                        "count": 5,
+                        "count": c.looks_per_step,
+                        "successCondition": check.success_condition,
+                        "failureCondition": check.failure_condition,
                         "failureLimit": 0,
-                        "successCondition": condition,
-                        "provider": {"prometheus": {"address": args.prometheus_url, "query": q}},
+                        "consecutiveSuccessLimit": 1,
+                        "inconclusiveLimit": c.looks_per_step,
+                        "provider": {
+                            "prometheus": {"address": args.prometheus_url, "query": check.query}
+                        },
                     }
-                    for metric, condition, q in checks
+                    for check in analysis_checks(c, m.name)
                 ]
             },
             opts=child(self, depends_on=[controller]),
@@ -400,7 +394,8 @@ def triton_pod(
             "--model-control-mode=none",
             "--strict-model-config=true",
             "--allow-metrics=true",
-            "--metrics-config=summary_latencies=true",
+            # The request summary at the levels the canary's latency guard reads.
+            *triton_metrics_args(),
             f"--http-port={PORTS['http']}",
             f"--grpc-port={PORTS['grpc']}",
             f"--metrics-port={PORTS['metrics']}",

@@ -154,6 +154,8 @@ def aws_provider(cfg: PlatformConfig) -> aws.Provider:
         f"aws-{cfg.region}",
         region=cfg.region,
         allowed_account_ids=list(cfg.allowed_account_ids) or None,
+        # pulumi-aws defaults this to true; the gate (SOV-RES-003) refuses unvalidated regions.
+        skip_region_validation=False,
         default_tags={
             "tags": cfg.tags.as_aws(
                 **{

@@ -1,8 +1,16 @@
 """The rules wrapped as CrossGuard policies (imported by ``__main__.py`` and by the tests).
 
-Rule context: the stack's residency zone and environment come from the policy pack config when
-the operator passes one (``--policy-pack-config``), else from the default tags the program puts on
-its AWS provider (``residency-zone``, ``environment``), else the production defaults.
+Rule context: the stack's residency zone, environment and allow-lists (allowed accounts, in-zone
+external resources, allowed ingress CIDRs) come from the per-policy pack config that ``sovml
+check`` writes to ``build/<stack>/policy-config.json``, for ``pulumi preview --policy-pack policies
+--policy-pack-config build/<stack>/policy-config.json``; that is the context the offline gate
+builds from the record. Without it, zone and environment come from the default tags the program
+puts on its AWS provider (``residency-zone``, ``environment``), else the production defaults, and
+the allow-lists are empty (stricter, never looser).
+
+Provider inputs reach an analyzer as the SDK sent them: JSON text for anything but a string
+(``defaultTags``, ``endpoints``, ``assumeRoles``). :func:`to_resource` decodes them, so rules see
+the same data as in the synth record.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from pulumi_policy import (
 )
 
 from policies.rules import RULES, Context, Resource, Rule, StackRule
+from policies.rules.base import json_doc
 from policies.rules.record import context_from_config
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -51,6 +60,7 @@ SEVERITY = {
 
 def _context(config: Mapping[str, Any] | None, provider_props: Mapping[str, Any]) -> Context:
     tags = (provider_props.get("defaultTags") or {}).get("tags") or {}
+    tags = tags if isinstance(tags, Mapping) else {}
     config = dict(config or {})
     config.setdefault("zone", tags.get("residency-zone"))
     config.setdefault("environment", tags.get("environment"))
@@ -64,6 +74,15 @@ def _config(args: Any) -> Mapping[str, Any]:
         return {}
 
 
+def decode_provider_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Provider inputs with the SDK's JSON text (objects, lists) decoded, as in the record."""
+    out = dict(props)
+    for key, value in out.items():
+        decoded = json_doc(value) if isinstance(value, str) and value[:1] in ("{", "[") else None
+        out[key] = value if decoded is None else decoded  # text that only looks like JSON stays
+    return out
+
+
 def to_resource(
     resource_type: str,
     props: Mapping[str, Any],
@@ -73,11 +92,12 @@ def to_resource(
     dependencies: list[Any] | None = None,
 ) -> Resource:
     """The rules' view of a CrossGuard resource."""
-    provider_props = dict(getattr(provider, "props", None) or {})
+    provider_props = decode_provider_inputs(getattr(provider, "props", None) or {})
+    is_provider = resource_type.startswith("pulumi:providers:")
     return Resource(
         type=resource_type,
         name=name,
-        inputs=dict(props),
+        inputs=decode_provider_inputs(props) if is_provider else dict(props),
         urn=urn,
         provider_inputs=provider_props,
         dependencies=tuple(d.urn for d in dependencies or []),
@@ -102,7 +122,9 @@ def resource_policy(r: Rule) -> ResourceValidationPolicy:
 
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         res = to_resource(args.resource_type, args.props, args.urn, args.name, args.provider)
-        for message in r.messages(res, _context(_config(args), res.provider_inputs)):
+        # A provider has no provider of its own: its own default tags say where the stack is.
+        tagged = res.inputs if res.type == "pulumi:providers:aws" else res.provider_inputs
+        for message in r.messages(res, _context(_config(args), tagged)):
             report(f"[{r.id}] {message}", args.urn)
 
     return ResourceValidationPolicy(validate=validate, **_policy_fields(r))

@@ -1,9 +1,12 @@
 """Run the CrossGuard policies over a synth record without the Pulumi engine (tests use it).
 
-    .venv-policy/bin/python -m policies.crossguard_harness build/prod-uae/resources.json [...]
+    .venv-policy/bin/python -m policies.crossguard_harness [--config FILE] RECORD.json [...]
 
 Prints JSON: a list of {"policy", "message", "urn"} as the policies reported them (for several
-records, an object keyed by path).
+records, an object keyed by path). Each policy gets its config as ``--policy-pack-config`` would
+hand it over: from FILE (``build/<stack>/policy-config.json``, policy name -> config) when given,
+else built from the record's own ``config``, so the pack judges with the offline gate's context.
+Provider inputs are handed over JSON-encoded, as the engine receives them from the SDK.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pulumi_policy import (
 )
 
 from policies.crossguard import policies
+from policies.rules.record import policy_pack_config
 
 
 def _options() -> PolicyResourceOptions:
@@ -37,19 +41,47 @@ def _options() -> PolicyResourceOptions:
     )
 
 
-def run(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every violation the pack reports for the record's resources."""
+def engine_inputs(r: dict[str, Any]) -> dict[str, Any]:
+    """A resource's inputs as an analyzer receives them: a provider's non-string inputs are JSON
+    text (the SDK encodes them; the synth recorder decoded them)."""
+    if not r["type"].startswith("pulumi:providers:"):
+        return r["inputs"]
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in r["inputs"].items()}
+
+
+def run(
+    record: dict[str, Any], config: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Every violation the pack reports for the record's resources, each policy given its entry
+    of ``config`` (policy name -> config; default: built from the record's config)."""
+    config = policy_pack_config(record.get("config") or {}) if config is None else config
     by_urn = {r["urn"]: r for r in record["resources"]}
     custom = [r for r in record["resources"] if r["custom"]]
 
     def provider_of(r: dict[str, Any]) -> PolicyProviderResource | None:
         p = by_urn.get(r.get("provider") or "")
-        return PolicyProviderResource(p["type"], p["inputs"], p["urn"], p["name"]) if p else None
+        if not p:
+            return None
+        return PolicyProviderResource(p["type"], engine_inputs(p), p["urn"], p["name"])
 
     resources: dict[str, PolicyResource] = {}
     for r in custom:
         resources[r["urn"]] = PolicyResource(
-            r["type"], r["inputs"], r["urn"], r["name"], _options(), provider_of(r), None, [], {}
+            r["type"],
+            # A stack policy sees each resource's outputs: its inputs plus what AWS returned
+            # (arn, id ...); the record keeps the identifying ones.
+            {
+                **engine_inputs(r),
+                **(r.get("outputs") or {}),
+                **({"id": r["id"]} if r.get("id") else {}),
+            },
+            r["urn"],
+            r["name"],
+            _options(),
+            provider_of(r),
+            None,
+            [],
+            {},
         )
     for r in custom:
         resources[r["urn"]].dependencies = [
@@ -61,18 +93,32 @@ def run(record: dict[str, Any]) -> list[dict[str, Any]]:
         def report(message: str, urn: str | None = None, _p: Any = policy) -> None:
             found.append({"policy": _p.name, "message": message, "urn": urn})
 
+        policy_config = config.get(policy.name)
         if isinstance(policy, ResourceValidationPolicy):
             for r in custom:
                 args = ResourceValidationArgs(
-                    r["type"], r["inputs"], r["urn"], r["name"], _options(), provider_of(r)
+                    r["type"],
+                    engine_inputs(r),
+                    r["urn"],
+                    r["name"],
+                    _options(),
+                    provider_of(r),
+                    policy_config,
                 )
                 policy.validate(args, report)
         else:
-            policy.validate(StackValidationArgs(list(resources.values())), report)
+            policy.validate(StackValidationArgs(list(resources.values()), policy_config), report)
     return found
 
 
+def main(argv: list[str]) -> str:
+    """JSON of the violations: for one record a list, for several {path: violations}."""
+    config = None
+    if argv[:1] == ["--config"]:
+        config, argv = json.loads(Path(argv[1]).read_text()), argv[2:]
+    results = {p: run(json.loads(Path(p).read_text()), config) for p in argv}
+    return json.dumps(results[argv[0]] if len(argv) == 1 else results)
+
+
 if __name__ == "__main__":
-    # One path: its violations; several paths: {path: violations} (one process for many records).
-    results = {p: run(json.loads(Path(p).read_text())) for p in sys.argv[1:]}
-    print(json.dumps(results[sys.argv[1]] if len(sys.argv) == 2 else results))
+    print(main(sys.argv[1:]))  # several paths: one process for many records

@@ -65,20 +65,22 @@ def test_manifest_records_everything(tmp_path: Path, keys: art.LocalKeyFile) -> 
     art.encrypt_path(tmp_path / "m.onnx", keys, chunk_size=CHUNK)
     doc = json.loads((tmp_path / "m.onnx.enc.manifest.json").read_text())
     [entry] = doc["files"]
-    header, slot = entry["header"], entry["key"]
+    header, slot = entry["header"], entry["data_key"]
+    assert doc["format"] == header["format"] == art.FORMAT == "sovml-envelope/2"
     assert header["algorithm"] == "AES-256-GCM"
     assert header["chunk_size"] == CHUNK
     assert header["nonce_scheme"] == art.NONCE_SCHEME
-    assert slot == {
-        "backend": "local",
-        "name": keys.name,
-        "version": 1,
-        "wrapped": slot["wrapped"],
-    }
+    # The key that wraps the data keys is part of the artifact, hence of every header.
+    assert doc["artifact"]["wrapping_key"] == {"backend": "local", "name": keys.name}
+    assert slot == {"version": 1, "wrapped": slot["wrapped"]}
     assert slot["wrapped"].startswith("sovml-local:v1:")
     assert entry["plaintext_sha256"] == hashlib.sha256(data).hexdigest()
     assert entry["plaintext_size"] == 10_000
     assert doc["artifact"]["kind"] == "file" and header["artifact"] == doc["artifact"]
+    # The ciphertext starts with the digest of the whole entry but the data key.
+    lead = (tmp_path / "m.onnx.enc").read_bytes()[:40]
+    located = art.locate(tmp_path / "m.onnx.enc")
+    assert lead == b"SOVMLE02" + located.manifest.files[0].lead_digest
 
 
 def test_rotate_then_rewrap_moves_to_new_version(
@@ -91,8 +93,8 @@ def test_rotate_then_rewrap_moves_to_new_version(
     report = art.rewrap_path(enc, keys)
     assert {(f.previous_version, f.key_version) for f in report.files} == {(1, 2)}
     doc = json.loads((enc / art.FOLDER_MANIFEST).read_text())
-    assert {f["key"]["version"] for f in doc["files"]} == {2}
-    assert all(f["key"]["wrapped"].startswith("sovml-local:v2:") for f in doc["files"])
+    assert {f["data_key"]["version"] for f in doc["files"]} == {2}
+    assert all(f["data_key"]["wrapped"].startswith("sovml-local:v2:") for f in doc["files"])
     assert {k: v for k, v in tree(enc).items() if k.endswith(".enc")} == before, "data untouched"
     keys.remove_version(1)  # the old version is no longer needed
     art.decrypt_path(enc, keys, out=tmp_path / "restored")
@@ -106,18 +108,18 @@ def test_existing_destinations_need_force(
     with pytest.raises(art.ArtifactError, match="destination exists"):
         art.encrypt_path(model_repo, keys, chunk_size=CHUNK)
     art.encrypt_path(model_repo, keys, chunk_size=CHUNK, overwrite=True)
-    stale = tmp_path / "restored"
-    (stale / "old").mkdir(parents=True)
-    (stale / "old" / "file.txt").write_text("stale")
+    earlier = tmp_path / "restored"  # an earlier, partial output of this artifact
+    (earlier / "resnet").mkdir(parents=True)
+    (earlier / "resnet" / "config.pbtxt").write_text("earlier")
     with pytest.raises(art.ArtifactError, match="destination exists"):
-        art.decrypt_path(tmp_path / "repo.enc", keys, out=stale)
-    art.decrypt_path(tmp_path / "repo.enc", keys, out=stale, overwrite=True)
-    assert tree(stale) == tree(model_repo)
-    assert not [p for p in tmp_path.iterdir() if "sovml-old" in p.name or "sovml-tmp" in p.name]
+        art.decrypt_path(tmp_path / "repo.enc", keys, out=earlier)
+    art.decrypt_path(tmp_path / "repo.enc", keys, out=earlier, overwrite=True)
+    assert tree(earlier) == tree(model_repo)
+    assert not [p for p in tmp_path.iterdir() if ".sovml-" in p.name]
     (tmp_path / "plain.txt").write_text("x")
-    with pytest.raises(art.ArtifactError, match="destination is a folder"):
-        art.encrypt_path(tmp_path / "plain.txt", keys, out=stale, overwrite=True)
-    assert tree(stale) == tree(model_repo)
+    with pytest.raises(art.UnsafeDestinationError, match="destination is a folder"):
+        art.encrypt_path(tmp_path / "plain.txt", keys, out=earlier, overwrite=True)
+    assert tree(earlier) == tree(model_repo)
 
 
 # -------------------------------------------------------------------------------- hypothesis

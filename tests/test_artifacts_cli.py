@@ -42,28 +42,50 @@ def test_cli_local_round_trip_rotate_rewrap(tmp_path: Path, model_repo: Path) ->
     assert tree(tmp_path / "b") == tree(model_repo)
 
 
-def test_cli_failures_are_one_line_messages(
+def _one_error_line(out: str) -> str:
+    """The output must be exactly one ``error:`` line; returns it."""
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out
+    return lines[0]
+
+
+def test_cli_failures_are_one_line_messages_with_their_exit_code(
     tmp_path: Path, keys: art.LocalKeyFile, encrypted_file: tuple[Path, bytes]
 ) -> None:
+    """2 for bad input (tampered data, a wrong key or backend, a missing input), 3 for the
+    environment (an unusable key file), never 1: these commands have no negative outcome."""
     enc, _ = encrypted_file
     key = str(keys.path)
     flip(enc, 60)
     code, out = run_cli("decrypt", str(enc), "--key", key)
-    assert code == 1 and "error:" in out and "failed authentication" in out
+    assert code == 2 and "failed authentication" in _one_error_line(out)
     assert not (tmp_path / "model.bin").exists()
+    flip(enc, 60)
 
     code, out = run_cli("decrypt", str(tmp_path / "nothing.enc"), "--key", key)
-    assert code == 1 and "manifest not found" in out
+    assert code == 2 and "manifest not found" in _one_error_line(out)
+
+    other = art.LocalKeyFile.create(tmp_path / "other.json")
+    code, out = run_cli("decrypt", str(enc), "--key", str(other.path))
+    assert code == 2 and "wrong key" in _one_error_line(out)
+
+    code, out = run_cli("decrypt", str(enc), "--backend", "kms")
+    assert code == 2 and "encrypted with the local backend" in _one_error_line(out)
+
+    code, out = run_cli("encrypt", str(tmp_path / "missing"), "--key", key)
+    assert code == 2 and "no such file" in _one_error_line(out)
+
+    code, out = run_cli("encrypt", str(tmp_path / "missing"), "-b", "vault", "-k", "../x")
+    assert code == 2, out  # the input is checked first; a bad key name is an input error too
+    (tmp_path / "in.txt").write_text("x")
+    code, out = run_cli("encrypt", str(tmp_path / "in.txt"), "-b", "vault", "-k", "../../sys/seal")
+    assert code == 2 and "is not allowed" in _one_error_line(out)
+    code, out = run_cli("rotate-key", "-b", "vault", "--vault-mount", "transit/../sys")
+    assert code == 2 and "transit mount" in _one_error_line(out)
 
     keys.path.chmod(0o644)
     code, out = run_cli("decrypt", str(enc), "--key", key)
-    assert code == 1 and "chmod 600" in out
-
-    code, out = run_cli("decrypt", str(enc), "--backend", "kms")
-    assert code == 1 and "encrypted with the local backend" in out
-
-    code, out = run_cli("encrypt", str(tmp_path / "missing"), "--key", key)
-    assert code == 1 and "error:" in out
+    assert code == 3 and "chmod 600" in _one_error_line(out)
 
     for command in ("encrypt", "decrypt", "rewrap", "rotate-key"):
         code, out = run_cli(command, "--help")
@@ -116,7 +138,7 @@ def test_cli_key_service_options_reach_the_factory(monkeypatch: pytest.MonkeyPat
         "a",
         env={"SOVML_ARTIFACT_KEY": "/keys/k.json"},
     )
-    assert code == 1 and "error: stop here" in out
+    assert code == 3 and "error: stop here" in out
     assert seen == [
         (
             "vault",

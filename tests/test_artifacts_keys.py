@@ -27,7 +27,7 @@ from tests.artifact_helpers import (  # noqa: F401 - fixtures
 def test_wrong_key_file_detected(tmp_path: Path, encrypted_file: tuple[Path, bytes]) -> None:
     enc, _ = encrypted_file
     other = art.LocalKeyFile.create(tmp_path / "other.json")
-    with pytest.raises(art.KeyServiceError, match="wrong key"):
+    with pytest.raises(art.KeyMismatchError, match=r"wrong key.*nothing was sent"):
         art.decrypt_path(enc, other)
     assert not (tmp_path / "model.bin").exists()
 
@@ -43,7 +43,7 @@ def test_forged_key_material_detected(
     fd = os.open(forged_path, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, json.dumps(body).encode())
     os.close(fd)
-    with pytest.raises(art.KeyServiceError, match="did not unwrap"):
+    with pytest.raises(art.UnwrapRefusedError, match="did not unwrap"):
         art.decrypt_path(enc, art.LocalKeyFile(forged_path))
     assert not (tmp_path / "model.bin").exists() and leftovers(tmp_path) == []
 
@@ -103,9 +103,9 @@ def test_kms_round_trip_and_rewrap(tmp_path: Path, kms, model_repo: Path) -> Non
     art.encrypt_path(model_repo, service, chunk_size=CHUNK)
     enc = tmp_path / "repo.enc"
     doc = json.loads((enc / art.FOLDER_MANIFEST).read_text())
-    slots = [f["key"] for f in doc["files"]]
-    assert {s["backend"] for s in slots} == {"kms"}
-    assert {s["name"] for s in slots} == {service.name} and service.name.startswith("arn:aws:kms:")
+    slots = [f["data_key"] for f in doc["files"]]
+    assert doc["artifact"]["wrapping_key"] == {"backend": "kms", "name": service.name}
+    assert service.name.startswith("arn:aws:kms:")
 
     # Decrypt by ARN, as the CLI does from the manifest.
     art.decrypt_path(enc, art.KmsKeys(service.name, client=kms), out=tmp_path / "a")
@@ -114,7 +114,8 @@ def test_kms_round_trip_and_rewrap(tmp_path: Path, kms, model_repo: Path) -> Non
     service.rotate()
     report = art.rewrap_path(enc, service)
     assert len(report.files) == 5
-    new_slots = [f["key"] for f in json.loads((enc / art.FOLDER_MANIFEST).read_text())["files"]]
+    new_doc = json.loads((enc / art.FOLDER_MANIFEST).read_text())
+    new_slots = [f["data_key"] for f in new_doc["files"]]
     assert all(a["wrapped"] != b["wrapped"] for a, b in zip(slots, new_slots, strict=True))
     art.decrypt_path(enc, service, out=tmp_path / "b")
     assert tree(tmp_path / "b") == tree(model_repo)
@@ -126,14 +127,14 @@ def test_kms_context_binds_key_to_file(tmp_path: Path, kms, model_repo: Path) ->
     manifest = tmp_path / "repo.enc" / art.FOLDER_MANIFEST
     doc = json.loads(manifest.read_text())
     # Move file 1's wrapped key onto file 0: KMS refuses (the context names another path).
-    doc["files"][0]["key"]["wrapped"] = doc["files"][1]["key"]["wrapped"]
+    doc["files"][0]["data_key"]["wrapped"] = doc["files"][1]["data_key"]["wrapped"]
     manifest.write_text(json.dumps(doc, indent=2))
-    with pytest.raises(art.KeyServiceError, match="InvalidCiphertextException"):
+    with pytest.raises(art.UnwrapRefusedError, match="InvalidCiphertextException"):
         art.decrypt_path(tmp_path / "repo.enc", service, out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
     other = kms.create_key()["KeyMetadata"]["KeyId"]
-    with pytest.raises(art.KeyServiceError, match="wrong key"):
+    with pytest.raises(art.KeyMismatchError, match="wrong key"):
         art.decrypt_path(tmp_path / "repo.enc", art.KmsKeys(other, client=kms), out=tmp_path / "y")
     assert not (tmp_path / "y").exists()
 
@@ -176,28 +177,22 @@ def test_factory_defaults_and_options(tmp_path: Path) -> None:
         art.open_key_service("x", "k")
 
 
-def _located(tmp_path: Path, *slots: tuple[str, str]) -> art.Located:
-    """An artifact whose files use the key slots ``(backend, name)`` (not written to disk)."""
-    entries = [
-        art.FileEntry({"path": f"f{i}"}, art.KeySlot(b, n, 1, "w"), "0" * 64, 0)
-        for i, (b, n) in enumerate(slots)
-    ]
-    manifest = art.Manifest({"kind": "folder"}, entries)
+def _located(tmp_path: Path, backend: str, name: str) -> art.Located:
+    """An artifact wrapped by ``backend`` key ``name`` (not written to disk)."""
+    artifact = {"kind": "folder", "wrapping_key": {"backend": backend, "name": name}}
+    entry = art.FileEntry({"path": "f"}, art.KeySlot(backend, name, 1, "w"), "0" * 64, 0)
+    manifest = art.Manifest(artifact, [entry])
     return art.Located(tmp_path / art.FOLDER_MANIFEST, manifest, tmp_path)
 
 
 def test_artifact_factory_follows_the_manifest(tmp_path: Path, keys: art.LocalKeyFile) -> None:
-    vault = art.open_artifact_key_service(_located(tmp_path, ("vault", "models")))
+    vault = art.open_artifact_key_service(_located(tmp_path, "vault", "models"))
     assert isinstance(vault, art.VaultTransitKeys) and vault.key_name == "models"
-    override = art.open_artifact_key_service(_located(tmp_path, ("vault", "models")), "other")
+    override = art.open_artifact_key_service(_located(tmp_path, "vault", "models"), "other")
     assert override.name == "other"
     # A local manifest names the key file's id, never its path: the caller says where it is.
-    local = _located(tmp_path, ("local", keys.name))
+    local = _located(tmp_path, "local", keys.name)
     assert art.open_artifact_key_service(local, local_key_file=str(keys.path)).name == keys.name
-
-    mixed = _located(tmp_path, ("vault", "a"), ("vault", "b"))
-    with pytest.raises(art.ArtifactError, match="files use different keys"):
-        art.open_artifact_key_service(mixed)
 
 
 def test_pipeline_adapter_encrypts_and_verifies(tmp_path: Path, model_repo: Path) -> None:

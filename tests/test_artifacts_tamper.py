@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from pipelines import artifacts as art
+from pipelines.artifacts.encoding import entry_digest
 from tests.artifact_helpers import (  # noqa: F401 - fixtures
     CHUNK,
+    CountingKeys,
     fixture_encrypted_file,
     fixture_keys,
     fixture_model_repo,
@@ -49,10 +51,16 @@ def test_flipped_ciphertext_byte_detected(
 def test_every_manifest_byte_flip_detected(
     tmp_path: Path, keys: art.LocalKeyFile, encrypted_file: tuple[Path, bytes]
 ) -> None:
+    """Every flipped bit is refused, and only a flip inside the wrapped data key (which only the
+    key service can judge) ever reaches the key service."""
     enc, _ = encrypted_file
     manifest = enc.with_name(enc.name + art.MANIFEST_SUFFIX)
     original = manifest.read_bytes()
     parsed = json.loads(original)
+    wrapped = parsed["files"][0]["data_key"]["wrapped"].encode()
+    start = original.index(wrapped)
+    inside_wrapped = range(start + len(b"sovml-local:v1:"), start + len(wrapped))
+    counting = CountingKeys(keys)
     checked = 0
     for offset in range(len(original)):
         mutated = bytearray(original)
@@ -63,25 +71,28 @@ def test_every_manifest_byte_flip_detected(
         except ValueError:
             pass
         manifest.write_bytes(bytes(mutated))
+        counting.calls.clear()
         with pytest.raises(art.ArtifactError):
-            art.decrypt_path(enc, keys)
+            art.decrypt_path(enc, counting)
+        if counting.calls:
+            assert offset in inside_wrapped, (offset, bytes(mutated[offset - 20 : offset + 20]))
         checked += 1
     assert checked > 1000
     assert not (tmp_path / "model.bin").exists() and leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(
-    "field,value",
+    "field,value,error",
     [
-        (("header", "chunk_size"), 8192),
-        (("header", "nonce_prefix"), "AAAAAAAAAAA="),
-        (("header", "path"), "other.bin"),
-        (("header", "mode"), "0777"),
-        (("plaintext_sha256",), "0" * 64),
-        (("plaintext_size",), 3 * CHUNK + 16),
-        (("key", "version"), 2),
-        (("key", "name"), "local-0000000000000000"),
-        (("header", "path"), "../../escape"),
+        (("header", "chunk_size"), 8192, "trailing data"),
+        (("header", "nonce_prefix"), "AAAAAAAAAAA=", "does not belong"),
+        (("header", "path"), "other.bin", "file list"),
+        (("header", "mode"), "0777", "does not belong"),
+        (("plaintext_sha256",), "0" * 64, "does not belong"),
+        (("plaintext_size",), 3 * CHUNK + 16, "trailing data"),
+        (("data_key", "version"), 2, "differs from the version the wrapped key shows"),
+        (("header", "artifact", "name"), "other", "different artifact"),
+        (("header", "path"), "../../escape", "unsafe path"),
     ],
 )
 def test_semantic_manifest_tampering_detected(
@@ -90,7 +101,9 @@ def test_semantic_manifest_tampering_detected(
     encrypted_file: tuple[Path, bytes],
     field: tuple[str, ...],
     value: object,
+    error: str,
 ) -> None:
+    """Each field edited alone is refused before the key service is called."""
     enc, _ = encrypted_file
     manifest = enc.with_name(enc.name + art.MANIFEST_SUFFIX)
     doc = json.loads(manifest.read_text())
@@ -99,10 +112,28 @@ def test_semantic_manifest_tampering_detected(
         target = target[part]
     target[field[-1]] = value
     manifest.write_text(json.dumps(doc))
-    with pytest.raises(art.ArtifactError):
-        art.decrypt_path(enc, keys)
+    counting = CountingKeys(keys)
+    with pytest.raises(art.IntegrityError, match=error):
+        art.decrypt_path(enc, counting)
+    assert counting.calls == []
     assert not (tmp_path / "model.bin").exists() and leftovers(tmp_path) == []
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_key_name_edited_everywhere_is_refused_unsent(
+    tmp_path: Path, keys: art.LocalKeyFile, encrypted_file: tuple[Path, bytes]
+) -> None:
+    """The artifact (in the manifest and every header) names another key: refused unsent."""
+    enc, _ = encrypted_file
+    manifest = enc.with_name(enc.name + art.MANIFEST_SUFFIX)
+    doc = json.loads(manifest.read_text())
+    for art_doc in (doc["artifact"], doc["files"][0]["header"]["artifact"]):
+        art_doc["wrapping_key"]["name"] = "local-0000000000000000"
+    manifest.write_text(json.dumps(doc))
+    counting = CountingKeys(keys)
+    with pytest.raises(art.ArtifactError, match=r"does not belong|wrong key"):
+        art.decrypt_path(enc, counting)
+    assert counting.calls == []
 
 
 def test_truncated_and_extended_files_detected(
@@ -124,14 +155,18 @@ def test_truncated_and_extended_files_detected(
 def test_truncation_with_matching_manifest_size_detected(
     tmp_path: Path, keys: art.LocalKeyFile, encrypted_file: tuple[Path, bytes]
 ) -> None:
-    """An attacker drops the last chunk and edits plaintext_size: the final flag catches it."""
+    """An attacker drops the last chunk, edits plaintext_size and rewrites the (unkeyed) lead to
+    match: the lead check passes, and the final flag in the chunks' associated data catches it."""
     enc, _ = encrypted_file
     record = CHUNK + 16
-    enc.write_bytes(enc.read_bytes()[: 40 + 3 * record])
+    data = enc.read_bytes()[: 40 + 3 * record]
     manifest = enc.with_name(enc.name + art.MANIFEST_SUFFIX)
     doc = json.loads(manifest.read_text())
     doc["files"][0]["plaintext_size"] = 3 * CHUNK
     manifest.write_text(json.dumps(doc))
+    entry = doc["files"][0]
+    lead = entry_digest(entry["header"], entry["plaintext_sha256"], 3 * CHUNK)
+    enc.write_bytes(data[:8] + lead + data[40:])
     with pytest.raises(art.IntegrityError, match="ends after chunk 2"):
         art.decrypt_path(enc, keys)
     assert not (tmp_path / "model.bin").exists() and leftovers(tmp_path) == []

@@ -36,7 +36,9 @@ def args(**kw: Any) -> BudgetArgs:
 
 def record(budget_args: BudgetArgs) -> list[dict[str, Any]]:
     def program() -> None:
-        provider = aws.Provider("aws", region=REGION, default_tags={"tags": TAGS})
+        provider = aws.Provider(
+            "aws", region=REGION, default_tags={"tags": TAGS}, skip_region_validation=False
+        )
         StackBudget("budget", budget_args, opts=pulumi.ResourceOptions(providers={"aws": provider}))
 
     return run_recorded(program, stack="unit", region=REGION).resources

@@ -156,7 +156,7 @@ def test_scale_to_zero_keeps_a_higher_floor_once_woken() -> None:
 
 def test_request_rate_query_reads_the_counters_promotion_reads() -> None:
     from components.serving import request_rate_query
-    from policies.promotion import error_rate_query
+    from policies.promotion import DEFAULT, error_llr_query
 
     query = request_rate_query("credit-risk", "5m")
     assert query == (
@@ -164,7 +164,53 @@ def test_request_rate_query_reads_the_counters_promotion_reads() -> None:
         '(sum(rate(nv_inference_request_failure{model="credit-risk"}[5m])) or vector(0))'
     )
     for counter in ("nv_inference_request_success", "nv_inference_request_failure"):
-        assert counter in error_rate_query('model="credit-risk"')
+        assert counter in error_llr_query(DEFAULT, 'model="credit-risk"')
+
+
+ANALYSIS = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+
+
+def test_analysis_maps_pass_fail_undecided_onto_argo() -> None:
+    """Each guard is one metric: FAIL aborts at once (failureLimit 0), PASS ends the metric
+    (consecutiveSuccessLimit 1), UNDECIDED looks again up to count looks, then Inconclusive
+    (the Rollout pauses: held). Queries and conditions are the criteria module's."""
+    from dataclasses import replace
+
+    from policies.promotion import DEFAULT, analysis_checks
+
+    criteria = replace(DEFAULT, looks_per_step=7, analysis_interval_s=30)
+    res = record(lambda: _serving(criteria=criteria))
+    (template,) = of_type(res, ANALYSIS)
+    metrics = template["inputs"]["spec"]["metrics"]
+    checks = analysis_checks(criteria, "m")
+    assert [m["name"] for m in metrics] == [c.name for c in checks]
+    assert [m["name"] for m in metrics] == ["accuracy-sprt", "latency-p99", "error-rate-sprt"]
+    for metric, check in zip(metrics, checks, strict=True):
+        assert metric["provider"]["prometheus"]["query"] == check.query, template["urn"]
+        assert metric["successCondition"] == check.success_condition
+        assert metric["failureCondition"] == check.failure_condition
+        assert (metric["failureLimit"], metric["consecutiveSuccessLimit"]) == (0, 1)
+        assert metric["count"] == metric["inconclusiveLimit"] == 7
+        assert metric["interval"] == "30s"
+    latency = metrics[1]
+    assert (latency["successCondition"], latency["failureCondition"]) == (
+        "result[0] == 1",
+        "result[0] == -1",
+    )
+    (rollout,) = of_type(res, "kubernetes:argoproj.io/v1alpha1:Rollout")
+    steps = rollout["inputs"]["spec"]["strategy"]["canary"]["steps"]
+    analysed = [s["setWeight"] for s in steps if "setWeight" in s]
+    assert analysed == list(criteria.analysed_steps)
+
+
+def test_triton_exports_the_summary_levels_the_latency_guard_reads() -> None:
+    from policies.promotion import triton_metrics_args
+
+    res = record(_serving)
+    (rollout,) = of_type(res, "kubernetes:argoproj.io/v1alpha1:Rollout")
+    args = rollout["inputs"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    for flag in triton_metrics_args():
+        assert flag in args, rollout["urn"]
 
 
 def test_serving_refuses_a_bad_idle_window() -> None:

@@ -22,6 +22,18 @@ BASE: dict[str, Any] = {
 }
 
 
+SMB: dict[str, Any] = {
+    "tier": "smb",
+    "gpuPoolEnabled": False,
+    "servedModels": ["credit-risk:cpu"],
+    "monthlyBudgetUsd": 500,
+    "budgetAlertEmails": ["ops@acme.example"],
+    "tenant": "acme",
+    "tenants": ["acme"],
+}
+"""What the smb tier's rules require (infra/config/tiers.py), on top of ``BASE``."""
+
+
 def parse(**overrides: Any) -> cfgmod.PlatformConfig | list[cfgmod.ConfigProblem]:
     return cfgmod.parse({**BASE, **overrides}, stack="test", source=SOURCE)
 
@@ -159,8 +171,8 @@ def test_scale_to_zero_is_off_unless_asked_and_allowed_in_every_tier() -> None:
     cfg = parse()
     assert isinstance(cfg, cfgmod.PlatformConfig)
     assert (cfg.serving_scale_to_zero, cfg.serving_idle_minutes) == (False, 15)
-    for tier in ("enterprise", "smb"):
-        on = parse(tier=tier, servingScaleToZero=True, servingIdleMinutes=30)
+    for tier in ({"tier": "enterprise"}, SMB):
+        on = parse(**tier, servingScaleToZero=True, servingIdleMinutes=30)
         assert isinstance(on, cfgmod.PlatformConfig), on
         assert (on.serving_scale_to_zero, on.serving_idle_minutes) == (True, 30)
     # As the engine hands them over: strings.
@@ -255,6 +267,6 @@ def test_fixture_stack_is_rejected(tmp_path: Path) -> None:
 
 
 def test_single_nat_is_allowed_in_prod_for_the_smb_tier_only() -> None:
-    smb = parse(tier="smb", singleNatGateway=True, gpuPoolEnabled=False, servedModels=[])
+    smb = parse(**SMB, singleNatGateway=True)
     assert isinstance(smb, cfgmod.PlatformConfig) and smb.network.single_nat_gateway
     assert "sovereign-ml:singleNatGateway" in problems(singleNatGateway=True)

@@ -206,7 +206,8 @@ def test_cost_command_writes_cost_json_and_compares(
     tenantmod.create_tenant(
         tenantmod.TenantRequest("bigco", template="enterprise", emails=(EMAIL,)), stacks
     )
-    # Reuse the fixture's record for acme (fresh, so no synth); bigco has none and is synthesized.
+    # The fixture's acme record came from another stacks dir, so it is synthesized again (its
+    # fingerprint names the stack file's path); bigco has none and is synthesized.
     (build / "acme").mkdir(parents=True)
     (build / "acme" / "resources.json").write_text(json.dumps(records["acme"]))
     app = typer.Typer()

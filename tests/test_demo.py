@@ -1,4 +1,6 @@
-"""The demo's step list and the figures its summary table shows (the run itself is `make demo`)."""
+"""The demo's step list, its expected outcomes and the figures its summary table shows (the run
+itself is `make demo`): a step whose outcome differs from its expectation is a failed step, judged
+from evidence files, never from terminal text."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def test_every_step_runs_a_registered_sovml_command(tmp_path: Path, monkeypatch)
         command = step.command() if callable(step.command) else step.command
         if command[1:3] == ["-m", "infra.cli.app"]:
             assert command[3] in known, f"{step.title}: unknown command {command[3]!r}"
+    assert all(step.expect.what for step in steps), "every step declares its expected outcome"
     # The serving steps are part of the showcase, after the pipeline that exports the model.
     order = [s.title.split(":")[0] for s in steps]
     assert order.index("canary") > titles.index(
@@ -68,3 +71,82 @@ def test_load_figure_reads_the_bench_report(tmp_path: Path) -> None:
     report.write_text(json.dumps({"results": [result]}))
     assert demo.load_figure(report) == "dynamic: 10000 req, 0 errors, 1360 req/s, p99 16.8 ms"
     assert demo.load_figure(tmp_path / "missing.json") == ""
+
+
+def _proc(code: int = 0, stdout: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess([], code, stdout=stdout, stderr="")
+
+
+def _canary_steps(tmp_path: Path, monkeypatch) -> dict[str, demo.Step]:
+    monkeypatch.setattr(demo, "DEMO", tmp_path)
+    monkeypatch.setattr(demo, "ABTEST", tmp_path / "abtest")
+    return {s.title.split(",")[0]: s for s in demo.steps() if s.title.startswith("canary")}
+
+
+def _evidence(path: Path, decision: str, families: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    look = {"reason": "LLR -18.35 (fail <= -3.91)"}
+    path.write_text(
+        json.dumps(
+            {
+                "decision": decision,
+                "reason_families": families,
+                "reason": "accuracy guard failed: LLR -18.35",
+                "final_weight": 0.0 if decision == "rolled_back" else 100.0,
+                "total_requests": 11276,
+                "seconds": 10.9,
+                "looks": [look],
+            }
+        )
+    )
+
+
+def test_the_worse_canary_must_be_rolled_back_by_the_accuracy_test(
+    tmp_path: Path, monkeypatch
+) -> None:
+    step = _canary_steps(tmp_path, monkeypatch)["canary: candidate trained on shuffled labels"]
+    assert step.expect.what == "decision rolled_back, by the accuracy test"
+    (evidence,) = step.fresh
+    assert "--run" in step.command and str(evidence.parent) in step.command  # type: ignore[operator]
+    # Rolled back, but by the latency guard: the title's claim is false, so the step fails,
+    # whatever the terminal said.
+    _evidence(evidence, "rolled_back", ["latency"])
+    outcome = demo.judge(step, _proc(0, "decision: ROLLED_BACK ... ok"), 11.0)
+    assert not outcome.ok and "latency" in outcome.evidence and "expected" in outcome.figure
+    _evidence(evidence, "rolled_back", ["accuracy", "latency"])
+    assert not demo.judge(step, _proc(), 11.0).ok, "rolled back by the accuracy test alone"
+    _evidence(evidence, "rolled_back", ["accuracy"])
+    outcome = demo.judge(step, _proc(), 11.0)
+    assert outcome.ok and outcome.figure.startswith("rolled_back (accuracy) at 0%")
+
+
+def test_the_better_canary_must_be_promoted(tmp_path: Path, monkeypatch) -> None:
+    step = _canary_steps(tmp_path, monkeypatch)["canary: better candidate"]
+    (evidence,) = step.fresh
+    for decision in ("rolled_back", "held"):
+        _evidence(evidence, decision, ["latency"] if decision == "rolled_back" else ["budget"])
+        assert not demo.judge(step, _proc(), 30.0).ok, decision
+    _evidence(evidence, "promoted", [])
+    assert demo.judge(step, _proc(), 30.0).ok
+    evidence.unlink()
+    missing = demo.judge(step, _proc(), 30.0)
+    assert not missing.ok and "no evidence" in missing.evidence
+
+
+def test_stale_evidence_is_removed_before_its_step_runs(tmp_path: Path, monkeypatch) -> None:
+    """A canary that crashes before writing must not pass on the previous run's evidence."""
+    step = _canary_steps(tmp_path, monkeypatch)["canary: better candidate"]
+    (evidence,) = step.fresh
+    _evidence(evidence, "promoted", [])
+    crashing = demo.Step(step.title, ["false"], step.expect, fresh=step.fresh)
+    _, outcome = demo.run_step(crashing, dict(os.environ))
+    assert not evidence.exists() and not outcome.ok, outcome
+
+
+def test_exit_expectations_check_status_and_files(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    expect = demo.exits(1, report)
+    assert expect.what == "exit 1, writes report.html"
+    assert expect.check(_proc(1)) == (False, f"exit 1; missing {report}")
+    report.write_text("<html/>")
+    assert expect.check(_proc(1))[0] and not expect.check(_proc(0))[0]

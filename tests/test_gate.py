@@ -117,3 +117,9 @@ def test_cli_check_fails_on_the_insecure_fixture() -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     for rule_id in ("SOV-RES-001", "SOV-GPU-001", "SOV-K8S-001"):
         assert rule_id in proc.stdout
+
+
+def test_the_report_says_how_the_record_was_obtained(prod: findings.GateReport) -> None:
+    # A fresh build folder: nothing to reuse, so the gate synthesized and says why.
+    assert prod.record.startswith("prod-uae: synthesized ")
+    assert prod.record.endswith("because there was no record")

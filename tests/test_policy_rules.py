@@ -50,7 +50,7 @@ def test_rule_context_reads_the_one_zone_table() -> None:
 
 
 def test_dev_may_have_public_endpoint_to_listed_cidrs() -> None:
-    from tests.policy_cases import _eks
+    from tests.policy_fixtures import _eks
 
     res = [_eks(endpointPublicAccess=True, publicAccessCidrs=["203.0.113.0/24"])]
     assert not [v for v in evaluate(res, Context(environment="dev")) if v.rule_id == "SOV-NET-001"]

@@ -264,9 +264,9 @@ def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
         for r in prod["resources"]
         if r["type"] == "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
     ]
-    conditions = {m["name"]: m["successCondition"] for m in analysis["inputs"]["spec"]["metrics"]}
-    assert conditions["error-rate"] == f"result[0] <= {DEFAULT.max_error_rate}"
-    assert conditions["p99-latency-ratio"] == f"result[0] <= {DEFAULT.max_p99_latency_ratio}"
+    conditions = {m["name"]: m["failureCondition"] for m in analysis["inputs"]["spec"]["metrics"]}
+    assert conditions["error-rate-sprt"] == f"result[0] >= {DEFAULT.error_bounds[1]!r}"
+    assert conditions["latency-p99"] == "result[0] == -1"
     kinds = {r["type"] for r in prod["resources"]}
     assert "kubernetes:autoscaling/v2:HorizontalPodAutoscaler" in kinds
     assert "kubernetes:policy/v1:PodDisruptionBudget" in kinds

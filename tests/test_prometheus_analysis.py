@@ -1,39 +1,38 @@
-"""The cluster's canary analysis and the local ``sovml abtest`` read the same numbers.
+"""The cluster's canary analysis and the local ``sovml abtest`` decide the same on the same traffic.
 
 On the cluster, Argo Rollouts' ``AnalysisTemplate`` (``components/serving.py``) asks Prometheus
-for the canary's error rate and its p99 latency relative to the stable pods, with PromQL built
-by :mod:`policies.promotion`. Locally, ``sovml abtest`` decides from Triton's own ``/metrics``
-(:mod:`pipelines.serving.metrics`) and client-side error counts, through
-:func:`pipelines.serving.canary.decisions.guard_failures`. Here both run against one real Triton
-server:
+for each guard's statistic with PromQL built by :mod:`policies.promotion`
+(:func:`~policies.promotion.analysis_checks`); locally, ``sovml abtest`` reads Triton's own
+``/metrics`` (:mod:`pipelines.serving.metrics`) and client-side error counts and calls the same
+module's verdict functions. Here both run against one real Triton server:
 
 * Triton (``.venv-triton``) serves the two variants of the model the ``prod-uae`` stack serves,
-  as two model names (as ``sovml abtest`` does): ``stable`` is a tiny seeded MLP, ``canary`` the
-  same kind of model wrapped to raise on poisoned rows (a real backend failure, which Triton
-  counts) and slowed by the local twin's ``DELAY_MS``.
+  as two model names (as ``sovml abtest`` does), with the summary levels the cluster's pods
+  export (:func:`~policies.promotion.triton_metrics_args`): ``stable`` is a tiny seeded MLP,
+  ``canary`` the same kind of model wrapped to raise on poisoned rows (a real backend failure,
+  which Triton counts) and slowed by the local twin's ``DELAY_MS``.
 * A real Prometheus scrapes Triton's metrics port every second and relabels the series the way
   the cluster's ServiceMonitor does (see :func:`scrape_config`).
 * Inferences go to both variants through the client ``sovml abtest`` uses
   (:mod:`pipelines.serving.load`), a few of them poisoned on the canary.
-* The exact query strings of the synthesized AnalysisTemplate are evaluated through the HTTP
-  API and must equal, to 1e-9 relative, what :mod:`pipelines.serving.metrics` computes from the
-  metrics text; the template's success conditions and the local guards must then agree.
+* The exact query strings of the synthesized AnalysisTemplate are evaluated through the HTTP API;
+  their values must equal what the local functions compute from the metrics text (to 1e-9
+  relative), and the template's success/failure conditions must give the local verdicts: the
+  slow canary FAILs the latency guard and its poisoned rows FAIL the error guard, while the
+  reversed comparison (the same traffic, the stable variant as candidate) PASSes both.
 
-Why the comparison is exact, not approximate: ``rate()`` needs two samples in its window, so
-Prometheus must have scraped once before any traffic (every counter is then 0; Triton creates
-them when the model loads) and once after the last request was counted. The queries' 5 minute
-window then spans the server's whole life, its first sample is 0, and Prometheus does not
-extrapolate a counter below zero, so every series of the one target gets the same end
-extrapolation: the ratio of rates is exactly the ratio of the counters, i.e. failures over
-requests since load, which is what ``triton_metrics`` reports. The p99 is a gauge (Triton's
-summary over a sliding window of 60 s whose buckets hold at least the last 48 s), so the scrape
-after the traffic reads the value ``/metrics`` showed, as long as no request arrives in between;
-the test re-reads ``/metrics`` afterwards to prove it did not move. The 1 s scrape interval only
-shortens the waits; nothing depends on when a scrape happens beyond those two.
+Why the comparison is exact, not approximate. Latency: the guard reads Triton's summary
+quantiles (gauges, the same numbers ``/metrics`` showed as long as no request arrives and the
+traffic is younger than the summary's 48 s window; re-read afterwards to prove it) and the
+window's size as the ``_count`` increase over the template's ``offset``. The traffic is sent
+within that offset of the evaluation time, after Prometheus has scraped for longer than it, so
+the offset sample precedes the traffic (count 0) and Prometheus' window size is the whole count,
+as the local side's. Errors: the SPRT's statistic is linear in Triton's cumulative counters,
+which Prometheus stores as they were. The 1 s scrape interval only shortens the waits.
 
 A limit this module pins rather than hides: Triton 2.51 counts only requests that reached its
 scheduler, so requests refused before (a malformed input: HTTP 400; also, measured by hand, a
-full queue: 503 "Exceeds maximum queue size") are in neither counter. The cluster's error rate
+full queue: 503 "Exceeds maximum queue size") are in neither counter. The cluster's error guard
 cannot see them; the local decision, counting client-side errors, does.
 """
 
@@ -48,6 +47,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,17 +57,26 @@ import pytest
 
 from components.serving import request_rate_query
 from infra.config.stackfile import load_stack
-from pipelines.serving.canary.decisions import guard_failures
-from pipelines.serving.load import InferClients, Job, run_jobs
+from pipelines.serving.load import InferClients, Job, Outcome, run_jobs
 from pipelines.serving.metrics import ModelMetrics, scrape
 from pipelines.serving.repository import ModelConfig, python_parameters, write_local_repository
 from pipelines.serving.triton import TritonServer
 from policies.promotion import (
     DEFAULT,
-    accuracy_delta_query,
-    error_rate_query,
-    p99_latency_ratio_query,
+    FAIL,
+    LOWER,
+    PASS,
+    UPPER,
+    LatencyWindow,
+    analysis_checks,
+    bound_query,
+    error_llr,
+    error_verdict,
+    latency_verdict,
+    latency_verdict_query,
+    quantile_bound,
     selector,
+    triton_metrics_args,
 )
 from tests.prometheus import PrometheusServer, running_prometheus, scrape_job
 from tests.system import require_binary
@@ -79,11 +88,19 @@ STACK = "prod-uae"
 IN, OUT, DIM = "features__0", "probability__0", 4
 POISON = 1e6
 """A feature value the canary refuses (raises inside the model: a counted backend failure)."""
-CANARY_DELAY_MS = 3.0
-"""The canary's deliberate extra latency: its p99 lands well past 1.25 x the stable one."""
-REQUESTS = {"stable": 60, "canary": 80}
-POISONED = 4
-"""Canary requests with a poisoned row: 4 / 80 = 5 %, past the 1 % error-rate guard."""
+CANARY_DELAY_MS = 10.0
+"""The canary's deliberate extra latency: far past max(1.5 x, + 1 ms) of the stable p99."""
+CANARY_INSTANCES = 4
+"""Model instances of the canary, so its sleep does not throttle the traffic."""
+REQUESTS = {"stable": 6000, "canary": 2400}
+"""Enough for the bounds: the stable window makes level 0.996 a valid upper bound (so a busy
+host's rarest hiccups stay out of it), the canary's level 0.98 a valid lower bound."""
+CLIENTS = {"stable": 2, "canary": CANARY_INSTANCES}
+"""Client threads per role, each role on its own pool so the slow canary does not hold back the
+stable traffic; two for the stable variant on this 2-core host keep its tail flat."""
+POISONED = 48
+"""Canary requests with a poisoned row: 2 %, so the error SPRT's LLR ends far past its FAIL
+boundary (48 ln 4 - 2352 x 0.0152 = 30.8 >= 4.6)."""
 REL_TOL = 1e-9
 ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 ANALYSIS = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
@@ -104,8 +121,10 @@ class ClusterAnalysis:
     """The Kubernetes SD meta label the ServiceMonitor reads it from."""
     queries: dict[str, str]
     """AnalysisTemplate metric name -> PromQL."""
-    conditions: dict[str, str]
-    """AnalysisTemplate metric name -> success condition."""
+    success: dict[str, str]
+    """AnalysisTemplate metric name -> success condition (PASS)."""
+    failure: dict[str, str]
+    """AnalysisTemplate metric name -> failure condition (FAIL)."""
 
 
 def cluster_analysis(record: dict[str, Any]) -> ClusterAnalysis:
@@ -133,16 +152,25 @@ def cluster_analysis(record: dict[str, Any]) -> ClusterAnalysis:
         variant_label=relabel["targetLabel"],
         pod_label_meta=meta,
         queries={m["name"]: m["provider"]["prometheus"]["query"] for m in metrics},
-        conditions={m["name"]: m["successCondition"] for m in metrics},
+        success={m["name"]: m["successCondition"] for m in metrics},
+        failure={m["name"]: m["failureCondition"] for m in metrics},
     )
 
 
 def condition_holds(condition: str, value: float) -> bool:
-    """An AnalysisTemplate ``successCondition`` of the form ``result[0] <op> <number>``."""
-    match = re.fullmatch(r"result\[0\] (<=|>=|<|>) (-?[0-9.]+(?:e-?\d+)?)", condition)
+    """An AnalysisTemplate condition of the form ``result[0] <op> <number>``."""
+    match = re.fullmatch(r"result\[0\] (<=|>=|==|<|>) (-?[0-9.]+(?:e-?\d+)?)", condition)
     assert match, f"condition not understood by this test: {condition!r}"
-    ops = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+    ops = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt}
+    ops[">"] = operator.gt
     return bool(ops[match.group(1)](value, float(match.group(2))))
+
+
+def argo_verdict(metric: str, cluster: ClusterAnalysis, value: float) -> str:
+    """What Argo makes of one measurement: PASS (success), FAIL (failure) or UNDECIDED."""
+    if condition_holds(cluster.failure[metric], value):
+        return FAIL
+    return PASS if condition_holds(cluster.success[metric], value) else "undecided"
 
 
 @dataclass(frozen=True)
@@ -157,6 +185,10 @@ class Emulation:
     """Role -> variant label value, as the Rollout's stable/canary metadata set them."""
     variant_label: str
     """The label the analysis queries select a variant by (read from :func:`selector`)."""
+
+    def selector(self, role: str) -> str:
+        """The cluster's selector of one role's series."""
+        return selector(self.model, self.variants[role])
 
 
 def emulation() -> Emulation:
@@ -206,7 +238,8 @@ def scrape_config(target: str, local: Emulation) -> dict[str, Any]:
     onto every series as ``variant``. There is no Kubernetes service discovery here and one
     Triton serves both variants under two model names, so ``metric_relabel_configs`` rebuild the
     same labels from the model name: ``model="<m>-canary"`` becomes ``model="<m>"`` with
-    ``variant="canary"``. The queries then select exactly what they select on the cluster.
+    ``variant="canary"``. The queries then select exactly what they select on the cluster (one
+    target: the per-pod grouping sees one pod per variant).
     """
     names = "|".join(re.escape(v) for v in local.variants.values())
     pattern = f"({re.escape(local.model)})-({names})"
@@ -233,6 +266,12 @@ def per_variant(server: TritonServer, local: Emulation) -> dict[str, ModelMetric
     return {role: parsed[local_name(local.model, v)] for role, v in local.variants.items()}
 
 
+def window(metrics: ModelMetrics) -> LatencyWindow:
+    """A role's latency window as the local run builds it; every request since the pre-traffic
+    scrape (count 0) is in it, as in Prometheus' offset difference."""
+    return LatencyWindow(dict(metrics.quantiles_us), metrics.summary_count)
+
+
 @dataclass
 class Observation:
     """Everything measured once per module: both deciders' inputs and outputs."""
@@ -240,6 +279,9 @@ class Observation:
     setup: Emulation
     cluster: ClusterAnalysis
     server: TritonServer
+    prom: PrometheusServer
+    at: float
+    """The instant every query is evaluated at."""
     local: dict[str, ModelMetrics]
     """Triton's metrics per role after the traffic (cumulative since load)."""
     local_after_queries: dict[str, ModelMetrics]
@@ -247,10 +289,22 @@ class Observation:
     client_requests: dict[str, int]
     promql: dict[str, float]
     """AnalysisTemplate metric name -> value Prometheus returned for its query."""
-    stable_error_rate: float
-    accuracy_delta: Any
     request_rate: float
     scrape_labels: dict[str, str]
+
+    def query(self, expr: str) -> Any:
+        """``expr`` evaluated at :attr:`at`."""
+        return self.prom.query(expr, self.at)
+
+    def value(self, expr: str) -> float:
+        """The one value of ``expr`` at :attr:`at`."""
+        return self.prom.query_value(expr, self.at)
+
+
+def _send(server: TritonServer, clients: int, jobs: list[Job]) -> list[Outcome]:
+    """``jobs`` through ``clients`` gRPC clients of their own."""
+    with InferClients("grpc", server.grpc_url, clients, IN, OUT) as pool:
+        return run_jobs(pool, jobs)
 
 
 def _counted(server: TritonServer, setup: Emulation, sent: dict[str, int]) -> bool:
@@ -270,10 +324,10 @@ def observation(
     setup = emulation()
     repo = root / "repository"
     builds = {
-        "stable": (tiny_mlp(root / "stable.pt", seed=1, in_dim=DIM), 0.0),
-        "canary": (guarded_mlp(root / "canary.pt", seed=2), CANARY_DELAY_MS),
+        "stable": (tiny_mlp(root / "stable.pt", seed=1, in_dim=DIM), 0.0, 1),
+        "canary": (guarded_mlp(root / "canary.pt", seed=2), CANARY_DELAY_MS, CANARY_INSTANCES),
     }
-    for role, (script, delay_ms) in builds.items():
+    for role, (script, delay_ms, instances) in builds.items():
         config = ModelConfig(
             local_name(setup.model, setup.variants[role]),
             "python",
@@ -285,13 +339,13 @@ def observation(
             # only its own request.
             max_batch_size=8,
             dynamic_batching=False,
-            instance_count=1,
+            instance_count=instances,
             parameters=python_parameters(delay_ms=delay_ms),
         )
         write_local_repository(script, repo, config)
     models = [local_name(setup.model, v) for v in setup.variants.values()]
     with (
-        TritonServer(repo, models) as server,
+        TritonServer(repo, models, extra_args=triton_metrics_args()) as server,
         running_prometheus(
             [scrape_config(f"127.0.0.1:{server.metrics_port}", setup)], interval="1s"
         ) as prom,
@@ -304,29 +358,32 @@ def observation(
 def _observe(
     setup: Emulation, cluster: ClusterAnalysis, server: TritonServer, prom: PrometheusServer
 ) -> Observation:
-    """Baseline scrape, traffic, a scrape after it, then both deciders' numbers."""
+    """Scrapes before any traffic for longer than the window offset, the traffic, a scrape after
+    it, then both deciders' numbers at one instant."""
+    offset = DEFAULT.window_offset_s
     success = f'nv_inference_request_success{{model="{setup.model}"}}'
-    # 1. A scrape before any traffic: every counter's first sample in the window is 0.
+    # 1. Samples before any traffic, older than the offset once the queries run.
     before = prom.wait_for_samples(success, count=len(setup.variants))
     assert all(value == 0 for _, value in before), before
+    first = time.time()
+    prom.wait_until(lambda: time.time() > first + offset + 2, "scrapes older than the offset", 60)
 
-    # 2. Traffic through the client sovml abtest uses; poisoned rows spread over the canary's.
+    # 2. Traffic through the client sovml abtest uses, both roles at once, each on its own
+    # clients; poisoned rows spread over the canary's.
     rng = np.random.default_rng(0)
-    jobs: list[tuple[str, Job]] = []
+    jobs: dict[str, list[Job]] = {}
     for role, count in REQUESTS.items():
         name = local_name(setup.model, setup.variants[role])
-        for i in range(count):
-            rows = rng.normal(size=(1, DIM)).astype(np.float32)
-            if role == "canary" and i % (count // POISONED) == 0:
-                rows[0, 0] = POISON
-            jobs.append((role, Job(name, rows)))
-    jobs = [jobs[i] for i in rng.permutation(len(jobs))]
-    with InferClients("grpc", server.grpc_url, 2, IN, OUT) as clients:
-        outcomes = run_jobs(clients, [job for _, job in jobs])
-    client_errors = {role: 0 for role in REQUESTS}
-    for (role, _), outcome in zip(jobs, outcomes, strict=True):
-        assert outcome.sent
-        client_errors[role] += not outcome.ok
+        rows = rng.normal(size=(count, 1, DIM)).astype(np.float32)
+        if role == "canary":
+            rows[:: count // POISONED, 0, 0] = POISON
+        jobs[role] = [Job(name, r) for r in rows]
+    started = time.time()
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        sent = {role: pool.submit(_send, server, CLIENTS[role], js) for role, js in jobs.items()}
+        outcomes = {role: future.result() for role, future in sent.items()}
+    client_errors = {role: sum(not o.ok for o in outs) for role, outs in outcomes.items()}
+    assert all(o.sent for outs in outcomes.values() for o in outs)
     prom.wait_until(lambda: _counted(server, setup, REQUESTS), "Triton counting every request")
 
     # 3. What sovml abtest reads, then a Prometheus scrape that started after it.
@@ -336,34 +393,32 @@ def _observe(
         lambda: prom.last_scrape_after(success, counted_at), "a scrape after the traffic", 10
     )
 
-    # 4. The AnalysisTemplate's queries (the record's strings), all evaluated at one instant.
+    # 4. The AnalysisTemplate's queries (the record's strings), all evaluated at one instant,
+    # whose offset sample precedes the traffic.
     at = time.time()
-    promql = {
-        name: prom.query_value(q, at)
-        for name, q in cluster.queries.items()
-        if name != "accuracy-delta"
-    }
-    stable = selector(setup.model, setup.variants["stable"])
-    return Observation(
+    assert at - offset < started, f"the traffic took {at - started:.0f}s, past the {offset}s offset"
+    observation = Observation(
         setup=setup,
         cluster=cluster,
         server=server,
+        prom=prom,
+        at=at,
         local=local,
-        local_after_queries=per_variant(server, setup),
+        local_after_queries={},
         client_errors=client_errors,
         client_requests=dict(REQUESTS),
-        promql=promql,
-        stable_error_rate=prom.query_value(error_rate_query(stable), at),
-        accuracy_delta=prom.query(cluster.queries["accuracy-delta"], at),
+        promql={name: prom.query_value(q, at) for name, q in cluster.queries.items()},
         request_rate=prom.query_value(request_rate_query(setup.model), at),
         scrape_labels=before[0][0],
     )
+    observation.local_after_queries = per_variant(server, setup)
+    return observation
 
 
 # --- tests ----------------------------------------------------------------------------------------
 def test_the_record_queries_are_built_by_policies_promotion(observation: Observation) -> None:
     """The strings evaluated below are the synthesized template's, built by the same functions
-    and thresholds the local decision uses, and the local emulation matches the record."""
+    and criteria the local decision uses, and the local emulation matches the record."""
     c, setup = observation.cluster, observation.setup
     assert (c.model, c.variants, c.variant_label) == (
         setup.model,
@@ -371,15 +426,10 @@ def test_the_record_queries_are_built_by_policies_promotion(observation: Observa
         setup.variant_label,
     ), "the Rollout or ServiceMonitor changed: update the emulation (scrape_config)"
     assert c.pod_label_meta == "__meta_kubernetes_pod_label_sovereign_ml_variant"
-    canary = selector(c.model, c.variants["canary"])
-    stable = selector(c.model, c.variants["stable"])
-    assert c.queries == {
-        "error-rate": error_rate_query(canary),
-        "p99-latency-ratio": p99_latency_ratio_query(canary, stable),
-        "accuracy-delta": accuracy_delta_query(canary, stable),
-    }
-    assert c.conditions["error-rate"] == f"result[0] <= {DEFAULT.max_error_rate}"
-    assert c.conditions["p99-latency-ratio"] == f"result[0] <= {DEFAULT.max_p99_latency_ratio}"
+    checks = analysis_checks(DEFAULT, c.model)
+    assert c.queries == {k.name: k.query for k in checks}
+    assert c.success == {k.name: k.success_condition for k in checks}
+    assert c.failure == {k.name: k.failure_condition for k in checks}
 
 
 def test_scraped_series_carry_the_cluster_labels(observation: Observation) -> None:
@@ -396,66 +446,87 @@ def test_failures_reached_triton_and_the_client_alike(observation: Observation) 
     assert {role: local[role].requests for role in local} == observation.client_requests
 
 
-def test_error_rate_query_equals_the_local_error_rate(observation: Observation) -> None:
-    local = observation.local
-    canary = local["canary"].failure / local["canary"].requests
-    client = observation.client_errors["canary"] / observation.client_requests["canary"]
-    assert canary == client == POISONED / REQUESTS["canary"]
-    assert math.isclose(observation.promql["error-rate"], canary, rel_tol=REL_TOL), (
-        observation.promql["error-rate"],
-        canary,
+def test_error_guard_the_same_statistic_and_verdict(observation: Observation) -> None:
+    """The template's error SPRT statistic from Triton's counters equals the local LLR from the
+    client's counts, and both FAIL the canary; the same query on the stable series PASSes."""
+    obs, c = observation, observation.cluster
+    failures = obs.client_errors["canary"]
+    local_llr = error_llr(DEFAULT, failures, obs.client_requests["canary"] - failures)
+    got = obs.promql["error-rate-sprt"]
+    assert math.isclose(got, local_llr, rel_tol=REL_TOL), (got, local_llr)
+    assert argo_verdict("error-rate-sprt", c, got) == error_verdict(DEFAULT, local_llr) == FAIL
+    stable_query = c.queries["error-rate-sprt"].replace(
+        obs.setup.selector("canary"), obs.setup.selector("stable")
     )
-    assert observation.stable_error_rate == 0.0
+    stable = obs.value(stable_query)
+    assert stable == error_llr(DEFAULT, 0, obs.client_requests["stable"])
+    assert argo_verdict("error-rate-sprt", c, stable) == error_verdict(DEFAULT, stable) == PASS
 
 
-def test_p99_ratio_query_equals_the_local_ratio(observation: Observation) -> None:
-    local = observation.local
-    p99_ms = {role: local[role].quantile_us(0.99) / 1000 for role in local}
-    assert all(math.isfinite(v) and v > 0 for v in p99_ms.values()), p99_ms
-    # As sovml abtest divides (pipelines/serving/canary/decisions.py guard_failures).
-    ratio = p99_ms["canary"] / max(p99_ms["stable"], 1e-6)
-    got = observation.promql["p99-latency-ratio"]
-    assert math.isclose(got, ratio, rel_tol=REL_TOL), (got, ratio, p99_ms)
-    assert p99_ms["canary"] >= CANARY_DELAY_MS, "the canary's delay shows in Triton's p99"
-    after = observation.local_after_queries
-    assert {r: after[r].quantiles_us for r in after} == {r: local[r].quantiles_us for r in local}
+@pytest.mark.parametrize("alpha", ["pass", "fail"])
+@pytest.mark.parametrize("side", [LOWER, UPPER])
+@pytest.mark.parametrize("role", ["stable", "canary"])
+def test_latency_bounds_are_the_same_numbers(
+    observation: Observation, role: str, side: str, alpha: str
+) -> None:
+    """Each order-statistic bound: Prometheus (per pod, window from the offset) equals the local
+    :func:`quantile_bound` on ``/metrics`` exactly, and the level it picked is a real one."""
+    obs = observation
+    a = DEFAULT.latency_pass_alpha if alpha == "pass" else DEFAULT.latency_fail_alpha
+    local = quantile_bound(window(obs.local[role]), a, side)
+    assert math.isfinite(local), (role, side, alpha, obs.local[role].summary_count)
+    got = obs.value(bound_query(obs.setup.selector(role), a, side, DEFAULT.window_offset_s))
+    assert math.isclose(got, local, rel_tol=REL_TOL), (got, local)
+    assert local in obs.local[role].quantiles_us.values()
 
 
-def test_both_deciders_reach_the_same_verdict(observation: Observation) -> None:
-    """The template's success conditions on Prometheus' answers and the local guards on
-    Triton's metrics fail the same guards: the canary is rolled back by both."""
-    c, local = observation.cluster, observation.local
-    cluster_failed = {
-        name
-        for name, value in observation.promql.items()
-        if not condition_holds(c.conditions[name], value)
+def test_latency_guard_the_same_verdict_both_ways(observation: Observation) -> None:
+    """The template's latency verdict equals the local one on the same summaries: the slow canary
+    FAILs; the same traffic with the roles swapped (a faster candidate) PASSes; each variant
+    against itself gets the same verdict both ways, whatever it is."""
+    obs, c = observation, observation.cluster
+    local = {role: window(m) for role, m in obs.local.items()}
+    verdicts = {
+        (cand, base): latency_verdict(DEFAULT, local[base], local[cand]).verdict
+        for cand in local
+        for base in local
     }
-    guards = guard_failures(
-        DEFAULT,
-        observation.client_errors["canary"],
-        observation.client_requests["canary"],
-        local["stable"].quantile_us(0.99) / 1000,
-        local["canary"].quantile_us(0.99) / 1000,
-    )
-    local_failed = {
-        name
-        for name, marker in (("error-rate", "error rate"), ("p99-latency-ratio", "p99 ratio"))
-        if any(marker in g for g in guards)
+    got = {
+        (cand, base): obs.value(
+            latency_verdict_query(DEFAULT, obs.setup.selector(cand), obs.setup.selector(base))
+        )
+        for cand, base in verdicts
     }
-    assert cluster_failed == local_failed == {"error-rate", "p99-latency-ratio"}, guards
+    codes = {PASS: 1.0, FAIL: -1.0, "undecided": 0.0}
+    assert {k: codes[v] for k, v in verdicts.items()} == got, (verdicts, got)
+    judged = latency_verdict(DEFAULT, local["stable"], local["canary"])
+    summaries = {r: (w.requests, dict(w.quantiles_us)) for r, w in local.items()}
+    assert verdicts["canary", "stable"] == FAIL, (judged, summaries)
+    assert verdicts["stable", "canary"] == PASS, summaries
+    assert obs.promql["latency-p99"] == got["canary", "stable"]
+    assert argo_verdict("latency-p99", c, obs.promql["latency-p99"]) == FAIL
+    after = obs.local_after_queries
+    assert {r: after[r].quantiles_us for r in after} == {
+        r: obs.local[r].quantiles_us for r in local
+    }
+    assert obs.local["canary"].quantile_us(0.98) >= CANARY_DELAY_MS * 1000
 
 
-def test_other_queries_the_cluster_renders_are_valid_promql(observation: Observation) -> None:
-    """The accuracy query selects a gauge only the monitoring job pushes (none here: an empty
-    answer, not an error); KEDA's request rate sees the traffic of both variants."""
-    assert observation.accuracy_delta == []
+def test_accuracy_guard_without_evidence_is_undecided(observation: Observation) -> None:
+    """The accuracy LLR is a gauge the labelled-outcome job pushes (none here): the query answers
+    0, no evidence, which is neither condition: the metric waits (then holds)."""
+    assert observation.promql["accuracy-sprt"] == 0.0
+    assert argo_verdict("accuracy-sprt", observation.cluster, 0.0) == "undecided"
+
+
+def test_keda_request_rate_sees_the_traffic(observation: Observation) -> None:
     assert observation.request_rate > 0
 
 
 def test_requests_refused_before_the_model_are_not_triton_failures(
     observation: Observation,
 ) -> None:
-    """A limit of the cluster's error-rate query: Triton 2.51 counts only requests that reached
+    """A limit of the cluster's error guard: Triton 2.51 counts only requests that reached
     scheduling, so a malformed request (refused with 400) moves neither counter, while the
     local decision counts it as a client-side error. This pins that behaviour; runs last."""
     server, setup = observation.server, observation.setup

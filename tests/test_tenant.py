@@ -100,6 +100,13 @@ def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
         (["new", "acme", "--zone", "mars"], "zone 'mars': one of uae, bahrain, ksa, eu"),
         (["new", "acme", "--template", "xl"], "template 'xl': one of smb, enterprise"),
         (["new", "acme", "--owner", "a#b"], "sovereign-ml:owner"),
+        # Every pattern matches the whole value: a trailing newline is refused (issue 19).
+        (["new", "acme", "--owner", "team-a\n"], 'sovereign-ml:owner = "team-a\\n"'),
+        (["new", "acme", "--cost-center", "cc-1\n"], "sovereign-ml:costCenter"),
+        (["new", "acme\n"], 'tenant name "acme\\n": 3-30 characters'),
+        (["new", "acme", "--email", "ops@acme.example\n"], "sovereign-ml:budgetAlertEmails"),
+        (["new", "acme", "--region", "me-central-1\n"], "is outside residency zone"),
+        (["new", "acme", "--template", "smb", "--budget", "0"], "smb tier needs a monthly budget"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_written(
@@ -130,8 +137,13 @@ def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
 def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
     with pytest.raises(tenantmod.TenantError, match="needs at least one --email"):
         tenantmod.plan_tenant(tenantmod.TenantRequest("acme"), tmp_path)
-    free = tenantmod.plan_tenant(tenantmod.TenantRequest("acme", budget_usd=0), tmp_path)
+    free = tenantmod.plan_tenant(
+        tenantmod.TenantRequest("acme", template="enterprise", budget_usd=0), tmp_path
+    )
     assert free.config.monthly_budget_usd == 0
+    # The smb tier's budget is a rule (infra/config/tiers.py), not only the template's default.
+    with pytest.raises(tenantmod.TenantError, match="smb tier needs a monthly budget"):
+        tenantmod.plan_tenant(tenantmod.TenantRequest("acme", budget_usd=0), tmp_path)
 
 
 def test_region_defaults_to_the_zone_default(tmp_path: Path) -> None:

@@ -26,7 +26,12 @@ def _register_commands() -> None:
     from infra.cli.drift import drift_command
     from infra.cli.features import features_app
     from infra.cli.pipeline import pipeline_app
-    from infra.cli.serve import abtest_command, bench_serve_command, serve_command
+    from infra.cli.serve import (
+        abtest_command,
+        bench_abtest_command,
+        bench_serve_command,
+        serve_command,
+    )
     from infra.cli.stacks import check, config_app, demo, synth
     from infra.cli.tenant import tenant_app
 
@@ -41,6 +46,7 @@ def _register_commands() -> None:
     app.command("abtest")(abtest_command)
     bench_app = typer.Typer(help="Benchmarks against named baselines.", no_args_is_help=True)
     bench_app.command("serve")(bench_serve_command)
+    bench_app.command("abtest")(bench_abtest_command)
     app.add_typer(bench_app, name="bench")
     app.command("synth")(synth)
     app.command("check")(check)

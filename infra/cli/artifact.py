@@ -2,8 +2,19 @@
 
 Registered in the main CLI with ``app.add_typer(artifact_app, name="artifact")``. The commands
 parse options, call :mod:`pipelines.artifacts` and render its reports. Every failure ends with
-exit code 1 (:data:`infra.cli.common.EXIT_NEGATIVE`) and a one-line message on stderr, never a
-traceback; a malformed ``--chunk-size`` is a usage error (2).
+a one-line message on stderr, never a traceback, and an exit code that says whose problem it is:
+
+* ``0`` done;
+* ``2`` bad input: an argument, a tampered or foreign artifact or manifest (also one whose wrapped
+  key the key service refuses to open), a key other than the manifest's, a destination that
+  ``--force`` may not replace (:data:`infra.cli.common.EXIT_BAD_INPUT`);
+* ``3`` the environment: key service unreachable, access denied, key or key version missing, an
+  unusable local key file, a file-system error, anything unexpected
+  (:data:`infra.cli.common.EXIT_INTERNAL`);
+* killed by the signal itself on SIGINT, SIGTERM or SIGHUP (a shell shows 130, 143, 129), after
+  the temporary output was removed.
+
+They never exit 1: these commands have no negative outcome, only success or an error.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import inspect
 import json
 import os
 import re
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -21,7 +33,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -32,7 +43,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from infra.cli.common import EXIT_NEGATIVE, consoles, fail
+from infra.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    consoles,
+    error_line,
+    fail,
+    joined,
+    styled,
+)
+from infra.config.redaction import scrub
 from pipelines import artifacts as art
 
 artifact_app = typer.Typer(
@@ -115,7 +135,13 @@ RegionOpt = Annotated[
     ),
 ]
 ForceOpt = Annotated[
-    bool, typer.Option("--force", "-f", help="Replace the destination if it exists.")
+    bool,
+    typer.Option(
+        "--force",
+        "-f",
+        help="Replace an earlier output of this command at the destination (never the input, "
+        "the key file, or a folder holding anything else).",
+    ),
 ]
 _KW = inspect.Parameter.KEYWORD_ONLY
 
@@ -127,20 +153,40 @@ JsonOpt = Annotated[
 ]
 
 
+def _interrupted(err: Console) -> Callable[[int], None]:
+    """The line said when a signal stops a command (after the operation cleaned up)."""
+
+    def say(signum: int) -> None:
+        name = signal.Signals(signum).name
+        error_line(err, f"interrupted by {name}; no partial output was left behind")
+
+    return say
+
+
+def _exit_code(exc: art.ArtifactError) -> int:
+    """2 for bad input, 3 for the environment (:attr:`art.ArtifactError.cause`)."""
+    return EXIT_BAD_INPUT if exc.cause == "input" else EXIT_INTERNAL
+
+
 @contextmanager
 def _errors(err: Console) -> Iterator[None]:
-    """Turn every failure into a readable one-line message and exit code 1."""
+    """Turn every failure into a one-line message and exit code 2 or 3; die of a stop signal."""
     try:
-        yield
+        with art.exit_on_signals(_interrupted(err)):
+            yield
     except typer.Exit:
         raise
+    except art.Interrupted as exc:  # the signal came as the operation ended: still die of it
+        _interrupted(err)(exc.signum)
+        signal.signal(exc.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), exc.signum)
     except art.ArtifactError as exc:
-        fail(err, str(exc), EXIT_NEGATIVE)
+        fail(err, str(exc), _exit_code(exc))
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        fail(err, f"{where}{exc.strerror or exc}", EXIT_NEGATIVE)
+        fail(err, f"{where}{exc.strerror or exc}", EXIT_INTERNAL)
     except Exception as exc:  # the contract is "no traceback", whatever failed
-        fail(err, f"unexpected {type(exc).__name__}: {exc}", EXIT_NEGATIVE)
+        fail(err, f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|k|mib|m)?\s*$", re.IGNORECASE)
@@ -212,8 +258,11 @@ def _announce_key_file(err: Console) -> Callable[[art.LocalKeyFile], None]:
 
     def announce(keys: art.LocalKeyFile) -> None:
         err.print(
-            f"[yellow]created local key file[/] {escape(str(keys.path))} (mode 0600, "
-            f"id {keys.name}). Back it up: without it these artifacts cannot be decrypted.",
+            joined(
+                styled("created local key file", "yellow"),
+                f" {keys.path} (mode 0600, id {keys.name}). Back it up: without it these "
+                "artifacts cannot be decrypted.",
+            ),
             soft_wrap=True,
         )
 
@@ -223,11 +272,15 @@ def _announce_key_file(err: Console) -> Callable[[art.LocalKeyFile], None]:
 def _open_artifact(
     path: Path, backend: Backend | None, key: str | None, key_options: KeyOptions
 ) -> tuple[art.Located, art.KeyService]:
-    """An existing artifact and its key service; ``--backend`` must match its manifest's."""
+    """An existing artifact and its key service; ``--backend`` must match its manifest's.
+
+    The key service is the one ``--key`` names, else the manifest's (its name passed the strict
+    pattern when the manifest was parsed); nothing is contacted here.
+    """
     located = art.locate(path)
     manifest_backend, _ = located.key()
     if backend is not None and backend.value != manifest_backend:
-        raise art.ArtifactError(
+        raise art.KeyMismatchError(
             f"encrypted with the {manifest_backend} backend, but --backend {backend.value} "
             "was given",
             located.manifest_path,
@@ -266,7 +319,7 @@ def _files_table(report: art.Report, verb: str) -> Table:
     if report.operation == "rewrap":
         table.add_column("key version", justify="right")
         for f in report.files[:MAX_ROWS]:
-            table.add_row(escape(f.path), f"{f.previous_version} -> {f.key_version}")
+            table.add_row(f.path, f"{f.previous_version} -> {f.key_version}")
     else:
         table.add_column("bytes", justify="right")
         table.add_column("MB/s", justify="right")
@@ -274,7 +327,7 @@ def _files_table(report: art.Report, verb: str) -> Table:
         for f in report.files[:MAX_ROWS]:
             # Tiny files measure call overhead, not throughput.
             speed = f"{f.size / 1e6 / f.seconds:,.1f}" if f.size >= 1 << 20 else "-"
-            table.add_row(escape(f.path), f"{f.size:,}", speed, str(f.key_version))
+            table.add_row(f.path, f"{f.size:,}", speed, str(f.key_version))
     if len(report.files) > MAX_ROWS:
         table.add_row(
             f"... {len(report.files) - MAX_ROWS} more", "", *[""] * (len(table.columns) - 2)
@@ -293,19 +346,24 @@ def _render(out: Console, report: art.Report, as_json: bool) -> None:
     out.print(_files_table(report, verb))
     if report.operation == "rewrap":
         out.print(
-            f"[green]{verb}[/] {len(report.files)} data key(s) in {report.seconds:.2f} s; "
-            f"ciphertext untouched. manifest: {escape(str(report.manifest))}",
+            joined(
+                styled(verb, "green"),
+                f" {len(report.files)} data key(s) in {report.seconds:.2f} s; "
+                f"ciphertext untouched. manifest: {report.manifest}",
+            ),
             soft_wrap=True,
         )
         return
     out.print(
-        f"[green]{verb}[/] {len(report.files)} file(s), {report.bytes:,} bytes in "
-        f"{report.seconds:.2f} s ({report.mb_per_s:,.1f} MB/s) -> "
-        f"{escape(str(report.destination))}",
+        joined(
+            styled(verb, "green"),
+            f" {len(report.files)} file(s), {report.bytes:,} bytes in "
+            f"{report.seconds:.2f} s ({report.mb_per_s:,.1f} MB/s) -> {report.destination}",
+        ),
         soft_wrap=True,
     )
     if report.operation == "encrypt":
-        out.print(f"manifest: {escape(str(report.manifest))}", soft_wrap=True)
+        out.print(f"manifest: {report.manifest}", soft_wrap=True)
 
 
 @artifact_app.command("encrypt")
@@ -335,6 +393,9 @@ def encrypt_cmd(
     size = _parse_size(chunk_size)
     stdout, err = consoles()
     with _errors(err):
+        # Checked first: a missing input must not create a local key file on the way.
+        if not path.exists():
+            fail(err, f"{path}: no such file or folder", EXIT_BAD_INPUT)
         service = art.open_key_service(
             (backend or Backend.local).value,
             key,
@@ -342,8 +403,6 @@ def encrypt_cmd(
             on_create=_announce_key_file(err),
             **key_options,
         )
-        if not path.exists():
-            fail(err, f"{path}: no such file or folder", EXIT_NEGATIVE)
         with _progress(err, _tree_size(path), "encrypt") as progress:
             report = art.encrypt_path(
                 path, service, out=out, chunk_size=size, overwrite=force, progress=progress
@@ -371,7 +430,7 @@ def decrypt_cmd(
     with _errors(err):
         located, service = _open_artifact(path, backend, key, key_options)
         with _progress(err, located.manifest.plaintext_size, "decrypt") as progress:
-            report = art.decrypt_path(path, service, out=out, overwrite=force, progress=progress)
+            report = art.decrypt_path(located, service, out=out, overwrite=force, progress=progress)
         _render(stdout, report, as_json)
 
 
@@ -388,8 +447,8 @@ def rewrap_cmd(
     """Re-wrap the data keys of PATH under the newest key version (ciphertext is not rewritten)."""
     stdout, err = consoles()
     with _errors(err):
-        _, service = _open_artifact(path, backend, key, key_options)
-        _render(stdout, art.rewrap_path(path, service), as_json)
+        located, service = _open_artifact(path, backend, key, key_options)
+        _render(stdout, art.rewrap_path(located, service), as_json)
 
 
 @artifact_app.command("rotate-key")
@@ -413,4 +472,7 @@ def rotate_cmd(
         )
         version = service.rotate()
         outcome = "rotation requested" if version is None else f"newest version {version}"
-        stdout.print(f"[green]rotated[/] {escape(service.describe())}: {outcome}", soft_wrap=True)
+        stdout.print(
+            joined(styled("rotated", "green"), f" {scrub(service.describe())}: {outcome}"),
+            soft_wrap=True,
+        )

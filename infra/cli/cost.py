@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from infra.cli.common import EXIT_BAD_INPUT, consoles, error_line, fail
+from infra.cli.common import EXIT_BAD_INPUT, consoles, error_line, fail, print_bounded, styled
+from infra.config.stackfile import stack_name_problem
 from infra.cost.estimate import Comparison, CostEstimate
 from infra.cost.price_table import PRICES_DIR, CostError
 from infra.cost.stack import cost_path, estimate_stack
@@ -28,10 +29,10 @@ def _usd(x: float) -> str:
     return f"${x:,.0f}"
 
 
-def _delta(x: float) -> str:
+def _delta(x: float) -> Text:
     if round(x) == 0:
-        return "[dim]$0[/]"
-    return f"[red]+{_usd(x)}[/]" if x > 0 else f"[green]-{_usd(-x)}[/]"
+        return styled("$0", "dim")
+    return styled(f"+{_usd(x)}", "red") if x > 0 else styled(f"-{_usd(-x)}", "green")
 
 
 def estimate_table(est: CostEstimate) -> Table:
@@ -50,12 +51,10 @@ def estimate_table(est: CostEstimate) -> Table:
     table.add_column("monthly max", justify="right")
     for i in est.items:
         basis = i.basis_min if i.basis_min == i.basis_max else f"{i.basis_min} (max {i.basis_max})"
-        table.add_row(
-            i.key, escape(i.detail), escape(basis), _usd(i.monthly_min), _usd(i.monthly_max)
-        )
+        table.add_row(i.key, i.detail, basis, _usd(i.monthly_min), _usd(i.monthly_max))
     table.add_section()
     low, high = _usd(est.total_min), _usd(est.total_max)
-    table.add_row("[bold]total[/]", "", "", f"[bold]{low}[/]", f"[bold]{high}[/]")
+    table.add_row(styled("total", "bold"), "", "", styled(low, "bold"), styled(high, "bold"))
     return table
 
 
@@ -68,7 +67,7 @@ def compare_table(base: CostEstimate, other: CostEstimate) -> Table:
     table.add_column("item")
     for label in (f"{base.stack} min", f"{base.stack} max", f"{other.stack} min",
                   f"{other.stack} max", "diff min", "diff max"):  # fmt: skip
-        table.add_column(escape(label), justify="right")
+        table.add_column(label, justify="right")
     for key in cmp.keys:
         row = cmp.row(key)
         diffs = _delta(row[2] - row[0]), _delta(row[3] - row[1])
@@ -76,8 +75,8 @@ def compare_table(base: CostEstimate, other: CostEstimate) -> Table:
     table.add_section()
     totals = cmp.totals()
     table.add_row(
-        "[bold]total[/]",
-        *(f"[bold]{_usd(v)}[/]" for v in totals),
+        styled("total", "bold"),
+        *(styled(_usd(v), "bold") for v in totals),
         _delta(totals[2] - totals[0]),
         _delta(totals[3] - totals[1]),
     )
@@ -111,13 +110,14 @@ def cost_command(
     console, err = consoles()
     estimates: list[CostEstimate] = []
     for name in [stack] + ([compare] if compare else []):
+        if problem := stack_name_problem(name):
+            fail(err, problem, EXIT_BAD_INPUT)
         try:
             with console.status(f"estimating {name} ..."):
                 estimates.append(estimate_stack(name, stacks_dir, build_dir, prices_dir))
         except synthmod.SynthError as exc:
             error_line(err, f"{name}: {exc}")
-            for p in exc.problems:
-                err.print(f"  - {p}", markup=False, highlight=False)
+            print_bounded(err, exc.problems, lambda shown: "\n".join(f"  - {p}" for p in shown))
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except CostError as exc:
             fail(err, f"{name}: {exc}", EXIT_BAD_INPUT)
@@ -129,14 +129,15 @@ def cost_command(
     first = estimates[0]
     for est in estimates:
         for missing in est.unpriced:
-            err.print(
-                f"[yellow]{escape(est.stack)}: unpriced (counted as $0): {escape(missing)}[/]"
-            )
-    console.print(f"[dim]assumptions: {escape('; '.join(first.assumptions))}[/]")
-    console.print(f"[dim]not included: {escape('; '.join(first.excluded))}[/]")
-    console.print(f"[dim]prices: {escape(first.prices_source)}[/]")
+            err.print(styled(f"{est.stack}: unpriced (counted as $0): {missing}", "yellow"))
+    console.print(styled(f"assumptions: {'; '.join(first.assumptions)}", "dim"))
+    console.print(styled(f"not included: {'; '.join(first.excluded)}", "dim"))
+    console.print(styled(f"prices: {first.prices_source}", "dim"))
     for est in estimates:
         console.print(
-            f"[green]{est.stack}[/]: {_usd(est.total_min)} - {_usd(est.total_max)} per month -> "
-            f"{escape(str(_relative(cost_path(est.stack, build_dir))))}"
+            Text.assemble(
+                styled(est.stack, "green"),
+                f": {_usd(est.total_min)} - {_usd(est.total_max)} per month -> "
+                f"{_relative(cost_path(est.stack, build_dir))}",
+            )
         )

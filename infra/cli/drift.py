@@ -12,21 +12,15 @@ input (unreadable file, schema mismatch, empty window, unknown statistic).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from infra.cli.common import EXIT_NEGATIVE, consoles, fail
-from kernels.drift import DriftError
-from pipelines.monitoring.compare import (
-    DEFAULT_STATISTIC,
-    DEFAULT_THRESHOLD,
-    Comparison,
-    compare_files,
-)
-from pipelines.monitoring.report import stat_cells, write_report
+from infra.cli.common import EXIT_NEGATIVE, consoles, fail, styled
+
+if TYPE_CHECKING:
+    from pipelines.monitoring.compare import Comparison
 
 DEFAULT_HTML = Path("build/drift/report.html")
 
@@ -34,16 +28,30 @@ DEFAULT_HTML = Path("build/drift/report.html")
 def drift_command(
     reference: Annotated[Path, typer.Argument(help="Reference data (.parquet or .csv).")],
     current: Annotated[Path, typer.Argument(help="Current window (.parquet or .csv).")],
+    # The defaults are the monitoring job's own (pipelines.monitoring.compare), resolved when the
+    # command runs: importing the drift kernels (torch, scipy) would slow every sovml command.
     threshold: Annotated[
-        float, typer.Option(help="A feature drifts when the statistic exceeds this.")
-    ] = DEFAULT_THRESHOLD,
+        float | None,
+        typer.Option(
+            help="A feature drifts when the statistic exceeds this [default: the drift job's]."
+        ),
+    ] = None,
     html: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = DEFAULT_HTML,
     statistic: Annotated[
-        str, typer.Option(help="Statistic the decision uses: psi, ks, js or w1.")
-    ] = DEFAULT_STATISTIC,
+        str | None,
+        typer.Option(
+            help="Statistic the decision uses: psi, ks, js or w1 [default: the drift job's]."
+        ),
+    ] = None,
 ) -> None:
     """Compare CURRENT with REFERENCE per feature; exit 1 when any feature drifts (retrain)."""
+    from kernels.drift import DriftError
+    from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, compare_files
+    from pipelines.monitoring.report import write_report
+
     out, err = consoles()
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    statistic = DEFAULT_STATISTIC if statistic is None else statistic
     try:
         comparison = compare_files(reference, current, threshold, statistic.lower())
     except DriftError as exc:
@@ -59,14 +67,16 @@ def drift_command(
 
 def _table(comparison: Comparison, reference: Path, current: Path) -> Table:
     """The per-feature table, drifted features marked in red."""
+    from pipelines.monitoring.report import stat_cells
+
     title = f"drift of {current.name} against {reference.name}"
     table = Table(
-        title=escape(f"{title} ({comparison.statistic} > {comparison.threshold:g})"),
+        title=f"{title} ({comparison.statistic} > {comparison.threshold:g})",
         title_justify="left",
     )
     for col in ("feature", "kind", "PSI", "KS", "JS", "W1", "chi2 p", "missing", "drifted"):
         table.add_column(col, justify="left" if col in ("feature", "kind") else "right")
     for r in comparison.rows:
-        drifted = "[red]yes[/]" if r.drifted else "[green]no[/]"
-        table.add_row(escape(r.name), r.kind, *stat_cells(r), drifted)
+        drifted = styled("yes", "red") if r.drifted else styled("no", "green")
+        table.add_row(r.name, r.kind, *stat_cells(r), drifted)
     return table

@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.cli.common import consoles, fail
+from infra.cli.common import consoles, fail, styled
 from pipelines import features
 
 features_app = typer.Typer(
@@ -130,7 +130,7 @@ def materialize_cmd(
         out.add_column(column)
     shown = "%Y-%m-%d %H:%M:%S"
     for m in done:
-        status = "[dim]up to date[/]" if m.skipped else "[green]loaded[/]"
+        status = styled("up to date", "dim") if m.skipped else styled("loaded", "green")
         out.add_row(m.view, m.start.strftime(shown), m.end.strftime(shown), status)
     console.print(out)
 

@@ -20,7 +20,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, consoles, shown_path
+from infra.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    bounded_message,
+    consoles,
+    joined,
+    shown_path,
+    styled,
+)
+from infra.config.problems import MAX_LISTED
 
 pipeline_app = typer.Typer(
     help="Compile the KFP pipelines and run them locally (kfp.local).",
@@ -73,17 +82,19 @@ def compile_cmd(
         path = compile_pipeline(target.value, out, image_registry, pip_index_url)
     for warning in caught:
         if "kfp-kubernetes" in str(warning.message):
-            err.print(f"[yellow]warning:[/] {warning.message}")
-    console.print(f"[green]{pipeline.value}[/] ({target.value}) -> {shown_path(path)}")
+            err.print(joined(styled("warning:", "yellow"), f" {warning.message}"))
+    console.print(
+        joined(styled(pipeline.value, "green"), f" ({target.value}) -> {shown_path(path)}")
+    )
 
 
 _STATUS_STYLE = {
-    "done": "[green]done[/]",
-    "cached": "[cyan]cached[/]",
-    "failed": "[red]failed[/]",
-    "skipped": "[dim]skipped[/]",
-    "running": "[yellow]running[/]",
-    "pending": "[dim]pending[/]",
+    "done": "green",
+    "cached": "cyan",
+    "failed": "red",
+    "skipped": "dim",
+    "running": "yellow",
+    "pending": "dim",
 }
 
 
@@ -94,11 +105,17 @@ def _progress(console: Console) -> Any:
 
     def listen(step: Any) -> None:
         if step.status == "running":
-            status.update(f"[bold]{step.name}[/] running ...")
+            status.update(joined(styled(step.name, "bold"), " running ..."))
             return
         took = f"{step.seconds:6.1f}s" if step.seconds is not None else "       "
-        note = f" [dim]({step.note})[/]" if step.note else ""
-        console.print(f"  {step.name:<11} {took}  {_STATUS_STYLE[step.status]}{note}")
+        note = styled(f" ({step.note})", "dim") if step.note else ""
+        console.print(
+            joined(
+                f"  {step.name:<11} {took}  ",
+                styled(step.status, _STATUS_STYLE.get(step.status, "")),
+                note,
+            )
+        )
 
     listen.stop = status.stop  # type: ignore[attr-defined]
     return listen
@@ -116,8 +133,8 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
                 table.add_row(name, shown)
         console.print(table)
     if result.gate_passed is not None:
-        verdict = "[green]PASSED[/]" if result.gate_passed else "[yellow]REJECTED[/]"
-        console.print(f"gate: {verdict}: {result.gate_reason}", soft_wrap=True)
+        verdict = styled("PASSED", "green") if result.gate_passed else styled("REJECTED", "yellow")
+        console.print(joined("gate: ", verdict, f": {result.gate_reason}"), soft_wrap=True)
     rows = [
         ("model version", result.version),
         ("model repository", result.model_repository),
@@ -135,7 +152,7 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
             continue
         shown = shown_path(value) if isinstance(value, Path) else str(value)
         # soft_wrap: paths stay whole (copy-pasteable) instead of being cut at the width.
-        console.print(f"[bold]{label + ':':<18}[/]{shown}", soft_wrap=True, highlight=False)
+        console.print(joined(styled(f"{label + ':':<18}", "bold"), shown), soft_wrap=True)
     cached = sum(1 for s in result.steps.values() if s.status == "cached")
     reused = f", {cached} step(s) from cache" if cached else ""
     console.print(f"finished in {result.seconds:.1f}s{reused}")
@@ -144,9 +161,9 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
 def _failure(err: Console, pipeline: str, result: Any) -> None:
     """Where the run failed, the reasons its steps printed, and the full log's path."""
     where = f"step '{result.failed_step}'" if result.failed_step else "the pipeline"
-    err.print(f"[red]{pipeline} failed in {where}[/]")
-    for line in result.errors or ["(no reason printed; see the log)"]:
-        err.print(f"  [red]{line}[/]", soft_wrap=True, highlight=False, markup=True)
+    err.print(styled(f"{pipeline} failed in {where}", "red"))
+    for line in (result.errors or ["(no reason printed; see the log)"])[:MAX_LISTED]:
+        err.print(styled(f"  {bounded_message(line)}", "red"), soft_wrap=True)
     err.print(f"full log: {shown_path(result.log_path)}")
 
 
@@ -180,8 +197,11 @@ def run_cmd(
     console, err = consoles()
     if not local:
         err.print(
-            "[red]only --local runs are supported from here[/]; for the cluster, compile with "
-            "`sovml pipeline compile training --target cluster` and submit the YAML to KFP"
+            joined(
+                styled("only --local runs are supported from here", "red"),
+                "; for the cluster, compile with "
+                "`sovml pipeline compile training --target cluster` and submit the YAML to KFP",
+            )
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     arguments: dict[str, Any] = {
@@ -193,14 +213,16 @@ def run_cmd(
     }
     if source is not None:
         if not source.is_file():
-            err.print(f"[red]--source {source}: no such file[/]")
+            err.print(styled(f"--source {source}: no such file", "red"))
             raise typer.Exit(EXIT_BAD_INPUT)
         arguments.update(local_run.source_arguments(source))
 
     data = f"source={shown_path(source)}" if source is not None else f"rows={rows}"
     console.print(
-        f"[bold]{pipeline.value}[/] on kfp.local: {data} seed={seed} epochs={epochs} "
-        f"-> {shown_path(output_dir)}",
+        joined(
+            styled(pipeline.value, "bold"),
+            f" on kfp.local: {data} seed={seed} epochs={epochs} -> {shown_path(output_dir)}",
+        ),
         soft_wrap=True,
     )
     listener = _progress(console)

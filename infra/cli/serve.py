@@ -8,6 +8,7 @@ Registered in ``infra/cli/app.py``::
     app.command("abtest")(abtest_command)
     bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
     bench_app.command("serve")(bench_serve_command)
+    bench_app.command("abtest")(bench_abtest_command)
     app.add_typer(bench_app, name="bench")
 
 The server is Triton 2.51.0 from the ``nvidia-pytriton`` wheel in ``.venv-triton``
@@ -16,7 +17,8 @@ decide lives in :mod:`pipelines.serving` (``verify``, ``canary``, ``bench``, ``r
 options are parsed and results rendered.
 
 Exit codes as in :mod:`infra.cli.common`: 0 success, 1 the run failed (server did not start, a
-load run had errors, or with ``--fail-on-rollback`` a canary that was not promoted), 2 bad input.
+load run had errors, with ``--fail-on-rollback`` a canary that was not promoted, or the A/A
+benchmark's false-rollback interval lying above the stated rate), 2 bad input.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
+from rich.text import Text
 
-from infra.cli.common import EXIT_NEGATIVE, consoles, error_line, fail, shown_path
+from infra.cli.common import EXIT_NEGATIVE, consoles, error_line, fail, joined, shown_path, styled
 from pipelines.serving.report import (
     ABTEST_DEMO_REPOSITORY,
     ABTEST_DIR,
@@ -50,11 +52,7 @@ from pipelines.serving.report import (
 from pipelines.serving.repository import repository_models
 from pipelines.serving.verify import VERIFY_ATOL
 
-_DECISION_STYLE = {
-    "promote": "[green]promote[/]",
-    "hold": "[yellow]hold[/]",
-    "rollback": "[red]rollback[/]",
-}
+_DECISION_STYLE = {"promote": "green", "continue": "", "hold": "yellow", "rollback": "red"}
 _RESULT_STYLE = {"promoted": "green", "rolled_back": "red", "held": "yellow"}
 
 
@@ -82,8 +80,11 @@ def _serving(
 
     A ``ValueError`` from the run is bad input (exit 2).
     """
+    from policies.promotion import triton_metrics_args
+
     with console.status(f"starting Triton with {' and '.join(models)} ..."):
-        server = _start(err, repository, models)
+        # The summary levels the canary's latency guard reads (the cluster's pods get the same).
+        server = _start(err, repository, models, extra_args=triton_metrics_args())
     try:
         status = console.status(first_status)
         status.start()
@@ -116,11 +117,11 @@ def _print_server(console: Console, server: Any, models: list[str], seconds: flo
         table.add_column(col, overflow="fold")
     for m in described.models:
         table.add_row(
-            f"[green]{escape(m.name)}[/] READY",
+            joined(styled(m.name, "green"), " READY"),
             ", ".join(m.versions),
-            escape(m.inputs),
-            escape(m.outputs),
-            escape(m.config),
+            m.inputs,
+            m.outputs,
+            m.config,
         )
     console.print(table)
 
@@ -195,7 +196,7 @@ def _verify(console: Console, server: Any, repository: Path, models: list[str]) 
     for col in ("model", "version", "protocol", "rows", "max |diff|", f"<= {VERIFY_ATOL:g}"):
         table.add_column(col, justify="left" if col in ("model", "protocol") else "right")
     for c in checks:
-        ok = "[green]yes[/]" if c.ok else "[red]NO[/]"
+        ok = styled("yes", "green") if c.ok else styled("NO", "red")
         table.add_row(c.model, c.version, c.protocol, str(c.rows), f"{c.max_diff:.2e}", ok)
     console.print(table)
     return all(c.ok for c in checks)
@@ -208,12 +209,12 @@ def _interrupt(signum: int, frame: object) -> None:
 def look_table(result: Any) -> Table:
     """Per-look evidence: weight, requests, accuracy with CI, p99, errors, LLR, decision."""
     a, b = result.baseline, result.candidate
-    table = Table(title=escape(look_title(a, b)), title_justify="left")
+    table = Table(title=look_title(a, b), title_justify="left")
     for col in LOOK_COLUMNS:
         table.add_column(col, justify="right" if col != "decision" else "left")
     for look in result.looks:
         *cells, decision = look_cells(look, a, b)
-        table.add_row(*cells, _DECISION_STYLE.get(decision, decision))
+        table.add_row(*cells, styled(decision, _DECISION_STYLE.get(decision, "")))
     return table
 
 
@@ -221,7 +222,7 @@ def abtest_command(
     scenario: Annotated[
         str,
         typer.Option(
-            help="Demo: better, worse-accuracy or worse-latency (ignored with --baseline)."
+            help="Demo: better, worse-accuracy, worse-latency or same (ignored with --baseline)."
         ),
     ] = "better",
     model_repository: Annotated[
@@ -232,11 +233,11 @@ def abtest_command(
     data: Annotated[
         Path | None, typer.Option(help="Labelled traffic: .npz with 'features' and 'labels'.")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Concurrent client threads.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Concurrent client threads.")] = 1,
     protocol: Annotated[str, typer.Option(help="grpc or http.")] = "grpc",
     seed: Annotated[int, typer.Option(help="Seeds the router and the traffic.")] = 0,
-    max_requests: Annotated[int, typer.Option(help="Bound on all requests.")] = 100_000,
-    max_seconds: Annotated[float, typer.Option(help="Bound on the analysis' wall time.")] = 180.0,
+    max_requests: Annotated[int, typer.Option(help="Bound on all requests.")] = 400_000,
+    max_seconds: Annotated[float, typer.Option(help="Bound on the analysis' wall time.")] = 240.0,
     mirror: Annotated[
         bool, typer.Option(help="Mirror baseline traffic to the candidate below 50%.")
     ] = True,
@@ -267,7 +268,10 @@ def abtest_command(
         repo_dir, pair, traffic = _custom_pair(err, model_repository, baseline, candidate, data)
     else:
         repo_dir, pair, traffic = _demo_pair(console, err, scenario, delay_ms)
-    console.print(f"[bold]procedure[/]: {decisions.procedure_text(DEFAULT)}", soft_wrap=False)
+    console.print(
+        joined(styled("procedure", "bold"), f": {decisions.procedure_text(DEFAULT)}"),
+        soft_wrap=False,
+    )
     settings = canary_run.RunSettings(
         concurrency, protocol, seed, max_requests, max_seconds, mirror
     )
@@ -290,8 +294,11 @@ def abtest_command(
         )
     console.print(look_table(result))
     console.print(
-        f"decision: [{_RESULT_STYLE[result.decision]}]{result.decision.upper()}[/] after "
-        f"{result.seconds:.1f}s, {result.total_requests} requests: {escape(result.reason)}"
+        joined(
+            "decision: ",
+            styled(result.decision.upper(), _RESULT_STYLE.get(result.decision, "")),
+            f" after {result.seconds:.1f}s, {result.total_requests} requests: {result.reason}",
+        )
     )
     console.print(f"evidence: {shown_path(Path(result.evidence_path))}")
     if fail_on_rollback and result.decision != "promoted":
@@ -332,13 +339,13 @@ def _demo_pair(
 
 def bench_table(report: Any) -> Table:
     """Throughput, latency percentiles, errors and server batching per configuration."""
-    table = Table(title=escape(bench_title(report)), title_justify="left")
+    table = Table(title=bench_title(report), title_justify="left")
     for col in BENCH_COLUMNS:
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for r in report.results:
-        cells = bench_cells(r)
+        cells: list[str | Text] = list(bench_cells(r))
         if r.errors:
-            cells[BENCH_COLUMNS.index("errors")] = f"[red]{r.errors}[/]"
+            cells[BENCH_COLUMNS.index("errors")] = styled(str(r.errors), "red")
         table.add_row(*cells)
     return table
 
@@ -415,3 +422,65 @@ def _bench_model(
             fail(err, f"{repository}: no model with a config.pbtxt")
         model = found[0]
     return repository, model
+
+
+def bench_abtest_command(
+    aa_runs: Annotated[int, typer.Option(help="A/A runs (the same model twice).")] = 20,
+    ab_runs: Annotated[int, typer.Option(help="A/B runs (a slower candidate).")] = 10,
+    delay_ms: Annotated[float, typer.Option(help="How much slower the A/B candidate is.")] = 30.0,
+    background_load: Annotated[
+        int | None,
+        typer.Option(help="Busy processes loading the CPU meanwhile (default: one per core)."),
+    ] = None,
+    max_seconds: Annotated[float, typer.Option(help="Bound on each run's wall time.")] = 240.0,
+    out: Annotated[Path | None, typer.Option(help="JSON report.")] = None,
+) -> None:
+    """Measure the canary's false rollbacks (A/A) and missed rollbacks (A/B) on the real Triton.
+
+    Every run is a full `sovml abtest` on a fresh server while busy processes load the CPU;
+    rates come with Clopper-Pearson and Wilson 95% intervals. Exits 1 when the A/A
+    false-rollback interval lies wholly above the stated rate.
+    """
+    from pipelines.serving.canary import benchmark
+    from pipelines.serving.canary.run import RunSettings
+
+    console, err = consoles()
+    if aa_runs < 0 or ab_runs < 0 or aa_runs + ab_runs == 0 or delay_ms <= 0:
+        fail(err, "--aa-runs, --ab-runs: >= 0 and not both 0; --delay-ms > 0")
+    report_path = out or benchmark.BENCH_ABTEST_REPORT
+    with console.status("A/A run 1 ...") as status:
+
+        def on_run(r: Any) -> None:
+            status.update(f"{r.experiment} run {r.index + 1}: {r.decision}; next ...")
+
+        report = benchmark.bench_abtest(
+            aa_runs=aa_runs,
+            ab_runs=ab_runs,
+            delay_ms=delay_ms,
+            load=background_load,
+            settings=RunSettings(max_seconds=max_seconds),
+            out=report_path,
+            on_run=on_run,
+        )
+    table = Table(title="canary benchmark (95% intervals)", title_justify="left")
+    for col in ("experiment", "runs", "promoted", "held", "rolled back", "rate", "C-P 95%"):
+        table.add_column(col, justify="left" if col == "experiment" else "right")
+    for exp in report.experiments:
+        s = exp.summary()
+        lo, hi = s["clopper_pearson_95"]
+        table.add_row(
+            f"{exp.name}: {exp.candidate} vs {exp.baseline} ({s['measures']})",
+            str(s["runs"]),
+            str(s["promoted"]),
+            str(s["held"]),
+            str(s["rolled_back"]),
+            f"{s['hits']}/{s['runs']}",
+            f"[{lo:.3f}, {hi:.3f}]",
+        )
+    console.print(table)
+    console.print(
+        f"{report.settings['background_load_processes']} busy processes; "
+        f"{report.seconds:.0f}s; report: {shown_path(report_path)}"
+    )
+    if report.false_rollback_bound_violated:
+        fail(err, "A/A false-rollback rate above the stated bound (interval)", EXIT_NEGATIVE)

@@ -8,7 +8,6 @@ stack files, suppressions).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,11 +16,28 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
-from infra.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, consoles
+from infra.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    consoles,
+    error_line,
+    joined,
+    print_bounded,
+    shown_path,
+    styled,
+)
 from infra.config import ConfigProblem, project_config_schema
-from infra.config.stackfile import ROOT, STACKS, StackFileError, list_stacks, load_stack
+from infra.config.stackfile import (
+    ROOT,
+    STACKS,
+    StackFileError,
+    list_stacks,
+    load_stack,
+    stack_name_problem,
+)
 from infra.gate.findings import GateReport
 from infra.synth.runner import PROGRAM, SynthError, summary, synthesize
 
@@ -35,15 +51,24 @@ StacksDirOption = Annotated[Path, typer.Option(help="Folder of stack files.")]
 
 
 def print_problems(err: Console, problems: list[ConfigProblem], title: str) -> None:
-    """A table of config problems: key, value, what is allowed."""
-    table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
-    table.add_column("allowed")
-    for p in problems:
-        shown = "(missing)" if p.value is None else json.dumps(p.value, default=str)
-        table.add_row(p.key, shown, p.allowed)
-    err.print(table)
+    """A table of config problems (key, value, what is allowed), the first ``MAX_LISTED`` of them.
+
+    Keys and values are shown through ``ConfigProblem.shown_key``/``shown``: literal, bounded,
+    and masked (``<redacted, N chars>``) wherever the value might be a secret.
+    """
+
+    def table(shown: list[ConfigProblem]) -> Table:
+        out = Table(show_lines=False)
+        out.add_column("key", style="bold", overflow="fold")
+        out.add_column("value", overflow="fold")
+        out.add_column("allowed", overflow="fold")
+        for p in shown:
+            out.add_row(p.shown_key, p.shown, p.allowed)
+        return out
+
+    # The title on a line of its own: it names the file, whole, however narrow the table.
+    err.print(title, soft_wrap=True)
+    print_bounded(err, problems, table)
 
 
 def resource_tree(record: dict[str, Any]) -> Tree:
@@ -59,14 +84,16 @@ def resource_tree(record: dict[str, Any]) -> Tree:
     children: dict[str | None, list[dict]] = {}
     for r in record["resources"]:
         children.setdefault(r["parent"], []).append(r)
-    root = Tree(f"[bold]{record['project']}[/] / [bold cyan]{record['stack']}[/]")
+    root = Tree(
+        joined(styled(record["project"], "bold"), " / ", styled(record["stack"], "bold cyan"))
+    )
 
     def add(node: Tree, parent: str | None) -> None:
         kids = children.get(parent, [])
         counts = Counter(k["type"] for k in kids if k["custom"] and not children.get(k["urn"]))
         for k in kids:
             if not k["custom"] or children.get(k["urn"]):
-                label = f"[bold]{k['name']}[/] [dim]{k['type']}[/]"
+                label = joined(styled(k["name"], "bold"), " ", styled(k["type"], "dim"))
                 add(node.add(label), k["urn"])
         for typ, n in sorted(counts.items()):
             node.add(f"{n} x {typ}")
@@ -83,7 +110,7 @@ def type_table(record: dict[str, Any]) -> Table:
     counts = summary(record)
     for typ, n in counts.items():
         table.add_row(typ, str(n))
-    table.add_row("[bold]total[/]", f"[bold]{sum(counts.values())}[/]")
+    table.add_row(styled("total", "bold"), styled(str(sum(counts.values())), "bold"))
     return table
 
 
@@ -94,8 +121,12 @@ def gate_table(report: GateReport) -> Table:
         table.add_column(col, overflow="fold")
     for f in sorted(report.findings, key=lambda f: (f.status != "failed", f.source, f.id)):
         failed = f.status == "failed"
-        message = f.message if failed else f"{f.message} [dim](suppressed: {f.justification})[/]"
-        status = f"[{'red' if failed else 'yellow'}]{f.status}[/]"
+        message = (
+            Text(f.message)
+            if failed
+            else joined(f.message, " ", styled(f"(suppressed: {f.justification})", "dim"))
+        )
+        status = styled(f.status, "red" if failed else "yellow")
         table.add_row(f.source, f.id, f.resource.rsplit("::", 1)[-1], message, status)
     return table
 
@@ -104,13 +135,13 @@ GATE_COLUMNS = ("stack", "result", "rule violations", "k8s schema", "checkov pas
                 "checkov failed", "suppressed", "time")  # fmt: skip
 
 
-def gate_summary_row(report: GateReport) -> tuple[str, ...]:
+def gate_summary_row(report: GateReport) -> tuple[str | Text, ...]:
     """One stack's line of the ``policy gate`` table (``GATE_COLUMNS``)."""
     ck = report.checkov
     bad_schema = sum(1 for f in report.failures if f.source == "schema")
     return (
         report.stack,
-        "[green]pass[/]" if report.ok else "[red]FAIL[/]",
+        styled("pass", "green") if report.ok else styled("FAIL", "red"),
         str(sum(1 for f in report.failures if f.source == "rule")),
         f"{report.schema_validated} ok, {bad_schema} bad",
         str(sum(v.get("passed", 0) for v in ck.values())),
@@ -121,7 +152,7 @@ def gate_summary_row(report: GateReport) -> tuple[str, ...]:
     )
 
 
-def gate_summary_table(rows: list[tuple[str, ...]]) -> Table:
+def gate_summary_table(rows: list[tuple[str | Text, ...]]) -> Table:
     """The ``policy gate`` table: one ``gate_summary_row`` per stack checked."""
     table = Table(title="policy gate", title_justify="left")
     for col in GATE_COLUMNS:
@@ -138,7 +169,13 @@ def _stacks(stack: str | None, all_stacks: bool, stacks_dir: Path, err: Console)
     """The stacks a command runs on; exits 2 when neither a STACK nor --all is given."""
     stacks = list_stacks(stacks_dir) if all_stacks else [stack] if stack else []
     if not stacks:
-        err.print("[red]give a STACK or --all[/]")
+        error_line(err, "give a STACK or --all")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    # A stack name also names files and build folders: refuse one that is not a name.
+    bad = [problem for name in stacks if (problem := stack_name_problem(name))]
+    if bad:
+        for problem in bad[:10]:
+            error_line(err, problem)
         raise typer.Exit(EXIT_BAD_INPUT)
     return stacks
 
@@ -148,7 +185,7 @@ def _stack_error(err: Console, exc: SynthError | StackFileError, title: str, lin
     if exc.problems:
         print_problems(err, exc.problems, title)
     else:
-        err.print(f"[red]{line}[/]")
+        error_line(err, line)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -182,8 +219,10 @@ def synth(
             console.print(type_table(record))
         custom = sum(1 for r in record["resources"] if r["custom"])
         console.print(
-            f"[green]{name}[/]: {custom} resources in {result.seconds:.2f}s -> "
-            f"{result.path.relative_to(ROOT)}"
+            joined(
+                styled(name, "green"),
+                f": {custom} resources in {result.seconds:.2f}s -> {shown_path(result.path)}",
+            )
         )
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -204,8 +243,10 @@ def check(
 ) -> None:
     """Policy gate: rules, Kubernetes schemas and checkov over what the program would create.
 
-    Synthesizes first when the record is missing or older than the sources. Writes
-    build/STACK/report.json, report.junit.xml and report.sarif. Exits 1 on any failure.
+    Reuses build/STACK/resources.json only while its fingerprint holds (the content of every
+    file the program imports or reads, the stack file and its folder, Pulumi.yaml, SDK versions,
+    the policy code), else synthesizes again; says which and why. Writes build/STACK/report.json,
+    report.junit.xml and report.sarif. Exits 1 on any failure.
     """
     from infra.gate import findings, run
 
@@ -214,7 +255,7 @@ def check(
     try:
         suppressions = findings.load_suppressions()
     except ValueError as exc:
-        err.print(f"[red]{exc}[/]")
+        error_line(err, str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     summary_rows = []
     bad_input = failed = False
@@ -232,10 +273,11 @@ def check(
             bad_input = True
             _stack_error(err, exc, str(exc), f"{name}: {exc}")
             continue
+        console.print(report.record, markup=False, highlight=False)
         if report.findings:
             console.print(gate_table(report))
         for e in report.errors:
-            err.print(f"[red]{name}: {e}[/]")
+            error_line(err, f"{name}: {e}")
         failed |= not report.ok
         summary_rows.append(gate_summary_row(report))
     console.print(gate_summary_table(summary_rows))
@@ -296,6 +338,9 @@ def config_validate(
         _stack_error(err, exc, str(exc), str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(
-        f"[green]{cfg.source}[/]: valid ({cfg.environment}, zone {cfg.zone}, {cfg.region}, "
-        f"{len(cfg.node_pools)} node pools, {len(cfg.tenants)} tenants)"
+        joined(
+            styled(cfg.source, "green"),
+            f": valid ({cfg.environment}, zone {cfg.zone}, {cfg.region}, "
+            f"{len(cfg.node_pools)} node pools, {len(cfg.tenants)} tenants)",
+        )
     )

@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from infra import tenants as tenantmod
-from infra.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, consoles
+from infra.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    consoles,
+    joined,
+    print_bounded,
+    styled,
+)
+from infra.config.redaction import shown_name
 from infra.config.stackfile import ROOT, STACKS
 
 tenant_app = typer.Typer(
@@ -41,8 +48,8 @@ def _summary(created: tenantmod.RenderedTenant) -> str:
     return (
         f"  template {created.template.name} ({cfg.tier}, {cfg.environment}), "
         f"zone {cfg.zone}, region {cfg.region}\n"
-        f"  node pools: {escape(pools)}\n"
-        f"  budget: {escape(budget_text)}"
+        f"  node pools: {pools}\n"
+        f"  budget: {budget_text}"
     )
 
 
@@ -89,16 +96,20 @@ def new(
     try:
         created = tenantmod.create_tenant(request, stacks_dir)
     except tenantmod.TenantError as exc:
-        err.print(f"[red]tenant {escape(name)}: not created[/] (nothing was written)")
-        for problem in exc.problems:
-            err.print(f"  - {escape(problem)}")
+        err.print(
+            joined(
+                styled(f"tenant {shown_name(name)}: not created", "red"), " (nothing was written)"
+            ),
+            soft_wrap=True,
+        )
+        print_bounded(err, exc.problems, lambda shown: "\n".join(f"  - {p}" for p in shown))
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
-    out.print(f"[green]created[/] {escape(tenantmod.display_path(created.path))}")
+    out.print(joined(styled("created", "green"), " ", tenantmod.display_path(created.path)))
     out.print(_summary(created))
     extra = "" if stacks_dir.resolve() == STACKS.resolve() else f" --stacks-dir {stacks_dir}"
     out.print("next:")
-    out.print(f"  sovml check {name}{escape(extra)}")
+    out.print(f"  sovml check {name}{extra}")
     out.print(f"  pulumi stack init {name} && pulumi up -s {name}")
 
 
@@ -120,7 +131,7 @@ def templates(
         return
     stale = tenantmod.stale_template_files()
     for path in stale:
-        err.print(f"[red]out of date:[/] {path.relative_to(ROOT)}")
+        err.print(joined(styled("out of date:", "red"), f" {path.relative_to(ROOT)}"))
     if stale:
         err.print("run `sovml tenant templates --write`")
         raise typer.Exit(EXIT_NEGATIVE)

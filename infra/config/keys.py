@@ -68,13 +68,19 @@ def warm_hours_cron(text: str) -> tuple[str, str] | None:
     return start, f"{int(m['m2'])} {int(m['h2'])} * * {days}"
 
 
-TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
-INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Every pattern below is applied with ``fullmatch`` (never ``match`` with ``$``, which also
+# accepts a trailing newline): a value is valid only when the whole value matches.
+TENANT_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
+INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-TAG_VALUE = re.compile(r"^[\w .:/=+@-]{1,128}$")
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+TAG_VALUE = re.compile(r"[\w.:/=+@-]([\w .:/=+@-]{0,126}[\w.:/=+@-])?")
+"""An AWS tag value: 1-128 characters, inner spaces only (a trailing space is invisible)."""
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A stack name as Pulumi allows it (and no path: ``..`` or ``/`` never reach the file system)."""
 TENANT_NAME_RULE = "3-30 characters: lower-case letters, digits and '-', starting with a letter"
 """What ``TENANT_NAME`` allows, in words (the tail of every tenant-name problem)."""
 

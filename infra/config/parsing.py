@@ -10,23 +10,22 @@ its keys through one ``Reader`` that collects the problems, in the order the sec
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from infra.config.keys import (
     CAPACITY_TYPES,
     DATA_CLASSIFICATIONS,
+    EMAIL,
     ENVIRONMENTS,
     GPU_INSTANCE_FAMILIES,
     GPU_TAINT_KEY,
     IDLE_MINUTES,
     INSTANCE_TYPE,
     KEYS,
-    KEYS_BY_NAME,
     KUBERNETES_VERSIONS,
     LABEL_KEY,
     LABEL_VALUE,
@@ -50,8 +49,10 @@ from infra.config.model import (
     Tags,
     Taint,
 )
-from infra.config.problems import ConfigError, ConfigProblem, qualified
+from infra.config.namespaces import check_keys
+from infra.config.problems import ConfigError, ConfigProblem
 from infra.config.reader import Reader
+from infra.config.tiers import check_tier
 from policies.zones import ZONES, Region, region_info, zone_of_region
 
 _Fields = dict[str, Any]
@@ -89,20 +90,6 @@ class _Identity:
         }
 
 
-def _check_unknown_keys(r: Reader) -> None:
-    """A problem for each key of ours that ``KEYS`` does not declare, with the closest match."""
-    for name in r.raw:
-        if name == REGION_KEY or (":" in name and not name.startswith(f"{PROJECT}:")):
-            continue  # other providers' keys (aws:*, kubernetes:*, vault:*) are theirs to check
-        bare = name.removeprefix(f"{PROJECT}:")
-        if bare not in KEYS_BY_NAME:
-            close = difflib.get_close_matches(bare, list(KEYS_BY_NAME), n=1)
-            hint = (
-                f"did you mean {qualified(close[0])}?" if close else "see Pulumi.yaml for the keys"
-            )
-            r.problem(bare, r.raw[name], f"an unknown key; {hint}")
-
-
 def _parse_identity(r: Reader) -> _Identity:
     """Environment, residency zone, tier, and a region that lies inside the zone."""
     environment = r.string("environment", ENVIRONMENTS)
@@ -138,8 +125,10 @@ def _parse_tags(r: Reader) -> Tags | None:
     cost_center = r.string("costCenter")
     classification = r.string("dataClassification", DATA_CLASSIFICATIONS)
     for name, value in (("owner", owner), ("costCenter", cost_center)):
-        if value is not None and not TAG_VALUE.match(value):
-            r.problem(name, value, "1-128 characters: letters, digits, spaces and _ . : / = + - @")
+        if value is not None and not TAG_VALUE.fullmatch(value):
+            r.problem(
+                name, value, "1-128 characters: letters, digits, inner spaces and _ . : / = + - @"
+            )
     if owner is None or cost_center is None or classification is None:
         return None
     return Tags(owner, cost_center, classification)
@@ -230,7 +219,7 @@ def _pool_instance_types(r: Reader, p: str, gpu: bool) -> tuple[str, ...] | None
             r.problem(f"{p}InstanceTypes", list(types), "at least one EC2 instance type")
         for t in types:
             family = t.split(".")[0]
-            if not INSTANCE_TYPE.match(t):
+            if not INSTANCE_TYPE.fullmatch(t):
                 r.problem(f"{p}InstanceTypes", t, "an EC2 instance type such as m7i.xlarge")
             elif gpu and family not in GPU_INSTANCE_FAMILIES:
                 r.problem(
@@ -270,7 +259,7 @@ def _pool_labels(r: Reader, p: str) -> tuple[tuple[str, str], ...]:
     labels: list[tuple[str, str]] = []
     for item in r.strings(f"{p}Labels") or ():
         k, sep, v = item.partition("=")
-        if not sep or not LABEL_KEY.match(k) or not LABEL_VALUE.match(v):
+        if not sep or not LABEL_KEY.fullmatch(k) or not LABEL_VALUE.fullmatch(v):
             r.problem(f"{p}Labels", item, "'key=value' with a valid Kubernetes label key and value")
         else:
             labels.append((k, v))
@@ -283,7 +272,12 @@ def _pool_taints(r: Reader, p: str, gpu: bool) -> tuple[Taint, ...] | None:
     raw_taints = r.strings(f"{p}Taints")
     for item in raw_taints or ():
         m = re.fullmatch(r"([^=:]+)=([^:]*):(\w+)", item)
-        if not m or not LABEL_KEY.match(m[1]) or m[3] not in TAINT_EFFECTS:
+        if (
+            not m
+            or not LABEL_KEY.fullmatch(m[1])
+            or not LABEL_VALUE.fullmatch(m[2])
+            or m[3] not in TAINT_EFFECTS
+        ):
             r.problem(
                 f"{p}Taints",
                 item,
@@ -360,7 +354,7 @@ def _parse_tenants(r: Reader) -> tuple[str, ...] | None:
     tenants = r.strings("tenants")
     seen: set[str] = set()
     for t in tenants or ():
-        if not TENANT_NAME.match(t):
+        if not TENANT_NAME.fullmatch(t):
             r.problem("tenants", t, TENANT_NAME_RULE)
         elif t in RESERVED_NAMESPACES:
             r.problem("tenants", t, f"not a reserved namespace ({', '.join(RESERVED_NAMESPACES)})")
@@ -376,9 +370,13 @@ def _parse_serving(r: Reader) -> _Fields:
     served_raw = r.strings("servedModels")
     for item in served_raw or ():
         model, sep, profile = item.partition(":")
-        if not sep or not TENANT_NAME.match(model) or profile not in ("gpu", "cpu"):
+        if not sep or not TENANT_NAME.fullmatch(model) or profile not in ("gpu", "cpu"):
             r.problem("servedModels", item, "'name:profile' with a DNS-style name and gpu or cpu")
-        elif profile == "gpu" and r.raw.get("gpuPoolEnabled", True) in (False, "false"):
+        elif (
+            profile == "gpu"
+            and r.raw.get("gpuPoolEnabled", True) in (False, "false")
+            and r.peek("tier") != "smb"  # the tier's own rule says what to do (infra.config.tiers)
+        ):
             r.problem("servedModels", item, "a gpu profile needs gpuPoolEnabled: true (or use cpu)")
         else:
             served.append((model, profile))
@@ -414,16 +412,22 @@ def _parse_serving(r: Reader) -> _Fields:
     }
 
 
+_IMAGE = r"[A-Za-z0-9_.:/-]+:[A-Za-z0-9_.-]+"
+"""An image reference with a tag (ASCII: registries refuse anything else)."""
+
+
 def _parse_images(r: Reader) -> _Fields:
     """The pinned workload images (model puller, drift monitor) and the drift threshold."""
     puller = r.string("modelPullerImage")
-    if puller is not None and not re.fullmatch(r"[\w.:/-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", puller):
+    if puller is not None and not re.fullmatch(rf"{_IMAGE}(@sha256:[0-9a-f]{{64}})?", puller):
         r.problem("modelPullerImage", puller, "an image with a pinned tag, e.g. repo/name:1.2.3")
     elif puller is not None and puller.endswith(":latest"):
         r.problem("modelPullerImage", puller, "a pinned tag, not latest")
     drift_text = r.string("driftThreshold")
     drift_threshold: float | None = None
     try:
+        if drift_text is not None and not re.fullmatch(r"[0-9]{1,2}(\.[0-9]{1,6})?", drift_text):
+            raise ValueError
         drift_threshold = float(drift_text) if drift_text is not None else None
         if drift_threshold is not None and not 0 < drift_threshold < 10:
             raise ValueError
@@ -432,7 +436,7 @@ def _parse_images(r: Reader) -> _Fields:
         drift_threshold = None
     drift_image = r.string("driftMonitorImage")
     if drift_image is not None and (
-        not re.fullmatch(r"[\w.:/-]+:[\w.-]+", drift_image) or drift_image.endswith(":latest")
+        not re.fullmatch(_IMAGE, drift_image) or drift_image.endswith(":latest")
     ):
         r.problem("driftMonitorImage", drift_image, "an image with a pinned tag, not latest")
     return {
@@ -446,7 +450,7 @@ def _parse_vault(r: Reader) -> _Fields:
     """Where the deployer reaches Vault (TLS only) and whether to configure it."""
     vault_address = r.string("vaultAddress")
     if vault_address is not None and not re.fullmatch(
-        r"https://[\w.-]+(:\d{1,5})?/?", vault_address
+        r"https://[A-Za-z0-9_.-]+(:[0-9]{1,5})?/?", vault_address
     ):
         r.problem("vaultAddress", vault_address, "an https:// address (Vault traffic is TLS only)")
     vault_configure = r.boolean("vaultConfigure")
@@ -456,12 +460,12 @@ def _parse_vault(r: Reader) -> _Fields:
 def _parse_budget(r: Reader) -> _Fields:
     """Who the stack is billed to (its tenant), its monthly budget and who gets the alerts."""
     tenant = r.string("tenant")
-    if tenant and not TENANT_NAME.match(tenant):
+    if tenant and not TENANT_NAME.fullmatch(tenant):
         r.problem("tenant", tenant, TENANT_NAME_RULE)
     budget = r.integer("monthlyBudgetUsd", 0, 10_000_000)
     emails = r.strings("budgetAlertEmails")
     for e in emails or ():
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", e):
+        if not EMAIL.fullmatch(e):
             r.problem("budgetAlertEmails", e, "an e-mail address")
     if budget and emails is not None and not emails:
         r.problem("budgetAlertEmails", [], "at least one address when monthlyBudgetUsd > 0")
@@ -509,8 +513,18 @@ def _parse_boundaries(r: Reader) -> _Fields:
     }
 
 
+def _bare(key: str) -> str:
+    """``sovereign-ml:name`` as ``name``; any other key (``aws:region``, ``a:b:c``) as written."""
+    name = key.removeprefix(f"{PROJECT}:")
+    return name if ":" not in name else key
+
+
 def parse(
-    raw: Mapping[str, Any], *, stack: str, source: str
+    raw: Mapping[str, Any],
+    *,
+    stack: str,
+    source: str,
+    secret_keys: Collection[str] = (),
 ) -> PlatformConfig | list[ConfigProblem]:
     """Build the typed config from raw stack values, or return every problem found.
 
@@ -520,9 +534,11 @@ def parse(
             types or the strings the Pulumi engine passes to a program.
         stack: The stack name (``prod-uae``).
         source: The stack file, named in every problem.
+        secret_keys: Keys whose stack-file values were ``secure:`` (their raw values are
+            placeholders); a plain value under a key named like a credential is an error.
     """
-    r = Reader({k.removeprefix(f"{PROJECT}:"): v for k, v in raw.items()}, source)
-    _check_unknown_keys(r)
+    r = Reader({_bare(k): v for k, v in raw.items()}, source, secret_keys)
+    check_keys(r)
     identity = _parse_identity(r)
     production = identity.production
     # A dict display evaluates left to right: the sections run, and report, in this order.
@@ -540,6 +556,7 @@ def parse(
         **_parse_budget(r),
         **_parse_boundaries(r),
     }
+    check_tier(r, identity.tier)
     if r.problems:
         return r.problems
     fields = {**identity.fields(), **sections}

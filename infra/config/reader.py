@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from infra.config.keys import KEYS_BY_NAME, REQUIRED
 from infra.config.problems import ConfigProblem, qualified
+from infra.config.redaction import is_secret_name
 
 
 class Reader:
@@ -19,14 +20,28 @@ class Reader:
     problems has every value it read.
     """
 
-    def __init__(self, raw: Mapping[str, Any], source: str) -> None:
+    def __init__(
+        self, raw: Mapping[str, Any], source: str, secret_keys: Collection[str] = ()
+    ) -> None:
         self.raw = raw
         self.source = source
+        self.secret_keys = frozenset(qualified(k) for k in secret_keys)
+        """Keys whose values were ``secure:`` in the stack file (qualified)."""
         self.problems: list[ConfigProblem] = []
 
-    def problem(self, name: str, value: Any, allowed: str) -> None:
-        """Record that ``name`` has ``value`` (``None``: missing) and what ``allowed`` is."""
-        self.problems.append(ConfigProblem(self.source, qualified(name), value, allowed))
+    def problem(self, name: str, value: Any, allowed: str, *, conceal: bool = False) -> None:
+        """Record that ``name`` has ``value`` (``None``: missing) and what ``allowed`` is.
+
+        The value is concealed (only its length shown) when asked, when it was a ``secure:``
+        value, or when the key is named like key material.
+        """
+        key = qualified(name)
+        conceal = conceal or key in self.secret_keys or is_secret_name(key)
+        self.problems.append(ConfigProblem(self.source, key, value, allowed, conceal))
+
+    def peek(self, name: str) -> Any:
+        """The raw value of ``name`` (else its default), recording nothing; None if neither."""
+        return self._value(name)[0]
 
     def _value(self, name: str) -> tuple[Any, bool]:
         """The raw value (else the key's default) and whether there is one."""
@@ -67,8 +82,8 @@ class Reader:
             number = value
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
-        elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
-            number = int(value.strip())
+        elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,12}", value):
+            number = int(value)
         if number is None or not low <= number <= high:
             self.problem(name, value, f"an integer from {low} to {high}")
             return None

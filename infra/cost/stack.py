@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from infra.config.stackfile import stack_file
 from infra.cost.estimate import CostEstimate, estimate, write_estimate
 from infra.cost.price_table import PRICES_DIR, load_prices
-from infra.gate.run import is_stale
-from infra.synth import runner as synthmod
+from infra.synth.fresh import fresh_record
 
 
 def load_record(stack: str, stacks_dir: Path, build_dir: Path) -> dict[str, Any]:
-    """The stack's synth record, synthesized first when missing or stale.
+    """The stack's synth record, synthesized first unless its fingerprint still holds.
+
+    The gate's own rule (``infra.synth.fresh``): by content, never by file date.
 
     Raises:
-        synthmod.SynthError: The stack file is missing or invalid.
+        infra.synth.runner.SynthError: The stack file is missing or invalid.
     """
-    path = build_dir / stack / "resources.json"
-    # The gate's own staleness rule: the stack file or a program source is newer than the record.
-    if is_stale(path, stack_file(stack, stacks_dir)):
-        return synthmod.synthesize(stack, stacks_dir=stacks_dir, build_dir=build_dir).record
-    return json.loads(path.read_text())
+    return fresh_record(stack, stacks_dir, build_dir).record
 
 
 def cost_path(stack: str, build_dir: Path) -> Path:
@@ -37,7 +32,7 @@ def estimate_stack(
     """Estimate one stack and write ``build/<stack>/cost.json``.
 
     Raises:
-        synthmod.SynthError: The stack file is missing or invalid.
+        infra.synth.runner.SynthError: The stack file is missing or invalid.
         CostError: The region has no price table, or the table is malformed.
     """
     record = load_record(stack, stacks_dir, build_dir)

@@ -1,9 +1,16 @@
 """``sovml demo``: the showcase behind ``make demo``, end to end on the embedded defaults.
 
 Each step runs the same ``sovml`` command a user would, as a separate process, and the demo ends
-with one table a newcomer can read: what ran, whether it did what it should, the key figure and
-where its output is. Steps that need an optional runtime (the Triton virtualenv) say so instead of
-failing silently.
+with one table a newcomer can read: what ran, what it was expected to do, whether it did, the key
+figure and where its output is. Steps that need an optional runtime (the Triton virtualenv) say so
+instead of failing silently.
+
+A demo that cannot lie: every step declares its expected outcome (:class:`Expect`), checked from
+the exit status and the evidence files the command wrote (JSON), never from its coloured terminal
+text; evidence files are removed before their step runs, so a stale one cannot pass for it. A
+step whose outcome differs is marked FAILED with the evidence, and ``sovml demo`` exits non-zero.
+The canaries must end as their titles say, for the stated reason: the candidate trained on
+shuffled labels rolled back by the accuracy test, the better candidate promoted.
 """
 
 from __future__ import annotations
@@ -19,21 +26,36 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from infra.config.stackfile import ROOT
 
 DEMO = ROOT / "build" / "demo"
 
 
+Check = Callable[[subprocess.CompletedProcess[str]], tuple[bool, str]]
+"""A step's outcome check: (as expected, the evidence in a few words)."""
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A step's expected outcome: in words for the table, and how to check it."""
+
+    what: str
+    check: Check
+
+
 @dataclass
 class Step:
-    """One demo step: what it shows, the command, and how to read its outcome."""
+    """One demo step: what it shows, the command, what it must produce, its key figure."""
 
     title: str
     command: list[str] | Callable[[], list[str]]
     """The command, or a function building it when an earlier step decides its arguments."""
-    expect_exit: int = 0
+    expect: Expect
     summary: Callable[[subprocess.CompletedProcess[str]], str] | None = None
+    fresh: tuple[Path, ...] = ()
+    """Evidence files removed before the step runs (its check reads only what it wrote)."""
 
 
 @dataclass
@@ -44,6 +66,53 @@ class Outcome:
     ok: bool
     figure: str
     seconds: float
+    expected: str = ""
+    evidence: str = ""
+    """What the check found (shown in place of the figure when the step failed)."""
+
+
+def exits(code: int, *files: Path) -> Expect:
+    """Exit status ``code`` and, when given, these files written."""
+    what = f"exit {code}" + (f", writes {', '.join(f.name for f in files)}" if files else "")
+
+    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
+        missing = [str(f) for f in files if not f.exists()]
+        ok = proc.returncode == code and not missing
+        return ok, f"exit {proc.returncode}" + (
+            f"; missing {', '.join(missing)}" if missing else ""
+        )
+
+    return Expect(what, check)
+
+
+def bench_ok(report: Path) -> Expect:
+    """Exit 0 and a load report whose every configuration completed without errors."""
+
+    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
+        data = _json(report)
+        ok = proc.returncode == 0 and data.get("ok") is True
+        return ok, f"exit {proc.returncode}; report ok: {data.get('ok')}"
+
+    return Expect("every request answered, 0 errors (serve.json ok)", check)
+
+
+def canary(evidence: Path, decision: str, family: str | None = None) -> Expect:
+    """The canary's evidence file says ``decision``, for ``family`` alone when given."""
+    what = f"decision {decision}" + (f", by the {family} test" if family else "")
+
+    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
+        data = _json(evidence)
+        if not data:
+            return False, f"exit {proc.returncode}; no evidence at {evidence}"
+        families = list(data.get("reason_families", []))
+        ok = data.get("decision") == decision and (family is None or families == [family])
+        return ok, (
+            f"{data.get('decision')} ({', '.join(families) or 'every guard passed'}) after "
+            f"{data.get('total_requests')} requests, {data.get('seconds', 0):.1f}s: "
+            f"{data.get('reason')} [{evidence.name}]"
+        )
+
+    return Expect(what, check)
 
 
 def _sovml(*args: str) -> list[str]:
@@ -129,40 +198,76 @@ def load_figure(report: Path = ROOT / "build" / "bench" / "serve.json") -> str:
     return "; ".join(parts)
 
 
+ABTEST = DEMO / "abtest"
+"""Where the demo's canaries write their evidence."""
+
+
+def canary_figure(evidence: Path) -> str:
+    """The canary's decision, what decided it and its cost, from its evidence file."""
+    data = _json(evidence)
+    if not data:
+        return "-"
+    families = ", ".join(data.get("reason_families", [])) or "every guard passed"
+    looks = data.get("looks") or [{}]
+    return (
+        f"{data['decision']} ({families}) at {data['final_weight']:g}% after "
+        f"{data['total_requests']:,} requests, {data['seconds']:.1f}s, "
+        f"{len(data.get('looks', []))} looks; last: {looks[-1].get('reason', '')}"
+    )
+
+
+def _abtest(scenario: str) -> tuple[list[str], Path]:
+    """``sovml abtest`` of a demo scenario and the evidence file it writes."""
+    run = f"demo-{scenario}"
+    command = _sovml("abtest", "--scenario", scenario, "--run", run, "--out-dir", str(ABTEST))
+    return command, ABTEST / f"{run}.json"
+
+
 def steps() -> list[Step]:
     """The demo, in order; later steps use what earlier ones wrote under build/demo/."""
     stacks = DEMO / "stacks"
+    worse, worse_json = _abtest("worse-accuracy")
+    better, better_json = _abtest("better")
+    bench = ROOT / "build" / "bench" / "serve.json"
+    drift = DEMO / "drift"
     return [
         Step(
             "synth every stack (Pulumi program under the SDK mocks)",
             _sovml("synth", "--all", "--quiet"),
+            exits(0),
             summary=lambda p: f"{p.stdout.count('resources in')} stacks synthesized",
         ),
         Step(
             "policy gate on every stack (rules, k8s schemas, checkov)",
             _sovml("check", "--all"),
+            exits(0),
             summary=lambda _: gate_figure(),
         ),
         Step(
             "new SMB tenant 'acme' from the template",
             _sovml(*TENANT_ARGS, "--stacks-dir", str(stacks)),
+            exits(0, stacks / "Pulumi.acme.yaml"),
             summary=lambda p: _last_line(p, "created") or "created",
         ),
         Step(
             "gate on the tenant stack",
             _sovml("check", "acme", "--stacks-dir", str(stacks), "--no-checkov"),
+            exits(0),
             summary=lambda _: "0 rule violations, schemas valid",
         ),
         Step(
             "monthly cost: prod-uae vs acme",
             _sovml("cost", "prod-uae", "--compare", "acme", "--stacks-dir", str(stacks)),
+            exits(0, ROOT / "build" / "acme" / "cost.json"),
             summary=lambda _: cost_figure(("prod-uae", "acme")),
+            fresh=(ROOT / "build" / "acme" / "cost.json",),
         ),
         Step(
             "training pipeline on kfp.local (ingest -> ... -> encrypt)",
             _sovml(
                 "pipeline", "run", "training", "--local", "--output-dir", str(DEMO / "pipeline")
             ),
+            exits(0),
             summary=lambda p: _last_line(p, "gate:") or _last_line(p, "finished"),
         ),
         Step(
@@ -174,46 +279,81 @@ def steps() -> list[Step]:
                 "--repo",
                 str(DEMO / "pipeline" / "feature_store"),
             ),
+            exits(0),
             summary=lambda p: _last_line(p, "service") or "features returned",
         ),
         Step(
             "serve the exported model on the real Triton server, check parity",
             lambda: _sovml("serve", exported_repository(), "--once", "--verify"),
+            exits(0),
             summary=parity_figure,
         ),
         Step(
-            "canary: candidate trained on shuffled labels (worse)",
-            _sovml("abtest", "--scenario", "worse-accuracy"),
-            summary=lambda p: _last_line(p, "decision:"),
+            "canary: candidate trained on shuffled labels, rolled back by the accuracy test",
+            worse,
+            canary(worse_json, "rolled_back", "accuracy"),
+            summary=lambda _: canary_figure(worse_json),
+            fresh=(worse_json,),
         ),
         Step(
             "canary: better candidate, promoted 5% -> 25% -> 50% -> 100%",
-            _sovml("abtest", "--scenario", "better"),
-            summary=lambda p: _last_line(p, "decision:"),
+            better,
+            canary(better_json, "promoted"),
+            summary=lambda _: canary_figure(better_json),
+            fresh=(better_json,),
         ),
         Step(
             "load: 10,000 requests from 8 gRPC clients, batch 1 vs dynamic batching",
             _sovml("bench", "serve"),
+            bench_ok(bench),
             summary=lambda _: load_figure(),
+            fresh=(bench,),
         ),
         Step(
             "drift: training reference vs a shifted window",
-            [sys.executable, "-m", "infra.demo.data", "drift-inputs", str(DEMO / "drift")],
+            [sys.executable, "-m", "infra.demo.data", "drift-inputs", str(drift)],
+            exits(0, drift / "reference.parquet", drift / "current.parquet"),
             summary=lambda _: "reference and shifted windows written",
         ),
         Step(
             "drift report and retraining decision",
             _sovml(
                 "drift",
-                str(DEMO / "drift" / "reference.parquet"),
-                str(DEMO / "drift" / "current.parquet"),
+                str(drift / "reference.parquet"),
+                str(drift / "current.parquet"),
                 "--html",
-                str(DEMO / "drift" / "report.html"),
+                str(drift / "report.html"),
             ),
-            expect_exit=1,
+            # Exit 1 is the retraining decision: the shifted window has drifted.
+            exits(1, drift / "report.html"),
             summary=lambda p: _last_line(p, "retrain") or _last_line(p, "drift"),
+            fresh=(drift / "report.html",),
         ),
     ]
+
+
+def run_step(
+    step: Step, env: dict[str, str], command: list[str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Outcome]:
+    """Run one step (its evidence files removed first) and judge it against its expectation."""
+    for path in step.fresh:
+        path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    if command is None:
+        command = step.command() if callable(step.command) else step.command
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - started
+    return proc, judge(step, proc, elapsed)
+
+
+def judge(step: Step, proc: subprocess.CompletedProcess[str], seconds: float) -> Outcome:
+    """The step's row: ok only when its expectation holds; the evidence either way."""
+    ok, evidence = step.expect.check(proc)
+    if not ok:
+        figure = f"expected {step.expect.what}; got {evidence}"
+    else:
+        figure = step.summary(proc) if step.summary else evidence
+    return Outcome(step.title, ok, figure, seconds, step.expect.what, evidence)
 
 
 def run(console: Console | None = None) -> list[Outcome]:
@@ -228,37 +368,40 @@ def run(console: Console | None = None) -> list[Outcome]:
     outcomes = []
     env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120")}
     for i, step in enumerate(steps(), 1):
-        console.rule(f"[bold]{i}. {step.title}")
-        started = time.perf_counter()
+        console.rule(Text(f"{i}. {step.title}", style="bold"))
         command = step.command() if callable(step.command) else step.command
         shown = " ".join(
             ["sovml", *command[3:]] if command[1:3] == ["-m", "infra.cli.app"] else command
         )
         with console.status(f"{shown} ..."):
-            proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
-        elapsed = time.perf_counter() - started
+            proc, outcome = run_step(step, env, command)
         console.print(proc.stdout.rstrip(), markup=False, highlight=False)
         if proc.stderr.strip():
             console.print(proc.stderr.rstrip()[-4000:], markup=False, highlight=False)
-        ok = proc.returncode == step.expect_exit
-        figure = step.summary(proc) if (ok and step.summary) else f"exit {proc.returncode}"
-        outcomes.append(Outcome(step.title, ok, figure, elapsed))
+        verdict = "as expected" if outcome.ok else "NOT as expected"
+        console.print(
+            Text(f"expected {outcome.expected}: {verdict} ({outcome.evidence})"),
+            style="green" if outcome.ok else "red",
+        )
+        outcomes.append(outcome)
     return outcomes
 
 
 def summary_table(outcomes: list[Outcome]) -> Table:
-    """The closing table."""
+    """The closing table: each step, what it was expected to do, whether it did, its figure."""
     table = Table(title="sovereign-ml demo: what just ran", title_justify="left", show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("step")
+    table.add_column("expected")
     table.add_column("result")
-    table.add_column("key figure", overflow="fold")
+    table.add_column("key figure (or what happened instead)", overflow="fold")
     table.add_column("time", justify="right")
     for i, o in enumerate(outcomes, 1):
         table.add_row(
             str(i),
             o.title,
-            "[green]ok[/]" if o.ok else "[red]FAILED[/]",
+            o.expected,
+            Text("ok", style="green") if o.ok else Text("FAILED", style="red"),
             o.figure,
             f"{o.seconds:.0f}s",
         )

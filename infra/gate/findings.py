@@ -114,6 +114,8 @@ class GateReport:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     """Why a tool could not run or could not read what it was given."""
+    record: str = ""
+    """How the synth record was obtained: reused or synthesized again, and why (one line)."""
 
     @property
     def failures(self) -> list[Finding]:

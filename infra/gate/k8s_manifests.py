@@ -1,7 +1,9 @@
 """The synth record's Kubernetes objects as the manifests ``kubectl apply`` would send.
 
-Kubernetes objects are already in their native shape in the record; ``kubernetes_objects`` only
-strips what Pulumi adds and fills in what the provider would (name, default namespace).
+Kubernetes objects are already in their native shape in the record (objects declared as YAML
+too: the synth expands ConfigGroup/ConfigFile into one entry per object); ``kubernetes_objects``
+only strips what Pulumi adds and fills in what the provider would (name, default namespace).
+Cluster-scoped kinds (``CLUSTER_SCOPED``) come from the rules, which need the same list.
 ``write_k8s`` writes one YAML file per object for checkov's ``kubernetes`` framework.
 """
 
@@ -15,38 +17,11 @@ from typing import Any
 
 import yaml
 
+from policies.rules.kubernetes import CLUSTER_SCOPED
+
 # Kubernetes type tokens that are not one object to scan: Helm releases render elsewhere, patches
 # hold partial objects, lists hold several.
 _K8S_SKIP_PREFIXES = ("kubernetes:helm.sh/", "kubernetes:kustomize", "kubernetes:yaml")
-# Cluster-scoped kinds get no namespace (kubectl would reject one on some of them).
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "StorageClass",
-        "PriorityClass",
-        "RuntimeClass",
-        "IngressClass",
-        "CSIDriver",
-        "CSINode",
-        "VolumeAttachment",
-        "APIService",
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "PodSecurityPolicy",
-        "CertificateSigningRequest",
-        "FlowSchema",
-        "PriorityLevelConfiguration",
-        "ClusterIssuer",
-        "ClusterPolicy",
-    }
-)
 # Keys the Pulumi Kubernetes provider reads but the API server never sees.
 _K8S_INTERNAL = frozenset({"status"})
 

@@ -1,6 +1,7 @@
 """The offline policy gate behind ``sovml check``: rules, Kubernetes schemas and checkov.
 
-Everything here reads the synth record; nothing re-runs or second-guesses the program. The gate
+Everything here reads the synth record (made fresh first when its fingerprint no longer holds:
+``infra.synth.fresh``); nothing re-runs or second-guesses the program. The gate
 fails on any rule violation, schema error or checkov failure that is not suppressed in the one
 reviewed file, ``policies/suppressions.yaml`` (``infra.gate.findings``), where every entry
 carries a justification. Reports are written beside the record (``infra.gate.reports``).
@@ -8,35 +9,22 @@ carries a justification. Reports are written beside the record (``infra.gate.rep
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from infra.config.stackfile import ROOT, STACKS, stack_file
+from infra.config.stackfile import STACKS
 from infra.gate import checkov as checkov_runner
 from infra.gate.findings import GateReport, Suppression, load_suppressions
 from infra.gate.k8s_manifests import kubernetes_objects
 from infra.gate.k8s_schema import validate_kubernetes
+from infra.gate.pack_config import write_pack_config
 from infra.gate.reports import write_reports
-from infra.synth.runner import BUILD, PROGRAM, program_label, synthesize
+from infra.synth.fresh import fresh_record
+from infra.synth.runner import BUILD, PROGRAM
 from policies.rules import RULES, evaluate
 from policies.rules.record import context_from_record, resources_from_record
-
-WATCHED = ("infra", "components", "Pulumi.yaml")
-
-
-def is_stale(record_path: Path, stack_path: Path) -> bool:
-    """True when the record is missing or older than the stack file or any program source."""
-    if not record_path.exists():
-        return True
-    built = record_path.stat().st_mtime
-    sources = [stack_path]
-    for name in WATCHED:
-        p = ROOT / name
-        sources += list(p.rglob("*.py")) if p.is_dir() else [p]
-    return any(s.exists() and s.stat().st_mtime > built for s in sources)
 
 
 def current_record(
@@ -46,19 +34,12 @@ def current_record(
     build_dir: Path = BUILD,
     program: Path = PROGRAM,
 ) -> dict[str, Any]:
-    """The stack's synth record, synthesized first when missing, stale or from another program.
+    """The stack's synth record, synthesized first unless its fingerprint still holds.
 
+    ``infra.synth.fresh.fresh_record`` decides (by content, never by file date).
     Raises ``infra.synth.runner.SynthError`` when the stack cannot be synthesized.
     """
-    record_path = build_dir / stack / "resources.json"
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    if is_stale(record_path, stack_file(stack, stacks_dir)) or record.get(
-        "program"
-    ) != program_label(program):
-        record = synthesize(
-            stack, stacks_dir=stacks_dir, build_dir=build_dir, program=program
-        ).record
-    return record
+    return fresh_record(stack, stacks_dir, build_dir, program).record
 
 
 def _check_rules(
@@ -116,11 +97,13 @@ def run_gate(
     started = time.perf_counter()
     suppressions = load_suppressions() if suppressions is None else suppressions
     out = build_dir / stack
-    record = current_record(stack, stacks_dir=stacks_dir, build_dir=build_dir, program=program)
-    report = GateReport(stack=stack)
+    fresh = fresh_record(stack, stacks_dir, build_dir, program)
+    record = fresh.record
+    report = GateReport(stack=stack, record=fresh.describe())
     _check_rules(report, record, suppressions)
     _check_schemas(report, record, suppressions)
     checkov_runner.write_scan_inputs(record, out)
+    write_pack_config(record, out)  # for pulumi preview --policy-pack-config
     if checkov:
         _check_checkov(report, out, suppressions)
     report.seconds = time.perf_counter() - started

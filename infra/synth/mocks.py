@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.synth.expand import decode_invoke
 from infra.synth.recorder import SECRET_SIG, SIG_KEY, Recording, provider_urn
 from policies.zones import region_info
 
@@ -103,6 +104,9 @@ INVOKES: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
     "aws:ec2/getManagedPrefixList:getManagedPrefixList": _managed_prefix_list,
     "aws:eks/getAddonVersion:getAddonVersion": _addon_version,
+    # The v1 yaml ConfigGroup/ConfigFile parse manifests through the provider, then register
+    # each object themselves: answered with the gate's bounded parser.
+    "kubernetes:yaml:decode": decode_invoke,
 }
 """The invokes the mocks answer, by token: ``answer(args, region)``."""
 

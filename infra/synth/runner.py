@@ -7,12 +7,15 @@ values from the stack file, project defaults from ``Pulumi.yaml``, validated int
 The recording monitor (``infra.synth.recorder``) keeps every ``RegisterResource`` request and the
 mocks (``infra.synth.mocks``) answer with realistic values for the provider's region. The record
 is written to ``build/<stack>/resources.json``: other tools (policies, checkov bridge, k8s
-validation, cost) read only that file.
+validation, cost) read only that file. The record carries its ``fingerprint``
+(``infra.synth.fingerprint``: every file, path and version it depends on, by content), from which
+``infra.synth.fresh`` decides whether a record on disk may be reused.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 import time
@@ -31,7 +34,11 @@ from infra.config.stackfile import (
     engine_config,
     load_stack,
     repo_relative,
+    stack_file,
 )
+from infra.synth.bytecode import discard_stale_bytecode
+from infra.synth.expand import expand_yaml
+from infra.synth.fingerprint import fingerprint, snapshot, watch
 from infra.synth.mocks import make_mocks
 from infra.synth.recorder import Recording, make_monitor
 
@@ -80,6 +87,21 @@ def run_recorded(program: Callable[[], Any], *, stack: str, region: str) -> Reco
     return recording
 
 
+def _refuse_stale_bytecode(sources: set[Path]) -> None:
+    """Remove bytecode older than its source's content; refuse when this process already ran it.
+
+    Raises:
+        SynthError: A module this synth depends on ran from stale bytecode in this process.
+    """
+    ran = discard_stale_bytecode(sources)
+    if ran:
+        names = ", ".join(repo_relative(p) for p in ran)
+        raise SynthError(
+            f"{names}: this process ran bytecode compiled from an older content of the file (same "
+            "date and size); the stale .pyc is removed now, so run the command again"
+        )
+
+
 @dataclass
 class SynthResult:
     """The record and where it was written."""
@@ -105,6 +127,9 @@ def synthesize(
     from pulumi.runtime import config as runtime_config
 
     started = time.perf_counter()
+    # Hashed before anything is read, so an edit during the run makes the record stale, not fresh.
+    before = snapshot(program, stack_file(stack, stacks_dir))
+    _refuse_stale_bytecode(before.closure.files)
     try:
         cfg, raw, secret_keys = load_stack(stack, stacks_dir)
     except StackFileError as exc:
@@ -112,15 +137,19 @@ def synthesize(
     # The engine config is still set, for programs that read it (``--program`` fixtures).
     runtime_config.set_all_config(engine_config(raw), sorted(secret_keys))
     try:
-        recording = run_recorded(
-            lambda: runpy.run_path(
-                str(program), init_globals={PROGRAM_GLOBAL: cfg}, run_name="__main__"
-            ),
-            stack=stack,
-            region=cfg.region,
-        )
+        with watch(program) as watched:
+            recording = run_recorded(
+                lambda: runpy.run_path(
+                    str(program), init_globals={PROGRAM_GLOBAL: cfg}, run_name="__main__"
+                ),
+                stack=stack,
+                region=cfg.region,
+            )
+            # Inside the watch: the manifest files a yaml ConfigGroup names join the fingerprint.
+            resources = expand_yaml(recording.resources, program_dir=program.resolve().parent)
     finally:
         runtime_config.set_all_config({}, [])
+    _refuse_stale_bytecode(watched.modules - before.closure.files)
 
     record = {
         "version": RECORD_VERSION,
@@ -130,12 +159,16 @@ def synthesize(
         "program": program_label(program),
         "config": cfg.to_record(),
         "secretKeys": sorted(secret_keys),
-        "resources": recording.resources,
+        "fingerprint": fingerprint(program, stack_file(stack, stacks_dir), watched, before),
+        "resources": resources,
     }
     out = build_dir / stack / "resources.json"
     if write:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+        # Written whole, then renamed: a concurrent `sovml check` never reads half a record.
+        partial = out.with_name(f".{out.name}.{os.getpid()}")
+        partial.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+        partial.replace(out)
     return SynthResult(record, out, time.perf_counter() - started)
 
 

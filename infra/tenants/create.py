@@ -6,10 +6,16 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from infra.config import RESERVED_NAMESPACES, TENANT_NAME, TENANT_NAME_RULE, PlatformConfig, parse
-from infra.config.stackfile import STACKS
+from infra.config import (
+    PROJECT,
+    RESERVED_NAMESPACES,
+    TENANT_NAME,
+    TENANT_NAME_RULE,
+    PlatformConfig,
+)
+from infra.config.problems import StackFileError
+from infra.config.redaction import quoted
+from infra.config.stackfile import STACKS, validate_bytes
 from infra.tenants.render import stack_config, stack_text, tenant_header
 from infra.tenants.templates import TEMPLATES, TenantTemplate
 from policies.zones import ZONES, ResidencyZone, zone_of_region
@@ -81,11 +87,11 @@ class _Resolved:
 
 def name_problems(name: str) -> list[str]:
     """Why ``name`` cannot be a tenant (the ``tenants`` rule of infra/config/parsing.py), or []."""
-    if not TENANT_NAME.match(name):
-        return [f"tenant name {name!r}: {TENANT_NAME_RULE} and not ending with '-'"]
+    if not TENANT_NAME.fullmatch(name):
+        return [f"tenant name {quoted(name)}: {TENANT_NAME_RULE} and not ending with '-'"]
     if name in RESERVED_NAMESPACES:
         return [
-            f"tenant name {name!r} is a reserved namespace; not one of "
+            f"tenant name {quoted(name)} is a reserved namespace; not one of "
             f"{', '.join(RESERVED_NAMESPACES)}"
         ]
     return []
@@ -104,18 +110,18 @@ def _resolve(request: TenantRequest, stacks_dir: Path) -> _Resolved:
     problems = name_problems(request.name)
     template = TEMPLATES.get(request.template)
     if template is None:
-        problems.append(f"template {request.template!r}: one of {', '.join(TEMPLATES)}")
+        problems.append(f"template {quoted(request.template)}: one of {', '.join(TEMPLATES)}")
     zone = ZONES.get(request.zone)
     region = request.region
     if zone is None:
-        problems.append(f"zone {request.zone!r}: one of {', '.join(ZONES)}")
+        problems.append(f"zone {quoted(request.zone)}: one of {', '.join(ZONES)}")
     else:
         region = region or zone.default_region
         if region not in zone.region_names:
             other = zone_of_region(region)
             where = f"; it belongs to zone {other.name}" if other else ""
             problems.append(
-                f"region {region!r} is outside residency zone {zone.name!r} "
+                f"region {quoted(region)} is outside residency zone {zone.name!r} "
                 f"(allowed: {', '.join(zone.region_names)}){where}"
             )
     path = stacks_dir / f"Pulumi.{request.name}.yaml"
@@ -131,6 +137,11 @@ def _resolve(request: TenantRequest, stacks_dir: Path) -> _Resolved:
     )
     if budget < 0:
         problems.append(f"budget {budget}: 0 (no budget) or a positive number of USD")
+    elif budget == 0 and template is not None and template.fixed.get(f"{PROJECT}:tier") == "smb":
+        problems.append(
+            "budget 0: the smb tier needs a monthly budget with alerts (a tier rule, "
+            "infra/config/tiers.py); give --budget USD and --email ADDR"
+        )
     if budget > 0 and not request.emails:
         problems.append(
             f"budget ${budget}/month needs at least one --email for its alerts (or --budget 0)"
@@ -161,9 +172,12 @@ def plan_tenant(request: TenantRequest, stacks_dir: Path = STACKS) -> RenderedTe
     }
     template = resolved.template
     text = stack_text(stack_config(template, values), tenant_header(template, name))
-    # Validate exactly what will be written: the text read back, as the synth will read it.
-    raw = yaml.safe_load(text)["config"]
-    parsed = parse(raw, stack=name, source=display_path(resolved.path))
+    # Validate exactly what will be written: the bytes read back through the one validation
+    # path every command uses (infra.config.stackfile), as the synth will read them.
+    try:
+        parsed, _ = validate_bytes(text.encode(), stack=name, source=display_path(resolved.path))
+    except StackFileError as exc:
+        raise TenantError([str(exc)]) from None
     if isinstance(parsed, list):
         raise TenantError([str(problem) for problem in parsed])
     return RenderedTenant(name, resolved.path, text, parsed, template)
@@ -173,6 +187,7 @@ def create_tenant(request: TenantRequest, stacks_dir: Path = STACKS) -> Rendered
     """Validate, then write ``<stacks_dir>/Pulumi.<name>.yaml``; nothing is written on error."""
     planned = plan_tenant(request, stacks_dir)
     try:
+        planned.path.parent.mkdir(parents=True, exist_ok=True)
         # "x": create only; a file that appeared since the check is not overwritten either.
         with planned.path.open("x") as f:
             f.write(planned.text)

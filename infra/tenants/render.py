@@ -35,6 +35,10 @@ def stack_config(template: TenantTemplate, values: Mapping[str, Any]) -> dict[st
     return out
 
 
+_TAME = re.compile(r"[A-Za-z0-9_./@+-][A-Za-z0-9 _./@+=:-]{0,127}")
+"""Text that may be written as a plain YAML scalar if it also reads back as itself."""
+
+
 def _scalar(value: Any) -> str:
     """A YAML scalar: plain when it reads back as itself, else a JSON (double-quoted) string."""
     if isinstance(value, bool):
@@ -44,10 +48,14 @@ def _scalar(value: Any) -> str:
     text = str(value)
     if re.fullmatch(r"\$\{[A-Z_]+\}", text):
         return text  # a placeholder stays bare, so a number substituted in reads as a number
-    try:
-        plain = yaml.safe_load(f"k: {text}")["k"] == text and "#" not in text
-    except yaml.YAMLError:
-        plain = False
+    # Only short, tame text is a candidate for a plain scalar (anything else, e.g. a value from
+    # the command line with brackets, newlines or anchors, is quoted without asking YAML).
+    plain = bool(_TAME.fullmatch(text))
+    if plain:
+        try:
+            plain = yaml.safe_load(f"k: {text}")["k"] == text
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            plain = False
     return text if plain else json.dumps(text)
 
 

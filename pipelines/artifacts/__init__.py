@@ -10,6 +10,9 @@ from pipelines.artifacts.envelope import (
     FORMAT,
     MANIFEST_SUFFIX,
     MAX_CHUNK_SIZE,
+    MAX_FILES,
+    MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_DEPTH,
     MIN_CHUNK_SIZE,
     NONCE_SCHEME,
 )
@@ -17,9 +20,14 @@ from pipelines.artifacts.errors import (
     ArtifactError,
     IntegrityError,
     KeyFilePermissionError,
+    KeyMismatchError,
+    KeyNameError,
     KeyServiceError,
     ManifestError,
+    UnsafeDestinationError,
+    UnwrapRefusedError,
 )
+from pipelines.artifacts.fs import TEMP_SUFFIX, remove_stale_temps
 from pipelines.artifacts.keys.base import KeyService, KeyVersion
 from pipelines.artifacts.keys.factory import open_artifact_key_service, open_key_service
 from pipelines.artifacts.keys.kms import DEFAULT_KMS_KEY, KmsKeys
@@ -38,6 +46,7 @@ from pipelines.artifacts.manifest import (
     locate,
     parse_manifest,
 )
+from pipelines.artifacts.signals import Interrupted, cleanup_on_signals, exit_on_signals
 from pipelines.artifacts.stream import Progress
 
 __all__ = [
@@ -54,13 +63,20 @@ __all__ = [
     "FORMAT",
     "MANIFEST_SUFFIX",
     "MAX_CHUNK_SIZE",
+    "MAX_FILES",
+    "MAX_MANIFEST_BYTES",
+    "MAX_MANIFEST_DEPTH",
     "MIN_CHUNK_SIZE",
     "NONCE_SCHEME",
+    "TEMP_SUFFIX",
     "ArtifactError",
     "FileEntry",
     "FileResult",
     "IntegrityError",
+    "Interrupted",
     "KeyFilePermissionError",
+    "KeyMismatchError",
+    "KeyNameError",
     "KeyService",
     "KeyServiceError",
     "KeySlot",
@@ -72,12 +88,17 @@ __all__ = [
     "ManifestError",
     "Progress",
     "Report",
+    "UnsafeDestinationError",
+    "UnwrapRefusedError",
     "VaultTransitKeys",
+    "cleanup_on_signals",
     "decrypt_path",
     "encrypt_path",
+    "exit_on_signals",
     "locate",
     "open_artifact_key_service",
     "open_key_service",
     "parse_manifest",
+    "remove_stale_temps",
     "rewrap_path",
 ]

@@ -1,9 +1,12 @@
 """The operations: encrypt, decrypt and rewrap a file or folder artifact, and their reports.
 
-Decryption writes into a temporary file (or folder) in the destination folder and renames it into
-place only after every chunk and the final digest verified, so a failure never leaves partial
-plaintext behind. :func:`rewrap_path` re-wraps only the data keys (to the newest key version)
-without touching the ciphertext.
+Every operation first checks what it can without a key (:mod:`pipelines.artifacts.preflight`)
+and where it will write (:mod:`pipelines.artifacts.destinations`), then calls the key service.
+Output is written into a private, locked temporary folder beside the destination and renamed into
+place only when complete and verified; on any failure, and on SIGINT/SIGTERM/SIGHUP
+(:mod:`pipelines.artifacts.signals`), the temporary folder is removed, so no partial plaintext
+remains. :func:`rewrap_path` re-wraps only the data keys (to the newest key version) without
+touching the ciphertext.
 """
 
 from __future__ import annotations
@@ -15,35 +18,41 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pipelines.artifacts import fs
-from pipelines.artifacts.encoding import header_digest
+from pipelines.artifacts.destinations import Output, check_destination, check_protected
+from pipelines.artifacts.encoding import entry_digest, header_digest
 from pipelines.artifacts.envelope import (
     CIPHERTEXT_SUFFIX,
     DEFAULT_CHUNK_SIZE,
     FOLDER_MANIFEST,
-    MAGIC,
     MANIFEST_SUFFIX,
     NONCE_PREFIX_SIZE,
     check_chunk_size,
-    ciphertext_size,
 )
-from pipelines.artifacts.errors import ArtifactError, IntegrityError, KeyServiceError
+from pipelines.artifacts.errors import ArtifactError, KeyServiceError, UnsafeDestinationError
 from pipelines.artifacts.keys.base import KeyService, KeyVersion
+from pipelines.artifacts.keys.patterns import check_data_key_slot
 from pipelines.artifacts.manifest import (
     FileEntry,
     KeySlot,
     Located,
     Manifest,
+    check_file_list,
+    check_name,
+    check_rel_path,
+    is_manifest,
     key_context,
     locate,
     new_artifact,
     new_header,
 )
-from pipelines.artifacts.stream import Progress, decrypt_stream, encrypt_stream
+from pipelines.artifacts.preflight import check_ciphertexts, check_key, open_ciphertext
+from pipelines.artifacts.signals import cleanup_on_signals
+from pipelines.artifacts.stream import Progress, decrypt_stream, encrypt_stream, write_lead
 
 
 @dataclass
@@ -128,27 +137,58 @@ def _result(entry: FileEntry, seconds: float) -> FileResult:
     return FileResult(entry.path, entry.plaintext_size, seconds, entry.key.version)
 
 
-def _check_slot(entry: FileEntry, service: KeyService, where: Path) -> None:
-    """The entry's data key must be wrapped by ``service``'s key, at the version it says."""
-    slot = entry.key
-    if slot.backend != service.backend:
+def _key_files(service: KeyService) -> list[tuple[str, Path]]:
+    return [("the key file", p) for p in service.files()]
+
+
+def _checked_slot(service: KeyService, version: KeyVersion, wrapped: str) -> None:
+    """A wrapped key from the service must be one this tool will accept when reading it back."""
+    try:
+        check_data_key_slot(service.backend, version, wrapped)
+    except ValueError as exc:
         raise KeyServiceError(
-            f"{entry.path} was encrypted with the {slot.backend} backend, not {service.backend}",
-            where,
+            f"{service.describe()} returned an unexpected wrapped key: {exc}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where an operation writes, what it writes and what must never be touched."""
+
+    dest: Path
+    """The destination path."""
+    output: Output
+    """What is written there."""
+    overwrite: bool
+    """``--force``: an earlier output of this kind may be replaced."""
+    protected: list[tuple[str, Path]]
+    """Inputs and key files (description, path)."""
+    paths: list[str] = field(default_factory=list)
+    """The artifact's relative file paths (decrypt to a folder)."""
+
+    def check(self) -> None:
+        """Refuse an unsafe destination (:func:`check_destination`)."""
+        check_destination(
+            self.dest,
+            self.output,
+            overwrite=self.overwrite,
+            protected=self.protected,
+            paths=self.paths,
         )
-    if slot.name != service.name:
-        raise KeyServiceError(
-            f"wrong key: {entry.path} needs {slot.backend} key {slot.name!r}, but "
-            f"{service.describe()} was given",
-            where,
-        )
-    shown = service.wrapped_version(slot.wrapped)
-    if shown is not None and shown != slot.version:
-        raise IntegrityError(
-            f"manifest says key version {slot.version!r} for {entry.path} but the wrapped key is "
-            f"version {shown!r} (manifest modified)",
-            where,
-        )
+
+    def install(self, item: Path, scratch: Path) -> None:
+        """Check again (the destination may have changed while writing), then rename ``item``."""
+        self.check()
+        fs.install(item, self.dest, scratch, replace=self.overwrite)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Write a new file inside a private temp folder (no rename needed there)."""
+    with os.fdopen(fs.create_private(path), "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, mode)
 
 
 # ------------------------------------------------------------------------------------ encrypt
@@ -168,21 +208,23 @@ class _Sealer:
     def seal(
         self, src: Path, rel: str, dst: Path, artifact: dict[str, Any]
     ) -> tuple[FileEntry, float]:
-        """Encrypt ``src`` (path ``rel`` in ``artifact``) into ``dst``, a temporary path.
+        """Encrypt ``src`` (path ``rel`` in ``artifact``) into ``dst``, a new temporary path.
 
         Returns the manifest entry and the seconds it took.
         """
         started = time.perf_counter()
-        with open(src, "rb") as fin:
+        with os.fdopen(fs.open_regular(src), "rb") as fin:
             mode = stat.S_IMODE(os.fstat(fin.fileno()).st_mode)
             prefix = secrets.token_bytes(NONCE_PREFIX_SIZE)
             header = new_header(artifact, rel, mode, self.chunk_size, prefix)
             digest = header_digest(header)
             data_key, wrapped, version = self.service.generate_data_key(key_context(header, digest))
-            with open(dst, "wb") as fout:
+            _checked_slot(self.service, version, wrapped)
+            with os.fdopen(fs.create_private(dst), "wb") as fout:
                 sha, size = encrypt_stream(
                     fin, fout, AESGCM(data_key), prefix, digest, self.chunk_size, self.progress
                 )
+                write_lead(fout, entry_digest(header, sha, size))
                 fout.flush()
                 os.fsync(fout.fileno())
         del data_key
@@ -190,30 +232,47 @@ class _Sealer:
         return FileEntry(header, slot, sha, size), time.perf_counter() - started
 
 
+def _listing(source: Path) -> list[tuple[str, Path]]:
+    """The files of a folder to encrypt, with names every reader of the manifest will accept."""
+    listing = fs.list_files(source)
+    if not listing:
+        raise ArtifactError("folder has no files to encrypt", source)
+    try:
+        for rel, _ in listing:
+            check_rel_path(rel, "file name")
+        check_file_list([rel for rel, _ in listing], "folder")
+    except ValueError as exc:
+        raise ArtifactError(f"cannot encrypt this folder: {exc}", source) from None
+    return listing
+
+
 def _encrypt_folder(
     sealer: _Sealer, source: Path, dest: Path, overwrite: bool
 ) -> tuple[Path, list[FileResult]]:
     """Encrypt every file of ``source`` into the folder ``dest``; returns its manifest path."""
-    if dest.resolve().is_relative_to(source.resolve()):
-        raise ArtifactError("the output folder must not be inside the input folder", dest)
-    fs.refuse_existing(dest, overwrite)
-    listing = fs.list_files(source)
-    if not listing:
-        raise ArtifactError("folder has no files to encrypt", source)
-    artifact = new_artifact(source.name, "folder", [rel for rel, _ in listing])
+    protected = [("the input", source), *_key_files(sealer.service)]
+    target = _Target(dest, Output.CIPHERTEXT_FOLDER, overwrite, protected)
+    target.check()
+    listing = _listing(source)
+    service = sealer.service
+    artifact = new_artifact(
+        source.name, "folder", [rel for rel, _ in listing], service.backend, service.name
+    )
     entries: list[FileEntry] = []
     files: list[FileResult] = []
     with fs.private_temp_dir(dest) as tmp:
+        out = tmp / "out"
+        out.mkdir(mode=0o700)
         for rel, full in listing:
-            target = tmp.joinpath(*rel.split("/"))
-            target = target.with_name(target.name + CIPHERTEXT_SUFFIX)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            entry, secs = sealer.seal(full, rel, target, artifact)
+            *folders, name = rel.split("/")
+            sealed = out.joinpath(*folders, name + CIPHERTEXT_SUFFIX)
+            sealed.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            entry, secs = sealer.seal(full, rel, sealed, artifact)
             entries.append(entry)
             files.append(_result(entry, secs))
-        Manifest(artifact, entries).write(tmp / FOLDER_MANIFEST, fs.new_file_mode())
-        fs.set_tree_modes(tmp, fs.new_dir_mode())
-        fs.install(tmp, dest, overwrite)
+        _write_new(out / FOLDER_MANIFEST, Manifest(artifact, entries).dumps(), fs.new_file_mode())
+        fs.set_tree_modes(out, fs.new_dir_mode())
+        target.install(out, tmp)
     return dest / FOLDER_MANIFEST, files
 
 
@@ -222,14 +281,27 @@ def _encrypt_file(
 ) -> tuple[Path, list[FileResult]]:
     """Encrypt the file ``source`` to ``dest`` plus its manifest beside it."""
     manifest_path = dest.with_name(dest.name + MANIFEST_SUFFIX)
-    for target in (dest, manifest_path):
-        fs.refuse_existing(target, overwrite)
-    artifact = new_artifact(source.name, "file", [source.name])
-    with fs.private_temp_file(dest) as tmp:
-        entry, secs = sealer.seal(source, source.name, tmp, artifact)
-        os.chmod(tmp, fs.new_file_mode())
+    protected = [("the input", source), *_key_files(sealer.service)]
+    target = _Target(dest, Output.CIPHERTEXT_FILE, overwrite, protected)
+    target.check()
+    check_protected(manifest_path, protected)
+    if manifest_path.exists() or manifest_path.is_symlink():
+        if not overwrite:
+            raise ArtifactError(
+                "destination exists (use --force to replace an earlier output)", manifest_path
+            )
+        if manifest_path.is_symlink() or not is_manifest(manifest_path):
+            raise UnsafeDestinationError(
+                "--force replaces only an earlier output, and this is not a manifest of this tool",
+                manifest_path,
+            )
+    service = sealer.service
+    artifact = new_artifact(source.name, "file", [source.name], service.backend, service.name)
+    with fs.private_temp_dir(dest) as tmp:
+        entry, secs = sealer.seal(source, source.name, tmp / "ciphertext", artifact)
+        os.chmod(tmp / "ciphertext", fs.new_file_mode())
         # Ciphertext first, manifest last: a manifest on disk implies complete ciphertext.
-        fs.install(tmp, dest, overwrite)
+        target.install(tmp / "ciphertext", tmp)
     Manifest(artifact, [entry]).write(manifest_path, fs.new_file_mode())
     return manifest_path, [_result(entry, secs)]
 
@@ -245,42 +317,37 @@ def encrypt_path(
 ) -> Report:
     """Encrypt a file (to ``X.enc`` + ``X.enc.manifest.json``) or a folder (to ``D.enc/``).
 
-    Output appears only when complete: it is written under a temporary name in the destination
-    folder and renamed at the end.
+    Output appears only when complete: it is written into a private temporary folder beside the
+    destination and renamed at the end. ``overwrite`` replaces only an earlier encrypt output
+    (:mod:`pipelines.artifacts.destinations`); inputs and key files are never touched.
     """
     check_chunk_size(chunk_size)
     source = Path(src)
-    if not source.exists():
-        raise ArtifactError("no such file or folder", source)
+    if not source.name:  # "." or "/": the artifact is named after the folder itself
+        source = source.resolve()
+    try:
+        st = source.stat()
+    except FileNotFoundError:
+        raise ArtifactError("no such file or folder", source) from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read: {exc.strerror}", source) from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise ArtifactError("only regular files and folders can be encrypted", source)
+    try:
+        check_name(source.name, "input name")
+    except ValueError as exc:
+        raise ArtifactError(f"cannot encrypt: {exc}", source) from None
     dest = Path(out) if out is not None else source.with_name(source.name + CIPHERTEXT_SUFFIX)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    encrypt = _encrypt_folder if source.is_dir() else _encrypt_file
-    manifest_path, files = encrypt(_Sealer(service, chunk_size, progress), source, dest, overwrite)
+    encrypt = _encrypt_folder if stat.S_ISDIR(st.st_mode) else _encrypt_file
+    with cleanup_on_signals():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sealer = _Sealer(service, chunk_size, progress)
+        manifest_path, files = encrypt(sealer, source, dest, overwrite)
     return _report("encrypt", source, dest, manifest_path, service, files, started)
 
 
 # ------------------------------------------------------------------------------------ decrypt
-
-
-def _check_ciphertext_lead(fin: IO[bytes], entry: FileEntry, enc: Path) -> None:
-    """Size, magic and header digest of an opened ciphertext file, before any key is used."""
-    actual = os.fstat(fin.fileno()).st_size
-    expected = ciphertext_size(entry.plaintext_size, entry.chunk_size)
-    if actual != expected:
-        what = "truncated" if actual < expected else "has trailing data"
-        raise IntegrityError(
-            f"ciphertext {what}: {actual} bytes, the manifest implies {expected}", enc
-        )
-    lead = fin.read(len(MAGIC) + 32)
-    if lead[: len(MAGIC)] != MAGIC:
-        raise IntegrityError("not a sovml envelope file (bad magic)", enc)
-    if not secrets.compare_digest(lead[len(MAGIC) :], entry.digest):
-        raise IntegrityError(
-            "ciphertext does not belong to this manifest entry (header digest differs: "
-            "manifest header modified or files swapped)",
-            enc,
-        )
 
 
 def _decrypt_one(
@@ -292,17 +359,13 @@ def _decrypt_one(
 ) -> float:
     """Decrypt one entry to ``target`` (a path inside a temp location); returns the seconds."""
     started = time.perf_counter()
-    enc = located.ciphertext_path(entry)
-    _check_slot(entry, service, located.manifest_path)
-    try:
-        fin = open(enc, "rb")  # noqa: SIM115 - closed below; opened before the key service call
-    except FileNotFoundError:
-        raise IntegrityError(f"ciphertext of {entry.path} is missing", enc) from None
-    with fin:
-        _check_ciphertext_lead(fin, entry, enc)
+    # Opened and checked again: the files may have changed since the preflight.
+    with open_ciphertext(located, entry) as fin:
         data_key = service.decrypt_data_key(entry.key.wrapped, entry.context)
-        with open(target, "wb") as fout:
-            decrypt_stream(fin, fout, AESGCM(data_key), entry, enc, progress)
+        with os.fdopen(fs.create_private(target), "wb") as fout:
+            decrypt_stream(
+                fin, fout, AESGCM(data_key), entry, located.ciphertext_path(entry), progress
+            )
             fout.flush()
             os.fsync(fout.fileno())
         del data_key
@@ -319,70 +382,94 @@ def _default_decrypt_out(located: Located) -> Path:
 
 
 def decrypt_path(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Located,
     service: KeyService,
     *,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Report:
-    """Decrypt an artifact (``X.enc``, its manifest, or a ``D.enc`` folder) to ``out``.
+    """Decrypt an artifact (``X.enc``, its manifest, a ``D.enc`` folder, or a located one).
 
-    Plaintext is written to a temporary file/folder beside the destination and renamed into place
-    only after every chunk, size and SHA-256 verified; on any failure it is deleted, so no partial
-    plaintext remains. Raises :class:`IntegrityError` or :class:`KeyServiceError`.
+    Nothing is sent to ``service`` before the whole artifact passed the preflight and the
+    destination was found safe. Plaintext is written into a private temporary folder beside the
+    destination and renamed into place only after every chunk, size and SHA-256 verified; on any
+    failure or handled signal it is deleted, so no partial plaintext remains.
+
+    Raises:
+        IntegrityError: The artifact or its manifest was modified or is not one.
+        KeyMismatchError: ``service`` is not the key the manifest names.
+        UnsafeDestinationError: ``out`` would replace something this tool did not produce.
+        KeyServiceError: The key service failed or refused.
     """
-    located = locate(path)
+    located = path if isinstance(path, Located) else locate(path)
+    manifest = located.manifest
     dest = Path(out) if out is not None else _default_decrypt_out(located)
-    fs.refuse_existing(dest, overwrite)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    check_ciphertexts(located)
+    folder = manifest.kind == "folder"
+    target = _Target(
+        dest,
+        Output.PLAINTEXT_FOLDER if folder else Output.PLAINTEXT_FILE,
+        overwrite,
+        [
+            ("the encrypted artifact", located.root),
+            ("the manifest", located.manifest_path),
+            *_key_files(service),
+        ],
+        [e.path for e in manifest.files],
+    )
+    target.check()
+    check_key(located, service)
     started = time.perf_counter()
     files: list[FileResult] = []
-    manifest = located.manifest
-    with fs.private_temp_dir(dest) as tmp:
-        if manifest.kind == "folder":
+    with cleanup_on_signals():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fs.private_temp_dir(dest) as tmp:
+            result = tmp / ("out" if folder else "plaintext")
+            if folder:
+                result.mkdir(mode=0o700)
             for entry in manifest.files:
-                target = tmp.joinpath(*entry.path.split("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                secs = _decrypt_one(located, entry, service, target, progress)
-                files.append(_result(entry, secs))
-            fs.set_tree_modes(tmp, fs.new_dir_mode())
-            fs.install(tmp, dest, overwrite)
-        else:
-            entry = manifest.files[0]
-            target = tmp / "plaintext"
-            secs = _decrypt_one(located, entry, service, target, progress)
-            files.append(_result(entry, secs))
-            fs.install(target, dest, overwrite)
+                *folders, name = entry.path.split("/")
+                plain = result.joinpath(*folders, name) if folder else result
+                plain.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                seconds = _decrypt_one(located, entry, service, plain, progress)
+                files.append(_result(entry, seconds))
+            if folder:
+                fs.set_tree_modes(result, fs.new_dir_mode())
+            target.install(result, tmp)
     return _report("decrypt", located.root, dest, located.manifest_path, service, files, started)
 
 
 # ------------------------------------------------------------------------------------- rewrap
 
 
-def rewrap_path(path: str | os.PathLike[str], service: KeyService) -> Report:
+def rewrap_path(path: str | os.PathLike[str] | Located, service: KeyService) -> Report:
     """Re-wrap every data key of an artifact under the newest key version; data is untouched.
 
-    The manifest is replaced atomically once every key was re-wrapped, so an interrupted rewrap
-    leaves the previous (still valid) manifest.
+    The same preflight as :func:`decrypt_path` runs first. The manifest is replaced atomically
+    once every key was re-wrapped, so an interrupted rewrap leaves the previous (still valid)
+    manifest.
     """
-    located = locate(path)
+    located = path if isinstance(path, Located) else locate(path)
+    check_ciphertexts(located)
+    check_key(located, service)
     started = time.perf_counter()
     files: list[FileResult] = []
     new_entries: list[FileEntry] = []
-    for entry in located.manifest.files:
-        t0 = time.perf_counter()
-        _check_slot(entry, service, located.manifest_path)
-        wrapped, version = service.rewrap(entry.key.wrapped, entry.context)
-        slot = KeySlot(entry.key.backend, entry.key.name, version, wrapped)
-        new_entries.append(
-            FileEntry(entry.header, slot, entry.plaintext_sha256, entry.plaintext_size)
-        )
-        files.append(
-            FileResult(entry.path, 0, time.perf_counter() - t0, version, entry.key.version)
-        )
-    mode = stat.S_IMODE(located.manifest_path.stat().st_mode)
-    Manifest(located.manifest.artifact, new_entries).write(located.manifest_path, mode)
+    with cleanup_on_signals():
+        for entry in located.manifest.files:
+            t0 = time.perf_counter()
+            wrapped, version = service.rewrap(entry.key.wrapped, entry.context)
+            _checked_slot(service, version, wrapped)
+            slot = KeySlot(entry.key.backend, entry.key.name, version, wrapped)
+            new_entries.append(
+                FileEntry(entry.header, slot, entry.plaintext_sha256, entry.plaintext_size)
+            )
+            files.append(
+                FileResult(entry.path, 0, time.perf_counter() - t0, version, entry.key.version)
+            )
+        mode = stat.S_IMODE(located.manifest_path.stat().st_mode)
+        Manifest(located.manifest.artifact, new_entries).write(located.manifest_path, mode)
     return _report(
         "rewrap", located.root, located.root, located.manifest_path, service, files, started
     )

@@ -1,9 +1,12 @@
 """The manifest: its types, how it is built, parsed strictly, written and found on disk.
 
-A manifest lists an artifact's files; each entry holds the file's immutable header (whose
-SHA-256 every chunk authenticates), the key slot with the wrapped data key, and the plaintext's
-SHA-256 and size. :func:`parse_manifest` is the one reader: it rejects any deviation from the
-format, so a single edited byte cannot slip through as an "equivalent" manifest.
+A manifest names the artifact (id, name, kind, the digest of its file list and the wrapping key:
+backend and key name) and lists its files; each entry holds the file's immutable header (which
+embeds the artifact, so every chunk authenticates all of it), the wrapped data key with its
+version, and the plaintext's SHA-256 and size. :func:`parse_manifest` is the one reader: bounded
+(size, depth, numbers) and strict (exact fields, types, patterns), so neither a hostile document
+nor a single edited byte slips through as an "equivalent" manifest. See
+:mod:`pipelines.artifacts.envelope` for what is bound to the ciphertext and how.
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts.encoding import b64, header_digest, unb64
+from pipelines.artifacts import fs
+from pipelines.artifacts.encoding import (
+    b64,
+    canonical,
+    entry_digest,
+    header_digest,
+    load_bounded_json,
+    shown,
+    unb64,
+)
 from pipelines.artifacts.envelope import (
     ALGORITHM,
     BACKENDS,
@@ -28,17 +40,23 @@ from pipelines.artifacts.envelope import (
     MANIFEST_SUFFIX,
     MAX_CHUNK_SIZE,
     MAX_CHUNKS,
+    MAX_FILES,
+    MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_DEPTH,
+    MAX_PATH_BYTES,
     MIN_CHUNK_SIZE,
     NONCE_PREFIX_SIZE,
     NONCE_SCHEME,
+    OLD_FORMATS,
     chunk_count,
 )
 from pipelines.artifacts.errors import ArtifactError, ManifestError
-from pipelines.artifacts.fs import atomic_write_bytes
 from pipelines.artifacts.keys.base import KeyVersion
+from pipelines.artifacts.keys.patterns import check_data_key_slot, check_key_name
 
-_ARTIFACT_FIELDS = {"id", "name", "kind", "created", "files_sha256"}
-_ENTRY_FIELDS = {"header", "key", "plaintext_sha256", "plaintext_size"}
+_ARTIFACT_FIELDS = {"id", "name", "kind", "created", "files_sha256", "wrapping_key"}
+_WRAPPING_FIELDS = {"backend", "name"}
+_ENTRY_FIELDS = {"header", "data_key", "plaintext_sha256", "plaintext_size"}
 _HEADER_FIELDS = {
     "format",
     "algorithm",
@@ -49,10 +67,14 @@ _HEADER_FIELDS = {
     "mode",
     "artifact",
 }
-_SLOT_FIELDS = {"backend", "name", "version", "wrapped"}
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_MODE = re.compile(r"^[0-7]{4}$")
+_SLOT_FIELDS = {"version", "wrapped"}
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_MODE = re.compile(r"[0-7]{4}")
+_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_SIZE = 2**62
+"""Largest plaintext size a manifest may state."""
 
 
 @dataclass
@@ -60,29 +82,25 @@ class KeySlot:
     """Where a file's data key lives: backend, key, version and the wrapped key itself."""
 
     backend: str
-    """Key service that wrapped the data key (one of ``BACKENDS``)."""
+    """Key service that wrapped the data key (one of ``BACKENDS``; the artifact's)."""
     name: str
-    """Identity of the key-encryption key (:attr:`KeyService.name`)."""
+    """Identity of the key-encryption key (:attr:`KeyService.name`; the artifact's)."""
     version: KeyVersion
     """Key version the data key is wrapped with."""
     wrapped: str
     """The wrapped data key, in the key service's own text format."""
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "backend": self.backend,
-            "name": self.name,
-            "version": self.version,
-            "wrapped": self.wrapped,
-        }
+        """JSON form of the per-file part (backend and name live in the artifact)."""
+        return {"version": self.version, "wrapped": self.wrapped}
 
 
 def key_context(header: dict[str, Any], digest: bytes) -> dict[str, str]:
     """Encryption context binding a wrapped data key to one file of one artifact.
 
-    KMS (and Vault transit keys created with ``derived=true``) refuse to unwrap under a different
-    context, so a wrapped key copied into another manifest entry is useless there.
+    KMS, the local key file and Vault transit keys created with ``derived=true`` refuse to unwrap
+    under a different context, so a wrapped key copied into another manifest entry, or one whose
+    header was edited, is useless there.
     """
     return {
         "sovml:artifact": header["artifact"]["id"],
@@ -120,6 +138,11 @@ class FileEntry:
         return header_digest(self.header)
 
     @property
+    def lead_digest(self) -> bytes:
+        """The entry digest the ciphertext file starts with (header, plaintext digest, size)."""
+        return entry_digest(self.header, self.plaintext_sha256, self.plaintext_size)
+
+    @property
     def context(self) -> dict[str, str]:
         """The encryption context its data key is wrapped under (:func:`key_context`)."""
         return key_context(self.header, self.digest)
@@ -128,7 +151,7 @@ class FileEntry:
         """JSON form."""
         return {
             "header": self.header,
-            "key": self.key.to_json(),
+            "data_key": self.key.to_json(),
             "plaintext_sha256": self.plaintext_sha256,
             "plaintext_size": self.plaintext_size,
         }
@@ -139,7 +162,7 @@ class Manifest:
     """An artifact: its identity (shared by every file header) and the encrypted files."""
 
     artifact: dict[str, Any]
-    """Random id, name, kind (``file``/``folder``), creation time and the file-list digest."""
+    """Random id, name, kind, creation time, file-list digest and wrapping key."""
     files: list[FileEntry]
     """One entry per encrypted file, sorted by path."""
 
@@ -152,6 +175,12 @@ class Manifest:
     def plaintext_size(self) -> int:
         """Plaintext bytes of all files."""
         return sum(f.plaintext_size for f in self.files)
+
+    @property
+    def wrapping_key(self) -> tuple[str, str]:
+        """``(backend, key name)`` every data key of the artifact is wrapped with."""
+        key = self.artifact["wrapping_key"]
+        return str(key["backend"]), str(key["name"])
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -167,25 +196,27 @@ class Manifest:
 
     def write(self, path: Path, mode: int) -> None:
         """Write atomically to ``path`` with ``mode``."""
-        atomic_write_bytes(path, self.dumps(), mode)
+        fs.atomic_write_bytes(path, self.dumps(), mode)
+
+
+# ------------------------------------------------------------------------------ building
 
 
 def files_digest(paths: list[str]) -> str:
-    """Hex SHA-256 of the sorted file list of an artifact."""
+    """Hex SHA-256 of the sorted file list of an artifact (canonical JSON: no separator games)."""
     # Binds the set of files: dropping, adding or renaming one breaks every header.
-    return hashlib.sha256(
-        "".join(f"{p}\n" for p in sorted(paths)).encode("utf-8", "surrogateescape")
-    ).hexdigest()
+    return hashlib.sha256(canonical(sorted(paths))).hexdigest()
 
 
-def new_artifact(name: str, kind: str, paths: list[str]) -> dict[str, Any]:
-    """A fresh artifact identity (random id, now) for the files ``paths``."""
+def new_artifact(name: str, kind: str, paths: list[str], backend: str, key: str) -> dict[str, Any]:
+    """A fresh artifact identity (random id, now) for the files ``paths`` under one key."""
     return {
         "id": secrets.token_hex(16),
         "name": name,
         "kind": kind,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files_sha256": files_digest(paths),
+        "wrapping_key": {"backend": backend, "name": key},
     }
 
 
@@ -205,13 +236,60 @@ def new_header(
     }
 
 
-def check_rel_path(path: object) -> str:
-    """A manifest path must stay inside the artifact: relative, no ``..``, no empty parts."""
-    if not isinstance(path, str) or not path or "\x00" in path or path.startswith("/"):
-        raise ValueError(f"unsafe path {path!r}")
+# ---------------------------------------------------------------------------- path rules
+
+
+def check_name(name: object, what: str = "name") -> str:
+    """One file-name component: no ``/``, not ``.``/``..``, no control characters, bounded."""
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"unsafe {what} {shown(name)}")
+    return check_rel_path(name, what)
+
+
+def check_rel_path(path: object, what: str = "path") -> str:
+    """A manifest path must stay inside the artifact: relative, no ``..``, no empty parts.
+
+    Control characters are refused too (they would forge lines in messages), and so is anything
+    that cannot be a file name here (unpaired surrogates) or is longer than ``MAX_PATH_BYTES``.
+    """
+    if not isinstance(path, str) or not path or path.startswith("/") or _CONTROL.search(path):
+        raise ValueError(f"unsafe {what} {shown(path)}")
     if any(part in ("", ".", "..") for part in path.split("/")):
-        raise ValueError(f"unsafe path {path!r}")
+        raise ValueError(f"unsafe {what} {shown(path)}")
+    try:
+        size = len(path.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        raise ValueError(f"unsafe {what} {shown(path)}") from None
+    if size > MAX_PATH_BYTES or any(
+        len(p.encode("utf-8", "surrogateescape")) > 255 for p in path.split("/")
+    ):
+        raise ValueError(f"{what} {shown(path)} is too long")
     return path
+
+
+def check_file_list(paths: list[str], kind: str) -> None:
+    """Paths that can all be written side by side, as plaintext and as ciphertext.
+
+    No path may be the folder of another (``a`` and ``a/b``), and no ciphertext file may collide
+    with a folder (``a`` -> ``a.enc`` next to ``a.enc/b``) or with the folder manifest.
+    """
+    if not paths:
+        raise ValueError("manifest lists no files")
+    if len(paths) > MAX_FILES:
+        raise ValueError(f"{len(paths)} files; at most {MAX_FILES} per artifact")
+    if len(set(paths)) != len(paths):
+        raise ValueError("a path is listed twice")
+    if kind == "file":
+        if len(paths) != 1 or "/" in paths[0]:
+            raise ValueError("a file artifact holds exactly one file name")
+        return
+    folders = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    clash = sorted(folders & (set(paths) | {p + CIPHERTEXT_SUFFIX for p in paths}))
+    if clash or FOLDER_MANIFEST in folders:
+        raise ValueError(f"{shown(clash[0] if clash else FOLDER_MANIFEST)} is a file and a folder")
+
+
+# ------------------------------------------------------------------------------- parsing
 
 
 def _exact_keys(obj: object, keys: set[str], what: str) -> dict[str, Any]:
@@ -219,7 +297,7 @@ def _exact_keys(obj: object, keys: set[str], what: str) -> dict[str, Any]:
         raise ValueError(f"{what} is not an object")
     if set(obj) != keys:
         extra, missing = sorted(set(obj) - keys), sorted(keys - set(obj))
-        raise ValueError(f"{what} has unexpected fields {extra} / lacks {missing}")
+        raise ValueError(f"{what} has unexpected fields {shown(extra)} / lacks {missing}")
     return obj
 
 
@@ -229,21 +307,26 @@ def _is_int(value: object) -> bool:
 
 def _validate_artifact(obj: object) -> dict[str, Any]:
     art = _exact_keys(obj, _ARTIFACT_FIELDS, "artifact")
-    if not isinstance(art["id"], str) or not _HEX32.match(art["id"]):
+    if not isinstance(art["id"], str) or not _HEX32.fullmatch(art["id"]):
         raise ValueError("artifact id is malformed")
     if art["kind"] not in ("file", "folder"):
         raise ValueError("artifact kind must be 'file' or 'folder'")
-    if not isinstance(art["name"], str) or not isinstance(art["created"], str):
-        raise ValueError("artifact name/created must be strings")
-    if not isinstance(art["files_sha256"], str) or not _HEX64.match(art["files_sha256"]):
+    check_name(art["name"], "artifact name")
+    if not isinstance(art["created"], str) or not _CREATED.fullmatch(art["created"]):
+        raise ValueError("artifact created is not a UTC timestamp")
+    if not isinstance(art["files_sha256"], str) or not _HEX64.fullmatch(art["files_sha256"]):
         raise ValueError("artifact files_sha256 is malformed")
+    key = _exact_keys(art["wrapping_key"], _WRAPPING_FIELDS, "wrapping_key")
+    if key["backend"] not in BACKENDS:
+        raise ValueError(f"unknown backend {shown(key['backend'])}")
+    check_key_name(key["backend"], key["name"])
     return art
 
 
 def _validate_header(obj: object, artifact: dict[str, Any]) -> dict[str, Any]:
     header = _exact_keys(obj, _HEADER_FIELDS, "file header")
     if header["format"] != FORMAT:
-        raise ValueError(f"unsupported header format {header['format']!r}")
+        raise ValueError(f"unsupported header format {shown(header['format'])}")
     if header["algorithm"] != ALGORITHM or header["nonce_scheme"] != NONCE_SCHEME:
         raise ValueError("unsupported algorithm or nonce scheme")
     chunk = header["chunk_size"]
@@ -251,58 +334,39 @@ def _validate_header(obj: object, artifact: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("chunk_size is out of range")
     unb64(header["nonce_prefix"], "nonce_prefix", NONCE_PREFIX_SIZE)
     check_rel_path(header["path"])
-    if not isinstance(header["mode"], str) or not _MODE.match(header["mode"]):
+    if not isinstance(header["mode"], str) or not _MODE.fullmatch(header["mode"]):
         raise ValueError("mode must be four octal digits")
     if header["artifact"] != artifact:
-        raise ValueError(f"header of {header['path']!r} belongs to a different artifact")
+        raise ValueError(f"header of {shown(header['path'])} belongs to a different artifact")
     return header
-
-
-def _validate_slot(obj: object) -> KeySlot:
-    slot = _exact_keys(obj, _SLOT_FIELDS, "key slot")
-    if slot["backend"] not in BACKENDS:
-        raise ValueError(f"unknown backend {slot['backend']!r}")
-    if not isinstance(slot["name"], str) or not isinstance(slot["wrapped"], str):
-        raise ValueError("key name/wrapped must be strings")
-    if not (_is_int(slot["version"]) or isinstance(slot["version"], str)):
-        raise ValueError("key version must be an integer or a string")
-    return KeySlot(**slot)
 
 
 def _validate_entry(obj: object, artifact: dict[str, Any]) -> FileEntry:
     entry = _exact_keys(obj, _ENTRY_FIELDS, "file entry")
     header = _validate_header(entry["header"], artifact)
-    slot = _validate_slot(entry["key"])
+    slot = _exact_keys(entry["data_key"], _SLOT_FIELDS, "data_key")
+    backend, name = artifact["wrapping_key"]["backend"], artifact["wrapping_key"]["name"]
+    check_data_key_slot(backend, slot["version"], slot["wrapped"])
     sha, size = entry["plaintext_sha256"], entry["plaintext_size"]
-    if not isinstance(sha, str) or not _HEX64.match(sha):
+    if not isinstance(sha, str) or not _HEX64.fullmatch(sha):
         raise ValueError("plaintext_sha256 is malformed")
-    if not _is_int(size) or size < 0:
+    if not _is_int(size) or not 0 <= size <= MAX_SIZE:
         raise ValueError("plaintext_size is malformed")
     if chunk_count(size, header["chunk_size"]) > MAX_CHUNKS:
         raise ValueError("plaintext_size needs more chunks than the nonce counter allows")
-    return FileEntry(header, slot, sha, size)
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise ValueError("duplicate field in JSON object")
-    return dict(pairs)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+    return FileEntry(header, KeySlot(backend, name, slot["version"], slot["wrapped"]), sha, size)
 
 
 def _validate_files(obj: object, artifact: dict[str, Any]) -> list[FileEntry]:
-    if not isinstance(obj, list) or not obj:
-        raise ValueError("manifest lists no files")
+    if not isinstance(obj, list):
+        raise ValueError("files is not a list")
+    if len(obj) > MAX_FILES:
+        raise ValueError(f"{len(obj)} files; at most {MAX_FILES} per artifact")
     files = [_validate_entry(e, artifact) for e in obj]
     paths = [f.path for f in files]
-    if len(set(paths)) != len(paths):
-        raise ValueError("manifest lists a path twice")
-    if artifact["kind"] == "file" and len(files) != 1:
-        raise ValueError("a file manifest must list exactly one file")
+    check_file_list(paths, artifact["kind"])
+    if paths != sorted(paths):
+        raise ValueError("files are not sorted by path")
     if files_digest(paths) != artifact["files_sha256"]:
         raise ValueError("the file list does not match artifact.files_sha256")
     return files
@@ -311,23 +375,38 @@ def _validate_files(obj: object, artifact: dict[str, Any]) -> list[FileEntry]:
 def parse_manifest(raw: bytes, path: str | os.PathLike[str] | None = None) -> Manifest:
     """Parse and strictly validate a manifest; raises :class:`ManifestError` on any deviation.
 
-    Unknown or missing fields, wrong types, duplicate keys, non-canonical base64 and unsafe paths
-    are all rejected, so a single edited byte cannot slip through as an "equivalent" manifest.
+    Bounded first (``MAX_MANIFEST_BYTES``, ``MAX_MANIFEST_DEPTH``, integer digits), then exact:
+    unknown or missing fields, wrong types, duplicate keys, non-canonical base64, key names or
+    wrapped keys outside their patterns and unsafe paths are all rejected.
     """
     try:
-        doc = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
+        doc = load_bounded_json(raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_MANIFEST_DEPTH)
+        if isinstance(doc, dict) and doc.get("format") in OLD_FORMATS:
+            raise ValueError(
+                f"format {doc['format']} is not accepted: its key name is not authenticated; "
+                "decrypt it with the sovml version that wrote it and encrypt it again"
+            )
         doc = _exact_keys(doc, {"format", "artifact", "files"}, "manifest")
         if doc["format"] != FORMAT:
-            raise ValueError(f"unsupported manifest format {doc['format']!r}")
+            raise ValueError(f"unsupported manifest format {shown(doc['format'])}")
         artifact = _validate_artifact(doc["artifact"])
         files = _validate_files(doc["files"], artifact)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise ManifestError(f"manifest is invalid or was modified: {exc}", path) from None
     return Manifest(artifact, files)
+
+
+def is_manifest(path: Path) -> bool:
+    """True when ``path`` is a regular file holding a manifest of this tool (any format)."""
+    try:
+        raw = fs.read_regular(path, MAX_MANIFEST_BYTES)
+        doc = load_bounded_json(raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_MANIFEST_DEPTH)
+    except (ArtifactError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") in (FORMAT, *OLD_FORMATS)
+
+
+# ------------------------------------------------------------------------------ on disk
 
 
 @dataclass
@@ -345,18 +424,12 @@ class Located:
         """The ``.enc`` file of an entry."""
         if self.manifest.kind == "file":
             return self.root
-        return self.root.joinpath(*entry.path.split("/")).with_name(
-            entry.path.split("/")[-1] + CIPHERTEXT_SUFFIX
-        )
+        parts = entry.path.split("/")
+        return self.root.joinpath(*parts[:-1], parts[-1] + CIPHERTEXT_SUFFIX)
 
     def key(self) -> tuple[str, str]:
         """Backend and key name the artifact was encrypted with (one per artifact)."""
-        slots = {(e.key.backend, e.key.name) for e in self.manifest.files}
-        if len(slots) != 1:
-            raise ArtifactError(
-                f"files use different keys {sorted(slots)}; not supported", self.manifest_path
-            )
-        return slots.pop()
+        return self.manifest.wrapping_key
 
 
 def _manifest_path_of(p: Path) -> tuple[Path, str, Path]:
@@ -380,15 +453,16 @@ def locate(path: str | os.PathLike[str]) -> Located:
     """Find and parse the manifest of an encrypted artifact.
 
     Accepts the ``.enc`` folder, the ``.enc`` file, its ``.manifest.json`` or the original
-    plaintext path (when ``<path>.enc.manifest.json`` exists next to it).
+    plaintext path (when ``<path>.enc.manifest.json`` exists next to it). The manifest must be a
+    regular file (a FIFO or device is refused, never opened for a blocking read).
     """
     manifest_path, kind, root = _manifest_path_of(Path(path))
     try:
-        raw = manifest_path.read_bytes()
+        raw = fs.read_regular(manifest_path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise ManifestError("manifest not found", manifest_path) from None
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest: {exc.strerror}", manifest_path) from None
+    except ArtifactError as exc:
+        raise ManifestError(f"cannot read manifest: {exc.reason}", manifest_path) from None
     manifest = parse_manifest(raw, manifest_path)
     if manifest.kind != kind:
         raise ManifestError(

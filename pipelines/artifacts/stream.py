@@ -21,7 +21,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pipelines.artifacts.encoding import unb64
-from pipelines.artifacts.envelope import MAGIC, MAX_CHUNKS, NONCE_PREFIX_SIZE, TAG_SIZE, chunk_count
+from pipelines.artifacts.envelope import (
+    DIGEST_SIZE,
+    MAGIC,
+    MAX_CHUNKS,
+    NONCE_PREFIX_SIZE,
+    TAG_SIZE,
+    chunk_count,
+)
 from pipelines.artifacts.errors import ArtifactError, IntegrityError
 from pipelines.artifacts.manifest import FileEntry
 
@@ -104,12 +111,14 @@ def encrypt_stream(
 
     Reads one chunk ahead to know which chunk is final (its flag is in the associated data)
     without knowing the size in advance; two input buffers and one output buffer are reused.
+    The lead's digest is left zero: the caller writes the entry digest there once the plaintext
+    digest and size are known (:func:`write_lead`).
     """
     bufs = (memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size)))
     out = memoryview(bytearray(chunk_size + TAG_SIZE))
     cur, n = 0, _read_full(src, bufs[0])
     index, total = 0, 0
-    dst.write(MAGIC + digest)
+    dst.write(MAGIC + bytes(DIGEST_SIZE))
     with _Sha256Behind(threaded=n == chunk_size) as sha:
         while True:
             data = bufs[cur][:n]
@@ -132,6 +141,13 @@ def encrypt_stream(
             cur, n, index = nxt, m, index + 1
 
 
+def write_lead(dst: IO[bytes], entry_digest: bytes) -> None:
+    """Write the lead (magic and entry digest) at the start of a sealed file ``dst``."""
+    dst.seek(0)
+    dst.write(MAGIC + entry_digest)
+    dst.seek(0, 2)
+
+
 def decrypt_stream(
     src: IO[bytes],
     dst: IO[bytes],
@@ -142,7 +158,7 @@ def decrypt_stream(
 ) -> None:
     """Open and verify every chunk of ``src`` into ``dst``; raises :class:`IntegrityError`.
 
-    ``src`` is positioned after the lead (magic and header digest), which the caller checked.
+    ``src`` is positioned after the lead (magic and entry digest), which the caller checked.
     """
     chunk_size = entry.chunk_size
     prefix = unb64(entry.header["nonce_prefix"], "nonce_prefix", NONCE_PREFIX_SIZE)

@@ -8,8 +8,10 @@ Triton exports, per ``model`` and ``version`` label (all counters are cumulative
 * ``nv_inference_request_duration_us`` and ``nv_inference_queue_duration_us`` (sums, so a delta
   divided by the delta of requests is the mean over an interval),
 * with ``--metrics-config summary_latencies=true``: ``nv_inference_request_summary_us`` with
-  ``quantile`` labels (0.5 ... 0.999) over a sliding time window, the series the cluster's canary
-  analysis reads (:func:`policies.promotion.p99_latency_ratio_query`).
+  ``quantile`` labels (the levels ``summary_quantiles`` configures,
+  :data:`policies.promotion.SUMMARY_LEVELS`) over a sliding window of the last 48-60 s, and its
+  cumulative ``_count``: what the canary's latency guard reads, locally and in the cluster
+  (:func:`policies.promotion.latency_verdict_query`).
 
 The text format is parsed here (a few lines) rather than with a client library: only plain
 ``name{labels} value`` samples are needed.
@@ -74,6 +76,9 @@ class ModelMetrics:
     """Summed time requests waited in the scheduler queue."""
     compute_infer_us: float = _counter("nv_inference_compute_infer_duration_us")
     """Summed time in the model's forward pass."""
+    summary_count: float = _counter("nv_inference_request_summary_us_count")
+    """Observations the request summary has taken (cumulative; its window's size comes from
+    differences of this counter)."""
     quantiles_us: dict[float, float] = field(default_factory=dict)
     """``nv_inference_request_summary_us`` quantile -> microseconds (window, not cumulative)."""
 

@@ -59,10 +59,15 @@ def encrypt_artifacts(
     entries: dict[str, Any] = {}
     for name, source in sources.items():
         src = Path(source)
+        # overwrite: a rerun replaces its own earlier output (the library refuses anything else).
         report = artifacts.encrypt_path(src, service, out=target / f"{name}.enc", overwrite=True)
         # Decrypt into a scratch folder and compare digests: an artifact that cannot be read
         # back is worse than none, and the key service is exercised while the run is watched.
-        with tempfile.TemporaryDirectory(prefix="sovml-verify-") as scratch:
+        # The signal guard makes SIGTERM (a stopped run) remove the scratch plaintext too.
+        with (
+            artifacts.cleanup_on_signals(),
+            tempfile.TemporaryDirectory(prefix="sovml-verify-") as scratch,
+        ):
             back = Path(scratch) / name
             artifacts.decrypt_path(report.destination, service, out=back)
             verified = _digest(back) == _digest(src)

@@ -48,6 +48,7 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
     "encrypt": (
         "pipelines/artifacts/__init__.py",
         "pipelines/artifacts/api.py",
+        "pipelines/artifacts/destinations.py",
         "pipelines/artifacts/encoding.py",
         "pipelines/artifacts/envelope.py",
         "pipelines/artifacts/errors.py",
@@ -57,8 +58,11 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
         "pipelines/artifacts/keys/factory.py",
         "pipelines/artifacts/keys/kms.py",
         "pipelines/artifacts/keys/local.py",
+        "pipelines/artifacts/keys/patterns.py",
         "pipelines/artifacts/keys/vault.py",
         "pipelines/artifacts/manifest.py",
+        "pipelines/artifacts/preflight.py",
+        "pipelines/artifacts/signals.py",
         "pipelines/artifacts/stream.py",
     ),
     "export": (

@@ -14,9 +14,12 @@ from __future__ import annotations
 from policies.rules import (  # noqa: F401  (importing registers the rules)
     encryption,
     gpu,
+    helm_charts,
     iam,
+    isolation,
     kubernetes,
     network,
+    providers,
     residency,
     tagging,
 )

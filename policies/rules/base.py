@@ -64,6 +64,9 @@ class Resource:
     """Inputs of the resource's provider (region, defaultTags)."""
     dependencies: tuple[str, ...] = ()
     """URNs this resource depends on."""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    """Identifying outputs known beyond the inputs (``arn``, ``bucket``, ``id`` ...): the synth
+    record's; in CrossGuard a stack policy's properties already hold them (empty here)."""
 
     def get(self, *path: str | int, default: Any = None) -> Any:
         """Nested lookup that tolerates missing keys, None and one-element lists."""

@@ -1,10 +1,30 @@
-"""Encryption at rest with customer-managed keys, and in transit, wherever data rests."""
+"""Encryption at rest with customer-managed keys, and in transit, wherever data rests.
+
+SOV-ENC-010 holds every AWS type that stores data, as the generated classification
+(``aws_types.json``, :mod:`policies.rules.classification`) lists them, to a customer-managed KMS
+key: its key inputs set to a key of the stack (not ``alias/aws/*``) and its companion inputs
+(``storageEncrypted``, ``serverSideEncryption.enabled`` ...) holding the required values. An
+AWS-owned or service-managed key (SQS-managed SSE, DynamoDB's default, ``aws/ssm`` ...) fails, and
+so does a data store that cannot take a customer key at all. The types with a rule of their own
+(S3, EBS volumes and launch templates, EKS, log groups, ElastiCache, RDS: SOV-ENC-001 to 008)
+are left to it, so that no two rules report the same thing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from policies.rules.base import Context, Resource, rule, stack_rule
+from policies.rules.classification import entry, is_unknown, leaves, snake
 
 SSE_TYPE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+SSE_TYPES = (
+    SSE_TYPE,
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+"""The bucket encryption resource, and its deprecated V2 name."""
+BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 AWS_MANAGED_ALIASES = ("alias/aws/",)
 
 
@@ -17,7 +37,7 @@ def _customer_key(key: object) -> bool:
     "s3-sse-kms-customer-key",
     "critical",
     "S3 default encryption is SSE-KMS with a customer-managed key.",
-    types=(SSE_TYPE,),
+    types=SSE_TYPES,
 )
 def s3_sse_kms(r: Resource, ctx: Context) -> list[str]:
     rules = r.inputs.get("rules") or []
@@ -43,11 +63,11 @@ def s3_sse_kms(r: Resource, ctx: Context) -> list[str]:
     "Every S3 bucket has a server-side encryption configuration resource.",
 )
 def bucket_has_sse(resources: list[Resource], ctx: Context) -> list[tuple[Resource | None, str]]:
-    configured = {d for r in resources if r.type == SSE_TYPE for d in r.dependencies}
+    configured = {d for r in resources if r.type in SSE_TYPES for d in r.dependencies}
     return [
         (b, "bucket has no server-side encryption configuration: add one with SSE-KMS")
         for b in resources
-        if b.type == "aws:s3/bucket:Bucket" and b.urn not in configured
+        if b.type in BUCKET_TYPES and b.urn not in configured
     ]
 
 
@@ -55,7 +75,7 @@ def bucket_has_sse(resources: list[Resource], ctx: Context) -> list[tuple[Resour
     "SOV-ENC-003",
     "ebs-volumes-encrypted",
     "critical",
-    "EBS volumes, launch-template and instance volumes are encrypted with a customer key.",
+    "EBS volumes and launch-template volumes are encrypted with a customer key.",
 )
 def ebs_encrypted(r: Resource, ctx: Context) -> list[str]:
     def truthy(v: object) -> bool:
@@ -80,10 +100,6 @@ def ebs_encrypted(r: Resource, ctx: Context) -> list[str]:
                 out.append(f"volume {m.get('deviceName')} is not encrypted: set ebs.encrypted")
             elif not _customer_key(ebs.get("kmsKeyId")):
                 out.append(f"volume {m.get('deviceName')} uses the AWS-managed key")
-    elif r.type == "aws:ec2/instance:Instance":
-        root = r.inputs.get("rootBlockDevice") or {}
-        if not truthy(root.get("encrypted")):
-            out.append("instance root volume is not encrypted")
     return out
 
 
@@ -207,4 +223,96 @@ def rds_forces_tls(resources: list[Resource], ctx: Context) -> list[tuple[Resour
         )
         if not forced:
             out.append((db, "TLS is not enforced: use a parameter group with rds.force_ssl=1"))
+    return out
+
+
+DEDICATED = frozenset(
+    {
+        *SSE_TYPES,
+        *BUCKET_TYPES,
+        "aws:ebs/volume:Volume",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "aws:eks/cluster:Cluster",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "aws:elasticache/serverlessCache:ServerlessCache",
+        "aws:elasticache/cluster:Cluster",
+        "aws:rds/instance:Instance",
+        "aws:rds/cluster:Cluster",
+    }
+)
+"""Data stores judged by SOV-ENC-001 to SOV-ENC-008; SOV-ENC-010 leaves them to those rules."""
+
+
+def _accepts(value: Any, allowed: list[Any]) -> bool:
+    """True when ``value`` is one of ``allowed`` (``True`` also as the text ``"true"``)."""
+    if True in allowed and isinstance(value, str) and value.lower() == "true":
+        return True
+    return any(value == a and type(value) is type(a) for a in allowed)
+
+
+def _key_problem(at: str, value: Any, default: str) -> str | None:
+    """What is wrong with the key input ``at`` holding ``value`` (None: a customer key)."""
+    fix = f"set {snake(at)} to the ARN of a customer-managed KMS key of the stack"
+    if value is None or value == "":
+        return (
+            f"{at} is unset, so the data gets AWS's default, {default}, not a customer key: {fix}"
+        )
+    if is_unknown(value) or not isinstance(value, str):
+        return None
+    if not _customer_key(value):
+        return f"{at} = {value!r} is an AWS-managed key, not a customer-managed one: {fix}"
+    return None
+
+
+def _applies(r: Resource, spec: Mapping[str, Any]) -> bool:
+    """False when the type's condition (``when``: an SSM parameter that is no SecureString)
+    says its data is not encrypted at all."""
+    for path, allowed in (spec.get("when") or {}).items():
+        value = r.get(*path.split("."))
+        if is_unknown(value):
+            return True
+        if not _accepts(value, allowed):
+            return False
+    return True
+
+
+@rule(
+    "SOV-ENC-010",
+    "customer-managed-key-everywhere",
+    "critical",
+    "Every AWS type that stores data is encrypted with a customer-managed KMS key (not an "
+    "AWS-owned or service-managed one), with its encryption switches on.",
+)
+def customer_managed_key_everywhere(r: Resource, ctx: Context) -> list[str]:
+    info = entry(r.type) if r.type.startswith("aws:") else None
+    spec = (info or {}).get("encryption") or {}
+    if not spec.get("storesData") or "via" in spec or r.type in DEDICATED or not _applies(r, spec):
+        return []
+    default = spec.get("default", "an AWS-owned or AWS-managed key")
+    if spec.get("noCmk"):
+        return [
+            f"{r.type} cannot be encrypted with a customer-managed key (AWS encrypts it its own "
+            f"way: {default}): keep this data in a store that takes a customer-managed KMS key"
+        ]
+    out: list[str] = []
+    for path in spec.get("cmk") or ():
+        found = list(leaves(r.inputs, path)) or [(path, None)]
+        out += [p for at, value in found if (p := _key_problem(at, value, default))]
+    for path in spec.get("cmkWhenConfigured") or ():
+        for at, value in leaves(r.inputs, path):
+            # A top-level key of secondary data is judged when set; a nested one whenever the
+            # block that needs it is configured.
+            if value is not None or "." in path:
+                out += [p for p in [_key_problem(at, value, default)] if p]
+    for path, allowed in (spec.get("companions") or {}).items():
+        for at, value in leaves(r.inputs, path):
+            if is_unknown(value) or _accepts(value, allowed):
+                continue
+            wanted = " or ".join(repr(a) for a in allowed if a != "true")
+            state = "is unset" if value is None else f"= {value!r}"
+            out.append(
+                f"{at} {state}: the data is encrypted with the customer-managed key only when "
+                f"it is {wanted}; set {snake(at)} to {wanted}"
+            )
     return out

@@ -1,11 +1,19 @@
-"""Kubernetes workloads: Pod Security 'restricted', bounded resources, pinned images, deny-all."""
+"""Kubernetes workloads: Pod Security 'restricted', bounded resources, pinned images, deny-all.
+
+Also the shared views the isolation rules use: where an object lands (``object_namespace``) and
+every pod a resource runs (``pod_views``: a workload's template, or each pod of a Helm chart).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from policies.rules.allowlist import Grant, grant_for
 from policies.rules.base import Context, Resource, rule, stack_rule
+from policies.rules.helm_charts import helm_pods, release_chart
 
 WORKLOAD_KINDS = {
     "Pod",
@@ -18,26 +26,149 @@ WORKLOAD_KINDS = {
     "Rollout",
 }
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "StorageClass",
+        "PriorityClass",
+        "RuntimeClass",
+        "IngressClass",
+        "CSIDriver",
+        "CSINode",
+        "VolumeAttachment",
+        "APIService",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "PodSecurityPolicy",
+        "CertificateSigningRequest",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
+        "ClusterIssuer",
+        "ClusterPolicy",
+    }
+)
+"""Kinds without a namespace (the gate's manifests and the namespace rule both need the list)."""
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else empty (see ``_mapping``)."""
+    return value if isinstance(value, list) else []
+
+
+def declared_namespaces(resources: list[Resource]) -> dict[str, Resource]:
+    """The namespaces the program declares, by name."""
+    return {
+        str(_mapping(r.inputs.get("metadata")).get("name")): r
+        for r in resources
+        if r.type == "kubernetes:core/v1:Namespace"
+    }
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else empty: objects from YAML may be malformed, and a
+    malformed field is the schema check's to report, never a crash of the rules."""
+    return value if isinstance(value, dict) else {}
 
 
 def pod_spec(r: Resource) -> dict[str, Any] | None:
     """The pod spec inside any workload kind, or None for non-workloads."""
-    if not r.type.startswith("kubernetes:") or r.inputs.get("kind") not in WORKLOAD_KINDS:
+    kind = kind_of(r)
+    if not r.type.startswith("kubernetes:") or kind not in WORKLOAD_KINDS:
         return None
-    spec = r.inputs.get("spec") or {}
-    kind = r.inputs.get("kind")
+    spec = _mapping(r.inputs.get("spec"))
     if kind == "Pod":
         return spec
     if kind == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-    return ((spec.get("template") or {}).get("spec")) or {}
+        spec = _mapping(_mapping(spec.get("jobTemplate")).get("spec"))
+    return _mapping(_mapping(spec.get("template")).get("spec"))
 
 
-def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def kind_of(r: Resource) -> str:
+    """The object kind: the ``kind`` input, else the type token's last part."""
+    return str(r.inputs.get("kind") or r.type.rsplit(":", 1)[-1])
+
+
+def object_namespace(r: Resource) -> str:
+    """Where a namespaced object lands: its metadata, else its provider's default, else default.
+
+    A Helm release's objects land in the release's ``namespace``.
+    """
+    if r.type.startswith("kubernetes:helm.sh/"):
+        explicit = r.inputs.get("namespace")
+    else:
+        explicit = _mapping(r.inputs.get("metadata")).get("namespace")
+    return str(explicit or r.provider_inputs.get("namespace") or "default")
+
+
+@dataclass(frozen=True)
+class PodView:
+    """A pod as the isolation rules judge it: a workload's template or a Helm chart's pod."""
+
+    label: str
+    """How messages name it (``DaemonSet kube-system/x``, ``Helm release r (chart c), pod p``)."""
+    namespace: str
+    """Namespace it runs in."""
+    workload: str
+    """Its allow-list key: ``<Kind>/<name>`` or ``helm:<chart>/<pod>``."""
+    spec: Mapping[str, Any]
+    """The pod spec."""
+    images: tuple[str, ...] = ()
+    """Container images (workloads only; a chart's images come from the chart)."""
+    paths: Mapping[str, str] = field(default_factory=dict)
+    """Values path of each spec field, for Helm pods (``container.<field>`` for containers)."""
+
+    @property
+    def grant(self) -> Grant | None:
+        """The allow-list grant covering this pod, if any."""
+        return grant_for(self.namespace, self.workload, self.images)
+
+    def where(self, spec_field: str) -> str:
+        """`` (values <path>)`` when a Helm value sets ``spec_field``, else ""."""
+        path = self.paths.get(spec_field)
+        return f" (values {path})" if path else ""
+
+
+def pod_views(r: Resource) -> list[PodView]:
+    """Every pod a resource would run: a workload's template, or each pod of a known chart."""
+    spec = pod_spec(r)
+    if spec is not None:
+        kind = kind_of(r)
+        name = str(_mapping(r.inputs.get("metadata")).get("name") or r.name)
+        namespace = object_namespace(r)
+        images = tuple(str(c.get("image") or "") for c in _containers(spec))
+        return [PodView(f"{kind} {namespace}/{name}", namespace, f"{kind}/{name}", spec, images)]
+    pods = helm_pods(r)
+    if not pods:
+        return []
+    namespace = object_namespace(r)
+    release = str(r.inputs.get("name") or r.name)
+    chart = release_chart(r)[0]
+    return [
+        PodView(
+            f"Helm release {namespace}/{release} (chart {chart}), pod {p.pod.name}",
+            namespace,
+            f"helm:{chart}/{p.pod.name}",
+            p.spec,
+            paths=p.paths,
+        )
+        for p in pods
+    ]
+
+
+def _containers(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
         c
         for key in ("initContainers", "containers", "ephemeralContainers")
-        for c in spec.get(key) or []
+        for c in (spec.get(key) if isinstance(spec.get(key), list) else [])
         if isinstance(c, dict)
     ]
 
@@ -51,29 +182,39 @@ def _workload_rule(check: Any) -> Any:
     return wrapped
 
 
-def _restricted(spec: dict[str, Any]) -> list[str]:
+def _restricted_pod(r: Resource, ctx: Context) -> list[str]:
+    """Pod Security 'restricted' user and capability fields of a workload's pod.
+
+    Host namespaces, privileged containers, host paths and host ports are SOV-K8S-007's, judged
+    once there with the allow-list; an allow-listed add-on that must run as root (the device
+    plugin) is exempt from the two root checks here, and only from those.
+    """
+    views = pod_views(r) if pod_spec(r) is not None else []
+    if not views:
+        return []
+    grant = views[0].grant
+    return _restricted(views[0].spec, root_allowed=bool(grant and grant.run_as_root))
+
+
+def _restricted(spec: Mapping[str, Any], *, root_allowed: bool = False) -> list[str]:
     out = []
-    pod_sc = spec.get("securityContext") or {}
-    for key in ("hostNetwork", "hostPID", "hostIPC"):
-        if spec.get(key):
-            out.append(f"pod sets {key}: not allowed under Pod Security 'restricted'")
+    pod_sc = _mapping(spec.get("securityContext"))
     for c in _containers(spec):
-        sc = c.get("securityContext") or {}
+        sc = _mapping(c.get("securityContext"))
         name = c.get("name", "?")
-        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
-            out.append(f"container {name}: set runAsNonRoot=true")
-        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
-            out.append(f"container {name}: runs as UID 0")
+        if not root_allowed:
+            if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+                out.append(f"container {name}: set runAsNonRoot=true")
+            if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+                out.append(f"container {name}: runs as UID 0; set runAsUser to a non-zero UID")
         if sc.get("allowPrivilegeEscalation") is not False:
             out.append(f"container {name}: set allowPrivilegeEscalation=false")
-        if sc.get("privileged") is True:
-            out.append(f"container {name}: privileged containers are not allowed")
-        caps = sc.get("capabilities") or {}
-        if "ALL" not in (caps.get("drop") or []):
+        caps = _mapping(sc.get("capabilities"))
+        if "ALL" not in _list(caps.get("drop")):
             out.append(f"container {name}: drop ALL capabilities")
-        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+        if {str(a) for a in _list(caps.get("add"))} - {"NET_BIND_SERVICE"}:
             out.append(f"container {name}: only NET_BIND_SERVICE may be added")
-        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        seccomp = _mapping(sc.get("seccompProfile") or pod_sc.get("seccompProfile")).get("type")
         if seccomp not in ("RuntimeDefault", "Localhost"):
             out.append(f"container {name}: set seccompProfile.type=RuntimeDefault")
     return out
@@ -83,16 +224,16 @@ def _read_only(spec: dict[str, Any]) -> list[str]:
     return [
         f"container {c.get('name', '?')}: set readOnlyRootFilesystem=true (emptyDir for scratch)"
         for c in _containers(spec)
-        if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True
+        if _mapping(c.get("securityContext")).get("readOnlyRootFilesystem") is not True
     ]
 
 
 def _resources(spec: dict[str, Any]) -> list[str]:
     out = []
     for c in _containers(spec):
-        res = c.get("resources") or {}
+        res = _mapping(c.get("resources"))
         for kind in ("requests", "limits"):
-            missing = [k for k in ("cpu", "memory") if k not in (res.get(kind) or {})]
+            missing = [k for k in ("cpu", "memory") if k not in _mapping(res.get(kind))]
             if missing:
                 out.append(f"container {c.get('name', '?')}: no {kind} for {', '.join(missing)}")
     return out
@@ -117,7 +258,7 @@ def _pinned(spec: dict[str, Any]) -> list[str]:
 
 rule("SOV-K8S-001", "pod-security-restricted", "high",
      "Workloads meet Pod Security 'restricted': non-root, no escalation, drop ALL, seccomp.")(
-    _workload_rule(_restricted))  # fmt: skip
+    _restricted_pod)  # fmt: skip
 rule("SOV-K8S-002", "read-only-root-filesystem", "medium",
      "Containers run with a read-only root filesystem.")(_workload_rule(_read_only))  # fmt: skip
 rule("SOV-K8S-003", "resource-requests-and-limits", "medium",
@@ -129,10 +270,10 @@ rule("SOV-K8S-004", "images-pinned", "high",
 
 
 def _is_default_deny(r: Resource) -> bool:
-    spec = r.inputs.get("spec") or {}
+    spec = _mapping(r.inputs.get("spec"))
     return (
         spec.get("podSelector") in ({}, None)
-        and {"Ingress", "Egress"} <= set(spec.get("policyTypes") or [])
+        and {"Ingress", "Egress"} <= {str(t) for t in _list(spec.get("policyTypes"))}
         and not spec.get("ingress")
         and not spec.get("egress")
     )
@@ -145,15 +286,11 @@ def _is_default_deny(r: Resource) -> bool:
     "Every platform and tenant namespace has a default-deny ingress+egress NetworkPolicy.",
 )
 def default_deny(resources: list[Resource], ctx: Context) -> list[tuple[Resource | None, str]]:
-    namespaces = {
-        (r.inputs.get("metadata") or {}).get("name"): r
-        for r in resources
-        if r.type == "kubernetes:core/v1:Namespace"
-    }
+    namespaces = declared_namespaces(resources)
     if not namespaces:
         return []
     denied = {
-        (r.inputs.get("metadata") or {}).get("namespace")
+        object_namespace(r)
         for r in resources
         if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy" and _is_default_deny(r)
     }
@@ -180,8 +317,8 @@ def _scale_target(r: Resource) -> tuple[str, str, str] | None:
     kind = r.inputs.get("kind") or r.type.rsplit(":", 1)[-1]
     if not r.type.startswith("kubernetes:") or kind not in AUTOSCALER_KINDS:
         return None
-    ref = (r.inputs.get("spec") or {}).get("scaleTargetRef") or {}
-    namespace = (r.inputs.get("metadata") or {}).get("namespace") or "default"
+    ref = _mapping(_mapping(r.inputs.get("spec")).get("scaleTargetRef"))
+    namespace = object_namespace(r)
     return namespace, str(ref.get("kind") or "Deployment"), str(ref.get("name") or "")
 
 

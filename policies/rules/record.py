@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.rules.base import Context, Resource
+from policies.rules.base import RULES, Context, Resource
 
 
 def context_from_record(record: Mapping[str, Any]) -> Context:
@@ -31,12 +31,27 @@ def context_from_config(cfg: Mapping[str, Any]) -> Context:
     )
 
 
+def pack_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The context part of a stack's config as one CrossGuard policy's config holds it (the
+    properties of ``CONFIG_SCHEMA`` in ``policies/crossguard.py``): the pack then builds the same
+    :class:`Context` as :func:`context_from_config` does offline."""
+    ctx = context_from_config(cfg)
+    lists = {name: list(getattr(ctx, name)) for name in CONTEXT_LISTS}
+    return {"zone": ctx.zone, "environment": ctx.environment, **lists}
+
+
+def policy_pack_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``--policy-pack-config`` document for a stack: every policy name -> its config."""
+    return {r.name: pack_config(cfg) for r in RULES}
+
+
 def resources_from_record(record: Mapping[str, Any]) -> list[Resource]:
     """Custom resources and providers of a record, with their provider's inputs attached."""
     by_urn = {r["urn"]: r for r in record.get("resources", [])}
     out = []
     for r in record.get("resources", []):
-        if not r.get("custom"):
+        # A Helm v4 Chart is a component the provider renders; offline only its values exist.
+        if not r.get("custom") and r["type"] != "kubernetes:helm.sh/v4:Chart":
             continue
         provider = by_urn.get(r.get("provider") or "", {})
         out.append(
@@ -47,6 +62,7 @@ def resources_from_record(record: Mapping[str, Any]) -> list[Resource]:
                 urn=r["urn"],
                 provider_inputs=provider.get("inputs") or {},
                 dependencies=tuple(r.get("dependencies") or ()),
+                outputs={**(r.get("outputs") or {}), **({"id": r["id"]} if r.get("id") else {})},
             )
         )
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
 from pipelines.artifacts.errors import KeyServiceError
@@ -46,6 +47,10 @@ class KeyService(ABC):
     def rotate(self) -> KeyVersion | None:
         """Add a new key version; returns it, or ``None`` when the service rotates later."""
         raise KeyServiceError(f"{self.describe()} cannot be rotated from here")
+
+    def files(self) -> list[Path]:
+        """Local files the service reads its keys or credentials from (never to be overwritten)."""
+        return []
 
     def describe(self) -> str:
         """One-line description for messages."""

@@ -15,14 +15,22 @@ from typing import Any, ClassVar
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pipelines.artifacts.encoding import b64, canonical, unb64
+from pipelines.artifacts.encoding import b64, canonical, load_bounded_json, unb64
 from pipelines.artifacts.envelope import DATA_KEY_SIZE, TAG_SIZE
-from pipelines.artifacts.errors import KeyFilePermissionError, KeyServiceError
-from pipelines.artifacts.fs import atomic_write_bytes
+from pipelines.artifacts.errors import (
+    ArtifactError,
+    KeyFilePermissionError,
+    KeyServiceError,
+    UnwrapRefusedError,
+)
+from pipelines.artifacts.fs import atomic_write_bytes, open_regular
 from pipelines.artifacts.keys.base import KeyService
+from pipelines.artifacts.keys.patterns import LOCAL_KEY_ID
 
 DEFAULT_LOCAL_KEY_FILE = "~/.config/sovml/artifact-key.json"
 """Key file the local backend uses when none is named."""
+MAX_KEY_FILE_BYTES = 1 << 20
+"""Largest key file read (thousands of versions)."""
 
 
 def _dump(body: dict[str, Any]) -> bytes:
@@ -81,35 +89,36 @@ class LocalKeyFile(KeyService):
     def _read_private(self) -> bytes:
         """The file's bytes, after checking that only its owner can read or write it."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            # A FIFO, device or socket is refused before it is opened: never a blocking read.
+            fd = open_regular(self.path)
         except FileNotFoundError:
             raise KeyServiceError("local key file not found", self.path) from None
-        except OSError as exc:
-            raise KeyServiceError(
-                f"cannot open local key file: {exc.strerror}", self.path
-            ) from None
+        except ArtifactError as exc:
+            raise KeyServiceError(f"local key file: {exc.reason}", self.path) from None
         with os.fdopen(fd, "rb") as fh:
             # fstat on the open descriptor: the permissions checked are those of what is read.
             st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise KeyServiceError("local key file is not a regular file", self.path)
             if st.st_mode & 0o077:
                 raise KeyFilePermissionError(
                     f"local key file has mode {stat.S_IMODE(st.st_mode):04o}; it must not be "
                     f"accessible to group or others (run: chmod 600 {self.path})",
                     self.path,
                 )
-            return fh.read(1 << 20)
+            return fh.read(MAX_KEY_FILE_BYTES + 1)
 
     def _load(self) -> dict[str, Any]:
         raw = self._read_private()
         try:
-            body = json.loads(raw)
+            body = load_bounded_json(raw, max_bytes=MAX_KEY_FILE_BYTES, max_depth=4)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
             if body.get("format") != self.FORMAT:
                 raise ValueError("unknown format")
             key_id, latest, versions = body["key_id"], body["latest"], body["versions"]
-            if not isinstance(key_id, str) or not isinstance(versions, dict):
-                raise ValueError("bad key_id/versions")
+            if not isinstance(key_id, str) or not LOCAL_KEY_ID.fullmatch(key_id):
+                raise ValueError("bad key_id")
+            if not isinstance(versions, dict):
+                raise ValueError("bad versions")
             if type(latest) is not int or str(latest) not in versions:
                 raise ValueError("latest version missing")
             for ver, key in versions.items():
@@ -127,6 +136,10 @@ class LocalKeyFile(KeyService):
     def name(self) -> str:
         """The key file's random id (``local-<hex>``), not its path, so the file can move."""
         return str(self._load()["key_id"])
+
+    def files(self) -> list[Path]:
+        """The key file."""
+        return [self.path]
 
     def describe(self) -> str:
         """Key id and file, for messages."""
@@ -206,7 +219,7 @@ class LocalKeyFile(KeyService):
                 blob[:12], blob[12:], self._aad(body["key_id"], version, context)
             )
         except (InvalidTag, ValueError):
-            raise KeyServiceError(
+            raise UnwrapRefusedError(
                 f"data key did not unwrap with key version v{version}: wrong key file, or the "
                 "wrapped key or the artifact it is bound to was modified",
                 self.path,

@@ -10,10 +10,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipelines.artifacts.encoding import b64, canonical
+from pipelines.artifacts import fs
+from pipelines.artifacts.encoding import b64, canonical, shown
 from pipelines.artifacts.envelope import DATA_KEY_SIZE
-from pipelines.artifacts.errors import KeyServiceError
+from pipelines.artifacts.errors import (
+    ArtifactError,
+    KeyNameError,
+    KeyServiceError,
+    UnwrapRefusedError,
+)
 from pipelines.artifacts.keys.base import KeyService
+from pipelines.artifacts.keys.patterns import check_key_reference, check_mount, check_role
 
 DEFAULT_VAULT_KEY = "sovml-artifacts"
 """Transit key used when none is named."""
@@ -23,6 +30,10 @@ DEFAULT_VAULT_AUTH_MOUNT = "kubernetes"
 """Mount path of the Kubernetes auth method."""
 K8S_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 """Where a pod finds its service-account token."""
+MAX_TOKEN_BYTES = 64 << 10
+"""Largest token or JWT file read."""
+_REFUSED = ("message authentication failed", "invalid ciphertext", "unable to decrypt")
+"""Vault's words for "this wrapped key does not open under this key and context"."""
 
 
 def _env(suffix: str) -> str | None:
@@ -50,6 +61,10 @@ class VaultTransitKeys(KeyService):
     is on unless explicitly skipped. With ``kubernetes_role`` the client logs in through the
     Kubernetes auth method with the pod's service-account JWT. Key versions come from the
     ``vault:vN:`` prefix of the transit ciphertext.
+
+    The key name, mounts and role are checked against :mod:`pipelines.artifacts.keys.patterns`
+    when the object is made (:class:`KeyNameError` otherwise) and handed to hvac as its ``name``
+    and ``mount_point`` parameters, never pasted into a path here.
     """
 
     backend: ClassVar[str] = "vault"
@@ -70,8 +85,14 @@ class VaultTransitKeys(KeyService):
         timeout: float = 30.0,
         client: Any | None = None,
     ) -> None:
-        self.key_name = key_name
-        self.mount_point = mount_point
+        try:
+            self.key_name = check_key_reference("vault", key_name)
+            self.mount_point = check_mount("transit mount", mount_point)
+            check_mount("Kubernetes auth mount", kubernetes_mount)
+            if kubernetes_role:
+                check_role(kubernetes_role)
+        except ValueError as exc:
+            raise KeyNameError(str(exc)) from None
         self.url = url or _env("ADDR") or "https://127.0.0.1:8200"
         self.namespace = namespace or _env("NAMESPACE")
         self.verify = self._verify_from_env() if verify is None else verify
@@ -97,6 +118,13 @@ class VaultTransitKeys(KeyService):
     def name(self) -> str:
         """The transit key name."""
         return self.key_name
+
+    def files(self) -> list[Path]:
+        """The CLI's token file and the pod's service-account token, where they exist."""
+        candidates = [self.jwt_path]
+        with contextlib.suppress(RuntimeError, KeyError):  # no home folder: no token file
+            candidates.append(Path.home() / ".vault-token")
+        return [p for p in candidates if p.exists()]
 
     def describe(self) -> str:
         """Key, mount and server, for messages."""
@@ -133,11 +161,12 @@ class VaultTransitKeys(KeyService):
     def _kubernetes_login(self, client: Any) -> None:
         """Log ``client`` in with the pod's service-account JWT as :attr:`kubernetes_role`."""
         try:
-            jwt = self.jwt_path.read_text().strip()
-        except OSError as exc:
+            jwt = fs.read_regular(self.jwt_path, MAX_TOKEN_BYTES).decode().strip()
+        except (OSError, ArtifactError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "unreadable"
             raise KeyServiceError(
                 f"Kubernetes auth (role {self.kubernetes_role!r}) needs the service-account "
-                f"token at {self.jwt_path}: {exc.strerror}; not running in a pod?"
+                f"token at {self.jwt_path}: {why}; not running in a pod?"
             ) from None
         self._guard(
             f"Kubernetes login (role {self.kubernetes_role!r}, mount {self.kubernetes_mount!r})",
@@ -153,12 +182,13 @@ class VaultTransitKeys(KeyService):
         """``VAULT_TOKEN``, else the CLI's ``~/.vault-token``."""
         token = _env("TOKEN")
         if not token:
-            with contextlib.suppress(OSError):
-                token = (Path.home() / ".vault-token").read_text().strip()
+            with contextlib.suppress(OSError, ArtifactError, UnicodeDecodeError):
+                raw = fs.read_regular(Path.home() / ".vault-token", MAX_TOKEN_BYTES)
+                token = raw.decode().strip()
         if not token:
             raise KeyServiceError(
-                "no Vault token: set VAULT_TOKEN (or log in so ~/.vault-token exists), or use "
-                "Kubernetes auth with a role"
+                "no Vault token found; set VAULT_TOKEN (or log in so ~/.vault-token exists), "
+                "or use Kubernetes auth with a role"
             )
         return token
 
@@ -176,6 +206,13 @@ class VaultTransitKeys(KeyService):
             return call()
         except hvac.exceptions.VaultError as exc:
             text = str(exc).split(", on ")[0] or type(exc).__name__
+            if isinstance(exc, hvac.exceptions.InvalidRequest) and any(
+                words in text for words in _REFUSED
+            ):
+                raise UnwrapRefusedError(
+                    f"{what} failed: {text} (the wrapped data key or the artifact it is bound to "
+                    f"was modified, or it belongs to another key) [{self.describe()}]"
+                ) from None
             hint = ""
             if "disallowed by policy" in text or "invalid key version" in text:
                 hint = (
@@ -195,14 +232,26 @@ class VaultTransitKeys(KeyService):
                 f"{what}: cannot reach Vault at {self.url} ({exc.__class__.__name__})"
             ) from None
 
-    def _transit(self, what: str, operation: str, **params: Any) -> Any:
-        """``client.secrets.transit.<operation>`` on this key and mount, errors translated."""
-        return self._guard(
+    def _transit(self, what: str, operation: str, *fields: str, **params: Any) -> dict[str, Any]:
+        """``client.secrets.transit.<operation>`` on this key and mount; its ``data``, checked.
+
+        Errors are translated, and the response must hold ``data`` with every one of ``fields``
+        as a string or integer: anything else is reported, never a KeyError or TypeError.
+        """
+        resp = self._guard(
             what,
             lambda: getattr(self.client.secrets.transit, operation)(
                 name=self.key_name, mount_point=self.mount_point, **params
             ),
         )
+        data = resp.get("data") if isinstance(resp, dict) else None
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(f), str | int) and not isinstance(data.get(f), bool) for f in fields
+        ):
+            raise KeyServiceError(
+                f"{what}: unexpected response from {self.describe()}: {shown(resp)}"
+            )
+        return data
 
     @staticmethod
     def _context(context: Mapping[str, str] | None) -> str | None:
@@ -222,41 +271,60 @@ class VaultTransitKeys(KeyService):
 
     def generate_data_key(self, context: Mapping[str, str] | None = None) -> tuple[bytes, str, int]:
         """``transit/datakey/plaintext/<key>``: Vault returns the key and its wrapped form."""
-        resp = self._transit(
+        data = self._transit(
             "transit generate_data_key",
             "generate_data_key",
+            "plaintext",
+            "ciphertext",
             key_type="plaintext",
             context=self._context(context),
         )
-        data = resp["data"]
-        plaintext = base64.b64decode(data["plaintext"])
+        plaintext = _key_bytes(data["plaintext"])
         if len(plaintext) != DATA_KEY_SIZE:
             raise KeyServiceError(f"Vault returned a {len(plaintext)}-byte data key, expected 32")
         return plaintext, data["ciphertext"], self._version_of(data["ciphertext"], "datakey")
 
     def decrypt_data_key(self, wrapped: str, context: Mapping[str, str] | None = None) -> bytes:
         """``transit/decrypt/<key>``."""
-        resp = self._transit(
+        data = self._transit(
             "transit decrypt of the data key",
             "decrypt_data",
+            "plaintext",
             ciphertext=wrapped,
             context=self._context(context),
         )
-        plaintext = base64.b64decode(resp["data"]["plaintext"])
+        plaintext = _key_bytes(data["plaintext"])
         if len(plaintext) != DATA_KEY_SIZE:
             raise KeyServiceError(f"unwrapped data key has {len(plaintext)} bytes, expected 32")
         return plaintext
 
     def rewrap(self, wrapped: str, context: Mapping[str, str] | None = None) -> tuple[str, int]:
         """``transit/rewrap/<key>``: Vault re-wraps server-side; the data key never leaves it."""
-        resp = self._transit(
-            "transit rewrap", "rewrap_data", ciphertext=wrapped, context=self._context(context)
+        data = self._transit(
+            "transit rewrap",
+            "rewrap_data",
+            "ciphertext",
+            ciphertext=wrapped,
+            context=self._context(context),
         )
-        new = resp["data"]["ciphertext"]
+        new = str(data["ciphertext"])
         return new, self._version_of(new, "rewrap")
 
     def rotate(self) -> int:
         """Rotate the transit key; returns the new latest version."""
-        self._transit("transit rotate", "rotate_key")
-        info = self._transit("transit read_key", "read_key")
-        return int(info["data"]["latest_version"])
+        self._guard(
+            "transit rotate",
+            lambda: self.client.secrets.transit.rotate_key(
+                name=self.key_name, mount_point=self.mount_point
+            ),
+        )
+        info = self._transit("transit read_key", "read_key", "latest_version")
+        return int(info["latest_version"])
+
+
+def _key_bytes(text: object) -> bytes:
+    """A data key Vault returned in base64; :class:`KeyServiceError` when it is not one."""
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except ValueError:
+        raise KeyServiceError("Vault returned a data key that is not base64") from None

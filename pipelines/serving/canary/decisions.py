@@ -1,137 +1,171 @@
-"""What the canary decides at each look: promote, hold or roll back, guards first.
+"""What the canary decides at each look: the step machine shared by the live run and the simulation.
 
-Two variants are served by one Triton server under two model names (``baseline``, e.g.
-``<model>-a``, and ``candidate``, e.g. ``<model>-b``). A weighted router
-(:mod:`pipelines.serving.canary.router`) sends each labelled request to the candidate with the
-current step's weight (``PromotionCriteria.steps``, 5% -> 25% -> 50% -> 100%); the outcome
-(correct or not, error or not) is scored against the label on the client, and per-variant latency
-is read from Triton's own metrics endpoint. Thresholds and error rates come only from
-:class:`policies.promotion.PromotionCriteria`.
+Two variants are served by one Triton server under two model names (baseline and candidate). A
+weighted router (:mod:`pipelines.serving.canary.router`) sends each labelled request to the
+candidate with the current step's weight; correctness and client-visible errors are scored on the
+client, latency comes from Triton's own request summary. Thresholds, budgets and the verdict
+functions are :mod:`policies.promotion`'s, the ones the cluster's AnalysisTemplate renders.
 
-The procedure (also written into every evidence file, see :func:`procedure_text`):
+:class:`Procedure` is the Argo Rollouts analysis, locally: at each analysed step (every weight
+but the last) up to ``looks_per_step`` looks; at each look every guard not yet passed in this step
+gets a verdict (PASS, FAIL, UNDECIDED). A FAIL rolls back at once. A guard that passes is done for
+the step (an Argo metric with ``consecutiveSuccessLimit: 1`` stops at its first success). Once
+all three have passed the step is promoted; when its looks run out first it is held
+(inconclusive: a person decides, as a paused Rollout waits for one). Accuracy non-inferiority,
+once accepted, stays accepted (Wald's test stops at its boundary). Between looks the run checks
+for FAILs only (:meth:`Procedure.interim`, up to ``interim_checks`` per look): the SPRTs' bounds
+hold at every look, so these cost them nothing, and the latency guard's fail side spends its
+budget over them (``latency_fail_alpha``); a broken or slow candidate is rolled back without
+finishing the look.
 
-*Looks.* At each step the candidate serves at least ``min_requests_per_step`` requests, then the
-cumulative evidence of the whole run is analysed ("a look"). Each look ends in one decision:
-``rollback`` (stop; the candidate's weight goes to 0), ``hold`` (stay at this weight for another
-look) or ``promote`` (go to the next step; after 100% the candidate is fully promoted). The run is
-bounded in requests and seconds; exhausting either before a final decision ends it as ``hold``
-(inconclusive: the candidate keeps its weight and a person decides).
-
-*Hard guards*, evaluated at every look before the statistics (and every :data:`GUARD_EVERY`
-requests within a look, once the candidate has served ``min_requests_per_step``): the
-candidate's error rate (failed requests / requests, cumulative) must be <= ``max_error_rate``
-and its p99 latency (Triton's ``nv_inference_request_summary_us`` 0.99 quantile) <=
-``max_p99_latency_ratio`` x the baseline's; a failed guard rolls back at once. Below 50% the
-router mirrors baseline traffic to the candidate so both run at the same request rate (see
-:class:`~pipelines.serving.canary.router.WeightedRouter` for why); mirrored requests count for
-the guards, never for accuracy.
-
-*Accuracy*: Wald's sequential probability ratio test on the per-request correctness of the two
-variants (:mod:`pipelines.serving.canary.statistics`, which states its error rates). Once
-non-inferiority is accepted the accuracy test is over (later steps check the guards only), so
-traffic only grows on evidence: every accuracy look happens at the first weight. Traffic is
-assumed stationary over the run (outcomes of all steps are pooled per variant).
+Traffic is assumed stationary over the run (outcomes of all steps are pooled per variant;
+Triton's window mixes the last 48-60 s). Below 50% the router mirrors baseline traffic to the
+candidate so both run at the same request rate; mirror copies count for latency and errors, never
+for accuracy.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from pipelines.serving.canary.statistics import SequentialDesign
-from policies.promotion import DEFAULT, PromotionCriteria
+from policies.promotion import (
+    DEFAULT,
+    FAIL,
+    GUARDS,
+    PASS,
+    SUMMARY_LEVELS,
+    UNDECIDED,
+    PromotionCriteria,
+)
 
-PROMOTE, HOLD, ROLLBACK = "promote", "hold", "rollback"
+PROMOTE, CONTINUE, HOLD, ROLLBACK = "promote", "continue", "hold", "rollback"
+"""A look's decision: next step (or full promotion), another look, stop held, stop rolled back."""
+PROMOTED, ROLLED_BACK, HELD = "promoted", "rolled_back", "held"
+"""How a run ends."""
+BUDGET = "budget"
+"""The reason family of a run held because its looks, requests or time ran out."""
 GUARD_EVERY = 1000
-"""Requests between interim guard checks inside a look: the local stand-in for the cluster
-analysis' interval, so a broken or slow candidate is rolled back without finishing the look."""
+"""Requests between interim error checks inside a look (and between metric scrapes)."""
 
 
-def guard_failures(
-    criteria: PromotionCriteria,
-    candidate_errors: int,
-    candidate_requests: int,
-    p99_baseline_ms: float,
-    p99_candidate_ms: float,
-) -> list[str]:
-    """The hard guards that fail (empty when all pass).
+@dataclass(frozen=True)
+class LookDecision:
+    """One look's decision, why, and which guards it was about."""
 
-    A p99 that is not known (NaN: no summary quantiles) fails the latency guard: no evidence is
-    not evidence of no regression.
-    """
-    failures = []
-    rate = candidate_errors / candidate_requests if candidate_requests else 0.0
-    if rate > criteria.max_error_rate:
-        failures.append(
-            f"candidate error rate {rate:.2%} > max_error_rate {criteria.max_error_rate:.2%}"
-        )
-    if not (math.isfinite(p99_baseline_ms) and math.isfinite(p99_candidate_ms)):
-        failures.append("p99 latency unknown (Triton summary quantiles missing)")
-    else:
-        ratio = p99_candidate_ms / max(p99_baseline_ms, 1e-6)
-        if ratio > criteria.max_p99_latency_ratio:
-            failures.append(
-                f"p99 ratio {ratio:.2f} ({p99_candidate_ms:.2f} ms / {p99_baseline_ms:.2f} ms) "
-                f"> max_p99_latency_ratio {criteria.max_p99_latency_ratio:.2f}"
-            )
-    return failures
+    decision: str
+    reason: str
+    families: tuple[str, ...] = ()
+    """Guards that failed (a rollback), or ``budget`` (a hold); empty otherwise."""
 
 
-def interim_rollback(
-    guards: Sequence[str], candidate_requests: int, criteria: PromotionCriteria
-) -> bool:
-    """Whether an interim check (every :data:`GUARD_EVERY` requests inside a look) ends the look:
-    only on a failed guard, once the candidate has served ``min_requests_per_step`` requests
-    (mirror copies included)."""
-    return bool(guards) and candidate_requests >= criteria.min_requests_per_step
+@dataclass
+class Procedure:
+    """The step machine of one canary run (see the module docstring)."""
+
+    criteria: PromotionCriteria = DEFAULT
+    step: int = 0
+    """Index into ``criteria.analysed_steps`` of the step being analysed."""
+    look: int = 0
+    """Looks taken at this step."""
+    passed: set[str] = field(default_factory=set)
+    """Guards that passed at this step."""
+    accepted: bool = False
+    """Accuracy non-inferiority accepted (sticky over the run)."""
+    outcome: str | None = None
+    """``promoted``, ``rolled_back`` or ``held`` once the run is over."""
+    families: tuple[str, ...] = ()
+    """The final decision's reason families."""
+
+    def __post_init__(self) -> None:
+        if not self.criteria.analysed_steps:
+            self.outcome = PROMOTED  # a single 100 % step: nothing to analyse
+
+    @property
+    def weight(self) -> float:
+        """The candidate's traffic share (percent) at the step being analysed."""
+        return float(self.criteria.analysed_steps[self.step])
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Guards still to pass at this step."""
+        return tuple(g for g in GUARDS if g not in self.passed)
+
+    def record(self, verdicts: Mapping[str, str], details: Mapping[str, str]) -> LookDecision:
+        """Apply one look's verdicts (for the pending guards; others are ignored)."""
+        if self.outcome is not None:
+            raise RuntimeError(f"the run is over ({self.outcome})")
+        self.look += 1
+        now = {g: PASS if g == "accuracy" and self.accepted else verdicts[g] for g in self.pending}
+        failed = tuple(g for g in GUARDS if now.get(g) == FAIL)
+        if failed:
+            return self._end(ROLLED_BACK, ROLLBACK, _why(failed, details), failed)
+        for guard, verdict in now.items():
+            if verdict == PASS:
+                self.passed.add(guard)
+                self.accepted |= guard == "accuracy"
+        if not self.pending:
+            reason = f"step {self.weight:g}% passed: every guard passed"
+            self.step, self.look, self.passed = self.step + 1, 0, set()
+            if self.step == len(self.criteria.analysed_steps):
+                self.outcome = PROMOTED
+                reason = f"every analysed step passed; candidate at {self.criteria.steps[-1]}%"
+            return LookDecision(PROMOTE, reason)
+        waiting = ", ".join(f"{g} {details.get(g, now.get(g, UNDECIDED))}" for g in self.pending)
+        if self.look >= self.criteria.looks_per_step:
+            reason = f"{self.look} looks at {self.weight:g}% without a decision ({waiting})"
+            return self._end(HELD, HOLD, reason + ": inconclusive", (BUDGET,))
+        return LookDecision(CONTINUE, f"more data: {waiting}")
+
+    def interim(
+        self, verdicts: Mapping[str, str], details: Mapping[str, str]
+    ) -> LookDecision | None:
+        """A between-looks check: a rollback when a pending guard FAILs, else None (a PASS
+        between looks counts for nothing: promotion is judged at looks only)."""
+        failed = tuple(g for g in self.pending if verdicts.get(g) == FAIL)
+        if self.outcome is not None or not failed:
+            return None
+        return self._end(ROLLED_BACK, ROLLBACK, _why(failed, details), failed)
+
+    def exhausted(self, reason: str) -> LookDecision:
+        """The run's request or time budget ran out: held."""
+        return self._end(HELD, HOLD, reason + ": inconclusive", (BUDGET,))
+
+    def _end(
+        self, outcome: str, decision: str, reason: str, families: tuple[str, ...]
+    ) -> LookDecision:
+        self.outcome, self.families = outcome, families
+        return LookDecision(decision, reason, families)
 
 
-def look_guards(guards: list[str], llr: float, accepted: bool) -> list[str]:
-    """The failed guards of a full look: missing accuracy evidence (no LLR: a variant without
-    scored requests) fails one too, until non-inferiority has been accepted."""
-    if not math.isfinite(llr) and not accepted and not guards:
-        return ["no scored requests on one variant"]
-    return guards
-
-
-def decide_look(
-    design: SequentialDesign, accepted: bool, llr: float, guards: Sequence[str]
-) -> tuple[str, str]:
-    """One look's decision and its reason: guards first, then the SPRT (unless accepted)."""
-    if guards:
-        return ROLLBACK, "guard failed: " + "; ".join(guards)
-    if accepted:
-        return PROMOTE, "non-inferiority accepted earlier; guards pass"
-    if llr <= design.lower:
-        return ROLLBACK, (
-            f"LLR {llr:.2f} <= log(beta) {design.lower:.2f}: candidate worse than the baseline "
-            f"by the margin {design.margin:g} or more"
-        )
-    if llr >= design.upper:
-        return PROMOTE, (
-            f"LLR {llr:.2f} >= log(1/alpha) {design.upper:.2f}: non-inferior within the margin "
-            f"{design.margin:g}; guards pass"
-        )
-    return HOLD, f"LLR {llr:.2f} inside ({design.lower:.2f}, {design.upper:.2f}): more data"
+def _why(failed: tuple[str, ...], details: Mapping[str, str]) -> str:
+    return "; ".join(f"{g} guard failed: {details.get(g, FAIL)}" for g in failed)
 
 
 def procedure_text(criteria: PromotionCriteria = DEFAULT) -> str:
     """The decision procedure and its stated error rates, for the printout and the evidence."""
-    d = SequentialDesign.from_criteria(criteria)
-    steps = " -> ".join(f"{s}%" for s in criteria.steps)
+    c = criteria
+    d = SequentialDesign.from_criteria(c)
+    e_pass, e_fail = c.error_bounds
+    steps = " -> ".join(f"{s}%" for s in c.steps)
+    levels = f"{SUMMARY_LEVELS[0]:g}..{SUMMARY_LEVELS[-1]:g}"
     return (
-        f"Canary steps {steps}; at each step >= {criteria.min_requests_per_step} candidate "
-        "requests per look, cumulative evidence. Hard guards each look: candidate error rate <= "
-        f"{criteria.max_error_rate:.2%}, candidate p99 <= {criteria.max_p99_latency_ratio:g} x "
-        "baseline p99 (Triton nv_inference_request_summary_us, quantile 0.99; baseline traffic "
-        "mirrored to the candidate below 50% so both run at the same rate); a failure rolls "
-        "back. Accuracy (routed requests only): Wald SPRT on d = acc(candidate) - "
-        "acc(baseline), H0: d = "
-        f"-{d.margin:g} vs H1: d = 0 on per-request correctness (binomial likelihoods, baseline "
-        "accuracy profiled out); promote when LLR >= log(1/alpha) = "
-        f"{d.upper:.3f}, roll back when "
-        f"LLR <= log(beta) = {d.lower:.3f}, else hold. Stated error rates: P(promote | candidate "
-        f"worse by >= {d.margin:g}) <= alpha = {d.alpha:g}; P(rollback | candidate at least as "
-        f"good) <= beta = {d.beta:g}. A budget exhausted before a decision ends as hold "
-        "(inconclusive)."
+        f"Canary steps {steps}; every step but the last analysed in up to {c.looks_per_step} "
+        f"looks (>= {c.min_requests_per_step} routed candidate requests each); a FAIL rolls "
+        "back, all three guards passed promotes the step, looks run out holds. Accuracy "
+        f"(routed requests): Wald SPRT of H0 d = -{d.margin:g} vs H1 d = 0, pass at LLR >= "
+        f"{d.upper:.3f}, fail at LLR <= {d.lower:.3f}. Errors (client-visible, mirrors "
+        f"included): Wald SPRT of p = {c.acceptable_error_rate:g} vs p = {c.max_error_rate:g}, "
+        f"pass at LLR <= {e_pass:.3f}, fail at LLR >= {e_fail:.3f} (also every {GUARD_EVERY} "
+        "requests). Latency: order-statistic bounds of each variant's p99 from Triton's request "
+        f"summary (levels {levels}, 48-60 s window), alpha {c.latency_pass_alpha:.2g} (pass) / "
+        f"{c.latency_fail_alpha:.2g} (fail) per bound and look; pass when UCB(B) < g(LCB(A)), "
+        f"fail when LCB(B) > g(UCB(A)), g(x) = max({c.max_p99_latency_ratio:g} x, x + "
+        f"{c.latency_floor_ms:g} ms). Stated rates over all looks: P(roll back | equal) <= "
+        f"{c.false_rollback_rate:g} (accuracy {c.accuracy_rollback_rate:g}, latency "
+        f"{c.latency_rollback_rate:g}, errors {c.error_rollback_rate:g}); P(promote | accuracy "
+        f"worse by >= {c.accuracy_margin:g}), P(promote | p99 >= {c.max_p99_latency_ratio:g} x "
+        f"and +{c.latency_floor_ms:g} ms), P(promote | error rate >= {c.max_error_rate:g}) each "
+        f"<= {c.false_promotion_rate:g}."
     )

@@ -1,7 +1,8 @@
-"""The canary demo: a seeded labelled data set and three Triton variants of one small MLP.
+"""The canary demo: a seeded labelled data set and four Triton variants of one small MLP.
 
-``sovml abtest`` without ``--baseline`` and ``sovml bench serve`` without a repository build it;
-``tests/test_abtest.py`` canaries its scenarios on the real server.
+``sovml abtest`` without ``--baseline``, ``sovml bench serve`` without a repository and
+``sovml bench abtest`` build it; ``tests/test_abtest.py`` canaries its scenarios on the real
+server.
 """
 
 from __future__ import annotations
@@ -92,10 +93,12 @@ SCENARIOS = {
     "better": ("shuffled", "trained"),
     "worse-accuracy": ("trained", "shuffled"),
     "worse-latency": ("trained", "slow"),
+    "same": ("trained", "twin"),
 }
 """Demo scenario -> (baseline, candidate) variant: a better candidate (the trained model against
-the shuffled-label one), one worse in accuracy, one worse in latency (same model, sleeps)."""
-VARIANTS = ("trained", "shuffled", "slow")
+the shuffled-label one), one worse in accuracy, one worse in latency (same model, sleeps), and
+the same model under a second name (an A/A test)."""
+VARIANTS = ("trained", "shuffled", "slow", "twin")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ def build_demo_repository(
 
     * ``<model>-trained``: a small MLP trained on the labels (about 90% accurate);
     * ``<model>-shuffled``: the same architecture trained on permuted labels (about 50%);
-    * ``<model>-slow``: the trained model, sleeping ``delay_ms`` per execution.
+    * ``<model>-slow``: the trained model, sleeping ``delay_ms`` per execution;
+    * ``<model>-twin``: the trained model again, under another name (A/A tests).
 
     Each variant has the same I/O, batching and instance group as the pipeline's export.
     """
@@ -146,6 +150,7 @@ def build_demo_repository(
             ("trained", trained, 0.0),
             ("shuffled", shuffled, 0.0),
             ("slow", trained, delay_ms),
+            ("twin", trained, 0.0),
         ):
             config = ModelConfig(
                 name=repo.name(variant),

@@ -55,6 +55,9 @@ class Look:
     mirrored_requests: int
     """Cumulative copies sent to the candidate (latency and error guards only)."""
     mirrored_errors: int
+    mirrors_dropped: int
+    """Cumulative mirror copies dropped because the candidate's lane fell behind (a slow
+    candidate; see :mod:`pipelines.serving.canary.lanes`)."""
     accuracy: PerModel[float]
     accuracy_ci95: PerModel[tuple[float, float]]
     """Wilson score intervals of the accuracies."""
@@ -63,26 +66,35 @@ class Look:
     triton_failures: PerModel[float]
     """Failures Triton counted during this look (counter deltas)."""
     p99_ms: PerModel[float]
-    """Triton summary quantile 0.99 (server side, sliding window) at the end of the look."""
+    """Triton's summary at level 0.99 at the end of the look (a point estimate, for reading)."""
+    window_requests: PerModel[float]
+    """Lower bound of the requests in each variant's summary window (the bounds' ``n``)."""
+    p99_bounds_ms: dict[str, float]
+    """The latency guard's bounds: ``candidate_ucb``, ``baseline_lcb`` (pass side) and
+    ``candidate_lcb``, ``baseline_ucb`` (fail side); NaN when no level is valid yet."""
     mean_server_ms: PerModel[float]
     """Mean server request duration over this look (counter deltas)."""
     client_p99_ms: PerModel[float]
     """Client-measured p99 over this look (includes the network stack and client)."""
     p99_ratio: float
-    """Candidate p99 over baseline p99."""
+    """Candidate p99 over baseline p99 (point estimates; never decides)."""
     diff: float
     """Accuracy difference, candidate minus baseline."""
     diff_ci95: tuple[float, float]
     llr: float
-    """The SPRT's log-likelihood ratio (NaN without scored requests on both variants)."""
+    """The accuracy SPRT's log-likelihood ratio (NaN without scored requests on both variants)."""
     lower: float
-    """Rollback boundary ``log(beta)``."""
+    """Accuracy rollback boundary ``log(beta)``."""
     upper: float
-    """Promotion boundary ``log(1/alpha)``."""
+    """Accuracy promotion boundary ``log(1/alpha)``."""
+    error_llr: float
+    """The error SPRT's log-likelihood ratio (candidate failures, mirror copies included)."""
+    verdicts: dict[str, str]
+    """Each guard's verdict at this look (``passed`` when it had passed earlier in the step)."""
     guards: list[str]
-    """The hard guards that failed."""
+    """Why the guards that failed did."""
     decision: str
-    """``promote``, ``hold`` or ``rollback``."""
+    """``promote``, ``continue``, ``hold`` or ``rollback``."""
     reason: str
     seconds: float
     """Wall time of the look."""
@@ -99,6 +111,9 @@ class AbTestResult:
     decision: str
     """``promoted``, ``rolled_back`` or ``held``."""
     reason: str
+    reason_families: list[str]
+    """What decided: the guards that failed (``accuracy``, ``latency``, ``errors``), ``budget``
+    for a hold, empty for a promotion. The demo checks its expected outcome against these."""
     final_weight: float
     """The candidate's traffic share at the end (percent; 0 after a rollback)."""
     seconds: float

@@ -55,15 +55,16 @@ class WeightedRouter:
         """The model one request goes to."""
         return self.candidate if self.rng.random() * 100 < self.weight else self.baseline
 
-    def routes_until(self, candidate_requests: int) -> list[Route]:
+    def routes_until(self, candidate_requests: int, min_total: int = 0) -> list[Route]:
         """Routes of consecutive requests up to and including the ``candidate_requests``-th one
-        routed to the candidate (one look's traffic), with mirror copies after their originals."""
+        routed to the candidate, and at least ``min_total`` routes (one look's traffic), with
+        mirror copies after their originals."""
         if self.weight <= 0:
             raise ValueError("the candidate has weight 0: it never reaches its quota")
         routes: list[Route] = []
         seen = 0
         share = self.mirror_fraction
-        while seen < candidate_requests:
+        while seen < candidate_requests or len(routes) < min_total:
             model = self.route()
             routes.append(Route(model))
             if model == self.candidate:

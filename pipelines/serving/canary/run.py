@@ -1,12 +1,16 @@
-"""The live canary run: warm up, then look step by step until promote, rollback or the budget.
+"""The live canary run: warm up, then look step by step until promote, rollback or hold.
 
-:func:`run_abtest` drives a running Triton server (the procedure is in
-:mod:`pipelines.serving.canary.decisions`); every look's evidence and the decision are written to
-``<out_dir>/<run>.json``.
+:func:`run_abtest` drives a running Triton server (the step machine is
+:class:`pipelines.serving.canary.decisions.Procedure`, the verdicts :mod:`policies.promotion`'s);
+every look's evidence and the decision are written to ``<out_dir>/<run>.json``. The server must
+export the latency summary at :data:`policies.promotion.SUMMARY_LEVELS`
+(:func:`policies.promotion.triton_metrics_args`); without it the latency guard never decides and
+the run ends held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.serving import load as serve_load
-from pipelines.serving.canary.decisions import GUARD_EVERY, HOLD, PROMOTE, ROLLBACK, procedure_text
+from pipelines.serving.canary.decisions import GUARD_EVERY, PROMOTED, procedure_text
 from pipelines.serving.canary.evidence import AbTestResult, Look
+from pipelines.serving.canary.lanes import DEADLINE, send_in_lanes
 from pipelines.serving.canary.router import Route, WeightedRouter
 from pipelines.serving.canary.state import RunState
 from pipelines.serving.canary.statistics import SequentialDesign
@@ -34,19 +39,22 @@ WARMUP_PER_MODEL = 8
 class RunSettings:
     """How a canary run sends traffic and when it gives up (written into the evidence)."""
 
-    concurrency: int = 4
-    """Client threads sending traffic."""
+    concurrency: int = 1
+    """Client threads per variant's lane (:mod:`pipelines.serving.canary.lanes` says why one)."""
     protocol: str = "grpc"
     """``grpc`` or ``http`` for the traffic."""
     seed: int = 0
     """Seeds the router and the row sampling."""
-    max_requests: int = 100_000
+    max_requests: int = 400_000
     """Bound on all requests of the run (mirror copies included)."""
-    max_seconds: float = 180.0
+    max_seconds: float = 240.0
     """Bound on the run's wall time."""
     mirror: bool = True
     """Copy baseline traffic to the candidate below 50% so both run at the same rate for the
     latency comparison (see :class:`~pipelines.serving.canary.router.WeightedRouter`)."""
+    requests_per_look: int = 6000
+    """At least this many requests (both variants, mirror copies included) per look, so that
+    Triton's 48-60 s latency window fills at every weight, not only at 5 %."""
 
 
 def run_abtest(
@@ -88,11 +96,17 @@ def run_abtest(
     url = endpoints.grpc_url if settings.protocol == "grpc" else endpoints.http_url
     run = run_name or f"{candidate}-vs-{baseline}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     started = time.monotonic()
-    with serve_load.InferClients(
-        settings.protocol, url, settings.concurrency, input_name, output_name
-    ) as clients:
+    with contextlib.ExitStack() as stack:
+        lanes = {
+            model: stack.enter_context(
+                serve_load.InferClients(
+                    settings.protocol, url, settings.concurrency, input_name, output_name
+                )
+            )
+            for model in (baseline, candidate)
+        }
         canary = _Canary(
-            clients=clients,
+            lanes=lanes,
             metrics_url=endpoints.metrics_url,
             criteria=criteria,
             settings=settings,
@@ -111,6 +125,7 @@ def run_abtest(
         candidate=candidate,
         decision=decision,
         reason=reason,
+        reason_families=list(canary.state.procedure.families),
         final_weight=final_weight,
         seconds=time.monotonic() - started,
         total_requests=canary.state.total,
@@ -127,9 +142,9 @@ def run_abtest(
 
 @dataclass
 class _Canary:
-    """One run in progress: the clients, the traffic, the router and the state."""
+    """One run in progress: the lanes' clients, the traffic, the router and the state."""
 
-    clients: serve_load.InferClients
+    lanes: dict[str, serve_load.InferClients]
     metrics_url: str
     criteria: PromotionCriteria
     settings: RunSettings
@@ -152,69 +167,67 @@ class _Canary:
         warm = [
             serve_load.Job(m, self.x[i : i + 1]) for i in range(WARMUP_PER_MODEL) for m in models
         ]
-        serve_load.run_jobs(self.clients, warm, self.deadline)
-        self.state.before = scrape(self.metrics_url)
+        serve_load.run_jobs(self.lanes[self.router.baseline], warm, self.deadline)
+        self.scrape()
 
     def run_steps(self) -> tuple[str, str, float]:
-        """(decision, reason, final weight) after stepping through ``criteria.steps``."""
-        reason = ""
-        for step, weight in enumerate(self.criteria.steps, start=1):
-            decision, reason = self._run_step(step, weight)
-            if decision == ROLLBACK:
-                return "rolled_back", reason, 0.0
-            if decision == HOLD:
-                return "held", reason, weight
-        steps = self.criteria.steps
-        return "promoted", f"every step passed; candidate at {steps[-1]}%. " + reason, steps[-1]
-
-    def _run_step(self, step: int, weight: float) -> tuple[str, str]:
-        """Looks at one weight until one decides (promote or rollback), or the budget ends
-        (hold)."""
-        self.router.set_weight(weight)
-        look_no = 0
-        while True:
+        """(outcome, reason, final weight) after the analysed steps, or where the run stopped."""
+        proc = self.state.procedure
+        reason = "nothing to analyse: a single 100% step"
+        while proc.outcome is None:
             if self.state.total >= self.settings.max_requests or time.monotonic() > self.deadline:
-                return HOLD, (
-                    f"budget exhausted ({self.state.total} requests, "
-                    f"{time.monotonic() - self.started:.1f}s) before a decision: inconclusive"
-                )
-            look_no += 1
-            look = self._look(step, weight, look_no)
+                spent = time.monotonic() - self.started
+                reason = proc.exhausted(
+                    f"budget exhausted ({self.state.total} requests, {spent:.1f}s) before a "
+                    "decision"
+                ).reason
+                break
+            weight = proc.weight
+            self.router.set_weight(weight)
+            look = self._look(proc.step + 1, weight, proc.look + 1)
             if look is None:
-                return HOLD, "time budget ran out during a look: inconclusive"
-            self.state.looks.append(look)
+                reason = proc.exhausted("time budget ran out during a look").reason
+                break
             if self.on_look is not None:
                 self.on_look(look)
-            self.state.accepted |= look.decision == PROMOTE
-            if look.decision != HOLD:
-                return look.decision, look.reason
+            reason = look.reason
+        if proc.outcome == PROMOTED:
+            return PROMOTED, reason, float(self.criteria.steps[-1])
+        return str(proc.outcome), reason, 0.0 if proc.outcome == "rolled_back" else proc.weight
+
+    def scrape(self) -> None:
+        """Read Triton's metrics into the state (the latency window needs their times)."""
+        sent = time.monotonic()
+        metrics = scrape(self.metrics_url)
+        self.state.add_scrape(sent, time.monotonic(), metrics)
 
     def _look(self, step: int, weight: float, look_no: int) -> Look | None:
-        """One look's traffic, sent in parts with a guard check after each; None when the time
-        budget ran out before it was decided."""
+        """One look's traffic, sent in parts with a scrape and an interim error check after each;
+        None when the time budget ran out before it was decided."""
         look_start = time.monotonic()
         routes, rows = self._look_traffic()
         self.state.start_look()
         for first in range(0, len(routes), GUARD_EVERY):
             part = slice(first, first + GUARD_EVERY)
-            jobs = [
-                serve_load.Job(r.model, self.x[i : i + 1])
-                for r, i in zip(routes[part], rows[part], strict=True)
-            ]
-            outcomes = serve_load.run_jobs(self.clients, jobs, self.deadline)
+            outcomes = send_in_lanes(
+                self.lanes, self.router.baseline, routes[part], rows[part], self.x, self.deadline
+            )
             self.state.record(routes[part], self.y[rows[part]], outcomes)
-            if not all(o.sent for o in outcomes):
+            if any(o.error == DEADLINE for o in outcomes):
                 return None
-            last = first + GUARD_EVERY >= len(routes)
-            after = scrape(self.metrics_url)
-            look = self.state.evaluate(step, weight, look_no, after, look_start, interim=not last)
-            if look is not None:
-                return look
-        return None
+            self.scrape()
+            checks = first // GUARD_EVERY + 1  # interim checks so far in this look
+            if first + GUARD_EVERY < len(routes) and checks <= self.criteria.interim_checks:
+                interim = self.state.interim(step, weight, look_no, look_start)
+                if interim is not None:
+                    return interim
+        return self.state.evaluate(step, weight, look_no, look_start)
 
     def _look_traffic(self) -> tuple[list[Route], np.ndarray]:
         """The look's routes (up to the candidate's quota) and the row each one sends."""
-        routes = self.router.routes_until(self.criteria.min_requests_per_step)
+        routes = self.router.routes_until(
+            self.criteria.min_requests_per_step, self.settings.requests_per_look
+        )
         rows = self.rows_rng.integers(0, len(self.x), size=len(routes))
         for k in range(1, len(routes)):
             if routes[k].mirror:  # a mirror copy carries its original's row

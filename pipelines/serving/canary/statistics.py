@@ -1,4 +1,4 @@
-"""The canary's accuracy test: Wald's sequential probability ratio test, and its simulation.
+"""The canary's accuracy test (Wald's sequential probability ratio test) and binomial intervals.
 
 Each request is a Bernoulli outcome (correct or not) and the test is about
 ``d = acc(candidate) - acc(baseline)``. With margin ``m`` (``accuracy_margin``), ``H0: d = -m``
@@ -13,11 +13,13 @@ Wald's argument gives, for any stopping rule including the bounded budget,
 ``P(rollback | H1) <= beta * P(rollback | H0) <= beta``, and the likelihood ratio grows with
 ``d``, so a candidate worse than the margin is promoted with probability at most ``alpha`` and one
 at least as good as the baseline is rolled back with probability at most ``beta``, with
-``alpha = false_promotion_rate`` and ``beta = false_rollback_rate``. Looks at discrete times only
+``alpha = false_promotion_rate`` and ``beta = accuracy_rollback_rate`` (the accuracy test's share
+of the procedure's false-rollback budget, :mod:`policies.promotion`). Looks at discrete times only
 make the test more conservative (the LLR overshoots the boundary). Profiling the nuisance
 parameter is the approximation (Wald's bounds are exact for simple hypotheses);
 :func:`simulate_sprt` checks the stated rates (``tests/test_abtest_stats.py``; observed: about
-0.02-0.035 for both at accuracies 0.6-0.98).
+0.02-0.035 for alpha at accuracies 0.6-0.98). The whole procedure, with the latency and error
+guards, is simulated by :mod:`pipelines.serving.canary.simulation`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.promotion import DEFAULT, PromotionCriteria
+from policies.promotion import DEFAULT, PromotionCriteria, beta_inc
 
 Z95 = 1.959963984540054
 """Two-sided 95% normal quantile."""
@@ -41,7 +43,8 @@ class SequentialDesign:
     Attributes:
         margin: Non-inferiority margin on the accuracy difference.
         alpha: Bound on P(promote) for a candidate worse by the margin or more.
-        beta: Bound on P(rollback) for a candidate at least as good as the baseline.
+        beta: Bound on P(rollback) for a candidate at least as good as the baseline (the
+            accuracy share of the procedure's false-rollback budget).
     """
 
     margin: float
@@ -52,7 +55,7 @@ class SequentialDesign:
     def from_criteria(cls, criteria: PromotionCriteria = DEFAULT) -> SequentialDesign:
         """The design the promotion criteria define."""
         return cls(
-            criteria.accuracy_margin, criteria.false_promotion_rate, criteria.false_rollback_rate
+            criteria.accuracy_margin, criteria.false_promotion_rate, criteria.accuracy_rollback_rate
         )
 
     @property
@@ -187,6 +190,27 @@ def wilson_interval(correct: float, n: float, z: float = Z95) -> tuple[float, fl
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson 1934) two-sided interval of a binomial proportion ``k / n``:
+    bounds from the beta quantiles, found by bisection on the incomplete beta function.
+    (nan, nan) if ``n`` is 0."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    tail = (1 - confidence) / 2
+
+    def solve(f: Any) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) else (lo, mid)
+        return (lo + hi) / 2
+
+    # P(Bin(n, p) >= k) = I_p(k, n - k + 1) rises with p; P(Bin(n, p) <= k) falls with it.
+    lower = 0.0 if k == 0 else solve(lambda p: beta_inc(k, n - k + 1, p) < tail)
+    upper = 1.0 if k == n else solve(lambda p: 1 - beta_inc(k + 1, n - k, p) > tail)
+    return (lower, upper)
 
 
 @dataclass(frozen=True)
