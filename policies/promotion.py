@@ -72,6 +72,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
 """A guard's verdict at one look."""
@@ -79,8 +80,10 @@ GUARDS = ("accuracy", "latency", "errors")
 """The three guards, in the order a look reports them."""
 QUANTILE = 0.99
 """The latency quantile the guard compares (p99)."""
-SUMMARY_LEVELS = (0.5, 0.9, 0.95, 0.97, 0.98, 0.984, 0.986, 0.987, 0.988, 0.99, 0.992, 0.993)
-SUMMARY_LEVELS += (0.994, 0.996, 0.998, 0.999)
+SUMMARY_LEVELS = (
+    *(0.5, 0.9, 0.95, 0.97, 0.98, 0.984, 0.986, 0.987, 0.988),
+    *(0.99, 0.992, 0.993, 0.994, 0.996, 0.998, 0.999),
+)
 """Quantile levels Triton's request summary exports (local server and cluster pods alike): a grid
 around p99 from which the bounds pick the tightest valid level for the window's size."""
 BOUND_LEVELS = tuple(q for q in SUMMARY_LEVELS if q >= 0.97 and q != QUANTILE)
@@ -354,8 +357,9 @@ def latency_verdict(
     return LatencyJudgement(verdict, ucb_c, lcb_b, lcb_c, ucb_b)
 
 
-def error_llr(c: PromotionCriteria, failures: float, successes: float) -> float:
-    """The error SPRT's log-likelihood ratio (H1: max_error_rate over H0: acceptable rate)."""
+def error_llr(c: PromotionCriteria, failures: Any, successes: Any) -> Any:
+    """The error SPRT's log-likelihood ratio (H1: max_error_rate over H0: acceptable rate);
+    counts may be numbers or arrays (elementwise)."""
     per_failure, per_success = c.error_weights
     return failures * per_failure - successes * -per_success
 

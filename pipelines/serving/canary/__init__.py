@@ -1,1 +1,1 @@
-"""Canary analysis over the real Triton server: statistics, guards, router, run, demo."""
+"""Canary analysis on the real Triton: guards, step machine, lanes, run, simulation, benchmark."""

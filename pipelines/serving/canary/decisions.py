@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 
 from pipelines.serving.canary.statistics import SequentialDesign
 from policies.promotion import (
+    BOUND_LEVELS,
     DEFAULT,
     FAIL,
     GUARDS,
     PASS,
-    SUMMARY_LEVELS,
     UNDECIDED,
     PromotionCriteria,
 )
@@ -149,20 +149,21 @@ def procedure_text(criteria: PromotionCriteria = DEFAULT) -> str:
     d = SequentialDesign.from_criteria(c)
     e_pass, e_fail = c.error_bounds
     steps = " -> ".join(f"{s}%" for s in c.steps)
-    levels = f"{SUMMARY_LEVELS[0]:g}..{SUMMARY_LEVELS[-1]:g}"
+    levels = f"{BOUND_LEVELS[0]:g}..{BOUND_LEVELS[-1]:g}"
     return (
         f"Canary steps {steps}; every step but the last analysed in up to {c.looks_per_step} "
-        f"looks (>= {c.min_requests_per_step} routed candidate requests each); a FAIL rolls "
-        "back, all three guards passed promotes the step, looks run out holds. Accuracy "
-        f"(routed requests): Wald SPRT of H0 d = -{d.margin:g} vs H1 d = 0, pass at LLR >= "
-        f"{d.upper:.3f}, fail at LLR <= {d.lower:.3f}. Errors (client-visible, mirrors "
+        f"looks (>= {c.min_requests_per_step} routed candidate requests each), with up to "
+        f"{c.interim_checks} FAIL-only checks between looks (every {GUARD_EVERY} requests); a "
+        "FAIL rolls back, all three guards passed promotes the step, looks run out holds. "
+        f"Accuracy (routed requests): Wald SPRT of H0 d = -{d.margin:g} vs H1 d = 0, pass at LLR "
+        f">= {d.upper:.3f}, fail at LLR <= {d.lower:.3f}. Errors (client-visible, mirrors "
         f"included): Wald SPRT of p = {c.acceptable_error_rate:g} vs p = {c.max_error_rate:g}, "
-        f"pass at LLR <= {e_pass:.3f}, fail at LLR >= {e_fail:.3f} (also every {GUARD_EVERY} "
-        "requests). Latency: order-statistic bounds of each variant's p99 from Triton's request "
-        f"summary (levels {levels}, 48-60 s window), alpha {c.latency_pass_alpha:.2g} (pass) / "
-        f"{c.latency_fail_alpha:.2g} (fail) per bound and look; pass when UCB(B) < g(LCB(A)), "
-        f"fail when LCB(B) > g(UCB(A)), g(x) = max({c.max_p99_latency_ratio:g} x, x + "
-        f"{c.latency_floor_ms:g} ms). Stated rates over all looks: P(roll back | equal) <= "
+        f"pass at LLR <= {e_pass:.3f}, fail at LLR >= {e_fail:.3f}. Latency: order-statistic "
+        "bounds of each variant's p99 from Triton's request summary (levels "
+        f"{levels}, 48-60 s window), alpha {c.latency_pass_alpha:.2g} per bound and look (pass) "
+        f"and {c.latency_fail_alpha:.2g} per bound and check (fail); pass when UCB(B) < "
+        f"g(LCB(A)), fail when LCB(B) > g(UCB(A)), g(x) = max({c.max_p99_latency_ratio:g} x, x "
+        f"+ {c.latency_floor_ms:g} ms). Stated rates over all looks: P(roll back | equal) <= "
         f"{c.false_rollback_rate:g} (accuracy {c.accuracy_rollback_rate:g}, latency "
         f"{c.latency_rollback_rate:g}, errors {c.error_rollback_rate:g}); P(promote | accuracy "
         f"worse by >= {c.accuracy_margin:g}), P(promote | p99 >= {c.max_p99_latency_ratio:g} x "
