@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,3 +36,18 @@ def stack_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
 
     out = tmp_path_factory.mktemp("stack_records")
     return {s: synthesize(s, build_dir=out).record for s in list_stacks()}
+
+
+@pytest.fixture
+def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``sovml synth`` and ``check`` write under a temporary build folder instead of build/."""
+    from infra.cli import stacks as stacks_cli
+    from infra.gate import run as gate_run
+    from infra.synth import runner as synth_runner
+
+    out = tmp_path / "build"
+    monkeypatch.setattr(
+        stacks_cli, "synthesize", functools.partial(synth_runner.synthesize, build_dir=out)
+    )
+    monkeypatch.setattr(gate_run, "run_gate", functools.partial(gate_run.run_gate, build_dir=out))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from unittest import mock
@@ -16,11 +17,13 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from kernels.drift import (
+    JS_MAX,
     PSI_EPS,
     DriftError,
     ReferenceProfile,
     build_profile,
     categorical_drift,
+    check_threshold,
     drift,
 )
 from kernels.drift import statistics as ks_search
@@ -283,6 +286,100 @@ def test_categorical_labels_missing_and_errors() -> None:
         categorical_drift(ref, np.array([None, None], dtype=object))
     with pytest.raises(DriftError, match="empty reference"):
         categorical_drift({}, cur)
+
+
+def test_categorical_mixed_label_types_still_drift() -> None:
+    # ints and strings in one object column cannot be sorted: first-seen order, every label kept.
+    ref = np.array([1] * 50 + ["a"] * 50, dtype=object)
+    cur = np.array(["a"] * 90 + [1] * 10, dtype=object)
+    res = categorical_drift(ref, cur)
+    assert res.categories == (1, "a") and res.ref_counts == (50, 50) and res.cur_counts == (10, 90)
+    assert res.psi > 0.2 and res.p_value < 1e-6
+    same = categorical_drift(ref, ref[::-1].copy())
+    assert same.psi == 0.0 and same.js == 0.0
+
+
+HUGE = 2.0**1023
+"""Scale that takes values of magnitude 1..2 to near float64's limit (1.8e308)."""
+
+
+@settings(FAST, max_examples=40)
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 2)),
+               elements=st.integers(-972, 972).map(lambda i: i / 512)),
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 30), st.just(1)),
+               elements=st.integers(-972, 972).map(lambda i: i / 512)),
+    st.sampled_from(["numpy", "torch"]),
+)  # fmt: skip
+def test_values_near_the_float64_limit_give_exact_statistics(ref, cur, backend: str) -> None:
+    # Scaling by a power of two is exact, so every statistic of the data scaled to near +-1.8e308
+    # must be the unscaled one (times the scale for W1): no NaN, no overflow.
+    cur = np.repeat(cur, ref.shape[1], axis=1)
+    small = drift(build_profile(ref, bins=4, ks_grid=3), cur, backend=backend)
+    big_profile = build_profile(ref * HUGE, bins=4, ks_grid=3)
+    big = drift(big_profile, cur * HUGE, backend=backend)
+    assert np.all(np.isfinite(big_profile.edges))
+    np.testing.assert_array_equal(big_profile.edges, build_profile(ref, bins=4).edges * HUGE)
+    for stat in ("psi", "ks", "js"):
+        np.testing.assert_array_equal(getattr(big, stat), getattr(small, stat), err_msg=stat)
+    with np.errstate(over="ignore"):
+        want_w1 = small.w1 * HUGE  # +inf where W1 itself exceeds the largest float64
+    np.testing.assert_array_equal(big.w1, want_w1)
+
+
+def test_w1_near_the_limit_matches_exact_arithmetic() -> None:
+    from fractions import Fraction
+
+    rng = np.random.default_rng(5)
+    ref = rng.uniform(-1, 1, (300, 1)) * 1.7e308
+    cur = rng.uniform(0, 1, (200, 1)) * 1.7e308
+    res = drift(build_profile(ref), cur)
+    # W1 = integral of |F_ref - F_cur| over the merged support, in exact rationals.
+    a, b = np.sort(ref[:, 0]), np.sort(cur[:, 0])
+    xs = np.sort(np.concatenate((a, b)))
+    exact = sum(
+        abs(Fraction(int(np.searchsorted(a, x0, "right")), a.size)
+            - Fraction(int(np.searchsorted(b, x0, "right")), b.size))
+        * (Fraction(x1) - Fraction(x0))
+        for x0, x1 in itertools.pairwise(xs)
+    )  # fmt: skip
+    assert math.isclose(float(res.w1[0]), float(exact), rel_tol=1e-12)
+    assert np.isfinite([res.psi[0], res.ks[0], res.js[0]]).all()
+    # Equal distributions whose split-step correction overflows (inf * 0): W1 is exactly 0.
+    same = drift(build_profile(np.array([[-1.7e308], [1.7e308]])), np.array([[-1.7e308]] * 2
+                 + [[1.7e308]] * 2))  # fmt: skip
+    assert (same.w1[0], same.ks[0], same.psi[0]) == (0.0, 0.0, 0.0)
+    apart = drift(build_profile(np.full((5, 1), -1.7e308)), np.full((5, 1), 1.7e308))
+    assert apart.w1[0] == math.inf  # 3.4e308: beyond float64, correctly rounded to +inf
+
+
+@pytest.mark.parametrize(
+    ("statistic", "threshold", "allowed"),
+    [
+        ("psi", math.nan, "a finite number > 0"),
+        ("psi", math.inf, "a finite number > 0"),
+        ("psi", 0.0, "a finite number > 0"),
+        ("w1", -1.0, "a finite number > 0"),
+        ("ks", 1.5, "a number in (0, 1]"),
+        ("ks", -math.inf, "a number in (0, 1]"),
+        ("js", 0.9, "a number in (0, 0.832555]"),
+    ],
+)
+def test_thresholds_outside_the_statistic_range_are_refused(
+    statistic: str, threshold: float, allowed: str
+) -> None:
+    with pytest.raises(DriftError) as info:
+        check_threshold(threshold, statistic)
+    assert str(info.value) == (
+        f"threshold {threshold:g} is out of range for {statistic}: use {allowed}"
+    )
+
+
+def test_thresholds_inside_the_range_pass() -> None:
+    for statistic, threshold in (("psi", 1e9), ("ks", 1.0), ("js", JS_MAX), ("w1", 1e-300)):
+        check_threshold(threshold, statistic)
+    with pytest.raises(DriftError, match="unknown statistic 'mean'"):
+        check_threshold(0.2, "mean")
 
 
 @pytest.mark.gpu

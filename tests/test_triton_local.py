@@ -313,6 +313,23 @@ def test_serve_verify_checks_parity_and_catches_a_mismatch(repo: Path, tmp_path:
     assert "NO" in result.output
 
 
+@pytest.mark.slow
+def test_serve_exits_3_with_one_error_line_and_the_log_tail_when_triton_fails(
+    tmp_path: Path,
+) -> None:
+    """A server that cannot start is an environment error (3), not a negative result (1)."""
+    require_triton()
+    bad = tmp_path / "bad_repo"
+    (bad / "broken" / "1").mkdir(parents=True)
+    (bad / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "no_such_backend"\n')
+    result = CliRunner().invoke(_app(), ["serve", str(bad), "--once", "--ready-timeout", "60"])
+    assert result.exit_code == 3, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: tritonserver exited (code ")
+    assert errors[0].endswith("before it was ready (server log tail below)")
+    assert "no_such_backend" in result.output  # the tail, after the error line
+
+
 def test_serve_command_bad_repository(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["serve", str(tmp_path / "missing"), "--once"])
     assert result.exit_code == 2

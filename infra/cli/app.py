@@ -3,11 +3,29 @@
 The app assembly: every command lives in its area's module of ``infra.cli`` and is registered
 here, so ``sovml --help`` lists them all. Exit codes are ``infra.cli.common``'s: 0 success,
 1 a check or run failed, 2 bad input (stack config, arguments), 3 an internal error.
+
+``main`` is the last line of defence of that contract: whatever escapes a command becomes one
+``error:`` line and exit 3 (traceback in a log file), Ctrl-C exit 130 with one line, and a closed
+output pipe exit 141 without a word.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import sys
+
 import typer
+
+from infra.cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    consoles,
+    error_line,
+    internal_error,
+)
 
 app = typer.Typer(
     name="sovml",
@@ -56,9 +74,73 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _broken_pipe(exc: BaseException | None) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+def _interrupted(exc: SystemExit) -> bool:
+    """Whether typer ended with 130 because Ctrl-C interrupted the command.
+
+    Typer turns ``KeyboardInterrupt`` into ``Exit(130)`` raised from it, then ``sys.exit``: the
+    chain says so. A command that handled Ctrl-C itself (``serve`` stops the server) exits as
+    it chooses and is left alone.
+    """
+    exit_exc = exc.__context__
+    return exc.code == EXIT_INTERRUPTED and isinstance(
+        getattr(exit_exc, "__cause__", None), KeyboardInterrupt
+    )
+
+
+def _quiet_streams() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (a test harness): nothing to quiet
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _say(message: str) -> None:
+    """One ``error:`` line on stderr; a closed stderr leaves only the exit code to tell."""
+    with contextlib.suppress(OSError, ValueError):
+        error_line(consoles()[1], message)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: runs the app and keeps the exit-code contract.
+
+    Typer's standalone mode already prints usage errors (exit 2) and ends with ``SystemExit``;
+    any other exception from a command propagates to here, where it becomes
+    ``infra.cli.common.internal_error``'s one line and exit 3.
+    """
+    try:
+        try:
+            app()
+        finally:
+            # Output still buffered must reach the reader now, where a closed pipe can be
+            # caught, not at interpreter exit (where it would print "Exception ignored").
+            sys.stdout.flush()
+    except SystemExit as exc:
+        if _broken_pipe(exc.__context__):  # typer's own EPIPE handling, which exits 1
+            _quiet_streams()
+            sys.exit(EXIT_BROKEN_PIPE)
+        if _interrupted(exc):
+            _say("interrupted by SIGINT")
+        raise
+    except KeyboardInterrupt:  # outside the command (argument parsing, completion)
+        _say("interrupted by SIGINT")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        if _broken_pipe(exc):
+            _quiet_streams()
+            sys.exit(EXIT_BROKEN_PIPE)
+        try:
+            code = internal_error(consoles()[1], exc)
+        except (OSError, ValueError):  # stderr itself is gone
+            code = EXIT_INTERNAL
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,6 +49,7 @@ from infra.cli.common import (
     consoles,
     error_line,
     fail,
+    internal_error,
     joined,
     styled,
 )
@@ -185,8 +186,8 @@ def _errors(err: Console) -> Iterator[None]:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         fail(err, f"{where}{exc.strerror or exc}", EXIT_INTERNAL)
-    except Exception as exc:  # the contract is "no traceback", whatever failed
-        fail(err, f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+    except Exception as exc:  # the contract is "no traceback", whatever failed: log it, exit 3
+        raise typer.Exit(internal_error(err, exc)) from None
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|k|mib|m)?\s*$", re.IGNORECASE)

@@ -5,7 +5,8 @@ Register it on the main app with ``app.command("cost")(cost_command)``. Reads th
 with ``infra/cost/prices/<region>.yaml`` (approximate list prices, dated) and writes
 ``build/<stack>/cost.json``; the work is ``infra.cost.stack.estimate_stack``.
 
-Exit codes follow ``infra.cli.common``: 0 success, 2 bad input (stack config, missing price table).
+Exit codes follow ``infra.cli.common``: 0 success, 2 bad input (stack name or config, missing price
+table, a ``--build-dir`` under a file), 3 an internal error; never 1 (a cost has no verdict).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from infra.cli.common import EXIT_BAD_INPUT, consoles, error_line, fail, print_bounded, styled
+from infra.cli.common import (
+    EXIT_BAD_INPUT,
+    consoles,
+    error_line,
+    fail,
+    folder_problem,
+    print_bounded,
+    styled,
+)
 from infra.config.stackfile import stack_name_problem
 from infra.cost.estimate import Comparison, CostEstimate
 from infra.cost.price_table import PRICES_DIR, CostError
@@ -108,6 +117,8 @@ def cost_command(
     Writes build/STACK/cost.json.
     """
     console, err = consoles()
+    if problem := folder_problem(build_dir):
+        fail(err, f"--build-dir {build_dir}: {problem}", EXIT_BAD_INPUT)
     estimates: list[CostEstimate] = []
     for name in [stack] + ([compare] if compare else []):
         if problem := stack_name_problem(name):

@@ -2,11 +2,36 @@
 
 Register it on the main app with ``app.command("drift")(drift_command)``. The comparison and its
 decision are :func:`pipelines.monitoring.compare.compare_files` (the rules per column kind are in
-that module), the HTML report is :func:`pipelines.monitoring.report.write_report`; this command
-prints the table and exits.
+that module and :mod:`pipelines.monitoring.kinds`), the HTML report is
+:func:`pipelines.monitoring.report.write_report`; this command validates its arguments, writes the
+report, prints the table and exits. Nothing is printed to stdout before the report is written,
+and the decision is always the last line.
 
-Exit codes follow ``infra.cli.common``: 0 no drift, 1 drift above the threshold (retrain), 2 bad
-input (unreadable file, schema mismatch, empty window, unknown statistic).
+Exit codes follow ``infra.cli.common``; an error is never 1, so a scheduler that retrains on 1
+never retrains because of an error:
+
+* ``0`` no feature drifted (``no retraining needed``);
+* ``1`` at least one feature drifted (``... -> retrain``);
+* ``2`` bad input, one ``error:`` line naming what and why, checked in this order:
+
+  - ``--statistic`` other than psi, ks, js, w1 (any case);
+  - ``--threshold`` not finite or outside the statistic's range: ``> 0`` for psi and w1,
+    ``(0, 1]`` for ks, ``(0, sqrt(ln 2) = 0.832555]`` for js;
+  - ``--html`` that cannot be written: a folder, a FIFO or other non-regular file, a path under a
+    file, a file or folder without write permission, or one of the two input files;
+  - an input that is missing, a folder, not a regular file, not .parquet/.pq/.csv/.txt, corrupt
+    or unreadable, or has 0 rows (``empty reference`` / ``empty window``);
+  - columns: duplicate names, no column in common, columns missing or unexpected (the order may
+    differ), a column whose kind (numeric, categorical, boolean) differs between the two files,
+    an unsupported kind (datetime, duration, bytes, nested values...), a reference column with
+    no value, +-inf in a numeric column, an integer too large for float64;
+
+* ``3`` internal or environment error: the drift libraries cannot be loaded, an unexpected
+  exception while comparing, or the report cannot be written after all (disk full, the folder
+  vanished); one ``error:`` line, no decision printed.
+
+Missing values (empty cells, NaN, None) are dropped and counted; a window column with no value
+at all counts as drifted (exit 1), as in the hourly drift job.
 """
 
 from __future__ import annotations
@@ -17,7 +42,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from infra.cli.common import EXIT_NEGATIVE, consoles, fail, styled
+from infra.cli.common import EXIT_INTERNAL, EXIT_NEGATIVE, consoles, fail, styled
 
 if TYPE_CHECKING:
     from pipelines.monitoring.compare import Comparison
@@ -45,24 +70,55 @@ def drift_command(
     ] = None,
 ) -> None:
     """Compare CURRENT with REFERENCE per feature; exit 1 when any feature drifts (retrain)."""
-    from kernels.drift import DriftError
-    from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, compare_files
-    from pipelines.monitoring.report import write_report
-
     out, err = consoles()
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    statistic = DEFAULT_STATISTIC if statistic is None else statistic
     try:
-        comparison = compare_files(reference, current, threshold, statistic.lower())
+        from kernels.drift import DriftError, check_statistic, check_threshold
+        from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, compare_files
+        from pipelines.monitoring.report import output_problem, write_report
+    except Exception as exc:  # a broken install (torch, scipy, pandas): not the user's input
+        fail(err, f"cannot load the drift libraries: {_what(exc)}", EXIT_INTERNAL)
+
+    statistic = (DEFAULT_STATISTIC if statistic is None else statistic).lower()
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    # Every argument is checked before any data is read: a bad one costs nothing to find out.
+    try:
+        check_statistic(statistic)
+    except DriftError as exc:
+        fail(err, f"--statistic: {exc}")
+    try:
+        check_threshold(threshold, statistic)
+    except DriftError as exc:
+        fail(err, f"--threshold: {exc}")
+    why = output_problem(html, (reference, current))
+    if why is not None:
+        fail(err, f"--html {html}: {why}")
+
+    try:
+        comparison = compare_files(reference, current, threshold, statistic)
     except DriftError as exc:
         fail(err, str(exc))
-    out.print(_table(comparison, reference, current))
+    except Exception as exc:  # anything else is ours: never "drift", never the user's input
+        fail(err, f"internal error while comparing: {_what(exc)}", EXIT_INTERNAL)
+    try:
+        write_report(html, comparison, reference, current)
+    except OSError as exc:
+        fail(err, f"cannot write the report {html}: {exc.strerror or exc}", EXIT_INTERNAL)
+    except Exception as exc:
+        fail(err, f"cannot write the report {html}: {_what(exc)}", EXIT_INTERNAL)
+
+    # Only now, with the report written, the table and the decision (always the last line).
     decision = comparison.decision
-    write_report(html, comparison, reference, current)
+    out.print(_table(comparison, reference, current))
     out.print(f"report: {html}", markup=False)
     out.print(decision.summary(), style="bold red" if decision.retrain else "bold green")
     if decision.retrain:
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _what(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _table(comparison: Comparison, reference: Path, current: Path) -> Table:

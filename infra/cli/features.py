@@ -10,8 +10,32 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(features_app, name="feat
 trains from and materializes to, so ``get`` returns the values the model was trained with for
 that customer's latest event. See :mod:`pipelines.features.config` for what ``--repo`` may name.
 
-Exit codes as in :mod:`infra.cli.common`: 0 success, 2 bad input (unknown entity, feature view or
-feature service; no store yet; a bad date), with a one-line message and no traceback.
+Exit codes as in :mod:`infra.cli.common`, each error one ``error: ...`` line, no traceback:
+
+* ``0`` success;
+* ``2`` bad input, refused by one validator per input kind in :mod:`pipelines.features` (ids,
+  paths, configs and tables before Feast reads or writes any state):
+
+  - ``ENTITY_ID`` (``check_entity_id``): not a decimal integer, or outside ``0 .. 2**63-1``
+    (``customer_id`` is a Feast Int64 key), e.g. ``-5``, ``1.5``, ``9223372036854775808``;
+  - ``--repo`` (``open_store``): not a folder or ``.yaml`` file; no store there (reads never
+    create one); a config that is not YAML, not a mapping, has keys Feast does not know or
+    lacks required ones; a registry never written or not a Feast registry; a state folder that
+    cannot be created (under a file, no permission);
+  - ``apply --table`` (``read_feature_table``): missing, a folder, not Parquet (or CSV by
+    suffix), no rows, missing columns, an entity id that is not an integer in range, event
+    times that are not date-times, features that are not numeric;
+  - ``materialize --start/--end`` (``check_date`` and ``materialize``): not ISO 8601, outside
+    1678..2262 (pandas' timestamp range), ``--start`` not before the end, or an ``--end``
+    before the data's first event for a view never materialized;
+  - names: an unknown ``--model`` (it lists the known models; no silent fall-back to every
+    view), ``--feature-service`` or ``--feature-view`` (each lists the registered ones);
+  - lookups that find nothing, each with only true facts: before any materialization
+    "nothing materialized yet ... run sovml features materialize" (no ids listed); an id not
+    online, with example ids that were looked up and are online in those views; an id in the
+    offline source but outside the materialized range, said so;
+* ``3`` an environment or internal error (the online store unreachable, an unexpected
+  exception; ``sovml``'s top-level handler writes the traceback to a log).
 """
 
 from __future__ import annotations
@@ -48,13 +72,17 @@ RepoOption = Annotated[
 
 
 def _date(value: str | None, option: str, err: Console) -> datetime | None:
-    """``value`` of ``option`` as a datetime (None stays None); bad input ends the command."""
+    """``value`` of ``option`` as a datetime (None stays None); bad input ends the command.
+
+    Only the syntax is checked here; the range and the order of the two dates are
+    :func:`pipelines.features.materialize`'s checks, so library callers get them too.
+    """
     if value is None:
         return None
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        fail(err, f"{option} {value!r} is not an ISO 8601 date/time")
+        fail(err, f"{option} {value!r} is not an ISO 8601 date/time (e.g. 2025-06-30T12:00:00)")
 
 
 @features_app.command("apply")
@@ -72,14 +100,11 @@ def apply_cmd(
 
     Only adds or updates: the pipeline's feature services (one per model version) stay.
     """
-    from pipelines.training import data
-
     console, err = consoles()
-    if table is not None and not table.is_file():
-        fail(err, f"--table {table}: no such file")
     try:
+        # The table first: a bad one must not leave a new, empty state folder behind.
+        frame = features.read_feature_table(table) if table is not None else None
         store = features.open_store(repo, create=True)
-        frame = data.read_table(table) if table is not None else None
         applied = features.apply(store, frame)
     except features.FeatureStoreError as exc:
         fail(err, str(exc))
@@ -135,9 +160,13 @@ def materialize_cmd(
     console.print(out)
 
 
+# No ignore_unknown_options: a mistyped option must be refused as one (exit 2), never read as an
+# id. A negative id is out of range anyway; after ``--`` it reaches the id check and is told so.
 @features_app.command("get")
 def get_cmd(
-    entity_id: Annotated[int, typer.Argument(help="Customer id (customer_id).")],
+    entity_id: Annotated[
+        str, typer.Argument(help="Customer id (customer_id), an integer 0 .. 2**63-1.")
+    ],
     feature_service: Annotated[
         str | None,
         typer.Option(
@@ -169,15 +198,16 @@ def get_cmd(
     if feature_service is not None and feature_view:
         fail(err, "give --feature-service or --feature-view, not both")
     try:
+        customer = features.check_entity_id(entity_id)
         store = features.open_store(repo)
         request = features.resolve_request(store, feature_service, feature_view, model)
-        values = features.online_features(store, entity_id, request)
+        values = features.online_features(store, customer, request)
     except features.FeatureStoreError as exc:
         fail(err, str(exc))
     from pipelines.features.repo import definitions
 
     body: dict[str, Any] = {
-        "entity": {"customer_id": entity_id},
+        "entity": {"customer_id": customer},
         "feature_service": request.service.name if request.service is not None else None,
         "feature_views": sorted({definitions.VIEW_OF[f] for f in values}),
         "features": values,
@@ -185,7 +215,7 @@ def get_cmd(
     if as_json:
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
-    out = Table(title=f"customer {entity_id}: {request.label}", title_justify="left")
+    out = Table(title=f"customer {customer}: {request.label}", title_justify="left")
     out.add_column("#", justify="right")
     out.add_column("feature")
     out.add_column("feature view")

@@ -6,11 +6,14 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(pipeline_app, name="pipe
     sovml pipeline run training --local [--rows N] [--seed S] [--output-dir build/pipelines]
 
 Exit codes as in :mod:`infra.cli.common`: 0 success, 1 the run failed (or the gate rejected the
-model with ``--fail-on-reject``), 2 bad input.
+model with ``--fail-on-reject``), 2 bad input (an argument out of range, an ``--out`` or
+``--output-dir`` that cannot be one, a missing ``--source``). ``compile --out`` replaces only a
+file KFP compiled before, never another file that happens to be there.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +28,8 @@ from infra.cli.common import (
     EXIT_NEGATIVE,
     bounded_message,
     consoles,
+    fail,
+    folder_problem,
     joined,
     shown_path,
     styled,
@@ -37,6 +42,34 @@ pipeline_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+MAX_ROWS = 10_000_000
+"""Synthetic rows a local run may generate: far above any local use, far below exhausting RAM."""
+MAX_EPOCHS = 1_000
+MAX_SEED = 2**32 - 1
+"""NumPy's generators take seeds up to 2**32 - 1; a larger one would fail inside the run."""
+IR_SUFFIXES = (".yaml", ".yml")
+IR_HEADER = b"# PIPELINE DEFINITION"
+"""The first line of every file the KFP compiler writes: ``--out`` replaces only such a file."""
+
+
+def _finite_unit(value: float) -> float:
+    """A typer callback: ``value`` must be a finite number in [0, 1] (an AUC)."""
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise typer.BadParameter(f"{value!r} is not a number from 0 to 1")
+    return value
+
+
+def _compiled_before(path: Path) -> bool:
+    """Whether ``path`` is a regular file KFP compiled (its first line says so): safe to replace."""
+    if not path.is_file():  # a FIFO or a device: never opened, never replaced
+        return False
+    try:
+        with path.open("rb") as file:
+            return file.readline(64).rstrip() == IR_HEADER
+    except OSError:
+        return False
 
 
 class PipelineName(StrEnum):
@@ -77,9 +110,19 @@ def compile_cmd(
     from pipelines.training.compilation import compile_pipeline
 
     console, err = consoles()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        path = compile_pipeline(target.value, out, image_registry, pip_index_url)
+    if out is not None:
+        if out.suffix not in IR_SUFFIXES or out.is_dir():
+            fail(err, f"--out {out}: must name a .yaml file")
+        if problem := folder_problem(out.parent):
+            fail(err, f"--out {out}: {problem}")
+        if out.exists() and not _compiled_before(out):
+            fail(err, f"--out {out}: exists and is not a compiled pipeline; not replacing it")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = compile_pipeline(target.value, out, image_registry, pip_index_url)
+    except OSError as exc:  # the folder named by --out (or build/) cannot be written
+        fail(err, f"{exc.filename or out}: {exc.strerror or exc}")
     for warning in caught:
         if "kfp-kubernetes" in str(warning.message):
             err.print(joined(styled("warning:", "yellow"), f" {warning.message}"))
@@ -173,13 +216,19 @@ def run_cmd(
     local: Annotated[
         bool, typer.Option("--local", help="Run on this machine with kfp.local (required).")
     ] = False,
-    rows: Annotated[int, typer.Option(min=1, help="Synthetic rows to generate.")] = 20000,
-    seed: Annotated[int, typer.Option(help="Seed of data generation and training.")] = 42,
+    rows: Annotated[
+        int, typer.Option(min=1, max=MAX_ROWS, help="Synthetic rows to generate.")
+    ] = 20000,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of data generation and training.")
+    ] = 42,
     output_dir: Annotated[
         Path, typer.Option(help="Runs, cache, registry, keys and logs go here.")
     ] = Path("build/pipelines"),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 8,
-    min_auc: Annotated[float, typer.Option(help="Gate: lowest acceptable test AUC.")] = 0.75,
+    epochs: Annotated[int, typer.Option(min=1, max=MAX_EPOCHS, help="Training epochs.")] = 8,
+    min_auc: Annotated[
+        float, typer.Option(callback=_finite_unit, help="Gate: lowest acceptable test AUC (0-1).")
+    ] = 0.75,
     profile: Annotated[Profile, typer.Option(help="Triton instance group.")] = Profile.cpu,
     source: Annotated[
         Path | None, typer.Option(help="Ingest this Parquet/CSV file instead of synthetic data.")
@@ -204,6 +253,8 @@ def run_cmd(
             )
         )
         raise typer.Exit(EXIT_BAD_INPUT)
+    if problem := folder_problem(output_dir):
+        fail(err, f"--output-dir {output_dir}: {problem}")
     arguments: dict[str, Any] = {
         "rows": rows,
         "seed": seed,

@@ -16,9 +16,28 @@ The server is Triton 2.51.0 from the ``nvidia-pytriton`` wheel in ``.venv-triton
 decide lives in :mod:`pipelines.serving` (``verify``, ``canary``, ``bench``, ``report``); here
 options are parsed and results rendered.
 
-Exit codes as in :mod:`infra.cli.common`: 0 success, 1 the run failed (server did not start, a
-load run had errors, with ``--fail-on-rollback`` a canary that was not promoted, or the A/A
-benchmark's false-rollback interval lying above the stated rate), 2 bad input.
+Exit codes as in :mod:`infra.cli.common`, each error one ``error: ...`` line:
+
+* ``0`` success;
+* ``1`` a negative result: ``serve --verify`` found Triton's answers differ from the in-process
+  model, a load run had errors, with ``--fail-on-rollback`` a canary that was not promoted, or
+  the A/A benchmark's false-rollback interval lies above the stated rate;
+* ``2`` bad input, refused before any server starts, by one validator per input kind:
+
+  - the model repository and ``--model`` (:func:`pipelines.serving.layout.check_repository`,
+    every command here): missing or not a folder, no model in it, an unknown model (the ones
+    there are listed), a model without ``config.pbtxt`` or without a numeric version folder,
+    a served version without its backend's file (``model.py`` for the python backend,
+    ``model.pt``/``model.onnx``, the files its parameters name), each naming model, version
+    and file;
+  - ``serve --verify``: the latest version lacks ``model.pt``
+    (:func:`pipelines.serving.verify.check_verifiable`), or it is not TorchScript;
+  - ``serve --log-file`` (:func:`pipelines.serving.triton.check_log_path`): a folder, a special
+    file, a path under a file, or not writable;
+  - ``serve --ready-timeout`` (:func:`pipelines.serving.triton.check_ready_timeout`): nan, inf,
+    0, negative or above 3600 seconds;
+* ``3`` an environment error: Triton (``.venv-triton``) is missing, the server fails to start
+  or get ready (the line is followed by the server log's tail), or it exits while serving.
 """
 
 from __future__ import annotations
@@ -36,7 +55,16 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from infra.cli.common import EXIT_NEGATIVE, consoles, error_line, fail, joined, shown_path, styled
+from infra.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_NEGATIVE,
+    consoles,
+    error_line,
+    fail,
+    joined,
+    shown_path,
+    styled,
+)
 from pipelines.serving.report import (
     ABTEST_DEMO_REPOSITORY,
     ABTEST_DIR,
@@ -57,19 +85,33 @@ _RESULT_STYLE = {"promoted": "green", "rolled_back": "red", "held": "yellow"}
 
 
 def _start(err: Console, repository: Path, models: list[str], **kwargs: Any) -> Any:
-    """A started TritonServer, or a clean exit with the reason (and the server log's tail)."""
+    """A started TritonServer, or a clean exit: 2 for bad input, 3 when Triton is missing or
+    does not start (the error line, then the server log's tail)."""
     from pipelines.serving.triton import TritonServer, TritonStartError, TritonUnavailableError
 
     try:
         server = TritonServer(repository, models, **kwargs)
-    except FileNotFoundError as exc:
+    except ValueError as exc:  # ServingInputError: the repository, models, log path, timeout
         fail(err, str(exc))
     except TritonUnavailableError as exc:
-        fail(err, f"Triton is not available: {exc}", EXIT_NEGATIVE)
+        fail(err, f"Triton is not available: {exc}", EXIT_INTERNAL)
     try:
         return server.start()
     except TritonStartError as exc:
-        fail(err, str(exc), EXIT_NEGATIVE)
+        first, _, tail = str(exc).partition("\n")
+        error_line(err, f"{first} (server log tail below)" if tail else first)
+        if tail:
+            _print_log_tail(err, tail)
+        raise typer.Exit(EXIT_INTERNAL) from None
+    except OSError as exc:
+        fail(err, f"could not start tritonserver: {exc}", EXIT_INTERNAL)
+
+
+def _print_log_tail(err: Console, tail: str) -> None:
+    """The server log's tail after an error line, indented: the log's own ``error: ...`` lines
+    must not read as more error lines of ours."""
+    indented = "\n".join(f"  {line}" for line in tail.splitlines())
+    err.print(indented, markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -153,13 +195,23 @@ def serve_command(
     """Serve MODEL_REPOSITORY with the real Triton server on 127.0.0.1 until Ctrl-C.
 
     Prints the HTTP, gRPC and metrics endpoints, each model's metadata and a config summary.
+    Every input is checked before the server starts (exit 2 naming what is wrong).
     """
+    from pipelines.serving.layout import ServingInputError, check_repository
+    from pipelines.serving.triton import check_log_path, check_ready_timeout
+    from pipelines.serving.verify import check_verifiable
+
     console, err = consoles()
-    if not model_repository.is_dir():
-        fail(err, f"model repository not found: {model_repository}")
-    models = list(model or repository_models(model_repository))
-    if not models:
-        fail(err, f"{model_repository}: no model folder with a config.pbtxt")
+    try:
+        check_ready_timeout(ready_timeout, "--ready-timeout")
+        if log_file is not None:
+            check_log_path(log_file, "--log-file")
+        layouts = check_repository(model_repository, model or None)
+        if verify:
+            check_verifiable(layouts)
+    except ServingInputError as exc:
+        fail(err, str(exc))
+    models = [layout.name for layout in layouts]
     # Ctrl-C and a plain `kill` both end in the `finally` below, which stops the server: SIGINT
     # may be ignored when started in the background, and SIGTERM would otherwise skip cleanup.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -171,27 +223,36 @@ def serve_command(
         )
     try:
         _print_server(console, server, models, time.monotonic() - started)
-        if verify and not _verify(console, server, model_repository, models):
+        if verify and not _verify(console, err, server, model_repository, models):
             raise typer.Exit(EXIT_NEGATIVE)
         if once:
             return
         console.print("serving; Ctrl-C to stop")
         while server.running:
             time.sleep(0.5)
-        error_line(err, "tritonserver exited unexpectedly")
-        err.print(server.log_tail(), markup=False, highlight=False)
-        raise typer.Exit(EXIT_NEGATIVE)
+        error_line(err, "tritonserver exited unexpectedly (server log tail below)")
+        _print_log_tail(err, server.log_tail())
+        raise typer.Exit(EXIT_INTERNAL)
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
         server.stop()
 
 
-def _verify(console: Console, server: Any, repository: Path, models: list[str]) -> bool:
-    """Print the parity of Triton's answers with the in-process TorchScript; True if all hold."""
+def _verify(
+    console: Console, err: Console, server: Any, repository: Path, models: list[str]
+) -> bool:
+    """Print the parity of Triton's answers with the in-process TorchScript; True if all hold.
+
+    A ``model.pt`` that is not TorchScript is bad input (exit 2).
+    """
+    from pipelines.serving.layout import ServingInputError
     from pipelines.serving.verify import verify_parity
 
-    checks = verify_parity(server.endpoints, repository, models)
+    try:
+        checks = verify_parity(server.endpoints, repository, models)
+    except ServingInputError as exc:
+        fail(err, str(exc))
     table = Table(title="inference parity (Triton vs in-process TorchScript)", title_justify="left")
     for col in ("model", "version", "protocol", "rows", "max |diff|", f"<= {VERIFY_ATOL:g}"):
         table.add_column(col, justify="left" if col in ("model", "protocol") else "right")

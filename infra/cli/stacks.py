@@ -3,7 +3,9 @@
 Each command reads stack files through ``infra.config.stackfile``, runs the library
 (``infra.synth``, ``infra.gate``, ``infra.demo``) and renders its tables here. Exit codes
 (``infra.cli.common``): 0 success, 1 the gate or a demo step failed, 2 bad input (arguments,
-stack files, suppressions).
+stack files, suppressions, a ``--program`` that is not a Python file or that raised), 3 a tool
+the gate needs failed (checkov missing, timed out or unable to parse). With several stacks the
+highest code wins: an error outranks a gate failure, because the gate could not judge.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from rich.tree import Tree
 
 from infra.cli.common import (
     EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
     EXIT_NEGATIVE,
     consoles,
     error_line,
+    fail,
     joined,
+    one_line,
     print_bounded,
     shown_path,
     styled,
@@ -42,6 +47,9 @@ from infra.gate.findings import GateReport
 from infra.synth.runner import PROGRAM, SynthError, summary, synthesize
 
 config_app = typer.Typer(help="Inspect the stack configuration schema.", no_args_is_help=True)
+
+MAX_PROGRAM = 16 << 20
+"""Bytes of a ``--program`` file read to check it compiles."""
 
 StackArg = Annotated[str | None, typer.Argument(help="Stack name, e.g. prod-uae.")]
 StacksDirOption = Annotated[Path, typer.Option(help="Folder of stack files.")]
@@ -180,6 +188,45 @@ def _stacks(stack: str | None, all_stacks: bool, stacks_dir: Path, err: Console)
     return stacks
 
 
+def _check_program(program: Path, err: Console) -> None:
+    """Exit 2 unless ``program`` is a readable Python file (checked before any stack runs)."""
+    # is_file first: a FIFO or a device (/dev/zero) would block or never end when read.
+    if not program.is_file():
+        what = "not a file" if program.exists() else "no such file"
+        fail(err, f"--program {program}: {what}")
+    if program.stat().st_size > MAX_PROGRAM:
+        fail(err, f"--program {program}: over {MAX_PROGRAM >> 20} MiB, not a Pulumi program")
+    try:
+        compile(program.read_bytes(), str(program), "exec", dont_inherit=True)
+    except OSError as exc:
+        fail(err, f"--program {program}: {exc.strerror or exc}")
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
+        fail(err, f"--program {program}: not a Python program: {one_line(str(exc))}")
+
+
+def _raised_by_program(exc: BaseException, program: Path) -> bool:
+    """Whether ``exc`` came out of ``program``'s own code (a frame of it is on the traceback).
+
+    Only for a ``--program`` other than the platform's: its failure is the caller's input. An
+    exception out of ``infra/__main__.py`` is ours, and stays an internal error.
+    """
+    if program.resolve() == PROGRAM.resolve():
+        return False
+    target = str(program.resolve())
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(Path(tb.tb_frame.f_code.co_filename).resolve()) == target:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _program_failed(err: Console, name: str, program: Path, exc: Exception) -> None:
+    error_line(
+        err, f"{name}: --program {program} raised {type(exc).__name__}: {one_line(str(exc))}"
+    )
+
+
 def _stack_error(err: Console, exc: SynthError | StackFileError, title: str, line: str) -> None:
     """A stack that cannot be read: its config problems under ``title``, else ``line``."""
     if exc.problems:
@@ -205,13 +252,21 @@ def synth(
     """Run the real Pulumi program under the SDK mocks and write build/STACK/resources.json."""
     console, err = consoles()
     failed = False
-    for name in _stacks(stack, all_stacks, stacks_dir, err):
+    names = _stacks(stack, all_stacks, stacks_dir, err)
+    _check_program(program, err)
+    for name in names:
         try:
             with console.status(f"synthesizing {name} ..."):
                 result = synthesize(name, stacks_dir=stacks_dir, program=program)
         except SynthError as exc:
             failed = True
             _stack_error(err, exc, f"{exc}; nothing was declared or written", f"{name}: {exc}")
+            continue
+        except Exception as exc:
+            if not _raised_by_program(exc, program):
+                raise
+            failed = True
+            _program_failed(err, name, program, exc)
             continue
         record = result.record
         if not quiet:
@@ -252,13 +307,14 @@ def check(
 
     console, err = consoles()
     stacks = _stacks(stack, all_stacks, stacks_dir, err)
+    _check_program(program, err)
     try:
         suppressions = findings.load_suppressions()
     except ValueError as exc:
         error_line(err, str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     summary_rows = []
-    bad_input = failed = False
+    bad_input = tool_failed = failed = False
     for name in stacks:
         try:
             with console.status(f"checking {name}: synth, rules, schemas, checkov ..."):
@@ -273,16 +329,27 @@ def check(
             bad_input = True
             _stack_error(err, exc, str(exc), f"{name}: {exc}")
             continue
+        except Exception as exc:
+            if not _raised_by_program(exc, program):
+                raise
+            bad_input = True
+            _program_failed(err, name, program, exc)
+            continue
         console.print(report.record, markup=False, highlight=False)
         if report.findings:
             console.print(gate_table(report))
+        # A tool that did not run (checkov missing, timed out, unparsable input) is an error
+        # of the environment, never a failed gate: exit 3, not 1.
         for e in report.errors:
             error_line(err, f"{name}: {e}")
-        failed |= not report.ok
+        tool_failed |= bool(report.errors)
+        failed |= bool(report.failures)
         summary_rows.append(gate_summary_row(report))
     console.print(gate_summary_table(summary_rows))
     if summary_rows:
         console.print("reports: build/<stack>/report.json, report.junit.xml, report.sarif")
+    if tool_failed:
+        raise typer.Exit(EXIT_INTERNAL)
     if bad_input:
         raise typer.Exit(EXIT_BAD_INPUT)
     if failed:

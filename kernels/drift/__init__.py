@@ -3,12 +3,16 @@
 from kernels.drift.categorical import CategoricalDrift, categorical_drift
 from kernels.drift.conventions import (
     DEFAULT_BINS,
+    JS_MAX,
     KS_GRID,
     PSI_EPS,
     STATISTICS,
+    THRESHOLD_RANGES,
     Backend,
     DriftError,
     check_statistic,
+    check_threshold,
+    threshold_range,
 )
 from kernels.drift.numeric import DriftResult, drift
 from kernels.drift.profile import ReferenceProfile, build_profile
@@ -16,9 +20,11 @@ from kernels.drift.statistics import psi_from_fractions
 
 __all__ = [
     "DEFAULT_BINS",
+    "JS_MAX",
     "KS_GRID",
     "PSI_EPS",
     "STATISTICS",
+    "THRESHOLD_RANGES",
     "Backend",
     "CategoricalDrift",
     "DriftError",
@@ -27,6 +33,8 @@ __all__ = [
     "build_profile",
     "categorical_drift",
     "check_statistic",
+    "check_threshold",
     "drift",
     "psi_from_fractions",
+    "threshold_range",
 ]

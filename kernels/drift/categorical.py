@@ -142,6 +142,9 @@ def categorical_drift(
 
 def _ordered(keys: Iterable[Any]) -> list[Any]:
     """The labels sorted, or in first-seen order when their types cannot be compared."""
+    # Materialized first: a failed sort would otherwise leave a generator exhausted (and the
+    # labels of a mixed-type column silently dropped).
+    keys = list(keys)
     try:
         return sorted(keys)
     except TypeError:  # mixed label types: keep first-seen order

@@ -25,6 +25,16 @@ Statistics (per numeric feature, all returned as float64):
 Missing values: NaN and +-inf are *missing*. They are dropped per feature before any statistic,
 and the missing fraction is reported per feature for the reference (``nan_fraction_ref``) and the
 window (``nan_fraction_cur``); ``nan_rate_drift`` is their difference, its own drift signal.
+(``pipelines.monitoring.compare``, which reads tables for ``sovml drift``, refuses +-inf instead:
+there an infinite value in a file is bad input, not a missing one.)
+
+Magnitudes: every finite float64 is a valid value, up to +-1.8e308. Where a difference or a sum
+of such values would overflow float64 (the interpolation between two quantiles, W1's sums), it is
+computed again on the values scaled down by a power of two and scaled back, so no statistic is
+ever NaN or wrong because of overflow. A W1 whose true value exceeds the largest float64 (two
+samples about 3e308 apart) is ``+inf``, its correctly rounded value. The rescaled W1 rounds
+values below about 1e-280 in magnitude (they become subnormal once scaled): an absolute error
+below 1e-297.
 
 Errors (:class:`DriftError`, a ``ValueError``):
 
@@ -59,6 +69,7 @@ in the reference count.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 DEFAULT_BINS = 10
@@ -74,6 +85,21 @@ Backend = Literal["auto", "numpy", "torch"]
 """Which array library runs :func:`kernels.drift.numeric.drift` (``auto``: the window's device)."""
 
 
+JS_MAX = math.sqrt(math.log(2.0))
+"""The largest Jensen-Shannon distance in natural-log base (two disjoint distributions)."""
+THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
+    "psi": (0.0, math.inf),
+    "ks": (0.0, 1.0),
+    "js": (0.0, JS_MAX),
+    "w1": (0.0, math.inf),
+}
+"""Per statistic, the meaningful drift thresholds ``t``: ``low < t <= high``, ``t`` finite.
+
+A threshold at or below 0 makes any difference at all a drift, and one above the statistic's
+largest value (1 for KS, ``sqrt(ln 2)`` for JS) or a non-finite one switches detection off.
+"""
+
+
 class DriftError(ValueError):
     """Drift cannot be computed: empty data, a schema mismatch or an unusable profile."""
 
@@ -82,3 +108,26 @@ def check_statistic(name: str) -> None:
     """Raise :class:`DriftError` unless ``name`` is one of :data:`STATISTICS`."""
     if name not in STATISTICS:
         raise DriftError(f"unknown statistic {name!r}; choose one of {', '.join(STATISTICS)}")
+
+
+def threshold_range(statistic: str) -> str:
+    """The allowed thresholds of ``statistic`` in words: ``(0, 1]``, ``a finite number > 0``."""
+    low, high = THRESHOLD_RANGES[statistic]
+    if math.isinf(high):
+        return f"a finite number > {low:g}"
+    return f"a number in ({low:g}, {high:.6g}]"
+
+
+def check_threshold(threshold: float, statistic: str) -> None:
+    """Raise :class:`DriftError` unless ``threshold`` is meaningful for ``statistic``.
+
+    The threshold must be finite and inside :data:`THRESHOLD_RANGES`; a NaN or infinite one
+    would silently switch drift detection off.
+    """
+    check_statistic(statistic)
+    low, high = THRESHOLD_RANGES[statistic]
+    value = float(threshold)
+    if not (math.isfinite(value) and low < value <= high):
+        raise DriftError(
+            f"threshold {value:g} is out of range for {statistic}: use {threshold_range(statistic)}"
+        )

@@ -219,10 +219,26 @@ def _fill_feature(profile: ReferenceProfile, j: int, q: np.ndarray) -> None:
     if nv == 0:
         return
     vals = row[:nv]
-    profile.edges[j] = np.quantile(vals.astype(np.float64), q)
+    profile.edges[j] = quantile_edges(vals.astype(np.float64), q)
     cum = np.searchsorted(vals, ceil_edges(profile.edges[j, 1:-1], profile.dtype), side="left")
     profile.ref_fractions[j] = bin_counts(cum, nv) / nv
     idx = np.linspace(0, nv - 1, profile.grid.shape[1]).astype(np.int64)
     profile.grid[j] = vals[idx]
     profile.grid_le[j] = np.searchsorted(vals, profile.grid[j], side="right")
     profile.grid_lt[j] = np.searchsorted(vals, profile.grid[j], side="left")
+
+
+def quantile_edges(values: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, q)`` of finite float64 ``values``, without overflow.
+
+    numpy interpolates as ``a + (b - a) * t``; ``b - a`` overflows when ``a`` and ``b`` are near
+    -1e308 and +1e308, which gives an infinite or NaN edge. Those edges (and only those, so
+    every other one stays bit for bit numpy's) are interpolated between the halved values and
+    doubled: halving and doubling such large values is exact, and the result lies in ``[a, b]``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        edges = np.quantile(values, q)
+    bad = ~np.isfinite(edges)
+    if bad.any():
+        edges[bad] = np.quantile(values * 0.5, q[bad]) * 2.0
+    return edges

@@ -109,8 +109,37 @@ def feature_stats(ops: Any, r: Any, c: Any, ref: FeatureRef, psi_eps: float) -> 
         psi_from_fractions(p, q, psi_eps),
         ks(ops, r, c, ref),
         js_distance(p, q),
-        ops.w1(r, c),
+        w1_distance(ops, r, c),
     )
+
+
+def w1_distance(ops: Any, r: Any, c: Any) -> float:
+    """W1 of sorted ``r`` and ``c`` (the backend's ``w1``), correct whatever their magnitude.
+
+    Finite data give a non-finite ``ops.w1`` only when a difference or a partial sum overflowed
+    float64 (values near +-1e308): the sum is then taken again on the values scaled down by a
+    power of two, which is exact but for subnormals, and scaled back up (``+inf`` when W1 itself
+    exceeds the largest float64, its correct rounding).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = ops.w1(r, c)
+    if math.isfinite(w):
+        return w
+    n, m = int(r.shape[0]), int(c.shape[0])
+    ends = np.concatenate((ops.to_numpy(r[[0, -1]]), ops.to_numpy(c[[0, -1]])))
+    k = w1_scale_exponent(float(np.max(np.abs(ends.astype(np.float64)))), n, m)
+    down = 2.0**-k
+    return ops.w1(r * down, c * down) * 2.0**k
+
+
+def w1_scale_exponent(peak: float, n: int, m: int) -> int:
+    """``k`` such that W1's sums over values of magnitude ``<= peak * 2**-k`` cannot overflow.
+
+    Both backends accumulate at most ``4 * peak * n * m`` (``sum |b - s|`` times the smaller
+    size, plus the split-step corrections) before dividing by ``n * m``.
+    """
+    exponent = math.frexp(peak)[1]  # peak < 2**exponent
+    return max(1, exponent + n.bit_length() + m.bit_length() + 2 - 1022)
 
 
 # --------------------------------------------------------------------------------------------

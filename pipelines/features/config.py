@@ -19,12 +19,13 @@ import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pipelines.features.errors import FeatureStoreError
+from pipelines.features.errors import BadInputError
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
 CODE_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding ``pipelines/``: the repository here, the embedded code in a cluster pod."""
@@ -54,45 +55,160 @@ def resolve_repo(repo: str | Path | None = None) -> Path:
 
 
 def open_store(repo: str | Path | None = None, create: bool = False) -> FeatureStore:
-    """A Feast ``FeatureStore`` for ``repo`` (see the module docstring for what it may name).
+    """A Feast ``FeatureStore`` for ``repo``: the one validator of ``--repo`` and ``feature_repo``.
+
+    Every problem with ``repo`` is found here, before Feast reads or writes any state, and
+    refused with the path and what is wrong: a path that is neither a folder nor a
+    ``.yaml``/``.yml`` file; a config that is missing, not a regular file, unreadable, not UTF-8,
+    not YAML, not a mapping, or rejected by Feast (unknown or missing keys, bad store types);
+    without ``create``, a folder with no config or a local registry never written; a local
+    registry that is not a Feast registry. With ``create``, a missing state folder is made (and
+    its config written); one that cannot be made (under a file, no permission) is refused.
 
     Args:
-        repo: Repository folder, ``.yaml`` config file, or local state folder.
+        repo: Repository folder, ``.yaml`` config file, or local state folder (see the module
+            docstring).
         create: Make a missing local state folder (apply does; reads do not).
 
     Raises:
-        FeatureStoreError: ``repo`` does not exist, or (``create=False``) holds no local store
-            yet, or the config is invalid.
+        BadInputError: See above.
     """
     path = resolve_repo(repo)
     config_file, repo_path = _config_file(path, create)
+    settings = _read_config(config_file)
+    config = _feast_config(config_file, repo_path, settings)
     if not create:
-        _require_registry(path, config_file, repo_path)
+        _require_registry(path, settings, repo_path)
     from feast import FeatureStore
-    from feast.repo_config import FeastConfigError
 
-    try:
-        return FeatureStore(repo_path=str(repo_path), fs_yaml_file=config_file)
-    except FeastConfigError as exc:
-        raise FeatureStoreError(f"invalid feature store config {config_file}: {exc}") from None
+    store = FeatureStore(repo_path=str(repo_path), config=config)
+    _check_registry(store, config_file, repo_path)
+    return store
 
 
 def _config_file(path: Path, create: bool) -> tuple[Path, Path]:
     """``(config file, repository folder)`` of ``path``; writes a new local state's config."""
     if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise BadInputError(f"feature store config {path} does not exist")
         if not path.is_file():
-            raise FeatureStoreError(f"feature store config {path} does not exist")
+            raise BadInputError(f"feature store config {path} is not a regular file")
         return path, path.parent
+    if path.exists() and not path.is_dir():
+        raise BadInputError(
+            f"{path} is a file, not a feature store: give a state folder, a Feast repository "
+            f"folder or a feature_store*.yaml config"
+        )
     config_file = path / CONFIG_FILE
-    if not config_file.is_file():
-        if not create:
-            raise FeatureStoreError(
-                f"no feature store at {path}: run `sovml pipeline run training --local` or "
-                "`sovml features apply --table TABLE` first"
-            )
+    if config_file.exists() or config_file.is_symlink():
+        if not config_file.is_file():
+            raise BadInputError(f"feature store config {config_file} is not a regular file")
+        return config_file, path
+    if not create:
+        raise BadInputError(
+            f"no feature store at {path}: run `sovml pipeline run training --local` or "
+            "`sovml features apply --table TABLE` first"
+        )
+    try:
         path.mkdir(parents=True, exist_ok=True)
         config_file.write_text(_state_config(path))
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot create a feature store at {path}: {exc.strerror or exc}"
+        ) from None
     return config_file, path
+
+
+def _read_config(config_file: Path) -> dict[str, Any]:
+    """The settings of a ``feature_store.yaml``: a YAML mapping (not yet checked by Feast).
+
+    Raises:
+        BadInputError: The file cannot be read, is not UTF-8 text, not YAML, or not a mapping.
+    """
+    import yaml
+
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"feature store config {config_file} is not UTF-8 text") from None
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot read feature store config {config_file}: {exc.strerror or exc}"
+        ) from None
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BadInputError(
+            f"feature store config {config_file} is not valid YAML: {_yaml_problem(exc)}"
+        ) from None
+    if not isinstance(settings, dict):
+        raise BadInputError(
+            f"feature store config {config_file}: expected a mapping of Feast settings "
+            f"(project, registry, provider, online_store, ...), got {_kind(settings)}"
+        )
+    return settings
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: the problem and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _kind(value: object) -> str:
+    """What a YAML document is, for people: ``a list``, ``a string``, ``nothing``."""
+    if value is None:
+        return "an empty document"
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a bool"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _feast_config(config_file: Path, repo_path: Path, settings: dict[str, Any]) -> RepoConfig:
+    """Feast's own validation of the config (keys, types, store types), as one-line errors.
+
+    Feast ignores keys it does not know, so a misspelt ``registy:`` would silently fall back to
+    a default registry; such keys are refused here.
+    """
+    import yaml
+    from feast.repo_config import FeastConfigError, RepoConfig, load_repo_config
+
+    known = {k for n, f in RepoConfig.model_fields.items() for k in (n, f.alias) if k}
+    unknown = sorted(str(k) for k in settings if k not in known)
+    if unknown:
+        raise BadInputError(
+            f"invalid feature store config {config_file}: unknown key"
+            f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; Feast knows "
+            f"{', '.join(sorted(k for k in known if k != 'repo_path'))}"
+        )
+    try:
+        return load_repo_config(repo_path, config_file)
+    except FeastConfigError as exc:
+        problem = _validation_problem(exc)
+    except yaml.YAMLError as exc:  # only after Feast expanded ${VARS} in the text
+        problem = f"not valid YAML after expanding environment variables: {_yaml_problem(exc)}"
+    except Exception as exc:  # Feast raises many types for a bad setting: all are bad input
+        problem = f"{type(exc).__name__}: {exc}"
+    raise BadInputError(f"invalid feature store config {config_file}: {_line(problem)}")
+
+
+def _validation_problem(exc: Exception) -> str:
+    """Pydantic's errors inside Feast's ``FeastConfigError``, as ``key: problem; ...``."""
+    cause = getattr(exc, "_error_message", None)
+    errors = getattr(cause, "errors", None)
+    if not callable(errors):
+        return str(cause if cause is not None else exc)
+    parts = []
+    for error in errors():
+        where = ".".join(str(p) for p in error.get("loc", ())) or "(top level)"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _line(text: str) -> str:
+    """``text`` on one line."""
+    return " ".join(text.split())
 
 
 def _state_config(state_dir: Path) -> str:
@@ -110,25 +226,44 @@ def _state_config(state_dir: Path) -> str:
     return header + yaml.safe_dump(config, sort_keys=False)
 
 
-def _require_registry(path: Path, config_file: Path, repo_path: Path) -> None:
+def _require_registry(path: Path, settings: dict[str, Any], repo_path: Path) -> None:
     """Fail when a local file registry has not been written yet (reads never create one)."""
-    registry = _local_registry(config_file)
-    if registry is not None and not (repo_path / registry).is_file():
-        raise FeatureStoreError(
+    registry = _local_registry(settings)
+    if registry is not None and not (repo_path / registry).exists():
+        raise BadInputError(
             f"feature store {path} has no registry yet ({repo_path / registry}): run "
             "`sovml features apply --table TABLE` or the training pipeline first"
         )
 
 
-def _local_registry(config_file: Path) -> str | None:
+def _local_registry(settings: dict[str, Any]) -> str | None:
     """The registry path of a file registry on local disk, None for remote (s3://) ones."""
-    import yaml
-
-    registry = yaml.safe_load(config_file.read_text()).get("registry")
+    registry = settings.get("registry")
     path = registry.get("path") if isinstance(registry, dict) else registry
     if not isinstance(path, str) or "://" in path:
         return None
     return path
+
+
+def _check_registry(store: FeatureStore, config_file: Path, repo_path: Path) -> None:
+    """Read a local registry file once, so a broken one is refused here, with its path."""
+    registry = _local_registry({"registry": store.config.registry.path})
+    if registry is None:
+        return
+    path = repo_path / registry
+    if not path.exists():
+        return  # a new store: Feast writes it on the first apply
+    if not path.is_file():
+        raise BadInputError(f"the registry {path} of {config_file} is not a regular file")
+    from google.protobuf.message import DecodeError
+
+    try:
+        store.refresh_registry()
+    except (DecodeError, OSError, ValueError) as exc:
+        raise BadInputError(
+            f"the registry {path} of {config_file} is not a readable Feast registry: "
+            f"{_line(str(exc)) or type(exc).__name__}"
+        ) from None
 
 
 @contextlib.contextmanager

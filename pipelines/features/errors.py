@@ -22,6 +22,18 @@ class UnknownFeatureServiceError(FeatureStoreError):
     """A requested feature service is not registered."""
 
 
+class UnknownModelError(FeatureStoreError):
+    """A model has no feature service and is not the model the views serve."""
+
+
+class NotMaterializedError(FeatureStoreError):
+    """The requested feature views have never been materialized into the online store."""
+
+
+class BadInputError(FeatureStoreError):
+    """An input (entity id, ``--repo`` config, table, date) is malformed or out of range."""
+
+
 @contextlib.contextmanager
 def not_registered(
     missing: type[Exception],

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipelines.features.config import quiet
+from pipelines.features.errors import BadInputError
 from pipelines.features.registration import get_feature_view
 from pipelines.features.source import as_utc, source_time_range, source_uri
 
@@ -22,6 +23,10 @@ END_MARGIN = timedelta(seconds=1)
 """Added to the data's last timestamp to form the materialization end: Feast's file store treats
 the end as inclusive, other offline stores as exclusive; one second past the last row is safe for
 both."""
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+"""``--start``/``--end`` must lie in ``[EARLIEST, LATEST]``: the range of pandas' nanosecond
+timestamps, which Feast's offline stores use (outside it they fail deep inside a join)."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,33 @@ def materialize(
         views: Views to materialize (default: all).
 
     Raises:
+        BadInputError: ``start`` or ``end`` lies outside :data:`EARLIEST`..:data:`LATEST`, or
+            ``start`` is not before the end (``end``, or the data's last event when omitted),
+            or a view never materialized would get nothing (``end`` at or before the data's
+            first event): an empty interval is a mistake, not "up to date".
         UnknownFeatureViewError: A name in ``views`` is not registered.
         FeatureStoreError: No offline source yet.
     """
+    start_at, end_at = check_date(start, "start"), check_date(end, "end")
     first, last, _ = source_time_range(source_uri(store))
-    stop = as_utc(end) if end is not None else last + END_MARGIN
+    stop = end_at if end_at is not None else last + END_MARGIN
+    if start_at is not None and start_at >= stop:
+        bound = f"--end {_shown(stop)}" if end_at is not None else f"the data's end {_shown(stop)}"
+        raise BadInputError(
+            f"--start {_shown(start_at)} is not before {bound}: nothing to materialize; give a "
+            "start before the end"
+        )
     names = list(views) if views else [v.name for v in store.list_feature_views()]
+    # Every name is checked before the first view is loaded: no half-done run on a typo.
+    resolved = [get_feature_view(store, name) for name in names]
+    if end_at is not None and end_at <= first and any(not _loaded(v) for v in resolved):
+        raise BadInputError(
+            f"--end {_shown(end_at)} is not after the data's first event {_shown(first)}: "
+            "nothing to materialize"
+        )
     done = []
-    for name in names:
-        begin = _begin(get_feature_view(store, name), start, first)
+    for name, view in zip(names, resolved, strict=True):
+        begin = _begin(view, start_at, first)
         if begin >= stop:
             done.append(Materialized(name, begin, stop, skipped=True))
             continue
@@ -80,10 +103,40 @@ def materialize(
     return done
 
 
+def check_date(value: datetime | None, option: str) -> datetime | None:
+    """``value`` in UTC (naive means UTC), within :data:`EARLIEST`..:data:`LATEST`; the one
+    validator of materialization dates. None stays None.
+
+    Raises:
+        BadInputError: Outside the range (or beyond what a datetime can hold in UTC); the
+            message names ``--<option>``, the value and the range.
+    """
+    if value is None:
+        return None
+    allowed = f"allowed {_shown(EARLIEST)} to {_shown(LATEST)}"
+    try:
+        moment = as_utc(value)
+    except OverflowError:
+        raise BadInputError(f"--{option} {value.isoformat()} is out of range; {allowed}") from None
+    if not EARLIEST <= moment <= LATEST:
+        raise BadInputError(f"--{option} {_shown(moment)} is out of range; {allowed}")
+    return moment
+
+
+def _shown(moment: datetime) -> str:
+    """``moment`` (UTC) as people read it: ``2025-01-31 12:00:00 UTC``."""
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds") + " UTC"
+
+
+def _loaded(view: Any) -> bool:
+    """Whether ``view`` was ever materialized."""
+    return view.most_recent_end_time is not None
+
+
 def _begin(view: Any, start: datetime | None, first: datetime) -> datetime:
     """Where ``view``'s interval starts: ``start``, else its last end, else the data's first."""
     if start is not None:
         return as_utc(start)
-    if view.most_recent_end_time is not None:
+    if _loaded(view):
         return as_utc(view.most_recent_end_time)
     return first

@@ -8,14 +8,26 @@ exported model carries its preprocessing (``pipelines/training/model.py``), so t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
-from pipelines.features.errors import FeatureStoreError, UnknownEntityError
+from pipelines.features.errors import (
+    BadInputError,
+    FeatureStoreError,
+    NotMaterializedError,
+    UnknownEntityError,
+)
 from pipelines.features.registration import feature_refs, get_feature_view
-from pipelines.features.services import DEFAULT_MODEL, get_feature_service, latest_feature_service
-from pipelines.features.source import source_uri
+from pipelines.features.services import (
+    DEFAULT_MODEL,
+    check_model,
+    get_feature_service,
+    latest_feature_service,
+)
+from pipelines.features.source import ENTITY_MAX, source_uri
 from pipelines.training import schema
 
 if TYPE_CHECKING:
@@ -26,6 +38,34 @@ if TYPE_CHECKING:
 
 KNOWN_EXAMPLES = 5
 """Entity ids an unknown-entity error shows as examples of known ones."""
+CANDIDATES = 50
+"""Offline-source ids an unknown-entity error looks up online to find examples that are there."""
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+
+
+def check_entity_id(value: int | str) -> int:
+    """``value`` as a customer id: the one validator of entity ids (CLI argument or library call).
+
+    A string must be a decimal integer (ASCII digits, an optional sign); every id must lie in
+    ``0 .. 2**63-1``, as ``customer_id`` is a Feast ``Int64`` entity key and ids are never
+    negative.
+
+    Raises:
+        BadInputError: Not an integer, or out of that range; the message says the range.
+    """
+    allowed = f"allowed: integers 0 to {ENTITY_MAX} ({schema.ENTITY} is a Feast Int64 entity key)"
+    shown = repr(value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "...")
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        digits = value.strip().lstrip("+-").lstrip("0")
+        # Longer than 2**63's 19 digits is out of range; int() of a huge string is slow.
+        number = int(value) if len(digits) <= 20 else ENTITY_MAX + 1
+    elif isinstance(value, Integral) and not isinstance(value, bool):
+        number = int(value)
+    else:
+        raise BadInputError(f"customer id {shown} is not an integer; {allowed}")
+    if not 0 <= number <= ENTITY_MAX:
+        raise BadInputError(f"customer id {shown} is out of range; {allowed}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -54,13 +94,16 @@ def resolve_request(
     """The features a lookup asks for.
 
     ``feature_service`` wins; else ``feature_views`` (all their features, schema order); else
-    the service of ``model_name``'s latest version; else every registered view.
+    the service of ``model_name``'s latest version; else, for the model the views serve
+    (:data:`DEFAULT_MODEL`) before any version is registered, every registered view.
 
     Raises:
-        UnknownFeatureServiceError / UnknownFeatureViewError: A name is not registered.
+        UnknownFeatureServiceError / UnknownFeatureViewError / UnknownModelError: A name is not
+            registered (the message lists those that are).
     """
     from pipelines.features.repo import definitions
 
+    check_model(store, model_name)
     if feature_service is None and not feature_views:
         feature_service = latest_feature_service(store, model_name)
     if feature_service is not None:
@@ -80,23 +123,27 @@ def resolve_request(
 
 
 def online_features(
-    store: FeatureStore, entity_id: int, request: Request | None = None
+    store: FeatureStore, entity_id: int | str, request: Request | None = None
 ) -> dict[str, float]:
     """The online feature values of ``entity_id``, keyed by feature, in the model's order.
 
     Args:
         store: A materialized store.
-        entity_id: ``customer_id``.
+        entity_id: ``customer_id`` (checked by :func:`check_entity_id`).
         request: From :func:`resolve_request` (default: the latest model version's service).
 
     Raises:
-        UnknownEntityError: No values for the entity in (some of) the requested views, with the
-            view names and example ids that do exist.
+        BadInputError: ``entity_id`` is not an id.
+        NotMaterializedError: A requested view was never materialized.
+        UnknownEntityError: No values for the entity in (some of) the requested views; the
+            message gives only true facts: example ids that are online in those views, or that
+            the entity is in the offline source but outside what was materialized.
     """
+    entity = check_entity_id(entity_id)
     request = request or resolve_request(store)
     features: Any = request.service if request.service is not None else request.refs
     response = store.get_online_features(
-        features=features, entity_rows=[{schema.ENTITY: int(entity_id)}]
+        features=features, entity_rows=[{schema.ENTITY: entity}]
     ).to_dict()
     values = {name: response[name][0] for name in request.features}
     missing = [name for name, value in values.items() if value is None]
@@ -104,26 +151,77 @@ def online_features(
         from pipelines.features.repo import definitions
 
         views = sorted({definitions.VIEW_OF[name] for name in missing})
-        raise UnknownEntityError(
-            f"no features for customer {entity_id} in feature view{'s' if len(views) > 1 else ''}"
-            f" {', '.join(views)}; known ids are e.g. {_known_ids(store)}"
-        )
+        raise _missing_error(store, entity, views)
     return {name: float(value) for name, value in values.items()}
 
 
-def _known_ids(store: FeatureStore) -> str:
-    """A few entity ids of the offline source, for error messages."""
+def _missing_error(store: FeatureStore, entity: int, views: list[str]) -> FeatureStoreError:
+    """Why ``entity`` has no online values in ``views``, in words that are all true."""
+    plural = "s" if len(views) > 1 else ""
+    registered = {v.name: v for v in store.list_feature_views()}
+    never = [v for v in views if v in registered and registered[v].most_recent_end_time is None]
+    if never:
+        return NotMaterializedError(
+            f"nothing materialized yet in feature view{'s' if len(never) > 1 else ''} "
+            f"{', '.join(never)}, so no customer has online features there: run "
+            "`sovml features materialize` first"
+        )
+    offline = _offline_ids(store)
+    if offline is not None and entity in set(offline):
+        return UnknownEntityError(
+            f"no online features for customer {entity} in feature view{plural} "
+            f"{', '.join(views)}: it is in the offline source, but its events lie outside the "
+            "materialized range; reload with `sovml features materialize --start DATE`"
+        )
+    return UnknownEntityError(
+        f"no features for customer {entity} in feature view{plural} {', '.join(views)}; "
+        f"{_known_ids(store, views, offline)}"
+    )
+
+
+def _offline_ids(store: FeatureStore) -> list[int] | None:
+    """The distinct entity ids of the offline source, sorted; None when it cannot be read."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
         ids = pq.read_table(source_uri(store), columns=[schema.ENTITY]).column(0)
     except (OSError, ValueError):
-        return "(none: the offline source is missing)"
-    shown = sorted(ids.to_pylist())[:KNOWN_EXAMPLES]
-    return ", ".join(str(i) for i in shown) + (", ..." if len(ids) > KNOWN_EXAMPLES else "")
+        return None
+    return sorted(pc.unique(ids).to_pylist())
 
 
-def serving_row(store: FeatureStore, entity_id: int, request: Request | None = None) -> np.ndarray:
+def _known_ids(store: FeatureStore, views: list[str], offline: list[int] | None) -> str:
+    """``known ids are e.g. ...``: ids that do have online values in every one of ``views``.
+
+    Examples come from the offline source and are looked up online first, so an id shown is one
+    a lookup of these views would return.
+    """
+    from pipelines.features.repo import definitions
+
+    if offline is None:
+        return "known ids: none (the offline source is missing)"
+    candidates = offline[:CANDIDATES]
+    probes = [definitions.VIEW_FEATURES[v][0] for v in views]
+    response = store.get_online_features(
+        features=feature_refs(probes), entity_rows=[{schema.ENTITY: i} for i in candidates]
+    ).to_dict()
+    online = [
+        i for k, i in enumerate(candidates) if all(response[f][k] is not None for f in probes)
+    ]
+    if not online:
+        return (
+            f"none of the first {len(candidates)} ids of the offline source is online there: "
+            "run `sovml features materialize`"
+        )
+    more = len(online) > KNOWN_EXAMPLES or len(offline) > len(candidates)
+    shown = ", ".join(str(i) for i in online[:KNOWN_EXAMPLES])
+    return f"known ids are e.g. {shown}" + (", ..." if more else "")
+
+
+def serving_row(
+    store: FeatureStore, entity_id: int | str, request: Request | None = None
+) -> np.ndarray:
     """The Triton input ``features__0`` for ``entity_id``: float32, shape ``[1, n]``, raw values.
 
     Raw, because the exported model standardises inside its graph (``Preprocess`` in

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipelines.features.errors import UnknownFeatureServiceError, not_registered
+from pipelines.features.errors import (
+    UnknownFeatureServiceError,
+    UnknownModelError,
+    not_registered,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -46,6 +50,28 @@ def latest_feature_service(store: FeatureStore, model_name: str = DEFAULT_MODEL)
     """The service of ``model_name``'s highest registered version, None when there is none."""
     versions = {service_version(n, model_name): n for n in feature_services(store, model_name)}
     return versions[max(versions)] if versions else None  # type: ignore[type-var]
+
+
+def known_models(store: FeatureStore) -> list[str]:
+    """Models lookups may name: :data:`DEFAULT_MODEL` (the views serve it) and every model with
+    a registered version's service (``<model>_v<N>``)."""
+    names = {DEFAULT_MODEL}
+    for service in feature_services(store):
+        model, _, tail = service.rpartition("_v")
+        if model and tail.isdigit():
+            names.add(model)
+    return sorted(names)
+
+
+def check_model(store: FeatureStore, model_name: str) -> None:
+    """Refuse a model lookups cannot serve, rather than falling back to every view.
+
+    Raises:
+        UnknownModelError: ``model_name`` is not in :func:`known_models` (the message lists them).
+    """
+    known = known_models(store)
+    if model_name not in known:
+        raise UnknownModelError(f"unknown model {model_name!r}; known models: {', '.join(known)}")
 
 
 def get_feature_service(store: FeatureStore, name: str) -> FeatureService:

@@ -1,12 +1,22 @@
 """Per-feature drift of one table against another, and the retraining decision drift leads to.
 
-Numeric columns get PSI, KS, JS and W1 from :func:`kernels.drift.drift`; other columns (strings,
-categories, booleans) get :func:`kernels.drift.categorical_drift`. A feature drifts when the chosen
-statistic exceeds the threshold; categorical columns are judged by PSI over categories
-(``psi``, and ``ks`` or ``w1``, which have no categorical form, against
-:data:`CATEGORICAL_PSI_THRESHOLD` in the last two cases) or by JS over categories (``js``). A column
-with no value at all in the window also counts as drifted. Retraining is due when any feature
-drifts (:func:`decide`): ``sovml drift`` and the hourly drift job take the same decision.
+Columns are paired by name and classified by :mod:`pipelines.monitoring.kinds`; a kind that
+differs between the two tables, an unsupported kind or a reference column with no value is a
+:class:`kernels.drift.DriftError` (bad input), never drift. Numeric columns get PSI, KS, JS and W1
+from :func:`kernels.drift.drift`; categorical and boolean columns get
+:func:`kernels.drift.categorical_drift`. A feature drifts when the chosen statistic exceeds the
+threshold (:func:`kernels.drift.check_threshold` says which thresholds are meaningful);
+categorical columns are judged by PSI over categories (``psi``, and ``ks`` or ``w1``, which have
+no categorical form, against :data:`CATEGORICAL_PSI_THRESHOLD` in the last two cases) or by JS over
+categories (``js``). A column with no value at all in the window also counts as drifted.
+Retraining is due when any feature drifts (:func:`decide`): ``sovml drift`` and the hourly drift
+job take the same decision.
+
+Values: NaN (and an empty cell, None, NA) is missing, as in the kernels. +-inf in a numeric
+column is bad input (:class:`DriftError` naming the table, the column and the count): in a file
+it is an overflowed or mis-written value, and counting it as missing would hide that. Any finite
+float64 is valid, up to +-1.8e308 (the kernels never overflow); an integer too large for float64
+is bad input.
 """
 
 from __future__ import annotations
@@ -25,9 +35,10 @@ from kernels.drift import (
     DriftResult,
     build_profile,
     categorical_drift,
-    check_statistic,
+    check_threshold,
     drift,
 )
+from pipelines.monitoring.kinds import NUMERIC, match_columns
 from pipelines.monitoring.tables import read_pair
 
 if TYPE_CHECKING:
@@ -49,7 +60,7 @@ class FeatureRow:
     name: str
     """Column name."""
     kind: str
-    """``numeric`` or ``categorical``."""
+    """``numeric``, ``categorical`` or ``boolean`` (:mod:`pipelines.monitoring.kinds`)."""
     psi: float
     """PSI (over bins, or over categories)."""
     ks: float
@@ -151,36 +162,23 @@ def numeric_rows(result: DriftResult, threshold: float, statistic: str) -> list[
 
 
 def categorical_row(
-    name: str, reference: pd.Series, current: pd.Series, threshold: float, statistic: str
+    name: str,
+    reference: pd.Series,
+    current: pd.Series,
+    threshold: float,
+    statistic: str,
+    kind: str = "categorical",
 ) -> tuple[FeatureRow, CategoricalDrift | None]:
     """One categorical column's row, and its kernel result (None when the window has no value)."""
     if current.notna().sum() == 0:
         # Like an empty numeric feature: nothing to compare, which is itself a drift.
-        return FeatureRow(name, "categorical", *([math.nan] * 5), 1.0, math.nan, True), None
+        return FeatureRow(name, kind, *([math.nan] * 5), 1.0, math.nan, True), None
     cat = categorical_drift(reference.to_numpy(), current.to_numpy())
     value = cat.js if statistic == "js" else cat.psi
     limit = threshold if statistic in ("psi", "js") else CATEGORICAL_PSI_THRESHOLD
     stats = (cat.psi, math.nan, cat.js, math.nan, cat.p_value)  # no KS or W1 for categories
-    row = FeatureRow(name, "categorical", *stats, cat.missing_fraction_cur, value, value > limit)
+    row = FeatureRow(name, kind, *stats, cat.missing_fraction_cur, value, value > limit)
     return row, cat
-
-
-def split_columns(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Numeric and categorical columns; :class:`DriftError` naming expected vs got on a mismatch."""
-    expected, got = [str(c) for c in ref.columns], [str(c) for c in cur.columns]
-    if expected != got:
-        missing = [c for c in expected if c not in got]
-        extra = [c for c in got if c not in expected]
-        raise DriftError(
-            f"schema mismatch: expected columns {expected}, got {got} "
-            f"(missing {missing}, unexpected {extra})"
-        )
-    numeric = [c for c in ref.columns if _is_numeric(ref[c])]
-    categorical = [c for c in ref.columns if c not in numeric]
-    wrong = [c for c in numeric if not _is_numeric(cur[c])]
-    if wrong:
-        raise DriftError(f"schema mismatch: columns numeric in reference but not current: {wrong}")
-    return [str(c) for c in numeric], [str(c) for c in categorical]
 
 
 def compare_tables(
@@ -188,26 +186,42 @@ def compare_tables(
     cur_df: pd.DataFrame,
     threshold: float = DEFAULT_THRESHOLD,
     statistic: str = DEFAULT_STATISTIC,
+    names: tuple[str, str] = ("table", "table"),
 ) -> Comparison:
-    """Every column of ``cur_df`` against the same column of ``ref_df``."""
-    numeric, categorical = split_columns(ref_df, cur_df)
+    """Every column of ``cur_df`` against the same column of ``ref_df``.
+
+    ``names`` say where the reference and the window came from (file paths), for the messages of
+    the :class:`DriftError` raised for a bad threshold or statistic, a schema or kind mismatch,
+    an unsupported column, a reference column with no value, or an infinite or too large value.
+    """
+    check_threshold(threshold, statistic)
+    if len(ref_df) == 0 or len(cur_df) == 0:
+        side = "reference" if len(ref_df) == 0 else "window"
+        raise DriftError(f"empty {side}: {names[0] if len(ref_df) == 0 else names[1]}: 0 rows")
+    columns = match_columns(ref_df, cur_df, *names)
+    numeric = [c for c in columns if c.kind == NUMERIC]
     rows: list[FeatureRow] = []
     evidence: dict[str, NumericSample | CategoricalDrift] = {}
     if numeric:
-        profile = build_profile(_as_float(ref_df[numeric]), numeric)
-        cur_values = _as_float(cur_df[numeric])
-        res = drift(profile, cur_values, feature_names=numeric, allow_empty_features=True)
+        feature_names = [c.name for c in numeric]
+        ref_values = _as_float(ref_df, [c.ref_label for c in numeric], feature_names, names[0])
+        cur_values = _as_float(cur_df, [c.cur_label for c in numeric], feature_names, names[1])
+        profile = build_profile(ref_values, feature_names)
+        res = drift(profile, cur_values, feature_names=feature_names, allow_empty_features=True)
         for j, row in enumerate(numeric_rows(res, threshold, statistic)):
             rows.append(row)
             if row.drifted:
                 col = cur_values[:, j]
                 evidence[row.name] = NumericSample(profile.values(j), col[np.isfinite(col)])
-    for name in categorical:
-        row, cat = categorical_row(name, ref_df[name], cur_df[name], threshold, statistic)
+    for c in columns:
+        if c.kind == NUMERIC:
+            continue
+        ref_col, cur_col = ref_df[c.ref_label], cur_df[c.cur_label]
+        row, cat = categorical_row(c.name, ref_col, cur_col, threshold, statistic, c.kind)
         rows.append(row)
         if row.drifted and cat is not None:
-            evidence[name] = cat
-    order = {name: i for i, name in enumerate(ref_df.columns.astype(str))}
+            evidence[c.name] = cat
+    order = {c.name: i for i, c in enumerate(columns)}
     rows.sort(key=lambda r: order[r.name])
     return Comparison(tuple(rows), evidence, statistic, threshold, len(ref_df), len(cur_df))
 
@@ -219,19 +233,33 @@ def compare_files(
     statistic: str = DEFAULT_STATISTIC,
 ) -> Comparison:
     """:func:`compare_tables` of two Parquet/CSV files; :class:`DriftError` for any bad input."""
-    check_statistic(statistic)
+    check_threshold(threshold, statistic)
     ref_df, cur_df = read_pair(reference, current)
-    return compare_tables(ref_df, cur_df, threshold, statistic)
+    return compare_tables(ref_df, cur_df, threshold, statistic, (str(reference), str(current)))
 
 
-def _is_numeric(series: pd.Series) -> bool:
-    """Numeric but not boolean (booleans are categories)."""
-    import pandas as pd
+def _as_float(
+    frame: pd.DataFrame, labels: list[object], names: list[str], source: str
+) -> np.ndarray:
+    """The numeric columns as a float64 matrix; :class:`DriftError` for a non-finite value.
 
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-
-
-def _as_float(frame: pd.DataFrame) -> np.ndarray:
-    """The frame as a float64 matrix."""
-    # astype turns nullable integers' <NA> into NaN, which the kernel treats as missing.
-    return frame.astype("float64").to_numpy()
+    Missing values (NaN, None, pandas NA) become NaN, which the kernels treat as missing.
+    """
+    out = np.empty((len(frame), len(labels)), dtype=np.float64)
+    for j, (label, name) in enumerate(zip(labels, names, strict=True)):
+        try:
+            # astype turns nullable integers' <NA> into NaN.
+            out[:, j] = frame[label].astype("float64").to_numpy()
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            # A Python int or Decimal beyond float64, or a signalling Decimal NaN.
+            raise DriftError(
+                f"{source}: column {name!r} has a value that is no float64 number ({exc})"
+            ) from exc
+    infinite = np.isinf(out).sum(axis=0)
+    bad = [f"column {names[j]!r} has {int(infinite[j])}" for j in np.flatnonzero(infinite)]
+    if bad:
+        raise DriftError(
+            f"{source}: {', '.join(bad)} infinite value(s) (+-inf); drift needs finite numbers "
+            "(leave a cell empty for a missing value)"
+        )
+    return out

@@ -23,7 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernels.drift import STATISTICS, DriftResult, ReferenceProfile, drift
+from kernels.drift import (
+    STATISTICS,
+    DriftError,
+    DriftResult,
+    ReferenceProfile,
+    check_threshold,
+    drift,
+)
 from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, decide, numeric_rows
 from pipelines.monitoring.tables import read_window
 
@@ -142,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kfp-endpoint")
     p.add_argument("--retrain-pipeline", default="training")
     a = p.parse_args(argv)
+    try:
+        # A NaN or infinite threshold would switch detection off without a word.
+        check_threshold(a.threshold, DEFAULT_STATISTIC)
+    except DriftError as exc:
+        p.error(f"--threshold: {exc}")
     try:
         res = run(
             a.model,

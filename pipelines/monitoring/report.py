@@ -1,11 +1,16 @@
 """The drift report: a self-contained HTML page with inline SVG plots of the drifted features.
 
 matplotlib is not a dependency of the main virtualenv, so the plots are written as SVG by hand.
+:func:`output_problem` says, before anything is computed, why a report path cannot be written;
+:func:`write_report` writes the page whole or not at all (a temporary file, then a rename).
 """
 
 from __future__ import annotations
 
 import html as htmlmod
+import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,8 @@ from kernels.drift import CategoricalDrift
 from pipelines.monitoring.compare import Comparison, FeatureRow, NumericSample
 
 _PLOT_BINS = 40
+_PLOT_PEAK = 2.0**1000
+"""Larger values are scaled down for the histogram: differences of values near 1e308 overflow."""
 _MAX_CATEGORIES_PLOTTED = 20
 _W, _H, _ML, _MR, _MT, _MB = 560, 230, 48, 12, 28, 40
 _REF_COLOUR, _CUR_COLOUR = "#1f77b4", "#ff7f0e"
@@ -45,7 +52,70 @@ def write_report(path: Path, comparison: Comparison, reference: Path, current: P
     }
     doc = render_html(comparison.rows, plots(comparison), comparison.decision.summary(), meta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
+    # A temporary file renamed over the target: a failed write never leaves half a report, nor
+    # destroys the previous one.
+    fd, tmp = tempfile.mkstemp(prefix=".drift-report.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(doc)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (mkstemp creates files 0600; a report gets the usual mode)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_problem(path: Path, inputs: Sequence[Path] = ()) -> str | None:
+    """Why the report cannot be written to ``path``, or None when nothing known prevents it.
+
+    Refused: a path naming no file, an existing folder or non-regular file (a FIFO would block),
+    a file without write permission, one of ``inputs`` (the report would replace the data), and
+    a path whose nearest existing ancestor is a file or a folder without write permission
+    (missing folders are created when the report is written).
+    """
+    try:
+        return _output_problem(path, inputs)
+    except OSError as exc:  # a name too long, a loop of links: the path is unusable as given
+        return f"cannot be used ({exc.strerror or exc})"
+
+
+def _output_problem(path: Path, inputs: Sequence[Path]) -> str | None:
+    """:func:`output_problem`, letting the ``OSError`` of an unusable path through."""
+    if path.name in ("", ".", ".."):
+        return "names a folder, not a file"
+    if path.exists():
+        if path.is_dir():
+            return "is a folder, not a file"
+        if not path.is_file():
+            return "is not a regular file"
+        if not os.access(path, os.W_OK):
+            return "is not writable"
+        for given in inputs:
+            if _exists(given) and os.path.samefile(path, given):
+                return f"is the input file {given}; the report would overwrite it"
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"folder {parent} is not writable"
+    return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False for a path the system cannot even look up."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def plots(comparison: Comparison) -> dict[str, str]:
@@ -105,11 +175,19 @@ def render_html(
 
 def svg_histogram(ref: np.ndarray, cur: np.ndarray, title: str) -> str:
     """Overlaid reference/current histograms (shares of each sample) as an SVG string."""
-    both = np.concatenate((ref, cur))
+    both = np.concatenate((ref, cur)).astype(np.float64)
+    # Values near +-1e308 are plotted scaled down by a power of two (exact) and labelled with
+    # their true values: the quantiles and bin widths below would overflow otherwise.
+    scale = 2.0**-8 if both.size and np.max(np.abs(both)) > _PLOT_PEAK else 1.0
+    ref, cur, both = ref * scale, cur * scale, both * scale
     lo, hi = np.quantile(both, [0.005, 0.995]) if both.size > 200 else (both.min(), both.max())
-    if not hi > lo:
-        lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, _PLOT_BINS + 1)
+    if not np.all(np.diff(edges) > 0):
+        # A constant sample, or a range narrower than 40 float steps: widen it around its middle.
+        mid = lo / 2 + hi / 2
+        pad = max(0.5, abs(mid) * 2.0**-20)
+        lo, hi = mid - pad, mid + pad
+        edges = np.linspace(lo, hi, _PLOT_BINS + 1)
     shares = [np.histogram(np.clip(v, lo, hi), edges)[0] / max(v.size, 1) for v in (ref, cur)]
     y_max = float(max(s.max() for s in shares)) or 1.0
     plot_w, plot_h = _W - _ML - _MR, _H - _MT - _MB
@@ -122,7 +200,7 @@ def svg_histogram(ref: np.ndarray, cur: np.ndarray, title: str) -> str:
                 f'<rect x="{_ML + i * bar_w:.1f}" y="{_MT + plot_h - h:.1f}" '
                 f'width="{bar_w:.1f}" height="{h:.1f}" fill="{colour}" fill-opacity="0.55"/>'
             )
-    labels = [(_ML + k * plot_w / 4, f"{lo + k * (hi - lo) / 4:.3g}") for k in range(5)]
+    labels = [(_ML + k * plot_w / 4, f"{(lo + k * (hi - lo) / 4) / scale:.3g}") for k in range(5)]
     return _svg_frame(title, body, labels, y_max)
 
 

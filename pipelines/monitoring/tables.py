@@ -19,16 +19,31 @@ if TYPE_CHECKING:
 
 
 def read_input(path: Path) -> pd.DataFrame:
-    """A Parquet (.parquet/.pq) or CSV (.csv/.txt) file; :class:`DriftError` if it can't be read."""
+    """A Parquet (.parquet/.pq) or CSV (.csv/.txt) file; :class:`DriftError` if it can't be read.
+
+    Checked before reading: the path exists, is a regular file (a folder or a FIFO is refused,
+    a FIFO would block) and has a supported suffix. A file the readers reject (corrupt, not
+    Parquet, no columns, unreadable) is a :class:`DriftError` too; running out of memory is not.
+    """
     suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DriftError(f"{path}: no such file")
+    try:
+        if not path.exists():
+            raise DriftError(f"{path}: no such file")
+        if path.is_dir():
+            raise DriftError(f"{path}: is a folder; give a .parquet or .csv file")
+        if not path.is_file():
+            raise DriftError(f"{path}: not a regular file")
+    except OSError as exc:  # a name too long, a loop of links
+        raise DriftError(f"{path}: cannot be used ({exc.strerror or exc})") from exc
     if suffix not in (*PARQUET_SUFFIXES, *CSV_SUFFIXES):
         raise DriftError(f"{path}: unsupported file type {suffix!r}; use .parquet or .csv")
     try:
         return read_table(path, dates=())
+    except MemoryError:
+        raise
     except Exception as exc:  # pandas/pyarrow raise many types for a bad file
-        raise DriftError(f"{path}: cannot read ({exc})") from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DriftError(f"{path}: cannot read ({detail})") from exc
 
 
 def read_pair(reference: Path, current: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,9 +18,14 @@ are READY, and stops it on exit::
     with TritonServer(repo, models=["credit_risk"]) as server:
         print(server.http_url, server.grpc_url, server.metrics_url)
 
-If a model fails to load or the server exits, :class:`TritonStartError` carries the tail of the
-server log. The stub runs the ``.venv-triton`` interpreter (its ``bin`` is first on ``PATH``), so
-a repository's ``model.py`` can import torch.
+Inputs are checked before anything starts, each by its one validator, raising
+:class:`~pipelines.serving.layout.ServingInputError` (a ``ValueError``): the repository and the
+models (:func:`~pipelines.serving.layout.check_repository`), the log file
+(:func:`check_log_path`) and the ready timeout (:func:`check_ready_timeout`). If a model fails
+to load or the server exits, :class:`TritonStartError` carries the tail of the server log.
+
+The stub runs the ``.venv-triton`` interpreter (its ``bin`` is first on ``PATH``), so a
+repository's ``model.py`` can import torch.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -45,12 +52,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from pipelines.serving.repository import CONFIG_FILE, triton_venv
+from pipelines.serving.layout import ServingInputError, check_repository
+from pipelines.serving.repository import triton_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "triton"
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
+MAX_READY_TIMEOUT_S = 3600.0
+"""Longest ready timeout accepted: an hour is far beyond any model this project loads."""
 STOP_TIMEOUT_S = 15.0
 
 
@@ -165,6 +175,62 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def check_ready_timeout(seconds: float, name: str = "ready timeout") -> float:
+    """``seconds`` as a ready timeout: finite, above 0 and at most :data:`MAX_READY_TIMEOUT_S`.
+
+    Args:
+        seconds: The value.
+        name: What the message calls it (the CLI passes its option, ``--ready-timeout``).
+
+    Raises:
+        ServingInputError: Otherwise (nan, inf, 0, negative, absurdly large), with the range.
+    """
+    value = float(seconds)
+    if not (math.isfinite(value) and 0 < value <= MAX_READY_TIMEOUT_S):
+        raise ServingInputError(
+            f"{name} {seconds!r} is out of range; allowed: seconds, more than 0 and at most "
+            f"{MAX_READY_TIMEOUT_S:g}"
+        )
+    return value
+
+
+def check_log_path(path: str | Path, name: str = "log file") -> Path:
+    """``path`` as the server log: the one validator of that output path.
+
+    Accepted: an existing regular file (or character device such as ``/dev/null``) that is
+    writable, or a new file whose nearest existing parent is a writable folder (missing folders
+    are made at start). Nothing is created or truncated here.
+
+    Args:
+        path: The log file.
+        name: What the message calls it (the CLI passes its option, ``--log-file``).
+
+    Raises:
+        ServingInputError: A folder, a FIFO/socket/other special file, a path under a file, or
+            a file or folder that cannot be written; the message names the path.
+    """
+    target = Path(path)
+    if target.exists():
+        if target.is_dir():
+            raise ServingInputError(f"{name} {target} is a folder; give a file path")
+        mode = target.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise ServingInputError(f"{name} {target} is not a regular file")
+        if not os.access(target, os.W_OK):
+            raise ServingInputError(f"{name} {target} is not writable")
+        return target
+    if target.is_symlink():
+        raise ServingInputError(f"{name} {target} is a dangling symbolic link")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ServingInputError(f"{name} {target}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ServingInputError(f"{name} {target}: cannot create files in {parent}")
+    return target
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct loopback ports that were free a moment ago (the OS picks them)."""
     socks = []
@@ -181,6 +247,9 @@ def free_ports(count: int) -> list[int]:
 
 class TritonServer:
     """The real ``tritonserver`` over one model repository, on free 127.0.0.1 ports.
+
+    Every argument is checked on construction, before the Triton installation is looked up
+    (:class:`~pipelines.serving.layout.ServingInputError` for a bad one).
 
     Args:
         model_repository: Repository root (``<model>/config.pbtxt``, ``<model>/<version>/``).
@@ -205,14 +274,11 @@ class TritonServer:
         extra_args: Sequence[str] = (),
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
-        if not self.model_repository.is_dir():
-            raise FileNotFoundError(f"model repository not found: {self.model_repository}")
         self.models = list(models)
-        for name in self.models:
-            config = self.model_repository / name / CONFIG_FILE
-            if not config.is_file():
-                raise FileNotFoundError(f"model {name!r}: {config} not found")
-        self.ready_timeout_s = ready_timeout_s
+        check_repository(self.model_repository, self.models)
+        self.ready_timeout_s = check_ready_timeout(ready_timeout_s)
+        if log_path is not None:
+            check_log_path(log_path)
         self.installation = find_triton(venv)
         self.summary_latencies = summary_latencies
         self.extra_args = list(extra_args)

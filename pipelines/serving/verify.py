@@ -2,6 +2,8 @@
 
 Parity: Triton's answers over HTTP and gRPC for seeded rows must equal, within
 :data:`VERIFY_ATOL`, those of the version's ``model.pt`` run in this process.
+:func:`check_verifiable` refuses, before any server starts, a model whose latest served version
+has no ``model.pt`` to compare with.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.serving.layout import ModelLayout, ServingInputError
 from pipelines.serving.repository import MODEL_FILES
 
 if TYPE_CHECKING:
@@ -128,6 +131,23 @@ class ParityCheck:
         return self.max_diff <= VERIFY_ATOL
 
 
+def check_verifiable(layouts: list[ModelLayout]) -> None:
+    """Refuse, before a server starts, a model ``verify_parity`` could not check.
+
+    Raises:
+        ServingInputError: The latest served version of a model lacks ``model.pt`` (the
+            TorchScript run in this process); the message names the model, version and file.
+    """
+    for layout in layouts:
+        version = layout.versions[-1]
+        path = layout.version_dir(version) / MODEL_FILES["pytorch"]
+        if not path.is_file():
+            raise ServingInputError(
+                f"--verify: model {layout.name!r} version {version}: {path} is missing (the "
+                "TorchScript file scored in this process to compare with Triton)"
+            )
+
+
 def verify_parity(endpoints: Endpoints, repository: Path, models: list[str]) -> list[ParityCheck]:
     """Each model's latest version scored by Triton over HTTP and gRPC, against its ``model.pt``
     run in this process (``repository/<model>/<version>/model.pt``)."""
@@ -150,11 +170,20 @@ def verify_parity(endpoints: Endpoints, repository: Path, models: list[str]) -> 
 
 
 def _in_process(path: Path, rows: Any) -> Any:
-    """The TorchScript file's scores for ``rows``, computed here."""
+    """The TorchScript file's scores for ``rows``, computed here.
+
+    Raises:
+        ServingInputError: ``path`` is missing or not a TorchScript file.
+    """
     import torch
 
+    try:
+        model = torch.jit.load(str(path)).eval()
+    except (RuntimeError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ServingInputError(f"--verify: {path} is not a TorchScript file: {reason}") from None
     with torch.inference_mode():
-        return torch.jit.load(str(path)).eval()(torch.from_numpy(rows)).numpy()
+        return model(torch.from_numpy(rows)).numpy()
 
 
 def _max_diff(

@@ -6,7 +6,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -281,14 +280,17 @@ def _bounds_ms(latency: LatencyJudgement | None) -> dict[str, float]:
 
 
 def _latency_detail(c: PromotionCriteria, j: LatencyJudgement) -> str:
-    """The latency verdict's comparison in words (milliseconds)."""
+    """The latency verdict's comparison in words (milliseconds); a bound the window is still too
+    small to give reads "none yet", never "nan"."""
 
     def g(x: float) -> float:
         return max(c.max_p99_latency_ratio * x, x + c.latency_floor_ms * 1000.0) / 1000.0
 
-    ms: dict[str, Any] = {k: getattr(j, k) / 1000.0 for k in ("candidate_ucb", "candidate_lcb")}
+    def shown(value_ms: float) -> str:
+        return "none yet" if math.isnan(value_ms) else f"{value_ms:.2f} ms"
+
     return (
-        f"p99 B UCB {ms['candidate_ucb']:.2f} ms vs g(A LCB) {g(j.baseline_lcb):.2f} ms (pass "
-        f"below); B LCB {ms['candidate_lcb']:.2f} ms vs g(A UCB) {g(j.baseline_ucb):.2f} ms "
-        "(fail above)"
+        f"p99 B UCB {shown(j.candidate_ucb / 1000.0)} vs g(A LCB) {shown(g(j.baseline_lcb))} "
+        f"(pass below); B LCB {shown(j.candidate_lcb / 1000.0)} vs g(A UCB) "
+        f"{shown(g(j.baseline_ucb))} (fail above)"
     )
