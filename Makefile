@@ -40,7 +40,7 @@ setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.sta
 # and Prometheus (promtool for the alert rules; the server for the rollout analysis queries).
 # Installed only where missing and only as root; elsewhere the tests that need them skip, unless
 # SOVML_REQUIRE_SERVERS=1 (set by .ci/run) turns a missing server into a failure.
-SYSTEM_PACKAGES := redis-server:redis-server promtool:prometheus prometheus:prometheus
+SYSTEM_PACKAGES := redis-server:redis-server promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager
 
 system-packages: ## Install Redis and Prometheus from Debian's packages where missing (root)
 	@missing=$$(for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done | sort -u | tr '\n' ' '); \
@@ -75,6 +75,7 @@ bench: setup .venv-evidently/.stamp ## Benchmarks (ratios against named baseline
 	$(PY) benchmarks/drift.py
 	$(PY) benchmarks/cpu_inference.py
 	$(SOVML) bench serve
+	$(SOVML) bench abtest
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/artifacts.py
 

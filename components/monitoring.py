@@ -9,6 +9,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components._alertmanager_config import CONFIG_SECRET as ALERTMANAGER_CONFIG_SECRET
+from components._alerts import (
+    DEFAULT_RUNBOOK_BASE,
+    FAST_BURN,
+    SloTargets,
+    slo_groups,
+    threshold_groups,
+)
 from components._aws import TYPE_PREFIX, child
 from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
 from components._k8s import (
@@ -80,76 +88,23 @@ class MonitoringArgs:
     """Prometheus retention."""
     criteria: PromotionCriteria = field(default_factory=lambda: DEFAULT)
     """Error-rate threshold shared with progressive delivery."""
-
-
-def alert(name: str, expr: str, hold: str, severity: str, summary: str) -> dict[str, Any]:
-    """One alerting rule: firing after ``hold`` (its ``for:``), with a severity and a summary."""
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": hold,
-        "labels": {"severity": severity},
-        "annotations": {"summary": summary},
-    }
+    slo: SloTargets = field(default_factory=SloTargets)
+    """Targets of the serving and feature-server SLOs (burn-rate alerts)."""
+    gpu_pool_bounds: tuple[int, int] = (0, 0)
+    """Min and max size of the GPU pool, named in GpuSaturated's automated action."""
+    runbook_base: str = DEFAULT_RUNBOOK_BASE
+    """Base of every alert's ``runbook_url`` (``<base>/<AlertName>.md``)."""
 
 
 def alert_rules(args: MonitoringArgs) -> list[dict]:
-    """The PrometheusRule groups: latency, errors, GPU utilisation, drift."""
-    err = (
-        "sum by (model) (rate(nv_inference_request_failure[5m])) / clamp_min("
-        "sum by (model) (rate(nv_inference_request_success[5m])) + "
-        "sum by (model) (rate(nv_inference_request_failure[5m])), 1e-9)"
-    )
-    gpu_util = "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)"
-    on_host = "GPU on {{ $labels.Hostname }}"
-    return [
-        {
-            "name": "sovereign-ml.serving",
-            "rules": [
-                alert(
-                    "ModelP99LatencyHigh",
-                    'max by (model) (nv_inference_request_summary_us{quantile="0.99"}) '
-                    f"> {args.p99_latency_ms * 1000:g}",
-                    "10m",
-                    "page",
-                    "{{ $labels.model }} p99 latency above target",
-                ),
-                alert(
-                    "ModelErrorRateHigh",
-                    f"{err} > {args.criteria.max_error_rate}",
-                    "5m",
-                    "page",
-                    "{{ $labels.model }} is failing inferences",
-                ),
-            ],
-        },
-        {
-            "name": "sovereign-ml.gpu",
-            "rules": [
-                alert(
-                    "GpuSaturated",
-                    f"{gpu_util} > 95",
-                    "30m",
-                    "warning",
-                    f"{on_host} saturated: scale out",
-                ),
-                alert("GpuIdle", f"{gpu_util} < 10", "2h", "info", f"{on_host} idle: rightsize"),
-            ],
-        },
-        {
-            "name": "sovereign-ml.drift",
-            "rules": [
-                alert(
-                    "FeatureDrift",
-                    f"max by (model, feature) (sovml_drift_psi) > {args.drift_threshold:g}",
-                    "15m",
-                    "warning",
-                    "{{ $labels.model }}: {{ $labels.feature }} drifted; the "
-                    "drift job has requested a retraining run",
-                )
-            ],
-        },
-    ]
+    """The PrometheusRule groups: thresholds (latency, errors, GPU, drift), then the SLOs."""
+    return threshold_groups(
+        p99_latency_ms=args.p99_latency_ms,
+        max_error_rate=args.criteria.max_error_rate,
+        drift_threshold=args.drift_threshold,
+        gpu_pool_bounds=args.gpu_pool_bounds,
+        runbook_base=args.runbook_base,
+    ) + slo_groups(args.slo, args.runbook_base)
 
 
 def chart_hardening() -> dict[str, Any]:
@@ -171,7 +126,8 @@ class Monitoring(pulumi.ComponentResource):
     ServiceMonitors scrape Triton's metrics port in ``serving`` (copying the pod label
     ``sovereign-ml/variant`` onto the series, which the rollout analysis selects on) and the
     Feast feature server in ``feature-store``. PrometheusRules alert on p99 latency, error rate
-    (the threshold progressive delivery uses), GPU utilisation (DCGM exporter) and drift. A
+    (the threshold progressive delivery uses), GPU utilisation (DCGM exporter) and drift, and
+    record SLO error ratios with multi-window burn-rate alerts (:mod:`components._alerts`). A
     CronJob per served model runs the project's exact drift kernels over the logged inference
     inputs against the training reference profile, pushes per-feature scores to the pushgateway
     and, when a feature crosses the threshold, submits a retraining run to Kubeflow Pipelines
@@ -189,6 +145,12 @@ class Monitoring(pulumi.ComponentResource):
             raise ValueError(
                 f"MonitoringArgs.drift_image: {args.drift_image}; allowed a pinned tag"
             )
+        for key in ("availability", "latency_objective", "feature_server_availability"):
+            # Below 1 - 1/14.4 the fast burn would need an error ratio above 1 to page.
+            if not 1 - 1 / FAST_BURN[0].factor < getattr(args.slo, key) < 1:
+                raise ValueError(
+                    f"MonitoringArgs.slo.{key}: {getattr(args.slo, key)}; allowed (0.9306, 1)"
+                )
         if len(set(args.models)) != len(args.models):
             raise ValueError(f"MonitoringArgs.models: duplicates in {list(args.models)}")
         super().__init__(f"{TYPE_PREFIX}:monitoring:Monitoring", name, None, opts)
@@ -232,7 +194,11 @@ class Monitoring(pulumi.ComponentResource):
                     }
                 },
                 "alertmanager": {
-                    "alertmanagerSpec": {"securityContext": hardened["securityContext"]}
+                    "alertmanagerSpec": {
+                        "securityContext": hardened["securityContext"],
+                        # Routes and receivers: components.alerting writes this Secret.
+                        "configSecret": ALERTMANAGER_CONFIG_SECRET,
+                    }
                 },
                 "prometheusOperator": hardened,
             },

@@ -15,7 +15,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_vault as vault
 
+from components._alertmanager_config import SECRET_KEYS
 from components.addons import ClusterAddons, ClusterAddonsArgs
+from components.alerting import Alerting, AlertingArgs
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
@@ -25,7 +27,7 @@ from components.gpu_device_plugin import GpuDevicePlugin, GpuDevicePluginArgs
 from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
-from components.monitoring import Monitoring, MonitoringArgs
+from components.monitoring import Monitoring, MonitoringArgs, SloTargets
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.serving import ServedModel, Serving, ServingArgs
@@ -33,6 +35,7 @@ from components.storage import Storage, StorageArgs
 from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
+from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
 from policies.promotion import PromotionCriteria
 from policies.zones import ZONES
@@ -127,6 +130,8 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
     monitoring(cfg, base, eks, after_baseline)
+    workload_logs(cfg, base, eks, after_baseline)
+    alerting(cfg, after_baseline)
     if cfg.vault_configure:
         vault_configuration(cfg, eks, secrets)
     if cfg.monthly_budget_usd:
@@ -403,7 +408,55 @@ def monitoring(
             drift_threshold=cfg.drift_threshold,
             gpu_enabled=has_gpus(cfg),
             criteria=promotion_criteria(cfg),
+            slo=SloTargets(
+                availability=cfg.slo_availability_target,
+                latency_ms=float(cfg.slo_latency_target_ms),
+                latency_objective=cfg.slo_latency_objective,
+                feature_server_availability=cfg.slo_feature_server_target,
+            ),
+            gpu_pool_bounds=next(
+                ((p.min_size, p.max_size) for p in cfg.node_pools if p.gpu), (0, 0)
+            ),
+            runbook_base=cfg.runbook_base_url,
         ),
+        opts=opts,
+    )
+
+
+def workload_logs(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+) -> WorkloadLogs:
+    """Fluent Bit shipping every container's log to encrypted log groups in the stack's region."""
+    return WorkloadLogs(
+        "logs",
+        WorkloadLogsArgs(
+            name_prefix=cfg.name_prefix,
+            region=cfg.region,
+            logs_key_arn=base.keys.keys["logs"].arn,
+            retention_days=cfg.log_retention_days,
+            cluster_access=eks.cluster.access,
+            tenants=list(cfg.tenants),
+            masked_fields=list(cfg.log_masked_fields),
+            protect=cfg.production,
+        ),
+        opts=opts,
+    )
+
+
+def alerting(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> Alerting:
+    """Alertmanager's routes and receivers; credentials read as Pulumi secrets, never plain."""
+    project = pulumi.Config()
+    needed = {
+        "alertPagerdutyRoutingKey": cfg.alerting.pagerduty,
+        "alertOpsgenieApiKey": cfg.alerting.opsgenie,
+        "alertServicenowPassword": bool(cfg.alerting.servicenow_user),
+        "alertEmailPassword": bool(cfg.alerting.email_username),
+    }
+    assert set(needed) == set(SECRET_KEYS)
+    secrets = {key: project.require_secret(key) for key, used in needed.items() if used}
+    return Alerting(
+        "alerting",
+        AlertingArgs(namespace="monitoring", receivers=cfg.alerting, secrets=secrets),
         opts=opts,
     )
 

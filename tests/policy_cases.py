@@ -65,6 +65,19 @@ from tests.policy_fixtures import (
     _wl,
 )
 
+FLB_REPO = "https://fluent.github.io/helm-charts"
+FLB_VOLUMES: dict[str, Any] = {
+    "daemonSetVolumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}],
+    "daemonSetVolumeMounts": [{"name": "varlog", "mountPath": "/var/log", "readOnly": True}],
+}
+
+
+def _flb_output(region: str, extra: str = "") -> str:
+    """A Fluent Bit ``[OUTPUT]`` section shipping to CloudWatch Logs in ``region``."""
+    lines = ["[OUTPUT]", "    Name cloudwatch_logs", "    Match kube.*", f"    region {region}"]
+    return "\n".join(lines + ([f"    {extra}"] if extra else [])) + "\n"
+
+
 CASES: list[tuple[str, str, list[Resource], int]] = [
     # (rule id, case label, resources, expected violations of that rule)
     ("SOV-RES-001", "provider in zone", [R("pulumi:providers:aws", "aws", {"region": "me-central-1"})], 0),
@@ -342,6 +355,15 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-K8S-011", "helm v4 chart, known", [_release("prometheus-pushgateway", "2.15.0", "monitoring", PROM_REPO, typ="kubernetes:helm.sh/v4:Chart")], 0),
     ("SOV-K8S-011", "unknown chart", [_release("nginx", "18.2.4", "serving", "https://charts.bitnami.com/bitnami")], 1),
     ("SOV-K8S-011", "known chart, another version", [_release("dcgm-exporter", "4.0.0", "kube-system", DCGM_REPO)], 1),
+    ("SOV-K8S-011", "fluent-bit at its pinned version", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO)], 0),
+    ("SOV-K8S-007", "fluent-bit with /var/log read-only in kube-system", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO, **FLB_VOLUMES)], 0),
+    ("SOV-K8S-007", "fluent-bit chart default host mounts", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO)], 3),
+    ("SOV-K8S-007", "fluent-bit outside kube-system", [_release("fluent-bit", "0.40.0", "logging", FLB_REPO, **FLB_VOLUMES)], 1),
+    ("SOV-RES-005", "fluent-bit output in the zone", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO, config={"outputs": _flb_output("me-central-1")})], 0),
+    ("SOV-RES-005", "fluent-bit output to a cluster service", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO, config={"outputs": _flb_output("me-central-1", "Host opensearch.logging.svc")})], 0),
+    ("SOV-RES-005", "fluent-bit output in eu-west-1", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO, config={"outputs": _flb_output("eu-west-1")})], 1),
+    ("SOV-RES-005", "fluent-bit output endpoint outside the zone", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO, config={"outputs": _flb_output("me-central-1", "endpoint logs.us-east-1.amazonaws.com")})], 1),
+    ("SOV-RES-005", "log values region outside the zone", [_release("aws-for-fluent-bit", "0.1.34", "kube-system", "https://aws.github.io/eks-charts", cloudWatchLogs={"region": "us-east-1"}, elasticsearch={"host": "search.example.com"})], 2),
     ("SOV-K8S-011", "known name from another repository", [_release("vault", "0.30.0", "vault", "https://charts.example.com")], 1),
 ]  # fmt: skip
 

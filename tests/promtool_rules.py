@@ -21,6 +21,9 @@ thresholds are literals of :func:`components.monitoring.alert_rules` with no oth
 for those two alerts the threshold is read from the rule itself: their tests prove the rule's
 shape (averaged per host, strict comparison, ``for:``), not the number. A harness that ignored
 promtool's verdict would pass anything, so deliberately wrong expectations must make it fail.
+
+The SLO burn-rate alerts (:mod:`components._alerts`) get the same three checks with their
+thresholds from the same builders: see :func:`burn_case_builder`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ from typing import Any
 
 import yaml
 
+from components._alerts import (
+    BURN_SEVERITY,
+    FAST_BURN,
+    SLOW_BURN,
+    BurnRate,
+    Slo,
+    SloTargets,
+    burn_alerts,
+    slos,
+)
 from components.monitoring import MonitoringArgs
 from policies.promotion import PromotionCriteria
 from tests.component_mocks import ACCESS
@@ -47,12 +60,25 @@ SEVERITY = {
     "GpuSaturated": "warning",
     "GpuIdle": "info",
     "FeatureDrift": "warning",
+    **{
+        f"{prefix}{kind}": severity
+        for prefix in ("ModelAvailability", "ModelLatency", "FeatureServerAvailability")
+        for kind, severity in BURN_SEVERITY.items()
+    },
 }
 """Who gets woken: paging alerts page, capacity hints do not (the on-call contract)."""
 CUSTOM = dict(
     drift_threshold=0.35,
     p99_latency_ms=2000.0,  # renders as 2e+06 us in the rule: PromQL must accept it
     criteria=PromotionCriteria(max_error_rate=0.05, max_p99_latency_ratio=1.5),
+    slo=SloTargets(
+        availability=0.995,
+        latency_ms=250.0,
+        latency_objective=0.98,
+        feature_server_availability=0.99,
+    ),
+    gpu_pool_bounds=(1, 4),
+    runbook_base="https://git.example.internal/sovereign-ml/-/blob/main/docs/runbooks/",
 )
 """Non-default thresholds: the rules must follow the arguments, not the defaults."""
 
@@ -76,10 +102,21 @@ def monitoring_args(**overrides: Any) -> MonitoringArgs:
 def stack_args(record: dict[str, Any]) -> MonitoringArgs:
     """The arguments the program gives the monitoring component for one stack's config."""
     cfg = record["config"]
+    gpu_pools = [p for p in cfg["node_pools"] if p["gpu"]]
     return monitoring_args(
         models=[name for name, _ in cfg["served_models"]],
         drift_threshold=cfg["drift_threshold"],
         criteria=PromotionCriteria(steps=tuple(cfg["canary_steps"])),
+        slo=SloTargets(
+            availability=cfg["slo_availability_target"],
+            latency_ms=float(cfg["slo_latency_target_ms"]),
+            latency_objective=cfg["slo_latency_objective"],
+            feature_server_availability=cfg["slo_feature_server_target"],
+        ),
+        gpu_pool_bounds=(
+            (gpu_pools[0]["min_size"], gpu_pools[0]["max_size"]) if gpu_pools else (0, 0)
+        ),
+        runbook_base=cfg["runbook_base_url"],
     )
 
 
@@ -386,12 +423,140 @@ def error_rate_case(rule: dict[str, Any], args: MonitoringArgs) -> Case:
     )
 
 
+# --- SLO burn rates ----------------------------------------------------------------------------
+def slo_named(args: MonitoringArgs, name: str) -> Slo:
+    """The SLO of that name, as :func:`components._alerts.slos` builds it for ``args``."""
+    (slo,) = [s for s in slos(args.slo) if s.name == name]
+    return slo
+
+
+Feed = Callable[[str, float, int], tuple[list[dict[str, Any]], dict[str, str]]]
+"""Series making an SLO's error ratio ``ratio`` under one subject key, for ``samples`` minutes,
+and the labels the recorded ratio (hence the alert) carries."""
+
+
+def feed_model_availability(key: str, ratio: float, samples: int) -> tuple[list[dict], dict]:
+    """Triton's counters for a model failing ``ratio`` of its requests (rates need 2 samples)."""
+    traffic = 100_000.0
+    failed = round(traffic * ratio, 9)
+    labels = {"job": "triton", "model": key, "version": "1", "variant": "stable"}
+    return [
+        {"series": series("nv_inference_request_success", labels),
+         "values": ramp(traffic - failed, samples)},
+        {"series": series("nv_inference_request_failure", {**labels, "reason": "BACKEND"}),
+         "values": ramp(failed, samples)},
+    ], {"model": key}  # fmt: skip
+
+
+def feed_feature_server(key: str, ratio: float, samples: int) -> tuple[list[dict], dict]:
+    """``up`` of a feature server Service whose scrapes fail ``ratio`` of the time. ``up`` is 0
+    or 1 per scrape; a fractional value stands for the mean over a window and pins the
+    thresholds to the same 1 % as the counters do."""
+    labels = {"job": "feast", "namespace": "feature-store", "service": key,
+              "instance": "10.0.0.1:8000"}  # fmt: skip
+    return [{"series": series("up", labels), "values": hold((round(1 - ratio, 12), samples))}], {
+        "namespace": "feature-store",
+        "service": key,
+    }
+
+
+FEEDS: dict[str, tuple[Feed, int]] = {
+    "model-availability": (feed_model_availability, 1),
+    "feature-server-availability": (feed_feature_server, 0),
+}
+"""How to produce each ratio-based SLO's error ratio, and the minute its condition starts."""
+
+
+def burn_expectations(
+    slo: Slo, rules: list[dict[str, Any]], burns: tuple[BurnRate, ...], ratio: float, base: dict
+) -> list[dict[str, Any]]:
+    """The alerts a steady error ratio raises: one per window pair it burns faster than."""
+    out = []
+    for burn, rule in zip(burns, rules, strict=True):
+        if ratio > burn.factor * slo.budget:
+            labels = {**base, "slo": slo.name, **rule["labels"]}
+            out.append(expected(rule, labels))
+    return out
+
+
+def burn_case_builder(slo_name: str, kind: str) -> Callable[[dict[str, Any], MonitoringArgs], Case]:
+    """The test of one burn alert (``FastBurn``/``SlowBurn``) of one SLO.
+
+    Ratio SLOs: per window pair, one subject steadily 1 % above ``factor x budget`` and one 1 %
+    below; every rule whose factor a ratio exceeds must fire, every other stay silent, so each
+    pair's threshold is pinned from both sides. The latency SLO is a time-slice SLI (0 or 1 per
+    evaluation): a model over its p99 target throughout fires every pair, one on the target
+    itself (strict comparison) and one whose p99.9 alone is over never fire; the fractions in
+    between are checked on the recording rules (:func:`latency_recording_group`).
+    """
+
+    def build(_rule: dict[str, Any], args: MonitoringArgs) -> Case:
+        slo = slo_named(args, slo_name)
+        name = f"{slo.alert_prefix}{kind}"
+        burns = FAST_BURN if kind == "FastBurn" else SLOW_BURN
+        rules = [r for r in burn_alerts(slo, args.runbook_base) if r["alert"] == name]
+        hold_for = minutes(rules[0]["for"])
+        samples = hold_for + 8
+        input_series, firing = [], []
+        cool: dict[str, str] = {}
+        if slo_name in FEEDS:
+            feed, onset = FEEDS[slo_name]
+            for i, burn in enumerate(burns):
+                for side, factor in (("above", 1 + MARGIN), ("below", 1 - MARGIN)):
+                    ratio = burn.factor * slo.budget * factor
+                    got, base = feed(f"{side}-{i}", ratio, samples)
+                    input_series += got
+                    firing += burn_expectations(slo, rules, burns, ratio, base)
+                    if side == "below" and i == 0:
+                        cool = {**base, "slo": slo.name, **rules[0]["labels"]}
+        else:
+            onset = 0
+            target = args.slo.latency_ms * 1000
+            quantile = {"job": "triton", "version": "1", "quantile": "0.99"}
+            for model, value, q in (
+                ("slow", target * (1 + MARGIN), "0.99"),
+                ("edge", target, "0.99"),
+                ("fine", target * (1 + MARGIN), "0.999"),
+                ("fine", target * (1 - MARGIN), "0.99"),
+            ):
+                labels = {**quantile, "model": model, "quantile": q}
+                input_series.append(
+                    {"series": series("nv_inference_request_summary_us", labels),
+                     "values": hold((value, samples))}
+                )  # fmt: skip
+            firing = burn_expectations(slo, rules, burns, 1.0, {"model": "slow"})
+            cool = {"model": "edge", "slo": slo.name, **rules[0]["labels"]}
+        assert firing and cool, name
+        at = [onset + hold_for - 1, onset + hold_for, onset + hold_for + 3]
+        checks = [{"eval_time": f"{t}m", "alertname": name, "exp_alerts": e}
+                  for t, e in zip(at, ([], firing, firing), strict=True)]  # fmt: skip
+        return Case(
+            name,
+            {"interval": "1m", "input_series": input_series, "alert_rule_test": checks},
+            firing[0]["exp_labels"],
+            cool,
+            onset=onset,
+            hold_for=hold_for,
+        )
+
+    return build
+
+
 CASES: dict[str, Callable[[dict[str, Any], MonitoringArgs], Case]] = {
     "ModelP99LatencyHigh": latency_case,
     "ModelErrorRateHigh": error_rate_case,
     "GpuSaturated": lambda rule, _args: gpu_case(rule, "GpuSaturated", above=True),
     "GpuIdle": lambda rule, _args: gpu_case(rule, "GpuIdle", above=False),
     "FeatureDrift": drift_case,
+    **{
+        f"{prefix}{kind}": burn_case_builder(slo_name, kind)
+        for slo_name, prefix in (
+            ("model-availability", "ModelAvailability"),
+            ("model-latency", "ModelLatency"),
+            ("feature-server-availability", "FeatureServerAvailability"),
+        )
+        for kind in BURN_SEVERITY
+    },
 }
 """Every alert the component may declare, and how its unit test is built."""
 

@@ -19,6 +19,8 @@ PACKAGES = {
     "redis-server": "redis-server",
     "promtool": "prometheus",
     "prometheus": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
 }
 """Binary -> the Debian package that ships it."""
 

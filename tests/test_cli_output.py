@@ -34,6 +34,7 @@ config:
   aws:region: me-central-1
   sovereign-ml:owner: ml-platform
   sovereign-ml:costCenter: cc-4100-ml
+  sovereign-ml:alertWebhookUrl: https://itsm.example.ae/alertmanager
 """
 
 

@@ -15,10 +15,13 @@ from infra.config.stackfile import ROOT, list_stacks, read_stack_config
 from policies.zones import ZONES, region_in_zone, zone_of_region
 
 SOURCE = "stacks/Pulumi.test.yaml"
+WEBHOOK = "https://itsm.example.ae/alertmanager"
+"""The paging receiver of the fixtures: a prod stack must name one (infra/config/alerting.py)."""
 BASE: dict[str, Any] = {
     "aws:region": "me-central-1",
     "owner": "ml-platform",
     "costCenter": "cc-1",
+    "alertWebhookUrl": WEBHOOK,
 }
 
 
@@ -270,3 +273,119 @@ def test_single_nat_is_allowed_in_prod_for_the_smb_tier_only() -> None:
     smb = parse(**SMB, singleNatGateway=True)
     assert isinstance(smb, cfgmod.PlatformConfig) and smb.network.single_nat_gateway
     assert "sovereign-ml:singleNatGateway" in problems(singleNatGateway=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Alert receivers and SLO targets (infra/config/alerting.py, infra/config/slo.py)
+# --------------------------------------------------------------------------------------------
+
+PAGER = "sovereign-ml:alertPagerdutyRoutingKey"
+
+
+def test_prod_without_a_paging_receiver_is_refused_naming_file_and_key() -> None:
+    found = problems(alertWebhookUrl="")
+    assert set(found) == {PAGER}
+    assert str(found[PAGER]) == (
+        f"{SOURCE}: {PAGER} = (missing): a paging receiver in prod: set alertPagerdutyRoutingKey "
+        "or alertOpsgenieApiKey (`pulumi config set --secret`) or alertWebhookUrl"
+    )
+
+
+def test_dev_and_staging_need_no_paging_receiver() -> None:
+    for environment in ("dev", "staging"):
+        cfg = parse(environment=environment, alertWebhookUrl="")
+        assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+        assert not cfg.alerting.paging
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://itsm.example.ae/alertmanager",
+        "http://127.0.0.1:9000/hook",  # loopback http is for dev only
+        "https://user:pw@itsm.example.ae/hook",
+        "ftp://itsm.example.ae/hook",
+    ],
+)
+def test_a_receiver_url_must_be_https(url: str) -> None:
+    found = problems(alertWebhookUrl=url)
+    assert "sovereign-ml:alertWebhookUrl" in found, found
+    assert "an https:// URL" in found["sovereign-ml:alertWebhookUrl"].allowed
+    assert found["sovereign-ml:alertWebhookUrl"].source == SOURCE
+
+
+def test_dev_may_use_plain_http_to_a_loopback_receiver() -> None:
+    cfg = parse(environment="dev", alertWebhookUrl="http://127.0.0.1:9000/hook")
+    assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+    assert cfg.alerting.webhook_url == "http://127.0.0.1:9000/hook"
+
+
+def test_a_plain_routing_key_is_refused_with_the_secret_hint() -> None:
+    found = problems(alertWebhookUrl="", alertPagerdutyRoutingKey="R0ut1ngK3yF0rPagerDuty01234567")
+    assert set(found) == {PAGER}, found
+    assert f"`pulumi config set --secret {PAGER}`" in found[PAGER].allowed
+    assert "R0ut1ngK3y" not in str(found[PAGER]), "a credential is never echoed"
+
+
+@pytest.mark.parametrize("key", ["alertPagerdutyRoutingKey", "alertOpsgenieApiKey"])
+def test_a_secure_routing_key_pages_and_only_its_presence_is_kept(key: str) -> None:
+    raw = {**BASE, "alertWebhookUrl": "", key: "[secret]"}
+    cfg = cfgmod.parse(raw, stack="test", source=SOURCE, secret_keys=[key])
+    assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+    assert cfg.alerting.paging and not cfg.alerting.webhook_url
+    assert (cfg.alerting.pagerduty, cfg.alerting.opsgenie) == (
+        key == "alertPagerdutyRoutingKey",
+        key == "alertOpsgenieApiKey",
+    )
+
+
+def test_a_webhook_receiver_is_kept_in_the_config() -> None:
+    cfg = parse()
+    assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+    assert cfg.alerting.webhook_url == WEBHOOK and cfg.alerting.paging
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed_part"),
+    [
+        ("sloAvailabilityTarget", "0.9", "a number from 0.94 to below 1"),
+        ("sloAvailabilityTarget", "1", "a number from 0.94 to below 1"),
+        ("sloAvailabilityTarget", "99.9", "a number from 0.94 to below 1"),
+        ("sloLatencyObjective", "0.93999", "a number from 0.94 to below 1"),
+        ("sloFeatureServerTarget", "0.9999999", "a number from 0.94 to below 1"),
+        ("sloLatencyTargetMs", 0, "an integer from 1 to 60000"),
+        ("sloLatencyTargetMs", 60_001, "an integer from 1 to 60000"),
+        ("runbookBaseUrl", "http://wiki.example.ae/runbooks", "an https:// URL"),
+    ],
+)
+def test_slo_targets_out_of_range_are_refused(key: str, value: Any, allowed_part: str) -> None:
+    found = problems(**{key: value})
+    assert set(found) == {f"sovereign-ml:{key}"}, found
+    assert allowed_part in found[f"sovereign-ml:{key}"].allowed
+
+
+def test_valid_slo_targets_are_read_as_numbers() -> None:
+    cfg = parse(
+        sloAvailabilityTarget="0.94",
+        sloLatencyObjective="0.995",
+        sloFeatureServerTarget="0.999999",
+        sloLatencyTargetMs="250",  # as the engine hands it over
+        runbookBaseUrl="https://git.example.ae/ml/docs/runbooks",
+    )
+    assert isinstance(cfg, cfgmod.PlatformConfig), cfg
+    assert (cfg.slo_availability_target, cfg.slo_latency_objective) == (0.94, 0.995)
+    assert (cfg.slo_feature_server_target, cfg.slo_latency_target_ms) == (0.999999, 250)
+    assert cfg.runbook_base_url == "https://git.example.ae/ml/docs/runbooks"
+    defaults = parse()
+    assert isinstance(defaults, cfgmod.PlatformConfig)
+    assert (defaults.slo_availability_target, defaults.slo_latency_target_ms) == (0.999, 100)
+    assert defaults.runbook_base_url == "docs/runbooks"
+
+
+def test_credentials_are_not_declared_secret_in_pulumi_yaml() -> None:
+    """Pulumi requires a ``secret: true`` key's value, default included, to be encrypted: every
+    stack without PagerDuty would fail. Plain values are refused by our validation instead."""
+    schema = cfgmod.project_config_schema()
+    credentials = [k.name for k in cfgmod.KEYS if k.secret]
+    assert credentials and all("secret" not in schema[name] for name in credentials)
+    assert all("pulumi config set --secret" in schema[name]["description"] for name in credentials)

@@ -23,6 +23,7 @@ from tests.test_stack_files import (
     PEM,
     SECRET_KEY,
     VAULT_TOKEN,
+    WEBHOOK,
     with_lines,
     write,
 )
@@ -42,6 +43,7 @@ SMB_RAW = {
     "budgetAlertEmails": ["a@b.example"],
     "tenant": "acme",
     "tenants": ["acme"],
+    "alertWebhookUrl": WEBHOOK,
 }
 
 
@@ -67,7 +69,13 @@ def test_smb_rules_hold_for_engine_strings_too() -> None:
 
 
 def test_enterprise_has_no_tier_rules_beyond_production() -> None:
-    raw = {"aws:region": "me-central-1", "owner": "o", "costCenter": "c", "tier": "enterprise"}
+    raw = {
+        "aws:region": "me-central-1",
+        "owner": "o",
+        "costCenter": "c",
+        "tier": "enterprise",
+        "alertWebhookUrl": WEBHOOK,
+    }
     assert isinstance(cfgmod.parse(raw, stack="e", source="e"), cfgmod.PlatformConfig)
 
 
@@ -88,6 +96,11 @@ VALID_VALUES: dict[str, Any] = {
     "servingWarmHours": "Mon-Fri 08:00-18:00",
     "azCount": "3",
     "systemPoolCapacityType": "ON_DEMAND",
+    "alertWebhookUrl": WEBHOOK,
+    "alertServicenowUrl": "https://acme.service-now.example/api/alertmanager",
+    "alertEmailFrom": "alerts@acme.example",
+    "sloAvailabilityTarget": "0.999",
+    "runbookBaseUrl": "https://git.example.ae/ml/docs/runbooks",
 }
 """A valid value per key; the same value ending in a newline must be refused."""
 VALID_ITEMS: dict[str, str] = {
@@ -100,6 +113,7 @@ VALID_ITEMS: dict[str, str] = {
     "workersPoolInstanceTypes": "m7i.xlarge",
     "workersPoolLabels": "team=ml",
     "gpuPoolTaints": "nvidia.com/gpu=true:NoSchedule",
+    "alertTenantWebhooks": "acme=https://alerts.acme.example/hook",
 }
 """A valid list item per list key; the same item ending in a newline must be refused."""
 
@@ -107,7 +121,13 @@ VALID_ITEMS: dict[str, str] = {
 @pytest.mark.parametrize("key", [*VALID_VALUES, *VALID_ITEMS])
 @pytest.mark.parametrize("tail", ["\n", " ", "\r\n"])
 def test_every_pattern_matches_the_whole_value(key: str, tail: str) -> None:
-    base = {"aws:region": "me-central-1", "owner": "o", "costCenter": "c", "tenants": ["acme"]}
+    base = {
+        "aws:region": "me-central-1",
+        "owner": "o",
+        "costCenter": "c",
+        "tenants": ["acme"],
+        "alertWebhookUrl": WEBHOOK,
+    }
     if key in VALID_VALUES:
         good, bad = {key: VALID_VALUES[key]}, {key: VALID_VALUES[key] + tail}
     else:
@@ -173,7 +193,8 @@ def test_our_stack_files_templates_and_defaults_hold_no_credential_lookalike() -
         "Mon-Fri 08:00-18:00",
     ]
     assert [v for v in values if redaction.credential_kind(v)] == []
-    assert [k.name for k in cfgmod.KEYS if redaction.is_secret_name(k.name)] == []
+    # A key named like a credential is one: declared secret, so a plain value is refused.
+    assert [k.name for k in cfgmod.KEYS if redaction.is_secret_name(k.name) and not k.secret] == []
 
 
 def test_credential_patterns_cost_linear_time() -> None:

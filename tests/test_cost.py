@@ -24,6 +24,8 @@ from infra.cost.price_table import CostError, PriceTable, load_prices, parse_pri
 from infra.synth.runner import synthesize
 
 EMAIL = "ops@acme.example.ae"
+WEBHOOK = "https://itsm.example.ae/alertmanager"
+"""The paging receiver a tenant stack (prod) must name."""
 TYPE = {kind.key: kind.type for kind in billing().kinds}
 """Line-item key -> the record type it counts, from the kinds table."""
 
@@ -35,7 +37,9 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     stacks, build = root / "stacks", root / "build"
     stacks.mkdir()
     (stacks / "Pulumi.prod-uae.yaml").write_text((STACKS / "Pulumi.prod-uae.yaml").read_text())
-    tenantmod.create_tenant(tenantmod.TenantRequest("acme", emails=(EMAIL,)), stacks)
+    tenantmod.create_tenant(
+        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK), stacks
+    )
     return {
         s: synthesize(s, stacks_dir=stacks, build_dir=build).record for s in ("prod-uae", "acme")
     }
@@ -202,9 +206,14 @@ def test_cost_command_writes_cost_json_and_compares(
 
     stacks, build = tmp_path / "stacks", tmp_path / "build"
     stacks.mkdir()
-    tenantmod.create_tenant(tenantmod.TenantRequest("acme", emails=(EMAIL,)), stacks)
     tenantmod.create_tenant(
-        tenantmod.TenantRequest("bigco", template="enterprise", emails=(EMAIL,)), stacks
+        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK), stacks
+    )
+    tenantmod.create_tenant(
+        tenantmod.TenantRequest(
+            "bigco", template="enterprise", emails=(EMAIL,), alert_webhook=WEBHOOK
+        ),
+        stacks,
     )
     # The fixture's acme record came from another stacks dir, so it is synthesized again (its
     # fingerprint names the stack file's path); bigco has none and is synthesized.

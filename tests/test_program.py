@@ -286,8 +286,10 @@ def test_prod_uae_monitoring_rules_and_drift_jobs(records: dict) -> None:
         for r in prod["resources"]
         if r["type"] == "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
     ]
-    alerts = {rule["alert"] for g in rules["inputs"]["spec"]["groups"] for rule in g["rules"]}
+    groups = rules["inputs"]["spec"]["groups"]
+    alerts = {rule["alert"] for g in groups for rule in g["rules"] if "alert" in rule}
     assert {"ModelP99LatencyHigh", "ModelErrorRateHigh", "GpuSaturated", "FeatureDrift"} <= alerts
+    assert {"ModelAvailabilityFastBurn", "ModelLatencySlowBurn"} <= alerts
     crons = of_type(prod, "kubernetes:batch/v1:CronJob")
     models = [m[0] for m in prod["config"]["served_models"]]
     assert {c["inputs"]["metadata"]["name"] for c in crons} == {f"drift-{m}" for m in models}

@@ -19,20 +19,26 @@ from typing import Any
 import pytest
 import yaml
 
+from components._alerts import WINDOWS, slo_ratio
 from components.monitoring import Monitoring, MonitoringArgs, alert_rules
 from infra.config.stackfile import ROOT, list_stacks
 from infra.synth.runner import run_recorded
 from tests.promtool_rules import (
     CUSTOM,
+    FEEDS,
     SEVERITY,
     Case,
     RuleSet,
     alerts,
     cases,
     expected,
+    hold,
+    minutes,
     monitoring_args,
     recorded_groups,
     run_promtool,
+    series,
+    slo_named,
     stack_args,
     unit_test_files,
     write_rules,
@@ -97,6 +103,73 @@ def test_every_alert_fires_after_for_and_only_past_its_threshold(
     assert "SUCCESS" in proc.stdout, proc.stdout
 
 
+# --- SLO recording rules ---------------------------------------------------------------------
+def latency_recording_group(args: MonitoringArgs, bad_minutes: int = 30, at: int = 40) -> dict:
+    """The latency SLI's recorded ratios: a model over its p99 target for the first
+    ``bad_minutes`` evaluations, then within it; at minute ``at`` each window's ratio is the
+    share of bad evaluations in it (Prometheus 2 ranges include both ends: ``w/1m + 1``
+    samples, fewer while the series is younger than the window)."""
+    slo = slo_named(args, "model-latency")
+    target = args.slo.latency_ms * 1000
+    labels = {"job": "triton", "version": "1", "quantile": "0.99", "model": "credit-risk"}
+    values = hold((target * 2, bad_minutes), (target / 2, at + 1 - bad_minutes))
+    tests = []
+    for window in WINDOWS:
+        first = max(0, at - minutes(window))
+        bad = max(0, bad_minutes - first)
+        ratio = bad / (at - first + 1)
+        tests.append(
+            {"expr": f"round({slo_ratio(slo, window)} * 1e6)", "eval_time": f"{at}m",
+             "exp_samples": [{"labels": f'{{model="credit-risk",slo="{slo.name}"}}',
+                              "value": round(ratio * 1e6)}]}
+        )  # fmt: skip
+    return {
+        "interval": "1m",
+        "input_series": [{"series": series("nv_inference_request_summary_us", labels),
+                          "values": values}],
+        "promql_expr_test": tests,
+    }  # fmt: skip
+
+
+def ratio_recording_group(args: MonitoringArgs, slo_name: str, ratio: float = 0.25) -> dict:
+    """A ratio SLO's recorded error ratios: a steady ``ratio`` reads the same in every window."""
+    slo = slo_named(args, slo_name)
+    feed, onset = FEEDS[slo_name]
+    got, base = feed("steady", ratio, 20)
+    labels = ",".join(f'{k}="{v}"' for k, v in sorted({**base, "slo": slo.name}.items()))
+    return {
+        "interval": "1m",
+        "input_series": got,
+        "promql_expr_test": [
+            {"expr": f"round({slo_ratio(slo, w)} * 1e6)", "eval_time": f"{onset + 10}m",
+             "exp_samples": [{"labels": f"{{{labels}}}", "value": round(ratio * 1e6)}]}
+            for w in WINDOWS
+        ],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["prod-uae", "custom"])
+def test_slo_recording_rules_evaluate_to_the_error_ratios(
+    name: str, rule_sets: dict[str, RuleSet], promtool: str, tmp_path: Path
+) -> None:
+    """Every SLO's ratio in every window, evaluated by promtool: steady ratios read the same
+    everywhere; the latency time slices read the share of bad evaluations in each window."""
+    rule_set = rule_sets[name]
+    groups = [
+        ratio_recording_group(rule_set.args, "model-availability"),
+        ratio_recording_group(rule_set.args, "feature-server-availability"),
+        latency_recording_group(rule_set.args),
+    ]
+    _rules, tests = unit_test_files(tmp_path, rule_set, groups)
+    proc = run_promtool(promtool, "test", "rules", tests, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The harness is not vacuous: a wrong share for one window fails.
+    groups[2]["promql_expr_test"][2]["exp_samples"][0]["value"] += 1
+    _rules, tests = unit_test_files(tmp_path, rule_set, groups)
+    proc = run_promtool(promtool, "test", "rules", tests, cwd=tmp_path)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr, proc.stdout
+
+
 def _wrong_cool_fires(case: Case) -> dict[str, Any]:
     """Claim the series inside the threshold fires too."""
     group = _copy(case.group)
@@ -148,6 +221,10 @@ def test_a_wrong_expectation_makes_promtool_fail(
 
 def shifted(args: MonitoringArgs, threshold: str, factor: float) -> MonitoringArgs:
     """``args`` with one threshold multiplied by ``factor``."""
+    if threshold.startswith("slo."):  # an objective: scale its error budget
+        key = threshold.removeprefix("slo.")
+        objective = 1 - (1 - getattr(args.slo, key)) * factor
+        return replace(args, slo=replace(args.slo, **{key: objective}))
     if threshold == "max_error_rate":
         rate = args.criteria.max_error_rate * factor
         return replace(args, criteria=replace(args.criteria, max_error_rate=rate))
@@ -155,7 +232,16 @@ def shifted(args: MonitoringArgs, threshold: str, factor: float) -> MonitoringAr
 
 
 @pytest.mark.parametrize("factor", [1.02, 0.98])
-@pytest.mark.parametrize("threshold", ["p99_latency_ms", "max_error_rate", "drift_threshold"])
+@pytest.mark.parametrize(
+    "threshold",
+    [
+        "p99_latency_ms",
+        "max_error_rate",
+        "drift_threshold",
+        "slo.availability",
+        "slo.feature_server_availability",
+    ],
+)
 def test_a_rule_off_its_source_threshold_fails_the_unit_tests(
     threshold: str, factor: float, promtool: str, tmp_path: Path
 ) -> None:

@@ -16,9 +16,12 @@ ROW = re.compile(r"^\| `([^`]+)` \| (.*) \|$")
 
 
 def table() -> dict[str, str]:
-    """Layout rows of the README: path -> the row's description."""
+    """Layout rows of the README (its "## Architecture" section; other tables, such as the exit
+    codes per command, are not layout): path -> the row's description."""
     rows = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         m = ROW.match(line)
         if m:
             rows[m[1].rstrip("/")] = m[2]

@@ -28,13 +28,17 @@ runner = CliRunner()
 ENV = {"COLUMNS": "1000"}
 """Wide enough that no table cell wraps: one problem per line."""
 
-BASE = """\
+WEBHOOK = "https://itsm.example.ae/alertmanager"
+"""The paging receiver of the fixtures: a prod stack must name one (infra/config/alerting.py)."""
+
+BASE = f"""\
 config:
   aws:region: me-central-1
   sovereign-ml:owner: ml-platform
   sovereign-ml:costCenter: cc-4100-ml
+  sovereign-ml:alertWebhookUrl: {WEBHOOK}
 """
-"""A valid production stack: every other key takes its default."""
+"""A valid production stack: its paging receiver; every other key takes its default."""
 
 SMB = BASE + """\
   sovereign-ml:tier: smb
@@ -54,6 +58,8 @@ SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJlLXBhcnQ"
 VAULT_TOKEN = "hvs.CAESIB4xq2Tq0eJz8v9wLmNoPQRsTuVwXyZ0123"
 PASSWORD = "Tr0ub4dor-horse-9"
+ROUTING_KEY = "R0ut1ngK3yF0rPagerDuty0123456789"
+"""A made-up PagerDuty routing key (32 characters)."""
 PEM = (
     "-----BEGIN RSA PRIVATE KEY-----\\n"
     "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\\n"
@@ -187,19 +193,19 @@ BAD: tuple[Bad, ...] = (
             "sovereign-ml:dataClassification: restricted", "sovereign-ml:dataClassification: public"
         ),
         "sovereign-ml:dataClassification",
-        "line 6: a duplicate of the key on line 5 (YAML keeps only the last one); keep one",
+        "line 7: a duplicate of the key on line 6 (YAML keeps only the last one); keep one",
     ),
     Bad(
         "dup-config",
         BASE + "config:\n  aws:region: me-central-1\n",
         "config",
-        "line 5: a duplicate of the key on line 1",
+        "line 6: a duplicate of the key on line 1",
     ),
     Bad(
         "dup-nested",
         with_lines("aws:profile: {a: 1, a: 2}"),
         "aws:profile.a",
-        "a duplicate of the key on line 5",
+        "a duplicate of the key on line 6",
     ),
     Bad(
         "dup-spellings",
@@ -293,6 +299,44 @@ BAD: tuple[Bad, ...] = (
         with_lines("sovereign-ml:vaultAddress: {secure: v1:c2VjcmV0}"),
         "sovereign-ml:vaultAddress",
         "holds no secret",
+    ),
+    # Alert receivers and SLOs (infra/config/alerting.py, infra/config/slo.py).
+    Bad(
+        "prod-without-receiver",
+        BASE.replace(f"  sovereign-ml:alertWebhookUrl: {WEBHOOK}\n", ""),
+        "sovereign-ml:alertPagerdutyRoutingKey",
+        "a paging receiver in prod: set alertPagerdutyRoutingKey or alertOpsgenieApiKey "
+        "(`pulumi config set --secret`) or alertWebhookUrl",
+    ),
+    Bad(
+        "webhook-http",
+        BASE.replace(WEBHOOK, WEBHOOK.replace("https://", "http://")),
+        "sovereign-ml:alertWebhookUrl",
+        "an https:// URL (plain http only to a loopback host, in dev)",
+    ),
+    Bad(
+        "routing-key-plain",
+        with_lines(f"sovereign-ml:alertPagerdutyRoutingKey: {ROUTING_KEY}"),
+        "sovereign-ml:alertPagerdutyRoutingKey",
+        "`pulumi config set --secret sovereign-ml:alertPagerdutyRoutingKey`",
+    ),
+    Bad(
+        "slo-below-range",
+        with_lines('sovereign-ml:sloAvailabilityTarget: "0.9"'),
+        "sovereign-ml:sloAvailabilityTarget",
+        "a number from 0.94 to below 1 as text, e.g. 0.999",
+    ),
+    Bad(
+        "slo-one",
+        with_lines('sovereign-ml:sloLatencyObjective: "1.0"'),
+        "sovereign-ml:sloLatencyObjective",
+        "a number from 0.94 to below 1 as text",
+    ),
+    Bad(
+        "slo-latency-zero",
+        with_lines("sovereign-ml:sloLatencyTargetMs: 0"),
+        "sovereign-ml:sloLatencyTargetMs",
+        "an integer from 1 to 60000",
     ),
     # The document's top level.
     Bad(
@@ -446,6 +490,21 @@ GOOD: dict[str, str | bytes] = {
         + "0123456789abcdef" * 4
     ),
     "quoted-numbers": with_lines('sovereign-ml:azCount: "3"', "sovereign-ml:canarySteps: [5, 100]"),
+    "pagerduty-secure": BASE.replace(
+        f"sovereign-ml:alertWebhookUrl: {WEBHOOK}",
+        "sovereign-ml:alertPagerdutyRoutingKey: {secure: v1:AAABAKmF4Jg3Ve4bT+0xZ8lA==}",
+    ),
+    "opsgenie-secure": BASE.replace(
+        f"sovereign-ml:alertWebhookUrl: {WEBHOOK}",
+        "sovereign-ml:alertOpsgenieApiKey:\n    secure: v1:AAABAGn8kT0=",
+    ),
+    "slo-targets": with_lines(
+        'sovereign-ml:sloAvailabilityTarget: "0.995"',
+        'sovereign-ml:sloLatencyObjective: "0.94"',
+        'sovereign-ml:sloFeatureServerTarget: "0.999999"',
+        "sovereign-ml:sloLatencyTargetMs: 250",
+        "sovereign-ml:runbookBaseUrl: https://git.example.ae/ml/sovereign-ml/-/blob/main/docs/runbooks",
+    ),
 }
 
 
@@ -472,11 +531,30 @@ def test_secure_values_are_redacted_and_kept_as_secret_keys(tmp_path: Path) -> N
 
 def test_rendered_tenant_templates_pass_the_same_path(tmp_path: Path) -> None:
     for tier in TEMPLATES:
-        request = TenantRequest(f"t-{tier}", template=tier, emails=("ops@acme.example",))
+        request = TenantRequest(
+            f"t-{tier}", template=tier, emails=("ops@acme.example",), alert_webhook=WEBHOOK
+        )
         created = create_tenant(request, tmp_path)
         result = invoke("config", "validate", f"t-{tier}", "--stacks-dir", str(tmp_path))
         assert result.exit_code == 0, result.output
         assert created.config.tier == tier
+
+
+def test_a_plain_routing_key_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """The credential's text never reaches the terminal: only the key and the fix."""
+    write(tmp_path, "bad", with_lines(f"sovereign-ml:alertPagerdutyRoutingKey: {ROUTING_KEY}"))
+    stderr = refused_cleanly(invoke("config", "validate", "bad", "--stacks-dir", str(tmp_path)))
+    assert "--secret sovereign-ml:alertPagerdutyRoutingKey" in stderr, stderr
+    assert ROUTING_KEY not in stderr
+
+
+def test_a_secure_routing_key_is_only_present_in_the_config(tmp_path: Path) -> None:
+    """A ``secure:`` receiver key pages in prod; the config holds only that it is set."""
+    write(tmp_path, "good", GOOD["pagerduty-secure"])
+    cfg, raw, secret_keys = load_stack("good", tmp_path)
+    assert secret_keys == {"sovereign-ml:alertPagerdutyRoutingKey"}
+    assert raw["sovereign-ml:alertPagerdutyRoutingKey"] == "[secret]"
+    assert cfg.alerting.pagerduty and not cfg.alerting.webhook_url and cfg.alerting.paging
 
 
 def test_a_device_or_fifo_behind_a_stack_name_is_never_read(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from infra.gate.run import run_gate
 
 runner = CliRunner()
 EMAIL = "ops@acme.example.ae"
+WEBHOOK = "https://itsm.example.ae/alertmanager"
+"""The paging receiver every tenant stack (prod) must name."""
 
 
 def listing(folder: Path) -> dict[str, bytes]:
@@ -27,7 +29,19 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
     stacks, build = tmp_path / "stacks", tmp_path / "build"
     stacks.mkdir()
     result = runner.invoke(
-        tenant_app, ["new", "acme", "--template", "smb", "--email", EMAIL, "--stacks-dir", stacks]
+        tenant_app,
+        [
+            "new",
+            "acme",
+            "--template",
+            "smb",
+            "--email",
+            EMAIL,
+            "--alert-webhook",
+            WEBHOOK,
+            "--stacks-dir",
+            stacks,
+        ],
     )
     assert result.exit_code == 0, result.output
     path = stacks / "Pulumi.acme.yaml"
@@ -42,6 +56,7 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
     assert (cfg.zone, cfg.region) == ("uae", "me-central-1")
     assert (cfg.tenant, cfg.tenants) == ("acme", ("acme",))
     assert cfg.monthly_budget_usd == 1500 and cfg.budget_alert_emails == (EMAIL,)
+    assert cfg.alerting.webhook_url == WEBHOOK and cfg.alerting.paging
     pools = {p.role: p for p in cfg.node_pools}
     assert set(pools) == {"system", "workers"}, "SMB is CPU only"
     assert pools["system"].capacity_type == "ON_DEMAND" and pools["system"].min_size == 2
@@ -79,7 +94,10 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
 
 def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
     rendered = tenantmod.plan_tenant(
-        tenantmod.TenantRequest("bigco", template="enterprise", emails=(EMAIL,)), tmp_path
+        tenantmod.TenantRequest(
+            "bigco", template="enterprise", emails=(EMAIL,), alert_webhook=WEBHOOK
+        ),
+        tmp_path,
     )
     roles = {p.role: p for p in rendered.config.node_pools}
     assert roles["gpu"].capacity_type == "ON_DEMAND" and roles["gpu"].min_size >= 1
@@ -113,7 +131,10 @@ def test_bad_input_is_refused_and_nothing_is_written(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     before = listing(tmp_path)
-    result = runner.invoke(tenant_app, [*args, "--email", EMAIL, "--stacks-dir", tmp_path])
+    result = runner.invoke(
+        tenant_app,
+        [*args, "--email", EMAIL, "--alert-webhook", WEBHOOK, "--stacks-dir", tmp_path],
+    )
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
     assert "nothing was written" in result.output
@@ -122,36 +143,79 @@ def test_bad_input_is_refused_and_nothing_is_written(
     assert listing(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("webhook", "message"),
+    [
+        (None, "must page someone: give --alert-webhook https://URL"),
+        ("", "must page someone: give --alert-webhook https://URL"),
+        (
+            "http://itsm.example.ae/alertmanager",
+            'sovereign-ml:alertWebhookUrl = "http://itsm.example.ae/alertmanager": an https:// URL',
+        ),
+    ],
+)
+def test_the_paging_webhook_is_required_and_https(
+    tmp_path: Path, webhook: str | None, message: str
+) -> None:
+    """A tenant stack is prod: without an https paging receiver it is refused, exit 2."""
+    option = [] if webhook is None else ["--alert-webhook", webhook]
+    result = runner.invoke(
+        tenant_app, ["new", "acme", "--email", EMAIL, *option, "--stacks-dir", tmp_path]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "nothing was written" in result.output and "Traceback" not in result.output
+    assert listing(tmp_path) == {}
+
+
+def test_stack_template_documents_the_webhook_placeholder() -> None:
+    for name in tenantmod.TEMPLATES:
+        text = (ROOT / "stacks" / "templates" / f"{name}.yaml").read_text()
+        assert "--alert-webhook URL" in text and "#   ${ALERT_WEBHOOK}: Incident webhook" in text
+        assert "  sovereign-ml:alertWebhookUrl: ${ALERT_WEBHOOK}\n" in text
+
+
 def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
     existing = tmp_path / "Pulumi.acme.yaml"
     existing.write_text("config: {}\n")
-    result = runner.invoke(tenant_app, ["new", "acme", "--email", EMAIL, "--stacks-dir", tmp_path])
+    result = runner.invoke(
+        tenant_app,
+        ["new", "acme", "--email", EMAIL, "--alert-webhook", WEBHOOK, "--stacks-dir", tmp_path],
+    )
     assert result.exit_code == 2
     assert "already exists; refusing to overwrite" in " ".join(result.output.split())
     assert existing.read_text() == "config: {}\n"
     # The repository's own stacks are refused the same way.
     with pytest.raises(tenantmod.TenantError, match="already exists"):
-        tenantmod.plan_tenant(tenantmod.TenantRequest("staging", emails=(EMAIL,)))
+        tenantmod.plan_tenant(
+            tenantmod.TenantRequest("staging", emails=(EMAIL,), alert_webhook=WEBHOOK)
+        )
 
 
 def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
     with pytest.raises(tenantmod.TenantError, match="needs at least one --email"):
-        tenantmod.plan_tenant(tenantmod.TenantRequest("acme"), tmp_path)
+        tenantmod.plan_tenant(tenantmod.TenantRequest("acme", alert_webhook=WEBHOOK), tmp_path)
     free = tenantmod.plan_tenant(
-        tenantmod.TenantRequest("acme", template="enterprise", budget_usd=0), tmp_path
+        tenantmod.TenantRequest("acme", template="enterprise", budget_usd=0, alert_webhook=WEBHOOK),
+        tmp_path,
     )
     assert free.config.monthly_budget_usd == 0
     # The smb tier's budget is a rule (infra/config/tiers.py), not only the template's default.
     with pytest.raises(tenantmod.TenantError, match="smb tier needs a monthly budget"):
-        tenantmod.plan_tenant(tenantmod.TenantRequest("acme", budget_usd=0), tmp_path)
+        tenantmod.plan_tenant(
+            tenantmod.TenantRequest("acme", budget_usd=0, alert_webhook=WEBHOOK), tmp_path
+        )
 
 
 def test_region_defaults_to_the_zone_default(tmp_path: Path) -> None:
-    request = tenantmod.TenantRequest("acme", zone="eu", emails=(EMAIL,))
+    request = tenantmod.TenantRequest("acme", zone="eu", emails=(EMAIL,), alert_webhook=WEBHOOK)
     eu = tenantmod.plan_tenant(request, tmp_path)
     assert eu.config.region == "eu-central-1"
     other = tenantmod.plan_tenant(
-        tenantmod.TenantRequest("acme", zone="eu", region="eu-north-1", emails=(EMAIL,)), tmp_path
+        tenantmod.TenantRequest(
+            "acme", zone="eu", region="eu-north-1", emails=(EMAIL,), alert_webhook=WEBHOOK
+        ),
+        tmp_path,
     )
     assert other.config.region == "eu-north-1"
 
@@ -179,10 +243,14 @@ def test_stack_template_filled_by_hand_equals_sovml_tenant_new(tmp_path: Path, n
             "COST_CENTER": "tenant-acme",
             "BUDGET_USD": "1500",
             "ALERT_EMAIL": EMAIL,
+            "ALERT_WEBHOOK": WEBHOOK,
         },
     )
     rendered = tenantmod.plan_tenant(
-        tenantmod.TenantRequest("acme", template=name, budget_usd=1500, emails=(EMAIL,)), tmp_path
+        tenantmod.TenantRequest(
+            "acme", template=name, budget_usd=1500, emails=(EMAIL,), alert_webhook=WEBHOOK
+        ),
+        tmp_path,
     )
     assert yaml.safe_load(filled)["config"] == yaml.safe_load(rendered.text)["config"]
 
@@ -207,6 +275,7 @@ def test_pulumi_new_project_files(name: str) -> None:
         "sovereign-ml:owner",
         "sovereign-ml:costCenter",
         "sovereign-ml:monthlyBudgetUsd",
+        "sovereign-ml:alertWebhookUrl",
     ):
         assert set(prompts[key]) == {"description", "default"}, key
     for key, entry in prompts.items():

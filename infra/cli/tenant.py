@@ -75,12 +75,19 @@ def new(
         list[str] | None,
         typer.Option("--email", "-e", help="Budget alert address (repeat for more)."),
     ] = None,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--alert-webhook",
+            help="Incident webhook (https) that receives the stack's pages; required.",
+        ),
+    ] = None,
     stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = STACKS,
 ) -> None:
     """Render stacks/Pulumi.NAME.yaml from a template, validated before it is written.
 
-    Refuses a bad or reserved tenant name, a region outside the zone and an existing stack file;
-    nothing is written when anything is wrong.
+    Refuses a bad or reserved tenant name, a region outside the zone, a missing or non-https
+    --alert-webhook and an existing stack file; nothing is written when anything is wrong.
     """
     out, err = consoles()
     request = tenantmod.TenantRequest(
@@ -92,6 +99,7 @@ def new(
         cost_center=cost_center,
         budget_usd=budget,
         emails=tuple(email or ()),
+        alert_webhook=alert_webhook,
     )
     try:
         created = tenantmod.create_tenant(request, stacks_dir)

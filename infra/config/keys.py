@@ -107,6 +107,8 @@ class Key:
     """Default applied when the stack file omits the key; ``REQUIRED`` when there is none."""
     items: str = "string"
     """Item type of an array key (``string`` or ``integer``)."""
+    secret: bool = False
+    """A credential: the stack file must hold it as ``secure:`` (``pulumi config set --secret``)."""
 
 
 def _pool_keys(role: str, what: str, defaults: Mapping[str, Any]) -> list[Key]:
@@ -173,6 +175,68 @@ def _pool_keys(role: str, what: str, defaults: Mapping[str, Any]) -> list[Key]:
     return keys
 
 
+ALERT_KEYS: tuple[Key, ...] = (
+    Key(
+        "alertPagerdutyRoutingKey",
+        "string",
+        "PagerDuty Events v2 routing key for pages (secret: `pulumi config set --secret`).",
+        "",
+        secret=True,
+    ),
+    Key(
+        "alertOpsgenieApiKey",
+        "string",
+        "Opsgenie API key for pages (secret: `pulumi config set --secret`).",
+        "",
+        secret=True,
+    ),
+    Key(
+        "alertServicenowUrl",
+        "string",
+        "ServiceNow inbound webhook URL (https) that opens tickets from warnings; '' for none.",
+        "",
+    ),
+    Key("alertServicenowUser", "string", "Basic-auth user of the ServiceNow webhook.", ""),
+    Key(
+        "alertServicenowPassword",
+        "string",
+        "Password of alertServicenowUser (secret: `pulumi config set --secret`).",
+        "",
+        secret=True,
+    ),
+    Key(
+        "alertWebhookUrl",
+        "string",
+        "Generic incident webhook (https) receiving pages and tickets; '' for none.",
+        "",
+    ),
+    Key("alertEmailTo", "array", "Addresses that receive tickets (warnings) by e-mail.", []),
+    Key("alertEmailFrom", "string", "Sender address of alert e-mails.", ""),
+    Key(
+        "alertEmailSmarthost",
+        "string",
+        "SMTP relay 'host:port' for alert e-mails (TLS is always required).",
+        "",
+    ),
+    Key("alertEmailUsername", "string", "SMTP user for alert e-mails; '' for none.", ""),
+    Key(
+        "alertEmailPassword",
+        "string",
+        "Password of alertEmailUsername (secret: `pulumi config set --secret`).",
+        "",
+        secret=True,
+    ),
+    Key(
+        "alertTenantWebhooks",
+        "array",
+        "A tenant's own alert receiver, each 'tenant=https://url'; alerts labelled with the "
+        "tenant (tenant or namespace label) go there too.",
+        [],
+    ),
+)
+"""Alertmanager receivers (components._alertmanager_config); prod needs a paging one."""
+
+
 KEYS: tuple[Key, ...] = (
     Key(
         "environment",
@@ -207,6 +271,13 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "Retention of flow logs and control-plane logs in days (a CloudWatch value; prod >= 365).",
         365,
+    ),
+    Key(
+        "logMaskedFields",
+        "array",
+        "Fields of container log records (JSON logs merged into the record) that Fluent Bit "
+        "removes on the node before shipping, e.g. password, token.",
+        ["password", "token", "authorization", "secret", "emirates_id"],
     ),
     Key(
         "kubernetesVersion",
@@ -388,6 +459,41 @@ KEYS: tuple[Key, ...] = (
         "other public ingress is refused by the gate.",
         [],
     ),
+    Key(
+        "sloAvailabilityTarget",
+        "string",
+        "Share of each served model's inference requests that must succeed (a number in (0, 1) "
+        "as text, e.g. 0.999); burn-rate alerts page on its error budget.",
+        "0.999",
+    ),
+    Key(
+        "sloLatencyTargetMs",
+        "integer",
+        "p99 latency (ms) each served model must stay within for its latency SLO (1-60000).",
+        100,
+    ),
+    Key(
+        "sloLatencyObjective",
+        "string",
+        "Share of evaluations in which a model's p99 is within sloLatencyTargetMs (a number in "
+        "(0, 1) as text; Triton exports quantiles, not histograms: a time-slice SLI).",
+        "0.99",
+    ),
+    Key(
+        "sloFeatureServerTarget",
+        "string",
+        "Share of successful scrapes of the feature server (its availability SLO; a number in "
+        "(0, 1) as text).",
+        "0.999",
+    ),
+    Key(
+        "runbookBaseUrl",
+        "string",
+        "Base of every alert's runbook_url (<base>/<AlertName>.md): a URL of this repository's "
+        "docs/runbooks, or the repository-relative default.",
+        "docs/runbooks",
+    ),
+    *ALERT_KEYS,
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from components._alertmanager_config import Receivers
+
 
 @dataclass(frozen=True)
 class Tags:
@@ -132,6 +134,8 @@ class PlatformConfig:
     """The enabled pools, in ``POOL_ROLES`` order."""
     log_retention_days: int
     """Retention of flow and control-plane logs."""
+    log_masked_fields: tuple[str, ...]
+    """Container log record fields removed on the node before shipping."""
     kms_deletion_window_days: int
     """Waiting period of a scheduled KMS key deletion."""
     tenants: tuple[str, ...]
@@ -168,6 +172,18 @@ class PlatformConfig:
     """ARNs, bucket names and host names outside the program known to be in the zone."""
     ingress_allowed_cidrs: tuple[str, ...]
     """Public CIDRs security groups may admit."""
+    slo_availability_target: float
+    """Share of a served model's inference requests that must succeed."""
+    slo_latency_target_ms: int
+    """p99 latency target of a served model's latency SLO."""
+    slo_latency_objective: float
+    """Share of evaluations in which a model's p99 must be within its target."""
+    slo_feature_server_target: float
+    """Share of successful scrapes of the feature server."""
+    runbook_base_url: str
+    """Base of every alert's ``runbook_url``."""
+    alerting: Receivers
+    """Alertmanager receivers (credentials only flagged as present)."""
 
     @property
     def production(self) -> bool:

@@ -139,7 +139,8 @@ def check_keys(r: Reader) -> None:
         ours = ":" not in name
         if (ours and name not in KEYS_BY_NAME) or (not ours and foreign is None):
             r.problem(name, OMITTED if value is None else value, _unknown(key), conceal=True)
-        if ours and secure:
+        credential = ours and name in KEYS_BY_NAME and KEYS_BY_NAME[name].secret
+        if ours and secure and not credential:
             r.problem(
                 name,
                 value,
@@ -151,6 +152,7 @@ def check_keys(r: Reader) -> None:
             continue
         # A flag such as ``skipCredentialsValidation: true`` is named like a secret but is none.
         named_secret = is_secret_name(key) and not isinstance(value, bool)
+        named_secret = named_secret or (credential and value not in (None, ""))
         if (foreign is not None and foreign.secret) or named_secret:
             r.problem(
                 name, value, plain_credential(key, foreign.env if foreign else ""), conceal=True

@@ -4,8 +4,9 @@
 found in the stack file, or as strings the way the Pulumi engine hands them to the program) and
 returns either a ``PlatformConfig`` or every problem at once, each naming the stack file, the key,
 the value and what is allowed. It reads the stack section by section (identity and residency,
-tags, network, cluster, node pools, tenants, serving, images, vault, budget); each section reads
-its keys through one ``Reader`` that collects the problems, in the order the sections run.
+tags, network, cluster, node pools, tenants, serving, images, vault, budget; then the trust
+boundaries, SLOs and alert receivers, each from its own module); each section reads its keys
+through one ``Reader`` that collects the problems, in the order the sections run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.config.alerting import parse_receivers
+from infra.config.boundaries import parse_boundaries
 from infra.config.keys import (
     CAPACITY_TYPES,
     DATA_CLASSIFICATIONS,
@@ -41,6 +44,7 @@ from infra.config.keys import (
     TIERS,
     warm_hours_cron,
 )
+from infra.config.logs import parse_logs
 from infra.config.model import (
     ClusterConfig,
     NetworkConfig,
@@ -52,6 +56,7 @@ from infra.config.model import (
 from infra.config.namespaces import check_keys
 from infra.config.problems import ConfigError, ConfigProblem
 from infra.config.reader import Reader
+from infra.config.slo import parse_slos
 from infra.config.tiers import check_tier
 from policies.zones import ZONES, Region, region_info, zone_of_region
 
@@ -476,43 +481,6 @@ def _parse_budget(r: Reader) -> _Fields:
     }
 
 
-ACCOUNT_ID = re.compile(r"[0-9]{12}")
-EXTERNAL_RESOURCE = re.compile(
-    r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(?:[0-9]{12}|aws)?:[\x21-\x7e]+"
-    r"|[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
-)
-"""An ARN, or an S3 bucket / host name (lower case, digits, dots and hyphens)."""
-
-
-def _parse_boundaries(r: Reader) -> _Fields:
-    """What lies outside the program but may be trusted: accounts, in-zone resources, CIDRs."""
-    accounts = r.strings("allowedAccountIds")
-    for a in accounts or ():
-        if not ACCOUNT_ID.fullmatch(a):
-            r.problem("allowedAccountIds", a, "a 12-digit AWS account id")
-    external = r.strings("inZoneExternalResources")
-    for e in external or ():
-        if not EXTERNAL_RESOURCE.fullmatch(e):
-            r.problem("inZoneExternalResources", e, "an ARN, an S3 bucket name or a host name")
-    cidrs = r.strings("ingressAllowedCidrs")
-    for c in cidrs or ():
-        try:
-            net = ipaddress.ip_network(c, strict=True)
-            if net.prefixlen == 0:
-                raise ValueError
-        except ValueError:
-            r.problem(
-                "ingressAllowedCidrs",
-                c,
-                "a specific public CIDR such as 203.0.113.0/24 (never 0.0.0.0/0)",
-            )
-    return {
-        "allowed_account_ids": accounts or (),
-        "in_zone_external_resources": external or (),
-        "ingress_allowed_cidrs": cidrs or (),
-    }
-
-
 def _bare(key: str) -> str:
     """``sovereign-ml:name`` as ``name``; any other key (``aws:region``, ``a:b:c``) as written."""
     name = key.removeprefix(f"{PROJECT}:")
@@ -554,7 +522,10 @@ def parse(
         **_parse_images(r),
         **_parse_vault(r),
         **_parse_budget(r),
-        **_parse_boundaries(r),
+        **parse_boundaries(r),
+        **parse_slos(r),
+        **parse_logs(r),
+        "alerting": parse_receivers(r, identity.environment),
     }
     check_tier(r, identity.tier)
     if r.problems:
@@ -575,5 +546,12 @@ def load(raw: Mapping[str, Any], *, stack: str, source: str) -> PlatformConfig:
 
 def from_pulumi(get: Callable[[str], Any], *, stack: str, source: str) -> PlatformConfig:
     """Load the config inside a Pulumi program; ``get(key)`` returns a raw value or None."""
-    names = [k.name for k in KEYS] + [REGION_KEY]
-    return load({n: get(n) for n in names}, stack=stack, source=source)
+    names = [k.name for k in KEYS if not k.secret] + [REGION_KEY]
+    raw = {n: get(n) for n in names}
+    # A credential's text never enters the config: only that it is set (as a secret).
+    secrets = [k.name for k in KEYS if k.secret and get(k.name)]
+    raw.update({n: "[secret]" for n in secrets})
+    result = parse(raw, stack=stack, source=source, secret_keys=secrets)
+    if isinstance(result, list):
+        raise ConfigError(result)
+    return result

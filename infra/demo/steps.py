@@ -135,6 +135,7 @@ def _newest(pattern: str) -> Path | None:
 
 TENANT_ARGS = ("tenant", "new", "acme", "--template", "smb", "--zone", "uae")
 TENANT_ARGS += ("--email", "ops@acme.example")
+TENANT_ARGS += ("--alert-webhook", "https://itsm.acme.example/alertmanager")
 
 
 def gate_figure() -> str:

@@ -49,6 +49,8 @@ class TenantRequest:
     """Default: the template's ``default_budget_usd``; 0 for no budget."""
     emails: tuple[str, ...] = ()
     """Budget alert addresses; required when the budget is above 0."""
+    alert_webhook: str | None = None
+    """Incident webhook (https) that receives the pages; required (a tenant stack is prod)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,13 @@ def _resolve(request: TenantRequest, stacks_dir: Path) -> _Resolved:
         problems.append(
             f"budget ${budget}/month needs at least one --email for its alerts (or --budget 0)"
         )
+    if not request.alert_webhook:
+        # A tenant stack is prod, and a prod Alertmanager without a paging receiver drops
+        # pages silently (infra/config/alerting.py refuses it; this says which option to give).
+        problems.append(
+            "a tenant stack is prod and must page someone: give --alert-webhook https://URL "
+            "(the incident webhook that receives its pages)"
+        )
     if problems or template is None or zone is None or region is None:
         raise TenantError(problems)
     return _Resolved(template, zone, region, budget, path)
@@ -156,8 +165,9 @@ def plan_tenant(request: TenantRequest, stacks_dir: Path = STACKS) -> RenderedTe
 
     Raises:
         TenantError: listing every problem: a bad or reserved name, an unknown template or zone,
-            a region outside the zone, an existing stack file, a missing alert address, or any
-            problem :func:`infra.config.parse` finds in the rendered config.
+            a region outside the zone, an existing stack file, a missing alert address or
+            webhook, or any problem :func:`infra.config.parse` finds in the rendered config
+            (a webhook that is not https among them).
     """
     name = request.name
     resolved = _resolve(request, stacks_dir)
@@ -169,6 +179,7 @@ def plan_tenant(request: TenantRequest, stacks_dir: Path = STACKS) -> RenderedTe
         "COST_CENTER": request.cost_center if request.cost_center is not None else f"tenant-{name}",
         "BUDGET_USD": resolved.budget,
         "ALERT_EMAIL": list(request.emails),
+        "ALERT_WEBHOOK": request.alert_webhook,
     }
     template = resolved.template
     text = stack_text(stack_config(template, values), tenant_header(template, name))

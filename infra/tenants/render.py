@@ -28,7 +28,13 @@ def stack_config(template: TenantTemplate, values: Mapping[str, Any]) -> dict[st
     out[f"{P}:tier"] = template.fixed[f"{P}:tier"]
     out[f"{P}:tenant"] = chosen[f"{P}:tenant"]
     out[f"{P}:tenants"] = [chosen[f"{P}:tenant"]]
-    for key in (f"{P}:owner", f"{P}:costCenter", f"{P}:monthlyBudgetUsd", f"{P}:budgetAlertEmails"):
+    for key in (
+        f"{P}:owner",
+        f"{P}:costCenter",
+        f"{P}:monthlyBudgetUsd",
+        f"{P}:budgetAlertEmails",
+        f"{P}:alertWebhookUrl",
+    ):
         out[key] = chosen[key]
     for key, value in template.fixed.items():
         out.setdefault(key, value)

@@ -52,9 +52,11 @@ def stack_template_text(template: TenantTemplate) -> str:
     header = [
         f"Stack-file template {template.name!r}: GENERATED from infra/tenants/templates.py by "
         "`sovml tenant templates --write`; edit that, not this.",
-        f"Prefer `sovml tenant new NAME --template {template.name} --email ADDR`: it fills the",
-        "placeholders, checks the name, the zone's regions and the whole config, and never",
-        "overwrites a stack. By hand: copy it to stacks/Pulumi.<tenant>.yaml and replace",
+        f"Prefer `sovml tenant new NAME --template {template.name} --email ADDR "
+        "--alert-webhook URL`: it fills the",
+        "placeholders, checks the name, the zone's regions and the whole config (the webhook",
+        "must be https: the stack's pages go there), and never overwrites a stack.",
+        "By hand: copy it to stacks/Pulumi.<tenant>.yaml and replace",
         *[f"  ${{{c.placeholder}}}: {c.description}" for c in CHOICES],
         "",
         *template_prose(template),
@@ -77,6 +79,7 @@ def _example_defaults(template: TenantTemplate) -> dict[str, str]:
         f"{P}:owner": EXAMPLE_TENANT,
         f"{P}:costCenter": f"tenant-{EXAMPLE_TENANT}",
         f"{P}:monthlyBudgetUsd": str(template.default_budget_usd),
+        f"{P}:alertWebhookUrl": f"https://alerts.{EXAMPLE_TENANT}.example/alertmanager",
     }
 
 
@@ -136,7 +139,8 @@ def _template_description(template: TenantTemplate, project_name: str) -> str:
         "stacks/Pulumi.<tenant>.yaml and rewrites Pulumi.yaml with the same project (the "
         "template section dropped, a pulumi:tags entry added; `git checkout Pulumi.yaml` "
         "restores it). Preferred: `sovml tenant new <tenant> --template "
-        f"{template.name} --email <address>`, which validates everything before writing."
+        f"{template.name} --email <address> --alert-webhook <https-url>`, which validates "
+        "everything before writing."
     )
 
 

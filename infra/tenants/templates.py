@@ -64,6 +64,12 @@ CHOICES: tuple[Choice, ...] = (
         "ALERT_EMAIL",
         "Addresses notified by the budget alerts",
     ),
+    Choice(
+        "sovereign-ml:alertWebhookUrl",
+        "ALERT_WEBHOOK",
+        "Incident webhook (https) that receives the stack's pages and tickets from Alertmanager; "
+        "required, since a prod stack must page someone",
+    ),
 )
 
 

@@ -18,6 +18,7 @@ from policies.rules import (  # noqa: F401  (importing registers the rules)
     iam,
     isolation,
     kubernetes,
+    logs,
     network,
     providers,
     residency,

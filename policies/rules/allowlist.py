@@ -79,6 +79,17 @@ GRANTS: tuple[Grant, ...] = (
         ),
     ),
     Grant(
+        workload="helm:fluent-bit/fluent-bit",
+        host_paths=(HostPath("/var/log", read_only=True),),
+        run_as_root=True,
+        gpu_nodes=True,
+        reason=(
+            "Fluent Bit ships every container's log from the node: it reads /var/log/containers "
+            "and /var/log/pods (root-owned, mode 0640) through a read-only /var/log mount as "
+            "root, on every node including GPU nodes (it requests no GPU itself)"
+        ),
+    ),
+    Grant(
         workload="helm:cluster-autoscaler",
         reason=(
             "cluster-autoscaler is a control-plane add-on: it runs beside CoreDNS in kube-system "

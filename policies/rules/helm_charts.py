@@ -71,6 +71,8 @@ class ChartPod:
     """The main container's ``resources``."""
     volumes: tuple[str, ...] = ()
     """Lists of extra pod volumes (Kubernetes volume objects, hostPath included)."""
+    volume_mounts: tuple[str, ...] = ()
+    """Lists of the main container's mounts of the ``volumes`` above (``{name, readOnly}``)."""
     host_volume_lists: tuple[str, ...] = ()
     """Lists of chart-specific host mounts: ``{name, hostPath, readOnly}`` entries."""
     host_paths: tuple[HostPathValue, ...] = ()
@@ -321,6 +323,45 @@ CHARTS: dict[str, Chart] = {
             )
         ),
     ),
+    # A node agent: the chart mounts the host's /var/log writable, /var/lib/docker/containers
+    # and /etc/machine-id by default (daemonSetVolumes replaces the whole list).
+    "fluent-bit": Chart(
+        "https://fluent.github.io/helm-charts",
+        "0.40.0",
+        (
+            ChartPod(
+                "fluent-bit",
+                pod_security="podSecurityContext",
+                container_security="securityContext",
+                host_network="hostNetwork",
+                volumes=("daemonSetVolumes", "extraVolumes"),
+                volume_mounts=("daemonSetVolumeMounts", "extraVolumeMounts"),
+                defaults={
+                    "daemonSetVolumes": [
+                        {"name": "varlog", "hostPath": {"path": "/var/log"}},
+                        {
+                            "name": "varlibdockercontainers",
+                            "hostPath": {"path": "/var/lib/docker/containers"},
+                        },
+                        {
+                            "name": "etcmachineid",
+                            "hostPath": {"path": "/etc/machine-id", "type": "File"},
+                        },
+                    ],
+                    "daemonSetVolumeMounts": [
+                        {"name": "varlog", "mountPath": "/var/log"},
+                        {
+                            "name": "varlibdockercontainers",
+                            "mountPath": "/var/lib/docker/containers",
+                            "readOnly": True,
+                        },
+                        {"name": "etcmachineid", "mountPath": "/etc/machine-id", "readOnly": True},
+                    ],
+                },
+                **_common(),
+            ),
+        ),
+    ),
 }
 """Every chart the platform ships, read from the version it pins."""
 
@@ -382,10 +423,18 @@ def chart_pod_spec(pod: ChartPod, values: Mapping[str, Any]) -> tuple[dict[str, 
             container[name], paths[f"container.{name}"] = value, path
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
+    renamed: dict[str, str] = {}
     for path in pod.volumes:
         for i, v in enumerate(_as_list(_value(values, pod, path))):
             if isinstance(v, dict):
-                volumes.append({**v, "name": f"{path}[{i}] ({v.get('name')})"})
+                renamed[str(v.get("name"))] = f"{path}[{i}] ({v.get('name')})"
+                volumes.append({**v, "name": renamed[str(v.get("name"))]})
+    for path in pod.volume_mounts:
+        for m in _as_list(_value(values, pod, path)):
+            if isinstance(m, dict) and str(m.get("name")) in renamed:
+                mounts.append(
+                    {"name": renamed[str(m.get("name"))], "readOnly": m.get("readOnly") is True}
+                )
     for path in pod.host_volume_lists:
         for i, v in enumerate(_as_list(_value(values, pod, path))):
             if isinstance(v, dict):

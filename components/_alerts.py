@@ -1,0 +1,328 @@
+"""The PrometheusRule groups of the monitoring component: threshold alerts and SLO burn rates.
+
+Pure builders (no resources): :class:`components.monitoring.Monitoring` puts their output in one
+``PrometheusRule`` and ``tests/promtool_rules.py`` reads its thresholds from the same functions.
+
+Service-level objectives follow the Google SRE Workbook, chapter 5 "Alerting on SLOs": for each
+SLO an error ratio is recorded over 5m, 30m, 1h, 2h, 6h, 1d and 3d
+(``slo:sli_error:ratio_rate<window>{slo="<name>"}``), and two alerts judge the error-budget burn
+rate, each with a long and a short window that must both exceed ``factor x (1 - objective)``:
+``<Slo>FastBurn`` pages (14.4x over 1h and 5m, 6x over 6h and 30m), ``<Slo>SlowBurn`` opens a
+ticket (severity ``warning``: 3x over 1d and 2h, 1x over 3d and 6h). Each window pair is its own
+rule, labelled ``burn_window``, so each fires exactly at its own burn rate.
+
+The SLIs, from what the platform actually exports:
+
+* ``model-availability`` (per model): failed / all inference requests, from Triton's
+  ``nv_inference_request_failure`` and ``nv_inference_request_success`` counters.
+* ``model-latency`` (per model): a *time-slice* SLI. Triton 2.51 exports latency only as summary
+  quantiles (``nv_inference_request_summary_us``) and cumulative durations, no histogram, so
+  there is no count of requests faster than the target. A rule evaluation is bad when the
+  model's p99 exceeds the target; the error ratio over a window is the fraction of bad
+  evaluations (``slo:sli_latency_bad:p99``), and the objective is the share of good ones.
+* ``feature-server-availability`` (per Service): Feast's feature server (``--metrics``) exports
+  process CPU and memory gauges only, no request counters, so the SLI is its scrape success:
+  1 - the mean of ``up`` of its ServiceMonitor's targets. No latency SLO is possible from it.
+
+The training-pipeline success rate has no SLO yet: nothing in the platform exports run outcomes
+as a counter (KFP's API server exports request metrics, not run results).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+"""The windows every SLO's error ratio is recorded over."""
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """One multi-window burn-rate condition: both windows above ``factor`` x the budget."""
+
+    factor: float
+    long: str
+    short: str
+
+
+FAST_BURN = (BurnRate(14.4, "1h", "5m"), BurnRate(6.0, "6h", "30m"))
+"""Page: 2 % of a 30-day budget spent in an hour, or 5 % in six hours."""
+SLOW_BURN = (BurnRate(3.0, "1d", "2h"), BurnRate(1.0, "3d", "6h"))
+"""Ticket: 10 % of the budget spent in a day, or the budget spent at exactly its rate."""
+BURN_SEVERITY = {"FastBurn": "page", "SlowBurn": "warning"}
+"""The on-call contract: a fast burn pages, a slow one is a ticket (``warning``)."""
+DEFAULT_RUNBOOK_BASE = "docs/runbooks"
+"""Where runbooks live: this repository's ``docs/runbooks`` (a path relative to its root)."""
+
+
+@dataclass(frozen=True)
+class Slo:
+    """One service-level objective: its SLI as a PromQL template and its target."""
+
+    name: str
+    """Value of the ``slo`` label of its recording rules, e.g. ``model-availability``."""
+    alert_prefix: str
+    """Alert names are ``<prefix>FastBurn`` and ``<prefix>SlowBurn``."""
+    objective: float
+    """Share of good events (or good evaluations) the SLO promises, e.g. 0.999."""
+    error_ratio: str
+    """PromQL of the error ratio with ``{w}`` where the window goes (replaced, not formatted)."""
+    subject: str
+    """Annotation text naming what the alert is about, with ``$labels`` templates."""
+
+    @property
+    def budget(self) -> float:
+        """The error budget, ``1 - objective`` (rounded: 1 - 0.999 is not 0.001 in binary)."""
+        return round(1 - self.objective, 12)
+
+    def threshold(self, burn: BurnRate) -> str:
+        """PromQL of the error ratio a burn rate stands for, readable in the rule."""
+        return f"({burn.factor:g} * {self.budget:g})"
+
+
+@dataclass(frozen=True)
+class SloTargets:
+    """The SLO targets of a stack (``slo*`` config keys)."""
+
+    availability: float = 0.999
+    """Share of a model's inference requests that succeed."""
+    latency_ms: float = 100.0
+    """p99 latency a model must stay within."""
+    latency_objective: float = 0.99
+    """Share of evaluations in which a model's p99 is within ``latency_ms``."""
+    feature_server_availability: float = 0.999
+    """Share of successful scrapes of the feature server."""
+
+
+def _rate(metric: str) -> str:
+    return f"sum by (model) (rate({metric}[{{w}}]))"
+
+
+LATENCY_BAD = "slo:sli_latency_bad:p99"
+"""Recorded 1 when a model's p99 is above the latency target, else 0 (the time slices)."""
+
+
+def slos(targets: SloTargets) -> tuple[Slo, ...]:
+    """The platform's SLOs for these targets."""
+    failed, succeeded = _rate("nv_inference_request_failure"), _rate("nv_inference_request_success")
+    return (
+        Slo(
+            "model-availability",
+            "ModelAvailability",
+            targets.availability,
+            f"{failed} / clamp_min({succeeded} + {failed}, 1e-9)",
+            "{{ $labels.model }} availability",
+        ),
+        Slo(
+            "model-latency",
+            "ModelLatency",
+            targets.latency_objective,
+            f"avg_over_time({LATENCY_BAD}[{{w}}])",
+            "{{ $labels.model }} p99 latency",
+        ),
+        Slo(
+            "feature-server-availability",
+            "FeatureServerAvailability",
+            targets.feature_server_availability,
+            '1 - avg by (namespace, service) (avg_over_time(up{job="feast",'
+            'namespace="feature-store"}[{w}]))',
+            "feature server {{ $labels.service }} availability",
+        ),
+    )
+
+
+def runbook_url(base: str, alert_name: str) -> str:
+    """The runbook page of an alert under ``base``."""
+    return f"{base.rstrip('/')}/{alert_name}.md"
+
+
+def alert(
+    name: str,
+    expr: str,
+    hold: str,
+    severity: str,
+    summary: str,
+    *,
+    description: str,
+    runbook_base: str,
+    labels: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One alerting rule: firing after ``hold`` (its ``for:``), with a severity, a summary, a
+    description and its runbook link (plus ``extra`` annotations, e.g. an automated action)."""
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": hold,
+        "labels": {"severity": severity, **(labels or {})},
+        "annotations": {
+            "summary": summary,
+            "description": description,
+            "runbook_url": runbook_url(runbook_base, name),
+            **(extra or {}),
+        },
+    }
+
+
+def recording_rules(slo: Slo, latency_target_ms: float) -> list[dict[str, Any]]:
+    """The SLO's error ratio over every window of :data:`WINDOWS`."""
+    first = []
+    if slo.name == "model-latency":
+        first.append(
+            {
+                "record": LATENCY_BAD,
+                "expr": 'max by (model) (nv_inference_request_summary_us{quantile="0.99"}) '
+                f"> bool {latency_target_ms * 1000:g}",
+            }
+        )
+    return first + [
+        {
+            "record": f"slo:sli_error:ratio_rate{w}",
+            "expr": slo.error_ratio.replace("{w}", w),
+            "labels": {"slo": slo.name},
+        }
+        for w in WINDOWS
+    ]
+
+
+def slo_ratio(slo: Slo, window: str) -> str:
+    """The recorded error ratio of an SLO over one window, as a PromQL selector."""
+    return f'slo:sli_error:ratio_rate{window}{{slo="{slo.name}"}}'
+
+
+def burn_alerts(slo: Slo, runbook_base: str) -> list[dict[str, Any]]:
+    """The fast- and slow-burn alerts of one SLO, one rule per window pair."""
+    rules = []
+    for kind, burns in (("FastBurn", FAST_BURN), ("SlowBurn", SLOW_BURN)):
+        for burn in burns:
+            over = slo.threshold(burn)
+            rules.append(
+                alert(
+                    f"{slo.alert_prefix}{kind}",
+                    f"{slo_ratio(slo, burn.long)} > {over}\nand\n"
+                    f"{slo_ratio(slo, burn.short)} > {over}",
+                    "2m",
+                    BURN_SEVERITY[kind],
+                    f"{slo.subject}: error budget burning {burn.factor:g}x over {burn.long}",
+                    description=(
+                        f"The error ratio of SLO {slo.name} (objective {slo.objective:g}) is above "
+                        f"{burn.factor:g} x its budget over both {burn.long} and {burn.short}: at "
+                        f"this rate a 30-day budget lasts {30 / burn.factor:.3g} days."
+                    ),
+                    runbook_base=runbook_base,
+                    labels={"burn_window": burn.long},
+                )
+            )
+    return rules
+
+
+def slo_groups(targets: SloTargets, runbook_base: str) -> list[dict[str, Any]]:
+    """One rule group per SLO: its recording rules, then its burn-rate alerts (a group
+    evaluates in order, so the alerts see this evaluation's ratios)."""
+    return [
+        {
+            "name": f"sovereign-ml.slo.{slo.name}",
+            "rules": recording_rules(slo, targets.latency_ms) + burn_alerts(slo, runbook_base),
+        }
+        for slo in slos(targets)
+    ]
+
+
+def threshold_groups(
+    *,
+    p99_latency_ms: float,
+    max_error_rate: float,
+    drift_threshold: float,
+    gpu_pool_bounds: tuple[int, int],
+    runbook_base: str,
+) -> list[dict[str, Any]]:
+    """The threshold alerts: latency, errors, GPU utilisation, drift."""
+    err = (
+        "sum by (model) (rate(nv_inference_request_failure[5m])) / clamp_min("
+        "sum by (model) (rate(nv_inference_request_success[5m])) + "
+        "sum by (model) (rate(nv_inference_request_failure[5m])), 1e-9)"
+    )
+    gpu_util = "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)"
+    on_host = "GPU on {{ $labels.Hostname }}"
+    low, high = gpu_pool_bounds
+    return [
+        {
+            "name": "sovereign-ml.serving",
+            "rules": [
+                alert(
+                    "ModelP99LatencyHigh",
+                    'max by (model) (nv_inference_request_summary_us{quantile="0.99"}) '
+                    f"> {p99_latency_ms * 1000:g}",
+                    "10m",
+                    "page",
+                    "{{ $labels.model }} p99 latency above target",
+                    description=f"Triton's p99 for {{{{ $labels.model }}}} has been above "
+                    f"{p99_latency_ms:g} ms for 10 minutes.",
+                    runbook_base=runbook_base,
+                ),
+                alert(
+                    "ModelErrorRateHigh",
+                    f"{err} > {max_error_rate}",
+                    "5m",
+                    "page",
+                    "{{ $labels.model }} is failing inferences",
+                    description=f"More than {max_error_rate:g} of the inference requests of "
+                    "{{ $labels.model }} have failed over 5 minutes, for 5 minutes (the "
+                    "threshold the canary analysis also uses).",
+                    runbook_base=runbook_base,
+                ),
+            ],
+        },
+        {
+            "name": "sovereign-ml.gpu",
+            "rules": [
+                alert(
+                    "GpuSaturated",
+                    f"{gpu_util} > 95",
+                    "30m",
+                    "warning",
+                    f"{on_host} saturated: scale out",
+                    description="Mean GPU utilisation of {{ $labels.Hostname }} above 95 % for "
+                    "30 minutes.",
+                    runbook_base=runbook_base,
+                    extra={
+                        "automated_action": "The cluster autoscaler adds GPU nodes for pending "
+                        f"pods within the gpu pool's bounds ({low}-{high} nodes); beyond "
+                        f"{high} it cannot, and gpuPoolMaxSize must be raised."
+                    },
+                ),
+                alert(
+                    "GpuIdle",
+                    f"{gpu_util} < 10",
+                    "2h",
+                    "info",
+                    f"{on_host} idle: rightsize",
+                    description="Mean GPU utilisation of {{ $labels.Hostname }} below 10 % for "
+                    "2 hours.",
+                    runbook_base=runbook_base,
+                ),
+            ],
+        },
+        {
+            "name": "sovereign-ml.drift",
+            "rules": [
+                alert(
+                    "FeatureDrift",
+                    f"max by (model, feature) (sovml_drift_psi) > {drift_threshold:g}",
+                    "15m",
+                    "warning",
+                    "{{ $labels.model }}: {{ $labels.feature }} drifted; the "
+                    "drift job has requested a retraining run",
+                    description=f"PSI of {{{{ $labels.feature }}}} above {drift_threshold:g} in "
+                    "the last drift run of {{ $labels.model }}.",
+                    runbook_base=runbook_base,
+                    extra={
+                        "automated_action": "The drift job (CronJob drift-{{ $labels.model }}) "
+                        "submitted a run of the training pipeline to Kubeflow Pipelines when "
+                        "it pushed this score."
+                    },
+                )
+            ],
+        },
+    ]

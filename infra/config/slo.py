@@ -1,0 +1,39 @@
+"""The SLO targets of a stack (``slo*`` keys) and the base of every alert's runbook link.
+
+Pulumi config has no float type, so the fractions are written as text (``"0.999"``) and read
+here; the burn-rate alerts built from them live in :mod:`components._alerts`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from infra.config.reader import Reader
+
+FRACTION_KEYS = ("sloAvailabilityTarget", "sloLatencyObjective", "sloFeatureServerTarget")
+"""The SLO targets written as fractions of text."""
+
+_FRACTION = re.compile(r"0\.9[4-9][0-9]{0,4}")
+"""0.94 up to (not including) 1, at most six decimals."""
+
+
+def _field(key: str) -> str:
+    """``sloAvailabilityTarget`` as the ``PlatformConfig`` field ``slo_availability_target``."""
+    return re.sub(r"(?=[A-Z])", "_", key).lower()
+
+
+def parse_slos(r: Reader) -> dict[str, Any]:
+    """SLO targets and the runbook base as ``PlatformConfig`` fields; problems go on ``r``."""
+    fields: dict[str, Any] = {"slo_latency_target_ms": r.integer("sloLatencyTargetMs", 1, 60_000)}
+    for key in FRACTION_KEYS:
+        # Below 0.94 a 14.4x burn needs an error ratio above 1: the page could never fire.
+        text = r.string(key)
+        ok = text is not None and _FRACTION.fullmatch(text)
+        if text is not None and not ok:
+            r.problem(key, text, "a number from 0.94 to below 1 as text, e.g. 0.999")
+        fields[_field(key)] = float(text) if ok and text else None
+    base = r.string("runbookBaseUrl")
+    if base is not None and not re.fullmatch(r"https://[\x21-\x7e]+|[\w./-]+", base):
+        r.problem("runbookBaseUrl", base, "an https:// URL or a repository-relative path")
+    return {**fields, "runbook_base_url": base}
