@@ -8,6 +8,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components._alertmanager_config import CONFIG_SECRET as ALERTMANAGER_CONFIG_SECRET
 from components._alerts import (
@@ -53,6 +54,10 @@ PROMETHEUS_URL = "http://prometheus-kube-prometheus-prometheus.monitoring.svc:90
 (``prometheus-kube-prometheus``). The canary analysis and KEDA query it."""
 KFP_PORT = 8888
 KFP_URL = f"http://ml-pipeline.kubeflow.svc:{KFP_PORT}"
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+"""Secret holding Grafana's admin user and password (``admin.existingSecret``)."""
+DASHBOARD_LABEL = ("grafana_dashboard", "1")
+"""The label (and value) Grafana's sidecar loads dashboard ConfigMaps by."""
 DRIFT_LABELS = {"app.kubernetes.io/name": "drift-monitor"}
 """Pod labels of the drift jobs: the retraining NetworkPolicies select them."""
 
@@ -120,8 +125,48 @@ def chart_hardening() -> dict[str, Any]:
     }
 
 
+def grafana_values() -> dict[str, Any]:
+    """kube-prometheus-stack's Grafana: restricted pods, no anonymous access, no admin password
+    in the values, dashboards only from labelled ConfigMaps (:mod:`components.dashboards`)."""
+    label, value = DASHBOARD_LABEL
+    restricted = chart_container_security(seccompProfile=runtime_default())
+    return {
+        "enabled": True,
+        "admin": {
+            "existingSecret": GRAFANA_ADMIN_SECRET,
+            "userKey": "admin-user",
+            "passwordKey": "admin-password",
+        },
+        "grafana.ini": {
+            "auth.anonymous": {"enabled": False},
+            "users": {"allow_sign_up": False},
+            # Nothing leaves the zone: no update checks, no usage reporting.
+            "analytics": {"reporting_enabled": False, "check_for_updates": False},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 472,
+            "runAsGroup": 472,
+            "fsGroup": 472,
+            "seccompProfile": runtime_default(),
+        },
+        "containerSecurityContext": restricted,
+        # The root filesystem is read-only: Grafana writes its data to the chart's emptyDir
+        # (/var/lib/grafana, no persistence) and temporary files here.
+        "extraEmptyDirMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "sidecar": {
+            "securityContext": restricted,
+            "dashboards": {"enabled": True, "label": label, "labelValue": value},
+            "datasources": {"enabled": True},
+        },
+        # The chart's test pod runs a root image; nothing runs `helm test` here.
+        "testFramework": {"enabled": False},
+    }
+
+
 class Monitoring(pulumi.ComponentResource):
-    """Prometheus (pinned kube-prometheus-stack), scrapes, alert rules, drift jobs and retraining.
+    """Prometheus and Grafana (pinned kube-prometheus-stack), scrapes, alert rules, drift jobs
+    and retraining.
 
     ServiceMonitors scrape Triton's metrics port in ``serving`` (copying the pod label
     ``sovereign-ml/variant`` onto the series, which the rollout analysis selects on) and the
@@ -170,16 +215,17 @@ class Monitoring(pulumi.ComponentResource):
         self.register_outputs({})
 
     def _prometheus(self, name: str, args: MonitoringArgs) -> k8s.helm.v3.Release:
-        """kube-prometheus-stack without Grafana, on an encrypted volume, hardened."""
+        """kube-prometheus-stack with Grafana, on an encrypted volume, hardened."""
         hardened = chart_hardening()
         storage = claim_spec("50Gi")
+        admin = self._grafana_admin(name, args)
         return helm_release(
             f"{name}-prometheus",
             PROMETHEUS_CHART,
             release="prometheus",
             namespace=args.namespace,
             values={
-                "grafana": {"enabled": False},
+                "grafana": grafana_values(),
                 # The chart's node exporter runs with the host's network and PID namespaces and
                 # /, /proc and /sys from the host, tolerating every taint: Pod Security
                 # 'restricted' on this namespace would refuse its pods (SOV-K8S-007 says why).
@@ -202,6 +248,19 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 "prometheusOperator": hardened,
             },
+            opts=child(self, depends_on=[admin]),
+        )
+
+    def _grafana_admin(self, name: str, args: MonitoringArgs) -> k8s.core.v1.Secret:
+        """Grafana's admin credentials: a generated password, a secret in the state."""
+        password = random.RandomPassword(
+            f"{name}-grafana-admin-password", length=32, special=False, opts=child(self)
+        )
+        return k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata=metadata(GRAFANA_ADMIN_SECRET, args.namespace),
+            type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": password.result},
             opts=child(self),
         )
 

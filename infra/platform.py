@@ -21,6 +21,7 @@ from components.alerting import Alerting, AlertingArgs
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from components.dashboards import Dashboards, DashboardsArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.gpu_device_plugin import GpuDevicePlugin, GpuDevicePluginArgs
@@ -130,6 +131,11 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
     monitoring(cfg, base, eks, after_baseline)
+    Dashboards(
+        "dashboards",
+        DashboardsArgs(namespace="monitoring", drift_threshold=cfg.drift_threshold),
+        opts=after_baseline,
+    )
     workload_logs(cfg, base, eks, after_baseline)
     alerting(cfg, after_baseline)
     if cfg.vault_configure:
