@@ -24,14 +24,20 @@ The SLIs, from what the platform actually exports:
   process CPU and memory gauges only, no request counters, so the SLI is its scrape success:
   1 - the mean of ``up`` of its ServiceMonitor's targets. No latency SLO is possible from it.
 
-The training-pipeline success rate has no SLO yet: nothing in the platform exports run outcomes
-as a counter (KFP's API server exports request metrics, not run results).
+* ``training-pipeline-success`` (per pipeline): failed / all runs, from the counter
+  ``sovml_pipeline_runs_total{pipeline, outcome}`` a run writes when it ends (the local run
+  writes it as a textfile, :mod:`pipelines.training.outcome`; the cluster run is to push it to the
+  pushgateway). Runs are a few a day, so the 5m-1h windows of the serving SLOs would hold zero or
+  one run and page on every single failure: its ratios are recorded over 1d, 3d and 7d and its
+  burn rates (:data:`PIPELINE_FAST_BURN`, :data:`PIPELINE_SLOW_BURN`) are judged over those.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from policies.promotion import BURN_FACTOR
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 """The windows every SLO's error ratio is recorded over."""
@@ -46,12 +52,19 @@ class BurnRate:
     short: str
 
 
-FAST_BURN = (BurnRate(14.4, "1h", "5m"), BurnRate(6.0, "6h", "30m"))
+FAST_BURN = (BurnRate(BURN_FACTOR, "1h", "5m"), BurnRate(6.0, "6h", "30m"))
 """Page: 2 % of a 30-day budget spent in an hour, or 5 % in six hours."""
 SLOW_BURN = (BurnRate(3.0, "1d", "2h"), BurnRate(1.0, "3d", "6h"))
 """Ticket: 10 % of the budget spent in a day, or the budget spent at exactly its rate."""
 BURN_SEVERITY = {"FastBurn": "page", "SlowBurn": "warning"}
 """The on-call contract: a fast burn pages, a slow one is a ticket (``warning``)."""
+PIPELINE_WINDOWS = ("1d", "3d", "7d")
+"""The windows of the pipeline SLO: enough runs in each for a ratio to mean something."""
+PIPELINE_FAST_BURN = (BurnRate(6.0, "3d", "1d"),)
+"""Page: 6x the budget (30 % of runs with the default 0.95) over three days and the last day,
+i.e. at least one of every ~3 runs failing for days, not a single bad run."""
+PIPELINE_SLOW_BURN = (BurnRate(2.0, "7d", "1d"),)
+"""Ticket: twice the budget over a week and the last day (the budget spent in half its period)."""
 DEFAULT_RUNBOOK_BASE = "docs/runbooks"
 """Where runbooks live: this repository's ``docs/runbooks`` (a path relative to its root)."""
 
@@ -70,6 +83,16 @@ class Slo:
     """PromQL of the error ratio with ``{w}`` where the window goes (replaced, not formatted)."""
     subject: str
     """Annotation text naming what the alert is about, with ``$labels`` templates."""
+    windows: tuple[str, ...] = WINDOWS
+    """The windows its error ratio is recorded over."""
+    fast: tuple[BurnRate, ...] = FAST_BURN
+    """The window pairs of its ``FastBurn`` alert."""
+    slow: tuple[BurnRate, ...] = SLOW_BURN
+    """The window pairs of its ``SlowBurn`` alert."""
+    hold: str = "2m"
+    """``for:`` of its burn alerts."""
+    automated_action: str = ""
+    """What the platform does by itself when it burns (an ``automated_action`` annotation)."""
 
     @property
     def budget(self) -> float:
@@ -93,6 +116,8 @@ class SloTargets:
     """Share of evaluations in which a model's p99 is within ``latency_ms``."""
     feature_server_availability: float = 0.999
     """Share of successful scrapes of the feature server."""
+    pipeline_success: float = 0.95
+    """Share of training pipeline runs that succeed."""
 
 
 def _rate(metric: str) -> str:
@@ -113,6 +138,9 @@ def slos(targets: SloTargets) -> tuple[Slo, ...]:
             targets.availability,
             f"{failed} / clamp_min({succeeded} + {failed}, 1e-9)",
             "{{ $labels.model }} availability",
+            automated_action="A rollout in progress is aborted and rolled back by its "
+            "analysis when the canary alone burns this SLO 14.4x over 5m (AnalysisTemplate "
+            "metric slo-fast-burn); a model with no rollout is not changed.",
         ),
         Slo(
             "model-latency",
@@ -128,6 +156,21 @@ def slos(targets: SloTargets) -> tuple[Slo, ...]:
             '1 - avg by (namespace, service) (avg_over_time(up{job="feast",'
             'namespace="feature-store"}[{w}]))',
             "feature server {{ $labels.service }} availability",
+        ),
+        Slo(
+            "training-pipeline-success",
+            "TrainingPipelineSuccess",
+            targets.pipeline_success,
+            'sum by (pipeline) (increase(sovml_pipeline_runs_total{outcome="failed"}[{w}])) / '
+            "clamp_min(sum by (pipeline) (increase(sovml_pipeline_runs_total[{w}])), 1e-9)",
+            "training pipeline {{ $labels.pipeline }} success rate",
+            windows=PIPELINE_WINDOWS,
+            fast=PIPELINE_FAST_BURN,
+            slow=PIPELINE_SLOW_BURN,
+            hold="15m",
+            automated_action="None: a failed run changes nothing served (the gate and the "
+            "registry keep the last good model); the drift job submits the next run when drift "
+            "asks for one.",
         ),
     )
 
@@ -182,7 +225,7 @@ def recording_rules(slo: Slo, latency_target_ms: float) -> list[dict[str, Any]]:
             "expr": slo.error_ratio.replace("{w}", w),
             "labels": {"slo": slo.name},
         }
-        for w in WINDOWS
+        for w in slo.windows
     ]
 
 
@@ -194,7 +237,7 @@ def slo_ratio(slo: Slo, window: str) -> str:
 def burn_alerts(slo: Slo, runbook_base: str) -> list[dict[str, Any]]:
     """The fast- and slow-burn alerts of one SLO, one rule per window pair."""
     rules = []
-    for kind, burns in (("FastBurn", FAST_BURN), ("SlowBurn", SLOW_BURN)):
+    for kind, burns in (("FastBurn", slo.fast), ("SlowBurn", slo.slow)):
         for burn in burns:
             over = slo.threshold(burn)
             rules.append(
@@ -202,7 +245,7 @@ def burn_alerts(slo: Slo, runbook_base: str) -> list[dict[str, Any]]:
                     f"{slo.alert_prefix}{kind}",
                     f"{slo_ratio(slo, burn.long)} > {over}\nand\n"
                     f"{slo_ratio(slo, burn.short)} > {over}",
-                    "2m",
+                    slo.hold,
                     BURN_SEVERITY[kind],
                     f"{slo.subject}: error budget burning {burn.factor:g}x over {burn.long}",
                     description=(
@@ -212,6 +255,9 @@ def burn_alerts(slo: Slo, runbook_base: str) -> list[dict[str, Any]]:
                     ),
                     runbook_base=runbook_base,
                     labels={"burn_window": burn.long},
+                    extra=(
+                        {"automated_action": slo.automated_action} if slo.automated_action else None
+                    ),
                 )
             )
     return rules

@@ -14,6 +14,7 @@ from components._alertmanager_config import CONFIG_SECRET as ALERTMANAGER_CONFIG
 from components._alerts import (
     DEFAULT_RUNBOOK_BASE,
     FAST_BURN,
+    PIPELINE_FAST_BURN,
     SloTargets,
     slo_groups,
     threshold_groups,
@@ -196,6 +197,11 @@ class Monitoring(pulumi.ComponentResource):
                 raise ValueError(
                     f"MonitoringArgs.slo.{key}: {getattr(args.slo, key)}; allowed (0.9306, 1)"
                 )
+        if not 1 - 1 / PIPELINE_FAST_BURN[0].factor < args.slo.pipeline_success < 1:
+            raise ValueError(
+                f"MonitoringArgs.slo.pipeline_success: {args.slo.pipeline_success}; allowed "
+                "(0.8334, 1)"
+            )
         if len(set(args.models)) != len(args.models):
             raise ValueError(f"MonitoringArgs.models: duplicates in {list(args.models)}")
         super().__init__(f"{TYPE_PREFIX}:monitoring:Monitoring", name, None, opts)

@@ -254,7 +254,10 @@ class Serving(pulumi.ComponentResource):
         UNDECIDED is inconclusive and ``inconclusiveLimit: count`` lets it look again, up to
         ``count`` looks (``looks_per_step``), after which a metric with neither limit reached
         is Inconclusive and the Rollout pauses: held, for a person to decide. The step
-        proceeds once every metric has succeeded.
+        proceeds once every metric has succeeded. The fourth metric, ``slo-fast-burn``, is the
+        serving SLO's fast burn on the candidate alone: a burn aborts like any FAIL, and it
+        succeeds only after a whole 5-minute window of the step's own traffic (its
+        ``consecutiveSuccessLimit``), so each analysed step lasts at least that long.
         """
         c = args.criteria
         return k8s.apiextensions.CustomResource(
@@ -271,7 +274,7 @@ class Serving(pulumi.ComponentResource):
                         "successCondition": check.success_condition,
                         "failureCondition": check.failure_condition,
                         "failureLimit": 0,
-                        "consecutiveSuccessLimit": 1,
+                        "consecutiveSuccessLimit": check.successes_needed,
                         "inconclusiveLimit": c.looks_per_step,
                         "provider": {
                             "prometheus": {"address": args.prometheus_url, "query": check.query}

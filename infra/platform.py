@@ -393,7 +393,7 @@ def data_services(
 
 def promotion_criteria(cfg: PlatformConfig) -> PromotionCriteria:
     """The canary criteria serving's analysis and monitoring's error-rate alert share."""
-    return PromotionCriteria(steps=cfg.canary_steps)
+    return PromotionCriteria(steps=cfg.canary_steps, slo_availability=cfg.slo_availability_target)
 
 
 def monitoring(
@@ -419,6 +419,7 @@ def monitoring(
                 latency_ms=float(cfg.slo_latency_target_ms),
                 latency_objective=cfg.slo_latency_objective,
                 feature_server_availability=cfg.slo_feature_server_target,
+                pipeline_success=cfg.slo_pipeline_success_target,
             ),
             gpu_pool_bounds=next(
                 ((p.min_size, p.max_size) for p in cfg.node_pools if p.gpu), (0, 0)

@@ -61,6 +61,22 @@ FAIL also at the interim checks between them (``interim_checks`` per look). PASS
 floor); else UNDECIDED, never a point comparison. With several pods per variant the bounds are taken
 per pod and combined conservatively (the lowest valid lower bound, the highest valid upper bound).
 
+**SLO burn (abort only)**: a fourth analysis metric, ``slo-fast-burn``, fails the analysis (rolls
+back) when the candidate's own availability error ratio over the last 5 minutes is above the
+serving SLO's fast-burn threshold, 14.4 x its error budget (the ModelAvailabilityFastBurn page's
+factor and short window, ``components/_alerts.py``). It is an SLO guard, a point threshold on the
+error budget, not a statistical test: it never promotes (it passes once a whole window of the
+step's own traffic stayed under the threshold, :func:`burn_successes_needed` looks) and judges
+only windows of at least :func:`burn_min_requests` requests. That floor bounds what it adds to
+the false-rollback rate: for a candidate that meets the SLO (error rate p <= budget b) the
+Chernoff bound gives P(ratio > 14.4 b in a window of n) <= exp(-n KL(14.4 b || b)) <=
+:data:`BURN_LOOK_RATE` (1e-6) per look, so at most ``max_looks x 1e-6`` (3e-5 with the defaults)
+over a rollout, on top of the stated 5 %; Bonferroni, as the other guards. It catches what the
+error SPRT would also catch, only sooner when a candidate fails far past ``max_error_rate`` and in
+the terms the on-call pages in. The local ``sovml abtest`` does not run it (its error SPRT is the
+statistical test; the simulation in ``tests/test_abtest_stats.py`` is unchanged). The window
+request count is Prometheus' ``increase``, extrapolated within one scrape interval.
+
 Limit: Triton counts only requests that reached its scheduler, so the cluster's error guard does
 not see requests refused before (malformed input, full queue); the local decision counts every
 client-visible failure.
@@ -98,6 +114,12 @@ SUMMARY_WINDOW_S = 48.0
 """The summary window always holds at least the last 48 s (60 s age, 12 s rotation)."""
 LOWER, UPPER = "lower", "upper"
 """Which side of the p99 a bound is on."""
+BURN_FACTOR = 14.4
+"""The fast-burn factor: 2 % of a 30-day error budget in an hour (SRE Workbook, ch. 5)."""
+BURN_WINDOW_S = 300
+"""The burn guard's window: the fast-burn page's short window (5m)."""
+BURN_LOOK_RATE = 1e-6
+"""Per-look bound of P(burn guard fails | candidate meets the SLO), by its request floor."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,8 @@ class PromotionCriteria:
     """Prometheus' scrape interval of Triton (the ServiceMonitor's)."""
     scrape_timeout_s: int = 10
     """Prometheus' scrape timeout of Triton (bounds a sample's age within its scrape)."""
+    slo_availability: float = 0.999
+    """The serving availability SLO (``sloAvailabilityTarget``) the burn guard judges against."""
 
     def __post_init__(self) -> None:
         if not 0 < self.acceptable_error_rate < self.max_error_rate < 1:
@@ -161,6 +185,11 @@ class PromotionCriteria:
         if min(self.looks_per_step, self.min_requests_per_step) < 1 or self.interim_checks < 0:
             raise ValueError(
                 "looks_per_step, min_requests_per_step: allowed >= 1; interim_checks: >= 0"
+            )
+        if not 1 - 1 / BURN_FACTOR < self.slo_availability < 1:
+            raise ValueError(
+                f"slo_availability: {self.slo_availability}; allowed "
+                f"({1 - 1 / BURN_FACTOR:.4g}, 1): a {BURN_FACTOR:g}x burn must be a ratio < 1"
             )
         if self.window_offset_s < 1:
             raise ValueError(
@@ -218,6 +247,11 @@ class PromotionCriteria:
     def error_bounds(self) -> tuple[float, float]:
         """(pass, rollback) boundaries of the error LLR: log(beta), log(1/alpha)."""
         return math.log(self.false_promotion_rate), math.log(1 / self.error_rollback_rate)
+
+    @property
+    def burn_threshold(self) -> float:
+        """The error ratio a fast burn stands for: ``BURN_FACTOR x (1 - slo_availability)``."""
+        return round(BURN_FACTOR * round(1 - self.slo_availability, 12), 12)
 
     @property
     def error_weights(self) -> tuple[float, float]:
@@ -452,10 +486,45 @@ class AnalysisCheck:
     query: str
     success_condition: str
     failure_condition: str
+    successes_needed: int = 1
+    """Argo's ``consecutiveSuccessLimit``: consecutive PASSes that end the metric."""
+
+
+def burn_min_requests(c: PromotionCriteria) -> int:
+    """Requests a window needs before the burn guard judges it: the smallest n with the Chernoff
+    bound exp(-n KL(t || b)) <= :data:`BURN_LOOK_RATE`, t the burn threshold and b the budget
+    (monotone in n, and valid for every error rate p <= b)."""
+    t, b = c.burn_threshold, round(1 - c.slo_availability, 12)
+    kl = t * math.log(t / b) + (1 - t) * math.log((1 - t) / (1 - b))
+    return math.ceil(math.log(1 / BURN_LOOK_RATE) / kl)
+
+
+def burn_verdict(c: PromotionCriteria, failures: float, requests: float) -> str:
+    """The burn guard on one window's counts: FAIL above the threshold with enough requests,
+    else PASS (it never holds a step: the other guards decide promotion)."""
+    ratio = failures / requests if requests >= burn_min_requests(c) else 0.0
+    return FAIL if ratio > c.burn_threshold else PASS
+
+
+def burn_successes_needed(c: PromotionCriteria) -> int:
+    """Looks until a whole window of the step's own traffic has been judged (the first look is
+    at the step's start), at most ``looks_per_step``."""
+    return min(c.looks_per_step, math.ceil(BURN_WINDOW_S / c.analysis_interval_s) + 1)
+
+
+def burn_query(c: PromotionCriteria, sel: str) -> str:
+    """PromQL: the variant's error ratio over :data:`BURN_WINDOW_S`, 0 under the request floor
+    (:func:`burn_verdict` in Prometheus; absent counters count as 0)."""
+    w = f"{BURN_WINDOW_S}s"
+    fail = f"scalar(sum(increase(nv_inference_request_failure{{{sel}}}[{w}])) or vector(0))"
+    ok = f"scalar(sum(increase(nv_inference_request_success{{{sel}}}[{w}])) or vector(0))"
+    n = f"({ok} + {fail})"
+    return f"vector({fail}) / clamp_min(vector({n}), 1e-9) * ({n} >= bool {burn_min_requests(c)})"
 
 
 def analysis_checks(c: PromotionCriteria, model: str) -> list[AnalysisCheck]:
-    """The three guards as Argo Rollouts metrics (``result[0]`` is the query's one value)."""
+    """The guards as Argo Rollouts metrics (``result[0]`` is the query's one value): the three
+    statistical ones and the SLO fast-burn abort."""
     canary, stable = selector(model, "canary"), selector(model, "stable")
     acc_fail, acc_pass = c.accuracy_bounds
     err_pass, err_fail = c.error_bounds
@@ -477,5 +546,12 @@ def analysis_checks(c: PromotionCriteria, model: str) -> list[AnalysisCheck]:
             error_llr_query(c, canary),
             f"result[0] <= {err_pass!r}",
             f"result[0] >= {err_fail!r}",
+        ),
+        AnalysisCheck(
+            "slo-fast-burn",
+            burn_query(c, canary),
+            f"result[0] <= {c.burn_threshold!r}",
+            f"result[0] > {c.burn_threshold!r}",
+            successes_needed=burn_successes_needed(c),
         ),
     ]

@@ -39,8 +39,6 @@ import yaml
 
 from components._alerts import (
     BURN_SEVERITY,
-    FAST_BURN,
-    SLOW_BURN,
     BurnRate,
     Slo,
     SloTargets,
@@ -62,7 +60,12 @@ SEVERITY = {
     "FeatureDrift": "warning",
     **{
         f"{prefix}{kind}": severity
-        for prefix in ("ModelAvailability", "ModelLatency", "FeatureServerAvailability")
+        for prefix in (
+            "ModelAvailability",
+            "ModelLatency",
+            "FeatureServerAvailability",
+            "TrainingPipelineSuccess",
+        )
         for kind, severity in BURN_SEVERITY.items()
     },
 }
@@ -76,6 +79,7 @@ CUSTOM = dict(
         latency_ms=250.0,
         latency_objective=0.98,
         feature_server_availability=0.99,
+        pipeline_success=0.9,
     ),
     gpu_pool_bounds=(1, 4),
     runbook_base="https://git.example.internal/sovereign-ml/-/blob/main/docs/runbooks/",
@@ -460,9 +464,24 @@ def feed_feature_server(key: str, ratio: float, samples: int) -> tuple[list[dict
     }
 
 
+def feed_pipeline_runs(key: str, ratio: float, samples: int) -> tuple[list[dict], dict]:
+    """``sovml_pipeline_runs_total`` of a pipeline failing ``ratio`` of its runs; both outcome
+    series exist from the start, as the run's writer keeps them (``increase`` needs 2 samples)."""
+    runs = 1_000.0
+    failed = round(runs * ratio, 9)
+    labels = {"job": "pushgateway", "pipeline": key}
+    return [
+        {"series": series("sovml_pipeline_runs_total", {**labels, "outcome": "succeeded"}),
+         "values": ramp(runs - failed, samples)},
+        {"series": series("sovml_pipeline_runs_total", {**labels, "outcome": "failed"}),
+         "values": ramp(failed, samples)},
+    ], {"pipeline": key}  # fmt: skip
+
+
 FEEDS: dict[str, tuple[Feed, int]] = {
     "model-availability": (feed_model_availability, 1),
     "feature-server-availability": (feed_feature_server, 0),
+    "training-pipeline-success": (feed_pipeline_runs, 1),
 }
 """How to produce each ratio-based SLO's error ratio, and the minute its condition starts."""
 
@@ -493,7 +512,7 @@ def burn_case_builder(slo_name: str, kind: str) -> Callable[[dict[str, Any], Mon
     def build(_rule: dict[str, Any], args: MonitoringArgs) -> Case:
         slo = slo_named(args, slo_name)
         name = f"{slo.alert_prefix}{kind}"
-        burns = FAST_BURN if kind == "FastBurn" else SLOW_BURN
+        burns = slo.fast if kind == "FastBurn" else slo.slow
         rules = [r for r in burn_alerts(slo, args.runbook_base) if r["alert"] == name]
         hold_for = minutes(rules[0]["for"])
         samples = hold_for + 8
@@ -554,6 +573,7 @@ CASES: dict[str, Callable[[dict[str, Any], MonitoringArgs], Case]] = {
             ("model-availability", "ModelAvailability"),
             ("model-latency", "ModelLatency"),
             ("feature-server-availability", "FeatureServerAvailability"),
+            ("training-pipeline-success", "TrainingPipelineSuccess"),
         )
         for kind in BURN_SEVERITY
     },

@@ -18,8 +18,9 @@ module's verdict functions. Here both run against one real Triton server:
 * The exact query strings of the synthesized AnalysisTemplate are evaluated through the HTTP API;
   their values must equal what the local functions compute from the metrics text (to 1e-9
   relative), and the template's success/failure conditions must give the local verdicts: the
-  slow canary FAILs the latency guard and its poisoned rows FAIL the error guard, while the
-  reversed comparison (the same traffic, the stable variant as candidate) PASSes both.
+  slow canary FAILs the latency guard and its poisoned rows FAIL the error guard and the SLO
+  fast-burn guard (2 % failed > 14.4 x the 0.1 % budget), while the reversed comparison (the same
+  traffic, the stable variant as candidate) PASSes all three.
 
 Why the comparison is exact, not approximate. Latency: the guard reads Triton's summary
 quantiles (gauges, the same numbers ``/metrics`` showed as long as no request arrives and the
@@ -70,6 +71,8 @@ from policies.promotion import (
     LatencyWindow,
     analysis_checks,
     bound_query,
+    burn_min_requests,
+    burn_verdict,
     error_llr,
     error_verdict,
     latency_verdict,
@@ -125,6 +128,8 @@ class ClusterAnalysis:
     """AnalysisTemplate metric name -> success condition (PASS)."""
     failure: dict[str, str]
     """AnalysisTemplate metric name -> failure condition (FAIL)."""
+    consecutive: dict[str, int]
+    """AnalysisTemplate metric name -> consecutiveSuccessLimit."""
 
 
 def cluster_analysis(record: dict[str, Any]) -> ClusterAnalysis:
@@ -154,6 +159,7 @@ def cluster_analysis(record: dict[str, Any]) -> ClusterAnalysis:
         queries={m["name"]: m["provider"]["prometheus"]["query"] for m in metrics},
         success={m["name"]: m["successCondition"] for m in metrics},
         failure={m["name"]: m["failureCondition"] for m in metrics},
+        consecutive={m["name"]: m["consecutiveSuccessLimit"] for m in metrics},
     )
 
 
@@ -430,6 +436,8 @@ def test_the_record_queries_are_built_by_policies_promotion(observation: Observa
     assert c.queries == {k.name: k.query for k in checks}
     assert c.success == {k.name: k.success_condition for k in checks}
     assert c.failure == {k.name: k.failure_condition for k in checks}
+    assert c.consecutive == {k.name: k.successes_needed for k in checks}
+    assert list(c.queries) == ["accuracy-sprt", "latency-p99", "error-rate-sprt", "slo-fast-burn"]
 
 
 def test_scraped_series_carry_the_cluster_labels(observation: Observation) -> None:
@@ -461,6 +469,29 @@ def test_error_guard_the_same_statistic_and_verdict(observation: Observation) ->
     stable = obs.value(stable_query)
     assert stable == error_llr(DEFAULT, 0, obs.client_requests["stable"])
     assert argo_verdict("error-rate-sprt", c, stable) == error_verdict(DEFAULT, stable) == PASS
+
+
+def test_slo_burn_guard_aborts_the_failing_candidate_only(observation: Observation) -> None:
+    """The template's fast-burn ratio over 5 minutes is the canary's failed share of the same
+    traffic (both counters' increases are extrapolated alike, so the ratio is exact up to
+    float rounding), above 14.4 x the SLO's budget with more than the request floor: FAIL. The
+    healthy stable variant as candidate: ratio 0, PASS (no false abort)."""
+    obs, c = observation, observation.cluster
+    failures, requests = obs.client_errors["canary"], obs.client_requests["canary"]
+    assert requests >= burn_min_requests(DEFAULT) == 551
+    got = obs.promql["slo-fast-burn"]
+    assert math.isclose(got, failures / requests, rel_tol=1e-6), (got, failures / requests)
+    assert got > DEFAULT.burn_threshold == 0.0144
+    assert argo_verdict("slo-fast-burn", c, got) == burn_verdict(DEFAULT, failures, requests)
+    assert burn_verdict(DEFAULT, failures, requests) == FAIL
+    stable_query = c.queries["slo-fast-burn"].replace(
+        obs.setup.selector("canary"), obs.setup.selector("stable")
+    )
+    assert stable_query != c.queries["slo-fast-burn"]
+    stable = obs.value(stable_query)
+    assert stable == 0.0
+    verdict = burn_verdict(DEFAULT, 0, obs.client_requests["stable"])
+    assert argo_verdict("slo-fast-burn", c, stable) == verdict == PASS
 
 
 @pytest.mark.parametrize("alpha", ["pass", "fail"])

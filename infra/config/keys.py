@@ -487,6 +487,13 @@ KEYS: tuple[Key, ...] = (
         "0.999",
     ),
     Key(
+        "sloPipelineSuccessTarget",
+        "string",
+        "Share of training pipeline runs that must succeed (a number in (0, 1) as text); its "
+        "burn-rate alerts judge 1d, 3d and 7d windows (runs are few a day).",
+        "0.95",
+    ),
+    Key(
         "runbookBaseUrl",
         "string",
         "Base of every alert's runbook_url (<base>/<AlertName>.md): a URL of this repository's "

@@ -180,6 +180,8 @@ class PlatformConfig:
     """Share of evaluations in which a model's p99 must be within its target."""
     slo_feature_server_target: float
     """Share of successful scrapes of the feature server."""
+    slo_pipeline_success_target: float
+    """Share of training pipeline runs that must succeed."""
     runbook_base_url: str
     """Base of every alert's ``runbook_url``."""
     alerting: Receivers

@@ -11,7 +11,12 @@ from typing import Any
 
 from infra.config.reader import Reader
 
-FRACTION_KEYS = ("sloAvailabilityTarget", "sloLatencyObjective", "sloFeatureServerTarget")
+FRACTION_KEYS = (
+    "sloAvailabilityTarget",
+    "sloLatencyObjective",
+    "sloFeatureServerTarget",
+    "sloPipelineSuccessTarget",
+)
 """The SLO targets written as fractions of text."""
 
 _FRACTION = re.compile(r"0\.9[4-9][0-9]{0,4}")

@@ -17,6 +17,7 @@ Layout under ``output_dir`` (default ``build/pipelines``)::
                                                   :func:`default_feature_repo`
     keys/artifact-key.json                        local envelope key (mode 0600)
     logs/<run_tag>.log                            full log of each run
+    metrics/sovml_pipeline_runs.prom              runs by outcome (pipelines/training/outcome.py)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.training import images, provenance
+from pipelines.training import images, outcome, provenance
 from pipelines.training.provenance import CODE_ROOT
 from pipelines.training.validation import ERROR_MARKER
 
@@ -304,6 +305,8 @@ def run_local(
         succeeded, tag, run_dir, time.perf_counter() - started, tracker, outputs, log_path
     )
     result.feature_repo = Path(args["feature_repo"])
+    # The training-pipeline success SLO's counter (components/_alerts.py).
+    outcome.record_run(out / "metrics", PIPELINE_NAME, succeeded)
     return result
 
 
