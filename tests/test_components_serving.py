@@ -184,12 +184,16 @@ def test_analysis_maps_pass_fail_undecided_onto_argo() -> None:
     metrics = template["inputs"]["spec"]["metrics"]
     checks = analysis_checks(criteria, "m")
     assert [m["name"] for m in metrics] == [c.name for c in checks]
-    assert [m["name"] for m in metrics] == ["accuracy-sprt", "latency-p99", "error-rate-sprt"]
+    guards = ["accuracy-sprt", "latency-p99", "error-rate-sprt", "slo-fast-burn"]
+    assert [m["name"] for m in metrics] == guards
     for metric, check in zip(metrics, checks, strict=True):
         assert metric["provider"]["prometheus"]["query"] == check.query, template["urn"]
         assert metric["successCondition"] == check.success_condition
         assert metric["failureCondition"] == check.failure_condition
-        assert (metric["failureLimit"], metric["consecutiveSuccessLimit"]) == (0, 1)
+        # The statistical guards end at their first PASS; the SLO guard needs a whole burn
+        # window of passes (capped at the step's looks, so a step can still be promoted).
+        needed = 1 if check.name != "slo-fast-burn" else min(7, 300 // 30 + 1)
+        assert (metric["failureLimit"], metric["consecutiveSuccessLimit"]) == (0, needed)
         assert metric["count"] == metric["inconclusiveLimit"] == 7
         assert metric["interval"] == "30s"
     latency = metrics[1]

@@ -353,6 +353,8 @@ def test_a_webhook_receiver_is_kept_in_the_config() -> None:
         ("sloAvailabilityTarget", "99.9", "a number from 0.94 to below 1"),
         ("sloLatencyObjective", "0.93999", "a number from 0.94 to below 1"),
         ("sloFeatureServerTarget", "0.9999999", "a number from 0.94 to below 1"),
+        ("sloPipelineSuccessTarget", "0.8", "a number from 0.84 to below 1"),
+        ("sloPipelineSuccessTarget", "0.95 ", "a number from 0.84 to below 1"),
         ("sloLatencyTargetMs", 0, "an integer from 1 to 60000"),
         ("sloLatencyTargetMs", 60_001, "an integer from 1 to 60000"),
         ("runbookBaseUrl", "http://wiki.example.ae/runbooks", "an https:// URL"),
@@ -369,12 +371,14 @@ def test_valid_slo_targets_are_read_as_numbers() -> None:
         sloAvailabilityTarget="0.94",
         sloLatencyObjective="0.995",
         sloFeatureServerTarget="0.999999",
+        sloPipelineSuccessTarget="0.9",  # below 0.94: the pipeline's page burns at 6x, not 14.4x
         sloLatencyTargetMs="250",  # as the engine hands it over
         runbookBaseUrl="https://git.example.ae/ml/docs/runbooks",
     )
     assert isinstance(cfg, cfgmod.PlatformConfig), cfg
     assert (cfg.slo_availability_target, cfg.slo_latency_objective) == (0.94, 0.995)
     assert (cfg.slo_feature_server_target, cfg.slo_latency_target_ms) == (0.999999, 250)
+    assert cfg.slo_pipeline_success_target == 0.9
     assert cfg.runbook_base_url == "https://git.example.ae/ml/docs/runbooks"
     defaults = parse()
     assert isinstance(defaults, cfgmod.PlatformConfig)
