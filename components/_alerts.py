@@ -65,6 +65,12 @@ PIPELINE_FAST_BURN = (BurnRate(6.0, "3d", "1d"),)
 i.e. at least one of every ~3 runs failing for days, not a single bad run."""
 PIPELINE_SLOW_BURN = (BurnRate(2.0, "7d", "1d"),)
 """Ticket: twice the budget over a week and the last day (the budget spent in half its period)."""
+GPU_SATURATED_PERCENT = 95
+"""Mean GPU utilisation of a node above which, for 30 minutes, ``GpuSaturated`` fires."""
+GPU_SCALE_PERCENT = 80
+"""Mean GPU utilisation of a model's replicas above which KEDA adds a replica
+(:func:`components.serving.gpu_util_query`): below :data:`GPU_SATURATED_PERCENT`, so serving
+scales out well before a node's GPUs have been saturated for the alert's 30 minutes."""
 DEFAULT_RUNBOOK_BASE = "docs/runbooks"
 """Where runbooks live: this repository's ``docs/runbooks`` (a path relative to its root)."""
 
@@ -325,17 +331,20 @@ def threshold_groups(
             "rules": [
                 alert(
                     "GpuSaturated",
-                    f"{gpu_util} > 95",
+                    f"{gpu_util} > {GPU_SATURATED_PERCENT}",
                     "30m",
                     "warning",
                     f"{on_host} saturated: scale out",
-                    description="Mean GPU utilisation of {{ $labels.Hostname }} above 95 % for "
-                    "30 minutes.",
+                    description="Mean GPU utilisation of {{ $labels.Hostname }} above "
+                    f"{GPU_SATURATED_PERCENT} % for 30 minutes.",
                     runbook_base=runbook_base,
                     extra={
-                        "automated_action": "The cluster autoscaler adds GPU nodes for pending "
-                        f"pods within the gpu pool's bounds ({low}-{high} nodes); beyond "
-                        f"{high} it cannot, and gpuPoolMaxSize must be raised."
+                        "automated_action": "KEDA adds replicas to each GPU-served model whose "
+                        f"GPUs average above {GPU_SCALE_PERCENT} % (the ScaledObject's DCGM "
+                        "trigger), up to the model's max replicas and never more than the gpu "
+                        f"pool's max size ({high}); the cluster autoscaler adds GPU nodes for the "
+                        f"pending pods within the gpu pool's bounds ({low}-{high} nodes). Beyond "
+                        f"{high} nodes nothing scales: raise gpuPoolMaxSize."
                     },
                 ),
                 alert(

@@ -53,6 +53,11 @@ PROMETHEUS_URL = "http://prometheus-kube-prometheus-prometheus.monitoring.svc:90
 """The query endpoint of the ``prometheus`` release: kube-prometheus-stack names the Service
 ``<fullname>-prometheus``, fullname being ``<release>-<chart>`` cut to 26 characters
 (``prometheus-kube-prometheus``). The canary analysis and KEDA query it."""
+DCGM_POD_LABELS = ("namespace", "pod", "container")
+"""Labels the DCGM exporter puts on a GPU's series naming the pod holding it (the chart always
+sets ``DCGM_EXPORTER_KUBERNETES``). Its ServiceMonitor defaults to ``honorLabels: false``, under
+which Prometheus overwrites them with the exporter's own target labels (and keeps the GPU's as
+``exported_*``); the release sets ``honorLabels: true`` so per-model GPU queries read them."""
 KFP_PORT = 8888
 KFP_URL = f"http://ml-pipeline.kubeflow.svc:{KFP_PORT}"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
@@ -287,7 +292,7 @@ class Monitoring(pulumi.ComponentResource):
                 values={
                     "nodeSelector": dict(GPU_NODE_SELECTOR),
                     "tolerations": [dict(GPU_TOLERATION)],
-                    "serviceMonitor": {"enabled": True},
+                    "serviceMonitor": {"enabled": True, "honorLabels": True},
                 },
                 opts=child(self, depends_on=[stack]),
             )

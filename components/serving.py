@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components._alerts import GPU_SATURATED_PERCENT, GPU_SCALE_PERCENT
 from components._aws import TYPE_PREFIX, child, region_of
 from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
 from components._k8s import (
@@ -21,7 +22,7 @@ from components._k8s import (
     pool_selector,
     runtime_default,
 )
-from components.monitoring import PROMETHEUS_URL
+from components.monitoring import DCGM_POD_LABELS, PROMETHEUS_URL
 from policies.promotion import DEFAULT, PromotionCriteria, analysis_checks, triton_metrics_args
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
@@ -46,6 +47,22 @@ def request_rate_query(model: str, window: str = RATE_WINDOW) -> str:
     return f"{ok} + ({fail} or vector(0))"
 
 
+def gpu_util_query(model: str, namespace: str) -> str:
+    """PromQL: the summed GPU utilisation (percent) of a model's Triton pods, from DCGM.
+
+    The DCGM exporter maps each GPU to the pod and container holding it (the kubelet's
+    pod-resources API) and labels its series ``namespace``, ``pod`` and ``container``; the
+    ServiceMonitor keeps those labels (:data:`components.monitoring.DCGM_POD_LABELS`). A Rollout
+    names its pods ``<rollout>-<template hash>-<suffix>``: exactly two segments after
+    ``triton-<model>-``, so model ``a`` never matches the pods of model ``a-b``. The sum over
+    the replicas against a per-replica threshold is what KEDA's ``AverageValue`` expects.
+    """
+    ns_label, pod_label, container_label = DCGM_POD_LABELS
+    pod = f"triton-{model}-[a-z0-9]+-[a-z0-9]+"
+    sel = f'{ns_label}="{namespace}",{pod_label}=~"{pod}",{container_label}="triton"'
+    return f"sum(DCGM_FI_DEV_GPU_UTIL{{{sel}}})"
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """One model served by Triton."""
@@ -63,7 +80,8 @@ class ServedModel:
     idle_minutes: int = 15
     """Request-free minutes before a scale-to-zero model goes to zero (KEDA cooldown)."""
     target_rps: int = 50
-    """Requests per second one replica carries before KEDA adds another (scale-to-zero only)."""
+    """Requests per second one replica carries before KEDA adds another (KEDA-scaled models:
+    scale-to-zero or gpu profile)."""
     warm_start_cron: str = ""
     """Cron expression (``timezone``) when the model is woken to its floor (scale-to-zero only);
     empty: no schedule."""
@@ -95,6 +113,12 @@ class ServingArgs:
     """Prometheus the rollout analysis queries."""
     criteria: PromotionCriteria = field(default_factory=lambda: DEFAULT)
     """Promotion criteria: the same object the local ``sovml abtest`` decides with."""
+    gpu_pool_max_size: int = 0
+    """Max nodes of the GPU pool: no GPU-profile model scales past it (one GPU per replica);
+    0 when the stack has no GPU pool (then no model may use the ``gpu`` profile)."""
+    gpu_scale_percent: int = GPU_SCALE_PERCENT
+    """Mean GPU utilisation of a GPU model's replicas above which KEDA adds one; below the
+    ``GpuSaturated`` alert's threshold so serving scales out before it fires."""
 
 
 class Serving(pulumi.ComponentResource):
@@ -135,6 +159,16 @@ class Serving(pulumi.ComponentResource):
     Canary analysis needs live traffic too, so roll out new versions while the model serves.
     Use it where idle hours dominate and the first caller can wait (SMB tenants); keep it off
     for latency-bound production serving.
+
+    GPU saturation (the ``GpuSaturated`` alert's automated action): every ``gpu``-profile model
+    gets a ScaledObject, warm or not, with a second Prometheus trigger on its replicas' summed
+    DCGM utilisation (:func:`gpu_util_query`) against ``gpu_scale_percent`` per replica, so
+    replicas grow before a GPU node has been saturated for the alert's 30 minutes. Its ceiling
+    is the model's ``max_replicas`` cut to the GPU pool's max size; the replicas that find no GPU
+    stay pending and the cluster autoscaler adds GPU nodes for them within the pool's bounds.
+    A warm model keeps its floor (``minReplicaCount``) and scales on request rate and GPU
+    utilisation instead of the CPU of an HPA (a GPU server's CPU says little about its load).
+    CPU-profile models get no GPU trigger.
     """
 
     def __init__(
@@ -215,12 +249,9 @@ class Serving(pulumi.ComponentResource):
             },
             opts=child(self, depends_on=[analysis, sa, *services]),
         )
-        if m.scale_to_zero:
+        if m.scale_to_zero or m.profile == "gpu":
+            # KEDA owns the HPA of this model; two autoscalers on one Rollout fight.
             self._scaled_object(name, m, args, app, rollout)
-            # Controllers scale past PDBs anyway; minAvailable 1 at zero pods would be a budget
-            # violated for as long as the model idles (and alerted on), and would pin the last
-            # pod against node drains. One voluntary disruption at a time keeps the intent.
-            budget: dict = {"maxUnavailable": 1}
         else:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-{m.name}-hpa",
@@ -228,7 +259,10 @@ class Serving(pulumi.ComponentResource):
                 spec=cpu_hpa_spec(rollout_ref(app), m.min_replicas, m.max_replicas),
                 opts=child(self),
             )
-            budget = {"minAvailable": 1}
+        # Controllers scale past PDBs anyway; minAvailable 1 at zero pods would be a budget
+        # violated for as long as the model idles (and alerted on), and would pin the last
+        # pod against node drains. One voluntary disruption at a time keeps the intent.
+        budget = {"maxUnavailable": 1} if m.scale_to_zero else {"minAvailable": 1}
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-{m.name}-pdb",
             metadata=metadata(app, args.namespace),
@@ -321,7 +355,7 @@ class Serving(pulumi.ComponentResource):
                 # having KEDA's admission webhook refuse a second autoscaler on the Rollout.
                 "annotations": {"scaledobject.keda.sh/transfer-hpa-ownership": "true"},
             },
-            spec=scaled_object_spec(m, app, args.prometheus_url),
+            spec=scaled_object_spec(m, app, args),
             opts=child(self, depends_on=[rollout]),
         )
 
@@ -346,6 +380,17 @@ def validate(args: ServingArgs) -> None:
                 f"ServingArgs.models[{m.name}]: idle_minutes {m.idle_minutes}, target_rps "
                 f"{m.target_rps}; allowed 1-1440 minutes and >= 1 request per second"
             )
+    gpu_models = [m for m in args.models if m.profile == "gpu"]
+    if gpu_models and args.gpu_pool_max_size < 1:
+        raise ValueError(
+            f"ServingArgs.gpu_pool_max_size: {args.gpu_pool_max_size}; allowed >= 1 when a model "
+            f"uses the gpu profile ({gpu_models[0].name})"
+        )
+    if not 1 <= args.gpu_scale_percent < GPU_SATURATED_PERCENT:
+        raise ValueError(
+            f"ServingArgs.gpu_scale_percent: {args.gpu_scale_percent}; allowed 1-"
+            f"{GPU_SATURATED_PERCENT - 1} (below the GpuSaturated alert's threshold)"
+        )
     if ":" not in args.puller_image.rsplit("/", 1)[-1] or args.puller_image.endswith(":latest"):
         raise ValueError(f"ServingArgs.puller_image: {args.puller_image}; allowed a pinned tag")
 
@@ -439,16 +484,29 @@ def triton_pod(
     return spec
 
 
-def scaled_object_spec(m: ServedModel, app: str, prometheus_url: str) -> dict[str, Any]:
-    """KEDA's spec for a scale-to-zero model: request-rate trigger, optional warm hours."""
-    # KEDA runs 0 <-> 1 itself and gives 1..N to its HPA. A floor above one keeps zone
-    # redundancy once woken: idleReplicaCount 0 (the only value KEDA supports) is then the
-    # idle state and minReplicaCount the floor.
-    floor = (
-        {"minReplicaCount": 0}
-        if m.min_replicas == 1
-        else {"idleReplicaCount": 0, "minReplicaCount": m.min_replicas}
-    )
+def gpu_ceiling(m: ServedModel, gpu_pool_max_size: int) -> int:
+    """Most replicas KEDA gives a GPU model: its ``max_replicas``, at most the pool's max nodes.
+
+    One GPU per replica, and a pool node holds at least one GPU: past the pool's max size the
+    extra replicas could only pend. Never below the floor, which KEDA requires (a floor above
+    the pool, as on a one-node dev pool, already pends its extra replicas and scales no further).
+    """
+    return max(m.min_replicas, min(m.max_replicas, gpu_pool_max_size))
+
+
+def scaled_object_spec(m: ServedModel, app: str, args: ServingArgs) -> dict[str, Any]:
+    """KEDA's spec: request-rate trigger, GPU trigger (gpu profile), optional warm hours."""
+    gpu = m.profile == "gpu"
+    if not m.scale_to_zero:
+        # A warm model: KEDA holds the floor and never idles it.
+        floor: dict[str, int] = {"minReplicaCount": m.min_replicas}
+    elif m.min_replicas == 1:
+        # KEDA runs 0 <-> 1 itself and gives 1..N to its HPA.
+        floor = {"minReplicaCount": 0}
+    else:
+        # A floor above one keeps zone redundancy once woken: idleReplicaCount 0 (the only
+        # value KEDA supports) is then the idle state and minReplicaCount the floor.
+        floor = {"idleReplicaCount": 0, "minReplicaCount": m.min_replicas}
     # The request-rate trigger cannot wake an idle model (its series vanish with the last
     # pod); the cron trigger is the wake path: the floor during the tenant's hours.
     warm = (
@@ -463,21 +521,39 @@ def scaled_object_spec(m: ServedModel, app: str, prometheus_url: str) -> dict[st
                 },
             }
         ]
-        if m.warm_start_cron
+        if m.scale_to_zero and m.warm_start_cron
+        else []
+    )
+    gpu_trigger = (
+        [
+            {
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": args.prometheus_url,
+                    "query": gpu_util_query(m.name, args.namespace),
+                    "threshold": str(args.gpu_scale_percent),
+                    # Only the request rate wakes or holds a model: a loaded model's idle GPU
+                    # reads a few percent, which must not keep it from going to zero.
+                    "activationThreshold": str(args.gpu_scale_percent),
+                    "ignoreNullValues": "true",
+                },
+            }
+        ]
+        if gpu
         else []
     )
     return {
         "scaleTargetRef": rollout_ref(app),
         **floor,
-        "maxReplicaCount": m.max_replicas,
-        "cooldownPeriod": m.idle_minutes * 60,
+        "maxReplicaCount": gpu_ceiling(m, args.gpu_pool_max_size) if gpu else m.max_replicas,
+        **({"cooldownPeriod": m.idle_minutes * 60} if m.scale_to_zero else {}),
         "advanced": {"horizontalPodAutoscalerConfig": {"name": app}},
         "triggers": [
             *warm,
             {
                 "type": "prometheus",
                 "metadata": {
-                    "serverAddress": prometheus_url,
+                    "serverAddress": args.prometheus_url,
                     "query": request_rate_query(m.name),
                     "threshold": str(m.target_rps),
                     "activationThreshold": "0",
@@ -485,5 +561,6 @@ def scaled_object_spec(m: ServedModel, app: str, prometheus_url: str) -> dict[st
                     "ignoreNullValues": "true",
                 },
             },
+            *gpu_trigger,
         ],
     }

@@ -320,14 +320,16 @@ def has_gpus(cfg: PlatformConfig) -> bool:
     return any(p.gpu for p in cfg.node_pools)
 
 
-def scales_to_zero(cfg: PlatformConfig) -> bool:
-    """Whether a served model may scale to zero, which needs KEDA."""
-    return cfg.serving_scale_to_zero and bool(cfg.served_models)
+def needs_keda(cfg: PlatformConfig) -> bool:
+    """Whether KEDA scales served models: to zero, or on GPU utilisation (gpu profile)."""
+    return bool(cfg.served_models) and (
+        cfg.serving_scale_to_zero or any(p == "gpu" for _, p in cfg.served_models)
+    )
 
 
 def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     """The platform's namespaces; KEDA gets one like the rest where it is deployed."""
-    return (*PLATFORM_NAMESPACES, "keda") if scales_to_zero(cfg) else PLATFORM_NAMESPACES
+    return (*PLATFORM_NAMESPACES, "keda") if needs_keda(cfg) else PLATFORM_NAMESPACES
 
 
 def secrets_service(
@@ -482,8 +484,8 @@ def vault_configuration(cfg: PlatformConfig, eks: KubernetesCluster, secrets: Va
 def serving(
     cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
 ) -> Serving:
-    """Triton per served model; KEDA first where models may scale to zero."""
-    if scales_to_zero(cfg):
+    """Triton per served model; KEDA first where models scale to zero or on GPU load."""
+    if needs_keda(cfg):
         keda = Keda("keda", KedaArgs(namespace="keda", vpc_cidr=cfg.network.cidr), opts)
         # The ScaledObjects need KEDA's CRDs and webhooks in place first.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[keda]))
@@ -514,6 +516,7 @@ def serving(
             cluster_access=eks.cluster.access,
             puller_image=cfg.model_puller_image,
             criteria=promotion_criteria(cfg),
+            gpu_pool_max_size=next((p.max_size for p in cfg.node_pools if p.gpu), 0),
         ),
         opts=opts,
     )

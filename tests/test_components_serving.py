@@ -145,7 +145,8 @@ def test_scale_to_zero_keeps_a_higher_floor_once_woken() -> None:
 
     res = record(
         lambda: _serving(
-            models=[ServedModel("m", "gpu", min_replicas=2, scale_to_zero=True, idle_minutes=30)]
+            models=[ServedModel("m", "gpu", min_replicas=2, scale_to_zero=True, idle_minutes=30)],
+            gpu_pool_max_size=8,
         )
     )
     (so,) = of_type(res, SCALED_OBJECT)

@@ -270,13 +270,16 @@ def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
     kinds = {r["type"] for r in prod["resources"]}
     assert "kubernetes:autoscaling/v2:HorizontalPodAutoscaler" in kinds
     assert "kubernetes:policy/v1:PodDisruptionBudget" in kinds
-    # Enterprise production stays warm: no scale to zero, so no KEDA.
+    # Enterprise production stays warm: no scale to zero. KEDA scales its GPU models on
+    # requests and GPU utilisation from their floor, never to zero.
     assert not prod["config"]["serving_scale_to_zero"]
-    assert "kubernetes:keda.sh/v1alpha1:ScaledObject" not in kinds
-    assert not any(
-        r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "keda"
-        for r in prod["resources"]
-    )
+    scaled = [
+        r for r in prod["resources"] if r["type"] == "kubernetes:keda.sh/v1alpha1:ScaledObject"
+    ]
+    assert scaled, "GPU models scale with KEDA"
+    for so in scaled:
+        spec = so["inputs"]["spec"]
+        assert spec["minReplicaCount"] >= 1 and "idleReplicaCount" not in spec, so["urn"]
 
 
 def test_prod_uae_monitoring_rules_and_drift_jobs(records: dict) -> None:
