@@ -2,10 +2,11 @@
 
 Fluent Bit (the official ``fluent/fluent-bit`` chart, pinned) runs as a DaemonSet on every node,
 tails ``/var/log/containers/*.log`` (read-only host mount) with the ``cri`` multiline parser,
-adds Kubernetes metadata (merging JSON logs into the record), removes the fields the stack's
-``logMaskedFields`` names before anything leaves the node, and writes to one KMS-encrypted log
-group per namespace class (``platform``, ``tenants``) in the stack's own region, with an IRSA
-role that may only write log streams of those groups.
+adds Kubernetes metadata (merging JSON logs into the record), masks secrets with a Lua filter
+(``fluent_bit/mask.lua``: every key the stack's ``logMaskedFields`` names, at any depth, and
+credential-shaped text in non-JSON log lines) before anything leaves the node, and writes to
+one KMS-encrypted log group per namespace class (``platform``, ``tenants``) in the stack's own
+region, with an IRSA role that may only write log streams of those groups.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -28,7 +30,8 @@ from components._k8s import (
 )
 
 FLUENT_BIT_CHART = ("fluent-bit", "0.40.0", "https://fluent.github.io/helm-charts")
-"""The official chart (app version 2.2.0: ``cloudwatch_logs``, ``record_modifier``, ``cri``)."""
+"""The official chart (app version 2.2.0: ``cloudwatch_logs``, ``lua``, ``cri``; its
+``luaScripts`` values become a ConfigMap mounted at ``/fluent-bit/scripts``)."""
 NAMESPACE = "kube-system"
 """Where the node agent runs: the one namespace where host-access grants hold
 (``policies/rules/allowlist.py``); every declared namespace is Pod Security ``restricted``."""
@@ -36,9 +39,17 @@ SERVICE_ACCOUNT = "fluent-bit"
 LOG_CLASSES = ("platform", "tenants")
 """Namespace classes, each with its own log group."""
 DEFAULT_MASKED_FIELDS = ("password", "token", "authorization", "secret", "emirates_id")
-"""Fields removed from every record unless the stack's ``logMaskedFields`` says otherwise."""
+"""Keys masked in every record unless the stack's ``logMaskedFields`` says otherwise."""
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}")
-"""A record key Fluent Bit's ``Remove_key`` can name (no spaces: the config is line-based)."""
+"""A maskable key: safe unescaped in a Lua string literal (the script escapes ``.`` and ``-``
+where it builds patterns from it)."""
+MASK_SCRIPT = Path(__file__).with_name("fluent_bit") / "mask.lua"
+"""The Lua filter, shipped to the chart as ``luaScripts``; the key list is filled in by
+:func:`mask_script`."""
+MASK_SCRIPT_NAME = "mask.lua"
+MASK_FUNCTION = "mask_record"
+KEYS_MARKER = "--[[ logMaskedFields ]]"
+"""The place in the script's ``MASKED_KEYS = { ... }`` that receives the keys."""
 WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")
 """All the collector may do, on its own groups only (the groups are declared here)."""
 
@@ -61,7 +72,7 @@ class WorkloadLogsArgs:
     """Tenant namespaces: their logs go to the ``tenants`` group, everything else to
     ``platform``."""
     masked_fields: Sequence[str] = field(default_factory=lambda: DEFAULT_MASKED_FIELDS)
-    """Record fields removed on the node before output."""
+    """Record keys (any depth, any case) whose values are masked on the node before output."""
     protect: bool = False
     """Protect the log groups (prod)."""
 
@@ -71,15 +82,30 @@ def group_name(prefix: str, log_class: str) -> str:
     return f"/aws/eks/{prefix}/workloads/{log_class}"
 
 
-def fluent_bit_config(
-    region: str, prefix: str, masked_fields: Sequence[str], tenants: Sequence[str] = ()
-) -> dict[str, str]:
+def mask_script(masked_fields: Sequence[str]) -> str:
+    """The Lua filter's text with ``masked_fields`` (lower-cased) as its ``MASKED_KEYS`` set.
+
+    Keys are compared lower-cased by the script, so ``Password`` and ``PASSWORD`` are masked too.
+    """
+    bad = [f for f in masked_fields if not FIELD_NAME.fullmatch(f)]
+    if bad:
+        raise ValueError(f"masked_fields: {bad}; allowed record keys matching {FIELD_NAME.pattern}")
+    text = MASK_SCRIPT.read_text(encoding="utf-8")
+    if text.count(KEYS_MARKER) != 1:
+        raise RuntimeError(f"{MASK_SCRIPT}: expected {KEYS_MARKER!r} exactly once")
+    keys = ", ".join(f'["{f}"] = true' for f in dict.fromkeys(f.lower() for f in masked_fields))
+    return text.replace(KEYS_MARKER, keys)
+
+
+def fluent_bit_config(region: str, prefix: str, tenants: Sequence[str] = ()) -> dict[str, str]:
     """The chart's ``config.inputs``, ``config.filters`` and ``config.outputs`` texts.
 
-    Order matters: the kubernetes filter merges JSON logs into top-level keys first, so the
-    ``record_modifier`` after it can remove those keys; tenant records are then re-tagged
-    (``rewrite_tag`` re-emits them through the filters, so they are masked again, harmlessly)
-    and leave through the ``tenants`` output.
+    Order matters: the kubernetes filter merges JSON logs into the record first, so the ``lua``
+    filter after it sees their fields as keys (and a non-JSON line as the ``log`` string); tenant
+    records are then re-tagged (``rewrite_tag`` re-emits them through the filters, so they are
+    masked again, harmlessly: the script returns 0 for a record with nothing left to mask) and
+    leave through the ``tenants`` output. ``masked_fields`` reach the script through
+    :func:`mask_script`, not this text.
     """
     inputs = (
         "[INPUT]\n"
@@ -99,8 +125,10 @@ def fluent_bit_config(
         "    K8S-Logging.Parser Off\n"
         "    K8S-Logging.Exclude Off\n",
         "[FILTER]\n"
-        "    Name record_modifier\n"
-        "    Match *\n" + "".join(f"    Remove_key {f}\n" for f in masked_fields),
+        "    Name lua\n"
+        "    Match *\n"
+        f"    script /fluent-bit/scripts/{MASK_SCRIPT_NAME}\n"
+        f"    call {MASK_FUNCTION}\n",
     ]
     if tenants:
         pattern = "|".join(re.escape(t) for t in tenants)
@@ -206,9 +234,9 @@ class WorkloadLogs(pulumi.ComponentResource):
                 "daemonSetVolumeMounts": [
                     {"name": "varlog", "mountPath": "/var/log", "readOnly": True}
                 ],
-                "config": fluent_bit_config(
-                    args.region, args.name_prefix, args.masked_fields, args.tenants
-                ),
+                # The chart mounts these at /fluent-bit/scripts (its ConfigMap, read-only).
+                "luaScripts": {MASK_SCRIPT_NAME: mask_script(args.masked_fields)},
+                "config": fluent_bit_config(args.region, args.name_prefix, args.tenants),
             },
             opts=child(self, depends_on=[*groups.values(), role]),
         )

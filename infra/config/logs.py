@@ -12,7 +12,8 @@ from typing import Any
 from infra.config.reader import Reader
 
 MASKED_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}")
-"""A record key Fluent Bit's ``Remove_key`` can name: no spaces (its config is line-based)."""
+"""A record key the Lua masking filter can name: no quotes, spaces or brackets (it is written
+into the script's Lua table literal, ``components/workload_logs.py``)."""
 
 
 def parse_logs(r: Reader) -> dict[str, Any]:
