@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,16 @@ def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setattr(gate_run, "run_gate", functools.partial(gate_run.run_gate, build_dir=out))
     return out
+
+
+@pytest.fixture(scope="session")
+def traffic(
+    tmp_path_factory: pytest.TempPathFactory, stack_records: dict[str, dict[str, Any]]
+) -> Iterator[Any]:
+    """One real Triton and Prometheus with the analysis traffic sent and measured
+    (:func:`tests.triton_traffic.observed_traffic`), shared by the analysis and dashboard tests:
+    starting them and sending the traffic takes most of a minute."""
+    from tests.triton_traffic import STACK, observed_traffic
+
+    with observed_traffic(tmp_path_factory.mktemp("analysis"), stack_records[STACK]) as observed:
+        yield observed

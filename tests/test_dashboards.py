@@ -1,20 +1,23 @@
 """Dashboards as code: the SDK JSON round-trips; every panel query runs on a real Prometheus.
 
-The scrape target is a small local exporter, not a real Triton (which
-``tests/test_prometheus_analysis.py`` starts, at the cost of a model repository and traffic): it
-writes the series names and labels the cluster's Prometheus holds, as Triton 2.51, Feast's
-``--metrics`` process gauges and the drift jobs' pushes export them, with counters that grow
-with time so every ``rate`` has two samples. The monitoring component's own rule groups are
-loaded, so the panels reading recorded SLO series read what the cluster records.
+The Prometheus is the one ``tests/test_prometheus_analysis.py`` compares the canary analysis on
+(the session fixture ``traffic``, :mod:`tests.triton_traffic`): it scrapes a real Triton that
+served both variants of ``prod-uae``'s model, 6000 requests to ``stable`` and 2400 to the slowed
+``canary``, 48 of which failed inside the model, and it holds the monitoring component's rule
+groups for that stack, so the SLO panels read ratios recorded from Triton's counters. Every
+serving, platform and SLO panel must return series and, where the traffic fixes them, the
+values it implies (traffic shares, error ratios, batch size, the canary's slower p99).
+
+What is not real, and why (:mod:`tests.synthetic_exporter`): the feature server's process
+gauges come from ``prometheus_client`` in the test process (the library Feast's ``--metrics``
+serves) rather than from ``feast serve``; the drift scores are two fixed gauges, as no drift
+job or pushgateway runs here. DCGM GPU gauges and firing alerts cannot exist in a test run
+(:data:`PARSE_ONLY`): their queries must still run and answer a vector.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -22,14 +25,14 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from components._dashboards import DATASOURCE, dashboards, panel_queries, to_json
 from components.dashboards import SIDECAR_LABEL, Dashboards, DashboardsArgs
-from components.monitoring import alert_rules, grafana_values
+from components.monitoring import grafana_values
 from policies.rules import Context, evaluate
 from policies.rules.helm_charts import helm_pods
 from policies.rules.kubernetes import _read_only, _restricted
 from tests.component_mocks import children_named_after, of_type, record
 from tests.policy_fixtures import _ns, _prom
-from tests.prometheus import PrometheusServer, running_prometheus, scrape_job
-from tests.promtool_rules import monitoring_args, write_rules
+from tests.synthetic_exporter import MODEL, PSI
+from tests.triton_traffic import CANARY_DELAY_MS, Observation
 
 THRESHOLD = 0.2
 PARSE_ONLY = {
@@ -42,84 +45,26 @@ PARSE_ONLY = {
     ("sovml-platform", "Firing alerts"),
 }
 """Panels whose metrics the local data cannot have: their queries must still parse."""
-
-MODEL = "credit-risk"
-VARIANTS = {"stable": (9, 0), "canary": (3, 1)}
-"""Per variant: successes and failures per second."""
-
-
-def _exposition(path: str, elapsed: float) -> str:
-    """The exposition text of one endpoint (``/triton``, ``/feast``, ``/drift``)."""
-    lines: list[str] = []
-    if path == "/triton":
-        for variant, (ok, failed) in VARIANTS.items():
-            labels = f'model="{MODEL}",version="1",variant="{variant}"'
-            n = int(elapsed * ok) + 1
-            lines += [
-                f"nv_inference_request_success{{{labels}}} {n}",
-                f"nv_inference_request_failure{{{labels}}} {int(elapsed * failed)}",
-                f"nv_inference_count{{{labels}}} {4 * n}",
-                f"nv_inference_exec_count{{{labels}}} {n}",
-                f'nv_inference_request_summary_us{{{labels},quantile="0.5"}} 1500',
-                f'nv_inference_request_summary_us{{{labels},quantile="0.99"}} 9000',
-                f"nv_inference_request_summary_us_count{{{labels}}} {n}",
-            ]
-    elif path == "/feast":
-        lines += [
-            f"process_cpu_seconds_total {elapsed / 10:.3f}",
-            "process_resident_memory_bytes 123456789",
-        ]
-    elif path == "/drift":
-        for feature, psi in (("income", 0.05), ("age", 0.31)):
-            lines.append(f'sovml_drift_psi{{model="{MODEL}",feature="{feature}"}} {psi}')
-    return "\n".join(lines) + "\n"
-
-
-class _Exporter(BaseHTTPRequestHandler):
-    started = time.monotonic()
-
-    def do_GET(self) -> None:
-        body = _exposition(self.path, time.monotonic() - self.started).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        """Quiet: the test output is pytest's."""
-
-
-def _job(name: str, target: str, **labels: str) -> dict:
-    job = scrape_job(name, [target], labels=labels or None)
-    job["metrics_path"] = f"/{name}"
-    job["honor_labels"] = True  # the drift series come through a pushgateway on the cluster
-    return job
+SYNTHETIC = {("sovml-drift", "PSI per feature"), ("sovml-drift", "Features over the threshold")}
+"""Panels over the fixed drift gauges of :mod:`tests.synthetic_exporter`; all other panels with
+series read what the real Triton, Prometheus and a real ``prometheus_client`` exported."""
+AVAILABILITY = 'slo:sli_error:ratio_rate1h{slo="model-availability"}'
 
 
 @pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    target = f"127.0.0.1:{server.server_address[1]}"
-    rules = write_rules(
-        tmp_path_factory.mktemp("rules") / "rules.yaml",
-        alert_rules(monitoring_args(drift_threshold=THRESHOLD)),
-    )
-    jobs = [
-        _job("triton", target, namespace="serving"),
-        _job("feast", target, namespace="feature-store", service="feast"),
-        _job("drift", target),
-    ]
-    jobs[1]["metrics_path"], jobs[1]["job_name"] = "/feast", "feast"
-    try:
-        with running_prometheus(jobs, rule_files=[rules]) as running:
-            # Two scrapes of every counter, then one rule evaluation over them.
-            running.wait_for_samples("rate(nv_inference_request_success[5m]) > 0", count=2)
-            # One recorded ratio per SLO: availability and latency of the model, the feature server.
-            running.wait_for_samples("slo:sli_error:ratio_rate1h", count=3)
-            yield running
-    finally:
-        server.shutdown()
+def board(traffic: Observation) -> tuple[Observation, float]:
+    """The session's traffic and the instant to evaluate panels at: the first rule evaluation
+    after the analysis queries' instant, so the recorded SLO ratios include the whole traffic
+    (every panel then reads one consistent moment, seconds after the traffic)."""
+    prom = traffic.prom
+    stamps: list[float] = []
+
+    def evaluated() -> bool:
+        stamps[:] = [v for _, v in prom.query(f"timestamp({AVAILABILITY})")]  # type: ignore[misc]
+        return bool(stamps) and min(stamps) > traffic.at
+
+    prom.wait_until(evaluated, "a rule evaluation after the traffic", 15)
+    return traffic, min(stamps)
 
 
 def _documents() -> dict[str, dict]:
@@ -158,36 +103,93 @@ def test_every_panel_has_a_query_on_the_prometheus_data_source() -> None:
             exprs = [t.get("expr") for t in panel.get("targets") or []]
             assert exprs and all(exprs), f"{uid}: panel {panel.get('title')!r} has no query"
             assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE.uid}, uid
-    assert {(u, t) for u, t, _ in PANELS} >= PARSE_ONLY, "a parse-only panel no longer exists"
+    assert {(u, t) for u, t, _ in PANELS} >= PARSE_ONLY | SYNTHETIC, "a listed panel is gone"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("uid", "title", "expr"), PANELS, ids=[f"{u}:{t}" for u, t, _ in PANELS])
 def test_panel_query_runs_on_real_prometheus(
-    prom: PrometheusServer, uid: str, title: str, expr: str
+    board: tuple[Observation, float], uid: str, title: str, expr: str
 ) -> None:
-    result = prom.query(expr)  # raises PrometheusQueryError unless status is success
+    obs, at = board
+    result = obs.prom.query(expr, at)  # raises PrometheusQueryError unless status is success
     assert isinstance(result, list), f"{uid}/{title}: not an instant vector: {result!r}"
     if (uid, title) in PARSE_ONLY:
         return
     assert result, f"{uid}/{title}: no series for {expr!r}"
 
 
-def test_serving_panels_split_by_variant_and_shares_sum_to_one(prom: PrometheusServer) -> None:
-    doc = _documents()["sovml-serving"]
-    queries = dict(panel_queries(doc))
-    share = prom.query(queries["Traffic share (observed canary weight)"][0])
-    assert isinstance(share, list)
-    assert sorted(labels["variant"] for labels, _ in share) == ["canary", "stable"]
-    assert sum(v for _, v in share) == pytest.approx(1.0, rel=1e-6)
-    batch = prom.query(queries["Batch size"][0])
-    assert [v for _, v in batch] == pytest.approx([4.0, 4.0], rel=0.05)  # type: ignore[misc]
-    p99 = prom.query(queries["p99 latency"][0])
-    assert [v for _, v in p99] == [9.0, 9.0]  # type: ignore[misc]
+def _by_variant(board: tuple[Observation, float], panel: str) -> dict[str, float]:
+    obs, at = board
+    (expr,) = dict(panel_queries(_documents()["sovml-serving"]))[panel]
+    result = obs.prom.query(expr, at)
+    assert isinstance(result, list) and all(s["model"] == obs.setup.model for s, _ in result)
+    return {labels["variant"]: value for labels, value in result}  # type: ignore[misc]
 
 
-def test_drift_threshold_panel_counts_the_drifted_feature(prom: PrometheusServer) -> None:
+@pytest.mark.slow
+def test_serving_panels_show_the_traffic_triton_served(board: tuple[Observation, float]) -> None:
+    """Per variant, from Triton's counters: each variant's share of the requests, the canary's
+    failed share (both counters' rates are extrapolated alike over one scrape, so the ratios are
+    exact up to rounding), one inference per successful execution (no dynamic batching), and the
+    canary's p99 above its deliberate delay and the stable one's."""
+    obs = board[0]
+    sent = obs.client_requests
+    total = sum(sent.values())
+    share = _by_variant(board, "Traffic share (observed canary weight)")
+    assert share == pytest.approx({r: n / total for r, n in sent.items()}, rel=1e-9)
+    rate = _by_variant(board, "Request rate")
+    assert rate["stable"] / rate["canary"] == pytest.approx(sent["stable"] / sent["canary"])
+    errors = _by_variant(board, "Error ratio")
+    assert errors["stable"] == 0.0
+    assert errors["canary"] == pytest.approx(obs.client_errors["canary"] / sent["canary"], rel=1e-9)
+    # Triton counts the execution of a failed request but not its inference: the canary's
+    # batch size is its success share (measured: 0.98), the stable variant's exactly 1.
+    batch = {"stable": 1.0, "canary": 1 - obs.client_errors["canary"] / sent["canary"]}
+    assert _by_variant(board, "Batch size") == pytest.approx(batch, rel=1e-9)
+    p50, p99 = _by_variant(board, "p50 latency"), _by_variant(board, "p99 latency")
+    assert p99["canary"] >= CANARY_DELAY_MS > p99["stable"], p99
+    assert all(0 < p50[r] <= p99[r] for r in sent), (p50, p99)
+
+
+@pytest.mark.slow
+def test_platform_and_slo_panels_read_the_recorded_ratios(
+    board: tuple[Observation, float],
+) -> None:
+    """The recorded availability SLO ratio (1h) is the failed share of all the model's
+    requests; the feature server, scraped every second, has burnt nothing; every job is up."""
+    obs, at = board
+    queries = {
+        (uid, title): exprs[0]
+        for uid, doc in _documents().items()
+        for title, exprs in panel_queries(doc)
+    }
+    up = obs.prom.query(queries["sovml-platform", "Targets up"], at)
+    assert {s["job"]: v for s, v in up} == {"triton": 1.0, "feast": 1.0, "drift": 1.0}  # type: ignore[misc]
+    ratios = obs.prom.query(queries["sovml-platform", "SLO error ratio (1h)"], at)
+    by_slo = {s["slo"]: v for s, v in ratios}  # type: ignore[misc]
+    failed = obs.client_errors["canary"] / sum(obs.client_requests.values())
+    assert by_slo["model-availability"] == pytest.approx(failed, rel=1e-9)
+    assert by_slo["feature-server-availability"] == 0.0
+    assert 0.0 <= by_slo["model-latency"] <= 1.0
+    # No pipeline run wrote its outcome counter here: that SLO has no series (and no panel).
+    assert set(by_slo) == {"model-availability", "model-latency", "feature-server-availability"}
+    feast = obs.prom.query(
+        queries["sovml-feature-store", "Feature server SLO error ratio (1h)"], at
+    )
+    assert [v for _, v in feast] == [0.0]  # type: ignore[misc]
+    by_model = obs.prom.query(queries["sovml-platform", "Inference requests/s by model"], at)
+    assert [s["model"] for s, v in by_model if v > 0] == [obs.setup.model]  # type: ignore[misc]
+
+
+@pytest.mark.slow
+def test_drift_threshold_panel_counts_the_drifted_feature(board: tuple[Observation, float]) -> None:
+    obs, at = board
     queries = dict(panel_queries(_documents()["sovml-drift"]))
-    assert prom.query(queries["Features over the threshold"][0]) == [({"model": MODEL}, 1.0)]
+    over = sum(psi > THRESHOLD for psi in PSI.values())
+    assert obs.prom.query(queries["Features over the threshold"][0], at) == [
+        ({"model": MODEL}, over)
+    ]
 
 
 def test_configmaps_are_labelled_for_the_sidecar_in_monitoring() -> None:
