@@ -96,7 +96,6 @@ def argo_verdict(metric: str, cluster: ClusterAnalysis, value: float) -> str:
     return PASS if condition_holds(cluster.success[metric], value) else "undecided"
 
 
-
 @pytest.fixture(scope="module")
 def observation(traffic: Observation) -> Observation:
     """The session's Triton traffic (``tests/conftest.py``), measured once for both modules."""
