@@ -26,9 +26,11 @@ The SLIs, from what the platform actually exports:
 
 * ``training-pipeline-success`` (per pipeline): failed / all runs, from the counter
   ``sovml_pipeline_runs_total{pipeline, outcome}`` a run writes when it ends (the local run
-  writes it as a textfile, :mod:`pipelines.training.outcome`; the cluster run is to push it to the
-  pushgateway). Runs are a few a day, so the 5m-1h windows of the serving SLOs would hold zero or
-  one run and page on every single failure: its ratios are recorded over 1d, 3d and 7d and its
+  writes it as a textfile, :mod:`pipelines.training.outcome`; on the cluster the pipeline's exit
+  task reads the pushgateway group ``job="training-pipeline", pipeline`` back, adds the run and
+  pushes it, so the series survive across runs and a pushgateway restart is a counter reset).
+  Runs are a few a day, so the 5m-1h windows of the serving SLOs would hold zero or one run and
+  page on every single failure: its ratios are recorded over 1d, 3d and 7d and its
   burn rates (:data:`PIPELINE_FAST_BURN`, :data:`PIPELINE_SLOW_BURN`) are judged over those.
 """
 

@@ -21,6 +21,10 @@ from components._k8s import (
 
 PLATFORM_NAMESPACES = ("kubeflow", "feature-store", "serving", "monitoring", "vault")
 SERVING_PORTS = (8000, 8001)
+PUSHGATEWAY_PORT = 9091
+PUSHGATEWAY_PODS = {"app.kubernetes.io/name": "prometheus-pushgateway"}
+"""The monitoring pushgateway's pods (its chart's name label) and port: the training pipeline's
+exit task in ``kubeflow`` pushes the run's outcome there (``pipelines/training/outcome.py``)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,12 @@ class K8sBaseline(pulumi.ComponentResource):
     Every platform and tenant namespace enforces Pod Security ``restricted`` and starts from a
     default-deny NetworkPolicy for ingress and egress, with explicit allows: DNS, the same
     namespace, Prometheus scrapes from ``monitoring``, the serving gateway (Triton's ports in
-    ``serving``), HTTPS to the VPC (interface endpoints, private API) and to S3's prefix list in
-    the AWS provider's region (the gateway endpoint). Tenants get ResourceQuotas (including
-    ``requests.nvidia.com/gpu``) and LimitRange defaults. The GPU device plugin and node
-    autoscaling are components of their own (:mod:`components.gpu_device_plugin`,
-    :mod:`components.cluster_autoscaler`).
+    ``serving``), the training pipeline's pushes from ``kubeflow`` to the pushgateway in
+    ``monitoring`` (port 9091 of its pods only), HTTPS to the VPC (interface endpoints,
+    private API) and to S3's prefix list in the AWS provider's region (the gateway endpoint).
+    Tenants get ResourceQuotas (including ``requests.nvidia.com/gpu``) and LimitRange defaults.
+    The GPU device plugin and node autoscaling are components of their own
+    (:mod:`components.gpu_device_plugin`, :mod:`components.cluster_autoscaler`).
     """
 
     namespaces: dict[str, k8s.core.v1.Namespace]
@@ -229,6 +234,25 @@ def namespace_policies(ns: str, aws_cidrs: pulumi.Input[list[str]]) -> dict[str,
             ],
         },
     }
+    if ns == "kubeflow":
+        policies["allow-to-pushgateway"] = {
+            **every_pod,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [namespace_peer("monitoring", PUSHGATEWAY_PODS)],
+                    "ports": tcp_ports(PUSHGATEWAY_PORT),
+                }
+            ],
+        }
+    if ns == "monitoring":
+        policies["allow-pipeline-pushes"] = {
+            "podSelector": {"matchLabels": dict(PUSHGATEWAY_PODS)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [namespace_peer("kubeflow")], "ports": tcp_ports(PUSHGATEWAY_PORT)}
+            ],
+        }
     if ns == "serving":
         policies["allow-gateway-clients"] = {
             **every_pod,

@@ -466,10 +466,12 @@ def feed_feature_server(key: str, ratio: float, samples: int) -> tuple[list[dict
 
 def feed_pipeline_runs(key: str, ratio: float, samples: int) -> tuple[list[dict], dict]:
     """``sovml_pipeline_runs_total`` of a pipeline failing ``ratio`` of its runs; both outcome
-    series exist from the start, as the run's writer keeps them (``increase`` needs 2 samples)."""
+    series exist from the start, as the run's writer keeps them (``increase`` needs 2 samples).
+    The labels are the pushgateway group's, as the ServiceMonitor's ``honor_labels`` keeps them
+    (``job`` and ``pipeline`` from the grouping key, ``pipelines/training/outcome.py``)."""
     runs = 1_000.0
     failed = round(runs * ratio, 9)
-    labels = {"job": "pushgateway", "pipeline": key}
+    labels = {"job": "training-pipeline", "pipeline": key}
     return [
         {"series": series("sovml_pipeline_runs_total", {**labels, "outcome": "succeeded"}),
          "values": ramp(runs - failed, samples)},

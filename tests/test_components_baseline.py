@@ -21,7 +21,9 @@ from components.k8s_baseline import (
     K8sBaselineArgs,
     TenantQuota,
 )
+from components.monitoring import PUSHGATEWAY_CHART, PUSHGATEWAY_URL
 from components.serving import PORTS
+from pipelines import pushgateway
 from tests.component_mocks import ACCESS, KEY, children_named_after, of_type, record
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -77,7 +79,47 @@ def test_baseline_namespaces_are_restricted_and_denied_by_default() -> None:
             if p["inputs"]["metadata"]["namespace"] == ns
         }
         gateway = "allow-gateway-clients" if ns == "serving" else "allow-to-serving-gateway"
-        assert gateway in names and len(names) == 6, (ns, names)
+        pushes = {"kubeflow": {"allow-to-pushgateway"}, "monitoring": {"allow-pipeline-pushes"}}
+        assert gateway in names and pushes.get(ns, set()) <= names, (ns, names)
+        assert len(names) == 6 + len(pushes.get(ns, ())), (ns, names)
+
+
+def test_only_kubeflow_reaches_the_pushgateway_and_only_its_port() -> None:
+    """The pipeline's exit task pushes its outcome: kubeflow -> monitoring pushgateway:9091."""
+    policies = {
+        (p["inputs"]["metadata"]["namespace"], p["inputs"]["metadata"]["name"]): p["inputs"]["spec"]
+        for p in of_type(record(_baseline), NETPOL)
+    }
+    pods = {"app.kubernetes.io/name": "prometheus-pushgateway"}
+    port = [{"protocol": "TCP", "port": 9091}]
+    egress = policies[("kubeflow", "allow-to-pushgateway")]
+    assert egress["policyTypes"] == ["Egress"]
+    (rule,) = egress["egress"]
+    assert rule["ports"] == port
+    assert rule["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": pods},
+        }
+    ]
+    ingress = policies[("monitoring", "allow-pipeline-pushes")]
+    assert ingress["podSelector"] == {"matchLabels": pods}
+    assert ingress["ingress"] == [
+        {
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}}}
+            ],
+            "ports": port,
+        }
+    ]
+    # No other namespace gets either allow.
+    assert {k for k in policies if k[1] in ("allow-to-pushgateway", "allow-pipeline-pushes")} == {
+        ("kubeflow", "allow-to-pushgateway"),
+        ("monitoring", "allow-pipeline-pushes"),
+    }
+    # The chart's pods carry that label and listen there (components/monitoring.py's URL).
+    assert PUSHGATEWAY_CHART[0] == pods["app.kubernetes.io/name"]
+    assert PUSHGATEWAY_URL.endswith(":9091") and PUSHGATEWAY_URL == pushgateway.DEFAULT_URL
 
 
 def test_baseline_quota_and_storage() -> None:

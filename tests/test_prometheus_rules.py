@@ -170,6 +170,53 @@ def test_slo_recording_rules_evaluate_to_the_error_ratios(
     assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr, proc.stdout
 
 
+def pipeline_pushes_group(args: MonitoringArgs) -> dict[str, Any]:
+    """The training pipeline's counter as the cluster's exit task pushes it (read back, add one,
+    ``PUT``), through a pushgateway restart: four runs in the last day, two failed.
+
+    Minute by minute: 10 earlier successes until a success at 200 (11) and a failure at 400;
+    the pushgateway restarts at 600 and its groups are gone (no samples) until the next run
+    at 800 reads nothing back and pushes succeeded 1, failed 0; a failure at 1000. Over the
+    day ending at 1499, ``increase()`` counts the drop 11 -> 1 as a reset plus one run, so the
+    recorded 1d error ratio is exactly 2/4.
+    """
+    slo = slo_named(args, "training-pipeline-success")
+    labels = {"job": "training-pipeline", "pipeline": "credit-risk-training"}
+    # "vxN" is N+1 samples of v; "_xN" is N missing samples (promtool's notation).
+    succeeded = "10x199 11x399 _x200 1x699"
+    failed = "0x399 1x199 _x200 0x199 1x499"
+    return {
+        "interval": "1m",
+        "input_series": [
+            {"series": series("sovml_pipeline_runs_total", {**labels, "outcome": "succeeded"}),
+             "values": succeeded},
+            {"series": series("sovml_pipeline_runs_total", {**labels, "outcome": "failed"}),
+             "values": failed},
+        ],
+        "promql_expr_test": [
+            {"expr": f"round({slo_ratio(slo, '1d')} * 1e6)", "eval_time": "1499m",
+             "exp_samples": [{"labels": f'{{pipeline="credit-risk-training",slo="{slo.name}"}}',
+                              "value": 500_000}]},
+        ],
+    }  # fmt: skip
+
+
+def test_pushed_pipeline_counter_survives_a_pushgateway_restart(
+    rule_sets: dict[str, RuleSet], promtool: str, tmp_path: Path
+) -> None:
+    """The pushed counter keeps ``increase()`` exact across runs and a pushgateway restart."""
+    rule_set = rule_sets["prod-uae"]
+    group = pipeline_pushes_group(rule_set.args)
+    _rules, tests = unit_test_files(tmp_path, rule_set, [group])
+    proc = run_promtool(promtool, "test", "rules", tests, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Not vacuous: any other ratio fails.
+    group["promql_expr_test"][0]["exp_samples"][0]["value"] = 333_333
+    _rules, tests = unit_test_files(tmp_path, rule_set, [group])
+    proc = run_promtool(promtool, "test", "rules", tests, cwd=tmp_path)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr, proc.stdout
+
+
 def _wrong_cool_fires(case: Case) -> dict[str, Any]:
     """Claim the series inside the threshold fires too."""
     group = _copy(case.group)

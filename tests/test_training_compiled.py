@@ -70,7 +70,7 @@ def _executors(ir_text: str) -> dict[str, Any]:
 
 def test_cluster_variant_pins_images_and_requests_resources(compiled: dict[str, Any]) -> None:
     executors = _executors(compiled["cluster"])
-    assert set(executors) == {f"exec-{name}" for name in local_run.STEPS}
+    assert set(executors) == {f"exec-{name}" for name in (*local_run.STEPS, images.EXIT_TASK)}
     for name, executor in executors.items():
         container = executor["container"]
         image = container["image"]
@@ -108,6 +108,32 @@ def test_cluster_variant_defaults(compiled: dict[str, Any]) -> None:
     local = yaml.safe_load(compiled["local"])["root"]["inputDefinitions"]["parameters"]
     assert local["serving_profile"]["defaultValue"] == "cpu"
     assert local["feature_repo"]["defaultValue"] == "build/feature_store"
+
+
+def test_cluster_run_pushes_its_outcome_from_an_exit_handler(compiled: dict[str, Any]) -> None:
+    """Every step runs inside the exit handler; the exit task gets the body's final status and
+    the pushgateway; the local IR keeps its outputs and has no exit task."""
+    spec = next(yaml.safe_load_all(compiled["cluster"]))
+    root = spec["root"]
+    assert "outputDefinitions" not in root, "KFP refuses outputs from inside an exit handler"
+    exit_task = root["dag"]["tasks"][images.EXIT_TASK]
+    assert exit_task["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert exit_task["dependentTasks"] == ["exit-handler-1"]
+    params = exit_task["inputs"]["parameters"]
+    assert params["status"] == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
+    assert params["pushgateway"] == {"componentInputParameter": "pushgateway"}
+    assert params["pipeline_name"]["runtimeValue"]["constant"] == "credit-risk-training"
+    pushgateway = root["inputDefinitions"]["parameters"]["pushgateway"]["defaultValue"]
+    assert pushgateway == "http://prometheus-pushgateway.monitoring.svc:9091"
+    assert set(root["dag"]["tasks"]) == {"exit-handler-1", images.EXIT_TASK}
+    body = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    ungated = set(local_run.STEPS) - set(local_run.GATED)
+    assert ungated <= set(body), body.keys()
+    local = next(yaml.safe_load_all(compiled["local"]))
+    assert "comp-exit-handler-1" not in local["components"]
+    assert f"exec-{images.EXIT_TASK}" not in local["deploymentSpec"]["executors"]
+    assert set(local["root"]["outputDefinitions"]["artifacts"]) == {"metrics", "evaluation"}
+    assert local["root"]["inputDefinitions"]["parameters"]["pushgateway"]["defaultValue"] == ""
 
 
 def test_cluster_feature_steps_get_feast_and_the_store_settings(compiled: dict[str, Any]) -> None:
@@ -184,6 +210,7 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
         "features",
         "register",
         "materialize",
+        "outcome",
     }
 
 

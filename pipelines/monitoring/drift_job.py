@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,12 @@ from kernels.drift import (
     check_threshold,
     drift,
 )
+from pipelines import pushgateway
 from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, decide, numeric_rows
 from pipelines.monitoring.tables import read_window
+
+DRIFT_JOB = "drift"
+"""The pushgateway ``job`` of the drift scores (the group is per model)."""
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,8 @@ def exposition(model: str, result: DriftResult, names: tuple[str, ...]) -> str:
 
 
 def push(gateway: str, model: str, body: str) -> None:
-    """Replace this model's group on the pushgateway."""
-    req = urllib.request.Request(
-        f"{gateway.rstrip('/')}/metrics/job/drift/model/{model}",
-        data=body.encode(),
-        method="PUT",
-        headers={"Content-Type": "text/plain; version=0.0.4"},
-    )
-    with urllib.request.urlopen(req, timeout=30):
-        pass
+    """Replace this model's group (``job="drift"``, ``model``) on the pushgateway."""
+    pushgateway.push(gateway, DRIFT_JOB, {"model": model}, body)
 
 
 def submit_retraining(endpoint: str, pipeline: str, model: str) -> None:

@@ -117,8 +117,12 @@ STEPS: dict[str, StepRuntime] = {
         "1Gi",
         "2Gi",
     ),
+    # The exit task: the standard library and the embedded code, nothing to install.
+    "outcome": StepRuntime(PYTHON_IMAGE, (), "100m", "500m", "128Mi", "256Mi"),
 }
 """Per step; the names are the pipeline's task names."""
+EXIT_TASK = "outcome"
+"""The cluster pipeline's exit task (``dsl.ExitHandler``): pushes the run's outcome."""
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true"}

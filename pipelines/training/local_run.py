@@ -42,8 +42,8 @@ from pipelines.training.provenance import CODE_ROOT
 from pipelines.training.validation import ERROR_MARKER
 
 DEFAULT_OUTPUT = CODE_ROOT / "build" / "pipelines"
-STEPS = tuple(images.STEPS)
-"""The pipeline's task names, in pipeline order."""
+STEPS = tuple(name for name in images.STEPS if name != images.EXIT_TASK)
+"""The local pipeline's task names, in pipeline order (the exit task is the cluster's only)."""
 GATED = ("export", "register", "materialize", "encrypt")
 """Steps inside the ``dsl.If`` on the gate decision."""
 

@@ -78,11 +78,13 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
     "features": FEATURE_STORE_CODE,
     "register": FEATURE_STORE_LIBRARY,
     "materialize": FEATURE_STORE_CODE,
+    "outcome": ("pipelines/pushgateway.py", "pipelines/training/outcome.py"),
 }
 """Files beyond the step library that a step imports, embedded for that step only, which keeps
 the cluster IR small (every embedded copy is repeated in each component's command): the envelope
 library (85 KB) for encrypt, the CPU backend selection for export, the feature store library and
-repository for features and materialize (register only names the feature service)."""
+repository for features and materialize (register only names the feature service), the
+pushgateway client for the exit task."""
 
 
 @contextlib.contextmanager
@@ -104,7 +106,8 @@ def _embedded_code(extra: tuple[str, ...] = ()) -> Iterator[str]:
 def build_components(
     target: str, image_registry: str | None = None, pip_index_url: str | None = None
 ) -> dict[str, Any]:
-    """The nine components for ``target`` (``local`` or ``cluster``), keyed by task name."""
+    """The ten components for ``target`` (``local`` or ``cluster``), keyed by task name: the
+    nine steps and the exit task."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     built: dict[str, Any] = {}

@@ -36,7 +36,8 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Metrics
 
-from pipelines.training.images import REGISTRY_MOUNT
+from pipelines.pushgateway import DEFAULT_URL as PUSHGATEWAY_URL
+from pipelines.training.images import EXIT_TASK, REGISTRY_MOUNT
 from pipelines.training.packaging import build_components, cluster_settings
 from pipelines.training.steps.exporting import CPU_DEFAULTS
 
@@ -47,10 +48,12 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     "registry_dir": REGISTRY_MOUNT,
     "encryption_backend": "vault",
     "feature_repo": "pipelines/features/repo/feature_store.prod.yaml",
+    "pushgateway": PUSHGATEWAY_URL,
 }
 """Pipeline-parameter defaults that differ on the cluster (a GPU Triton profile, the registry on
 a shared volume, keys in Vault transit, the feature store on S3 + Redis, whose config is resolved
-inside the code embedded in the pod); everything else defaults the same as locally."""
+inside the code embedded in the pod, the run's outcome pushed to the monitoring pushgateway);
+everything else defaults the same as locally."""
 
 # Steps that read or write state outside their artifacts (the registry, the key service, the online
 # store) must run every time; the others are pure functions of their inputs and may be served from
@@ -94,7 +97,7 @@ class _Tasks:
         parameters: dict[str, Any],
     ) -> None:
         self._components = components
-        self._target = target
+        self.target = target
         self._code_digest = code_digest
         self._parameters = parameters
 
@@ -109,7 +112,7 @@ class _Tasks:
             task.set_caching_options(enable_caching=False)
         elif self._code_digest:
             task.set_env_variable("SOVML_LIB_SHA256", self._code_digest)
-        if self._target == "cluster":
+        if self.target == "cluster":
             cluster_settings(name, task)
         return task
 
@@ -183,7 +186,25 @@ def _release(tasks: _Tasks, data: _Prepared, model: Any, evaluation: Any) -> Non
     )
 
 
-def _graph(tasks: _Tasks) -> TrainingOutputs:
+def _graph(tasks: _Tasks) -> TrainingOutputs | None:
+    """The pipeline's graph for the target: on the cluster under the exit handler, without
+    pipeline outputs; locally the bare body and its outputs.
+
+    On the cluster the exit task (:data:`EXIT_TASK`) runs once the body has ended, succeeded or
+    failed, and adds the run to the training-pipeline SLO's counter on the pushgateway (the
+    ``pushgateway`` parameter). KFP refuses pipeline outputs returned from inside an exit
+    handler, and the local run reads them (:mod:`pipelines.training.local_run`), so the local
+    graph has no exit handler: the local run records its outcome itself, as a textfile.
+    """
+    if tasks.target != "cluster":
+        return _body(tasks)
+    exit_task = tasks.add(EXIT_TASK, pipeline_name=PIPELINE_NAME)
+    with dsl.ExitHandler(exit_task, name="run"):
+        _body(tasks)
+    return None
+
+
+def _body(tasks: _Tasks) -> TrainingOutputs:
     """The three stages, the release gated on the evaluation; returns the pipeline outputs."""
     data = _prepare_data(tasks)
     model, evaluate = _train_and_evaluate(tasks, data)
@@ -215,11 +236,6 @@ def build_pipeline(
     """
     components = build_components(target, image_registry, pip_index_url)
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Credit-risk MLP: ingest, validate, features (Feast, point in time), train, "
-        "evaluate, gate, export to Triton, register with lineage, materialize, encrypt.",
-    )
     def credit_risk_training(
         rows: int = 20000,
         seed: int = 42,
@@ -253,6 +269,7 @@ def build_pipeline(
         run_tag: str = "",
         encryption_backend: str = "local",
         encryption_key: str = "",
+        pushgateway: str = "",
     ) -> TrainingOutputs:
         """Train, gate, export, register, serve the features online and encrypt the model.
 
@@ -293,14 +310,24 @@ def build_pipeline(
             run_tag: Run identifier recorded in the lineage.
             encryption_backend: ``local``, ``vault`` or ``kms``.
             encryption_key: Key reference for the backend (empty: library default).
+            pushgateway: Pushgateway the exit task pushes the run's outcome to (cluster; empty:
+                none).
 
         Returns:
             The test metrics, the evaluation report (metrics and gate decision with its reason)
-            and whether the gate passed.
+            and whether the gate passed (local target; the cluster run's are its tasks').
         """
         return _graph(_Tasks(components, target, code_digest, parameters=locals()))
 
-    return credit_risk_training
+    if target == "cluster":
+        # The cluster graph returns nothing (see _graph); KFP reads the outputs from the
+        # signature, so the signature must say so.
+        credit_risk_training.__annotations__["return"] = None
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Credit-risk MLP: ingest, validate, features (Feast, point in time), train, "
+        "evaluate, gate, export to Triton, register with lineage, materialize, encrypt.",
+    )(credit_risk_training)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The nine KFP components of the training pipeline, as lightweight-component functions.
+"""The ten KFP components of the training pipeline, as lightweight-component functions.
 
 Each body imports what it needs inside the function (the lightweight-component rule: KFP copies
 the function's source, not its module, into the component) and delegates to
@@ -10,7 +10,7 @@ compiled IR (``pipelines/training/compiled/``).
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output, PipelineTaskFinalStatus
 
 
 def ingest(
@@ -417,6 +417,33 @@ def encrypt(
     )
 
 
+def outcome(pipeline_name: str, pushgateway: str, status: PipelineTaskFinalStatus) -> str:
+    """The exit task: add the run's outcome to the training-pipeline SLO's counter.
+
+    Runs after every other step, whatever their outcome (``dsl.ExitHandler``), and pushes
+    ``sovml_pipeline_runs_total`` to the pushgateway (``pipelines/training/outcome.py``). A
+    cancelled run is not counted; without a pushgateway (the local run, which writes a textfile
+    instead) nothing is pushed.
+
+    Args:
+        pipeline_name: The ``pipeline`` label.
+        pushgateway: Pushgateway base URL; empty: push nothing.
+        status: The final status of the pipeline's body (injected by KFP).
+
+    Returns:
+        ``succeeded``, ``failed``, or ``not counted`` (cancelled, or no pushgateway).
+    """
+    from pipelines.training import outcome as runs
+
+    succeeded = runs.succeeded_of_state(status.state)
+    if succeeded is None or not pushgateway:
+        print(f"outcome: {status.state}, not pushed")
+        return "not counted"
+    counts = runs.push_run(pushgateway, pipeline_name, succeeded)
+    print(f"outcome: {status.state}, pushed {counts}")
+    return "succeeded" if succeeded else "failed"
+
+
 COMPONENT_FUNCTIONS: dict[str, Callable[..., Any]] = {
     f.__name__: f
     for f in (
@@ -429,6 +456,7 @@ COMPONENT_FUNCTIONS: dict[str, Callable[..., Any]] = {
         register,
         materialize,
         encrypt,
+        outcome,
     )
 }
-"""The component functions by task name, in pipeline order."""
+"""The component functions by task name, in pipeline order (the exit task last)."""
