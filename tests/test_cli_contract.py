@@ -479,3 +479,22 @@ def test_random_arguments_keep_the_contract(
         assert not written, f"{shown}\nwritten outside the temporary folder: {written}"
 
     run()
+
+
+def test_only_the_event_loop_finalizer_error_is_ignored_at_exit() -> None:
+    """The Pulumi SDK's leftover event loop may fail in ``__del__`` at interpreter exit ("Invalid
+    file descriptor: -1"); that one error is dropped, every other unraisable is passed on."""
+    import asyncio
+    from types import SimpleNamespace
+
+    seen: list[Any] = []
+    hook = app_module._ignore_loop_finalizer(seen.append)
+    finalizer = asyncio.BaseEventLoop.__del__
+    dropped = SimpleNamespace(object=finalizer, exc_value=ValueError("Invalid file descriptor: -1"))
+    hook(dropped)
+    assert seen == []
+    other_error = SimpleNamespace(object=finalizer, exc_value=RuntimeError("boom"))
+    other_object = SimpleNamespace(object=print, exc_value=ValueError("x"))
+    hook(other_error)
+    hook(other_object)
+    assert seen == [other_error, other_object]
