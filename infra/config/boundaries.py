@@ -21,6 +21,14 @@ EXTERNAL_RESOURCE = re.compile(
 """An ARN, or an S3 bucket / host name (lower case, digits, dots and hyphens)."""
 
 
+def is_specific_cidr(text: str) -> bool:
+    """``text`` is a network in CIDR form (host bits zero) narrower than the whole address space."""
+    try:
+        return ipaddress.ip_network(text, strict=True).prefixlen > 0
+    except ValueError:
+        return False
+
+
 def parse_boundaries(r: Reader) -> dict[str, Any]:
     """The boundary keys as ``PlatformConfig`` fields; problems are recorded on ``r``."""
     accounts = r.strings("allowedAccountIds")
@@ -33,11 +41,7 @@ def parse_boundaries(r: Reader) -> dict[str, Any]:
             r.problem("inZoneExternalResources", e, "an ARN, an S3 bucket name or a host name")
     cidrs = r.strings("ingressAllowedCidrs")
     for c in cidrs or ():
-        try:
-            net = ipaddress.ip_network(c, strict=True)
-            if net.prefixlen == 0:
-                raise ValueError
-        except ValueError:
+        if not is_specific_cidr(c):
             r.problem(
                 "ingressAllowedCidrs",
                 c,

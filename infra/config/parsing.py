@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.config.alerting import parse_receivers
-from infra.config.boundaries import parse_boundaries
+from infra.config.boundaries import is_specific_cidr, parse_boundaries
 from infra.config.keys import (
     CAPACITY_TYPES,
     DATA_CLASSIFICATIONS,
@@ -197,11 +197,7 @@ def _parse_cluster(r: Reader, environment: str | None) -> ClusterConfig | None:
     if public and cidrs is not None and not cidrs:
         r.problem("publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true")
     for c in cidrs or ():
-        try:
-            n = ipaddress.ip_network(c, strict=True)
-            if n.prefixlen == 0:
-                raise ValueError
-        except ValueError:
+        if not is_specific_cidr(c):
             r.problem(
                 "publicAccessCidrs",
                 c,
