@@ -230,6 +230,8 @@ def fuzz_env(home: Path, cwd: Path) -> dict[str, str | None]:
         "XDG_CACHE_HOME": str(cwd / "cache"),
         "XDG_CONFIG_HOME": str(cwd / "config"),
         "SOVML_LOG_DIR": str(cwd / "logs"),
+        "SOVML_AUDIT_LOG": str(cwd / "audit" / "lifecycle.jsonl"),
+        "SOVML_AUDIT_BUCKET": None,
         "TMPDIR": str(home / "tmp"),
         "SOVML_ARTIFACT_KEY": None,
         "VAULT_ADDR": "http://127.0.0.1:9",  # the discard port: refused at once

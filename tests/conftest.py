@@ -19,6 +19,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _lifecycle_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Events the tests' commands record go to a session log, never the project's build/audit.
+
+    A test that checks the log sets ``SOVML_AUDIT_LOG`` to its own file (monkeypatch).
+    """
+    import os
+
+    path = tmp_path_factory.mktemp("audit") / "lifecycle.jsonl"
+    old = {name: os.environ.get(name) for name in ("SOVML_AUDIT_LOG", "SOVML_AUDIT_BUCKET")}
+    os.environ["SOVML_AUDIT_LOG"] = str(path)
+    os.environ.pop("SOVML_AUDIT_BUCKET", None)
+    yield path
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite golden files."""

@@ -486,3 +486,42 @@ def test_real_triton_serves_the_exported_model(
             ).reshape(-1)
     np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(single, expected[:8], rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the lifecycle log
+
+
+def test_the_run_records_its_events_in_the_lifecycle_log(
+    pipeline_run: local_run.RunResult, _lifecycle_log: Path
+) -> None:
+    """Start, registration, promotion, encryption and finish, in order, from the parent and the
+    step subprocesses (which found the log through SOVML_AUDIT_LOG), on one intact chain."""
+    from pipelines.audit.verify import verify
+
+    tag = pipeline_run.run_tag
+    entries = [json.loads(line) for line in _lifecycle_log.read_text().splitlines()]
+    start = next(
+        i
+        for i, e in enumerate(entries)
+        if e["event"] == "pipeline.run.started" and e["details"]["run_tag"] == tag
+    )
+    mine = entries[start : start + 5]
+    assert [e["event"] for e in mine] == [
+        "pipeline.run.started",
+        "model.registered",
+        "model.promoted",
+        "artifact.encrypted",
+        "pipeline.run.finished",
+    ]
+    assert [e["seq"] for e in mine] == list(range(mine[0]["seq"], mine[0]["seq"] + 5))
+    finished = mine[-1]
+    assert finished["details"]["outcome"] == "succeeded" and finished["details"]["version"] == 1
+    assert set(finished["outputs"]) >= {"model_repository", "lineage_record", "encrypted"}
+    assert "dataset" in finished["inputs"]
+    registered = mine[1]
+    assert registered["subject"] == "credit_risk v1"
+    assert registered["outputs"]["record"]["path"] == str(pipeline_run.lineage_record)
+    assert registered["inputs"]["dataset"]["sha256"] == finished["inputs"]["dataset"]["sha256"]
+    result = verify(_lifecycle_log)
+    assert result.intact, result.broken
+    assert result.checked >= 8

@@ -42,6 +42,7 @@ def _register_commands() -> None:
     # Heavy libraries are imported inside the commands, not at module level. Typer lists commands
     # in registration order (groups after commands): this order is the one `sovml --help` shows.
     from infra.cli.artifact import artifact_app
+    from infra.cli.audit import audit_app
     from infra.cli.cost import cost_command
     from infra.cli.drift import drift_command
     from infra.cli.features import features_app
@@ -61,6 +62,7 @@ def _register_commands() -> None:
     app.command("drift")(drift_command)
     app.add_typer(artifact_app, name="artifact")
     app.add_typer(pipeline_app, name="pipeline")
+    app.add_typer(audit_app, name="audit")
     app.add_typer(features_app, name="features")
     app.command("serve")(serve_command)
     app.command("abtest")(abtest_command)

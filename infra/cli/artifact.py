@@ -55,6 +55,7 @@ from infra.cli.common import (
 )
 from infra.config.redaction import scrub
 from pipelines import artifacts as art
+from pipelines.audit.log import AuditError
 
 artifact_app = typer.Typer(
     name="artifact",
@@ -183,6 +184,8 @@ def _errors(err: Console) -> Iterator[None]:
         os.kill(os.getpid(), exc.signum)
     except art.ArtifactError as exc:
         fail(err, str(exc), _exit_code(exc))
+    except AuditError as exc:  # the operation happened but could not be recorded
+        fail(err, str(exc), EXIT_INTERNAL)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         fail(err, f"{where}{exc.strerror or exc}", EXIT_INTERNAL)
@@ -367,6 +370,43 @@ def _render(out: Console, report: art.Report, as_json: bool) -> None:
         out.print(f"manifest: {report.manifest}", soft_wrap=True)
 
 
+def _record(report: art.Report) -> None:
+    """``artifact.encrypted`` / ``artifact.rewrapped`` in the lifecycle log.
+
+    A ciphertext file is recorded by path (a rewrap leaves it as it is); a folder artifact and
+    every manifest by digest only (a rewrap replaces the manifests), the plaintext by digest
+    only (it is the user's). An unwritable log raises ``AuditError``: ``_errors`` makes it exit 3.
+    """
+    from pipelines.audit import log as audit
+
+    details = {
+        "backend": report.backend,
+        "key": scrub(report.key)[:1024],
+        "files": len(report.files),
+        "bytes": report.bytes,
+        "path": str(report.destination.resolve())[:1024],
+    }
+    manifest = {"manifest": audit.digest_ref(report.manifest)}
+    if report.operation == "encrypt":
+        dest = report.destination
+        ciphertext = audit.file_ref(dest) if dest.is_file() else audit.digest_ref(dest)
+        audit.append(
+            "artifact.encrypted",
+            str(dest.resolve())[:1024],
+            inputs={"plaintext": audit.digest_ref(report.source)},
+            outputs={"ciphertext": ciphertext, **manifest},
+            details=details,
+        )
+    else:
+        versions = sorted({str(f.key_version) for f in report.files if f.key_version is not None})
+        audit.append(
+            "artifact.rewrapped",
+            str(report.destination.resolve())[:1024],
+            outputs=manifest,
+            details={**details, "key_versions": ", ".join(versions)[:1024]},
+        )
+
+
 @artifact_app.command("encrypt")
 @_with_key_service_options
 def encrypt_cmd(
@@ -408,6 +448,7 @@ def encrypt_cmd(
             report = art.encrypt_path(
                 path, service, out=out, chunk_size=size, overwrite=force, progress=progress
             )
+        _record(report)
         _render(stdout, report, as_json)
 
 
@@ -449,7 +490,9 @@ def rewrap_cmd(
     stdout, err = consoles()
     with _errors(err):
         located, service = _open_artifact(path, backend, key, key_options)
-        _render(stdout, art.rewrap_path(located, service), as_json)
+        report = art.rewrap_path(located, service)
+        _record(report)
+        _render(stdout, report, as_json)
 
 
 @artifact_app.command("rotate-key")

@@ -27,8 +27,9 @@ never retrains because of an error:
     no value, +-inf in a numeric column, an integer too large for float64;
 
 * ``3`` internal or environment error: the drift libraries cannot be loaded, an unexpected
-  exception while comparing, or the report cannot be written after all (disk full, the folder
-  vanished); one ``error:`` line, no decision printed.
+  exception while comparing, the report cannot be written after all (disk full, the folder
+  vanished), or the decision cannot be recorded in the lifecycle log (:mod:`pipelines.audit`);
+  one ``error:`` line, no decision printed.
 
 Missing values (empty cells, NaN, None) are dropped and counted; a window column with no value
 at all counts as drifted (exit 1), as in the hourly drift job.
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from infra.cli.common import EXIT_INTERNAL, EXIT_NEGATIVE, consoles, fail, styled
@@ -106,13 +108,45 @@ def drift_command(
     except Exception as exc:
         fail(err, f"cannot write the report {html}: {_what(exc)}", EXIT_INTERNAL)
 
-    # Only now, with the report written, the table and the decision (always the last line).
+    _record(err, comparison, reference, current, html)
+    # Only now, with the report written and recorded, the table and the decision (always the
+    # last line).
     decision = comparison.decision
     out.print(_table(comparison, reference, current))
     out.print(f"report: {html}", markup=False)
     out.print(decision.summary(), style="bold red" if decision.retrain else "bold green")
     if decision.retrain:
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _record(
+    err: Console, comparison: Comparison, reference: Path, current: Path, html: Path
+) -> None:
+    """``drift.decided`` in the lifecycle log; exit 3 when it cannot be written.
+
+    Digests only: reference, window and report are files a user replaces (the next window, the
+    next report); their paths are in the details.
+    """
+    from pipelines.audit import log as audit
+
+    decision = comparison.decision
+    try:
+        audit.append(
+            "drift.decided",
+            str(current.name),
+            inputs={"reference": audit.digest_ref(reference), "current": audit.digest_ref(current)},
+            outputs={"report": audit.digest_ref(html)},
+            details={
+                "retrain": decision.retrain,
+                "drifted": ", ".join(decision.drifted)[:1024],
+                "statistic": comparison.statistic,
+                "threshold": comparison.threshold,
+                "reference_path": str(reference.resolve())[:1024],
+                "current_path": str(current.resolve())[:1024],
+            },
+        )
+    except (audit.AuditError, OSError) as exc:
+        fail(err, f"cannot record the decision: {exc}", EXIT_INTERNAL)
 
 
 def _what(exc: BaseException) -> str:

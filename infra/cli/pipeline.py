@@ -7,7 +7,8 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(pipeline_app, name="pipe
 
 Exit codes as in :mod:`infra.cli.common`: 0 success, 1 the run failed (or the gate rejected the
 model with ``--fail-on-reject``), 2 bad input (an argument out of range, an ``--out`` or
-``--output-dir`` that cannot be one, a missing ``--source``). ``compile --out`` replaces only a
+``--output-dir`` that cannot be one, a missing ``--source``), 3 the lifecycle log
+(:mod:`pipelines.audit`) cannot be written. ``compile --out`` replaces only a
 file KFP compiled before, never another file that happens to be there.
 """
 
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from infra.cli.common import (
     EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
     EXIT_NEGATIVE,
     bounded_message,
     consoles,
@@ -276,9 +278,14 @@ def run_cmd(
         ),
         soft_wrap=True,
     )
+    from pipelines.audit.log import AuditError
+
     listener = _progress(console)
     try:
         result = local_run.run_local(arguments, output_dir, cache=cache, listener=listener)
+    except AuditError as exc:  # the run's events must be recorded: an environment error
+        listener.stop()
+        fail(err, str(exc), EXIT_INTERNAL)
     finally:
         listener.stop()
     _summary(console, result, output_dir)

@@ -362,8 +362,41 @@ def abtest_command(
         )
     )
     console.print(f"evidence: {shown_path(Path(result.evidence_path))}")
+    _record_canary(err, result)
     if fail_on_rollback and result.decision != "promoted":
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+CANARY_EVENTS = {
+    "promoted": "model.promoted",
+    "rolled_back": "model.rolled_back",
+    "held": "canary.held",
+}
+"""The lifecycle-log event of each canary outcome."""
+
+
+def _record_canary(err: Console, result: Any) -> None:
+    """The canary's decision in the lifecycle log, with its reason; exit 3 when it cannot be.
+
+    The evidence file is recorded by path: it is written once per run name.
+    """
+    from pipelines.audit import log as audit
+
+    try:
+        audit.append(
+            CANARY_EVENTS[result.decision],
+            f"{result.candidate} vs {result.baseline}",
+            outputs={"evidence": audit.file_ref(result.evidence_path)},
+            details={
+                "decision": result.decision,
+                "reason": str(result.reason)[:1024],
+                "final_weight": float(result.final_weight),
+                "requests": int(result.total_requests),
+                "run": str(result.run)[:1024],
+            },
+        )
+    except (audit.AuditError, OSError, KeyError) as exc:
+        fail(err, f"cannot record the canary decision: {exc}", EXIT_INTERNAL)
 
 
 def _custom_pair(

@@ -11,6 +11,10 @@ or CSV files under a prefix), runs the exact drift kernels, pushes per-feature s
 Prometheus pushgateway (``sovml_drift_psi`` and friends, which the FeatureDrift alert reads) and,
 when any feature's PSI crosses the threshold, submits a retraining run to Kubeflow Pipelines.
 Locations may be local paths too, which is how the tests and the demo run it.
+
+The decision (``drift.decided``) is recorded in the lifecycle log (:mod:`pipelines.audit`) before
+any retraining is submitted, and the submission (``retraining.submitted``, an automated action)
+after it; a log that cannot be written ends the job with exit 1 and no submission.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from kernels.drift import (
     drift,
 )
 from pipelines import pushgateway
+from pipelines.audit import log as audit
 from pipelines.monitoring.compare import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, decide, numeric_rows
 from pipelines.monitoring.tables import read_window
 
@@ -129,8 +134,31 @@ def run(
     if pushgateway:
         push(pushgateway, model, exposition(model, result, result.feature_names))
     requested = decision.retrain and kfp_endpoint is not None
+    audit.append(
+        "drift.decided",
+        model,
+        details={
+            "retrain": decision.retrain,
+            "drifted": ", ".join(decision.drifted)[:1024],
+            "statistic": DEFAULT_STATISTIC,
+            "threshold": threshold,
+            "rows": int(current.shape[0]),
+            "window": window[:1024],
+            "reference": reference[:1024],
+        },
+    )
     if requested:
         submit(kfp_endpoint, retrain_pipeline, model)  # type: ignore[arg-type]
+        audit.append(
+            "retraining.submitted",
+            model,
+            details={
+                "pipeline": retrain_pipeline,
+                "endpoint": str(kfp_endpoint)[:1024],
+                "automated": True,
+                "trigger": "drift.decided",
+            },
+        )
     return JobResult(model, current.shape[0], decision.drifted, result, requested)
 
 
@@ -160,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             kfp_endpoint=a.kfp_endpoint,
             retrain_pipeline=a.retrain_pipeline,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, audit.AuditError) as exc:
         print(f"drift-job: {exc}", file=sys.stderr)
         return 1
     verdict = (

@@ -18,6 +18,10 @@ Layout under ``output_dir`` (default ``build/pipelines``)::
     keys/artifact-key.json                        local envelope key (mode 0600)
     logs/<run_tag>.log                            full log of each run
     metrics/sovml_pipeline_runs.prom              runs by outcome (pipelines/training/outcome.py)
+
+Every run appends ``pipeline.run.started`` and ``pipeline.run.finished`` to the lifecycle log
+(:mod:`pipelines.audit`), resolved once here and exported as ``SOVML_AUDIT_LOG`` to the step
+subprocesses, whose register and encrypt steps append to the same log in between.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.audit import log as audit
+from pipelines.audit.entries import MAX_TEXT
 from pipelines.training import images, outcome, provenance
 from pipelines.training.provenance import CODE_ROOT
 from pipelines.training.validation import ERROR_MARKER
@@ -203,18 +209,24 @@ class _RootLogTo(logging.Handler):
 
 
 @contextlib.contextmanager
-def _environment(root: Path) -> Iterator[None]:
-    """Repository root on PYTHONPATH for the step subprocesses (they import pipelines.training)."""
-    old = os.environ.get("PYTHONPATH")
-    parts = [str(root), *([old] if old else [])]
-    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+def _environment(root: Path, audit_log: Path) -> Iterator[None]:
+    """Repository root on PYTHONPATH for the step subprocesses (they import pipelines.training),
+    and this run's lifecycle log in ``SOVML_AUDIT_LOG`` (their events go to the same chain)."""
+    old_path = os.environ.get("PYTHONPATH")
+    values = {
+        "PYTHONPATH": os.pathsep.join([str(root), *([old_path] if old_path else [])]),
+        audit.LOG_ENV: str(audit_log),
+    }
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def default_feature_repo(output_dir: Path) -> Path:
@@ -284,6 +296,10 @@ def run_local(
 
     Returns:
         The :class:`RunResult`; a failed step does not raise, it is in ``succeeded``/``errors``.
+
+    Raises:
+        pipelines.audit.log.AuditError: The lifecycle log cannot be written (before the run
+            starts, or when recording its end).
     """
     from pipelines.training.pipeline import PIPELINE_NAME
 
@@ -293,10 +309,19 @@ def run_local(
     log_path = out / "logs" / f"{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     args = _run_arguments(out, tag, arguments)
+    audit_log = audit.log_path()
+    subject = f"{PIPELINE_NAME} run {tag}"
+    audit.append(
+        "pipeline.run.started",
+        subject,
+        inputs=_source_inputs(args),
+        details={**_run_details(args), "output_dir": str(out)},
+        log=audit_log,
+    )
     tracker = _Tracker(listener)
     started = time.perf_counter()
     before = set(runs.glob(f"{PIPELINE_NAME}-*")) if runs.is_dir() else set()
-    with open(log_path, "w") as log, _captured(log, tracker):
+    with open(log_path, "w") as log, _captured(log, tracker, audit_log):
         outputs, succeeded = _run_pipeline(args, runs, cache, log)
     tracker.finish(succeeded)
     created = sorted(set(runs.glob(f"{PIPELINE_NAME}-*")) - before)
@@ -307,7 +332,73 @@ def run_local(
     result.feature_repo = Path(args["feature_repo"])
     # The training-pipeline success SLO's counter (components/_alerts.py).
     outcome.record_run(out / "metrics", PIPELINE_NAME, succeeded)
+    _record_finish(audit_log, subject, result, outputs)
     return result
+
+
+_DETAIL_ARGUMENTS = ("rows", "seed", "epochs", "min_auc", "serving_profile", "code_version")
+
+
+def _run_details(args: dict[str, Any]) -> dict[str, Any]:
+    """The run's scalar parameters worth an auditor's eye (the rest are in the lineage)."""
+    details = {name: args[name] for name in _DETAIL_ARGUMENTS if name in args}
+    details["run_tag"] = args["run_tag"]
+    if args.get("source_uri"):
+        details["source_uri"] = str(args["source_uri"])[:MAX_TEXT]
+    return details
+
+
+def _source_inputs(args: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The ingested file's digest (a user's file may change later: digest only, path in the
+    details); synthetic data is a function of rows and seed, which the details hold."""
+    source = args.get("source_uri")
+    if not source:
+        return {}
+    if args.get("source_sha256"):
+        return {"source": {"sha256": str(args["source_sha256"])}}
+    return {"source": audit.digest_ref(source)} if Path(source).is_file() else {}
+
+
+def _record_finish(
+    audit_log: Path, subject: str, result: RunResult, outputs: dict[str, Any]
+) -> None:
+    """``pipeline.run.finished``: the outcome, the data digest and the outputs' digests."""
+    inputs: dict[str, dict[str, str]] = {}
+    produced: dict[str, dict[str, str]] = {}
+    if result.run_dir is not None and (result.run_dir / "ingest" / "dataset").is_file():
+        inputs["dataset"] = audit.file_ref(result.run_dir / "ingest" / "dataset")
+    elif result.lineage_record is not None and result.lineage_record.is_file():
+        data_sha = json.loads(result.lineage_record.read_text()).get("data", {}).get("sha256")
+        if data_sha:  # ingest came from the cache: the lineage holds its digest
+            inputs["dataset"] = {"sha256": data_sha}
+    evaluation = outputs.get("evaluation")
+    if evaluation is not None and Path(evaluation.path).is_file():
+        produced["evaluation"] = audit.file_ref(evaluation.path)
+    for name in ("model_repository", "model_repository_local", "lineage_record"):
+        path = getattr(result, name)
+        if path is not None and path.exists():
+            produced[name] = audit.file_ref(path)
+    if result.encrypted is not None and result.encrypted.exists():
+        # Digest only: a later `sovml artifact rewrap` legitimately replaces the manifests.
+        produced["encrypted"] = audit.digest_ref(result.encrypted)
+    details: dict[str, Any] = {
+        "outcome": "succeeded" if result.succeeded else "failed",
+        "gate_passed": result.gate_passed,
+        "gate_reason": result.gate_reason[:MAX_TEXT],
+        "version": result.version,
+        "failed_step": result.failed_step,
+        "seconds": round(result.seconds, 3),
+    }
+    if "auc" in result.metrics:
+        details["auc"] = float(result.metrics["auc"])
+    audit.append(
+        "pipeline.run.finished",
+        subject,
+        inputs=inputs,
+        outputs=produced,
+        details=details,
+        log=audit_log,
+    )
 
 
 def _run_arguments(out: Path, tag: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
@@ -323,9 +414,10 @@ def _run_arguments(out: Path, tag: str, arguments: dict[str, Any] | None) -> dic
 
 
 @contextlib.contextmanager
-def _captured(log: io.TextIOBase, tracker: _Tracker) -> Iterator[None]:
+def _captured(log: io.TextIOBase, tracker: _Tracker, audit_log: Path) -> Iterator[None]:
     """Everything kfp.local prints or logs inside goes to ``log`` and, line by line, to
-    ``tracker``; the step subprocesses find the repository on ``PYTHONPATH``."""
+    ``tracker``; the step subprocesses find the repository on ``PYTHONPATH`` and the lifecycle
+    log in ``SOVML_AUDIT_LOG``."""
     tap = _LogTap(log, tracker.line)
     root_logger = logging.getLogger()
     handler = _RootLogTo(tap)
@@ -334,7 +426,7 @@ def _captured(log: io.TextIOBase, tracker: _Tracker) -> Iterator[None]:
     root_logger.setLevel(logging.INFO)
     try:
         with (
-            _environment(CODE_ROOT),
+            _environment(CODE_ROOT, audit_log),
             contextlib.redirect_stdout(tap),
             contextlib.redirect_stderr(tap),
             warnings.catch_warnings(),

@@ -44,8 +44,17 @@ FEATURE_STORE_CODE = (
 )
 """The feature store library, definitions and both configs (the cluster default is the prod one)."""
 
+AUDIT_LIBRARY = (
+    "pipelines/audit/__init__.py",
+    "pipelines/audit/entries.py",
+    "pipelines/audit/log.py",
+    "pipelines/audit/sink.py",
+)
+"""What the register and encrypt steps import to append to the lifecycle log (not the verifier)."""
+
 EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
     "encrypt": (
+        *AUDIT_LIBRARY,
         "pipelines/artifacts/__init__.py",
         "pipelines/artifacts/api.py",
         "pipelines/artifacts/destinations.py",
@@ -76,7 +85,7 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
         "pipelines/serving/cpu_tier/selection.py",
     ),
     "features": FEATURE_STORE_CODE,
-    "register": FEATURE_STORE_LIBRARY,
+    "register": (*FEATURE_STORE_LIBRARY, *AUDIT_LIBRARY),
     "materialize": FEATURE_STORE_CODE,
     "outcome": ("pipelines/pushgateway.py", "pipelines/training/outcome.py"),
 }
@@ -84,7 +93,7 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
 the cluster IR small (every embedded copy is repeated in each component's command): the envelope
 library (85 KB) for encrypt, the CPU backend selection for export, the feature store library and
 repository for features and materialize (register only names the feature service), the
-pushgateway client for the exit task."""
+lifecycle log's writer for register and encrypt, the pushgateway client for the exit task."""
 
 
 @contextlib.contextmanager

@@ -1,5 +1,10 @@
 """The steps after export: register the version with its lineage, serve its features online
-(materialize), envelope-encrypt the model and the lineage."""
+(materialize), envelope-encrypt the model and the lineage.
+
+Register and encrypt append their events (``model.registered``, ``model.promoted``,
+``artifact.encrypted``) to the lifecycle log (:mod:`pipelines.audit`; the local run passes the
+log in ``SOVML_AUDIT_LOG``); a log that cannot be written fails the step.
+"""
 
 from __future__ import annotations
 
@@ -94,7 +99,45 @@ def register(
         if promote:
             registry.promote(model_name, version)
         shutil.copyfile(path, lineage_path)
+        _record_registration(dataset_path, spec_path, path, artifacts, record, promote)
         return {"version": version, "record": str(path.resolve()), "promoted": promote}
+
+
+def _record_registration(
+    dataset_path: str,
+    spec_path: str,
+    record_path: Path,
+    artifacts: dict[str, Path],
+    record: dict[str, Any],
+    promote: bool,
+) -> None:
+    """``model.registered`` (and ``model.promoted`` when promoted) in the lifecycle log."""
+    from pipelines.audit import log as audit
+
+    subject = f"{record_path.parent.parent.name} v{record_path.stem}"
+    details = {
+        "run_tag": record["run"]["run_tag"],
+        "weights_sha256": record["model"]["weights_sha256"],
+        "auc": record["metrics"].get("auc"),
+        "gate_passed": bool(record["gate"].get("passed")),
+    }
+    audit.append(
+        "model.registered",
+        subject,
+        inputs={"dataset": audit.file_ref(dataset_path), "feature_spec": audit.file_ref(spec_path)},
+        outputs={
+            "record": audit.file_ref(record_path),
+            "served_model": audit.file_ref(artifacts["served"]),
+        },
+        details=details,
+    )
+    if promote:
+        audit.append(
+            "model.promoted",
+            subject,
+            inputs={"record": audit.file_ref(record_path)},
+            details={"run_tag": details["run_tag"], "reason": "passed the gate (promote=true)"},
+        )
 
 
 def _read_evidence(
@@ -326,4 +369,27 @@ def encrypt(
         manifest["encrypted_at"] = utc_now()
         write_json(Path(out_dir) / "encryption.json", manifest)
         sidecar = Registry(registry_dir).attach(model_name, version, "encryption", manifest)
+        _record_encryption(repository_dir, lineage_path, manifest, f"{model_name} v{version}")
         return {"backend": manifest["backend"], "sidecar": str(sidecar.resolve())}
+
+
+def _record_encryption(
+    repository_dir: str, lineage_path: str, manifest: dict[str, Any], subject: str
+) -> None:
+    """``artifact.encrypted`` in the lifecycle log: plaintexts kept by path, ciphertexts by
+    digest only (a later rewrap legitimately replaces their manifests)."""
+    from pipelines.audit import log as audit
+
+    audit.append(
+        "artifact.encrypted",
+        subject,
+        inputs={
+            "model_repository": audit.file_ref(repository_dir),
+            "lineage.json": audit.file_ref(lineage_path),
+        },
+        outputs={
+            f"{name}.enc": audit.digest_ref(entry["ciphertext"])
+            for name, entry in manifest["artifacts"].items()
+        },
+        details={"backend": manifest["backend"], "key": str(manifest["key"])[:1024]},
+    )
