@@ -36,11 +36,12 @@ TORCH_FIRST := triton
 
 setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp ## Create the virtualenvs (pinned)
 
-# Real servers the tests talk to, from Debian's packages: Redis (Feast's production online store)
-# and Prometheus (promtool for the alert rules; the server for the rollout analysis queries).
+# Real servers the tests talk to, from Debian's packages: Redis (Feast's production online store),
+# Prometheus (promtool for the alert rules; the server for the rollout analysis queries) and
+# Chromium (renders the evidence page headless, tests/test_evidence.py).
 # Installed only where missing and only as root; elsewhere the tests that need them skip, unless
 # SOVML_REQUIRE_SERVERS=1 (set by .ci/run) turns a missing server into a failure.
-SYSTEM_PACKAGES := redis-server:redis-server promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager
+SYSTEM_PACKAGES := redis-server:redis-server promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager chromium:chromium
 
 system-packages: ## Install Redis and Prometheus from Debian's packages where missing (root)
 	@missing=$$(for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done | sort -u | tr '\n' ' '); \

@@ -56,6 +56,7 @@ SECRET = "hvs.CAESIAbcdefghijklmnopqrstuv0123456789"
 CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("synth",): frozenset({0, 2, 3}),
     ("check",): frozenset({0, 1, 2, 3}),
+    ("evidence",): frozenset({0, 1, 2, 3}),
     ("demo",): frozenset({0, 1, 2, 3}),
     ("config", "schema"): frozenset({0, 2, 3}),
     ("config", "validate"): frozenset({0, 2, 3}),
@@ -418,7 +419,7 @@ def test_the_write_watch_sees_writes_outside_its_root_only(tmp_path: Path) -> No
 
 FUZZED = [p for p in LEAVES if p not in SKIPPED]
 EXAMPLES = {("features", "apply"): 4, ("cost",): 6, ("drift",): 8, ("config", "schema"): 3,
-            ("tenant", "templates"): 3}  # fmt: skip
+            ("tenant", "templates"): 3, ("evidence",): 6}  # fmt: skip
 """Examples per command: 15; fewer where one example costs a second (a Feast store, the
 program's fingerprint, the drift kernels) or where a flag is all there is to vary."""
 KNOWN_FINDINGS: dict[tuple[str, ...], str] = {}

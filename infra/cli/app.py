@@ -45,6 +45,7 @@ def _register_commands() -> None:
     from infra.cli.audit import audit_app
     from infra.cli.cost import cost_command
     from infra.cli.drift import drift_command
+    from infra.cli.evidence import evidence_command
     from infra.cli.features import features_app
     from infra.cli.pipeline import pipeline_app
     from infra.cli.serve import (
@@ -72,6 +73,7 @@ def _register_commands() -> None:
     app.add_typer(bench_app, name="bench")
     app.command("synth")(synth)
     app.command("check")(check)
+    app.command("evidence")(evidence_command)
     app.command("demo")(demo)
 
 

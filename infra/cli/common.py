@@ -10,7 +10,8 @@ never by embedding ``[red]...[/]`` in a string. Values that might be secrets are
 Exit codes are one contract for every command:
 
 * ``0`` success (for ``drift``: no drift; for ``check``: the gate passed);
-* ``1`` a negative result: drift found, the gate failed, a canary rolled back, a run failed;
+* ``1`` a negative result: drift found, the gate failed, a canary rolled back, a run failed,
+  a control of the evidence pack failed;
 * ``2`` bad input: arguments, stack files, input files, paths;
 * ``3`` an internal or environment error (a tool or server missing, an unexpected exception).
 

@@ -1,0 +1,1 @@
+"""``sovml evidence``: the control catalogue, the checks run on a record, the evidence pack."""
