@@ -62,6 +62,7 @@ CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("config", "validate"): frozenset({0, 2, 3}),
     ("tenant", "new"): frozenset({0, 2, 3}),
     ("tenant", "templates"): frozenset({0, 1, 2, 3}),
+    ("tenant", "offboard"): frozenset({0, 1, 2, 3}),
     ("cost",): frozenset({0, 2, 3}),
     ("drift",): frozenset({0, 1, 2, 3}),
     ("artifact", "encrypt"): frozenset({0, 2, 3}),

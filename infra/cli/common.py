@@ -11,9 +11,11 @@ Exit codes are one contract for every command:
 
 * ``0`` success (for ``drift``: no drift; for ``check``: the gate passed);
 * ``1`` a negative result: drift found, the gate failed, a canary rolled back, a run failed,
-  a control of the evidence pack failed;
+  a control of the evidence pack failed, a tenant only partly shredded (``tenant offboard``: a
+  key service refused a key, named);
 * ``2`` bad input: arguments, stack files, input files, paths;
-* ``3`` an internal or environment error (a tool or server missing, an unexpected exception).
+* ``3`` an internal or environment error (a tool or server missing, a key service unreachable
+  or its credentials missing, an unexpected exception).
 
 Beyond the four: a command stopped by SIGINT exits 130 (``error: interrupted``), one whose
 output pipe was closed (``sovml ... | head -1``) exits 141, silently, as a tool killed by SIGPIPE
