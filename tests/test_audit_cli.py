@@ -68,6 +68,7 @@ def test_verify_names_the_first_broken_entry_and_exits_1(log: Path) -> None:
         "reason": "reordered",
         "detail": "entry 1 comes later in the file",
         "found": 2,
+        "key": None,
     }
 
 

@@ -1,11 +1,10 @@
 """The lifecycle log (pipelines/audit): appends, the chain, tampering of every kind, concurrency,
-the head record, digests, and the object-locked bucket copy (moto)."""
+the head record, digests (the bucket chain: tests/test_audit_bucket.py)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import re
 import stat
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.audit import entries, sink
+from pipelines.audit import entries
 from pipelines.audit import log as audit
 from pipelines.audit.verify import verify
 
@@ -272,47 +271,3 @@ def test_any_single_change_is_caught_at_the_first_changed_line(
     assert broken.line == first + 1
     if op in ("edit", "truncate"):
         assert broken.reason == {"edit": "edited", "truncate": "truncated"}[op]
-
-
-# ------------------------------------------------------------------------------------- bucket
-
-
-def test_each_entry_goes_to_the_bucket_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """moto checks the conditional put (If-None-Match: *); not Object Lock's retention itself."""
-    boto3 = pytest.importorskip("boto3")
-    moto = pytest.importorskip("moto")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "me-central-1")
-    with moto.mock_aws():
-        s3 = boto3.client("s3", region_name="me-central-1")
-        s3.create_bucket(
-            Bucket="audit",
-            CreateBucketConfiguration={"LocationConstraint": "me-central-1"},
-            ObjectLockEnabledForBucket=True,
-        )
-        monkeypatch.setenv("SOVML_AUDIT_BUCKET", "audit")
-        log = tmp_path / "l.jsonl"
-        made = _fill(log, 2)
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="audit")["Contents"]]
-        assert keys == [sink.object_key(e) for e in made]
-        assert keys[0] == f"lifecycle/000000000000-{made[0]['hash']}.json"
-        body = s3.get_object(Bucket="audit", Key=keys[1])["Body"].read()
-        assert body == _lines(log)[1]
-        with pytest.raises(audit.AuditError, match="already exists: the audit bucket is never"):
-            sink.put_entry(made[0], b"forged\n")
-        assert s3.get_object(Bucket="audit", Key=keys[0])["Body"].read() == _lines(log)[0]
-
-
-def test_a_failing_bucket_fails_the_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOVML_AUDIT_BUCKET", "audit")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "me-central-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    with pytest.raises(audit.AuditError, match="cannot put s3://audit/lifecycle/000000000000-"):
-        audit.append("model.registered", "s", log=tmp_path / "l.jsonl")
-    os.environ.pop("SOVML_AUDIT_BUCKET", None)

@@ -218,6 +218,47 @@ def content_problem(fields: dict[str, Any]) -> str | None:
     )
 
 
+def new_entry(fields: dict[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
+    """The entry that follows ``last`` (None: the first), hashed: the one way entries are made.
+
+    ``fields`` are the checked caller-given part (event, subject, inputs, outputs, details).
+    """
+    now = utc_now()
+    entry: dict[str, Any] = {
+        "seq": 0 if last is None else last["seq"] + 1,
+        # Never before the previous entry, even when the clock stepped back.
+        "time": now if last is None else max(now, last["time"]),
+        "actor": actor(),
+        **fields,
+        "prev": GENESIS if last is None else last["hash"],
+    }
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
+def json_error(exc: ValueError) -> str:
+    """What ``json.loads`` said, for a person (bytes that are not UTF-8 raise no JSON error)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+
+
+def stored_problem(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(entry, None) when ``data`` is one stored entry (its canonical JSON and a newline), else
+    (what parsed or None, why not). What an append checks before extending a chain."""
+    if not data.endswith(b"\n") or b"\n" in data[:-1]:
+        return None, "not one newline-terminated line"
+    try:
+        entry = json.loads(data[:-1])
+    except ValueError as exc:
+        return None, f"not JSON ({json_error(exc)})"
+    if problem := entry_problem(entry):
+        return (entry if isinstance(entry, dict) else None), problem
+    if entry_hash(entry) != entry["hash"] or canonical(entry) != data[:-1]:
+        return entry, "its hash or form does not match its content"
+    return entry, None
+
+
 def entry_problem(entry: object) -> str | None:
     """Why ``entry`` is not a well-formed entry (fields, types, event), or None.
 

@@ -1,11 +1,12 @@
-"""The lifecycle log file: where it is, and the one way to append to it.
+"""The lifecycle log file: where it is, and the one way to append to a lifecycle log.
 
-Every append takes an exclusive ``fcntl.flock`` on the log, checks that the last line is a whole,
-intact entry and that the head record beside the log names it, writes the new entry as one line,
-``fsync``s, rewrites the head record (``<log>.head``: the last ``seq`` and ``hash``) atomically
-and, when ``SOVML_AUDIT_BUCKET`` is set, copies the entry to the object-locked bucket
-(:mod:`pipelines.audit.sink`) before the lock is released. Several processes (a pipeline's step
-subprocesses, two commands at once) therefore extend one chain, never fork it.
+:func:`append` goes to the object-locked bucket chain when ``SOVML_AUDIT_BUCKET`` is set (the
+cluster: :mod:`pipelines.audit.sink`), else to the file. A file append takes an exclusive
+``fcntl.flock`` on the log, checks that the last line is a whole, intact entry and that the head
+record beside the log names it, writes the new entry as one line, ``fsync``s and rewrites the head
+record (``<log>.head``: the last ``seq`` and ``hash``) atomically before the lock is released.
+Several processes (a pipeline's step subprocesses, two commands at once) therefore extend one
+chain, never fork it.
 
 A failed append raises :class:`AuditError` naming the path: recording an event never fails
 silently, and a command whose event cannot be recorded fails (``sovml`` exit 3).
@@ -22,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.audit.entries import (
-    GENESIS,
-    actor,
     canonical,
     content_problem,
     digest_path,
     entry_hash,
     entry_problem,
-    utc_now,
+    new_entry,
 )
 
 LOG_ENV = "SOVML_AUDIT_LOG"
@@ -206,12 +205,14 @@ def append(
         inputs: Name -> ``{"sha256", "path"?}`` (:func:`file_ref`, :func:`digest_ref`).
         outputs: As ``inputs``, for what the event produced.
         details: JSON scalars only (the reason of a decision, an outcome, a backend).
-        log: The log file; default :func:`log_path`.
+        log: The log file. Default: the bucket chain when ``$SOVML_AUDIT_BUCKET`` is set (the
+            cluster, :mod:`pipelines.audit.sink`), else the file :func:`log_path`.
 
     Raises:
         ValueError: The event is not in the closed set, or a field is not acceptable.
-        AuditError: The log, its head record or the bucket could not be written, or the log's
-            tail is damaged (nothing is appended to a chain that is already broken at its end).
+        AuditError: The log, its head record or the bucket could not be written, the log's
+            tail is damaged (nothing is appended to a chain that is already broken at its end),
+            or the bucket's head kept moving through every retry.
     """
     fields = {
         "event": event,
@@ -222,21 +223,13 @@ def append(
     }
     if problem := content_problem(fields):
         raise ValueError(f"lifecycle log: {problem}")
-    path = Path(log).absolute() if log is not None else log_path()
     from pipelines.audit import sink
 
+    if log is None and (bucket := sink.configured_bucket()):
+        return sink.BucketLog(bucket).append(fields)
+    path = Path(log).absolute() if log is not None else log_path()
     with _locked(path) as fd:
-        last = _tail_entry(fd, path)
-        now = utc_now()
-        entry: dict[str, Any] = {
-            "seq": 0 if last is None else last["seq"] + 1,
-            # Never before the previous entry, even when the clock stepped back.
-            "time": now if last is None else max(now, last["time"]),
-            "actor": actor(),
-            **fields,
-            "prev": GENESIS if last is None else last["hash"],
-        }
-        entry["hash"] = entry_hash(entry)
+        entry = new_entry(fields, _tail_entry(fd, path))
         line = canonical(entry) + b"\n"
         try:
             written = os.write(fd, line)
@@ -248,5 +241,4 @@ def append(
             raise AuditError(
                 f"cannot write the lifecycle log {path}: {exc.strerror or exc}"
             ) from None
-        sink.put_entry(entry, line)
     return entry

@@ -12,6 +12,9 @@ The first break is reported with its position: ``seq`` is the sequence number th
 line should have (the line number is ``seq + 1``), ``found`` what the line holds, and the reason:
 ``edited``, ``deleted``, ``reordered``, ``inserted``, ``truncated`` or ``digest mismatch``.
 
+:func:`verify_bucket` runs the same checks on the cluster's chain in the object-locked bucket
+(:mod:`pipelines.audit.sink`), object by object in key order, where a break also names the key.
+
 What a local file can and cannot prove: every edit, deletion, reordering or insertion of entries
 is caught, and truncating the tail is caught by the head record. Someone who rewrites the whole
 file *and* its head record (recomputing every hash) leaves a chain that verifies: only a head
@@ -27,8 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.audit.entries import GENESIS, canonical, digest_path, entry_hash, entry_problem
+from pipelines.audit.entries import (
+    GENESIS,
+    canonical,
+    digest_path,
+    entry_hash,
+    entry_problem,
+    json_error,
+)
 from pipelines.audit.log import AuditError, read_head
+from pipelines.audit.sink import BucketLog, Stored
 
 REASONS = ("edited", "deleted", "reordered", "inserted", "truncated", "digest mismatch")
 """The kinds of break a verification names."""
@@ -44,6 +55,7 @@ class Break:
         reason: One of :data:`REASONS`.
         detail: What exactly differs, for a person.
         found: The ``seq`` the line holds, when it parses.
+        key: The object's key, for a bucket chain (``line`` is then its place in key order).
     """
 
     seq: int
@@ -51,6 +63,7 @@ class Break:
     reason: str
     detail: str
     found: int | None = None
+    key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -60,6 +73,7 @@ class Break:
             "reason": self.reason,
             "detail": self.detail,
             "found": self.found,
+            "key": self.key,
         }
 
 
@@ -68,7 +82,7 @@ class Verification:
     """The outcome of :func:`verify`.
 
     Attributes:
-        log: The file verified.
+        log: The file verified, or the bucket chain's ``s3://<bucket>/<prefix>/``.
         entries: Entries that verified (all of them when intact).
         head: Hash of the last verified entry (``GENESIS`` for an empty log).
         broken: The first break, None when the log is intact.
@@ -77,7 +91,7 @@ class Verification:
         notes: Other remarks (no head record for an empty log, etc.).
     """
 
-    log: Path
+    log: Path | str
     entries: int = 0
     head: str = GENESIS
     broken: Break | None = None
@@ -117,7 +131,7 @@ def _parse(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     try:
         entry = json.loads(line)
     except ValueError as exc:
-        return None, f"not JSON ({exc.msg})"
+        return None, f"not JSON ({json_error(exc)})"
     if problem := entry_problem(entry):
         return (entry if isinstance(entry, dict) else None), problem
     if entry_hash(entry) != entry["hash"]:
@@ -260,18 +274,113 @@ def verify(log: str | Path, kept_head: str | None = None, digests: bool = True) 
             result.broken = Break(result.entries, len(lines) + 1, "edited", str(exc))
         else:
             _heads(result, len(lines), head)
-    if result.broken is None and kept_head is not None:
-        known = {e["hash"] for e in verified}
-        if kept_head not in known:
-            result.broken = Break(
-                result.entries,
-                len(lines) + 1,
-                "truncated",
-                f"the kept head {kept_head} is not in the chain (truncated or rewritten since)",
-            )
+    _kept(result, verified, kept_head, len(lines) + 1)
     if result.broken is None and digests:
         _digests(result, verified)
     return result
 
 
-__all__ = ["REASONS", "AuditError", "Break", "Verification", "verify"]
+def _kept(
+    result: Verification, verified: list[dict[str, Any]], kept_head: str | None, line: int
+) -> None:
+    """A head hash kept elsewhere must be one of the verified entries' hashes."""
+    if result.broken is not None or kept_head is None:
+        return
+    if kept_head not in {e["hash"] for e in verified}:
+        result.broken = Break(
+            result.entries,
+            line,
+            "truncated",
+            f"the kept head {kept_head} is not in the chain (truncated or rewritten since)",
+        )
+
+
+def _object_break(
+    seq: int, place: int, item: Stored, bodies: dict[int, int], prev: str, last_time: str
+) -> tuple[dict[str, Any] | None, Break | None]:
+    """(the entry, None) when object number ``place`` is entry ``seq``, else (None, why not)."""
+    key = item.key
+
+    def broken(reason: str, detail: str, found: int | None = None) -> Break:
+        return Break(seq, place, reason, detail, found, key)
+
+    if item.seq is None:
+        return None, broken("inserted", f"{key} is not an entry's key")
+    if item.seq > seq:
+        return None, broken(
+            "deleted", f"no object for entries {seq}..{item.seq - 1}", found=item.seq
+        )
+    if item.deleted or item.body is None:
+        return None, broken(
+            "deleted", "a delete marker hides it (its locked versions remain: list them)"
+        )
+    if item.versions > 1:
+        return None, broken("edited", f"overwritten: the key has {item.versions} versions")
+    entry, why = _parse_stored(item.body)
+    found = entry.get("seq") if isinstance(entry, dict) else None
+    found = found if isinstance(found, int) and not isinstance(found, bool) else None
+    if why is not None or entry is None:
+        return None, broken("edited", why or "unreadable", found)
+    if found != seq:
+        if bodies.get(seq, place) != place:  # this key's entry lies under another key
+            return None, broken("reordered", f"the object holds entry {found}", found)
+        return None, broken("inserted", f"the object holds entry {found}, not {seq}", found)
+    if entry["prev"] != prev:
+        return None, broken("edited", f"prev does not match the hash of entry {seq - 1}", found)
+    if entry["time"] < last_time:
+        return None, broken("edited", f"time goes backwards from entry {seq - 1}", found)
+    return entry, None
+
+
+def _parse_stored(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """As :func:`_parse`, for an object's body: one line and its newline."""
+    if not body.endswith(b"\n") or b"\n" in body[:-1]:
+        return None, "the object is not one newline-terminated line"
+    return _parse(body[:-1])
+
+
+def verify_bucket(
+    chain: BucketLog, kept_head: str | None = None, digests: bool = True
+) -> Verification:
+    """Verify the bucket chain ``chain`` with the file's checks, object by object in key order.
+
+    Beyond the file's checks: a missing seq is ``deleted`` (also a key whose latest version is a
+    delete marker), a key holding another seq's body ``reordered`` (that entry is under another
+    key) or ``inserted``, a key that is not an entry's ``inserted``, a key with more than one
+    version ``edited`` (overwritten: the first version stays locked). Entries without Object
+    Lock retention are noted, not broken (retention is the bucket's configuration).
+
+    Raises:
+        pipelines.audit.sink.BucketError: S3 could not be listed or read.
+    """
+    stored = chain.read()
+    result = Verification(chain.where)
+    bodies: dict[int, int] = {}
+    for place, item in enumerate(stored, start=1):
+        entry, _ = _parse_stored(item.body) if item.body is not None else (None, None)
+        if isinstance(entry, dict) and isinstance(entry.get("seq"), int):
+            bodies.setdefault(entry["seq"], place)
+    verified: list[dict[str, Any]] = []
+    prev, last_time = GENESIS, ""
+    for place, item in enumerate(stored, start=1):
+        entry, broken = _object_break(len(verified), place, item, bodies, prev, last_time)
+        if broken is not None or entry is None:
+            result.broken = broken
+            break
+        verified.append(entry)
+        prev, last_time = entry["hash"], entry["time"]
+    result.entries = len(verified)
+    result.head = verified[-1]["hash"] if verified else GENESIS
+    _kept(result, verified, kept_head, len(stored) + 1)
+    unlocked = sum(1 for item in stored[: len(verified)] if item.lock_mode != "COMPLIANCE")
+    if unlocked:
+        result.notes.append(
+            f"{unlocked} entries carry no COMPLIANCE-mode Object Lock retention (is the bucket's "
+            "default retention set?)"
+        )
+    if result.broken is None and digests:
+        _digests(result, verified)
+    return result
+
+
+__all__ = ["REASONS", "AuditError", "Break", "Verification", "verify", "verify_bucket"]
