@@ -217,6 +217,71 @@ def canary_figure(evidence: Path) -> str:
     )
 
 
+AUDIT_LOG = DEMO / "audit" / "lifecycle.jsonl"
+"""The demo's own lifecycle log: started empty by each demo, so its chain holds this run only."""
+RUN_EVENTS = (
+    "pipeline.run.started",
+    "model.registered",
+    "artifact.encrypted",
+    "pipeline.run.finished",
+    "model.rolled_back",
+    "model.promoted",
+    "drift.decided",
+)
+"""Events the demo's steps must have recorded by the time the log is verified."""
+
+
+def audit_intact(log: Path, events: tuple[str, ...]) -> Expect:
+    """Exit 0, and the log itself holds every event in ``events`` (read from the file)."""
+
+    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
+        if proc.returncode != 0:
+            return False, f"exit {proc.returncode}"
+        if not log.is_file():
+            return False, f"no log at {log}"
+        seen = [json.loads(line)["event"] for line in log.read_text().splitlines() if line]
+        missing = [e for e in events if e not in seen]
+        if missing:
+            return False, f"chain intact but no {', '.join(missing)} among {len(seen)} entries"
+        return True, f"{len(seen)} entries, chain intact, every expected event present"
+
+    return Expect(f"exit 0 and the events {', '.join(events)}", check)
+
+
+def audit_broken(report: Path, seq: int, reason: str) -> Expect:
+    """Exit 1, and the JSON report names entry ``seq`` as the first break, for ``reason``."""
+
+    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
+        try:
+            broken = json.loads(proc.stdout).get("broken") or {}
+        except ValueError:
+            return False, f"exit {proc.returncode}, no JSON report"
+        found = f"exit {proc.returncode}, first break {broken.get('seq')} ({broken.get('reason')})"
+        ok = proc.returncode == 1 and (broken.get("seq"), broken.get("reason")) == (seq, reason)
+        return ok, found
+
+    return Expect(f"exit 1 naming entry {seq} as {reason}", check)
+
+
+def evidence_ok(pack: Path) -> Expect:
+    """Exit 0, the pack written, no failed control."""
+
+    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
+        if proc.returncode != 0 or not pack.is_file():
+            return (
+                False,
+                f"exit {proc.returncode}, pack {'written' if pack.is_file() else 'missing'}",
+            )
+        counts = _json(pack)["summary"]["all"]
+        figure = (
+            f"{counts['controls']} controls: {counts['satisfied']} satisfied, "
+            f"{counts['failed']} failed, {counts['gap']} gaps"
+        )
+        return counts["failed"] == 0 and counts["satisfied"] > 0, figure
+
+    return Expect("exit 0, evidence.json + evidence.html, no failed control", check)
+
+
 def _abtest(scenario: str) -> tuple[list[str], Path]:
     """``sovml abtest`` of a demo scenario and the evidence file it writes."""
     run = f"demo-{scenario}"
@@ -231,6 +296,8 @@ def steps() -> list[Step]:
     better, better_json = _abtest("better")
     bench = ROOT / "build" / "bench" / "serve.json"
     drift = DEMO / "drift"
+    tampered = DEMO / "audit" / "tampered.jsonl"
+    evidence = DEMO / "evidence"
     return [
         Step(
             "synth every stack (Pulumi program under the SDK mocks)",
@@ -330,6 +397,35 @@ def steps() -> list[Step]:
             summary=lambda p: _last_line(p, "retrain") or _last_line(p, "drift"),
             fresh=(drift / "report.html",),
         ),
+        Step(
+            "lifecycle log: every run, registration, canary and drift decision, hash-chained",
+            _sovml("audit", "verify", "--log", str(AUDIT_LOG)),
+            audit_intact(AUDIT_LOG, RUN_EVENTS),
+        ),
+        Step(
+            "lifecycle log: a copy with entry 1 edited is caught",
+            [sys.executable, "-m", "infra.demo.data", "tamper", str(AUDIT_LOG), str(tampered)],
+            exits(0, tampered),
+            summary=lambda _: "copy written, entry 1's subject changed",
+            fresh=(tampered,),
+        ),
+        Step(
+            "sovml audit verify on the edited copy",
+            _sovml("audit", "verify", "--log", str(tampered), "--json"),
+            audit_broken(tampered, 1, "edited"),
+        ),
+        Step(
+            "compliance evidence pack for prod-uae (PDPL, ISO 27001, CIS EKS)",
+            _sovml("evidence", "prod-uae", "--out", str(evidence)),
+            evidence_ok(evidence / "evidence.json"),
+            fresh=(evidence / "evidence.json", evidence / "evidence.html"),
+        ),
+        Step(
+            "offboarding tenant 'acme': the crypto-shredding plan (dry run)",
+            _sovml("tenant", "offboard", "acme", "--dry-run", "--stacks-dir", str(stacks)),
+            exits(0),
+            summary=lambda p: _last_line(p, "dry run") or "plan printed",
+        ),
     ]
 
 
@@ -367,7 +463,14 @@ def run(console: Console | None = None) -> list[Outcome]:
     for f in (ROOT / "stacks").glob("Pulumi.*.yaml"):
         (DEMO / "stacks" / f.name).write_text(f.read_text())
     outcomes = []
-    env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120")}
+    for old in (AUDIT_LOG, AUDIT_LOG.with_name(AUDIT_LOG.name + ".head")):
+        old.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "COLUMNS": os.environ.get("COLUMNS", "120"),
+        "SOVML_AUDIT_LOG": str(AUDIT_LOG),
+    }
+    env.pop("SOVML_AUDIT_BUCKET", None)
     for i, step in enumerate(steps(), 1):
         console.rule(Text(f"{i}. {step.title}", style="bold"))
         command = step.command() if callable(step.command) else step.command
