@@ -203,8 +203,13 @@ def test_the_components_resources_pass_the_audit_rules_in_production() -> None:
         for r in res
         if r["custom"]
     ]
-    found = [v for v in evaluate(resources, Context()) if v.rule_id.startswith("SOV-AUD")]
+    stack = [Resource("pulumi:providers:aws", "aws", {"region": "me-central-1"}), *resources]
+    found = [v for v in evaluate(stack, Context()) if v.rule_id.startswith("SOV-AUD")]
     assert found == []
+    # Without its detection services the same stack is refused, once per missing service.
+    bare = [r for r in stack if r.type not in AUDIT_TYPES[1:]]
+    found = [v for v in evaluate(bare, Context()) if v.rule_id.startswith("SOV-AUD")]
+    assert [v.rule_id for v in found] == ["SOV-AUD-003", "SOV-AUD-003"]
 
 
 BASE = {
@@ -282,7 +287,7 @@ def test_gate_refuses_prod_uae_without_its_trail_and_detection(
     )
     assert [f[0] for f in found] == ["SOV-AUD-001", "SOV-AUD-003", "SOV-AUD-003"]
     assert found[0][1].startswith(
-        "production stack creates AWS resources in me-central-1 but no CloudTrail trail there"
+        "production stack uses me-central-1 but has no CloudTrail trail there: add one"
     )
     assert found[1][1].startswith(
         "production stack in me-central-1 lacks AWS Config's configuration recorder, delivery "

@@ -1,7 +1,9 @@
 """The audit trail in the zone: a production stack records what happens in every region it uses.
 
-For every region where a production stack creates AWS resources (its provider's region, or a
-resource's own ``region`` input):
+A production stack is a set of resources that declares an AWS provider (the program declares its
+one regional provider; a slice of resources without one, such as a component under test, is not a
+stack and is not judged). For every region it uses (an AWS provider's region, or the region an AWS
+resource is created in: its provider's, or its own ``region`` input):
 
 - SOV-AUD-001: a CloudTrail trail in that region that logs, records management events (KMS calls
   are management events), validates its log files, encrypts them with a customer-managed key and
@@ -32,6 +34,7 @@ LOCK_CONFIGS = (
     "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
     "aws:s3/bucketObjectLockConfigurationV2:BucketObjectLockConfigurationV2",
 )
+PROVIDER = "pulumi:providers:aws"
 DETECTOR = "aws:guardduty/detector:Detector"
 RECORDER = "aws:cfg/recorder:Recorder"
 RECORDER_STATUS = "aws:cfg/recorderStatus:RecorderStatus"
@@ -42,14 +45,24 @@ Findings = list[tuple[Resource | None, str]]
 
 
 def region_of(r: Resource) -> str | None:
-    """Where an AWS resource is created: its own ``region`` input, else its provider's."""
-    region = r.inputs.get("region") or r.provider_inputs.get("region")
+    """An AWS provider's region; where an AWS resource is created: its own ``region`` input,
+    else its provider's."""
+    region = r.inputs.get("region") or (
+        None if r.type == PROVIDER else r.provider_inputs.get("region")
+    )
     return region if isinstance(region, str) and region else None
 
 
 def stack_regions(resources: Iterable[Resource]) -> list[str]:
-    """Regions the stack creates AWS resources in, sorted."""
-    return sorted({g for r in resources if is_aws(r) and (g := region_of(r))})
+    """Regions the stack uses (its AWS providers', its AWS resources'), sorted."""
+    return sorted(
+        {g for r in resources if (is_aws(r) or r.type == PROVIDER) and (g := region_of(r))}
+    )
+
+
+def judged(resources: list[Resource], ctx: Context) -> bool:
+    """Whether the audit rules judge ``resources``: a production stack declaring an AWS provider."""
+    return ctx.production and any(r.type == PROVIDER for r in resources)
 
 
 def _true(value: Any) -> bool:
@@ -114,24 +127,24 @@ def _trails_in(resources: list[Resource], region: str) -> list[Resource]:
     "them to CloudWatch Logs.",
 )
 def audit_trail_in_region(resources: list[Resource], ctx: Context) -> Findings:
-    if not ctx.production:
+    if not judged(resources, ctx):
         return []
     out: Findings = []
     for region in stack_regions(resources):
         trails = _trails_in(resources, region)
-        judged = [(t, trail_problems(t)) for t in trails]
-        if any(not problems for _, problems in judged):
+        verdicts = [(t, trail_problems(t)) for t in trails]
+        if any(not problems for _, problems in verdicts):
             continue
         if not trails:
             out.append(
                 (
                     None,
-                    f"production stack creates AWS resources in {region} but no CloudTrail "
-                    f"trail there: add one (components/audit_trail.py) with log file "
-                    "validation, the stack's logs key and CloudWatch Logs delivery",
+                    f"production stack uses {region} but has no CloudTrail trail there: add one "
+                    "(components/audit_trail.py) with log file validation, the stack's logs key "
+                    "and CloudWatch Logs delivery",
                 )
             )
-        for trail, problems in judged:
+        for trail, problems in verdicts:
             name = trail.inputs.get("name") or trail.name
             out.append((trail, f"trail {name} in {region}: {'; '.join(problems)}"))
     return out
@@ -191,7 +204,7 @@ def lock_problem(resources: list[Resource], bucket: Resource, name: str) -> str 
     "with Object Lock in COMPLIANCE mode for at least 365 days.",
 )
 def audit_bucket_object_locked(resources: list[Resource], ctx: Context) -> Findings:
-    if not ctx.production:
+    if not judged(resources, ctx):
         return []
     out: Findings = []
     for trail in (r for r in resources if r.type == TRAIL):
@@ -245,7 +258,7 @@ def _detection_gaps(resources: list[Resource], region: str) -> dict[str, str]:
     "the region offers them (the availability table in policies/zones.py).",
 )
 def detection_services_in_region(resources: list[Resource], ctx: Context) -> Findings:
-    if not ctx.production:
+    if not judged(resources, ctx):
         return []
     return [
         (
