@@ -46,7 +46,8 @@ class Encryption(pulumi.ComponentResource):
 
     Every key has automatic rotation on, an alias, and a key policy that keeps administration
     with the account (through IAM) and grants services only what their purpose needs: CloudWatch
-    Logs for the logs key (scoped by encryption context to this account's log groups), the Auto
+    Logs and CloudTrail for the logs key (scoped by encryption context to this account's log
+    groups and trails), the Auto
     Scaling service-linked role for the volumes key (managed node groups launch encrypted
     volumes through it), S3 server-access-log delivery for the storage key. Service grants are
     scoped to the AWS provider's region.
@@ -135,7 +136,7 @@ def key_policy(purpose: str, arn: AccountArns) -> pulumi.Output[str]:
 
 
 def _logs_grants(arn: AccountArns) -> list[dict]:
-    """CloudWatch Logs in this region, for this account's log groups only."""
+    """CloudWatch Logs for this account's log groups, CloudTrail for its trails, in this region."""
     return [
         {
             "Sid": "CloudWatchLogsOfThisAccount",
@@ -156,7 +157,32 @@ def _logs_grants(arn: AccountArns) -> list[dict]:
                     )
                 }
             },
-        }
+        },
+        # The audit trail's log files (components/audit_trail.py): only trails of this account
+        # in this region, only on this account's behalf.
+        {
+            "Sid": "CloudTrailEncryptsThisAccountsTrails",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "kms:GenerateDataKey*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": arn.account},
+                "StringLike": {
+                    "kms:EncryptionContext:aws:cloudtrail:arn": arn(
+                        "arn:{p}:cloudtrail:{region}:{a}:trail/*"
+                    )
+                },
+            },
+        },
+        {
+            "Sid": "CloudTrailDescribesKey",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "kms:DescribeKey",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": arn.account}},
+        },
     ]
 
 

@@ -1,9 +1,9 @@
 """Compose the platform's components in dependency order for one validated stack config.
 
 :func:`build` reads like a table of contents: the AWS provider, the AWS base (keys, network,
-buckets), the cluster (control plane, nodes, add-ons), the cluster baseline, then the services
-on it (Vault, Kubeflow and Feast, serving, monitoring) and the budget. What differs per tier is
-data (:data:`TIERS`), not branches.
+buckets), the audit trail, the cluster (control plane, nodes, add-ons), the cluster baseline,
+then the services on it (Vault, Kubeflow and Feast, serving, monitoring) and the budget. What
+differs per tier is data (:data:`TIERS`), not branches.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pulumi_vault as vault
 from components._alertmanager_config import SECRET_KEYS
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.alerting import Alerting, AlertingArgs
+from components.audit_trail import DETECTION_SERVICES, AuditTrail, AuditTrailArgs
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
@@ -32,14 +33,14 @@ from components.monitoring import Monitoring, MonitoringArgs, SloTargets
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.serving import ServedModel, Serving, ServingArgs
-from components.storage import Storage, StorageArgs
+from components.storage import ACCESS_LOGS, Storage, StorageArgs
 from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
 from policies.promotion import PromotionCriteria
-from policies.zones import ZONES
+from policies.zones import OFFERED, ZONES, service_availability
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def pool_spec(pool: NodePoolConfig) -> NodePoolSpec:
 def build(cfg: PlatformConfig) -> dict[str, Any]:
     """Declare the platform for ``cfg``; returns the stack outputs."""
     base = aws_base(cfg, aws_provider(cfg))
+    audit_trail(cfg, base)
     eks = kubernetes_cluster(cfg, base)
     after_baseline = cluster_baseline(cfg, base, eks)
     secrets = secrets_service(cfg, base, eks, after_baseline)
@@ -224,6 +226,29 @@ def aws_base(cfg: PlatformConfig, provider: aws.Provider) -> AwsBase:
         opts=opts,
     )
     return AwsBase(provider, account_id, keys, network, storage)
+
+
+def audit_trail(cfg: PlatformConfig, base: AwsBase) -> AuditTrail:
+    """CloudTrail into an object-locked bucket and CloudWatch, and the detection services the
+    region offers (the availability table beside the zones), before anything else is built."""
+    buckets = base.storage.buckets
+    return AuditTrail(
+        "audit",
+        AuditTrailArgs(
+            name_prefix=cfg.name_prefix,
+            account_id=base.account_id,
+            logs_key_arn=base.keys.keys["logs"].arn,
+            access_logs_bucket=buckets[ACCESS_LOGS].bucket,
+            object_lock_days=cfg.audit_retention_days,
+            log_retention_days=cfg.audit_log_retention_days,
+            data_bucket_arns=[b.arn for purpose, b in buckets.items() if purpose != ACCESS_LOGS],
+            detection_services=[
+                s for s in DETECTION_SERVICES if service_availability(cfg.region, s) == OFFERED
+            ],
+            protect=cfg.production,
+        ),
+        opts=base.opts,
+    )
 
 
 def kubernetes_cluster(cfg: PlatformConfig, base: AwsBase) -> KubernetesCluster:

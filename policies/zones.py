@@ -96,3 +96,46 @@ def region_in_zone(region: str, zone: str) -> bool:
     """True when ``region`` lies inside residency zone ``zone``; unknown zones admit nothing."""
     found = ZONES.get(zone)
     return found is not None and region in found.region_names
+
+
+# --------------------------------------------------------------------------------------------
+# Regional audit and detection services: which the stack's region offers
+# --------------------------------------------------------------------------------------------
+
+OFFERED, UNKNOWN = "offered", "unknown"
+"""What the table knows of a service in a region: offered there, or not confirmed either way (a
+region missing from a service's source page is ``unknown`` too: absence from a page is no proof)."""
+AUDIT_SERVICE_SOURCES: dict[str, str] = {
+    "cloudtrail": "https://docs.aws.amazon.com/general/latest/gr/ct.html",
+    "guardduty": "https://docs.aws.amazon.com/general/latest/gr/guardduty.html",
+    "config": "https://docs.aws.amazon.com/general/latest/gr/awsconfig.html",
+    "securityhub": "https://docs.aws.amazon.com/general/latest/gr/sechub.html",
+}
+"""Each service's regions, as the AWS General Reference lists its regional endpoints; checked for
+every zone region against that page and against the AWS SDK's endpoint data (botocore 1.44.5
+``endpoints.json``, partition ``aws``) on 2026-12-05."""
+_CONFIRMED = ("cloudtrail", "guardduty", "config", "securityhub")
+SERVICE_AVAILABILITY: dict[str, dict[str, str]] = {
+    **{
+        region: dict.fromkeys(_CONFIRMED, OFFERED)
+        for region in (
+            "me-central-1",
+            "me-south-1",
+            "eu-central-1",
+            "eu-west-1",
+            "eu-west-3",
+            "eu-north-1",
+        )
+    },
+    # The ksa zone's region is in no AWS source consulted (no endpoint page, not in the SDK's
+    # region list): nothing is known to be offered there, so nothing is assumed.
+    "me-west-1": dict.fromkeys(_CONFIRMED, UNKNOWN),
+}
+"""Region -> service -> ``offered`` or ``unknown``, for every region a zone lists (a test keeps
+the two tables in step). The audit component creates a detection service only where it is
+offered, and the gate (SOV-AUD-003) requires it exactly there."""
+
+
+def service_availability(region: str, service: str) -> str:
+    """``offered`` or ``unknown`` for ``service`` in ``region``; unknown when either is unlisted."""
+    return SERVICE_AVAILABILITY.get(region, {}).get(service, UNKNOWN)

@@ -12,6 +12,7 @@ from typing import Any
 from policies.rules import Resource
 from tests.policy_fixtures import (
     ATTACH,
+    AUDIT_BUCKET,
     BUCKET,
     DCGM_REPO,
     DDB,
@@ -41,11 +42,13 @@ from tests.policy_fixtures import (
     _allow,
     _dcgm,
     _deny,
+    _detection,
     _eks,
     _gpu_pod,
     _host,
     _hpa,
     _ingress_rule,
+    _lock,
     _netpol,
     _ns,
     _plugin,
@@ -62,9 +65,12 @@ from tests.policy_fixtures import (
     _sg,
     _sg_rule,
     _sse,
+    _trail,
     _wl,
 )
 
+UAE = R(PROVIDER, "aws", {"region": "me-central-1"})
+"""The stack's AWS provider: what makes a set of resources a stack for the audit rules."""
 FLB_REPO = "https://fluent.github.io/helm-charts"
 FLB_VOLUMES: dict[str, Any] = {
     "daemonSetVolumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}],
@@ -365,6 +371,28 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-RES-005", "fluent-bit output endpoint outside the zone", [_release("fluent-bit", "0.40.0", "kube-system", FLB_REPO, config={"outputs": _flb_output("me-central-1", "endpoint logs.us-east-1.amazonaws.com")})], 1),
     ("SOV-RES-005", "log values region outside the zone", [_release("aws-for-fluent-bit", "0.1.34", "kube-system", "https://aws.github.io/eks-charts", cloudWatchLogs={"region": "us-east-1"}, elasticsearch={"host": "search.example.com"})], 2),
     ("SOV-K8S-011", "known name from another repository", [_release("vault", "0.30.0", "vault", "https://charts.example.com")], 1),
+    # The audit trail (policies/rules/audit.py): the context is a prod stack in the UAE zone.
+    ("SOV-AUD-001", "compliant trail in the region", [UAE, _trail(), AUDIT_BUCKET], 0),
+    ("SOV-AUD-001", "aws provider and resources, no trail", [UAE, AUDIT_BUCKET], 1),
+    ("SOV-AUD-001", "trail without validation, with the aws/cloudtrail key", [UAE, _trail(enableLogFileValidation=False, kmsKeyId="alias/aws/cloudtrail")], 1),
+    ("SOV-AUD-001", "trail without cloudwatch delivery", [UAE, _trail(cloudWatchLogsRoleArn=None)], 1),
+    ("SOV-AUD-001", "trail excluding management events", [UAE, _trail(eventSelectors=[{"includeManagementEvents": False}])], 1),
+    ("SOV-AUD-001", "stopped trail", [UAE, _trail(enableLogging=False)], 1),
+    ("SOV-AUD-001", "trail only in another region", [UAE, _trail(region="eu-west-1"), AUDIT_BUCKET], 1),
+    ("SOV-AUD-002", "compliance lock of a year", [UAE, _trail(), AUDIT_BUCKET, _lock()], 0),
+    ("SOV-AUD-002", "compliance lock in years", [UAE, _trail(), AUDIT_BUCKET, _lock(years=7)], 0),
+    ("SOV-AUD-002", "governance lock", [UAE, _trail(), AUDIT_BUCKET, _lock("GOVERNANCE", days=3650)], 1),
+    ("SOV-AUD-002", "compliance lock of 30 days", [UAE, _trail(), AUDIT_BUCKET, _lock(days=30)], 1),
+    ("SOV-AUD-002", "no lock configuration", [UAE, _trail(), AUDIT_BUCKET], 1),
+    ("SOV-AUD-002", "object lock not enabled on the bucket", [UAE, _trail(), R("aws:s3/bucket:Bucket", "ab", {"bucket": "audit-b"}), _lock()], 1),
+    ("SOV-AUD-002", "bucket not declared", [UAE, _trail(s3BucketName="someone-elses")], 1),
+    ("SOV-AUD-003", "guardduty and config recording", [UAE, AUDIT_BUCKET, *_detection()], 0),
+    ("SOV-AUD-003", "neither", [UAE, AUDIT_BUCKET], 2),
+    ("SOV-AUD-003", "recorder switched off", [UAE, AUDIT_BUCKET, *_detection(recording=False)], 1),
+    ("SOV-AUD-003", "detector disabled", [UAE, AUDIT_BUCKET, R("aws:guardduty/detector:Detector", "gd", {"enable": False}), *_detection(guardduty=False)], 1),
+    ("SOV-AUD-003", "region where availability is unknown", [R(PROVIDER, "aws", {"region": "me-west-1"}), R("aws:s3/bucket:Bucket", "b", {"bucket": "b"}, provider={"region": "me-west-1"})], 0),
+    ("SOV-AUD-001", "resources without an AWS provider are no stack", [AUDIT_BUCKET], 0),
+    ("SOV-AUD-001", "a second provider's region needs its own trail", [UAE, _trail(), AUDIT_BUCKET, R(PROVIDER, "aws2", {"region": "eu-west-1"})], 1),
 ]  # fmt: skip
 
 

@@ -293,3 +293,40 @@ def _replicate_to(bucket_arn: str) -> dict[str, Any]:
         "role": "arn:aws:iam::aws:role/r",
         "rules": [{"status": "Enabled", "destination": {"bucket": bucket_arn}}],
     }
+
+
+AUDIT_BUCKET_NAME = "audit-b"
+AUDIT_BUCKET = R(
+    "aws:s3/bucket:Bucket", "ab", {"bucket": AUDIT_BUCKET_NAME, "objectLockEnabled": True}
+)
+GOOD_TRAIL: dict[str, Any] = {
+    "name": "t", "s3BucketName": AUDIT_BUCKET_NAME, "enableLogFileValidation": True, "kmsKeyId": KEY,
+    "cloudWatchLogsGroupArn": "arn:aws:logs:me-central-1:123456789012:log-group:/t:*",
+    "cloudWatchLogsRoleArn": "arn:aws:iam::123456789012:role/t",
+    "eventSelectors": [{"includeManagementEvents": True, "readWriteType": "All"}],
+}  # fmt: skip
+
+
+def _trail(**changes: Any) -> Resource:
+    """A CloudTrail trail, the compliant one unless ``changes`` say otherwise (None removes)."""
+    inputs = {k: v for k, v in {**GOOD_TRAIL, **changes}.items() if v is not None}
+    return R("aws:cloudtrail/trail:Trail", "trail", inputs)
+
+
+def _lock(mode: str = "COMPLIANCE", **span: int) -> Resource:
+    """The audit bucket's Object Lock configuration (365 days unless ``span`` says)."""
+    retention = {"mode": mode, **(span or {"days": 365})}
+    return R("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", "lock",
+             {"bucket": AUDIT_BUCKET_NAME, "rule": {"defaultRetention": retention}}, (AUDIT_BUCKET.urn,))  # fmt: skip
+
+
+def _detection(
+    guardduty: bool = True, config: bool = True, recording: bool = True
+) -> list[Resource]:
+    """GuardDuty and AWS Config resources of one region (UAE), each part optional."""
+    out = [R("aws:guardduty/detector:Detector", "gd", {"enable": True})] if guardduty else []
+    if config:
+        out += [R("aws:cfg/recorder:Recorder", "rec", {"roleArn": "arn:aws:iam::123456789012:role/c"}),
+                R("aws:cfg/deliveryChannel:DeliveryChannel", "ch", {"s3BucketName": AUDIT_BUCKET_NAME}),
+                R("aws:cfg/recorderStatus:RecorderStatus", "st", {"isEnabled": recording, "name": "rec"})]  # fmt: skip
+    return out

@@ -89,7 +89,7 @@ def test_a_check_that_did_not_run_is_a_gap_with_its_reason() -> None:
     )
 
 
-def test_a_pending_rule_and_a_tool_that_did_not_run_are_gaps() -> None:
+def test_a_rule_with_no_result_and_a_tool_that_did_not_run_are_gaps() -> None:
     tools = {"rules": "ran", "schema": "ran", "checkov": "skipped (--no-checkov)"}
     results = GateResults({}, tools)
     result = evaluate_control(control(("SOV-AUD-001", "CKV_AWS_35")), results)

@@ -80,7 +80,8 @@ def test_prod_uae_has_what_the_issue_asks_for(records: dict) -> None:
     assert gpu[0]["inputs"]["capacityType"] == "ON_DEMAND"
 
     buckets = of_type(prod, "aws:s3/bucket:Bucket")
-    assert len(buckets) == 4 and all(b["protect"] for b in buckets)
+    # Artifacts, models, features, access logs, and the audit trail's object-locked bucket.
+    assert len(buckets) == 5 and all(b["protect"] for b in buckets)
     by_bucket: dict[str, set[str]] = {b["urn"]: set() for b in buckets}
     for typ in ("ServerSideEncryptionConfiguration", "Versioning", "PublicAccessBlock"):
         token = f"aws:s3/bucket{typ}:Bucket{typ}"
@@ -92,6 +93,16 @@ def test_prod_uae_has_what_the_issue_asks_for(records: dict) -> None:
                 assert default["sseAlgorithm"] == "aws:kms"
                 assert default["kmsMasterKeyId"].startswith("arn:aws:kms:me-central-1:")
     assert all(len(v) == 3 for v in by_bucket.values()), by_bucket
+
+    # Issue 24: the trail, its locked bucket and the detection services, in the zone's region.
+    (trail,) = of_type(prod, "aws:cloudtrail/trail:Trail")
+    assert trail["protect"] and trail["inputs"]["enableLogFileValidation"] is True
+    assert trail["inputs"]["isMultiRegionTrail"] is False
+    (lock,) = of_type(prod, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert lock["inputs"]["rule"]["defaultRetention"] == {"mode": "COMPLIANCE", "days": 2557}
+    assert len(of_type(prod, "aws:guardduty/detector:Detector")) == 1
+    (status,) = of_type(prod, "aws:cfg/recorderStatus:RecorderStatus")
+    assert status["inputs"]["isEnabled"] is True
 
 
 def test_dev_relaxes_cost_never_encryption(records: dict) -> None:
@@ -106,7 +117,7 @@ def test_dev_relaxes_cost_never_encryption(records: dict) -> None:
                 "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
             )
         )
-        == 4
+        == 5  # the data buckets, access logs and the audit trail's bucket
     )
 
 

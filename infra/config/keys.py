@@ -273,6 +273,20 @@ KEYS: tuple[Key, ...] = (
         365,
     ),
     Key(
+        "auditRetentionDays",
+        "integer",
+        "Object Lock retention (COMPLIANCE mode) of the audit trail bucket's files in days "
+        "(1-36500; prod >= 365).",
+        2557,
+    ),
+    Key(
+        "auditLogRetentionDays",
+        "integer",
+        "Retention of the audit trail's CloudWatch Logs group in days (a CloudWatch value; "
+        "prod >= 365).",
+        365,
+    ),
+    Key(
         "logMaskedFields",
         "array",
         "Fields of container log records (JSON logs merged into the record) that Fluent Bit "

@@ -136,6 +136,10 @@ class PlatformConfig:
     """Retention of flow and control-plane logs."""
     log_masked_fields: tuple[str, ...]
     """Container log record fields removed on the node before shipping."""
+    audit_retention_days: int
+    """Object Lock retention (COMPLIANCE) of the audit trail's files."""
+    audit_log_retention_days: int
+    """Retention of the audit trail's CloudWatch Logs group."""
     kms_deletion_window_days: int
     """Waiting period of a scheduled KMS key deletion."""
     tenants: tuple[str, ...]

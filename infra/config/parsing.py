@@ -5,8 +5,9 @@ found in the stack file, or as strings the way the Pulumi engine hands them to t
 returns either a ``PlatformConfig`` or every problem at once, each naming the stack file, the key,
 the value and what is allowed. It reads the stack section by section (identity and residency,
 tags, network, cluster, node pools, tenants, serving, images, vault, budget; then the trust
-boundaries, SLOs and alert receivers, each from its own module); each section reads its keys
-through one ``Reader`` that collects the problems, in the order the sections run.
+boundaries, SLOs, log masking, the audit trail and alert receivers, each from its own module);
+each section reads its keys through one ``Reader`` that collects the problems, in the order the
+sections run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.config.alerting import parse_receivers
+from infra.config.audit import parse_audit
 from infra.config.boundaries import is_specific_cidr, parse_boundaries
 from infra.config.keys import (
     CAPACITY_TYPES,
@@ -521,6 +523,7 @@ def parse(
         **parse_boundaries(r),
         **parse_slos(r),
         **parse_logs(r),
+        **parse_audit(r, production),
         "alerting": parse_receivers(r, identity.environment),
     }
     check_tier(r, identity.tier)

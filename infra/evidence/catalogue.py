@@ -3,8 +3,7 @@
 One validation path, deny by default: a key the schema does not name, a control without a
 source, a framework the file does not declare, a duplicate id, or a check id of no known kind is
 refused with a ``CatalogueError`` that names the control and the key. Rule ids must be in the
-rule registry (``policies.rules.RULES``), except the ids in ``PENDING_RULE_IDS``; checkov ids and
-test names are checked against checkov's registry and the test files by the catalogue's tests.
+rule registry (``policies.rules.RULES``); checkov ids and test names are checked against checkov's registry and the test files by the catalogue's tests.
 """
 
 from __future__ import annotations
@@ -21,11 +20,6 @@ from policies.rules import RULES
 
 CATALOGUE = ROOT / "policies" / "controls" / "catalogue.toml"
 """The reviewed catalogue file."""
-
-PENDING_RULE_IDS = frozenset({"SOV-AUD-001", "SOV-AUD-002", "SOV-AUD-003"})
-"""Rule ids the catalogue maps before they are in this branch's rule set (the audit-trail rules
-of issue 24, built beside this command). Delete this set when they are merged: the catalogue's
-tests fail while an id here is already a rule. Until then such a check is a gap, with its reason."""
 
 RULE, CHECKOV, SCHEMA, TEST = "rule", "checkov", "schema", "test"
 CHECK_KINDS = (RULE, CHECKOV, SCHEMA, TEST)
@@ -172,7 +166,7 @@ def _control(index: int, table: Any, frameworks: set[str], rules: frozenset[str]
         kind = check_kind(check)
         if kind == TEST:
             raise CatalogueError(f"{where}: {check} is a test; list it under tests")
-        if kind == RULE and check not in rules and check not in PENDING_RULE_IDS:
+        if kind == RULE and check not in rules:
             raise CatalogueError(f"{where}: rule {check} is not in the rule set")
     for test in tests:
         if check_kind(test) != TEST:
