@@ -69,7 +69,7 @@ def problem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         name: str(root / name)
         for name in ("data.parquet", "train.parquet", "test.parquet", "spec.json", "model")
     }
-    steps.ingest(1500, 5, "", "", paths["data.parquet"])
+    steps.ingest(1500, 5, "", "", paths["data.parquet"], "local", str(root / "key.json"))
     steps.features(
         paths["data.parquet"],
         paths["train.parquet"],

@@ -205,6 +205,7 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
             expected[extra] = (ROOT / extra).read_bytes()
         assert files == expected, name
     assert set(packaging.EXTRA_EMBEDDED) == {
+        "ingest",
         "encrypt",
         "export",
         "features",
@@ -212,6 +213,19 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
         "materialize",
         "outcome",
     }
+
+
+def test_every_cluster_command_argument_fits_the_kernel_limit() -> None:
+    """Linux refuses to exec an argument over MAX_ARG_STRLEN (32 pages, 128 KiB): the pod of a
+    step whose embedded code outgrew it would never start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        components = packaging.build_components("cluster")
+    sizes = {
+        name: max(len(a.encode()) for a in c.component_spec.implementation.container.command)
+        for name, c in components.items()
+    }
+    assert {name: size for name, size in sizes.items() if size >= 128 * 1024} == {}
 
 
 def test_step_library_holds_every_module_it_imports_at_module_level() -> None:
@@ -257,10 +271,20 @@ def test_cluster_component_runs_unchanged_under_kfp_local(tmp_path: Path) -> Non
     kfp.local.init(
         runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root")
     )
-    task = components["ingest"](rows=300, seed=3, source_uri="", source_sha256="")
+    task = components["ingest"](
+        rows=300,
+        seed=3,
+        source_uri="",
+        source_sha256="",
+        encryption_backend="local",
+        encryption_key=str(tmp_path / "key.json"),
+    )
     produced = Path(task.outputs["dataset"].path)
     assert data.sha256_file(produced) == task.outputs["dataset"].metadata["sha256"]
-    assert len(data.read_table(produced)) == 300
+    table = data.read_table(produced)
+    assert len(table) == 300
+    # The embedded pseudonymization ran: tokens, not the generated raw identifiers.
+    assert "national_id" not in table and table["national_id_token"].str.startswith("pz_").all()
 
 
 # ---------------------------------------------------------------------------------- pins and images

@@ -8,10 +8,11 @@ data SHA-256 recorded in the lineage is reproducible too.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 """File endings that name Parquet (for readers that refuse a file of any other ending)."""
 
 
-def generate(rows: int, seed: int) -> pd.DataFrame:
+def generate(rows: int, seed: int, *, identifiers: bool = False) -> pd.DataFrame:
     """Generate a credit-risk-like table with the columns of :data:`schema.COLUMNS`.
 
     Defaults (about 22 %) depend on the features through a logistic model with an interaction
@@ -39,6 +40,12 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
     Args:
         rows: Number of rows (at least 1).
         seed: Seed of the NumPy generator; the only source of randomness.
+        identifiers: Also add the raw direct identifiers a real extract carries
+            (:data:`IDENTIFIER_COLUMNS`: Emirates ID, full name, phone, e-mail, and free-text
+            notes with identifiers in some rows), drawn from a generator of their own, so the
+            schema columns are the same values with or without them. The ingest step asks for
+            them and pseudonymizes them (:mod:`pipelines.privacy`); other callers (drift, the
+            feature store's tests) get the schema columns only, as before.
 
     Returns:
         The table, sorted by ``event_timestamp``.
@@ -70,7 +77,12 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
             schema.LABEL: defaulted,
         }
     )
-    return frame[[c.name for c in schema.COLUMNS]]
+    frame = frame[[c.name for c in schema.COLUMNS]]
+    if identifiers:
+        # A separate stream: the schema columns above are the same bytes either way.
+        people = _identities(np.random.default_rng([seed, IDENTITY_STREAM]), frame["age"])
+        frame = frame.assign(**people)
+    return frame
 
 
 DECIMALS: dict[str, int] = {
@@ -156,12 +168,49 @@ def _defaults(rng: np.random.Generator, f: dict[str, np.ndarray]) -> np.ndarray:
     return (rng.uniform(0, 1, len(never)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> str:
-    """Write ``frame`` as Parquet (no index) and return the file's SHA-256."""
+IDENTITY_STREAM = 0x1D
+"""Second word of the identity columns' seed (``[seed, IDENTITY_STREAM]``): a stream of its own."""
+
+
+def _identities(rng: np.random.Generator, age: pd.Series) -> dict[str, list[str]]:
+    """Raw identifier columns (see :func:`generate`) drawn from ``rng`` only."""
+    from pipelines.privacy import synthetic
+
+    return synthetic.identities(rng, age.to_numpy(), EPOCH.year)
+
+
+def write_table(
+    frame: pd.DataFrame, path: str | Path, *, metadata: dict[str, Any] | None = None
+) -> str:
+    """Write ``frame`` as Parquet (no index) and return the file's SHA-256.
+
+    Args:
+        frame: The table.
+        path: The file (parents created).
+        metadata: Added to the file's key-value metadata, each value as JSON (the ingest step's
+            pseudonymization report travels with the table this way).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(target, index=False, engine="pyarrow", compression="zstd")
+    if metadata is None:
+        frame.to_parquet(target, index=False, engine="pyarrow", compression="zstd")
+        return sha256_file(target)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {k.encode(): json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    pq.write_table(table, target, compression="zstd")
     return sha256_file(target)
+
+
+def table_metadata(path: str | Path, key: str) -> Any:
+    """The JSON value :func:`write_table` stored under ``key`` in a Parquet file, or None."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(key.encode())
+    return None if raw is None else json.loads(raw)
 
 
 def read_table(path: str | Path, *, dates: Sequence[str] = (schema.TIMESTAMP,)) -> pd.DataFrame:

@@ -98,7 +98,15 @@ class StepRuntime:
 
 
 STEPS: dict[str, StepRuntime] = {
-    "ingest": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
+    # The pseudonymization key comes from the key service: the encrypt step's clients too.
+    "ingest": StepRuntime(
+        PYTHON_IMAGE,
+        tuple(pinned(*_TABLE, "cryptography", "hvac", "boto3")),
+        "1",
+        "2",
+        "2Gi",
+        "4Gi",
+    ),
     "validate": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
     # Feast holds about 400 MB resident on its own; the point-in-time join adds the table twice.
     "features": StepRuntime(FEATURE_IMAGE, (), "1", "2", "2Gi", "4Gi", preinstalled=True),

@@ -245,16 +245,24 @@ def default_feature_repo(output_dir: Path) -> Path:
 
 
 def code_digest() -> str:
-    """Digest of the code the local steps import: ``pipelines/training`` and the feature store.
+    """Digest of the code the local steps import: ``pipelines/training``, the feature store, the
+    pseudonymization and the key services.
 
     kfp.local's cache key does not cover imported modules (see ``build_pipeline``); the
-    features step also imports ``pipelines/features/`` and ``pipelines/features/repo``.
+    features step also imports ``pipelines/features/`` and ``pipelines/features/repo``, ingest
+    ``pipelines/privacy/`` and ``pipelines/artifacts/keys/``.
     """
     import hashlib
 
     digest = hashlib.sha256(provenance.lib_digest().encode())
     library = CODE_ROOT / "pipelines" / "features"
-    for file in [*sorted(library.glob("*.py")), *sorted((library / "repo").glob("*.py"))]:
+    # ingest imports the pseudonymization and the key services: their code is its output too.
+    imported = [CODE_ROOT / "pipelines" / "privacy", CODE_ROOT / "pipelines" / "artifacts" / "keys"]
+    for file in [
+        *sorted(library.glob("*.py")),
+        *sorted((library / "repo").glob("*.py")),
+        *(f for folder in imported for f in sorted(folder.glob("*.py"))),
+    ]:
         digest.update(file.name.encode())
         digest.update(b"\0")
         digest.update(file.read_bytes())

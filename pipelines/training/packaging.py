@@ -52,28 +52,48 @@ AUDIT_LIBRARY = (
 )
 """What the register and encrypt steps import to append to the lifecycle log (not the verifier)."""
 
+KEY_SERVICES = (
+    "pipelines/artifacts/__init__.py",
+    "pipelines/artifacts/encoding.py",
+    "pipelines/artifacts/envelope.py",
+    "pipelines/artifacts/errors.py",
+    "pipelines/artifacts/fs.py",
+    "pipelines/artifacts/signals.py",
+    "pipelines/artifacts/keys/__init__.py",
+    "pipelines/artifacts/keys/base.py",
+    "pipelines/artifacts/keys/factory.py",
+    "pipelines/artifacts/keys/kms.py",
+    "pipelines/artifacts/keys/local.py",
+    "pipelines/artifacts/keys/patterns.py",
+    "pipelines/artifacts/keys/vault.py",
+)
+"""The key services and what they import (``pipelines.artifacts`` loads its names lazily)."""
+
+ENVELOPE_LIBRARY = (
+    *KEY_SERVICES,
+    "pipelines/artifacts/api.py",
+    "pipelines/artifacts/destinations.py",
+    "pipelines/artifacts/manifest.py",
+    "pipelines/artifacts/preflight.py",
+    "pipelines/artifacts/stream.py",
+)
+"""The whole envelope library (the encrypt step)."""
+
+PRIVACY_LIBRARY = (
+    "pipelines/privacy/__init__.py",
+    "pipelines/privacy/recognizers.py",
+    "pipelines/privacy/synthetic.py",
+    "pipelines/privacy/tables.py",
+    "pipelines/privacy/tokens.py",
+)
+"""The pseudonymization the ingest step runs (its key comes from the envelope library's key
+services)."""
+
 EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
-    "encrypt": (
-        *AUDIT_LIBRARY,
-        "pipelines/artifacts/__init__.py",
-        "pipelines/artifacts/api.py",
-        "pipelines/artifacts/destinations.py",
-        "pipelines/artifacts/encoding.py",
-        "pipelines/artifacts/envelope.py",
-        "pipelines/artifacts/errors.py",
-        "pipelines/artifacts/fs.py",
-        "pipelines/artifacts/keys/__init__.py",
-        "pipelines/artifacts/keys/base.py",
-        "pipelines/artifacts/keys/factory.py",
-        "pipelines/artifacts/keys/kms.py",
-        "pipelines/artifacts/keys/local.py",
-        "pipelines/artifacts/keys/patterns.py",
-        "pipelines/artifacts/keys/vault.py",
-        "pipelines/artifacts/manifest.py",
-        "pipelines/artifacts/preflight.py",
-        "pipelines/artifacts/signals.py",
-        "pipelines/artifacts/stream.py",
-    ),
+    # Not the whole envelope library: one argument of a container's command holds at most
+    # 128 KiB (Linux MAX_ARG_STRLEN), and the step library plus both would exceed it.
+    "ingest": (*KEY_SERVICES, *PRIVACY_LIBRARY),
+    "encrypt": (*AUDIT_LIBRARY, *ENVELOPE_LIBRARY),
     "export": (
         "pipelines/serving/cpu_tier/__init__.py",
         "pipelines/serving/cpu_tier/accuracy.py",
@@ -91,9 +111,10 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
 }
 """Files beyond the step library that a step imports, embedded for that step only, which keeps
 the cluster IR small (every embedded copy is repeated in each component's command): the envelope
-library (85 KB) for encrypt, the CPU backend selection for export, the feature store library and
-repository for features and materialize (register only names the feature service), the
-lifecycle log's writer for register and encrypt, the pushgateway client for the exit task."""
+library (85 KB) for encrypt, the key services and the pseudonymization for ingest, the CPU
+backend selection for export, the feature store library and repository for features and
+materialize (register only names the feature service), the lifecycle log's writer for register
+and encrypt, the pushgateway client for the exit task."""
 
 
 @contextlib.contextmanager

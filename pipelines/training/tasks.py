@@ -18,20 +18,31 @@ def ingest(
     seed: int,
     source_uri: str,
     source_sha256: str,
+    encryption_backend: str,
+    encryption_key: str,
     dataset: Output[Dataset],
 ) -> None:
-    """Generate the synthetic credit-risk table, or read a local extract.
+    """Generate the synthetic credit-risk table, or read a local extract; pseudonymize it.
+
+    Every direct identifier (Emirates ID, phone, e-mail, name) is replaced by a keyed-hash token
+    before the table is written: no later step sees a raw one.
 
     Args:
         rows: Rows to generate (ignored when ``source_uri`` is set).
         seed: Generator seed.
         source_uri: Optional local Parquet/CSV file to ingest instead of generating.
         source_sha256: Optional expected SHA-256 of ``source_uri``.
-        dataset: The table as Parquet.
+        encryption_backend: Key service of the pseudonymization key (``local``, ``vault``,
+            ``kms``).
+        encryption_key: Key file (local) or transit key (vault); kms uses its HMAC key.
+        dataset: The pseudonymized table as Parquet.
     """
     from pipelines.training import steps
 
-    dataset.metadata.update(steps.ingest(rows, seed, source_uri, source_sha256, dataset.path))
+    key = "" if encryption_backend == "kms" else encryption_key
+    dataset.metadata.update(
+        steps.ingest(rows, seed, source_uri, source_sha256, dataset.path, encryption_backend, key)
+    )
 
 
 def validate(

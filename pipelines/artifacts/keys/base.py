@@ -48,6 +48,15 @@ class KeyService(ABC):
         """Add a new key version; returns it, or ``None`` when the service rotates later."""
         raise KeyServiceError(f"{self.describe()} cannot be rotated from here")
 
+    def derive_key(self, label: bytes) -> tuple[bytes, KeyVersion]:
+        """A 32-byte key for another purpose (``label``), derived inside the key service.
+
+        Deterministic for a key version and label, so the same key comes back run after run,
+        and never the key-encryption key itself: the pseudonymization key of
+        :mod:`pipelines.privacy.tokens` is one. Returns ``(key, key_version)``.
+        """
+        raise KeyServiceError(f"{self.describe()} cannot derive keys")
+
     def files(self) -> list[Path]:
         """Local files the service reads its keys or credentials from (never to be overwritten)."""
         return []

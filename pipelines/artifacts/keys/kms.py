@@ -149,6 +149,23 @@ class KmsKeys(KeyService):
         version = resp.get("DestinationKeyMaterialId") or self.UNVERSIONED
         return b64(_bytes_field(resp, "CiphertextBlob", "ReEncrypt")), version
 
+    def derive_key(self, label: bytes) -> tuple[bytes, str]:
+        """``GenerateMac`` (HMAC_SHA_256) of ``label`` with this key, which must be an HMAC key.
+
+        AWS documents the raw MAC as usable for key derivation; HMAC KMS keys are never rotated
+        (no automatic or on-demand rotation), so the version is ``kms-managed``.
+        """
+        resp = self._guard(
+            "GenerateMac",
+            lambda: self.client.generate_mac(
+                KeyId=self.name, Message=label, MacAlgorithm="HMAC_SHA_256"
+            ),
+        )
+        derived = _bytes_field(resp, "Mac", "GenerateMac")
+        if len(derived) != 32:
+            raise KeyServiceError(f"KMS returned a {len(derived)}-byte MAC, expected 32")
+        return derived, self.UNVERSIONED
+
     def rotate(self) -> None:
         """``RotateKeyOnDemand``: KMS adds key material asynchronously; old material still works."""
         self._guard("RotateKeyOnDemand", lambda: self.client.rotate_key_on_demand(KeyId=self.name))

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipelines.artifacts.encoding import b64, canonical, load_bounded_json, unb64
 from pipelines.artifacts.envelope import DATA_KEY_SIZE, TAG_SIZE
@@ -163,6 +165,18 @@ class LocalKeyFile(KeyService):
         body["latest"] = new
         self._save(body)
         return new
+
+    def derive_key(self, label: bytes) -> tuple[bytes, int]:
+        """HKDF-SHA256 of the newest version's key material, bound to ``label`` and the key id.
+
+        The key-encryption key itself never leaves this object; what is derived for another
+        label (or from another key file or version) is unrelated to it (RFC 5869).
+        """
+        body = self._load()
+        version = int(body["latest"])
+        info = b"sovml-local-derive/1\x00" + canonical([body["key_id"], version]) + b"\x00" + label
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
+        return hkdf.derive(base64.b64decode(body["versions"][str(version)])), version
 
     def remove_version(self, version: int) -> None:
         """Delete an old key version (data keys still wrapped with it become undecryptable)."""

@@ -310,6 +310,22 @@ class VaultTransitKeys(KeyService):
         new = str(data["ciphertext"])
         return new, self._version_of(new, "rewrap")
 
+    def derive_key(self, label: bytes) -> tuple[bytes, int]:
+        """``transit/hmac/<key>/sha2-256`` of ``label``: a 32-byte key and the key version.
+
+        Transit computes HMACs with a key of their own that it keeps for each key version,
+        not with the encryption key, and the value never lets anyone recompute either.
+        """
+        data = self._transit(
+            "transit hmac", "generate_hmac", "hmac", hash_input=b64(label), algorithm="sha2-256"
+        )
+        mac = str(data["hmac"])
+        version = self._version_of(mac, "hmac")
+        derived = _key_bytes(mac.split(":", 2)[2])
+        if len(derived) != 32:
+            raise KeyServiceError(f"Vault returned a {len(derived)}-byte HMAC, expected 32")
+        return derived, version
+
     def rotate(self) -> int:
         """Rotate the transit key; returns the new latest version."""
         self._guard(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,45 +11,68 @@ from pipelines.training.steps.common import StepError, reported, write_json
 
 
 def ingest(
-    rows: int, seed: int, source_uri: str, source_sha256: str, out_path: str
+    rows: int,
+    seed: int,
+    source_uri: str,
+    source_sha256: str,
+    out_path: str,
+    key_backend: str = "local",
+    key: str = "",
 ) -> dict[str, Any]:
-    """Write the input table to ``out_path`` (Parquet).
+    """Write the input table to ``out_path`` (Parquet), every direct identifier pseudonymized.
 
-    With an empty ``source_uri`` the table is generated (:func:`pipelines.training.data.generate`);
-    otherwise it is read from that local Parquet/CSV file (``file://`` accepted). A non-empty
-    ``source_sha256`` must match the source file, which pins the exact extract in the lineage.
+    With an empty ``source_uri`` the table is generated (:func:`pipelines.training.data.generate`,
+    with its raw identifier columns); otherwise it is read from that local Parquet/CSV file
+    (``file://`` accepted). A non-empty ``source_sha256`` must match the source file, which pins
+    the exact extract in the lineage. Either way the table goes through
+    :func:`pipelines.privacy.tables.pseudonymize_table` before it is written: the file holds
+    tokens, never a raw identifier, and nothing else reads the raw table.
+
+    Args:
+        rows: Rows to generate (without ``source_uri``).
+        seed: Generator seed.
+        source_uri: Local extract to ingest instead.
+        source_sha256: Expected SHA-256 of the extract (optional).
+        out_path: The Parquet file written.
+        key_backend: Key service of the pseudonymization key (as for the artifact encryption).
+        key: Its key reference: key file (local), transit key (vault); for kms an HMAC key
+            (empty: the default, never the encryption key).
+
+    Returns:
+        The step's metadata: rows, source, digests and ``privacy`` (the report: columns, kinds,
+        counts, key id and version, recognizer versions).
     """
+    from pipelines.privacy import tables, tokens
+
     with reported("ingest"):
         if not source_uri:
-            sha = data_lib.write_table(data_lib.generate(rows, seed), out_path)
-            return {"rows": rows, "seed": seed, "source": "synthetic", "sha256": sha}
-        source = Path(source_uri.removeprefix("file://"))
-        if not source.is_file():
-            raise StepError(f"ingest: source {source_uri!r} is not a readable local file")
-        source_sha = data_lib.sha256_file(source)
-        if source_sha256 and source_sha != source_sha256:
-            raise StepError(
-                f"ingest: source {source} has SHA-256 {source_sha}, expected {source_sha256}"
-            )
-        if source.suffix.lower() == ".parquet":
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, out_path)
-            sha = source_sha
+            frame = data_lib.generate(rows, seed, identifiers=True)
+            meta: dict[str, Any] = {"rows": rows, "seed": seed, "source": "synthetic"}
         else:
-            sha = data_lib.write_table(data_lib.read_table(source), out_path)
-        frame_rows = _parquet_rows(out_path)
-        return {
-            "rows": frame_rows,
-            "source": str(source),
-            "source_sha256": source_sha,
-            "sha256": sha,
-        }
+            source = Path(source_uri.removeprefix("file://"))
+            if not source.is_file():
+                raise StepError(f"ingest: source {source_uri!r} is not a readable local file")
+            source_sha = data_lib.sha256_file(source)
+            if source_sha256 and source_sha != source_sha256:
+                raise StepError(
+                    f"ingest: source {source} has SHA-256 {source_sha}, expected {source_sha256}"
+                )
+            frame = data_lib.read_table(source)
+            meta = {"source": str(source), "source_sha256": source_sha}
+        try:
+            pseudonymizer = tokens.open_pseudonymizer(key_backend, key, create_local=True)
+            safe, report = tables.pseudonymize_table(frame, pseudonymizer, DECLARED)
+        except tables.PrivacyError as exc:
+            raise StepError(f"ingest: {exc}") from None
+        del frame  # the raw table goes no further than this function
+        sha = data_lib.write_table(safe, out_path, metadata={PRIVACY_METADATA_KEY: report})
+        return {**meta, "rows": len(safe), "sha256": sha, "privacy": report}
 
 
-def _parquet_rows(path: str | Path) -> int:
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(path).metadata.num_rows)
+DECLARED: dict[str, str] = {c.name: c.kind for c in schema.COLUMNS}
+"""The declared schema as the pseudonymizer reads it: column name -> kind."""
+PRIVACY_METADATA_KEY = "sovml.privacy"
+"""Key of the pseudonymization report in the ingested Parquet file's key-value metadata."""
 
 
 def validate(
