@@ -119,7 +119,8 @@ and encrypt, the pushgateway client for the exit task."""
 
 @contextlib.contextmanager
 def _embedded_code(extra: tuple[str, ...] = ()) -> Iterator[str]:
-    """A clean copy of the code the cluster pods import (no caches, no tests), as a folder.
+    """A clean copy of the code the cluster pods import (no caches, no tests), as a folder;
+    Python files in their :func:`provenance.slim_source` form (the kernel's argument limit).
 
     Args:
         extra: Repository-relative files added to :data:`provenance.STEP_LIBRARY`
@@ -129,7 +130,12 @@ def _embedded_code(extra: tuple[str, ...] = ()) -> Iterator[str]:
         for relative in (*provenance.STEP_LIBRARY, *extra):
             target = Path(tmp) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(provenance.CODE_ROOT / relative, target)
+            source = provenance.CODE_ROOT / relative
+            if source.suffix == ".py":
+                slim = provenance.slim_source(source.read_text(encoding="utf-8"))
+                target.write_text(slim, encoding="utf-8")
+            else:
+                shutil.copyfile(source, target)
         yield tmp
 
 
