@@ -164,6 +164,27 @@ def test_server_and_models_ready(server: TritonServer) -> None:
 
 
 @pytest.mark.slow
+def test_serving_leaves_the_repository_as_it_was(server: TritonServer, repo: Path) -> None:
+    """The server reads a private copy: the Python backend's bytecode lands there, never in the
+    artifact, whose digest the lifecycle log recorded."""
+    staged = server.served_repository
+    assert staged is not None and staged != repo and staged.is_dir()
+    assert [str(p) for p in repo.rglob("__pycache__")] == []
+    assert list(staged.rglob("__pycache__"))  # the stub did write its cache, in the copy
+    assert (staged / "tiny" / "1" / "model.pt").read_bytes() == (
+        repo / "tiny" / "1" / "model.pt"
+    ).read_bytes()
+
+
+def test_a_stopped_server_removes_its_copy(repo: Path) -> None:
+    require_triton()
+    with TritonServer(repo, ["tiny"], ready_timeout_s=120) as srv:
+        staged = srv.served_repository
+        assert staged is not None and (staged / "tiny" / "config.pbtxt").is_file()
+    assert srv.served_repository is None and not staged.exists()
+
+
+@pytest.mark.slow
 def test_model_config_is_the_repositorys(server: TritonServer) -> None:
     import tritonclient.http as httpclient
 

@@ -133,6 +133,39 @@ def find_triton(venv: str | Path | None = None) -> TritonInstallation:
     return inst
 
 
+def stage_repository(repository: Path, dest: Path | None = None) -> Path:
+    """A private copy of ``repository`` for the server to read (every model: the explicit model
+    control may load one that was not named at start).
+
+    Serving must leave the artifact as it was: the Python backend's stub runs an isolated
+    interpreter (it ignores ``PYTHONDONTWRITEBYTECODE``) and writes ``__pycache__`` beside each
+    ``model.py``, which would change the digest the lifecycle log recorded for an exported
+    repository. Files are hard-linked where the file system allows (nothing here writes into an
+    existing file; new files land in the copy only), copied otherwise; caches are left out.
+    """
+    parent = dest or BUILD / "repositories"
+    parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix="repo-", dir=parent))
+    names = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != "__pycache__")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    try:
+        for name in names:
+            shutil.copytree(
+                repository / name, staged / name, ignore=ignore, copy_function=link_or_copy
+            )
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
 def prepare_backends(inst: TritonInstallation, dest: Path | None = None) -> Path:
     """Return a ``--backend-directory`` whose ``python/`` holds the backend library and stub.
 
@@ -285,6 +318,8 @@ class TritonServer:
         self._own_log = log_path is None
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen[bytes] | None = None
+        self.served_repository: Path | None = None
+        """The private copy the running server reads (:func:`stage_repository`)."""
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.started_s = 0.0
 
@@ -314,7 +349,7 @@ class TritonServer:
         """The ``tritonserver`` command line for the current ports."""
         cmd = [
             str(self.installation.binary),
-            f"--model-repository={self.model_repository}",
+            f"--model-repository={self.served_repository or self.model_repository}",
             f"--backend-directory={backends}",
             "--model-control-mode=explicit",
             *(f"--load-model={m}" for m in self.models),
@@ -366,6 +401,8 @@ class TritonServer:
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
+            if self.served_repository is None:  # stop() removed the last attempt's copy
+                self.served_repository = stage_repository(self.model_repository)
             self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
             self.started_s = time.monotonic()
             with open(self.log_path, "wb") as log:
@@ -437,6 +474,9 @@ class TritonServer:
             # Stubs are in the server's process group; any that outlived it go now.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+        staged, self.served_repository = self.served_repository, None
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
         if self._own_log and self.log_path is not None and proc is not None:
             with contextlib.suppress(OSError):
                 self.log_path.unlink()
