@@ -280,8 +280,7 @@ def gauge_case(
             else:
                 values = hold((value, samples))
             input_series.append({"series": series(metric, exported), "values": values})
-    # The rule's own labels (e.g. the automated-action recorder's) ride on every alert.
-    severity = {**rule.get("labels", {}), "severity": SEVERITY[name]}
+    severity = {**rule.get("labels", {}), "severity": SEVERITY[name]}  # the rule's labels too
     hot = {**{k: labels["hot"][k] for k in by}, **severity}
     return Case(
         name,
