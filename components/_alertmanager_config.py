@@ -13,7 +13,11 @@ without knowing which integrations a stack configured:
 * ``ticket``: ServiceNow, e-mail and the generic webhook (empty where none);
 * ``null``: nothing (``info`` alerts and anything deliberately dropped);
 * ``tenant-<name>``: a tenant's own webhook, reached first (with ``continue``) by an alert whose
-  ``tenant`` or ``namespace`` label names the tenant, so the platform on-call still sees it.
+  ``tenant`` or ``namespace`` label names the tenant, so the platform on-call still sees it;
+* ``audit-recorder`` (where a recorder URL is given): every alert labelled
+  ``audit="automated-action"`` goes first (with ``continue``) to the automated-action recorder
+  (:mod:`pipelines.audit.recorder`), which writes the lifecycle log; its other receivers still
+  get it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from components._alerts import AUDIT_LABEL
+
 CONFIG_SECRET = "alertmanager-sovereign-ml"
 """The Secret (namespace ``monitoring``) that kube-prometheus-stack's Alertmanager reads."""
 CONFIG_KEY = "alertmanager.yaml"
@@ -29,6 +35,10 @@ CONFIG_KEY = "alertmanager.yaml"
 
 PAGE, TICKET, NULL = "page", "ticket", "null"
 """The platform's receivers."""
+RECORDER = "audit-recorder"
+"""The receiver of the automated-action recorder."""
+RECORDER_MAX_ALERTS = 100
+"""Alerts per notification to the recorder (its own limit, ``MAX_ALERTS``, is the same)."""
 SEVERITY_RECEIVER = {"page": PAGE, "warning": TICKET, "ticket": TICKET, "info": NULL}
 """Severity label -> receiver; any other severity goes to :data:`TICKET` (the root's)."""
 GROUP_BY = ("alertname", "model", "tenant")
@@ -150,9 +160,14 @@ def tenant_receiver(tenant: str) -> str:
     return f"tenant-{tenant}"
 
 
-def routes(spec: Receivers) -> list[dict[str, Any]]:
-    """Child routes: each tenant's (``continue``: the platform sees it too), then by severity."""
+def routes(spec: Receivers, recorder: bool = False) -> list[dict[str, Any]]:
+    """Child routes: the recorder's and each tenant's (``continue``: the platform sees it too),
+    then by severity."""
     out: list[dict[str, Any]] = []
+    if recorder:
+        name, value = AUDIT_LABEL
+        # Every firing is recorded: the recorder drops repeats itself, so no repeat is delayed.
+        out.append({"receiver": RECORDER, "matchers": [f'{name}="{value}"'], "continue": True})
     for tenant, _url in spec.tenant_webhooks:
         for label in ("tenant", "namespace"):
             out.append(
@@ -191,16 +206,33 @@ def inhibit_rules() -> list[dict[str, Any]]:
     ]
 
 
-def alertmanager_config(spec: Receivers, secrets: Mapping[str, Any]) -> dict[str, Any]:
+def recorder_receiver(url: str, token: str | None) -> dict[str, Any]:
+    """The recorder's webhook: firing notifications only, with its bearer token when given."""
+    hook: dict[str, Any] = {"url": url, "send_resolved": False, "max_alerts": RECORDER_MAX_ALERTS}
+    if token is not None:
+        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
+    return {"name": RECORDER, "webhook_configs": [hook]}
+
+
+def alertmanager_config(
+    spec: Receivers,
+    secrets: Mapping[str, Any],
+    recorder_url: str = "",
+    recorder_token: str | None = None,
+) -> dict[str, Any]:
     """The ``alertmanager.yaml`` document for ``spec``; ``secrets`` by key of :data:`SECRET_KEYS`.
 
-    ``secrets`` needs only the keys ``spec`` uses; a missing one raises KeyError.
+    ``secrets`` needs only the keys ``spec`` uses; a missing one raises KeyError. With a
+    ``recorder_url`` the automated actions also go to the recorder (``recorder_token`` its
+    bearer token).
     """
     receivers = [_page_receiver(spec, secrets), _ticket_receiver(spec, secrets), {"name": NULL}]
     receivers += [
         {"name": tenant_receiver(t), "webhook_configs": [_webhook(url)]}
         for t, url in spec.tenant_webhooks
     ]
+    if recorder_url:
+        receivers.append(recorder_receiver(recorder_url, recorder_token))
     return {
         "route": {
             "receiver": TICKET,
@@ -208,7 +240,7 @@ def alertmanager_config(spec: Receivers, secrets: Mapping[str, Any]) -> dict[str
             "group_wait": "30s",
             "group_interval": "5m",
             "repeat_interval": "4h",
-            "routes": routes(spec),
+            "routes": routes(spec, recorder=bool(recorder_url)),
         },
         "inhibit_rules": inhibit_rules(),
         "receivers": receivers,

@@ -73,6 +73,11 @@ GPU_SCALE_PERCENT = 80
 """Mean GPU utilisation of a model's replicas above which KEDA adds a replica
 (:func:`components.serving.gpu_util_query`): below :data:`GPU_SATURATED_PERCENT`, so serving
 scales out well before a node's GPUs have been saturated for the alert's 30 minutes."""
+AUDIT_LABEL = ("audit", "automated-action")
+"""The label of an alert whose firing sets off an automated action: Alertmanager also sends it
+(``continue: true``) to the recorder (:mod:`pipelines.audit.recorder`), which appends one
+``automated.action`` entry per firing to the lifecycle log from its ``automated_action``
+annotation. Alertmanager routes on labels only, so the annotation alone cannot select it."""
 DEFAULT_RUNBOOK_BASE = "docs/runbooks"
 """Where runbooks live: this repository's ``docs/runbooks`` (a path relative to its root)."""
 
@@ -101,6 +106,9 @@ class Slo:
     """``for:`` of its burn alerts."""
     automated_action: str = ""
     """What the platform does by itself when it burns (an ``automated_action`` annotation)."""
+    recorded: bool = False
+    """Whether its fast burn is an automated action the lifecycle log records
+    (:data:`AUDIT_LABEL`); False where the annotation says nothing is done."""
 
     @property
     def budget(self) -> float:
@@ -149,6 +157,7 @@ def slos(targets: SloTargets) -> tuple[Slo, ...]:
             automated_action="A rollout in progress is aborted and rolled back by its "
             "analysis when the canary alone burns this SLO 14.4x over 5m (AnalysisTemplate "
             "metric slo-fast-burn); a model with no rollout is not changed.",
+            recorded=True,
         ),
         Slo(
             "model-latency",
@@ -262,7 +271,10 @@ def burn_alerts(slo: Slo, runbook_base: str) -> list[dict[str, Any]]:
                         f"this rate a 30-day budget lasts {30 / burn.factor:.3g} days."
                     ),
                     runbook_base=runbook_base,
-                    labels={"burn_window": burn.long},
+                    labels={
+                        "burn_window": burn.long,
+                        **(dict([AUDIT_LABEL]) if slo.recorded and kind == "FastBurn" else {}),
+                    },
                     extra=(
                         {"automated_action": slo.automated_action} if slo.automated_action else None
                     ),
@@ -340,6 +352,7 @@ def threshold_groups(
                     description="Mean GPU utilisation of {{ $labels.Hostname }} above "
                     f"{GPU_SATURATED_PERCENT} % for 30 minutes.",
                     runbook_base=runbook_base,
+                    labels=dict([AUDIT_LABEL]),
                     extra={
                         "automated_action": "KEDA adds replicas to each GPU-served model whose "
                         f"GPUs average above {GPU_SCALE_PERCENT} % (the ScaledObject's DCGM "
@@ -374,10 +387,12 @@ def threshold_groups(
                     description=f"PSI of {{{{ $labels.feature }}}} above {drift_threshold:g} in "
                     "the last drift run of {{ $labels.model }}.",
                     runbook_base=runbook_base,
+                    labels=dict([AUDIT_LABEL]),
                     extra={
                         "automated_action": "The drift job (CronJob drift-{{ $labels.model }}) "
                         "submitted a run of the training pipeline to Kubeflow Pipelines when "
-                        "it pushed this score."
+                        "it pushed this score, and recorded it in the lifecycle log: `sovml "
+                        "audit show --event retraining.submitted --subject {{ $labels.model }}`."
                     },
                 )
             ],

@@ -11,10 +11,14 @@ What the platform exports decides what is drawn:
   ``sovereign-ml/variant`` onto Triton's series): request rate and error ratio from
   ``nv_inference_request_success`` / ``nv_inference_request_failure``, p50/p99 from the summary
   ``nv_inference_request_summary_us``, batch size as ``nv_inference_count`` over
-  ``nv_inference_exec_count``. Argo Rollouts' configured canary weight is not scraped by this
-  platform (no metric carries it), so the panel shows the *observed* traffic share per variant.
-* Feature store: Feast's server (``--metrics``) exports process gauges only, no request
-  counters, so there is no latency panel; availability is its scrape success, as in its SLO.
+  ``nv_inference_exec_count``. No Argo Rollouts metric carries the canary weight (its controller
+  exports ``rollout_info{phase}`` and ``rollout_info_replicas_{desired,updated,available}``); the
+  rollouts here route by replica count (no traffic router), so the canary's share of replicas,
+  updated / desired, is the weight the controller set, rounded to whole replicas. Beside it the
+  *observed* traffic share per variant.
+* Feature store: Feast 0.67's server (``--metrics``) exports the histogram
+  ``feast_feature_server_request_latency_seconds{endpoint}``: p50/p99 per endpoint; availability
+  is its scrape success, as in its SLO.
 * Drift: ``sovml_drift_psi{model, feature}`` pushed by the drift jobs.
 * GPU: the DCGM exporter's ``DCGM_FI_DEV_*`` gauges.
 * Cost per tenant: no metric exists (costs come from ``sovml cost``, not Prometheus): omitted.
@@ -166,21 +170,40 @@ def serving() -> model.Dashboard:
                 "Inferences per model execution (Triton's dynamic batching).",
             ),
             _series(
+                "Canary weight (updated / desired replicas)",
+                "max by (namespace, name) (rollout_info_replicas_updated) / "
+                "clamp_min(max by (namespace, name) (rollout_info_replicas_desired), 1)",
+                "{{name}}",
+                "percentunit",
+                "Argo Rollouts' controller metrics: the share of the rollout's replicas on the "
+                "canary revision, which is the set weight here (no traffic router; weights "
+                "are rounded to whole replicas). 1 when no rollout is in progress.",
+            ),
+            _series(
                 "Traffic share (observed canary weight)",
                 f"{total} / ignoring (variant) group_left "
                 f"clamp_min(sum by (model) {total}, 1e-9)",
                 legend,
                 "percentunit",
-                "Share of requests each variant served; the rollout's configured weight is "
-                "not exported as a metric.",
+                "Share of requests each variant served (the set weight is the panel above).",
             ),
         ],
     )
 
 
+FEAST_SELECTOR = 'job="feast", namespace="feature-store"'
+"""The feature server's series, as its ServiceMonitor labels them."""
+
+
+def feast_latency_ms(q: str) -> str:
+    """Quantile ``q`` of Feast's request latency per endpoint, in milliseconds."""
+    buckets = f"feast_feature_server_request_latency_seconds_bucket{{{FEAST_SELECTOR}}}"
+    return f"histogram_quantile({q}, sum by (le, endpoint) (rate({buckets}[{WINDOW}]))) * 1000"
+
+
 def feature_store() -> model.Dashboard:
-    """Feast server availability, CPU and memory (it exports no request metrics)."""
-    feast = 'job="feast", namespace="feature-store"'
+    """Feast server availability, request latency, CPU and memory."""
+    feast = FEAST_SELECTOR
     return _dashboard(
         "sovml-feature-store",
         "Feature store",
@@ -190,7 +213,7 @@ def feature_store() -> model.Dashboard:
                 f"avg by (namespace, service) (up{{{feast}}})",
                 "{{service}}",
                 "percentunit",
-                "Scrape success, the SLI of the feature-server SLO (no request counters exist).",
+                "Scrape success, the SLI of the feature-server SLO.",
             ),
             _series(
                 "Feature server SLO error ratio (1h)",
@@ -199,6 +222,14 @@ def feature_store() -> model.Dashboard:
                 "{{service}}",
                 "percentunit",
             ),
+            _series(
+                "Request latency p50",
+                feast_latency_ms("0.5"),
+                "{{endpoint}}",
+                "ms",
+                "Feast's own histogram of each feature-server request, per endpoint.",
+            ),
+            _series("Request latency p99", feast_latency_ms("0.99"), "{{endpoint}}", "ms"),
             _series(
                 "CPU",
                 f"sum by (instance) (rate(process_cpu_seconds_total{{{feast}}}[{WINDOW}]))",

@@ -39,11 +39,25 @@ class AlertingArgs:
     """Which receivers the stack configured."""
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Credentials by config key (:data:`SECRET_KEYS`), Pulumi secrets (``require_secret``)."""
+    recorder_url: str = ""
+    """The automated-action recorder's webhook (:class:`components.audit_recorder.AuditRecorder`);
+    '' for none."""
+    recorder_token: pulumi.Input[str] | None = None
+    """The recorder's bearer token (a secret Output); required with ``recorder_url``."""
 
 
-def render(receivers: Receivers, secrets: Mapping[str, Any]) -> str:
+_TOKEN = "__recorder_token"
+
+
+def render(
+    receivers: Receivers,
+    secrets: Mapping[str, Any],
+    recorder_url: str = "",
+    recorder_token: str | None = None,
+) -> str:
     """``alertmanager.yaml`` as text (block style, stable key order)."""
-    return yaml.safe_dump(alertmanager_config(receivers, secrets), sort_keys=False)
+    document = alertmanager_config(receivers, secrets, recorder_url, recorder_token)
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 class Alerting(pulumi.ComponentResource):
@@ -59,13 +73,19 @@ class Alerting(pulumi.ComponentResource):
         unknown = sorted(set(args.secrets) - set(SECRET_KEYS))
         if unknown:
             raise ValueError(f"AlertingArgs.secrets: unknown keys {unknown}; allowed {SECRET_KEYS}")
+        if bool(args.recorder_url) != (args.recorder_token is not None):
+            raise ValueError("AlertingArgs: recorder_url and recorder_token go together")
         super().__init__(f"{TYPE_PREFIX}:alerting:Alerting", name, None, opts)
         try:  # fail here, with the key named, rather than inside an apply at deploy time
             alertmanager_config(args.receivers, {k: "" for k in args.secrets})
         except KeyError as exc:
             raise ValueError(f"AlertingArgs.secrets: missing {exc.args[0]}") from None
         secrets = {k: pulumi.Output.secret(v) for k, v in args.secrets.items()}
-        document = pulumi.Output.all(**secrets).apply(lambda s: render(args.receivers, s))
+        if args.recorder_token is not None:
+            secrets[_TOKEN] = pulumi.Output.secret(args.recorder_token)
+        document = pulumi.Output.all(**secrets).apply(
+            lambda s: render(args.receivers, s, args.recorder_url, s.get(_TOKEN))
+        )
         self.secret = k8s.core.v1.Secret(
             f"{name}-config",
             metadata=metadata(CONFIG_SECRET, args.namespace),

@@ -53,6 +53,13 @@ PROMETHEUS_URL = "http://prometheus-kube-prometheus-prometheus.monitoring.svc:90
 """The query endpoint of the ``prometheus`` release: kube-prometheus-stack names the Service
 ``<fullname>-prometheus``, fullname being ``<release>-<chart>`` cut to 26 characters
 (``prometheus-kube-prometheus``). The canary analysis and KEDA query it."""
+ROLLOUTS_CONTROLLER = {
+    "app.kubernetes.io/name": "argo-rollouts",
+    "app.kubernetes.io/component": "rollouts-controller",
+}
+"""Pod labels of the Argo Rollouts controller (chart ``argo-rollouts``, in ``serving``): its
+``metrics`` port (8090) exports ``rollout_info`` and ``rollout_info_replicas_*``, which the
+serving dashboard's canary weight panel reads."""
 DCGM_POD_LABELS = ("namespace", "pod", "container")
 """Labels the DCGM exporter puts on a GPU's series naming the pod holding it (the chart always
 sets ``DCGM_EXPORTER_KUBERNETES``). Its ServiceMonitor defaults to ``honorLabels: false``, under
@@ -245,6 +252,8 @@ class Monitoring(pulumi.ComponentResource):
                     "prometheusSpec": {
                         "retention": args.retention,
                         "serviceMonitorSelectorNilUsesHelmValues": False,
+                        # The Argo Rollouts controller is scraped through a PodMonitor.
+                        "podMonitorSelectorNilUsesHelmValues": False,
                         "ruleSelectorNilUsesHelmValues": False,
                         "storageSpec": {"volumeClaimTemplate": {"spec": storage}},
                         "securityContext": hardened["securityContext"],
@@ -300,7 +309,8 @@ class Monitoring(pulumi.ComponentResource):
     def _service_monitors(
         self, name: str, args: MonitoringArgs, stack: k8s.helm.v3.Release
     ) -> None:
-        """Scrapes of Triton (with the rollout variant as a label) and the feature server."""
+        """Scrapes of Triton (with the rollout variant as a label), the feature server and the
+        Argo Rollouts controller."""
         monitors = [
             ("triton", "serving", {"app.kubernetes.io/part-of": "sovereign-ml"}, "metrics"),
             ("feature-server", "feature-store", FEATURE_SERVER_LABELS, "metrics"),
@@ -334,6 +344,22 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 opts=child(self, depends_on=[stack]),
             )
+
+        k8s.apiextensions.CustomResource(
+            f"{name}-argo-rollouts-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata=metadata("argo-rollouts", args.namespace),
+            spec={
+                "namespaceSelector": {"matchNames": ["serving"]},
+                "selector": {"matchLabels": dict(ROLLOUTS_CONTROLLER)},
+                # The series name their rollout's namespace; keep it over the controller's.
+                "podMetricsEndpoints": [
+                    {"port": "metrics", "interval": "30s", "honorLabels": True}
+                ],
+            },
+            opts=child(self, depends_on=[stack]),
+        )
 
     def _drift_jobs(self, name: str, args: MonitoringArgs) -> None:
         """A read-only IRSA account, a CronJob per model, and the one path into Kubeflow."""

@@ -18,6 +18,7 @@ import pulumi_vault as vault
 from components._alertmanager_config import SECRET_KEYS
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.alerting import Alerting, AlertingArgs
+from components.audit_recorder import AuditRecorder, AuditRecorderArgs
 from components.audit_trail import DETECTION_SERVICES, AuditTrail, AuditTrailArgs
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
@@ -125,7 +126,7 @@ def pool_spec(pool: NodePoolConfig) -> NodePoolSpec:
 def build(cfg: PlatformConfig) -> dict[str, Any]:
     """Declare the platform for ``cfg``; returns the stack outputs."""
     base = aws_base(cfg, aws_provider(cfg))
-    audit_trail(cfg, base)
+    trail = audit_trail(cfg, base)
     eks = kubernetes_cluster(cfg, base)
     after_baseline = cluster_baseline(cfg, base, eks)
     secrets = secrets_service(cfg, base, eks, after_baseline)
@@ -139,7 +140,18 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         opts=after_baseline,
     )
     workload_logs(cfg, base, eks, after_baseline)
-    alerting(cfg, after_baseline)
+    recorder = AuditRecorder(
+        "audit-recorder",
+        AuditRecorderArgs(
+            namespace="monitoring",
+            image=cfg.drift_image,
+            audit_bucket=trail.bucket_name,
+            audit_key_arn=base.keys.keys["logs"].arn,
+            cluster_access=eks.cluster.access,
+        ),
+        opts=after_baseline,
+    )
+    alerting(cfg, after_baseline, recorder)
     if cfg.vault_configure:
         vault_configuration(cfg, eks, secrets)
     if cfg.monthly_budget_usd:
@@ -477,8 +489,11 @@ def workload_logs(
     )
 
 
-def alerting(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> Alerting:
-    """Alertmanager's routes and receivers; credentials read as Pulumi secrets, never plain."""
+def alerting(
+    cfg: PlatformConfig, opts: pulumi.ResourceOptions, recorder: AuditRecorder
+) -> Alerting:
+    """Alertmanager's routes and receivers; credentials read as Pulumi secrets, never plain;
+    automated actions also to the recorder."""
     project = pulumi.Config()
     needed = {
         "alertPagerdutyRoutingKey": cfg.alerting.pagerduty,
@@ -490,7 +505,13 @@ def alerting(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> Alerting:
     secrets = {key: project.require_secret(key) for key, used in needed.items() if used}
     return Alerting(
         "alerting",
-        AlertingArgs(namespace="monitoring", receivers=cfg.alerting, secrets=secrets),
+        AlertingArgs(
+            namespace="monitoring",
+            receivers=cfg.alerting,
+            secrets=secrets,
+            recorder_url=recorder.url,
+            recorder_token=recorder.token,
+        ),
         opts=opts,
     )
 

@@ -280,7 +280,7 @@ def gauge_case(
             else:
                 values = hold((value, samples))
             input_series.append({"series": series(metric, exported), "values": values})
-    severity = {"severity": SEVERITY[name]}
+    severity = {**rule.get("labels", {}), "severity": SEVERITY[name]}  # the rule's labels too
     hot = {**{k: labels["hot"][k] for k in by}, **severity}
     return Case(
         name,

@@ -12,6 +12,15 @@
   (``honor_labels``, as the cluster scrapes it). No pushgateway runs here, so the endpoint
   serves two fixed scores (:data:`PSI`) in the job's format (``pipelines.monitoring.drift_job``).
 
+* ``feast`` also serves Feast 0.67's request latency histogram,
+  ``feast_feature_server_request_latency_seconds{endpoint, feature_count, feature_view_count}``
+  with Feast's own bucket bounds (``feast/metrics.py``): every scrape adds :data:`FEAST_PER_SCRAPE`
+  requests of a fixed shape, so ``histogram_quantile`` has a known answer (:data:`FEAST_P50_MS`,
+  :data:`FEAST_P99_MS`). The test process serves no Feast requests, so these are fixed series.
+* ``argo-rollouts``: the Argo Rollouts controller's ``rollout_info`` and
+  ``rollout_info_replicas_*`` gauges (names and labels as its ``metrics.go`` writes them) for a
+  canary at 1 of 4 replicas (:data:`ROLLOUT_UPDATED` / :data:`ROLLOUT_DESIRED`).
+
 Series no process here can produce at all (DCGM GPU gauges, firing alerts) are not faked:
 ``tests/test_dashboards.py`` only checks that their queries parse and run.
 """
@@ -33,6 +42,46 @@ PSI = {"income": 0.05, "age": 0.31}
 """The drift scores served per feature of :data:`MODEL`."""
 
 
+FEAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Feast 0.67's bucket bounds of ``feast_feature_server_request_latency_seconds``."""
+FEAST_PER_SCRAPE = {0.005: 60, 0.01: 30, 0.025: 9, 0.25: 1}
+"""Requests each scrape adds, by the bucket bound they fall under (100 in all)."""
+FEAST_P50_MS = 0.005 * 50 / 60 * 1000
+"""histogram_quantile's p50: rank 50 of 100, in the first bucket, interpolated."""
+FEAST_P99_MS = 25.0
+"""Its p99: rank 99 is the last request of the (10 ms, 25 ms] bucket."""
+ROLLOUT_UPDATED, ROLLOUT_DESIRED = 1, 4
+_scrapes = {"feast": 0}
+
+
+def _feast_latency() -> bytes:
+    _scrapes["feast"] += 1
+    n = _scrapes["feast"]
+    name = "feast_feature_server_request_latency_seconds"
+    labels = 'endpoint="/get-online-features",feature_count="3",feature_view_count="1"'
+    lines = [f"# TYPE {name} histogram"]
+    cumulative = 0
+    for bound in (*FEAST_BUCKETS, "+Inf"):
+        cumulative += FEAST_PER_SCRAPE.get(bound, 0) * n  # type: ignore[call-overload]
+        lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {cumulative}')
+    lines.append(f"{name}_count{{{labels}}} {cumulative}")
+    lines.append(f"{name}_sum{{{labels}}} {0.01 * cumulative}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _rollouts() -> bytes:
+    rollout = 'name="credit-risk",namespace="serving"'
+    lines = [
+        "# TYPE rollout_info gauge",
+        f'rollout_info{{{rollout},phase="Paused",strategy="canary",traffic_router=""}} 1',
+        "# TYPE rollout_info_replicas_desired gauge",
+        f"rollout_info_replicas_desired{{{rollout}}} {ROLLOUT_DESIRED}",
+        "# TYPE rollout_info_replicas_updated gauge",
+        f"rollout_info_replicas_updated{{{rollout}}} {ROLLOUT_UPDATED}",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def _drift() -> bytes:
     lines = ["# TYPE sovml_drift_psi gauge"]
     lines += [f'sovml_drift_psi{{model="{MODEL}",feature="{f}"}} {v}' for f, v in PSI.items()]
@@ -42,7 +91,9 @@ def _drift() -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/feast":
-            body = generate_latest(REGISTRY)
+            body = generate_latest(REGISTRY) + _feast_latency()
+        elif self.path == "/argo-rollouts":
+            body = _rollouts()
         elif self.path == "/drift":
             body = _drift()
         else:
@@ -71,9 +122,12 @@ def running_exporter() -> Iterator[str]:
 
 
 def exporter_jobs(target: str) -> list[dict[str, Any]]:
-    """The ``feast`` and ``drift`` scrape jobs of the exporter at ``target``."""
+    """The ``feast``, ``drift`` and ``argo-rollouts`` scrape jobs of the exporter at ``target``."""
     feast = scrape_job("feast", [target], labels={"namespace": "feature-store", "service": "feast"})
     drift = scrape_job("drift", [target])
+    rollouts = scrape_job("argo-rollouts", [target])
     feast["metrics_path"], drift["metrics_path"] = "/feast", "/drift"
+    rollouts["metrics_path"] = "/argo-rollouts"
     drift["honor_labels"] = True  # the series come through a pushgateway on the cluster
-    return [feast, drift]
+    rollouts["honor_labels"] = True  # a PodMonitor would add pod labels, not replace these
+    return [feast, drift, rollouts]

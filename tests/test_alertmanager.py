@@ -29,6 +29,7 @@ import yaml
 from components._alertmanager_config import (
     NULL,
     PAGE,
+    RECORDER,
     SECRET_KEYS,
     SEVERITY_RECEIVER,
     TICKET,
@@ -36,6 +37,7 @@ from components._alertmanager_config import (
     alertmanager_config,
     tenant_receiver,
 )
+from components._alerts import AUDIT_LABEL
 from components.alerting import render
 from infra.config.parsing import parse
 from infra.config.stackfile import list_stacks, load_stack
@@ -120,6 +122,7 @@ def test_every_declared_alert_reaches_its_receiver(
     amtool: str, stack_records: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     checked = 0
+    recorded: set[str] = set()
     for stack, record in stack_records.items():
         cfg, _, _ = load_stack(stack)
         tenants = list(cfg.tenants)
@@ -128,21 +131,41 @@ def test_every_declared_alert_reaches_its_receiver(
             cfg.alerting, tenant_webhooks=tuple((t, "https://t.example.ae/h") for t in tenants[:1])
         )
         config_file = tmp_path / f"{stack}.yml"
-        config_file.write_text(render(spec, FAKE))
+        config_file.write_text(render(spec, FAKE, "http://r.monitoring.svc:8080/alerts", "t"))
         alerts = declared_alerts(record)
         assert alerts, f"{stack}: no alert in the record"
         for rule in alerts:
             severity = rule["labels"]["severity"]
             base = {"alertname": rule["alert"], **rule["labels"]}
+            # An automated action is recorded first and still reaches its usual receiver.
+            audit = [RECORDER] if rule["labels"].get(AUDIT_LABEL[0]) == AUDIT_LABEL[1] else []
+            recorded.update({rule["alert"]} if audit else set())
             expected = SEVERITY_RECEIVER.get(severity, TICKET)
-            assert routed(amtool, config_file, base) == [expected], (stack, rule["alert"])
+            assert routed(amtool, config_file, base) == [*audit, expected], (stack, rule["alert"])
             for i, tenant in enumerate(tenants):
                 for label in ("tenant", "namespace"):
                     got = routed(amtool, config_file, {**base, label: tenant})
-                    want = ([tenant_receiver(tenant)] if i == 0 else []) + [expected]
+                    want = [*audit, *([tenant_receiver(tenant)] if i == 0 else []), expected]
                     assert got == want, (stack, rule["alert"], label, tenant)
             checked += 1
     assert checked >= len(stack_records)
+    # The three automated actions of issue 27: canary abort, retraining, GPU scaling.
+    assert recorded == {"ModelAvailabilityFastBurn", "FeatureDrift", "GpuSaturated"}
+
+
+def test_the_recorder_gets_only_labelled_alerts_with_its_token(amtool: str, tmp_path: Path) -> None:
+    config = alertmanager_config(Receivers(), {}, "http://r.monitoring.svc:8080/alerts", "s3cret")
+    result = check_config(amtool, config, tmp_path / "am.yml")
+    assert result.returncode == 0 and "4 receivers" in result.stdout, result.stdout
+    (hook,) = next(r for r in config["receivers"] if r["name"] == RECORDER)["webhook_configs"]
+    assert hook["http_config"] == {"authorization": {"type": "Bearer", "credentials": "s3cret"}}
+    assert hook["send_resolved"] is False
+    name, value = AUDIT_LABEL
+    labelled = {"alertname": "X", "severity": "warning", name: value}
+    assert routed(amtool, tmp_path / "am.yml", labelled) == [RECORDER, TICKET]
+    assert routed(amtool, tmp_path / "am.yml", {**labelled, name: "other"}) == [TICKET]
+    assert routed(amtool, tmp_path / "am.yml", {"alertname": "X", "severity": "page"}) == [PAGE]
+    assert not any(r["name"] == RECORDER for r in alertmanager_config(Receivers(), {})["receivers"])
 
 
 def test_unknown_severity_goes_to_tickets(amtool: str, tmp_path: Path) -> None:

@@ -31,7 +31,14 @@ from policies.rules.helm_charts import helm_pods
 from policies.rules.kubernetes import _read_only, _restricted
 from tests.component_mocks import children_named_after, of_type, record
 from tests.policy_fixtures import _ns, _prom
-from tests.synthetic_exporter import MODEL, PSI
+from tests.synthetic_exporter import (
+    FEAST_P50_MS,
+    FEAST_P99_MS,
+    MODEL,
+    PSI,
+    ROLLOUT_DESIRED,
+    ROLLOUT_UPDATED,
+)
 from tests.triton_traffic import CANARY_DELAY_MS, Observation
 
 THRESHOLD = 0.2
@@ -45,8 +52,15 @@ PARSE_ONLY = {
     ("sovml-platform", "Firing alerts"),
 }
 """Panels whose metrics the local data cannot have: their queries must still parse."""
-SYNTHETIC = {("sovml-drift", "PSI per feature"), ("sovml-drift", "Features over the threshold")}
-"""Panels over the fixed drift gauges of :mod:`tests.synthetic_exporter`; all other panels with
+SYNTHETIC = {
+    ("sovml-drift", "PSI per feature"),
+    ("sovml-drift", "Features over the threshold"),
+    ("sovml-serving", "Canary weight (updated / desired replicas)"),
+    ("sovml-feature-store", "Request latency p50"),
+    ("sovml-feature-store", "Request latency p99"),
+}
+"""Panels over the fixed series of :mod:`tests.synthetic_exporter` (drift gauges, Argo Rollouts'
+replica gauges, Feast's latency histogram); all other panels with
 series read what the real Triton, Prometheus and a real ``prometheus_client`` exported."""
 AVAILABILITY = 'slo:sli_error:ratio_rate1h{slo="model-availability"}'
 
@@ -165,7 +179,12 @@ def test_platform_and_slo_panels_read_the_recorded_ratios(
         for title, exprs in panel_queries(doc)
     }
     up = obs.prom.query(queries["sovml-platform", "Targets up"], at)
-    assert {s["job"]: v for s, v in up} == {"triton": 1.0, "feast": 1.0, "drift": 1.0}  # type: ignore[misc]
+    assert {s["job"]: v for s, v in up} == {
+        "triton": 1.0,
+        "feast": 1.0,
+        "drift": 1.0,
+        "argo-rollouts": 1.0,
+    }  # type: ignore[misc]
     ratios = obs.prom.query(queries["sovml-platform", "SLO error ratio (1h)"], at)
     by_slo = {s["slo"]: v for s, v in ratios}  # type: ignore[misc]
     failed = obs.client_errors["canary"] / sum(obs.client_requests.values())
@@ -190,6 +209,27 @@ def test_drift_threshold_panel_counts_the_drifted_feature(board: tuple[Observati
     assert obs.prom.query(queries["Features over the threshold"][0], at) == [
         ({"model": MODEL}, over)
     ]
+
+
+@pytest.mark.slow
+def test_canary_weight_and_feature_latency_panels_read_their_sources(
+    board: tuple[Observation, float],
+) -> None:
+    """The canary weight is the controller's updated / desired replicas; Feast's p50 and p99
+    are what histogram_quantile makes of the exporter's fixed shape of requests."""
+    obs, at = board
+    serving = dict(panel_queries(_documents()["sovml-serving"]))
+    (weight,) = obs.prom.query(serving["Canary weight (updated / desired replicas)"][0], at)
+    assert weight == (
+        {"namespace": "serving", "name": "credit-risk"},
+        ROLLOUT_UPDATED / ROLLOUT_DESIRED,
+    )
+    features = dict(panel_queries(_documents()["sovml-feature-store"]))
+    for title, expected in (("Request latency p50", FEAST_P50_MS), ("p99", FEAST_P99_MS)):
+        key = title if title in features else f"Request latency {title}"
+        ((labels, value),) = obs.prom.query(features[key][0], at)
+        assert labels == {"endpoint": "/get-online-features"}
+        assert value == pytest.approx(expected, rel=1e-9), key
 
 
 def test_configmaps_are_labelled_for_the_sidecar_in_monitoring() -> None:
