@@ -7,8 +7,9 @@ as one :class:`ClusterAccess`, which :class:`~components.cluster.Cluster` expose
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -139,10 +140,11 @@ def bucket_policy(
     sids: tuple[str, str],
     *,
     write: bool = False,
+    extra: Sequence[Mapping[str, Any]] = (),
 ) -> pulumi.Output[str]:
     """Read (and with ``write``, write) a bucket and all its objects, through its SSE-KMS key.
 
-    ``sids`` name the bucket statement and the key statement.
+    ``sids`` name the bucket statement and the key statement; ``extra`` statements follow them.
     """
     bucket_sid, key_sid = sids
     actions = (
@@ -162,5 +164,6 @@ def bucket_policy(
                 "Resource": [bucket_arn, objects_of(bucket_arn)],
             },
             {"Sid": key_sid, "Effect": "Allow", "Action": key_actions, "Resource": key_arn},
+            *extra,
         ]
     )

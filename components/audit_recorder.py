@@ -17,6 +17,7 @@ replicas could each record the same firing once (the chain itself stays intact e
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -26,6 +27,7 @@ import pulumi_random as random
 from components._aws import TYPE_PREFIX, child, partition_of
 from components._irsa import ClusterAccess, irsa_service_account
 from components._k8s import container, metadata, namespace_peer, pod_spec, pool_selector, tcp_ports
+from policies.lifecycle import ROOT as LIFECYCLE_ROOT
 
 NAME = "audit-recorder"
 """Name of the Deployment, Service, service account and pods' ``app.kubernetes.io/name``."""
@@ -35,7 +37,8 @@ TOKEN_SECRET = "audit-recorder-token"
 LABELS = {"app.kubernetes.io/name": NAME}
 ALERTMANAGER_PODS = {"app.kubernetes.io/name": "alertmanager"}
 """Labels kube-prometheus-stack's operator puts on the Alertmanager pods."""
-_PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/.")
+_CHAIN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""One chain name: a DNS label, as :func:`policies.lifecycle.chain_prefix` requires."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ class AuditRecorderArgs:
     """KMS key the bucket encrypts with."""
     cluster_access: ClusterAccess
     """The cluster's IRSA identity provider."""
-    audit_prefix: str = "lifecycle"
-    """Folder of the chain in the bucket (``SOVML_AUDIT_PREFIX``)."""
+    audit_prefix: str
+    """Folder of the chain in the bucket (``SOVML_AUDIT_PREFIX``): its own chain under
+    ``lifecycle/`` (``policies.lifecycle.chain_prefix(RECORDER_CHAIN)``), never a namespace's."""
 
 
 def recorder_url(namespace: str) -> str:
@@ -116,9 +120,13 @@ class AuditRecorder(pulumi.ComponentResource):
         tag = args.image.rsplit("/", 1)[-1]
         if ":" not in tag or args.image.endswith(":latest"):
             raise ValueError(f"AuditRecorderArgs.image: {args.image}; allowed a pinned tag")
-        prefix = args.audit_prefix.strip("/")
-        if not prefix or not set(prefix) <= _PREFIX_CHARS or "*" in prefix:
-            raise ValueError(f"AuditRecorderArgs.audit_prefix: {args.audit_prefix!r}")
+        prefix = args.audit_prefix
+        root, _, chain = prefix.partition("/")
+        if root != LIFECYCLE_ROOT or not _CHAIN.match(chain):
+            raise ValueError(
+                f"AuditRecorderArgs.audit_prefix: {prefix!r}; allowed {LIFECYCLE_ROOT}/<chain> "
+                "(one DNS label, its own chain)"
+            )
         super().__init__(f"{TYPE_PREFIX}:audit_recorder:AuditRecorder", name, None, opts)
         ns = args.namespace
         irsa_service_account(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from components._aws import (
     TYPE_PREFIX,
@@ -28,7 +29,9 @@ from components._aws import (
     region_of,
     service_role,
 )
+from components._k8s import metadata
 from components.storage import deny_all_when
+from policies.lifecycle import BUCKET_ENV, CONFIG_MAP, PREFIX_ENV, REGION_ENV, ROOT, chain_prefix
 
 DETECTION_SERVICES = ("guardduty", "config")
 """Regional services the component can enable; the platform passes those its region offers
@@ -44,6 +47,29 @@ CONFIG_PREFIX = "config"
 """Key prefixes of CloudTrail's and AWS Config's deliveries in the bucket."""
 ACL_CONDITION = {"s3:x-amz-acl": "bucket-owner-full-control"}
 """The ACL both services set on what they deliver (the bucket enforces owner ownership anyway)."""
+LIFECYCLE_PREFIX = ROOT
+"""Key prefix of the lifecycle log's chains in the bucket (``lifecycle/<namespace>/``)."""
+
+
+@dataclass(frozen=True)
+class LifecycleSink:
+    """Where the cluster's pods append the lifecycle log: the audit bucket, under
+    ``lifecycle/<namespace>/``, encrypted with the logs key.
+
+    The trail's own bucket rather than a second locked one: it already has Object Lock in
+    COMPLIANCE mode with the stack's retention, the logs key, access logs and TLS-only access,
+    and its policy keeps CloudTrail and Config to their own prefixes; a second bucket would
+    duplicate all of it for no added separation (the prefix rules below separate the writers).
+    """
+
+    bucket: pulumi.Input[str]
+    """The bucket's name (``SOVML_AUDIT_BUCKET``)."""
+    bucket_arn: pulumi.Input[str]
+    """Its ARN (IAM statements)."""
+    key_arn: pulumi.Input[str]
+    """The logs key: the bucket's default SSE-KMS key, so appenders need data keys from it."""
+    region: pulumi.Input[str]
+    """The stack's region (``AWS_REGION`` of the pods)."""
 
 
 @dataclass
@@ -116,6 +142,8 @@ class AuditTrail(pulumi.ComponentResource):
     """Name of the object-locked bucket."""
     log_group_name: pulumi.Output[str]
     """The trail's CloudWatch Logs group."""
+    lifecycle: LifecycleSink
+    """Where the cluster's pods append the lifecycle log (this bucket, ``lifecycle/``)."""
 
     def __init__(
         self, name: str, args: AuditTrailArgs, opts: pulumi.ResourceOptions | None = None
@@ -274,6 +302,7 @@ class AuditTrail(pulumi.ComponentResource):
         self.trail_arn = trail.arn
         self.bucket_name = bucket.bucket
         self.log_group_name = group.name
+        self.lifecycle = LifecycleSink(bucket.bucket, bucket.arn, args.logs_key_arn, region)
         self.register_outputs(
             {
                 "trail_arn": self.trail_arn,
@@ -424,8 +453,87 @@ def bucket_statements(
     everything = [bucket_arn, objects_of(bucket_arn)]
     return [
         *statements,
+        *lifecycle_bucket_statements(bucket_arn),
         deny_all_when(
             "DenyInsecureTransport", {"Bool": {"aws:SecureTransport": "false"}}, everything
         ),
         deny_all_when("DenyOutdatedTls", {"NumericLessThan": {"s3:TlsVersion": "1.2"}}, everything),
     ]
+
+
+def lifecycle_bucket_statements(bucket_arn: pulumi.Input[str]) -> list[dict]:
+    """What the bucket refuses under ``lifecycle/``, to everyone (the root user included).
+
+    A put without ``If-None-Match`` (S3's ``s3:if-none-match`` condition key, absent from the
+    request) would replace an entry's current version; with it S3 writes only a key that does
+    not exist yet, which is how the chain appends (``pipelines/audit/sink.py``). Multipart
+    uploads and copies cannot carry the header and are refused too (entries are small single
+    puts). Deleting an entry, or a version, is refused outright: Object Lock already stops a
+    version's deletion within retention but lets anyone with ``s3:DeleteObject`` hide an entry
+    behind a delete marker.
+    """
+    entries = objects_of(bucket_arn, f"{LIFECYCLE_PREFIX}/")
+    return [
+        {
+            "Sid": "DenyUnconditionalLifecyclePut",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "s3:PutObject",
+            "Resource": entries,
+            "Condition": {"Null": {"s3:if-none-match": "true"}},
+        },
+        {
+            "Sid": "DenyLifecycleDeletion",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            "Resource": entries,
+        },
+    ]
+
+
+def lifecycle_writer_statements(sink: LifecycleSink, namespace: str) -> list[dict]:
+    """IAM statements of a role whose pods append to ``namespace``'s chain, and only to it.
+
+    List only ``lifecycle/<namespace>/`` (finding the head), read and put only its objects (the
+    bucket policy makes every put conditional), and data keys of the logs key for SSE-KMS.
+    """
+    prefix = chain_prefix(namespace)
+    return [
+        {
+            "Sid": "ListOwnLifecycleChain",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": sink.bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+        },
+        {
+            "Sid": "AppendOwnLifecycleChain",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": objects_of(sink.bucket_arn, f"{prefix}/"),
+        },
+        {
+            "Sid": "LifecycleBucketKey",
+            "Effect": "Allow",
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": sink.key_arn,
+        },
+    ]
+
+
+def audit_settings(sink: LifecycleSink, namespace: str) -> dict[str, pulumi.Input[str]]:
+    """The ``sovml-audit`` ConfigMap's data: bucket, the namespace's chain, the region."""
+    return {BUCKET_ENV: sink.bucket, PREFIX_ENV: chain_prefix(namespace), REGION_ENV: sink.region}
+
+
+def audit_config_map(
+    resource_name: str, sink: LifecycleSink, namespace: str, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.ConfigMap:
+    """The ``sovml-audit`` ConfigMap of ``namespace``: what its appending pods get as env."""
+    return k8s.core.v1.ConfigMap(
+        resource_name,
+        metadata=metadata(CONFIG_MAP, namespace),
+        data=audit_settings(sink, namespace),
+        opts=opts,
+    )

@@ -1,4 +1,12 @@
-"""Customer-managed KMS keys, one per purpose, with rotation and least-privilege key policies."""
+"""Customer-managed KMS keys, one per purpose, with rotation and least-privilege key policies.
+
+Every purpose but one gets a symmetric encryption key with automatic rotation. The
+``pseudonymization`` key is an HMAC_256 key (usage GENERATE_VERIFY_MAC): the ingest step's
+``kms`` key service derives its keyed-hash key with ``GenerateMac`` (``pipelines/privacy``), and
+a KMS key has one usage, so it cannot be an encryption key. KMS supports neither automatic nor
+on-demand rotation of HMAC keys (only symmetric encryption keys rotate), so that key has
+rotation off; a new key under the alias would change every token (a new pseudonym space).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +25,13 @@ from components._aws import (
     volume_key_statements,
 )
 
-PURPOSES = ("cluster", "volumes", "storage", "logs", "vault")
+PURPOSES = ("cluster", "volumes", "storage", "logs", "vault", "pseudonymization")
 """Purposes a key can serve; each one adds the service grants that purpose needs."""
+KEY_SPECS: dict[str, tuple[str, str]] = {"pseudonymization": ("GENERATE_VERIFY_MAC", "HMAC_256")}
+"""(key usage, key spec) of the purposes that are not symmetric encryption keys; these cannot
+rotate (KMS rotates symmetric encryption keys only)."""
+ENCRYPTION_SPEC = ("ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT")
+"""(key usage, key spec) of every other purpose."""
 
 
 @dataclass
@@ -36,7 +49,8 @@ class EncryptionArgs:
     rotation_period_days: int = 365
     """Automatic rotation period (90-2560 days)."""
     protect: bool = True
-    """Protect keys from deletion and retain them if removed from the program (production)."""
+    """Protect keys from deletion and retain them if removed from the program (production): the
+    pseudonymization key too, since losing it makes every token unlinkable."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """Extra tags for the keys (provider default tags apply as well)."""
 
@@ -44,7 +58,8 @@ class EncryptionArgs:
 class Encryption(pulumi.ComponentResource):
     """A customer-managed KMS key per purpose.
 
-    Every key has automatic rotation on, an alias, and a key policy that keeps administration
+    Every encryption key has automatic rotation on (the HMAC ``pseudonymization`` key cannot
+    rotate: see the module), every key an alias, and a key policy that keeps administration
     with the account (through IAM) and grants services only what their purpose needs: CloudWatch
     Logs and CloudTrail for the logs key (scoped by encryption context to this account's log
     groups and trails), the Auto
@@ -76,14 +91,17 @@ class Encryption(pulumi.ComponentResource):
         arns = AccountArns(partition_of(self), region_of(self), args.account_id)
         self.keys: dict[str, aws.kms.Key] = {}
         for purpose in args.purposes:
+            usage, spec = KEY_SPECS.get(purpose, ENCRYPTION_SPEC)
+            rotates = spec == "SYMMETRIC_DEFAULT"
             key = aws.kms.Key(
                 f"{name}-{purpose}",
-                description=f"{args.name_prefix}: {purpose} encryption",
-                enable_key_rotation=True,
-                rotation_period_in_days=args.rotation_period_days,
+                description=f"{args.name_prefix}: {purpose} "
+                + ("encryption" if rotates else "keyed hashing (HMAC)"),
+                enable_key_rotation=rotates,
+                rotation_period_in_days=args.rotation_period_days if rotates else None,
                 deletion_window_in_days=args.deletion_window_days,
-                key_usage="ENCRYPT_DECRYPT",
-                customer_master_key_spec="SYMMETRIC_DEFAULT",
+                key_usage=usage,
+                customer_master_key_spec=spec,
                 policy=key_policy(purpose, arns),
                 tags={**args.tags, "purpose": purpose},
                 # Losing a key loses every byte encrypted under it: keep keys through mistakes.

@@ -24,6 +24,7 @@ from components._aws import (
 )
 from components._irsa import ClusterAccess, irsa_service_account
 from components._k8s import claim_spec, container, metadata, single_pod_store
+from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 
 KFP_VERSION = "2.4.0"
 # Relative to the project root, where `pulumi up` runs the program; checked in beside it.
@@ -63,6 +64,12 @@ class KubeflowArgs:
     """Tenants that get a ``pipeline-runner`` service account in their namespace."""
     production: bool = True
     """Multi-AZ, deletion protection and final snapshots for the database."""
+    audit: LifecycleSink = field(kw_only=True)
+    """Where the pipeline runs append the lifecycle log: every ``pipeline-runner`` may append to
+    its own namespace's chain only, and its namespace gets the ``sovml-audit`` ConfigMap."""
+    pseudonymization_key_arn: pulumi.Input[str] = field(kw_only=True)
+    """The stack's HMAC_256 KMS key: the ingest step's ``kms`` key service derives its
+    pseudonymization key from it (``kms:GenerateMac``, nothing else)."""
 
 
 class Kubeflow(pulumi.ComponentResource):
@@ -73,7 +80,10 @@ class Kubeflow(pulumi.ComponentResource):
     them: ``pipeline-install-config`` pointing at the S3 artifacts bucket and the database,
     ``ml-pipeline`` and ``pipeline-runner`` service accounts with IRSA roles limited to the
     bucket, and a ``pipeline-runner`` per tenant namespace whose role can touch only
-    ``tenants/<tenant>/`` in the bucket. The metadata database is RDS MySQL (storage, master
+    ``tenants/<tenant>/`` in the bucket. Each ``pipeline-runner`` may also append to its own
+    namespace's lifecycle chain in the audit bucket (``lifecycle/<namespace>/``) and MAC with the
+    pseudonymization key; its namespace gets the ``sovml-audit`` ConfigMap the register and
+    encrypt steps require. The metadata database is RDS MySQL (storage, master
     secret and Performance Insights under the customer key, TLS required, private subnets only,
     IAM authentication, Multi-AZ and deletion protection in production) or, for SMB stacks, one
     MySQL pod on the KMS-encrypted gp3 StorageClass. The artifact store is S3 in the AWS
@@ -97,6 +107,9 @@ class Kubeflow(pulumi.ComponentResource):
         accounts = [(ns, "ml-pipeline", ""), (ns, "pipeline-runner", "")]
         accounts += [(t, "pipeline-runner", f"tenants/{t}/") for t in args.tenants]
         for namespace, sa, prefix in accounts:
+            statements = prefix_statements(args.artifacts_bucket_arn, args.storage_key_arn, prefix)
+            if sa == "pipeline-runner":
+                statements += runner_statements(args, namespace)
             irsa_service_account(
                 self,
                 f"{name}-{namespace}-{sa}",
@@ -104,10 +117,10 @@ class Kubeflow(pulumi.ComponentResource):
                 access=args.cluster_access,
                 namespace=namespace,
                 service_account=sa,
-                inline_policy=prefix_policy(
-                    args.artifacts_bucket_arn, args.storage_key_arn, prefix
-                ),
+                inline_policy=policy(statements),
             )
+        for namespace in (ns, *args.tenants):
+            audit_config_map(f"{name}-{namespace}-audit", args.audit, namespace, child(self))
 
         if args.db_mode == "rds":
             self.db_host = self._rds(name, args)
@@ -248,29 +261,48 @@ def prefix_policy(
     bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
 ) -> pulumi.Output[str]:
     """Read, write and list only ``prefix`` (the whole bucket for ``""``), and its SSE-KMS keys."""
-    return policy(
-        [
-            {
-                "Sid": "ListItsPrefix",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": bucket_arn,
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-            },
-            {
-                "Sid": "ReadWriteItsPrefix",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": objects_of(bucket_arn, prefix),
-            },
-            {
-                "Sid": "SseKmsDataKeys",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": key_arn,
-            },
-        ]
-    )
+    return policy(prefix_statements(bucket_arn, key_arn, prefix))
+
+
+def runner_statements(args: KubeflowArgs, namespace: str) -> list[dict[str, Any]]:
+    """What a pipeline run does beyond its artifacts: append to its namespace's lifecycle chain,
+    and MAC with the pseudonymization key (the ingest step's ``kms`` backend)."""
+    return [
+        *lifecycle_writer_statements(args.audit, namespace),
+        {
+            "Sid": "PseudonymizationMac",
+            "Effect": "Allow",
+            "Action": "kms:GenerateMac",
+            "Resource": args.pseudonymization_key_arn,
+        },
+    ]
+
+
+def prefix_statements(
+    bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
+) -> list[dict[str, Any]]:
+    """The statements of :func:`prefix_policy`."""
+    return [
+        {
+            "Sid": "ListItsPrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        },
+        {
+            "Sid": "ReadWriteItsPrefix",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": objects_of(bucket_arn, prefix),
+        },
+        {
+            "Sid": "SseKmsDataKeys",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": key_arn,
+        },
+    ]
 
 
 def install_config(

@@ -34,7 +34,9 @@ from components._k8s import (
     pool_selector,
     runtime_default,
 )
+from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 from components.feature_store import SERVER_LABELS as FEATURE_SERVER_LABELS
+from policies.lifecycle import CONFIG_MAP as AUDIT_CONFIG_MAP
 from policies.promotion import DEFAULT, PromotionCriteria
 
 PROMETHEUS_CHART = (
@@ -112,6 +114,9 @@ class MonitoringArgs:
     """Min and max size of the GPU pool, named in GpuSaturated's automated action."""
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     """Base of every alert's ``runbook_url`` (``<base>/<AlertName>.md``)."""
+    audit: LifecycleSink = field(kw_only=True)
+    """Where the drift jobs append their decisions (the lifecycle log): the drift role may
+    append to this namespace's chain only, and the jobs take the ``sovml-audit`` ConfigMap."""
 
 
 def alert_rules(args: MonitoringArgs) -> list[dict]:
@@ -362,7 +367,9 @@ class Monitoring(pulumi.ComponentResource):
         )
 
     def _drift_jobs(self, name: str, args: MonitoringArgs) -> None:
-        """A read-only IRSA account, a CronJob per model, and the one path into Kubeflow."""
+        """An IRSA account reading the data bucket and appending to this namespace's lifecycle
+        chain, the ``sovml-audit`` ConfigMap, a CronJob per model, and the one path into
+        Kubeflow."""
         irsa_service_account(
             self,
             f"{name}-drift",
@@ -373,8 +380,10 @@ class Monitoring(pulumi.ComponentResource):
                 args.data_bucket_arn,
                 args.storage_key_arn,
                 ("ReadProfilesAndInferenceLogs", "DecryptSseKms"),
+                extra=lifecycle_writer_statements(args.audit, args.namespace),
             ),
         )
+        audit_config_map(f"{name}-audit", args.audit, args.namespace, child(self))
         for model in args.models:
             self._drift_job(name, args, model)
         self._retraining_path(name, args)
@@ -406,6 +415,9 @@ class Monitoring(pulumi.ComponentResource):
             env={"DATA_BUCKET": args.data_bucket},
             volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
         )
+        # Not optional: without its audit settings the job would log its decision to a file
+        # that dies with the pod; the kubelet refuses to start it instead.
+        job["envFrom"] = [{"configMapRef": {"name": AUDIT_CONFIG_MAP, "optional": False}}]
         k8s.batch.v1.CronJob(
             f"{name}-drift-{model}",
             metadata=metadata(f"drift-{model}", args.namespace),

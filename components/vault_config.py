@@ -29,7 +29,8 @@ class VaultConfig(pulumi.ComponentResource):
     """Transit (a key per tenant, 90-day rotation), KV v2, Kubernetes auth, policies, audit.
 
     Every namespace gets a policy that can use only its own transit key (data keys, decrypt,
-    rewrap) and its own KV subtree, and a Kubernetes auth role bound to its service accounts in
+    rewrap; HMACs for the namespaces whose pipelines pseudonymize at ingest) and its own KV
+    subtree, and a Kubernetes auth role bound to its service accounts in
     that namespace only. Needs a ``vault`` provider in ``opts`` (address from config, token from
     ``VAULT_TOKEN`` at deploy time) and a running, initialised Vault: see the README's bootstrap.
     """

@@ -23,6 +23,9 @@ PLATFORM_SERVICE_ACCOUNTS = {
     "feature-store": ("feast",),
     "monitoring": ("drift-monitor",),
 }
+PIPELINE_NAMESPACES = ("kubeflow",)
+"""Platform namespaces whose pipeline runs ingest data (tenants' namespaces always do): their
+identity also computes HMACs with its transit key, the pseudonymization key's source."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,14 @@ class NamespaceAccess:
     """What one namespace may do in Vault."""
 
     namespace: str
+    """The Kubernetes namespace."""
     transit_key: str
+    """Its transit key."""
     service_accounts: tuple[str, ...]
+    """Service accounts of the namespace that may log in."""
+    pseudonymizes: bool = False
+    """Its pipeline runs ingest data: ``update`` on ``transit/hmac/<its key>`` (the ingest
+    step's ``vault`` key service derives the pseudonymization key there)."""
 
     @property
     def policy_name(self) -> str:
@@ -44,7 +53,8 @@ class NamespaceAccess:
         return f"ns-{self.namespace}"
 
     def policy_hcl(self) -> str:
-        """Least privilege: its own transit key (data keys, decrypt, rewrap) and KV subtree."""
+        """Least privilege: its own transit key (data keys, decrypt, rewrap; HMACs where it
+        pseudonymizes) and KV subtree."""
         k, ns = self.transit_key, self.namespace
         grants = [
             (f"{TRANSIT_PATH}/datakey/plaintext/{k}", ["update"]),
@@ -54,6 +64,9 @@ class NamespaceAccess:
             (f"{KV_PATH}/data/{ns}/*", ["create", "read", "update", "delete"]),
             (f"{KV_PATH}/metadata/{ns}/*", ["read", "list", "delete"]),
         ]
+        if self.pseudonymizes:
+            # The exact path hvac posts to (the algorithm travels in the body), no glob.
+            grants.append((f"{TRANSIT_PATH}/hmac/{k}", ["update"]))
         return "".join(
             f'path "{path}" {{ capabilities = {json.dumps(caps)} }}\n' for path, caps in grants
         )
@@ -76,10 +89,18 @@ def layout(
 ) -> VaultLayout:
     """The layout for a stack's tenants; platform namespaces share the platform key."""
     access = [
-        NamespaceAccess(ns, PLATFORM_KEY, PLATFORM_SERVICE_ACCOUNTS.get(ns, ("workload",)))
+        NamespaceAccess(
+            ns,
+            PLATFORM_KEY,
+            PLATFORM_SERVICE_ACCOUNTS.get(ns, ("workload",)),
+            pseudonymizes=ns in PIPELINE_NAMESPACES,
+        )
         for ns in platform_namespaces
     ]
-    access += [NamespaceAccess(t, f"artifacts-{t}", ("pipeline-runner",)) for t in tenants]
+    access += [
+        NamespaceAccess(t, f"artifacts-{t}", ("pipeline-runner",), pseudonymizes=True)
+        for t in tenants
+    ]
     return VaultLayout(tuple(access))
 
 

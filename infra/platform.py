@@ -19,7 +19,12 @@ from components._alertmanager_config import SECRET_KEYS
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.alerting import Alerting, AlertingArgs
 from components.audit_recorder import AuditRecorder, AuditRecorderArgs
-from components.audit_trail import DETECTION_SERVICES, AuditTrail, AuditTrailArgs
+from components.audit_trail import (
+    DETECTION_SERVICES,
+    AuditTrail,
+    AuditTrailArgs,
+    LifecycleSink,
+)
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
@@ -40,6 +45,7 @@ from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from policies.lifecycle import RECORDER_CHAIN, chain_prefix
 from policies.promotion import PromotionCriteria
 from policies.zones import OFFERED, ZONES, service_availability
 
@@ -126,14 +132,15 @@ def pool_spec(pool: NodePoolConfig) -> NodePoolSpec:
 def build(cfg: PlatformConfig) -> dict[str, Any]:
     """Declare the platform for ``cfg``; returns the stack outputs."""
     base = aws_base(cfg, aws_provider(cfg))
-    trail = audit_trail(cfg, base)
+    # The pods append their lifecycle log to the trail's object-locked bucket.
+    lifecycle = audit_trail(cfg, base).lifecycle
     eks = kubernetes_cluster(cfg, base)
     after_baseline = cluster_baseline(cfg, base, eks)
     secrets = secrets_service(cfg, base, eks, after_baseline)
-    data_services(cfg, base, eks, after_baseline)
+    data_services(cfg, base, eks, after_baseline, lifecycle)
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
-    monitoring(cfg, base, eks, after_baseline)
+    monitoring(cfg, base, eks, after_baseline, lifecycle)
     Dashboards(
         "dashboards",
         DashboardsArgs(namespace="monitoring", drift_threshold=cfg.drift_threshold),
@@ -145,8 +152,10 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         AuditRecorderArgs(
             namespace="monitoring",
             image=cfg.drift_image,
-            audit_bucket=trail.bucket_name,
-            audit_key_arn=base.keys.keys["logs"].arn,
+            audit_bucket=lifecycle.bucket,
+            audit_key_arn=lifecycle.key_arn,
+            # Its own chain: the recorder's role cannot append to a namespace's.
+            audit_prefix=chain_prefix(RECORDER_CHAIN),
             cluster_access=eks.cluster.access,
         ),
         opts=after_baseline,
@@ -197,7 +206,8 @@ def aws_provider(cfg: PlatformConfig) -> aws.Provider:
 
 
 def aws_base(cfg: PlatformConfig, provider: aws.Provider) -> AwsBase:
-    """KMS keys per purpose, the VPC, and the data buckets."""
+    """KMS keys per purpose (the HMAC pseudonymization key among them), the VPC, and the data
+    buckets."""
     prefix = cfg.name_prefix
     opts = pulumi.ResourceOptions(providers={"aws": provider})
     account_id = aws.get_caller_identity_output(
@@ -208,7 +218,7 @@ def aws_base(cfg: PlatformConfig, provider: aws.Provider) -> AwsBase:
         EncryptionArgs(
             name_prefix=prefix,
             account_id=account_id,
-            purposes=("cluster", "volumes", "storage", "logs", "vault"),
+            purposes=("cluster", "volumes", "storage", "logs", "vault", "pseudonymization"),
             deletion_window_days=cfg.kms_deletion_window_days,
             protect=cfg.production,
         ),
@@ -386,9 +396,14 @@ def secrets_service(
 
 
 def data_services(
-    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+    cfg: PlatformConfig,
+    base: AwsBase,
+    eks: KubernetesCluster,
+    opts: pulumi.ResourceOptions,
+    lifecycle: LifecycleSink,
 ) -> None:
-    """Kubeflow Pipelines and the Feast feature store, each with its database as the tier says."""
+    """Kubeflow Pipelines and the Feast feature store, each with its database as the tier says;
+    pipeline runs append to the lifecycle log and pseudonymize with the stack's HMAC key."""
     tier = TIERS[cfg.tier]
     buckets = base.storage.buckets
     storage_key = base.keys.keys["storage"].arn
@@ -411,6 +426,8 @@ def data_services(
             db_mode=tier.db_mode,
             db_key_arn=storage_key,
             tenants=list(cfg.tenants),
+            audit=lifecycle,
+            pseudonymization_key_arn=base.keys.keys["pseudonymization"].arn,
             **common,
         ),
         opts=opts,
@@ -436,9 +453,14 @@ def promotion_criteria(cfg: PlatformConfig) -> PromotionCriteria:
 
 
 def monitoring(
-    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+    cfg: PlatformConfig,
+    base: AwsBase,
+    eks: KubernetesCluster,
+    opts: pulumi.ResourceOptions,
+    lifecycle: LifecycleSink,
 ) -> Monitoring:
-    """Prometheus, alert rules, and a drift job per served model."""
+    """Prometheus, alert rules, and a drift job per served model (its decisions appended to the
+    lifecycle log)."""
     models = base.storage.buckets["models"]
     return Monitoring(
         "monitoring",
@@ -464,6 +486,7 @@ def monitoring(
                 ((p.min_size, p.max_size) for p in cfg.node_pools if p.gpu), (0, 0)
             ),
             runbook_base=cfg.runbook_base_url,
+            audit=lifecycle,
         ),
         opts=opts,
     )

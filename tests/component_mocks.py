@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components._irsa import ClusterAccess
+from components.audit_trail import LifecycleSink
 from infra.synth.runner import run_recorded
 
 REGION = "me-central-1"
@@ -20,6 +21,15 @@ ACCESS = ClusterAccess(
     oidc_issuer_url="https://oidc.example/id/X",
 )
 """IRSA access to a cluster that exists only in these tests."""
+AUDIT = LifecycleSink(
+    bucket="sovml-t-audit-trail-123456789012",
+    bucket_arn="arn:aws:s3:::sovml-t-audit-trail-123456789012",
+    key_arn="arn:aws:kms:me-central-1:123456789012:key/logs",
+    region=REGION,
+)
+"""The audit bucket the cluster's pods append the lifecycle log to, in these tests."""
+HMAC_KEY = "arn:aws:kms:me-central-1:123456789012:key/pseudonymization"
+"""The stack's HMAC_256 pseudonymization key, in these tests."""
 
 
 def record(build: Callable[[], Any]) -> list[dict[str, Any]]:

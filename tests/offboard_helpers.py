@@ -15,7 +15,7 @@ from infra.cli.app import app
 from infra.config.stackfile import STACKS
 
 REGION = "me-central-1"
-PURPOSES = ("cluster", "logs", "storage", "vault", "volumes")
+PURPOSES = ("cluster", "logs", "pseudonymization", "storage", "vault", "volumes")
 """The KMS keys of every stack (components/encryption.py, as infra/platform.py asks for them)."""
 ENV = {"COLUMNS": "200"}
 runner = CliRunner()

@@ -47,7 +47,7 @@ from components._alerts import (
 )
 from components.monitoring import MonitoringArgs
 from policies.promotion import PromotionCriteria
-from tests.component_mocks import ACCESS
+from tests.component_mocks import ACCESS, AUDIT
 
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 MARGIN = 0.01
@@ -98,7 +98,7 @@ def monitoring_args(**overrides: Any) -> MonitoringArgs:
         data_bucket_arn="arn:aws:s3:::models",
         storage_key_arn="arn:aws:kms:me-central-1:123456789012:key/test",
         cluster_access=ACCESS,
-        drift_image="ghcr.io/sovereign-ml/drift-monitor:0.1.0",
+        drift_image="ghcr.io/sovereign-ml/drift-monitor:0.1.0", audit=AUDIT,
     )  # fmt: skip
     return MonitoringArgs(**{**base, **overrides})
 

@@ -398,6 +398,7 @@ def _component(**kw: Any) -> Any:
         "audit_bucket": "p-audit",
         "audit_key_arn": KEY,
         "cluster_access": ACCESS,
+        "audit_prefix": "lifecycle/automated-actions",
         **kw,
     }
     return AuditRecorder("audit-recorder", AuditRecorderArgs(**args))
@@ -419,7 +420,10 @@ def test_component_runs_one_restricted_pinned_recorder_reachable_by_alertmanager
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["automountServiceAccountToken"] is False
     env = {e["name"]: e["value"] for e in box["env"]}
-    assert env["SOVML_AUDIT_BUCKET"] == "p-audit" and env["SOVML_AUDIT_PREFIX"] == "lifecycle"
+    assert (
+        env["SOVML_AUDIT_BUCKET"] == "p-audit"
+        and env["SOVML_AUDIT_PREFIX"] == "lifecycle/automated-actions"
+    )
     assert "--token-file" in box["args"]
     (policy,) = of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     (rule,) = policy["inputs"]["spec"]["ingress"]
@@ -429,9 +433,13 @@ def test_component_runs_one_restricted_pinned_recorder_reachable_by_alertmanager
     (inline,) = of_type(res, "aws:iam/rolePolicy:RolePolicy")
     statements = json.loads(inline["inputs"]["policy"])["Statement"]
     by_sid = {s["Sid"]: s for s in statements}
-    assert by_sid["ReadAndAppendEntries"]["Resource"] == "arn:aws:s3:::p-audit/lifecycle/*"
+    assert by_sid["ReadAndAppendEntries"]["Resource"] == (
+        "arn:aws:s3:::p-audit/lifecycle/automated-actions/*"
+    )
     assert "s3:DeleteObject" not in json.dumps(statements)
-    assert by_sid["FindTheChainsHead"]["Condition"]["StringLike"]["s3:prefix"][0] == "lifecycle/*"
+    assert by_sid["FindTheChainsHead"]["Condition"]["StringLike"]["s3:prefix"][0] == (
+        "lifecycle/automated-actions/*"
+    )
     (secret,) = of_type(res, "kubernetes:core/v1:Secret")
     assert secret["inputs"]["metadata"]["name"] == "audit-recorder-token"
     children_named_after(res, "sovereign-ml:audit_recorder:AuditRecorder", "audit-recorder")
@@ -444,6 +452,10 @@ def test_component_runs_one_restricted_pinned_recorder_reachable_by_alertmanager
         ({"image": "registry.example/sovml/drift:latest"}, "pinned tag"),
         ({"audit_prefix": "a*"}, "audit_prefix"),
         ({"audit_prefix": "/"}, "audit_prefix"),
+        ({"audit_prefix": "lifecycle"}, "audit_prefix"),
+        ({"audit_prefix": "lifecycle/kubeflow/x"}, "audit_prefix"),
+        ({"audit_prefix": "lifecycle/../trail"}, "audit_prefix"),
+        ({"audit_prefix": "trail/x"}, "audit_prefix"),
     ],
 )
 def test_component_refuses_bad_args(kw: dict, message: str) -> None:

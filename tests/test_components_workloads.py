@@ -8,6 +8,8 @@ import pytest
 
 from tests.component_mocks import (
     ACCESS,
+    AUDIT,
+    HMAC_KEY,
     KEY,
     children_named_after,
     of_type,
@@ -123,7 +125,7 @@ def _kubeflow(opts: Any = None, **kw: Any) -> Any:
         artifacts_bucket_arn="arn:aws:s3:::art", storage_key_arn=KEY,
         cluster_access=ACCESS,
         vpc_id="vpc-1", vpc_cidr="10.40.0.0/16", subnet_ids=["s1", "s2"], db_key_arn=KEY,
-        tenants=["acme"],
+        tenants=["acme"], audit=AUDIT, pseudonymization_key_arn=HMAC_KEY,
     )  # fmt: skip
     return Kubeflow("kf", KubeflowArgs(**{**args, **kw}), opts)
 
@@ -137,7 +139,11 @@ def test_kubeflow_uses_s3_via_irsa_and_a_private_encrypted_rds() -> None:
     assert db["protect"] and i["multiAz"] and i["deletionProtection"]
     (params,) = of_type(res, "aws:rds/parameterGroup:ParameterGroup")
     assert {"name": "require_secure_transport", "value": "1"} in params["inputs"]["parameters"]
-    (cfg,) = of_type(res, "kubernetes:core/v1:ConfigMap")
+    (cfg,) = [
+        c
+        for c in of_type(res, "kubernetes:core/v1:ConfigMap")
+        if c["inputs"]["metadata"]["name"] == "pipeline-install-config"
+    ]
     assert cfg["inputs"]["data"]["bucketName"] == "art"
     assert cfg["inputs"]["data"]["ObjectStoreConfigSecure"] == "true"
     sas = {
@@ -243,6 +249,10 @@ def test_vault_and_kubeflow_take_the_region_from_their_aws_provider() -> None:
     assert server["extraEnvironmentVars"]["AWS_REGION"] == region
     assert f'region     = "{region}"' in server["ha"]["raft"]["config"]
     res = record(with_provider(region, lambda opts: _kubeflow(opts=opts)))
-    (cfg,) = of_type(res, "kubernetes:core/v1:ConfigMap")
+    (cfg,) = [
+        c
+        for c in of_type(res, "kubernetes:core/v1:ConfigMap")
+        if c["inputs"]["metadata"]["name"] == "pipeline-install-config"
+    ]
     assert cfg["inputs"]["data"]["ObjectStoreConfigRegion"] == region
     assert cfg["inputs"]["data"]["ObjectStoreConfigHost"] == f"s3.{region}.amazonaws.com"

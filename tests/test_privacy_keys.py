@@ -129,7 +129,7 @@ def kms(monkeypatch: pytest.MonkeyPatch):
 
 def test_kms_generate_mac_with_an_hmac_key(kms) -> None:
     key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
-    kms.create_alias(AliasName="alias/sovml-pseudonymization", TargetKeyId=key["KeyId"])
+    kms.create_alias(AliasName="alias/sovml-dev-pseudonymization", TargetKeyId=key["KeyId"])
     made = tokens.open_pseudonymizer("kms", "")
     assert (made.key.backend, made.key.key_id) == ("kms", key["Arn"])
     assert made.key.key_version == "kms-managed"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -119,3 +120,7 @@ def test_the_dataset_records_what_was_pseudonymized(run: tuple[local_run.RunResu
     assert report["key"]["backend"] == "local" and report["key"]["key_id"].startswith("local-")
     table = data.read_table(dataset)
     assert table["national_id_token"].str.fullmatch(r"pz_[0-9a-f]{32}").all()
+    # The lineage carries the same report beside the model (no value: the leak scan covers it).
+    assert result.lineage_record is not None
+    lineage = json.loads(result.lineage_record.read_text())
+    assert lineage["privacy"] == report

@@ -61,7 +61,11 @@ def test_prod_uae_has_what_the_issue_asks_for(records: dict) -> None:
     assert kinds.count("Gateway") == 1 and kinds.count("Interface") >= 4
     assert len(of_type(prod, "aws:ec2/flowLog:FlowLog")) == 1
     keys = of_type(prod, "aws:kms/key:Key")
-    assert len(keys) >= 4 and all(k["inputs"]["enableKeyRotation"] for k in keys)
+    # Every encryption key rotates; the HMAC pseudonymization key cannot (KMS rotates only
+    # symmetric encryption keys).
+    encrypting = [k for k in keys if k["inputs"]["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"]
+    assert len(encrypting) >= 4 and all(k["inputs"]["enableKeyRotation"] for k in encrypting)
+    assert [k["name"] for k in keys if k not in encrypting] == ["keys-pseudonymization"]
     assert all(k["protect"] for k in keys)
     (eks,) = of_type(prod, "aws:eks/cluster:Cluster")
     assert eks["inputs"]["encryptionConfig"]["resources"] == ["secrets"]
@@ -109,7 +113,11 @@ def test_dev_relaxes_cost_never_encryption(records: dict) -> None:
     dev = records["dev"]
     assert len(of_type(dev, "aws:ec2/natGateway:NatGateway")) == 1
     assert not any(r["protect"] for r in dev["resources"])
-    assert all(k["inputs"]["enableKeyRotation"] for k in of_type(dev, "aws:kms/key:Key"))
+    assert all(
+        k["inputs"]["enableKeyRotation"]
+        for k in of_type(dev, "aws:kms/key:Key")
+        if k["inputs"]["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"
+    )
     assert (
         len(
             of_type(

@@ -170,14 +170,17 @@ def test_train_tolerates_the_gpu_taint_and_selects_the_gpu_pool(compiled: dict[s
 def test_missing_kfp_kubernetes_is_reported(
     compiled: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Without kfp-kubernetes the cluster IR compiles, warns and carries no platform spec."""
+    """Without kfp-kubernetes the train step's GPU scheduling is warned about, and the cluster
+    IR is refused: its register and encrypt pods could not get their audit settings and would
+    write the lifecycle log to files that die with them."""
     assert not any("kfp-kubernetes" in w for w in compiled["cluster-warnings"])
     monkeypatch.setattr(packaging, "kubernetes_extension", lambda: None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        text = compilation.compile_pipeline("cluster", tmp_path / "bare.yaml").read_text()
+        with pytest.raises(RuntimeError, match="the register step cannot get the 'sovml-audit'"):
+            compilation.compile_pipeline("cluster", tmp_path / "bare.yaml")
     assert any("kfp-kubernetes is not installed" in str(w.message) for w in caught)
-    assert len(list(yaml.safe_load_all(text))) == 1  # no platform spec
+    assert not (tmp_path / "bare.yaml").exists()
 
 
 # ------------------------------------------------------------------------------------ embedded code
@@ -283,6 +286,7 @@ def test_cluster_component_runs_unchanged_under_kfp_local(tmp_path: Path) -> Non
         source_sha256="",
         encryption_backend="local",
         encryption_key=str(tmp_path / "key.json"),
+        pseudonymization_key="",
     )
     produced = Path(task.outputs["dataset"].path)
     assert data.sha256_file(produced) == task.outputs["dataset"].metadata["sha256"]

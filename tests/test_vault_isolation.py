@@ -123,3 +123,24 @@ def test_platform_namespace_shares_only_the_platform_key(configured: Any) -> Non
         serving.secrets.transit.generate_data_key(
             name="artifacts-acme", key_type="plaintext", mount_point=TRANSIT_PATH
         )
+
+
+def test_only_ingesting_identities_hmac_and_only_with_their_own_key(configured: Any) -> None:
+    """The pseudonymization key comes from ``transit/hmac/<key>`` (the ingest step's ``vault``
+    key service): a tenant's pipeline identity may HMAC with its own key, not another tenant's;
+    the platform's pipeline namespace with the platform key; serving not at all."""
+    server, _ = configured
+    label = base64.b64encode(b"sovml-pseudonymization/1").decode()
+
+    def hmac(client: hvac.Client, key: str) -> str:
+        return client.secrets.transit.generate_hmac(
+            name=key, hash_input=label, algorithm="sha2-256", mount_point=TRANSIT_PATH
+        )["data"]["hmac"]
+
+    acme = _token_for(server, "ns-acme")
+    assert hmac(acme, "artifacts-acme").startswith("vault:v1:")
+    assert hmac(_token_for(server, "ns-kubeflow"), "artifacts-platform").startswith("vault:v1:")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hmac(acme, "artifacts-globex")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hmac(_token_for(server, "ns-serving"), "artifacts-platform")

@@ -125,6 +125,8 @@ def compile_cmd(
             path = compile_pipeline(target.value, out, image_registry, pip_index_url)
     except OSError as exc:  # the folder named by --out (or build/) cannot be written
         fail(err, f"{exc.filename or out}: {exc.strerror or exc}")
+    except RuntimeError as exc:  # kfp-kubernetes missing: the environment, not the input
+        fail(err, str(exc), code=EXIT_INTERNAL)
     for warning in caught:
         if "kfp-kubernetes" in str(warning.message):
             err.print(joined(styled("warning:", "yellow"), f" {warning.message}"))

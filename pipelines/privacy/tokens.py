@@ -35,8 +35,11 @@ LABEL = b"sovml-pseudonymization/1"
 TOKEN_PREFIX = "pz_"
 TOKEN_HEX = 32
 """Hex digits of the HMAC kept in a token (128 bits: no collision in any realistic table)."""
-DEFAULT_KMS_PSEUDONYM_KEY = "alias/sovml-pseudonymization"
-"""The HMAC_256 KMS key of the ``kms`` backend when none is named."""
+DEFAULT_KMS_PSEUDONYM_KEY = "alias/sovml-dev-pseudonymization"
+"""The HMAC_256 KMS key of the ``kms`` backend when none is named: the dev stack's
+(``components/encryption.py`` names every stack's ``alias/sovml-<stack>-pseudonymization``, as
+the artifact default ``alias/sovml-dev-storage`` is the dev stack's storage key); other stacks'
+runs name theirs in the pipeline's ``pseudonymization_key``."""
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,10 @@ STEPS: dict[str, StepRuntime] = {
     # CPU request = limit = the cpu serving profile's 2 vCPUs: the export times the candidate
     # backends on them, and a pod that may only burst to its limit would time CFS throttling.
     "export": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE, *_ONNX)), "2", "2", "4Gi", "8Gi"),
-    "register": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "500m", "1", "512Mi", "1Gi"),
+    # boto3: on the cluster the lifecycle log is the audit bucket's chain (encrypt has it too).
+    "register": StepRuntime(
+        PYTHON_IMAGE, tuple(pinned(*_TABLE, "boto3")), "500m", "1", "512Mi", "1Gi"
+    ),
     "materialize": StepRuntime(FEATURE_IMAGE, (), "500m", "1", "1Gi", "2Gi", preinstalled=True),
     "encrypt": StepRuntime(
         PYTHON_IMAGE,

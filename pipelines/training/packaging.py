@@ -18,6 +18,8 @@ from kfp import dsl
 
 from pipelines.training import images, provenance
 from pipelines.training.tasks import COMPONENT_FUNCTIONS
+from policies.lifecycle import CONFIG_MAP as AUDIT_CONFIG_MAP
+from policies.lifecycle import ENV_NAMES as AUDIT_ENV_NAMES
 
 TARGETS = ("local", "cluster")
 """Where a compiled pipeline runs: ``kfp.local`` on this machine, or Kubeflow Pipelines on EKS."""
@@ -51,6 +53,9 @@ AUDIT_LIBRARY = (
     "pipelines/audit/sink.py",
 )
 """What the register and encrypt steps import to append to the lifecycle log (not the verifier)."""
+AUDIT_STEPS = ("register", "encrypt")
+"""Steps that append to the lifecycle log: on the cluster each gets its namespace's
+``sovml-audit`` ConfigMap (bucket, chain prefix, region) as environment variables."""
 
 KEY_SERVICES = (
     "pipelines/artifacts/__init__.py",
@@ -183,7 +188,7 @@ def kubernetes_extension() -> Any | None:
 
 def cluster_settings(name: str, task: Any) -> None:
     """Set step ``name``'s cluster settings on ``task``: resources, GPU scheduling (train), the
-    registry volume and the feature-store client settings."""
+    registry volume, the feature-store client settings and the lifecycle log's settings."""
     step = images.STEPS[name]
     task.set_cpu_request(step.cpu_request).set_cpu_limit(step.cpu_limit)
     task.set_memory_request(step.memory_request).set_memory_limit(step.memory_limit)
@@ -198,6 +203,20 @@ def cluster_settings(name: str, task: Any) -> None:
         )
         k8s.use_secret_as_env(
             task, images.FEAST_CLIENT_SECRET, images.FEAST_CLIENT_SECRET_ENV, optional=True
+        )
+    if name in AUDIT_STEPS:
+        # Not optional: a pod without its audit settings would append to a throwaway file in
+        # the pod; without the ConfigMap the kubelet does not start it at all. Nor is
+        # compiling such a pod: without kfp-kubernetes the step could not get the ConfigMap.
+        if k8s is None:
+            raise RuntimeError(
+                f"kfp-kubernetes is not installed: the {name} step cannot get the "
+                f"{AUDIT_CONFIG_MAP!r} ConfigMap and would write its lifecycle log to a file "
+                "that dies with the pod; install the pinned kfp-kubernetes to compile for the "
+                "cluster"
+            )
+        k8s.use_config_map_as_env(
+            task, AUDIT_CONFIG_MAP, {key: key for key in AUDIT_ENV_NAMES}, optional=False
         )
     if step.gpus:
         task.set_accelerator_type(images.GPU_RESOURCE).set_accelerator_limit(step.gpus)

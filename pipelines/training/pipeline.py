@@ -269,6 +269,7 @@ def build_pipeline(
         run_tag: str = "",
         encryption_backend: str = "local",
         encryption_key: str = "",
+        pseudonymization_key: str = "",
         pushgateway: str = "",
     ) -> TrainingOutputs:
         """Train, gate, export, register, serve the features online and encrypt the model.
@@ -310,6 +311,9 @@ def build_pipeline(
             run_tag: Run identifier recorded in the lineage.
             encryption_backend: ``local``, ``vault`` or ``kms``.
             encryption_key: Key reference for the backend (empty: library default).
+            pseudonymization_key: The stack's HMAC_256 KMS key the ingest step MACs with when
+                ``encryption_backend`` is ``kms`` (``alias/sovml-<stack>-pseudonymization``;
+                empty: the dev stack's); the other backends use ``encryption_key``.
             pushgateway: Pushgateway the exit task pushes the run's outcome to (cluster; empty:
                 none).
 

@@ -20,6 +20,7 @@ def ingest(
     source_sha256: str,
     encryption_backend: str,
     encryption_key: str,
+    pseudonymization_key: str,
     dataset: Output[Dataset],
 ) -> None:
     """Generate the synthetic credit-risk table, or read a local extract; pseudonymize it.
@@ -34,12 +35,14 @@ def ingest(
         source_sha256: Optional expected SHA-256 of ``source_uri``.
         encryption_backend: Key service of the pseudonymization key (``local``, ``vault``,
             ``kms``).
-        encryption_key: Key file (local) or transit key (vault); kms uses its HMAC key.
+        encryption_key: Key file (local) or transit key (vault): the HMAC key's source.
+        pseudonymization_key: The HMAC_256 KMS key (kms; empty: the dev stack's alias).
         dataset: The pseudonymized table as Parquet.
     """
     from pipelines.training import steps
 
-    key = "" if encryption_backend == "kms" else encryption_key
+    # A KMS key has one usage: kms MACs with its own HMAC key, never the encryption key.
+    key = pseudonymization_key if encryption_backend == "kms" else encryption_key
     dataset.metadata.update(
         steps.ingest(rows, seed, source_uri, source_sha256, dataset.path, encryption_backend, key)
     )

@@ -1,6 +1,10 @@
 """The steps after export: register the version with its lineage, serve its features online
 (materialize), envelope-encrypt the model and the lineage.
 
+The lineage record carries the ingest step's pseudonymization report (``privacy``: which
+columns were pseudonymized, how many values, the key id and version; never a value), read from
+the ingested table's metadata, so an auditor finds it beside the model.
+
 Register and encrypt append their events (``model.registered``, ``model.promoted``,
 ``artifact.encrypted``) to the lifecycle log (:mod:`pipelines.audit`; the local run passes the
 log in ``SOVML_AUDIT_LOG``); a log that cannot be written fails the step.
@@ -17,6 +21,7 @@ from pipelines.training import data as data_lib
 from pipelines.training import schema
 from pipelines.training.registry import utc_now
 from pipelines.training.steps.common import StepError, read_json, reported, write_json
+from pipelines.training.steps.dataset import PRIVACY_METADATA_KEY
 from pipelines.training.steps.modelling import TRAINING_FILE
 
 
@@ -32,6 +37,7 @@ class _Evidence:
         serving: The export step's serving report (empty without one).
         data_sha256: Digest of the ingested table.
         spec_sha256: Digest of the feature spec file.
+        privacy: The ingest step's pseudonymization report, from the table's metadata.
     """
 
     spec: Any
@@ -41,6 +47,7 @@ class _Evidence:
     serving: dict[str, Any]
     data_sha256: str
     spec_sha256: str
+    privacy: dict[str, Any]
 
 
 def register(
@@ -157,6 +164,13 @@ def _read_evidence(
     profile = read_json(validation_report_path)
     if not evaluation["gate"]["passed"]:
         raise StepError("register: the gate rejected this model; refusing to register it")
+    privacy = data_lib.table_metadata(dataset_path, PRIVACY_METADATA_KEY)
+    if not isinstance(privacy, dict) or not isinstance(privacy.get("key"), dict):
+        # Only ingest writes the report: a table without one was never shown pseudonymized.
+        raise StepError(
+            "register: the dataset carries no pseudonymization report (it did not come from "
+            "the ingest step); refusing to register a model trained on it"
+        )
     serving = read_json(selection_path) if selection_path else {}
     return _Evidence(
         spec,
@@ -166,6 +180,7 @@ def _read_evidence(
         serving,
         data_sha256=data_lib.sha256_file(dataset_path),
         spec_sha256=data_lib.sha256_file(spec_path),
+        privacy=privacy,
     )
 
 
@@ -213,8 +228,8 @@ def _version_sections(
     data_params: dict[str, Any],
     pipeline_params: dict[str, Any],
 ) -> dict[str, Any]:
-    """The record's data, features, parameters, training, metrics, gate, model, serving,
-    artifacts and timestamps: what the version is made of and where it lies."""
+    """The record's data, privacy, features, parameters, training, metrics, gate, model,
+    serving, artifacts and timestamps: what the version is made of and where it lies."""
     spec, training, profile = evidence.spec, evidence.training, evidence.profile
     registered_at = utc_now()
     return {
@@ -224,6 +239,8 @@ def _version_sections(
             "positive_rate": profile["positive_rate"],
             **data_params,
         },
+        # Columns, kinds, counts, key id and version, recognizer versions: no value.
+        "privacy": evidence.privacy,
         "features": {
             "list": spec.features,
             "transforms": spec.transforms,
