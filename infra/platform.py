@@ -2,7 +2,8 @@
 
 :func:`build` reads like a table of contents: the AWS provider, the AWS base (keys, network,
 buckets), the audit trail, the cluster (control plane, nodes, add-ons), the cluster baseline,
-then the services on it (Vault, Kubeflow and Feast, serving, monitoring) and the budget. What
+then the services on it (Vault, Kubeflow and Feast, serving), operations (:mod:`infra.operations`)
+and the budget. What
 differs per tier is data (:data:`TIERS`), not branches.
 """
 
@@ -15,10 +16,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_vault as vault
 
-from components._alertmanager_config import SECRET_KEYS
 from components.addons import ClusterAddons, ClusterAddonsArgs
-from components.alerting import Alerting, AlertingArgs
-from components.audit_recorder import AuditRecorder, AuditRecorderArgs
 from components.audit_trail import (
     DETECTION_SERVICES,
     AuditTrail,
@@ -28,14 +26,12 @@ from components.audit_trail import (
 from components.budget import BudgetArgs, StackBudget
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
-from components.dashboards import Dashboards, DashboardsArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.gpu_device_plugin import GpuDevicePlugin, GpuDevicePluginArgs
 from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
-from components.monitoring import Monitoring, MonitoringArgs, SloTargets
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.serving import ServedModel, Serving, ServingArgs
@@ -43,9 +39,8 @@ from components.storage import ACCESS_LOGS, Storage, StorageArgs
 from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
-from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
-from policies.lifecycle import RECORDER_CHAIN, chain_prefix
+from infra.operations import operations
 from policies.promotion import PromotionCriteria
 from policies.zones import OFFERED, ZONES, service_availability
 
@@ -140,27 +135,9 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     data_services(cfg, base, eks, after_baseline, lifecycle)
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
-    monitoring(cfg, base, eks, after_baseline, lifecycle)
-    Dashboards(
-        "dashboards",
-        DashboardsArgs(namespace="monitoring", drift_threshold=cfg.drift_threshold),
-        opts=after_baseline,
+    operations(
+        cfg, base, eks, after_baseline, lifecycle, promotion_criteria(cfg), gpus=has_gpus(cfg)
     )
-    workload_logs(cfg, base, eks, after_baseline)
-    recorder = AuditRecorder(
-        "audit-recorder",
-        AuditRecorderArgs(
-            namespace="monitoring",
-            image=cfg.drift_image,
-            audit_bucket=lifecycle.bucket,
-            audit_key_arn=lifecycle.key_arn,
-            # Its own chain: the recorder's role cannot append to a namespace's.
-            audit_prefix=chain_prefix(RECORDER_CHAIN),
-            cluster_access=eks.cluster.access,
-        ),
-        opts=after_baseline,
-    )
-    alerting(cfg, after_baseline, recorder)
     if cfg.vault_configure:
         vault_configuration(cfg, eks, secrets)
     if cfg.monthly_budget_usd:
@@ -450,93 +427,6 @@ def data_services(
 def promotion_criteria(cfg: PlatformConfig) -> PromotionCriteria:
     """The canary criteria serving's analysis and monitoring's error-rate alert share."""
     return PromotionCriteria(steps=cfg.canary_steps, slo_availability=cfg.slo_availability_target)
-
-
-def monitoring(
-    cfg: PlatformConfig,
-    base: AwsBase,
-    eks: KubernetesCluster,
-    opts: pulumi.ResourceOptions,
-    lifecycle: LifecycleSink,
-) -> Monitoring:
-    """Prometheus, alert rules, and a drift job per served model (its decisions appended to the
-    lifecycle log)."""
-    models = base.storage.buckets["models"]
-    return Monitoring(
-        "monitoring",
-        MonitoringArgs(
-            namespace="monitoring",
-            models=[name for name, _ in cfg.served_models],
-            data_bucket=models.bucket,
-            data_bucket_arn=models.arn,
-            storage_key_arn=base.keys.keys["storage"].arn,
-            cluster_access=eks.cluster.access,
-            drift_image=cfg.drift_image,
-            drift_threshold=cfg.drift_threshold,
-            gpu_enabled=has_gpus(cfg),
-            criteria=promotion_criteria(cfg),
-            slo=SloTargets(
-                availability=cfg.slo_availability_target,
-                latency_ms=float(cfg.slo_latency_target_ms),
-                latency_objective=cfg.slo_latency_objective,
-                feature_server_availability=cfg.slo_feature_server_target,
-                pipeline_success=cfg.slo_pipeline_success_target,
-            ),
-            gpu_pool_bounds=next(
-                ((p.min_size, p.max_size) for p in cfg.node_pools if p.gpu), (0, 0)
-            ),
-            runbook_base=cfg.runbook_base_url,
-            audit=lifecycle,
-        ),
-        opts=opts,
-    )
-
-
-def workload_logs(
-    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
-) -> WorkloadLogs:
-    """Fluent Bit shipping every container's log to encrypted log groups in the stack's region."""
-    return WorkloadLogs(
-        "logs",
-        WorkloadLogsArgs(
-            name_prefix=cfg.name_prefix,
-            region=cfg.region,
-            logs_key_arn=base.keys.keys["logs"].arn,
-            retention_days=cfg.log_retention_days,
-            cluster_access=eks.cluster.access,
-            tenants=list(cfg.tenants),
-            masked_fields=list(cfg.log_masked_fields),
-            protect=cfg.production,
-        ),
-        opts=opts,
-    )
-
-
-def alerting(
-    cfg: PlatformConfig, opts: pulumi.ResourceOptions, recorder: AuditRecorder
-) -> Alerting:
-    """Alertmanager's routes and receivers; credentials read as Pulumi secrets, never plain;
-    automated actions also to the recorder."""
-    project = pulumi.Config()
-    needed = {
-        "alertPagerdutyRoutingKey": cfg.alerting.pagerduty,
-        "alertOpsgenieApiKey": cfg.alerting.opsgenie,
-        "alertServicenowPassword": bool(cfg.alerting.servicenow_user),
-        "alertEmailPassword": bool(cfg.alerting.email_username),
-    }
-    assert set(needed) == set(SECRET_KEYS)
-    secrets = {key: project.require_secret(key) for key, used in needed.items() if used}
-    return Alerting(
-        "alerting",
-        AlertingArgs(
-            namespace="monitoring",
-            receivers=cfg.alerting,
-            secrets=secrets,
-            recorder_url=recorder.url,
-            recorder_token=recorder.token,
-        ),
-        opts=opts,
-    )
 
 
 def vault_configuration(cfg: PlatformConfig, eks: KubernetesCluster, secrets: Vault) -> None:
