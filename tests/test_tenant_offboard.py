@@ -222,6 +222,21 @@ def test_missing_aws_credentials_change_nothing(
         ob.shred_plan(_kms_only(plan), {"kms": kms_shredder(REGION)})
 
 
+def test_credentials_cached_by_boto3s_default_session_are_not_used(
+    plan: ob.OffboardPlan, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An earlier caller in the process left boto3's default session holding credentials: the
+    shredder resolves its own, from the environment as it is now (none)."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEARLIERCALLER")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "earlier")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None and boto3.DEFAULT_SESSION.get_credentials()
+    test_missing_aws_credentials_change_nothing(plan, monkeypatch, tmp_path)
+
+
 # ----------------------------------------------------------------------------- certificate
 
 

@@ -276,15 +276,21 @@ def _vault_text(exc: Exception) -> str:
 
 
 def kms_shredder(region: str) -> KmsShredder:
-    """A :class:`KmsShredder` with boto3's default credential chain, in ``region``."""
+    """A :class:`KmsShredder` with boto3's default credential chain, in ``region``.
+
+    A session of its own, not boto3's module-wide default one: that caches the credentials it
+    first resolved, so the keys would be shredded under whatever identity an earlier caller in
+    the process found, not the one the environment names now.
+    """
     import boto3
     from botocore.config import Config
 
     config = Config(
         region_name=region, connect_timeout=10, read_timeout=30, retries={"max_attempts": 3}
     )
+    session = boto3.session.Session()
     return KmsShredder(
-        boto3.client("kms", config=config), boto3.client("sts", config=config), region
+        session.client("kms", config=config), session.client("sts", config=config), region
     )
 
 
