@@ -40,6 +40,7 @@ from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from infra.cost.unit_prices import stack_unit_prices
 from policies.promotion import PromotionCriteria
 from policies.zones import OFFERED, ZONES, service_availability
 
@@ -134,11 +135,6 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
     monitoring(cfg, base, eks, after_baseline)
-    Dashboards(
-        "dashboards",
-        DashboardsArgs(namespace="monitoring", drift_threshold=cfg.drift_threshold),
-        opts=after_baseline,
-    )
     workload_logs(cfg, base, eks, after_baseline)
     recorder = AuditRecorder(
         "audit-recorder",
@@ -438,9 +434,11 @@ def promotion_criteria(cfg: PlatformConfig) -> PromotionCriteria:
 def monitoring(
     cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
 ) -> Monitoring:
-    """Prometheus, alert rules, and a drift job per served model."""
+    """Prometheus, alert rules, a drift job per served model, then the dashboards."""
     models = base.storage.buckets["models"]
-    return Monitoring(
+    # One derivation of the unit prices feeds both the cost rules and the panel stating them.
+    prices = stack_unit_prices(cfg.region, cfg.node_pools, pulumi.log.warn)
+    mon = Monitoring(
         "monitoring",
         MonitoringArgs(
             namespace="monitoring",
@@ -464,9 +462,13 @@ def monitoring(
                 ((p.min_size, p.max_size) for p in cfg.node_pools if p.gpu), (0, 0)
             ),
             runbook_base=cfg.runbook_base_url,
+            tenants=cfg.tenants,
+            unit_prices=prices,
         ),
         opts=opts,
     )
+    Dashboards("dashboards", DashboardsArgs("monitoring", cfg.drift_threshold, prices), opts=opts)
+    return mon
 
 
 def workload_logs(
