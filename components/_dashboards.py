@@ -21,7 +21,10 @@ What the platform exports decides what is drawn:
   is its scrape success, as in its SLO.
 * Drift: ``sovml_drift_psi{model, feature}`` pushed by the drift jobs.
 * GPU: the DCGM exporter's ``DCGM_FI_DEV_*`` gauges.
-* Cost per tenant: no metric exists (costs come from ``sovml cost``, not Prometheus): omitted.
+* Cost per tenant (platform overview): the recorded ``sovml:tenant_cost_usd_per_hour`` and
+  ``sovml:tenant_cost_usd_per_month`` of :mod:`components._cost_rules`, kube-state-metrics'
+  requests of each tenant namespace's running pods priced at the stack's unit prices (which the
+  panel's description states). Requests, not usage.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
+
+from components._cost_rules import HOURLY, MONTHLY, UnitPrices
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 """The Prometheus data source kube-prometheus-stack's Grafana provisions (uid ``prometheus``)."""
@@ -91,8 +96,32 @@ def request_rate() -> str:
     return f"{_rate(_OK)} + {_rate(_FAILED)}"
 
 
-def platform_overview() -> model.Dashboard:
-    """Scrape health, total traffic, SLO error ratios and firing alerts."""
+def cost_panels(prices: UnitPrices | None) -> list[Any]:
+    """Cost per tenant: USD per hour over time and the monthly projection now."""
+    how = (
+        f"Requests (not usage) of each tenant namespace's running pods at {prices.describe()}."
+        if prices
+        else "No unit prices for this stack (no price table or shape for its pools): no series."
+    )
+    return [
+        _series(
+            "Cost per tenant (USD/h)",
+            f"sum by (namespace) ({HOURLY})",
+            "{{namespace}}",
+            "currencyUSD",
+            how + " Approximate list prices: see infra/cost/prices.",
+        ),
+        _stat(
+            "Projected monthly cost per tenant",
+            f"sum by (namespace) ({MONTHLY})",
+            "{{namespace}}",
+            "currencyUSD",
+        ),
+    ]
+
+
+def platform_overview(prices: UnitPrices | None = None) -> model.Dashboard:
+    """Scrape health, total traffic, SLO error ratios, firing alerts and cost per tenant."""
     return _dashboard(
         "sovml-platform",
         "Platform overview",
@@ -117,6 +146,7 @@ def platform_overview() -> model.Dashboard:
                 "percentunit",
                 "Recorded by the SLO rules (components/_alerts.py); compare with 1 - objective.",
             ),
+            *cost_panels(prices),
         ],
     )
 
@@ -269,9 +299,11 @@ def drift(threshold: float) -> model.Dashboard:
     )
 
 
-def dashboards(drift_threshold: float) -> dict[str, model.Dashboard]:
-    """Every dashboard by uid."""
-    built = [platform_overview(), gpu_utilisation(), serving(), feature_store()]
+def dashboards(
+    drift_threshold: float, prices: UnitPrices | None = None
+) -> dict[str, model.Dashboard]:
+    """Every dashboard by uid (``prices`` are stated on the cost panels)."""
+    built = [platform_overview(prices), gpu_utilisation(), serving(), feature_store()]
     built.append(drift(drift_threshold))
     return {str(d.uid): d for d in built}
 

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components._aws import TYPE_PREFIX, child
+from components._cost_rules import UnitPrices
 from components._dashboards import dashboards, to_json
 from components._k8s import metadata
 from components.monitoring import DASHBOARD_LABEL as SIDECAR_LABEL
@@ -27,6 +28,8 @@ class DashboardsArgs:
     """Namespace of Grafana (kube-prometheus-stack's), where its sidecar looks."""
     drift_threshold: float = 0.2
     """PSI above which a feature counts as drifted (the drift dashboard's threshold)."""
+    unit_prices: UnitPrices | None = None
+    """The prices the cost rules use, stated on the cost-per-tenant panel (None: none)."""
 
 
 class Dashboards(pulumi.ComponentResource):
@@ -42,7 +45,7 @@ class Dashboards(pulumi.ComponentResource):
             )
         super().__init__(f"{TYPE_PREFIX}:dashboards:Dashboards", name, None, opts)
         key, value = SIDECAR_LABEL
-        for uid, board in dashboards(args.drift_threshold).items():
+        for uid, board in dashboards(args.drift_threshold, args.unit_prices).items():
             k8s.core.v1.ConfigMap(
                 f"{name}-{uid}",
                 metadata=metadata(f"dashboard-{uid}", args.namespace, **{key: value}),

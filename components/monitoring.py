@@ -20,6 +20,7 @@ from components._alerts import (
     threshold_groups,
 )
 from components._aws import TYPE_PREFIX, child
+from components._cost_rules import UnitPrices, cost_groups
 from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
 from components._k8s import (
     GPU_NODE_SELECTOR,
@@ -117,17 +118,27 @@ class MonitoringArgs:
     audit: LifecycleSink = field(kw_only=True)
     """Where the drift jobs append their decisions (the lifecycle log): the drift role may
     append to this namespace's chain only, and the jobs take the ``sovml-audit`` ConfigMap."""
+    tenants: Sequence[str] = ()
+    """Tenant namespaces whose pods' requests the cost rules price."""
+    unit_prices: UnitPrices | None = None
+    """USD per requested vCPU-, GiB- and GPU-hour (:mod:`infra.cost.unit_prices`); None: no
+    cost rules."""
 
 
 def alert_rules(args: MonitoringArgs) -> list[dict]:
-    """The PrometheusRule groups: thresholds (latency, errors, GPU, drift), then the SLOs."""
-    return threshold_groups(
-        p99_latency_ms=args.p99_latency_ms,
-        max_error_rate=args.criteria.max_error_rate,
-        drift_threshold=args.drift_threshold,
-        gpu_pool_bounds=args.gpu_pool_bounds,
-        runbook_base=args.runbook_base,
-    ) + slo_groups(args.slo, args.runbook_base)
+    """The PrometheusRule groups: thresholds (latency, errors, GPU, drift), the SLOs, then the
+    cost per tenant (:mod:`components._cost_rules`)."""
+    return (
+        threshold_groups(
+            p99_latency_ms=args.p99_latency_ms,
+            max_error_rate=args.criteria.max_error_rate,
+            drift_threshold=args.drift_threshold,
+            gpu_pool_bounds=args.gpu_pool_bounds,
+            runbook_base=args.runbook_base,
+        )
+        + slo_groups(args.slo, args.runbook_base)
+        + cost_groups(args.tenants, args.unit_prices)
+    )
 
 
 def chart_hardening() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from components._alertmanager_config import SECRET_KEYS
+from components._cost_rules import UnitPrices
 from components.alerting import Alerting, AlertingArgs
 from components.audit_recorder import AuditRecorder, AuditRecorderArgs
 from components.audit_trail import LifecycleSink
@@ -19,6 +20,7 @@ from components.dashboards import Dashboards, DashboardsArgs
 from components.monitoring import Monitoring, MonitoringArgs, SloTargets
 from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import PlatformConfig
+from infra.cost.unit_prices import stack_unit_prices
 from policies.lifecycle import RECORDER_CHAIN, chain_prefix
 from policies.promotion import PromotionCriteria
 
@@ -37,12 +39,10 @@ def operations(
     gpus: bool,
 ) -> None:
     """Monitoring, dashboards, workload logs, the recorder and alerting, in that order."""
-    monitoring(cfg, base, eks, opts, lifecycle, criteria, gpus)
-    Dashboards(
-        "dashboards",
-        DashboardsArgs(namespace="monitoring", drift_threshold=cfg.drift_threshold),
-        opts=opts,
-    )
+    # One derivation of the unit prices feeds both the cost rules and the panel stating them.
+    prices = stack_unit_prices(cfg.region, cfg.node_pools, pulumi.log.warn)
+    monitoring(cfg, base, eks, opts, lifecycle, criteria, gpus, prices)
+    Dashboards("dashboards", DashboardsArgs("monitoring", cfg.drift_threshold, prices), opts=opts)
     workload_logs(cfg, base, eks, opts)
     recorder = AuditRecorder(
         "audit-recorder",
@@ -68,9 +68,10 @@ def monitoring(
     lifecycle: LifecycleSink,
     criteria: PromotionCriteria,
     gpus: bool,
+    prices: UnitPrices | None,
 ) -> Monitoring:
-    """Prometheus, alert rules, and a drift job per served model (its decisions appended to the
-    lifecycle log)."""
+    """Prometheus, alert rules (the tenants' cost among them, priced at ``prices``), and a drift
+    job per served model (its decisions appended to the lifecycle log)."""
     models = base.storage.buckets["models"]
     return Monitoring(
         "monitoring",
@@ -97,6 +98,8 @@ def monitoring(
             ),
             runbook_base=cfg.runbook_base_url,
             audit=lifecycle,
+            tenants=cfg.tenants,
+            unit_prices=prices,
         ),
         opts=opts,
     )

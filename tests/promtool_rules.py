@@ -48,6 +48,7 @@ from components._alerts import (
 from components.monitoring import MonitoringArgs
 from policies.promotion import PromotionCriteria
 from tests.component_mocks import ACCESS, AUDIT
+from tests.tenant_cost import cost_args
 
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 MARGIN = 0.01
@@ -106,8 +107,9 @@ def monitoring_args(**overrides: Any) -> MonitoringArgs:
 def stack_args(record: dict[str, Any]) -> MonitoringArgs:
     """The arguments the program gives the monitoring component for one stack's config."""
     cfg = record["config"]
-    gpu_pools = [p for p in cfg["node_pools"] if p["gpu"]]
+    gpu = [(p["min_size"], p["max_size"]) for p in cfg["node_pools"] if p["gpu"]]
     return monitoring_args(
+        **cost_args(cfg),
         models=[name for name, _ in cfg["served_models"]],
         drift_threshold=cfg["drift_threshold"],
         criteria=PromotionCriteria(steps=tuple(cfg["canary_steps"])),
@@ -117,9 +119,7 @@ def stack_args(record: dict[str, Any]) -> MonitoringArgs:
             latency_objective=cfg["slo_latency_objective"],
             feature_server_availability=cfg["slo_feature_server_target"],
         ),
-        gpu_pool_bounds=(
-            (gpu_pools[0]["min_size"], gpu_pools[0]["max_size"]) if gpu_pools else (0, 0)
-        ),
+        gpu_pool_bounds=gpu[0] if gpu else (0, 0),
         runbook_base=cfg["runbook_base_url"],
     )
 

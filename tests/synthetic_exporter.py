@@ -21,6 +21,12 @@
   ``rollout_info_replicas_*`` gauges (names and labels as its ``metrics.go`` writes them) for a
   canary at 1 of 4 replicas (:data:`ROLLOUT_UPDATED` / :data:`ROLLOUT_DESIRED`).
 
+* ``kube-state-metrics``: ``kube_pod_container_resource_requests`` and
+  ``kube_pod_status_phase`` (kube-state-metrics v2's names and labels) for the pods of
+  :data:`tests.tenant_cost.PODS`: two tenant namespaces with known requests, a finished pod and a
+  platform pod. The cost-per-tenant recording rules of the stack price them; no kubelet or API
+  server runs here, so these are fixed series.
+
 Series no process here can produce at all (DCGM GPU gauges, firing alerts) are not faked:
 ``tests/test_dashboards.py`` only checks that their queries parse and run.
 """
@@ -36,6 +42,7 @@ from typing import Any
 from prometheus_client import REGISTRY, generate_latest
 
 from tests.prometheus import scrape_job
+from tests.tenant_cost import ksm_series
 
 MODEL = "credit-risk"
 PSI = {"income": 0.05, "age": 0.31}
@@ -88,6 +95,17 @@ def _drift() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _kube_state_metrics() -> bytes:
+    lines, typed = [], set()
+    for metric, labels, value in ksm_series():
+        if metric not in typed:
+            typed.add(metric)
+            lines.append(f"# TYPE {metric} gauge")
+        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{metric}{{{inner}}} {value!r}")
+    return ("\n".join(lines) + "\n").encode()
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/feast":
@@ -96,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = _rollouts()
         elif self.path == "/drift":
             body = _drift()
+        elif self.path == "/kube-state-metrics":
+            body = _kube_state_metrics()
         else:
             self.send_error(404)
             return
@@ -122,12 +142,17 @@ def running_exporter() -> Iterator[str]:
 
 
 def exporter_jobs(target: str) -> list[dict[str, Any]]:
-    """The ``feast``, ``drift`` and ``argo-rollouts`` scrape jobs of the exporter at ``target``."""
+    """The ``feast``, ``drift``, ``argo-rollouts`` and ``kube-state-metrics`` scrape jobs of the
+    exporter at ``target``."""
     feast = scrape_job("feast", [target], labels={"namespace": "feature-store", "service": "feast"})
     drift = scrape_job("drift", [target])
     rollouts = scrape_job("argo-rollouts", [target])
+    ksm = scrape_job("kube-state-metrics", [target])
     feast["metrics_path"], drift["metrics_path"] = "/feast", "/drift"
-    rollouts["metrics_path"] = "/argo-rollouts"
+    rollouts["metrics_path"], ksm["metrics_path"] = "/argo-rollouts", "/kube-state-metrics"
     drift["honor_labels"] = True  # the series come through a pushgateway on the cluster
     rollouts["honor_labels"] = True  # a PodMonitor would add pod labels, not replace these
-    return [feast, drift, rollouts]
+    # kube-prometheus-stack scrapes kube-state-metrics with honorLabels: its namespace and pod
+    # labels name the object described, not the exporter's own pod.
+    ksm["honor_labels"] = True
+    return [feast, drift, rollouts, ksm]

@@ -39,7 +39,8 @@ from tests.synthetic_exporter import (
     ROLLOUT_DESIRED,
     ROLLOUT_UPDATED,
 )
-from tests.triton_traffic import CANARY_DELAY_MS, Observation
+from tests.tenant_cost import TENANTS, expected_hourly, record_unit_prices
+from tests.triton_traffic import CANARY_DELAY_MS, STACK, Observation
 
 THRESHOLD = 0.2
 PARSE_ONLY = {
@@ -58,9 +59,12 @@ SYNTHETIC = {
     ("sovml-serving", "Canary weight (updated / desired replicas)"),
     ("sovml-feature-store", "Request latency p50"),
     ("sovml-feature-store", "Request latency p99"),
+    ("sovml-platform", "Cost per tenant (USD/h)"),
+    ("sovml-platform", "Projected monthly cost per tenant"),
 }
 """Panels over the fixed series of :mod:`tests.synthetic_exporter` (drift gauges, Argo Rollouts'
-replica gauges, Feast's latency histogram); all other panels with
+replica gauges, Feast's latency histogram, kube-state-metrics' requests of two tenants priced by
+the stack's recorded cost rules); all other panels with
 series read what the real Triton, Prometheus and a real ``prometheus_client`` exported."""
 AVAILABILITY = 'slo:sli_error:ratio_rate1h{slo="model-availability"}'
 
@@ -184,6 +188,7 @@ def test_platform_and_slo_panels_read_the_recorded_ratios(
         "feast": 1.0,
         "drift": 1.0,
         "argo-rollouts": 1.0,
+        "kube-state-metrics": 1.0,
     }  # type: ignore[misc]
     ratios = obs.prom.query(queries["sovml-platform", "SLO error ratio (1h)"], at)
     by_slo = {s["slo"]: v for s, v in ratios}  # type: ignore[misc]
@@ -230,6 +235,56 @@ def test_canary_weight_and_feature_latency_panels_read_their_sources(
         ((labels, value),) = obs.prom.query(features[key][0], at)
         assert labels == {"endpoint": "/get-online-features"}
         assert value == pytest.approx(expected, rel=1e-9), key
+
+
+@pytest.mark.slow
+def test_cost_per_tenant_panels_price_the_tenants_requests(
+    board: tuple[Observation, float], stack_records: dict[str, dict]
+) -> None:
+    """The session's Prometheus records the stack's cost rules over kube-state-metrics' series
+    of :data:`tests.tenant_cost.PODS`: each tenant's running pods' requests at the unit prices
+    the program derives for prod-uae (a GPU trainer with a sidecar and a CPU pod in one tenant,
+    one CPU pod in the other); the finished pod and the platform pod cost nothing."""
+    obs, at = board
+    prices = record_unit_prices(stack_records[STACK]["config"])
+    assert prices is not None and prices.gpu_hour == 1.032  # g5.2xlarge on demand, 1 GPU
+    platform = dict(panel_queries(_documents()["sovml-platform"]))
+    hourly = obs.prom.query(platform["Cost per tenant (USD/h)"][0], at)
+    got = {s["namespace"]: v for s, v in hourly}  # type: ignore[misc]
+    want = expected_hourly(prices)
+    assert set(got) == set(TENANTS) and got == pytest.approx(want, rel=1e-12), got
+    # Worked by hand from prod-uae's prices (c7i.2xlarge $0.428/h split 0.0421901/vCPU-h,
+    # 0.00565497/GiB-h): 6.25 vCPU + 24.25 GiB + 1 GPU, and 1.5 vCPU + 6 GiB.
+    assert got == pytest.approx(
+        {"risk-analytics": 1.4328211475, "customer-insights": 0.09721497}, rel=1e-9
+    )
+    monthly = obs.prom.query(platform["Projected monthly cost per tenant"][0], at)
+    assert {s["namespace"]: v for s, v in monthly} == pytest.approx(  # type: ignore[misc]
+        {ns: v * 730 for ns, v in want.items()}, rel=1e-12
+    )
+
+
+def test_cost_panel_states_the_unit_prices_or_their_absence() -> None:
+    prices = record_unit_prices(
+        {
+            "region": "me-central-1",
+            "node_pools": [
+                {"role": "workers", "gpu": False, "instance_types": ["m7i.xlarge"],
+                 "capacity_type": "SPOT", "min_size": 0, "desired_size": 0, "max_size": 3,
+                 "disk_gib": 50, "labels": [], "taints": []},
+            ],
+        }
+    )  # fmt: skip
+    assert prices is not None and prices.gpu_hour is None
+    doc = json.loads(to_json(dashboards(THRESHOLD, prices)["sovml-platform"]))
+    (panel,) = [p for p in doc["panels"] if p["title"] == "Cost per tenant (USD/h)"]
+    assert f"${prices.cpu_core_hour:g} per vCPU-hour" in panel["description"]
+    assert "per GPU-hour" not in panel["description"]
+    basis = "workers m7i.xlarge SPOT $0.096/h; prices me-central-1 2025-06-01"
+    assert basis in panel["description"]
+    bare = json.loads(to_json(dashboards(THRESHOLD)["sovml-platform"]))
+    (panel,) = [p for p in bare["panels"] if p["title"] == "Cost per tenant (USD/h)"]
+    assert panel["description"].startswith("No unit prices for this stack")
 
 
 def test_configmaps_are_labelled_for_the_sidecar_in_monitoring() -> None:
