@@ -16,9 +16,13 @@ from components._k8s import (
     role_annotation,
     runtime_default,
 )
+from policies import inventory
 
-AUTOSCALER_CHART = ("cluster-autoscaler", "9.46.6", "https://kubernetes.github.io/autoscaler")
-AUTOSCALER_IMAGE_TAG = {"1.32": "v1.32.1", "1.33": "v1.33.0", "1.34": "v1.34.0"}
+AUTOSCALER_CHART = inventory.chart("cluster-autoscaler")
+AUTOSCALER_IMAGE_TAG = {
+    minor: inventory.entry(f"cluster-autoscaler-{minor}", "image").version
+    for minor in ("1.32", "1.33", "1.34")
+}
 """The autoscaler release matching each Kubernetes minor version the platform allows."""
 SERVICE_ACCOUNT = "cluster-autoscaler"
 

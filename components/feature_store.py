@@ -23,9 +23,10 @@ from components._k8s import (
     single_pod_store,
     tcp_ports,
 )
+from policies import inventory
 
-FEAST_IMAGE = "quay.io/feastdev/feature-server:0.67.0"
-REDIS_IMAGE = "redis:7.4.1"
+FEAST_IMAGE = inventory.image("feast-feature-server")
+REDIS_IMAGE = inventory.image("redis")
 ONLINE_STORES = ("elasticache", "in-cluster")
 CLIENT_NAMESPACES = ("serving", "kubeflow")
 PORTS = {"http": 6566, "metrics": 8000}

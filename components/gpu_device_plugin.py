@@ -15,8 +15,9 @@ from components._k8s import (
     metadata,
     runtime_default,
 )
+from policies import inventory
 
-DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+DEVICE_PLUGIN_IMAGE = inventory.image("nvidia-device-plugin")
 SOCKET_DIR = "/var/lib/kubelet/device-plugins"
 """Host folder of the kubelet's device-plugin sockets."""
 

@@ -19,11 +19,12 @@ from components._k8s import (
     runtime_default,
     tcp_ports,
 )
+from policies import inventory
 
 # 2.19 is the KEDA release tested against Kubernetes 1.32-1.34, exactly the versions
 # infra/config/keys.py allows (2.20 starts at 1.33, 2.21 at 1.34). Chart and app versions
 # are equal.
-KEDA_CHART = ("keda", "2.19.0", "https://kedacore.github.io/charts")
+KEDA_CHART = inventory.chart("keda")
 METRICS_API_PORT = 6443
 """Container port of KEDA's metrics API server (the external.metrics.k8s.io APIService)."""
 WEBHOOK_PORT = 9443

@@ -25,11 +25,12 @@ from components._aws import (
 from components._irsa import ClusterAccess, irsa_service_account
 from components._k8s import claim_spec, container, metadata, single_pod_store
 from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
+from policies import inventory
 
 KFP_VERSION = "2.4.0"
 # Relative to the project root, where `pulumi up` runs the program; checked in beside it.
 OVERLAY = Path("components") / "manifests" / "kfp"
-MYSQL_IMAGE = "mysql:8.0.40"
+MYSQL_IMAGE = inventory.image("mysql")
 DB_MODES = ("rds", "in-cluster")
 
 

@@ -37,20 +37,13 @@ from components._k8s import (
 )
 from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 from components.feature_store import SERVER_LABELS as FEATURE_SERVER_LABELS
+from policies import inventory
 from policies.lifecycle import CONFIG_MAP as AUDIT_CONFIG_MAP
 from policies.promotion import DEFAULT, PromotionCriteria
 
-PROMETHEUS_CHART = (
-    "kube-prometheus-stack",
-    "65.1.1",
-    "https://prometheus-community.github.io/helm-charts",
-)
-PUSHGATEWAY_CHART = (
-    "prometheus-pushgateway",
-    "2.15.0",
-    "https://prometheus-community.github.io/helm-charts",
-)
-DCGM_CHART = ("dcgm-exporter", "3.6.1", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+PROMETHEUS_CHART = inventory.chart("kube-prometheus-stack")
+PUSHGATEWAY_CHART = inventory.chart("prometheus-pushgateway")
+DCGM_CHART = inventory.chart("dcgm-exporter")
 PUSHGATEWAY_URL = "http://prometheus-pushgateway.monitoring.svc:9091"
 PROMETHEUS_URL = "http://prometheus-kube-prometheus-prometheus.monitoring.svc:9090"
 """The query endpoint of the ``prometheus`` release: kube-prometheus-stack names the Service

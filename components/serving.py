@@ -23,10 +23,11 @@ from components._k8s import (
     runtime_default,
 )
 from components.monitoring import DCGM_POD_LABELS, PROMETHEUS_URL
+from policies import inventory
 from policies.promotion import DEFAULT, PromotionCriteria, analysis_checks, triton_metrics_args
 
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
-ROLLOUTS_CHART = ("argo-rollouts", "2.39.1", "https://argoproj.github.io/argo-helm")
+TRITON_IMAGE = inventory.image("triton")
+ROLLOUTS_CHART = inventory.chart("argo-rollouts")
 PROFILES = ("gpu", "cpu")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 VARIANTS = ("stable", "canary")

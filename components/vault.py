@@ -17,9 +17,10 @@ from components._k8s import (
     role_annotation,
     runtime_default,
 )
+from policies import inventory
 
-CHART = ("vault", "0.30.0", "https://helm.releases.hashicorp.com")
-IMAGE = ("hashicorp/vault", "1.19.0")
+CHART = inventory.chart("vault-chart")
+IMAGE = (inventory.entry("vault", "image").upstream, inventory.entry("vault", "image").version)
 TLS_SECRET = "vault-server-tls"
 
 

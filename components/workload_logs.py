@@ -28,8 +28,9 @@ from components._k8s import (
     role_annotation,
     runtime_default,
 )
+from policies import inventory
 
-FLUENT_BIT_CHART = ("fluent-bit", "0.40.0", "https://fluent.github.io/helm-charts")
+FLUENT_BIT_CHART = inventory.chart("fluent-bit")
 """The official chart (app version 2.2.0: ``cloudwatch_logs``, ``lua``, ``cri``; its
 ``luaScripts`` values become a ConfigMap mounted at ``/fluent-bit/scripts``)."""
 NAMESPACE = "kube-system"

@@ -35,6 +35,7 @@ SKIPPED: dict[tuple[str, ...], str] = {
     ("bench", "abtest"): "tens of A/A and A/B experiments (minutes)",
     ("demo",): "every stage end to end (minutes)",
     ("pipeline", "run"): "a training run on kfp.local (torch, minutes)",
+    ("images", "lock"): "asks the public registries and rewrites policies/images.lock.toml",
 }
 """Commands that start servers or trainings: never fuzzed, with the reason."""
 NEVER_GIVEN = {("config", "schema"): {"--write"}, ("tenant", "templates"): {"--write"}}

@@ -73,6 +73,8 @@ CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("pipeline", "run"): frozenset({0, 1, 2, 3}),
     ("audit", "verify"): frozenset({0, 1, 2, 3}),
     ("audit", "show"): frozenset({0, 2, 3}),
+    ("images", "list"): frozenset({0, 2, 3}),
+    ("images", "lock"): frozenset({0, 2, 3}),
     ("features", "apply"): frozenset({0, 2, 3}),
     ("features", "materialize"): frozenset({0, 2, 3}),
     ("features", "get"): frozenset({0, 2, 3}),

@@ -47,6 +47,7 @@ def _register_commands() -> None:
     from infra.cli.drift import drift_command
     from infra.cli.evidence import evidence_command
     from infra.cli.features import features_app
+    from infra.cli.images import images_app
     from infra.cli.pipeline import pipeline_app
     from infra.cli.serve import (
         abtest_command,
@@ -64,6 +65,7 @@ def _register_commands() -> None:
     app.add_typer(artifact_app, name="artifact")
     app.add_typer(pipeline_app, name="pipeline")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(images_app, name="images")
     app.add_typer(features_app, name="features")
     app.command("serve")(serve_command)
     app.command("abtest")(abtest_command)

@@ -15,7 +15,8 @@ Exit codes are one contract for every command:
   key service refused a key, named);
 * ``2`` bad input: arguments, stack files, input files, paths;
 * ``3`` an internal or environment error (a tool or server missing, a key service unreachable
-  or its credentials missing, an unexpected exception).
+  or its credentials missing, a registry unreachable so ``images lock`` left entries
+  unresolved, an unexpected exception).
 
 Beyond the four: a command stopped by SIGINT exits 130 (``error: interrupted``), one whose
 output pipe was closed (``sovml ... | head -1``) exits 141, silently, as a tool killed by SIGPIPE

@@ -415,8 +415,9 @@ KEYS: tuple[Key, ...] = (
     Key(
         "modelPullerImage",
         "string",
-        "Pinned image of the init container that pulls (and decrypts) model repositories.",
-        "ghcr.io/sovereign-ml/model-puller:0.1.0",
+        "Pinned image of the init container that pulls (and decrypts) model repositories. "
+        "Empty: the inventory's model-puller (policies/inventory.toml).",
+        "",
     ),
     Key(
         "driftThreshold",
@@ -428,8 +429,9 @@ KEYS: tuple[Key, ...] = (
     Key(
         "driftMonitorImage",
         "string",
-        "Pinned image of the hourly drift job (this repository's kernels and drift_job).",
-        "ghcr.io/sovereign-ml/drift-monitor:0.1.0",
+        "Pinned image of the hourly drift job (this repository's kernels and drift_job). "
+        "Empty: the inventory's drift-monitor (policies/inventory.toml).",
+        "",
     ),
     Key(
         "tenant",

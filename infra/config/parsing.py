@@ -60,6 +60,7 @@ from infra.config.problems import ConfigError, ConfigProblem
 from infra.config.reader import Reader
 from infra.config.slo import parse_slos
 from infra.config.tiers import check_tier
+from policies import inventory
 from policies.zones import ZONES, Region, region_info, zone_of_region
 
 _Fields = dict[str, Any]
@@ -422,6 +423,8 @@ _IMAGE = r"[A-Za-z0-9_.:/-]+:[A-Za-z0-9_.-]+"
 def _parse_images(r: Reader) -> _Fields:
     """The pinned workload images (model puller, drift monitor) and the drift threshold."""
     puller = r.string("modelPullerImage")
+    # Empty: the inventory's image, so the default is spelled in one place.
+    puller = inventory.image("model-puller") if puller == "" else puller
     if puller is not None and not re.fullmatch(rf"{_IMAGE}(@sha256:[0-9a-f]{{64}})?", puller):
         r.problem("modelPullerImage", puller, "an image with a pinned tag, e.g. repo/name:1.2.3")
     elif puller is not None and puller.endswith(":latest"):
@@ -438,6 +441,7 @@ def _parse_images(r: Reader) -> _Fields:
         r.problem("driftThreshold", drift_text, "a number between 0 and 10, e.g. 0.2")
         drift_threshold = None
     drift_image = r.string("driftMonitorImage")
+    drift_image = inventory.image("drift-monitor") if drift_image == "" else drift_image
     if drift_image is not None and (
         not re.fullmatch(_IMAGE, drift_image) or drift_image.endswith(":latest")
     ):

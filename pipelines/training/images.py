@@ -27,9 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PYTHON_IMAGE = "python:3.11.11-slim-bookworm"
+# No pod imports this module (packaging and local_run read it at compile time), so the
+# inventory need not be embedded in the step library.
+from policies import inventory
+
+PYTHON_IMAGE = inventory.image("python")
 """Steps without torch: pandas/pyarrow work, registry, encryption."""
-TORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+TORCH_IMAGE = inventory.image("pytorch")
 """Steps with torch (train, evaluate, export): torch 2.5.1 on the CUDA 12.4 runtime.
 
 Not verified from this offline machine: the image's Python must be 3.11 (numpy 2.4 needs >= 3.11),
@@ -55,7 +59,7 @@ PINS: dict[str, str] = {
 _TABLE = ("numpy", "pandas", "pyarrow")
 _ONNX = ("onnx", "onnx-ir", "onnxscript", "onnxruntime")
 """The export's CPU backend selection: ONNX export (dynamo, via onnxscript) and ONNX Runtime."""
-FEATURE_IMAGE = "ghcr.io/sovereign-ml/feature-steps:0.1.0"
+FEATURE_IMAGE = inventory.image("feature-steps")
 """The feature-store steps (features, materialize): Feast with the S3 registry and offline source
 (``s3fs``, ``boto3``) and the Redis online store (``redis``, ``hiredis``), plus kfp, installed
 from the complete lock ``requirements/feature-steps.txt`` by

@@ -14,6 +14,8 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from policies import inventory
+
 SYSTEM_NAMESPACE = "kube-system"
 """The one namespace the program uses without declaring it; only granted workloads go there."""
 HOST_FIELDS = ("hostNetwork", "hostPID", "hostIPC", "privileged", "hostPort")
@@ -58,7 +60,7 @@ class Grant:
 GRANTS: tuple[Grant, ...] = (
     Grant(
         workload="DaemonSet/nvidia-device-plugin",
-        images=("nvcr.io/nvidia/k8s-device-plugin",),
+        images=(inventory.entry("nvidia-device-plugin", "image").upstream,),
         host_paths=(HostPath("/var/lib/kubelet/device-plugins", read_only=False),),
         run_as_root=True,
         gpu_nodes=True,

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies import inventory
 from policies.rules.base import Context, Resource, rule
 
 HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
@@ -105,11 +106,16 @@ def _common(prefix: str = "", **extra: Any) -> dict[str, Any]:
     }
 
 
+def _pinned(ident: str) -> tuple[str, str]:
+    """``(repository URL, version)`` of inventory chart ``ident``: the table reads the pin there."""
+    _, version, repo = inventory.chart(ident)
+    return repo, version
+
+
 NODE_EXPORTER = "prometheus-node-exporter"
 CHARTS: dict[str, Chart] = {
     "cluster-autoscaler": Chart(
-        "https://kubernetes.github.io/autoscaler",
-        "9.46.6",
+        *_pinned("cluster-autoscaler"),
         (
             ChartPod(
                 "cluster-autoscaler",
@@ -122,8 +128,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "argo-rollouts": Chart(
-        "https://argoproj.github.io/argo-helm",
-        "2.39.1",
+        *_pinned("argo-rollouts"),
         (
             ChartPod(
                 "controller",
@@ -144,8 +149,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "kube-prometheus-stack": Chart(
-        "https://prometheus-community.github.io/helm-charts",
-        "65.1.1",
+        *_pinned("kube-prometheus-stack"),
         (
             ChartPod(
                 "prometheus",
@@ -214,8 +218,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "prometheus-pushgateway": Chart(
-        "https://prometheus-community.github.io/helm-charts",
-        "2.15.0",
+        *_pinned("prometheus-pushgateway"),
         (
             ChartPod(
                 "pushgateway",
@@ -227,8 +230,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "vault": Chart(
-        "https://helm.releases.hashicorp.com",
-        "0.30.0",
+        *_pinned("vault-chart"),
         (
             ChartPod(
                 "server",
@@ -270,8 +272,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "dcgm-exporter": Chart(
-        "https://nvidia.github.io/dcgm-exporter/helm-charts",
-        "3.6.1",
+        *_pinned("dcgm-exporter"),
         (
             # Runs as root with SYS_ADMIN and the kubelet's pod-resources socket, by default.
             ChartPod(
@@ -302,8 +303,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "keda": Chart(
-        "https://kedacore.github.io/charts",
-        "2.19.0",
+        *_pinned("keda"),
         tuple(
             ChartPod(
                 pod,
@@ -326,8 +326,7 @@ CHARTS: dict[str, Chart] = {
     # A node agent: the chart mounts the host's /var/log writable, /var/lib/docker/containers
     # and /etc/machine-id by default (daemonSetVolumes replaces the whole list).
     "fluent-bit": Chart(
-        "https://fluent.github.io/helm-charts",
-        "0.40.0",
+        *_pinned("fluent-bit"),
         (
             ChartPod(
                 "fluent-bit",

@@ -1,0 +1,148 @@
+"""``sovml images``: the image and chart inventory and its digest lock.
+
+Registered in ``infra/cli/app.py`` with ``app.add_typer(images_app, name="images")``::
+
+    sovml images list [--json]
+    sovml images lock [--endpoint HOST=URL ...] [--ecr-region REGION]
+
+The inventory is ``policies/inventory.toml`` and the lock ``policies/images.lock.toml``
+(:mod:`policies.inventory`); resolving is :mod:`infra.images.resolve`. Exit codes as in
+:mod:`infra.cli.common`: ``list`` exits 0, or 2 when the inventory or lock file is malformed.
+``lock`` exits 0 when every entry resolved (the lock is written), 2 for bad input (a malformed
+``--endpoint``, a malformed inventory or lock), 3 when any entry could not be resolved (each
+one named with why: registry unreachable, refused, no such tag, no AWS credentials); the
+entries that did resolve are still written, and the digests already in the lock are kept for
+the others. Never 1: an unreachable registry is an environment error, not a result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from infra.cli.common import EXIT_INTERNAL, consoles, fail, styled
+
+images_app = typer.Typer(
+    help="The inventory of images and charts, and its digest lock.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+LockOpt = Annotated[
+    Path | None,
+    typer.Option("--lock", help="The lock file [default: policies/images.lock.toml]."),
+]
+
+
+def _load(err: Any, lock: Path | None) -> tuple[dict, dict, Path]:
+    """Inventory, lock and the lock's path; exits 2 naming the file, entry and key when either
+    is malformed."""
+    from policies.inventory import LOCK_FILE, InventoryError, load_inventory, load_lock
+
+    path = lock if lock is not None else LOCK_FILE
+    if path.exists() and not path.is_file():
+        fail(err, f"--lock {path}: not a regular file")
+    try:
+        inventory = load_inventory()
+        return inventory, load_lock(path, inventory), path
+    except (InventoryError, OSError, UnicodeDecodeError) as exc:
+        fail(err, str(exc))
+
+
+@images_app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    lock: LockOpt = None,
+) -> None:
+    """Every image and chart the platform runs, with its lock status."""
+    out, err = consoles()
+    inventory, pins, _ = _load(err, lock)
+    rows = [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "upstream": e.reference,
+            "mirror": e.mirror,
+            "digest": pins[e.id].digest if e.id in pins else None,
+            "source": pins[e.id].source if e.id in pins else None,
+            "used_by": list(e.used_by),
+        }
+        for e in inventory.values()
+    ]
+    if as_json:
+        out.print(json.dumps(rows, indent=2), markup=False, highlight=False)
+        return
+    table = Table(title="image inventory (policies/inventory.toml)")
+    for column in ("id", "kind", "upstream", "mirror", "lock"):
+        table.add_column(column)
+    for row in rows:
+        lock = (
+            styled(row["digest"][:19] + "...", "green")
+            if row["digest"]
+            else styled("unresolved", "yellow")
+        )
+        table.add_row(row["id"], row["kind"], row["upstream"], row["mirror"], lock)
+    out.print(table)
+    resolved = sum(1 for row in rows if row["digest"])
+    out.print(f"{resolved} of {len(rows)} pinned by digest", markup=False, highlight=False)
+
+
+def _endpoints(err: Any, raw: list[str]) -> dict[str, str]:
+    """``HOST=URL`` pairs; exits 2 for one that is not."""
+    out: dict[str, str] = {}
+    for item in raw:
+        key, sep, url = item.partition("=")
+        if not sep or not key or not url.startswith(("https://", "http://")):
+            fail(err, f"--endpoint {item!r}: expected REGISTRY=URL, e.g. quay.io=https://mirror")
+        out[key] = url
+    return out
+
+
+@images_app.command("lock")
+def lock_cmd(
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Ask URL instead of a registry host or chart repository (REGISTRY=URL); "
+            "repeatable."
+        ),
+    ] = None,
+    ecr_region: Annotated[
+        str | None,
+        typer.Option(help="Resolve from the zone's ECR mirror in this region (AWS credentials)."),
+    ] = None,
+    lock: LockOpt = None,
+) -> None:
+    """Resolve every entry's digest from its registry and write policies/images.lock.toml."""
+    from infra.images.resolve import resolve, write_lock
+
+    out, err = consoles()
+    inventory, pins, path = _load(err, lock)
+    endpoints = _endpoints(err, endpoint or [])
+    ecr = None
+    if ecr_region is not None:
+        import boto3
+
+        ecr = boto3.client("ecr", region_name=ecr_region)
+    outcomes = resolve(inventory.values(), endpoints, ecr)
+    failed = [o for o in outcomes if o.pin is None]
+    merged = {**pins, **{o.entry.id: o.pin for o in outcomes if o.pin is not None}}
+    try:
+        write_lock(merged, inventory, path)
+    except OSError as exc:
+        fail(err, f"--lock {path}: {exc.strerror or exc}", EXIT_INTERNAL)
+    out.print(
+        f"resolved {len(outcomes) - len(failed)} of {len(outcomes)}; wrote {path}",
+        markup=False,
+        highlight=False,
+    )
+    if failed:
+        for o in failed:
+            err.print(f"unresolved {o.entry.id}: {o.error}", soft_wrap=True)
+        fail(err, f"{len(failed)} entries unresolved (named above)", EXIT_INTERNAL)
