@@ -139,3 +139,17 @@ class WebhookRecorder:
     def __exit__(self, *_exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def alert_to(prometheus: Any, alertmanager: AlertmanagerServer) -> None:
+    """Point a running test Prometheus (``tests.prometheus``) at ``alertmanager`` and reload it.
+
+    ``tests.prometheus`` writes no alerting section: it is added here and read on SIGHUP.
+    """
+    import signal
+
+    config = json.loads(prometheus.config_path.read_text())
+    target = alertmanager.url.removeprefix("http://")
+    config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
+    prometheus.config_path.write_text(json.dumps(config))
+    prometheus.process.send_signal(signal.SIGHUP)

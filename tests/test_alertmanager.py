@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import signal
 import subprocess
 import time
 from dataclasses import replace
@@ -41,7 +39,7 @@ from components._alerts import AUDIT_LABEL
 from components.alerting import render
 from infra.config.parsing import parse
 from infra.config.stackfile import list_stacks, load_stack
-from tests.alertmanager_server import WebhookRecorder, running_alertmanager
+from tests.alertmanager_server import WebhookRecorder, alert_to, running_alertmanager
 from tests.prometheus import start_prometheus, stop_prometheus
 from tests.system import require_binary
 
@@ -278,14 +276,7 @@ def test_prometheus_fires_alertmanager_routes_webhook_records(tmp_path: Path) ->
         with running_alertmanager(config) as am:
             prom = start_prometheus([], rule_files=[rules])
             try:
-                # tests.prometheus writes no alerting section: add it and reload (SIGHUP).
-                prom_config = json.loads(prom.config_path.read_text())
-                target = am.url.removeprefix("http://")
-                prom_config["alerting"] = {
-                    "alertmanagers": [{"static_configs": [{"targets": [target]}]}]
-                }
-                prom.config_path.write_text(json.dumps(prom_config))
-                prom.process.send_signal(signal.SIGHUP)
+                alert_to(prom, am)
                 prom.wait_until(
                     lambda: bool(hook.payloads), f"a webhook payload\n{am.log_tail()}", timeout_s=60
                 )

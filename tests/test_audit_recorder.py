@@ -46,7 +46,7 @@ from pipelines.audit.recorder import (
     server,
 )
 from pipelines.audit.verify import verify
-from tests.alertmanager_server import WebhookRecorder, running_alertmanager
+from tests.alertmanager_server import WebhookRecorder, alert_to, running_alertmanager
 from tests.prometheus import start_prometheus, stop_prometheus
 from tests.system import free_port
 
@@ -352,13 +352,7 @@ def test_prometheus_fires_alertmanager_routes_recorder_records(tmp_path: Path) -
         with running_alertmanager(config) as am:
             prom = start_prometheus([], rule_files=[rules])
             try:
-                prom_config = json.loads(prom.config_path.read_text())
-                target = am.url.removeprefix("http://")
-                prom_config["alerting"] = {
-                    "alertmanagers": [{"static_configs": [{"targets": [target]}]}]
-                }
-                prom.config_path.write_text(json.dumps(prom_config))
-                prom.process.send_signal(signal.SIGHUP)
+                alert_to(prom, am)
                 prom.wait_until(
                     lambda: bool(entries(log)) and bool(hook.payloads),
                     f"an entry and a page\n{am.log_tail()}\n{stderr.read_text()}",

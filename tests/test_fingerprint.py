@@ -429,16 +429,20 @@ def test_any_repository_file_the_real_program_imports_counts(
 ) -> None:
     program, stack = repo_copy / "infra" / "__main__.py", repo_copy / "stacks" / "Pulumi.dev.yaml"
     fp = fpmod.fingerprint(program, stack)
-    # Resolved statically over the copy, the same source files as the real run recorded; a data
-    # file the program opens (the Fluent Bit masking script it ships in the chart values) is
-    # known only from the run's audit hook, so only the real record lists it.
+    # Resolved statically over the copy, the same source files as the real run recorded; the
+    # data files the program opens (the Fluent Bit masking script it ships in the chart values,
+    # the price table and instance shapes the cost rules are priced from) are known only from
+    # the run's audit hook, so only the real record lists them.
     real = set(dev[0]["fingerprint"]["files"])
     assert set(fp["files"]) <= real
-    assert real - set(fp["files"]) == {"components/fluent_bit/mask.lua"}
-    script = fpmod.ROOT / "components" / "fluent_bit" / "mask.lua"
-    assert dev[0]["fingerprint"]["files"]["components/fluent_bit/mask.lua"] == fpmod.sha256_of(
-        script
-    )
+    opened = {
+        "components/fluent_bit/mask.lua",
+        "infra/cost/shapes.yaml",
+        "infra/cost/prices/me-central-1.yaml",
+    }
+    assert real - set(fp["files"]) == opened
+    for key in opened:
+        assert dev[0]["fingerprint"]["files"][key] == fpmod.sha256_of(fpmod.ROOT / key)
     assert fpmod.difference(fp, fpmod.recompute(fp)) is None
     for key in fp["files"]:
         path = repo_copy / key
