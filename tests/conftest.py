@@ -39,6 +39,25 @@ def _lifecycle_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ[name] = value
 
 
+TRAINING_ARGS = {"rows": 2000, "seed": 7, "epochs": 3, "min_auc": 0.7}
+"""The one real local training run the session shares (small table, three epochs)."""
+
+
+@pytest.fixture(scope="session")
+def training_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Output folder (runs, cache, registry, keys) of the session's local pipeline runs."""
+    return tmp_path_factory.mktemp("pipelines")
+
+
+@pytest.fixture(scope="session")
+def training_run(training_workdir: Path) -> Any:
+    """One full local run of the training pipeline (kfp.local), shared by every test that reads
+    a run's outputs: it takes about two minutes here, so it runs once per session."""
+    from pipelines.training import local_run
+
+    return local_run.run_local(dict(TRAINING_ARGS), training_workdir)
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite golden files."""

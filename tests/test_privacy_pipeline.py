@@ -1,12 +1,12 @@
 """No raw identifier survives ingest: one local pipeline run, every file it wrote scanned.
 
-The run (kfp.local, the same path as ``tests/test_training_pipeline.py``) ingests generated data
-with Emirates IDs, names, phones, e-mails and free-text notes, trains, exports and encrypts. Then
-every file under its output folder (dataset, train/test sets, Feast offline source, registry and
-online SQLite store, model files, both Triton repositories, lineage and metadata JSON, logs) is
-read, Parquet decoded and zip/gzip members opened, and searched for every raw identifier in every
-spelling the data uses (and its digits only): none may appear. The scanner is shown to find them
-in the raw table first, so the test can fail.
+The run (kfp.local: the session's shared run, which ``tests/test_training_pipeline.py`` reads too)
+ingests generated data with Emirates IDs, names, phones, e-mails and free-text notes, trains,
+exports and encrypts. Then every file under its output folder (dataset, train/test sets, Feast
+offline source, registry and online SQLite store, model files, both Triton repositories, lineage
+and metadata JSON, logs) is read, Parquet decoded and zip/gzip members opened, and searched for
+every raw identifier in every spelling the data uses (and its digits only): none may appear. The
+scanner is shown to find them in the raw table first, so the test can fail.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import pytest
 from pipelines.privacy import recognizers
 from pipelines.training import data, local_run
 from pipelines.training.steps.dataset import PRIVACY_METADATA_KEY
+from tests.conftest import TRAINING_ARGS
 
 pytestmark = pytest.mark.slow
 
-ARGS = {"rows": 2000, "seed": 7, "epochs": 3, "min_auc": 0.6}
+ARGS = TRAINING_ARGS
 
 
 def needles(rows: int, seed: int) -> set[bytes]:
@@ -77,9 +78,11 @@ def leaks(root: Path, wanted: set[bytes]) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[local_run.RunResult, Path]:
-    out = tmp_path_factory.mktemp("privacy-run")
-    return local_run.run_local(dict(ARGS), out), out
+def run(
+    training_run: local_run.RunResult, training_workdir: Path
+) -> tuple[local_run.RunResult, Path]:
+    """The session's local pipeline run (generated data with identifiers) and its folder."""
+    return training_run, training_workdir
 
 
 def test_the_scanner_finds_identifiers_in_a_raw_table(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from pipelines.training import data, local_run, model, schema, steps, train
 from pipelines.training import pipeline as training
 from pipelines.training import preprocessing as features
 from pipelines.training.registry import Registry
+from tests.conftest import TRAINING_ARGS
 from tests.triton_helpers import load_python_model, parse_model_configs
 
 pytestmark = pytest.mark.slow
@@ -32,18 +33,19 @@ pytestmark = pytest.mark.slow
 ROWS = 2000
 EPOCHS = 3
 ARGS = {"rows": ROWS, "seed": 7, "epochs": EPOCHS, "min_auc": 0.7}
+assert ARGS == TRAINING_ARGS  # the session's shared run is this module's run
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Output folder (runs, cache, registry, keys) shared by the module's pipeline runs."""
-    return tmp_path_factory.mktemp("pipelines")
+def workdir(training_workdir: Path) -> Path:
+    """Output folder (runs, cache, registry, keys) shared with the session's pipeline run."""
+    return training_workdir
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(workdir: Path) -> local_run.RunResult:
-    """One full local run of the training pipeline on a small synthetic table."""
-    return local_run.run_local(dict(ARGS), workdir)
+def pipeline_run(training_run: local_run.RunResult) -> local_run.RunResult:
+    """One full local run of the training pipeline on a small synthetic table (the session's)."""
+    return training_run
 
 
 @pytest.fixture(scope="module")

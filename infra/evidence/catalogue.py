@@ -1,9 +1,10 @@
 """The control catalogue: reviewed data (``policies/controls/catalogue.toml``) read and validated.
 
-One validation path, deny by default: a key the schema does not name, a control without a
-source, a framework the file does not declare, a duplicate id, or a check id of no known kind is
-refused with a ``CatalogueError`` that names the control and the key. Rule ids must be in the
-rule registry (``policies.rules.RULES``); checkov ids and test names are checked against checkov's registry and the test files by the catalogue's tests.
+One validation path, deny by default: a key the schema does not name, a control without a source, a
+framework the file does not declare, a duplicate id, or a check id of no known kind is refused with
+a ``CatalogueError`` that names the control and the key. Rule ids must be in the rule registry
+(``policies.rules.RULES``); checkov ids and test names are checked against checkov's registry and
+the test files by the catalogue's tests.
 """
 
 from __future__ import annotations
