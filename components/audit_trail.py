@@ -30,7 +30,7 @@ from components._aws import (
     service_role,
 )
 from components._k8s import metadata
-from components.storage import deny_all_when
+from components.storage import deny_all_when, hardened_bucket_settings
 from policies.lifecycle import BUCKET_ENV, CONFIG_MAP, PREFIX_ENV, REGION_ENV, ROOT, chain_prefix
 
 DETECTION_SERVICES = ("guardduty", "config")
@@ -168,46 +168,15 @@ class AuditTrail(pulumi.ComponentResource):
             opts=child(self, protect=keep, retain_on_delete=keep),
         )
         owned = child(self)
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-bucket-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=owned,
-        )
+        made = {
+            setting: kind(f"{name}-bucket-{setting}", bucket=bucket.id, opts=owned, **values)
+            for setting, (kind, values) in hardened_bucket_settings(args.logs_key_arn).items()
+        }
         aws.s3.BucketObjectLockConfiguration(
             f"{name}-bucket-object-lock",
             bucket=bucket.id,
             rule={"default_retention": {"mode": "COMPLIANCE", "days": args.object_lock_days}},
-            opts=child(self, depends_on=[versioning]),
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket-sse",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": args.logs_key_arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=owned,
-        )
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-bucket-public-access-block",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=owned,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-bucket-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=owned,
+            opts=child(self, depends_on=[made["versioning"]]),
         )
         aws.s3.BucketLogging(
             f"{name}-bucket-logging",
@@ -215,9 +184,6 @@ class AuditTrail(pulumi.ComponentResource):
             target_bucket=args.access_logs_bucket,
             target_prefix="audit-trail/",
             opts=owned,
-        )
-        aws.s3.BucketNotification(
-            f"{name}-bucket-events", bucket=bucket.id, eventbridge=True, opts=owned
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-bucket-lifecycle",
@@ -240,7 +206,7 @@ class AuditTrail(pulumi.ComponentResource):
             bucket=bucket.id,
             policy=policy(bucket_statements(bucket.arn, account, trail_arn, with_config)),
             # A bucket policy put before the public-access block is settled can be rejected.
-            opts=child(self, depends_on=[public_block]),
+            opts=child(self, depends_on=[made["public-access-block"]]),
         )
 
         group = aws.cloudwatch.LogGroup(

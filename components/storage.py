@@ -141,6 +141,33 @@ def deny_all_when(
 def bucket_settings(args: StorageArgs) -> dict[str, tuple[Any, dict[str, Any]]]:
     """Every bucket's settings resources: name suffix -> (resource class, its inputs)."""
     return {
+        **hardened_bucket_settings(args.kms_key_arn),
+        "lifecycle": (
+            aws.s3.BucketLifecycleConfiguration,
+            {
+                "rules": [
+                    {
+                        "id": "expire-noncurrent-versions",
+                        "status": "Enabled",
+                        "filter": {},
+                        "noncurrent_version_expiration": {
+                            "noncurrent_days": args.noncurrent_version_days
+                        },
+                        "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                    }
+                ]
+            },
+        ),
+    }
+
+
+def hardened_bucket_settings(
+    kms_key_arn: pulumi.Input[str],
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The settings every bucket of the platform has, whatever it keeps (the data buckets, the
+    audit trail's): SSE-KMS with ``kms_key_arn``, versioning, no public access, owner-enforced
+    objects, events to EventBridge. Name suffix -> (resource class, its inputs)."""
+    return {
         "sse": (
             aws.s3.BucketServerSideEncryptionConfiguration,
             {
@@ -148,7 +175,7 @@ def bucket_settings(args: StorageArgs) -> dict[str, tuple[Any, dict[str, Any]]]:
                     {
                         "apply_server_side_encryption_by_default": {
                             "sse_algorithm": "aws:kms",
-                            "kms_master_key_id": args.kms_key_arn,
+                            "kms_master_key_id": kms_key_arn,
                         },
                         "bucket_key_enabled": True,
                     }
@@ -175,20 +202,4 @@ def bucket_settings(args: StorageArgs) -> dict[str, tuple[Any, dict[str, Any]]]:
         # Object events go to EventBridge (no consumer is forced on the stack): new model
         # versions and feature files can trigger promotion or materialisation rules.
         "events": (aws.s3.BucketNotification, {"eventbridge": True}),
-        "lifecycle": (
-            aws.s3.BucketLifecycleConfiguration,
-            {
-                "rules": [
-                    {
-                        "id": "expire-noncurrent-versions",
-                        "status": "Enabled",
-                        "filter": {},
-                        "noncurrent_version_expiration": {
-                            "noncurrent_days": args.noncurrent_version_days
-                        },
-                        "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-                    }
-                ]
-            },
-        ),
     }
