@@ -212,7 +212,7 @@ def chart(ident: str) -> tuple[str, str, str]:
 
 ECR_REFERENCE = re.compile(
     r"(?:oci://)?(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
-    r"\.amazonaws\.com/(?P<path>[a-z0-9][a-z0-9._/-]*?)(?P<pin>@sha256:[0-9a-f]{64}|:[^/@]+)?"
+    r"\.amazonaws\.com/(?P<path>[a-z0-9][a-z0-9._/-]*?)(?P<tag>:[^/@]+)?(?P<digest>@sha256:[0-9a-f]{64})?"
 )
 """An image or ``oci://`` chart reference in an ECR registry: account, region, repository path
 and the tag or digest (applied with ``fullmatch``)."""

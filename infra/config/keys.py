@@ -425,7 +425,8 @@ KEYS: tuple[Key, ...] = (
         "string",
         "Where workloads and Helm releases pull images and charts: upstream (the public "
         "registries, by tag) or mirror (the zone's ECR registry of the first allowedAccountIds "
-        "account, by digest where policies/images.lock.toml pins one). prod requires mirror.",
+        "account, by digest where policies/images.lock.toml pins one). The gate refuses upstream "
+        "images in prod (SOV-SUP-001).",
         "upstream",
     ),
     Key(

@@ -420,13 +420,13 @@ _IMAGE = r"[A-Za-z0-9_.:/-]+:[A-Za-z0-9_.-]+"
 """An image reference with a tag (ASCII: registries refuse anything else)."""
 
 
-def _parse_images(r: Reader, production: bool) -> _Fields:
+def _parse_images(r: Reader) -> _Fields:
     """Where images come from, the pinned workload images (model puller, drift monitor) and the
     drift threshold. An empty image key means the inventory's image, resolved by the program
     from the image source (infra/images/sources.py), so the default is spelled in one place."""
     source = r.string("imageSource", IMAGE_SOURCES)
-    if production and source == "upstream":
-        r.problem("imageSource", source, "mirror in prod (images come from the zone's registry)")
+    # prod on upstream is refused by the gate (SOV-SUP-001 names every public image), not here:
+    # a prod config stays loadable so the gate can show each image that leaves the zone.
     accounts = r.peek("allowedAccountIds")
     if source == "mirror" and not accounts:
         r.problem(
@@ -529,7 +529,7 @@ def parse(
         "kms_deletion_window_days": _parse_kms_deletion_window(r, production),
         "tenants": _parse_tenants(r),
         **_parse_serving(r),
-        **_parse_images(r, production),
+        **_parse_images(r),
         **_parse_vault(r),
         **_parse_budget(r),
         **parse_boundaries(r),
