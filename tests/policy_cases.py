@@ -11,7 +11,6 @@ from typing import Any
 
 from policies.rules import Resource
 from tests.policy_fixtures import (
-    HELM,
     ATTACH,
     AUDIT_BUCKET,
     BUCKET,
@@ -25,6 +24,7 @@ from tests.policy_fixtures import (
     GPU_POOL,
     GPU_TAINT,
     GPU_TOLERATION,
+    HELM,
     KEY,
     LT,
     MANAGED,
