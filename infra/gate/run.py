@@ -142,7 +142,7 @@ def run_gate(
     _check_rules(report, record, suppressions)
     _check_schemas(report, record, suppressions)
     checkov_runner.write_scan_inputs(record, out)
-    write_pack_config(record, out)  # for pulumi preview --policy-pack-config
+    write_pack_config(record, out, suppressions)  # for pulumi preview --policy-pack-config
     if checkov:
         _check_checkov(report, out, suppressions)
     report.seconds = time.perf_counter() - started

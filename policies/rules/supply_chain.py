@@ -5,7 +5,9 @@ and ``initContainers``, and the ``image`` fields of Helm values) or Helm chart (
 reference or chart repository) that is not in an ECR registry of a region inside the residency
 zone, and of an allowed account where the stack pins its accounts. It is never suppressed.
 ``SOV-SUP-002`` asks, in the same stacks, for every such image to be pinned by digest; the
-images whose digest is not yet known are named one by one in policies/suppressions.yaml.
+images whose digest is not yet known are named one by one in policies/suppressions.yaml (the
+offline gate suppresses those findings; the CrossGuard pack gets the same ids as
+``unpinned_images`` in its config).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from policies.inventory import ECR_REFERENCE
+from policies.inventory import ECR_REFERENCE, identify
 from policies.rules.base import Context, Resource, rule
 from policies.rules.helm_charts import HELM_TYPES
 from policies.rules.kubernetes import kind_of, pod_spec
@@ -123,5 +125,12 @@ def images_pinned_by_digest(r: Resource, ctx: Context) -> list[str]:
     return [
         f"{_label(r)}: {where}: image {image} is not pinned by digest: {RESOLVE}"
         for where, image in images_of(r)
-        if "@sha256:" not in image
+        if "@sha256:" not in image and not _accepted_unpinned(image, ctx)
     ]
+
+
+def _accepted_unpinned(image: str, ctx: Context) -> bool:
+    # Only an image the inventory knows can be accepted, and only by its exact id; the ids reach
+    # the context from the reviewed suppressions (the pack config), never from a stack file.
+    found = identify(image) if ctx.unpinned_images else None
+    return found is not None and found in ctx.unpinned_images
