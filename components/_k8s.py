@@ -255,18 +255,21 @@ def helm_release(
     opts: pulumi.ResourceOptions,
     release: str | None = None,
 ) -> k8s.helm.v3.Release:
-    """A Helm release of a pinned ``(chart, version, repository)``, named ``release``.
+    """A Helm release of a pinned ``(chart, version, location)``, named ``release``.
 
-    The release is named after the chart unless ``release`` says otherwise.
+    The release is named after the chart unless ``release`` says otherwise. A location of the
+    form ``oci://<registry>/<repository>`` is the chart itself (the zone's mirror); any other is
+    a chart repository URL the chart name is looked up in.
     """
-    name, version, repo = chart
+    name, version, location = chart
+    oci = location.startswith("oci://")
     return k8s.helm.v3.Release(
         resource_name,
         name=release or name,
-        chart=name,
+        chart=location if oci else name,
         version=version,
         namespace=namespace,
-        repository_opts={"repo": repo},
+        repository_opts=None if oci else {"repo": location},
         values=dict(values),
         opts=opts,
     )

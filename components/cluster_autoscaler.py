@@ -38,6 +38,8 @@ class ClusterAutoscalerArgs:
     """Cluster minor version; picks the matching cluster-autoscaler image."""
     account_id: pulumi.Input[str]
     """Account id, to scope the autoscaler's IAM policy to this account's groups."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
@@ -82,13 +84,13 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         )
         helm_release(
             f"{name}-cluster-autoscaler",
-            AUTOSCALER_CHART,
+            args.sources.chart("cluster-autoscaler"),
             namespace="kube-system",
             values={
                 "cloudProvider": "aws",
                 "awsRegion": region,
                 "autoDiscovery": {"clusterName": args.cluster_access.cluster_name},
-                "image": {"tag": AUTOSCALER_IMAGE_TAG[args.kubernetes_version]},
+                "image": args.sources.image_values(f"cluster-autoscaler-{args.kubernetes_version}"),
                 "rbac": {
                     "serviceAccount": {
                         "name": SERVICE_ACCOUNT,

@@ -65,6 +65,8 @@ class FeatureStoreArgs:
     """Multi-AZ failover and two cache nodes."""
     min_replicas: int = 2
     """Feature server HPA floor."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 class FeatureStore(pulumi.ComponentResource):
@@ -134,7 +136,7 @@ class FeatureStore(pulumi.ComponentResource):
     def _server(self, name: str, args: FeatureStoreArgs) -> None:
         """The feature server's Deployment, Service, HPA and PodDisruptionBudget."""
         ns = args.namespace
-        server = server_container()
+        server = server_container(args.sources.image("feast-feature-server"))
         k8s.apps.v1.Deployment(
             f"{name}-server",
             metadata=metadata("feast", ns, **SERVER_LABELS),
@@ -254,7 +256,7 @@ class FeatureStore(pulumi.ComponentResource):
     def _in_cluster_redis(self, name: str, args: FeatureStoreArgs) -> pulumi.Output[str]:
         redis = container(
             "redis",
-            REDIS_IMAGE,
+            args.sources.image("redis"),
             cpu="250m",
             memory="1Gi",
             cpu_limit="1",
@@ -303,11 +305,12 @@ def store_yaml(args: FeatureStoreArgs, host: pulumi.Input[str], tls: str) -> pul
     )
 
 
-def server_container() -> dict[str, Any]:
-    """The Feast feature server: reads its Redis password from a file, serves HTTP and metrics."""
+def server_container(image: str = FEAST_IMAGE) -> dict[str, Any]:
+    """The Feast feature server (``image``): reads its Redis password from a file, serves HTTP
+    and metrics."""
     server = container(
         "feature-server",
-        FEAST_IMAGE,
+        image,
         cpu="500m",
         memory="1Gi",
         cpu_limit="2",

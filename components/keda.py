@@ -49,6 +49,8 @@ class KedaArgs:
     """Namespace of the Prometheus the scalers query."""
     prometheus_port: int = 9090
     """Port of that Prometheus server's pods."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 class Keda(pulumi.ComponentResource):
@@ -87,7 +89,7 @@ class Keda(pulumi.ComponentResource):
 
         release = helm_release(
             f"{name}-release",
-            KEDA_CHART,
+            args.sources.chart("keda"),
             namespace=args.namespace,
             values=chart_values(args),
             opts=child(self),

@@ -71,6 +71,8 @@ class KubeflowArgs:
     pseudonymization_key_arn: pulumi.Input[str] = field(kw_only=True)
     """The stack's HMAC_256 KMS key: the ingest step's ``kms`` key service derives its
     pseudonymization key from it (``kms:GenerateMac``, nothing else)."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 class Kubeflow(pulumi.ComponentResource):
@@ -224,7 +226,7 @@ class Kubeflow(pulumi.ComponentResource):
     def _in_cluster_db(self, name: str, args: KubeflowArgs) -> pulumi.Output[str]:
         mysql = container(
             "mysql",
-            MYSQL_IMAGE,
+            args.sources.image("mysql"),
             cpu="250m",
             memory="1Gi",
             cpu_limit="1",

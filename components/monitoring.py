@@ -116,6 +116,8 @@ class MonitoringArgs:
     unit_prices: UnitPrices | None = None
     """USD per requested vCPU-, GiB- and GPU-hour (:mod:`infra.cost.unit_prices`); None: no
     cost rules."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 def alert_rules(args: MonitoringArgs) -> list[dict]:
@@ -248,7 +250,7 @@ class Monitoring(pulumi.ComponentResource):
         admin = self._grafana_admin(name, args)
         return helm_release(
             f"{name}-prometheus",
-            PROMETHEUS_CHART,
+            args.sources.chart("kube-prometheus-stack"),
             release="prometheus",
             namespace=args.namespace,
             values={
@@ -297,7 +299,7 @@ class Monitoring(pulumi.ComponentResource):
         """The pushgateway the drift jobs push to and, with GPUs, the DCGM exporter."""
         helm_release(
             f"{name}-pushgateway",
-            PUSHGATEWAY_CHART,
+            args.sources.chart("prometheus-pushgateway"),
             namespace=args.namespace,
             values={"serviceMonitor": {"enabled": True}, **chart_hardening()},
             opts=child(self, depends_on=[stack]),
@@ -305,7 +307,7 @@ class Monitoring(pulumi.ComponentResource):
         if args.gpu_enabled:
             helm_release(
                 f"{name}-dcgm-exporter",
-                DCGM_CHART,
+                args.sources.chart("dcgm-exporter"),
                 namespace="kube-system",
                 values={
                     "nodeSelector": dict(GPU_NODE_SELECTOR),

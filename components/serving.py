@@ -120,6 +120,8 @@ class ServingArgs:
     gpu_scale_percent: int = GPU_SCALE_PERCENT
     """Mean GPU utilisation of a GPU model's replicas above which KEDA adds one; below the
     ``GpuSaturated`` alert's threshold so serving scales out before it fires."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 class Serving(pulumi.ComponentResource):
@@ -193,7 +195,7 @@ class Serving(pulumi.ComponentResource):
         )
         controller = helm_release(
             f"{name}-argo-rollouts",
-            ROLLOUTS_CHART,
+            args.sources.chart("argo-rollouts"),
             namespace=args.namespace,
             values={
                 "installCRDs": True,
@@ -432,7 +434,7 @@ def triton_pod(
     tmp_volume = {"name": "tmp", "mountPath": "/tmp"}
     triton = container(
         "triton",
-        TRITON_IMAGE,
+        args.sources.image("triton"),
         cpu="2" if gpu else "1",
         memory="8Gi" if gpu else "2Gi",
         cpu_limit="4" if gpu else "2",

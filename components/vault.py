@@ -42,6 +42,8 @@ class VaultArgs:
     """Raft data volume size per replica."""
     protect: bool = True
     """Protect the release (and so its volumes) from deletion (production)."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 def server_config(region: str, key_arn: str, replicas: int) -> str:
@@ -118,7 +120,7 @@ class Vault(pulumi.ComponentResource):
         )
         release = helm_release(
             f"{name}-release",
-            CHART,
+            args.sources.chart("vault-chart"),
             namespace=args.namespace,
             values=chart_values(args, region, unseal.arn, config),
             # Raft data lives on the release's volumes: deleting it loses every secret.
@@ -140,7 +142,7 @@ def chart_values(
         "global": {"enabled": True, "tlsDisable": False},
         "injector": {"enabled": False},
         "server": {
-            "image": {"repository": IMAGE[0], "tag": IMAGE[1]},
+            "image": args.sources.image_values("vault"),
             "resources": {
                 "requests": {"cpu": "250m", "memory": "256Mi"},
                 "limits": {"cpu": "1", "memory": "256Mi"},

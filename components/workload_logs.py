@@ -76,6 +76,8 @@ class WorkloadLogsArgs:
     """Record keys (any depth, any case) whose values are masked on the node before output."""
     protect: bool = False
     """Protect the log groups (prod)."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images and charts are pulled from (the zone's mirror in production)."""
 
 
 def group_name(prefix: str, log_class: str) -> str:
@@ -212,7 +214,7 @@ class WorkloadLogs(pulumi.ComponentResource):
         )
         helm_release(
             f"{name}-fluent-bit",
-            FLUENT_BIT_CHART,
+            args.sources.chart("fluent-bit"),
             namespace=NAMESPACE,
             values={
                 "serviceAccount": {

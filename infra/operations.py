@@ -21,6 +21,7 @@ from components.monitoring import Monitoring, MonitoringArgs, SloTargets
 from components.workload_logs import WorkloadLogs, WorkloadLogsArgs
 from infra.config import PlatformConfig
 from infra.cost.unit_prices import stack_unit_prices
+from infra.images.sources import sources_for, workload_image
 from policies.lifecycle import RECORDER_CHAIN, chain_prefix
 from policies.promotion import PromotionCriteria
 
@@ -48,7 +49,7 @@ def operations(
         "audit-recorder",
         AuditRecorderArgs(
             namespace="monitoring",
-            image=cfg.drift_image,
+            image=workload_image(cfg, cfg.drift_image, "drift-monitor"),
             audit_bucket=lifecycle.bucket,
             audit_key_arn=lifecycle.key_arn,
             # Its own chain: the recorder's role cannot append to a namespace's.
@@ -82,7 +83,7 @@ def monitoring(
             data_bucket_arn=models.arn,
             storage_key_arn=base.keys.keys["storage"].arn,
             cluster_access=eks.cluster.access,
-            drift_image=cfg.drift_image,
+            drift_image=workload_image(cfg, cfg.drift_image, "drift-monitor"),
             drift_threshold=cfg.drift_threshold,
             gpu_enabled=gpus,
             criteria=criteria,
@@ -100,6 +101,7 @@ def monitoring(
             audit=lifecycle,
             tenants=cfg.tenants,
             unit_prices=prices,
+            sources=sources_for(cfg),
         ),
         opts=opts,
     )
@@ -120,6 +122,7 @@ def workload_logs(
             tenants=list(cfg.tenants),
             masked_fields=list(cfg.log_masked_fields),
             protect=cfg.production,
+            sources=sources_for(cfg),
         ),
         opts=opts,
     )

@@ -40,6 +40,7 @@ from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from infra.images.sources import sources_for, workload_image
 from infra.operations import operations
 from policies.promotion import PromotionCriteria
 from policies.zones import OFFERED, ZONES, service_availability
@@ -322,7 +323,12 @@ def cluster_baseline(
     first: list[pulumi.Resource] = [baseline]
     if has_gpus(cfg):
         first.append(
-            GpuDevicePlugin("baseline", GpuDevicePluginArgs(), eks.opts, moved_from=baseline)
+            GpuDevicePlugin(
+                "baseline",
+                GpuDevicePluginArgs(image=sources_for(cfg).image("nvidia-device-plugin")),
+                eks.opts,
+                moved_from=baseline,
+            )
         )
     first.append(
         ClusterAutoscaler(
@@ -331,6 +337,7 @@ def cluster_baseline(
                 cluster_access=eks.cluster.access,
                 kubernetes_version=cfg.cluster.kubernetes_version,
                 account_id=base.account_id,
+                sources=sources_for(cfg),
             ),
             eks.opts,
             moved_from=baseline,
@@ -367,6 +374,7 @@ def secrets_service(
             unseal_key_arn=base.keys.keys["vault"].arn,
             cluster_access=eks.cluster.access,
             protect=cfg.production,
+            sources=sources_for(cfg),
         ),
         opts=opts,
     )
@@ -393,6 +401,7 @@ def data_services(
         "vpc_id": base.network.vpc_id,
         "vpc_cidr": cfg.network.cidr,
         "subnet_ids": base.network.private_subnet_ids,
+        "sources": sources_for(cfg),
     }
     Kubeflow(
         "kubeflow",
@@ -445,7 +454,11 @@ def serving(
 ) -> Serving:
     """Triton per served model; KEDA first where models scale to zero or on GPU load."""
     if needs_keda(cfg):
-        keda = Keda("keda", KedaArgs(namespace="keda", vpc_cidr=cfg.network.cidr), opts)
+        keda = Keda(
+            "keda",
+            KedaArgs(namespace="keda", vpc_cidr=cfg.network.cidr, sources=sources_for(cfg)),
+            opts,
+        )
         # The ScaledObjects need KEDA's CRDs and webhooks in place first.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[keda]))
     floor = TIERS[cfg.tier].replica_floor
@@ -473,7 +486,8 @@ def serving(
             models_bucket_arn=models.arn,
             storage_key_arn=base.keys.keys["storage"].arn,
             cluster_access=eks.cluster.access,
-            puller_image=cfg.model_puller_image,
+            puller_image=workload_image(cfg, cfg.model_puller_image, "model-puller"),
+            sources=sources_for(cfg),
             criteria=promotion_criteria(cfg),
             gpu_pool_max_size=next((p.max_size for p in cfg.node_pools if p.gpu), 0),
         ),

@@ -45,6 +45,11 @@ CONFIG_SCHEMA = PolicyConfigSchema(
             "description": "inZoneExternalResources of the stack.",
         },
         "ingress_allowed_cidrs": {**_STRINGS, "description": "ingressAllowedCidrs of the stack."},
+        "unpinned_images": {
+            **_STRINGS,
+            "description": "Inventory image ids policies/suppressions.yaml accepts without a "
+            "digest for this stack (SOV-SUP-002).",
+        },
     }
 )
 """Per-policy config: ``sovml`` writes it for a stack (``build/<stack>/policy-config.json``).

@@ -210,6 +210,20 @@ def chart(ident: str) -> tuple[str, str, str]:
     return found.chart, found.version, found.upstream
 
 
+ECR_REFERENCE = re.compile(
+    r"(?:oci://)?(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
+    r"\.amazonaws\.com/(?P<path>[a-z0-9][a-z0-9._/-]*?)(?P<tag>:[^/@]+)?(?P<digest>@sha256:[0-9a-f]{64})?"
+)
+"""An image or ``oci://`` chart reference in an ECR registry: account, region, repository path
+and the tag or digest (applied with ``fullmatch``)."""
+
+
+def mirror_path(reference: str) -> str | None:
+    """The repository path of an ECR ``reference`` (no tag or digest); None for any other."""
+    m = ECR_REFERENCE.fullmatch(reference)
+    return m["path"] if m else None
+
+
 def registry_host(account_id: str, region: str) -> str:
     """The zone's ECR registry host for ``account_id`` in ``region``."""
     return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
@@ -225,3 +239,91 @@ def mirror_image(found: Entry, host: str, pin: Pin | None) -> str:
 def mirror_chart(found: Entry, host: str) -> str:
     """The in-zone OCI location of a chart (ECR as an OCI chart registry)."""
     return f"oci://{host}/{found.mirror}"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a stack pulls each inventory entry from: resolved once, handed to components.
+
+    Components take a ``Sources`` in their Args and never read the config or the lock: the
+    program builds it from the inventory, the lock and ``imageSource`` (infra/images/sources.py).
+    """
+
+    images: dict[str, str]
+    """Image id -> the reference a pod spec or Helm value names."""
+    charts: dict[str, tuple[str, str, str]]
+    """Chart id -> ``(name, version, location)``: location is the repository URL upstream,
+    or the chart's full ``oci://`` reference in the mirror."""
+
+    def image(self, ident: str) -> str:
+        """The reference of image ``ident`` (KeyError names the id)."""
+        if ident not in self.images:
+            raise KeyError(f"no image {ident!r} in policies/inventory.toml")
+        return self.images[ident]
+
+    def image_values(self, ident: str) -> dict[str, str]:
+        """``{"repository", "tag"}`` Helm values for charts that template ``repository:tag``.
+
+        A digest rides in the tag (``1.2.3@sha256:...``) because such charts join the two
+        with a colon, which yields the same pinned reference.
+        """
+        name, at, digest = self.image(ident).partition("@")
+        repo, _, tag = name.rpartition(":")
+        return {"repository": repo, "tag": f"{tag}{at}{digest}"}
+
+    def chart(self, ident: str) -> tuple[str, str, str]:
+        """``(name, version, location)`` of chart ``ident`` (KeyError names the id)."""
+        if ident not in self.charts:
+            raise KeyError(f"no chart {ident!r} in policies/inventory.toml")
+        return self.charts[ident]
+
+
+def upstream_sources(inventory: dict[str, Entry] | None = None) -> Sources:
+    """Every entry as pulled from its upstream registry or chart repository, by tag."""
+    found = inventory or INVENTORY
+    return Sources(
+        images={e.id: e.reference for e in found.values() if e.kind == "image"},
+        charts={
+            e.id: (e.chart, e.version, e.upstream) for e in found.values() if e.kind == "chart"
+        },
+    )
+
+
+def mirror_sources(
+    host: str, pins: dict[str, Pin], inventory: dict[str, Entry] | None = None
+) -> Sources:
+    """Every entry from the zone's registry ``host``: by digest where the lock pins one."""
+    found = inventory or INVENTORY
+    return Sources(
+        images={
+            e.id: mirror_image(e, host, pins.get(e.id)) for e in found.values() if e.kind == "image"
+        },
+        charts={
+            e.id: (e.chart, e.version, mirror_chart(e, host))
+            for e in found.values()
+            if e.kind == "chart"
+        },
+    )
+
+
+UPSTREAM: Sources = upstream_sources()
+"""The upstream sources: the default of every component's Args (dev and tests)."""
+
+
+def identify(reference: str, inventory: dict[str, Entry] | None = None) -> str | None:
+    """The inventory image id ``reference`` names, upstream or in a mirror (None: unknown).
+
+    A digest reference is identified by its repository alone; a tag must be the entry's version.
+    """
+    found = inventory or INVENTORY
+    path = mirror_path(reference)
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    repo = name[: len(name) - len(tag) - 1] if tag else name
+    for e in found.values():
+        if e.kind != "image" or (tag and tag != e.version):
+            continue
+        if (path is not None and path == e.mirror) or (path is None and repo == e.upstream):
+            return e.id
+    return None

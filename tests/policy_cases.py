@@ -24,6 +24,7 @@ from tests.policy_fixtures import (
     GPU_POOL,
     GPU_TAINT,
     GPU_TOLERATION,
+    HELM,
     KEY,
     LT,
     MANAGED,
@@ -76,6 +77,26 @@ FLB_VOLUMES: dict[str, Any] = {
     "daemonSetVolumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}],
     "daemonSetVolumeMounts": [{"name": "varlog", "mountPath": "/var/log", "readOnly": True}],
 }
+
+
+DEPLOY = "kubernetes:apps/v1:Deployment"
+ZONE_ECR = "111122223333.dkr.ecr.me-central-1.amazonaws.com"
+"""An ECR registry in the UAE zone's region (AWS's documentation account)."""
+DIGEST = "sha256:" + "b" * 64
+
+
+def _pod_with_init(image: str, init_image: str) -> dict[str, Any]:
+    """A workload whose container is ``image`` and whose init container is ``init_image``."""
+    pod = _pod(image=image)
+    spec = pod["spec"]["template"]["spec"]
+    spec["initContainers"] = [{**spec["containers"][0], "name": "init", "image": init_image}]
+    return pod
+
+
+def _mirror_release(chart: str = f"oci://{ZONE_ECR}/charts/vault", **values: Any) -> Resource:
+    """A Helm release of a chart in the zone's registry (no chart repository)."""
+    return R(HELM, "rel-vault", {"name": "vault", "chart": chart, "version": "0.30.0",
+                                  "namespace": "vault", "values": values})  # fmt: skip
 
 
 def _flb_output(region: str, extra: str = "") -> str:
@@ -393,6 +414,20 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-AUD-003", "region where availability is unknown", [R(PROVIDER, "aws", {"region": "me-west-1"}), R("aws:s3/bucket:Bucket", "b", {"bucket": "b"}, provider={"region": "me-west-1"})], 0),
     ("SOV-AUD-001", "resources without an AWS provider are no stack", [AUDIT_BUCKET], 0),
     ("SOV-AUD-001", "a second provider's region needs its own trail", [UAE, _trail(), AUDIT_BUCKET, R(PROVIDER, "aws2", {"region": "eu-west-1"})], 1),
+    ("SOV-SUP-001", "mirror image by digest", [R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver@{DIGEST}"))], 0),
+    ("SOV-SUP-001", "mirror image by tag (the digest is SOV-SUP-002's)", [R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver:24.10-py3"))], 0),
+    ("SOV-SUP-001", "public registry", [R(DEPLOY, "d", _pod())], 1),
+    ("SOV-SUP-001", "public init container beside a mirror container", [R(DEPLOY, "d", _pod_with_init(f"{ZONE_ECR}/a/b@{DIGEST}", "busybox:1.36"))], 1),
+    ("SOV-SUP-001", "ECR of a region outside the zone", [R(DEPLOY, "d", _pod(image=f"111122223333.dkr.ecr.eu-west-1.amazonaws.com/a/b@{DIGEST}"))], 1),
+    ("SOV-SUP-001", "look-alike host ending in the zone's", [R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}.evil.example/a/b@{DIGEST}"))], 1),
+    ("SOV-SUP-001", "chart from the mirror, values image from the mirror", [_mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "tag": f"1.19.0@{DIGEST}"})], 0),
+    ("SOV-SUP-001", "chart from a public repository", [_release("keda", "2.19.0", "keda", "https://kedacore.github.io/charts")], 1),
+    ("SOV-SUP-001", "mirror chart with a public values image", [_mirror_release(server={"image": {"repository": "hashicorp/vault", "tag": "1.19.0"}})], 1),
+    ("SOV-SUP-001", "oci chart outside the zone", [_mirror_release(chart="oci://registry-1.docker.io/bitnamicharts/keda")], 1),
+    ("SOV-SUP-002", "mirror image by digest", [R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver@{DIGEST}"))], 0),
+    ("SOV-SUP-002", "mirror image by tag", [R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver:24.10-py3"))], 1),
+    ("SOV-SUP-002", "values image by tag", [_mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "tag": "1.19.0"})], 1),
+    ("SOV-SUP-002", "values image digest field", [_mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "digest": DIGEST})], 0),
 ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,11 +23,14 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from infra.config.stackfile import ROOT
+from infra.gate import findings, pack_config
 from infra.gate import run as gate
 from infra.gate.k8s_manifests import kubernetes_objects
 from infra.gate.k8s_schema import validate_kubernetes
+from infra.gate.pack_config import write_pack_config
 from infra.synth import expand
 from infra.synth.runner import SynthError, run_recorded, synthesize
+from policies.inventory import identify
 from policies.rules import evaluate
 from policies.rules.allowlist import GRANTS, SYSTEM_NAMESPACE, grant_for, normalise
 from policies.rules.helm_charts import CHARTS
@@ -203,9 +207,16 @@ ISSUE_CASES = {
     "k8s-allow-all": ("SOV-K8S-009", 2),
     "k8s-cpu-tolerates-all": ("SOV-GPU-003", 2),  # and SOV-K8S-010
 }
+# The Helm cases pull their charts from public repositories, which a production stack refuses
+# too (SOV-SUP-001: a chart outside the zone's registry).
 MORE_CASES = {
-    "k8s-helm-node-exporter": {"SOV-K8S-007": 5, "SOV-K8S-010": 1, "SOV-GPU-003": 1},
-    "k8s-helm-unknown-chart": {"SOV-K8S-011": 1},
+    "k8s-helm-node-exporter": {
+        "SOV-K8S-007": 5,
+        "SOV-K8S-010": 1,
+        "SOV-GPU-003": 1,
+        "SOV-SUP-001": 1,
+    },
+    "k8s-helm-unknown-chart": {"SOV-K8S-011": 1, "SOV-SUP-001": 1},
     "k8s-v1-configgroup": {"SOV-K8S-007": 1},
 }
 
@@ -291,11 +302,13 @@ def test_checkov_scans_yaml_declared_objects(
     assert {"CKV_K8S_16", "CKV_K8S_19"} <= pod, sorted(pod)  # privileged, host network
 
 
-def _harness(paths: list[Path]) -> dict[str, list[dict[str, Any]]]:
-    """What the CrossGuard pack (its own virtualenv) reports for each record, by path."""
+def _harness(paths: list[Path], config: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """What the CrossGuard pack (its own virtualenv) reports for each record, by path, with the
+    ``--policy-pack-config`` file ``config`` when given."""
     assert POLICY_PYTHON.exists(), ".venv-policy missing: run make setup"
+    options = ["--config", str(config)] if config else []
     out = subprocess.run(
-        [str(POLICY_PYTHON), "-m", "policies.crossguard_harness", *map(str, paths)],
+        [str(POLICY_PYTHON), "-m", "policies.crossguard_harness", *options, *map(str, paths)],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
     ).stdout  # fmt: skip
     found = json.loads(out)
@@ -323,9 +336,47 @@ def test_crossguard_refuses_the_same_cases(stacks: Path) -> None:
         assert bool(pack) == (path.parent.name != "k8s-clean"), path
 
 
-def test_crossguard_pack_accepts_prod_uae(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def prod_uae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """prod-uae's record, synthesized into a folder of its own."""
+    return synthesize("prod-uae", build_dir=tmp_path_factory.mktemp("prod-uae")).path
+
+
+def test_crossguard_pack_accepts_prod_uae(prod_uae: Path) -> None:
     """Today's pack refused the GPU device plugin (SOV-K8S-001) while ``sovml check`` passed it
-    through a suppression the pack cannot read; the grant now lives in the rules."""
-    result = synthesize("prod-uae", build_dir=tmp_path)
-    assert any(r["name"].endswith("nvidia-device-plugin") for r in result.record["resources"])
-    assert _harness([result.path])[str(result.path)] == []
+    through a suppression the pack cannot read; the grant now lives in the rules. The images
+    without a digest reach the pack as the ids of the reviewed suppressions, in the pack config
+    that ``sovml`` writes."""
+    record = json.loads(prod_uae.read_text())
+    assert any(r["name"].endswith("nvidia-device-plugin") for r in record["resources"])
+    config = write_pack_config(record, prod_uae.parent / "pack", findings.load_suppressions())
+    assert _harness([prod_uae], config)[str(prod_uae)] == []
+
+
+def test_crossguard_pack_names_each_unpinned_image_without_the_suppressions(
+    prod_uae: Path,
+) -> None:
+    """Without the reviewed ids the pack refuses prod-uae once per unpinned image and workload,
+    naming the image and how to resolve it; nothing else fails."""
+    record = json.loads(prod_uae.read_text())
+    config = write_pack_config(record, prod_uae.parent / "bare")
+    found = _harness([prod_uae], config)[str(prod_uae)]
+    unpinned = pack_config.unpinned_images(findings.load_suppressions(), "prod-uae")
+    assert unpinned and {v["policy"] for v in found} == {"images-pinned-by-digest"}
+    named = {identify(m) for v in found for m in _IMAGE.findall(v["message"])}
+    assert named == set(unpinned)
+    assert all("sovml images lock" in v["message"] for v in found)
+
+
+def test_pack_config_hands_on_only_whole_stack_image_entries() -> None:
+    """An entry narrowed to some resources, or to other stacks, is not handed to the pack."""
+    entry = findings.Suppression(("SOV-SUP-002",), "*", "why", (), ("triton", "vault"))
+    narrow = findings.Suppression(("SOV-SUP-002",), "*web*", "why", (), ("keda",))
+    other = findings.Suppression(("SOV-SUP-002",), "*", "why", ("dev",), ("grafana",))
+    checkov = findings.Suppression(("CKV_K8S_43",), "*", "why", (), ("loki",))
+    got = pack_config.unpinned_images([entry, narrow, other, checkov], "prod-uae")
+    assert got == ["triton", "vault"]
+    assert pack_config.unpinned_images([other], "dev") == ["grafana"]
+
+
+_IMAGE = re.compile(r"image (\S+) is not pinned by digest")

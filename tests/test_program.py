@@ -21,6 +21,10 @@ def records(stack_records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     return stack_records
 
 
+MIRROR = "111122223333.dkr.ecr.me-central-1.amazonaws.com"
+"""prod-uae's image mirror: the zone's ECR registry of its allowed account."""
+
+
 def of_type(record: dict, typ: str) -> list[dict]:
     return [r for r in record["resources"] if r["type"] == typ]
 
@@ -244,7 +248,14 @@ def test_prod_uae_kubernetes_baseline_and_vault(records: dict) -> None:
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
     assert pod["nodeSelector"]["sovereign-ml/pool"] == "gpu"
     release = next(
-        r for r in of_type(prod, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "vault"
+        r
+        for r in of_type(prod, "kubernetes:helm.sh/v3:Release")
+        # prod-uae pulls from the zone's mirror (imageSource: mirror): the chart is an OCI path.
+        if r["inputs"]["chart"] == f"oci://{MIRROR}/charts/vault"
+    )
+    assert "repositoryOpts" not in release["inputs"]
+    assert (
+        release["inputs"]["values"]["server"]["image"]["repository"] == f"{MIRROR}/hashicorp/vault"
     )
     ha = release["inputs"]["values"]["server"]["ha"]
     unseal = next(k for k in of_type(prod, "aws:kms/key:Key") if k["name"] == "keys-vault")
@@ -269,7 +280,7 @@ def test_prod_uae_serving_rollout_with_analysis(records: dict) -> None:
         spec = ro["inputs"]["spec"]
         pod = spec["template"]["spec"]
         triton = pod["containers"][0]
-        assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:")
+        assert triton["image"].startswith(f"{MIRROR}/nvidia/tritonserver:")
         assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
             "tolerations"

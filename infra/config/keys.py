@@ -22,6 +22,7 @@ REGION_KEY = "aws:region"
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 TIERS = ("enterprise", "smb")
+IMAGE_SOURCES = ("upstream", "mirror")
 DATA_CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
 CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -418,6 +419,15 @@ KEYS: tuple[Key, ...] = (
         "Pinned image of the init container that pulls (and decrypts) model repositories. "
         "Empty: the inventory's model-puller (policies/inventory.toml).",
         "",
+    ),
+    Key(
+        "imageSource",
+        "string",
+        "Where workloads and Helm releases pull images and charts: upstream (the public "
+        "registries, by tag) or mirror (the zone's ECR registry of the first allowedAccountIds "
+        "account, by digest where policies/images.lock.toml pins one). The gate refuses upstream "
+        "images in prod (SOV-SUP-001).",
+        "upstream",
     ),
     Key(
         "driftThreshold",

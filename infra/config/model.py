@@ -155,11 +155,13 @@ class PlatformConfig:
     serving_warm_hours: str
     """``servingWarmHours`` as given ('' for no schedule)."""
     model_puller_image: str
-    """Pinned image of the model-puller init container."""
+    """Pinned image of the model-puller init container ('' for the inventory's)."""
     drift_threshold: float
     """PSI above which a feature counts as drifted."""
     drift_image: str
-    """Pinned image of the drift CronJob."""
+    """Pinned image of the drift CronJob ('' for the inventory's)."""
+    image_source: str
+    """``upstream`` or ``mirror`` (the zone's ECR registry; required in prod)."""
     vault_address: str
     """HTTPS address the deployer reaches Vault at."""
     vault_configure: bool

@@ -29,6 +29,7 @@ from infra.config.keys import (
     GPU_INSTANCE_FAMILIES,
     GPU_TAINT_KEY,
     IDLE_MINUTES,
+    IMAGE_SOURCES,
     INSTANCE_TYPE,
     KEYS,
     KUBERNETES_VERSIONS,
@@ -60,7 +61,6 @@ from infra.config.problems import ConfigError, ConfigProblem
 from infra.config.reader import Reader
 from infra.config.slo import parse_slos
 from infra.config.tiers import check_tier
-from policies import inventory
 from policies.zones import ZONES, Region, region_info, zone_of_region
 
 _Fields = dict[str, Any]
@@ -421,13 +421,23 @@ _IMAGE = r"[A-Za-z0-9_.:/-]+:[A-Za-z0-9_.-]+"
 
 
 def _parse_images(r: Reader) -> _Fields:
-    """The pinned workload images (model puller, drift monitor) and the drift threshold."""
+    """Where images come from, the pinned workload images (model puller, drift monitor) and the
+    drift threshold. An empty image key means the inventory's image, resolved by the program
+    from the image source (infra/images/sources.py), so the default is spelled in one place."""
+    source = r.string("imageSource", IMAGE_SOURCES)
+    # prod on upstream is refused by the gate (SOV-SUP-001 names every public image), not here:
+    # a prod config stays loadable so the gate can show each image that leaves the zone.
+    accounts = r.peek("allowedAccountIds")
+    if source == "mirror" and not accounts:
+        r.problem(
+            "imageSource",
+            source,
+            "mirror needs allowedAccountIds: the mirror is the first listed account's ECR",
+        )
     puller = r.string("modelPullerImage")
-    # Empty: the inventory's image, so the default is spelled in one place.
-    puller = inventory.image("model-puller") if puller == "" else puller
-    if puller is not None and not re.fullmatch(rf"{_IMAGE}(@sha256:[0-9a-f]{{64}})?", puller):
+    if puller and not re.fullmatch(rf"{_IMAGE}(@sha256:[0-9a-f]{{64}})?", puller):
         r.problem("modelPullerImage", puller, "an image with a pinned tag, e.g. repo/name:1.2.3")
-    elif puller is not None and puller.endswith(":latest"):
+    elif puller and puller.endswith(":latest"):
         r.problem("modelPullerImage", puller, "a pinned tag, not latest")
     drift_text = r.string("driftThreshold")
     drift_threshold: float | None = None
@@ -441,15 +451,13 @@ def _parse_images(r: Reader) -> _Fields:
         r.problem("driftThreshold", drift_text, "a number between 0 and 10, e.g. 0.2")
         drift_threshold = None
     drift_image = r.string("driftMonitorImage")
-    drift_image = inventory.image("drift-monitor") if drift_image == "" else drift_image
-    if drift_image is not None and (
-        not re.fullmatch(_IMAGE, drift_image) or drift_image.endswith(":latest")
-    ):
+    if drift_image and (not re.fullmatch(_IMAGE, drift_image) or drift_image.endswith(":latest")):
         r.problem("driftMonitorImage", drift_image, "an image with a pinned tag, not latest")
     return {
         "model_puller_image": puller,
         "drift_threshold": drift_threshold or 0.2,
         "drift_image": drift_image,
+        "image_source": source,
     }
 
 

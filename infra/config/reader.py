@@ -61,7 +61,9 @@ class Reader:
             )
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.problem(name, value, "a string")
+            self.problem(
+                name, value, "a string" + (f": one of {', '.join(choices)}" if choices else "")
+            )
             return None
         text = str(value)
         if choices is not None and text not in choices:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from infra.config.stackfile import ROOT
+from policies.inventory import INVENTORY, load_lock
 
 SUPPRESSIONS = ROOT / "policies" / "suppressions.yaml"
 """The one reviewed file of exceptions to the gate."""
@@ -22,6 +24,10 @@ MAX_SUPPRESSIONS = 10
 """At most this many entries: each one is an exception someone has to keep reviewing."""
 
 FAILED, SUPPRESSED = "failed", "suppressed"
+PER_IMAGE = ("SOV-SUP-002", "CKV_K8S_43")
+"""Checks about an image's digest: suppressed only image by image (``images``), never by glob."""
+NEVER = ("SOV-SUP-001",)
+"""Checks no suppression may name: an image outside the zone's registry is never accepted."""
 
 
 @dataclass(frozen=True)
@@ -36,21 +42,63 @@ class Suppression:
     """Why the exception is right."""
     stacks: tuple[str, ...] = ()
     """Stacks the entry applies to; empty means every stack."""
+    images: tuple[str, ...] = ()
+    """Inventory image ids the entry is limited to (required for ``PER_IMAGE`` checks): it
+    covers a finding only when every image the finding names is one of them."""
 
-    def matches(self, check_id: str, resource: str, stack: str = "") -> bool:
-        """True when this entry covers ``check_id`` on ``resource`` in ``stack``."""
+    def matches(
+        self, check_id: str, resource: str, stack: str = "", images: tuple[str, ...] = ()
+    ) -> bool:
+        """True when this entry covers ``check_id`` on ``resource`` in ``stack``; an entry
+        limited to images covers only findings whose ``images`` (inventory ids) it all lists."""
         return (
             any(fnmatch.fnmatchcase(check_id, pattern) for pattern in self.ids)
             and fnmatch.fnmatchcase(resource, self.resource)
             and (not self.stacks or stack in self.stacks)
+            and (not self.images or (bool(images) and set(images) <= set(self.images)))
         )
 
 
 def find_suppression(
-    suppressions: list[Suppression], check_id: str, resource: str, stack: str = ""
+    suppressions: list[Suppression],
+    check_id: str,
+    resource: str,
+    stack: str = "",
+    images: tuple[str, ...] = (),
 ) -> Suppression | None:
     """The first suppression covering ``check_id`` on ``resource`` in ``stack``, if any."""
-    return next((s for s in suppressions if s.matches(check_id, resource, stack)), None)
+    return next((s for s in suppressions if s.matches(check_id, resource, stack, images)), None)
+
+
+def _check_images(path: Path, n: int, ids: list[str], images: Any) -> tuple[str, ...]:
+    """An entry's ``images``: required exactly for the per-image checks, each an inventory image
+    whose digest the lock does not have yet (a locked one must leave the list)."""
+    where = f"{path}: suppression #{n}"
+    if any(fnmatch.fnmatchcase(u, i) or fnmatch.fnmatchcase(i, u) for i in ids for u in NEVER):
+        raise ValueError(f"{where}: {', '.join(NEVER)} is never suppressed (out-of-zone images)")
+    per_image = [i for i in ids if i in PER_IMAGE]
+    if any(ch in i for i in ids for ch in "*?[") and any(
+        fnmatch.fnmatchcase(p, i) for i in ids for p in PER_IMAGE
+    ):
+        raise ValueError(f"{where}: {', '.join(PER_IMAGE)} are suppressed by exact id only")
+    if not per_image:
+        if images:
+            raise ValueError(f"{where}: images only for {', '.join(PER_IMAGE)}")
+        return ()
+    if len(per_image) != len(ids):
+        raise ValueError(f"{where}: {', '.join(PER_IMAGE)} need an entry of their own")
+    if not isinstance(images, list) or not images:
+        raise ValueError(f"{where}: {', '.join(ids)} need images: inventory image ids, one by one")
+    pins = load_lock()
+    for i in images:
+        found = INVENTORY.get(i) if isinstance(i, str) else None
+        if found is None or found.kind != "image":
+            raise ValueError(f"{where}: images: {i!r} is not an image id of the inventory")
+        if i in pins:
+            raise ValueError(f"{where}: images: {i!r} is locked (pinned by digest): remove it")
+    if len(set(images)) != len(images):
+        raise ValueError(f"{where}: images: duplicate ids")
+    return tuple(images)
 
 
 def load_suppressions(path: Path = SUPPRESSIONS) -> list[Suppression]:
@@ -66,12 +114,14 @@ def load_suppressions(path: Path = SUPPRESSIONS) -> list[Suppression]:
         missing += [] if ids else ["id"]
         if missing:
             raise ValueError(f"{path}: suppression #{i + 1} lacks {', '.join(missing)}")
+        images = _check_images(path, i + 1, list(ids), item.get("images"))
         out.append(
             Suppression(
                 tuple(ids),
                 item["resource"],
                 " ".join(item["justification"].split()),
                 tuple(item.get("stacks") or ()),
+                images,
             )
         )
     if len(out) > MAX_SUPPRESSIONS:
@@ -135,9 +185,11 @@ class GateReport:
         resource: str,
         message: str,
         file: str = "",
+        images: tuple[str, ...] = (),
     ) -> Finding:
-        """Record a failed check, as ``suppressed`` when a suppression covers it."""
-        s = find_suppression(suppressions, check_id, resource, self.stack)
+        """Record a failed check, as ``suppressed`` when a suppression covers it; ``images`` are
+        the inventory ids of the images it is about (for the per-image suppressions)."""
+        s = find_suppression(suppressions, check_id, resource, self.stack, images)
         if s is not None and s not in self.suppressions_used:
             self.suppressions_used.append(s)
         finding = Finding(

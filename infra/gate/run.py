@@ -9,22 +9,28 @@ carries a justification. Reports are written beside the record (``infra.gate.rep
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from infra.config.stackfile import STACKS
 from infra.gate import checkov as checkov_runner
-from infra.gate.findings import GateReport, Suppression, load_suppressions
+from infra.gate.findings import PER_IMAGE, GateReport, Suppression, load_suppressions
 from infra.gate.k8s_manifests import kubernetes_objects
 from infra.gate.k8s_schema import validate_kubernetes
 from infra.gate.pack_config import write_pack_config
 from infra.gate.reports import write_reports
 from infra.synth.fresh import fresh_record
 from infra.synth.runner import BUILD, PROGRAM
-from policies.rules import RULES, evaluate
+from policies.inventory import identify
+from policies.rules import RULES, Resource, evaluate
+from policies.rules.kubernetes import pod_spec
 from policies.rules.record import context_from_record, resources_from_record
+from policies.rules.supply_chain import pod_images
 
 
 def current_record(
@@ -49,7 +55,39 @@ def _check_rules(
     report.resources = len(resources)
     report.rules_evaluated = len(RULES)
     for v in evaluate(resources, context_from_record(record)):
-        report.add(suppressions, "rule", v.rule_id, v.resource, f"{v.rule_name}: {v.message}")
+        images = tuple(_ids(_PINNED_IMAGE.findall(v.message))) if v.rule_id in PER_IMAGE else ()
+        report.add(
+            suppressions,
+            "rule",
+            v.rule_id,
+            v.resource,
+            f"{v.rule_name}: {v.message}",
+            images=images,
+        )
+
+
+_PINNED_IMAGE = re.compile(r"image (\S+) is not pinned by digest")
+"""The image a ``SOV-SUP-002`` message names (supply_chain.images_pinned_by_digest)."""
+
+
+def _ids(references: list[str]) -> list[str]:
+    # An image the inventory does not know keeps its reference, which no suppression lists.
+    return [identify(ref) or ref for ref in references]
+
+
+def _manifest_images(path: Path) -> list[str]:
+    """The container images of the Kubernetes objects in a scanned manifest file."""
+    try:
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError):
+        return []
+    refs: list[str] = []
+    for doc in docs:
+        if isinstance(doc, dict):
+            r = Resource(f"kubernetes:x:{doc.get('kind')}", "", doc)
+            spec = pod_spec(r)
+            refs += [image for _, image in pod_images(spec)] if spec is not None else []
+    return refs
 
 
 def _check_schemas(
@@ -75,8 +113,9 @@ def _check_checkov(report: GateReport, out: Path, suppressions: list[Suppression
     for c in result.findings:
         counts.setdefault(c.framework, Counter())
         if c.result == checkov_runner.FAILED:
+            images = tuple(_ids(_manifest_images(out / c.file))) if c.check_id in PER_IMAGE else ()
             finding = report.add(
-                suppressions, "checkov", c.check_id, c.resource, c.check_name, c.file
+                suppressions, "checkov", c.check_id, c.resource, c.check_name, c.file, images
             )
             counts[c.framework][finding.status] += 1
         else:
@@ -103,7 +142,7 @@ def run_gate(
     _check_rules(report, record, suppressions)
     _check_schemas(report, record, suppressions)
     checkov_runner.write_scan_inputs(record, out)
-    write_pack_config(record, out)  # for pulumi preview --policy-pack-config
+    write_pack_config(record, out, suppressions)  # for pulumi preview --policy-pack-config
     if checkov:
         _check_checkov(report, out, suppressions)
     report.seconds = time.perf_counter() - started

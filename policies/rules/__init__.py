@@ -23,6 +23,7 @@ from policies.rules import (  # noqa: F401  (importing registers the rules)
     network,
     providers,
     residency,
+    supply_chain,
     tagging,
 )
 from policies.rules.base import (

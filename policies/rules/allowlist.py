@@ -43,6 +43,8 @@ class Grant:
     images: tuple[str, ...] = ()
     """Image repositories (no tag) every container must come from; empty for Helm pods, whose
     chart and repository identify them."""
+    mirrors: tuple[str, ...] = ()
+    """The same images' repository paths in an ECR registry (the zone's mirror)."""
     host_paths: tuple[HostPath, ...] = ()
     """Host folders it may mount."""
     host_access: tuple[str, ...] = ()
@@ -61,6 +63,7 @@ GRANTS: tuple[Grant, ...] = (
     Grant(
         workload="DaemonSet/nvidia-device-plugin",
         images=(inventory.entry("nvidia-device-plugin", "image").upstream,),
+        mirrors=(inventory.entry("nvidia-device-plugin", "image").mirror,),
         host_paths=(HostPath("/var/lib/kubelet/device-plugins", read_only=False),),
         run_as_root=True,
         gpu_nodes=True,
@@ -117,8 +120,13 @@ def image_repository(image: str) -> str:
 
 def _images_match(grant: Grant, images: Iterable[str]) -> bool:
     """True when the grant names no images or every container image comes from one it names."""
-    repos = {image_repository(i) for i in images}
-    return not grant.images or (bool(repos) and repos <= set(grant.images))
+    images = list(images)
+    if not grant.images:
+        return True
+    allowed = set(grant.images)
+    return bool(images) and all(
+        image_repository(i) in allowed or inventory.mirror_path(i) in grant.mirrors for i in images
+    )
 
 
 def grant_for(namespace: str, workload: str, images: Iterable[str] = ()) -> Grant | None:

@@ -35,6 +35,11 @@ class Context:
     inside the zone; any other destination the program does not declare is refused."""
     ingress_allowed_cidrs: tuple[str, ...] = ()
     """Public CIDRs security groups may admit; any other public ingress is refused."""
+    unpinned_images: tuple[str, ...] = ()
+    """Inventory image ids a reviewed suppression accepts without a digest for now (SOV-SUP-002).
+    Never read from a stack file: the offline gate suppresses those findings one by one from
+    policies/suppressions.yaml, and ``sovml`` hands the same ids to the CrossGuard pack in its
+    ``--policy-pack-config`` file (infra/gate/pack_config.py)."""
 
     @property
     def regions(self) -> tuple[str, ...]:

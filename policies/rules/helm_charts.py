@@ -469,6 +469,10 @@ class HelmPod:
     """Values path of each spec field (``container.<field>`` for the container's)."""
 
 
+_MIRRORS = {e.chart: e.mirror for e in inventory.INVENTORY.values() if e.kind == "chart"}
+"""Chart name -> its repository in the zone's registry."""
+
+
 def release_chart(r: Resource) -> tuple[str, Chart | None]:
     """The chart name of a Helm release and its table entry (None for a chart we do not know).
 
@@ -479,7 +483,12 @@ def release_chart(r: Resource) -> tuple[str, Chart | None]:
     name = chart.rstrip("/").rsplit("/", 1)[-1]
     entry = CHARTS.get(name)
     repo = str((r.inputs.get("repositoryOpts") or {}).get("repo") or "")
-    if entry is None or (repo.rstrip("/") != entry.repo and chart != f"{entry.repo}/{name}"):
+    # The zone's mirror holds the same chart under the inventory's repository name; whether the
+    # registry is inside the zone is SOV-SUP-001's question, not this table's.
+    mirrored = chart.startswith("oci://") and inventory.mirror_path(chart) == _MIRRORS.get(name)
+    if entry is None or (
+        repo.rstrip("/") != entry.repo and chart != f"{entry.repo}/{name}" and not mirrored
+    ):
         return name, None
     return name, entry
 

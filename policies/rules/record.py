@@ -13,8 +13,14 @@ def context_from_record(record: Mapping[str, Any]) -> Context:
     return context_from_config(record.get("config") or {})
 
 
-CONTEXT_LISTS = ("allowed_account_ids", "in_zone_external_resources", "ingress_allowed_cidrs")
-"""Context fields that are lists of strings, named as in the record's config."""
+CONTEXT_LISTS = (
+    "allowed_account_ids",
+    "in_zone_external_resources",
+    "ingress_allowed_cidrs",
+    "unpinned_images",
+)
+"""Context fields that are lists of strings, named as in the record's config (the record never
+carries ``unpinned_images``: only the pack config written by ``sovml`` does)."""
 
 
 def context_from_config(cfg: Mapping[str, Any]) -> Context:

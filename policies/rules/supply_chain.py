@@ -1,0 +1,136 @@
+"""Supply chain: in production every image and chart comes from the zone's registry, by digest.
+
+``SOV-SUP-001`` refuses, in a production stack, any container image (pod specs' ``containers``
+and ``initContainers``, and the ``image`` fields of Helm values) or Helm chart (``oci://``
+reference or chart repository) that is not in an ECR registry of a region inside the residency
+zone, and of an allowed account where the stack pins its accounts. It is never suppressed.
+``SOV-SUP-002`` asks, in the same stacks, for every such image to be pinned by digest; the
+images whose digest is not yet known are named one by one in policies/suppressions.yaml (the
+offline gate suppresses those findings; the CrossGuard pack gets the same ids as
+``unpinned_images`` in its config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from policies.inventory import ECR_REFERENCE, identify
+from policies.rules.base import Context, Resource, rule
+from policies.rules.helm_charts import HELM_TYPES
+from policies.rules.kubernetes import kind_of, pod_spec
+
+RESOLVE = (
+    "run `sovml images lock` where the registry is reachable and commit policies/images.lock.toml"
+)
+"""How an unpinned image gets its digest."""
+
+
+def pod_images(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(container name, image) of every container and init container of a pod spec."""
+    for field in ("initContainers", "containers"):
+        for c in spec.get(field) or []:
+            if isinstance(c, Mapping):
+                yield str(c.get("name") or "?"), str(c.get("image") or "")
+
+
+def values_images(values: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(values path, image) of every ``image`` field we set in Helm values: a reference string,
+    or a mapping of ``repository`` with ``tag`` or ``digest`` (``registry`` prefixed)."""
+    if isinstance(values, Mapping):
+        for k, v in values.items():
+            here = f"{path}.{k}" if path else str(k)
+            if k == "image" and isinstance(v, str):
+                yield here, v
+            elif k == "image" and isinstance(v, Mapping) and v.get("repository"):
+                ref = str(v["repository"])
+                if v.get("registry"):
+                    ref = f"{v['registry']}/{ref}"
+                if v.get("tag"):
+                    ref += f":{v['tag']}"
+                if v.get("digest"):
+                    ref += f"@{v['digest']}"
+                yield here, ref
+            else:
+                yield from values_images(v, here)
+    elif isinstance(values, list):
+        for i, v in enumerate(values):
+            yield from values_images(v, f"{path}[{i}]")
+
+
+def images_of(r: Resource) -> list[tuple[str, str]]:
+    """(where, image) of a workload's pod or a Helm release's values."""
+    if r.type in HELM_TYPES:
+        return [(f"values {p}", i) for p, i in values_images(r.inputs.get("values"))]
+    spec = pod_spec(r)
+    return [(f"container {n}", i) for n, i in pod_images(spec)] if spec is not None else []
+
+
+def in_zone_registry(reference: str, ctx: Context) -> bool:
+    """``reference`` is in the ECR registry of a zone region (and an allowed account, if any)."""
+    m = ECR_REFERENCE.fullmatch(reference)
+    return (
+        m is not None
+        and m["region"] in ctx.regions
+        and (not ctx.allowed_account_ids or m["account"] in ctx.allowed_account_ids)
+    )
+
+
+def _label(r: Resource) -> str:
+    if r.type in HELM_TYPES:
+        return f"Helm release {r.inputs.get('name') or r.name}"
+    return f"{kind_of(r)} {r.name}"
+
+
+def _registry(ctx: Context) -> str:
+    accounts = "|".join(ctx.allowed_account_ids) or "<account>"
+    return f"{accounts}.dkr.ecr.{'|'.join(ctx.regions) or '<zone region>'}.amazonaws.com"
+
+
+@rule(
+    "SOV-SUP-001",
+    "images-from-zone-registry",
+    "critical",
+    "In production every image and Helm chart comes from the zone's ECR registry (never a "
+    "public registry or chart repository).",
+)
+def images_from_zone_registry(r: Resource, ctx: Context) -> list[str]:
+    if not ctx.production:
+        return []
+    out = []
+    fix = f"mirror it (policies/inventory.toml) and set imageSource: mirror ({_registry(ctx)})"
+    for where, image in images_of(r):
+        if not in_zone_registry(image, ctx):
+            out.append(f"{_label(r)}: {where}: image {image} is outside the zone's registry: {fix}")
+    if r.type in HELM_TYPES:
+        chart = str(r.inputs.get("chart") or "")
+        repo = str((r.inputs.get("repositoryOpts") or {}).get("repo") or "")
+        source = repo or chart
+        if repo or not chart.startswith("oci://") or not in_zone_registry(chart, ctx):
+            out.append(
+                f"{_label(r)}: chart {chart} from {source} is outside the zone's registry: {fix}"
+            )
+    return out
+
+
+@rule(
+    "SOV-SUP-002",
+    "images-pinned-by-digest",
+    "high",
+    "In production every image is pinned by digest (``@sha256:...``), never by a mutable tag.",
+)
+def images_pinned_by_digest(r: Resource, ctx: Context) -> list[str]:
+    if not ctx.production:
+        return []
+    return [
+        f"{_label(r)}: {where}: image {image} is not pinned by digest: {RESOLVE}"
+        for where, image in images_of(r)
+        if "@sha256:" not in image and not _accepted_unpinned(image, ctx)
+    ]
+
+
+def _accepted_unpinned(image: str, ctx: Context) -> bool:
+    # Only an image the inventory knows can be accepted, and only by its exact id; the ids reach
+    # the context from the reviewed suppressions (the pack config), never from a stack file.
+    found = identify(image) if ctx.unpinned_images else None
+    return found is not None and found in ctx.unpinned_images
