@@ -8,6 +8,7 @@ and the exact commands the mirror dry run prints.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 from pathlib import Path
@@ -377,3 +378,33 @@ def test_a_chart_whose_mirror_helm_cannot_push_to_is_refused() -> None:
             inventory={bad.id: bad},
             pins={},
         )
+
+
+# -- the gate rule on the real record -------------------------------------------------------------
+
+
+def _sup003(record: dict[str, Any]) -> list[str]:
+    from policies.rules import evaluate
+    from policies.rules.record import context_from_record, resources_from_record
+
+    found = evaluate(resources_from_record(record), context_from_record(record))
+    return [v.message for v in found if v.rule_id == "SOV-SUP-003"]
+
+
+def test_sup_003_passes_prod_uae_and_fails_it_without_a_label_or_the_policy(
+    stack_records: dict[str, dict[str, Any]],
+) -> None:
+    prod = stack_records["prod-uae"]
+    assert _sup003(prod) == []
+    unlabelled = copy.deepcopy(prod)
+    for r in unlabelled["resources"]:
+        if r["type"] == "kubernetes:core/v1:Namespace" and r["name"] == "baseline-ns-serving":
+            del r["inputs"]["metadata"]["labels"][ADMISSION_LABEL[0]]
+    (message,) = _sup003(unlabelled)
+    assert message.startswith("namespace serving runs workloads without the admission label")
+    without_policy = copy.deepcopy(prod)
+    without_policy["resources"] = [
+        r for r in prod["resources"] if not r["type"].endswith(":ClusterImagePolicy")
+    ]
+    (message,) = _sup003(without_policy)
+    assert message.startswith("no ClusterImagePolicy covers the zone's registry")
