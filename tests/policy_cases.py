@@ -107,7 +107,10 @@ MIRROR_POD = R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver@{DIGEST}
 
 def _cip(glob: str = f"{ZONE_ECR}/**", key: dict[str, Any] | None = None) -> Resource:
     """A ClusterImagePolicy admitting ``glob`` signed by ``key`` (the platform's KMS key)."""
-    spec = {"images": [{"glob": glob}], "authorities": [{"name": "platform", "key": PLATFORM_KEY if key is None else key}]}
+    spec = {
+        "images": [{"glob": glob}],
+        "authorities": [{"name": "platform", "key": PLATFORM_KEY if key is None else key}],
+    }
     return R(CIP, "cip", {"metadata": {"name": "zone"}, "spec": spec})  # fmt: skip
 
 
