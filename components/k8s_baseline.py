@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,11 @@ class K8sBaselineArgs:
     """Keep EBS volumes when their claims are deleted (production)."""
     platform_namespaces: Sequence[str] = PLATFORM_NAMESPACES
     """Namespaces of the platform services."""
+    workload_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels of every namespace that runs workloads (the admission policy's opt-in label)."""
+    unlabelled_namespaces: Sequence[str] = ()
+    """Platform namespaces that do not get ``workload_labels`` (the admission controller's own:
+    it must start before it can admit anything)."""
 
 
 class K8sBaseline(pulumi.ComponentResource):
@@ -85,6 +90,12 @@ class K8sBaseline(pulumi.ComponentResource):
                 f"K8sBaselineArgs.tenants: {tenant_names}; allowed unique names that are not "
                 f"platform namespaces ({', '.join(args.platform_namespaces)})"
             )
+        stray = sorted(set(args.unlabelled_namespaces) - set(args.platform_namespaces))
+        if stray:
+            raise ValueError(
+                f"K8sBaselineArgs.unlabelled_namespaces: {stray}; allowed platform namespaces "
+                f"({', '.join(args.platform_namespaces)})"
+            )
         for t in args.tenants:
             if t.gpus < 0 or t.pods < 1:
                 raise ValueError(f"K8sBaselineArgs.tenants[{t.name}]: gpus >= 0 and pods >= 1")
@@ -99,14 +110,16 @@ class K8sBaseline(pulumi.ComponentResource):
         aws_cidrs = s3_cidrs.apply(lambda cidrs: [args.vpc_cidr, *cidrs])
 
         self.namespaces = {}
+        workloads = dict(args.workload_labels)
         for ns in args.platform_namespaces:
-            self._namespace(name, ns, aws_cidrs, {"sovereign-ml/role": "platform"})
+            extra = {} if ns in args.unlabelled_namespaces else workloads
+            self._namespace(name, ns, aws_cidrs, {"sovereign-ml/role": "platform", **extra})
         for t in args.tenants:
             self._namespace(
                 name,
                 t.name,
                 aws_cidrs,
-                {"sovereign-ml/role": "tenant", "sovereign-ml/tenant": t.name},
+                {"sovereign-ml/role": "tenant", "sovereign-ml/tenant": t.name, **workloads},
             )
             self._quota(name, t)
 

@@ -29,11 +29,13 @@ from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerAr
 from components.encryption import Encryption, EncryptionArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.gpu_device_plugin import GpuDevicePlugin, GpuDevicePluginArgs
+from components.image_admission import ADMISSION_LABEL, ImageAdmission, ImageAdmissionArgs
 from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
+from components.registry_mirror import RegistryMirror, RegistryMirrorArgs
 from components.serving import ServedModel, Serving, ServingArgs
 from components.storage import ACCESS_LOGS, Storage, StorageArgs
 from components.vault import Vault, VaultArgs
@@ -42,6 +44,7 @@ from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
 from infra.images.sources import sources_for, workload_image
 from infra.operations import operations
+from policies.inventory import mirror_repositories, registry_host
 from policies.promotion import PromotionCriteria
 from policies.zones import OFFERED, ZONES, service_availability
 
@@ -130,8 +133,11 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     base = aws_base(cfg, aws_provider(cfg))
     # The pods append their lifecycle log to the trail's object-locked bucket.
     lifecycle = audit_trail(cfg, base).lifecycle
+    mirror = registry_mirror(cfg, base) if uses_mirror(cfg) else None
     eks = kubernetes_cluster(cfg, base)
     after_baseline = cluster_baseline(cfg, base, eks)
+    if mirror is not None:
+        after_baseline = image_admission(cfg, eks, after_baseline, mirror)
     secrets = secrets_service(cfg, base, eks, after_baseline)
     data_services(cfg, base, eks, after_baseline, lifecycle)
     if cfg.served_models:
@@ -315,6 +321,8 @@ def cluster_baseline(
             tenants=[TenantQuota(t, **tier.tenant_quota) for t in cfg.tenants],
             retain_volumes=cfg.production,
             platform_namespaces=platform_namespaces(cfg),
+            workload_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
+            unlabelled_namespaces=(ADMISSION_NAMESPACE,) if uses_mirror(cfg) else (),
         ),
         opts=eks.opts,
     )
@@ -359,8 +367,59 @@ def needs_keda(cfg: PlatformConfig) -> bool:
 
 
 def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
-    """The platform's namespaces; KEDA gets one like the rest where it is deployed."""
-    return (*PLATFORM_NAMESPACES, "keda") if needs_keda(cfg) else PLATFORM_NAMESPACES
+    """The platform's namespaces; KEDA and the admission controller get one like the rest where
+    they are deployed."""
+    extra = (("keda",) if needs_keda(cfg) else ()) + (
+        (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
+    )
+    return (*PLATFORM_NAMESPACES, *extra)
+
+
+ADMISSION_NAMESPACE = "cosign-system"
+"""Namespace of the signature admission controller (mirror stacks)."""
+
+
+def uses_mirror(cfg: PlatformConfig) -> bool:
+    """Whether the stack pulls from the zone's registry (and so creates and guards it)."""
+    return cfg.image_source == "mirror"
+
+
+def registry_mirror(cfg: PlatformConfig, base: AwsBase) -> RegistryMirror:
+    """The zone's ECR repositories (one per inventory mirror name) and the image-signing key."""
+    return RegistryMirror(
+        "mirror",
+        RegistryMirrorArgs(
+            name_prefix=cfg.name_prefix,
+            account_id=base.account_id,
+            repositories=mirror_repositories(),
+            deletion_window_days=cfg.kms_deletion_window_days,
+            protect=cfg.production,
+        ),
+        opts=base.opts,
+    )
+
+
+def image_admission(
+    cfg: PlatformConfig,
+    eks: KubernetesCluster,
+    opts: pulumi.ResourceOptions,
+    mirror: RegistryMirror,
+) -> pulumi.ResourceOptions:
+    """Signature admission before any workload: returns the workloads' options, after it."""
+    admission = ImageAdmission(
+        "admission",
+        ImageAdmissionArgs(
+            namespace=ADMISSION_NAMESPACE,
+            # Config validation refuses mirror without an allowed account, so [0] exists.
+            registry_host=registry_host(cfg.allowed_account_ids[0], cfg.region),
+            signing_key_arn=mirror.signing_key_arn,
+            cluster_access=eks.cluster.access,
+            vpc_cidr=cfg.network.cidr,
+            sources=sources_for(cfg),
+        ),
+        opts=opts,
+    )
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[admission]))
 
 
 def secrets_service(

@@ -229,6 +229,12 @@ def registry_host(account_id: str, region: str) -> str:
     return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
 
 
+def mirror_repositories(inventory: dict[str, Entry] | None = None) -> tuple[str, ...]:
+    """The zone registry's repository names: each entry's ``mirror``, once, in inventory order
+    (several versions of one image share a repository)."""
+    return tuple(dict.fromkeys(e.mirror for e in (inventory or INVENTORY).values()))
+
+
 def mirror_image(found: Entry, host: str, pin: Pin | None) -> str:
     """The in-zone reference: ``host/mirror@digest`` when pinned, else ``host/mirror:tag``."""
     if pin is not None:

@@ -99,6 +99,27 @@ def _mirror_release(chart: str = f"oci://{ZONE_ECR}/charts/vault", **values: Any
                                   "namespace": "vault", "values": values})  # fmt: skip
 
 
+CIP = "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"
+PLATFORM_KEY = {"kms": "awskms:///arn:aws:kms:me-central-1:111122223333:key/k"}
+MIRROR_POD = R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver@{DIGEST}"))
+"""A workload in ``serving`` pulling from the zone's registry."""
+
+
+def _cip(glob: str = f"{ZONE_ECR}/**", key: dict[str, Any] | None = None) -> Resource:
+    """A ClusterImagePolicy admitting ``glob`` signed by ``key`` (the platform's KMS key)."""
+    spec = {
+        "images": [{"glob": glob}],
+        "authorities": [{"name": "platform", "key": PLATFORM_KEY if key is None else key}],
+    }
+    return R(CIP, "cip", {"metadata": {"name": "zone"}, "spec": spec})  # fmt: skip
+
+
+def _admission_ns(name: str, labelled: bool = True) -> Resource:
+    """A declared namespace, with or without policy-controller's opt-in label."""
+    labels = {"policy.sigstore.dev/include": "true"} if labelled else {}
+    return R("kubernetes:core/v1:Namespace", f"ns-{name}", {"metadata": {"name": name, "labels": labels}})  # fmt: skip
+
+
 def _flb_output(region: str, extra: str = "") -> str:
     """A Fluent Bit ``[OUTPUT]`` section shipping to CloudWatch Logs in ``region``."""
     lines = ["[OUTPUT]", "    Name cloudwatch_logs", "    Match kube.*", f"    region {region}"]
@@ -428,6 +449,15 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-SUP-002", "mirror image by tag", [R(DEPLOY, "d", _pod(image=f"{ZONE_ECR}/nvidia/tritonserver:24.10-py3"))], 1),
     ("SOV-SUP-002", "values image by tag", [_mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "tag": "1.19.0"})], 1),
     ("SOV-SUP-002", "values image digest field", [_mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "digest": DIGEST})], 0),
+    ("SOV-SUP-003", "mirror workload, policy for the zone, labelled namespace", [_admission_ns("serving"), MIRROR_POD, _cip()], 0),
+    ("SOV-SUP-003", "controller's own namespace unlabelled", [_admission_ns("serving"), _admission_ns("cosign-system", False), MIRROR_POD, _cip(), _mirror_release(chart=f"oci://{ZONE_ECR}/charts/policy-controller") ], 0),
+    ("SOV-SUP-003", "public images are SOV-SUP-001's, not this rule's", [_admission_ns("serving", False), R(DEPLOY, "d", _pod())], 0),
+    ("SOV-SUP-003", "no ClusterImagePolicy", [_admission_ns("serving"), MIRROR_POD], 1),
+    ("SOV-SUP-003", "policy for every registry, not the zone's", [_admission_ns("serving"), MIRROR_POD, _cip(glob="**")], 1),
+    ("SOV-SUP-003", "policy for another region's registry", [_admission_ns("serving"), MIRROR_POD, _cip(glob="111122223333.dkr.ecr.eu-west-1.amazonaws.com/**")], 1),
+    ("SOV-SUP-003", "policy without a key authority", [_admission_ns("serving"), MIRROR_POD, _cip(key={})], 1),
+    ("SOV-SUP-003", "workload namespace without the label", [_admission_ns("serving", False), MIRROR_POD, _cip()], 1),
+    ("SOV-SUP-003", "Helm release namespace without the label", [_admission_ns("vault", False), _mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "digest": DIGEST}), _cip()], 1),
 ]  # fmt: skip
 
 

@@ -75,6 +75,7 @@ CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("audit", "show"): frozenset({0, 2, 3}),
     ("images", "list"): frozenset({0, 2, 3}),
     ("images", "lock"): frozenset({0, 2, 3}),
+    ("images", "mirror"): frozenset({0, 2, 3}),
     ("features", "apply"): frozenset({0, 2, 3}),
     ("features", "materialize"): frozenset({0, 2, 3}),
     ("features", "get"): frozenset({0, 2, 3}),

@@ -65,11 +65,14 @@ def test_prod_uae_has_what_the_issue_asks_for(records: dict) -> None:
     assert kinds.count("Gateway") == 1 and kinds.count("Interface") >= 4
     assert len(of_type(prod, "aws:ec2/flowLog:FlowLog")) == 1
     keys = of_type(prod, "aws:kms/key:Key")
-    # Every encryption key rotates; the HMAC pseudonymization key cannot (KMS rotates only
-    # symmetric encryption keys).
+    # Every encryption key rotates; the HMAC pseudonymization key and the mirror's image-signing
+    # key cannot (KMS rotates only symmetric encryption keys).
     encrypting = [k for k in keys if k["inputs"]["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"]
     assert len(encrypting) >= 4 and all(k["inputs"]["enableKeyRotation"] for k in encrypting)
-    assert [k["name"] for k in keys if k not in encrypting] == ["keys-pseudonymization"]
+    assert sorted(k["name"] for k in keys if k not in encrypting) == [
+        "keys-pseudonymization",
+        "mirror-signing-key",
+    ]
     assert all(k["protect"] for k in keys)
     (eks,) = of_type(prod, "aws:eks/cluster:Cluster")
     assert eks["inputs"]["encryptionConfig"]["resources"] == ["secrets"]

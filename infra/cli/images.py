@@ -4,6 +4,7 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(images_app, name="images
 
     sovml images list [--json]
     sovml images lock [--endpoint HOST=URL ...] [--ecr-region REGION]
+    sovml images mirror STACK --dry-run
 
 The inventory is ``policies/inventory.toml`` and the lock ``policies/images.lock.toml``
 (:mod:`policies.inventory`); resolving is :mod:`infra.images.resolve`. Exit codes as in
@@ -13,6 +14,10 @@ The inventory is ``policies/inventory.toml`` and the lock ``policies/images.lock
 one named with why: registry unreachable, refused, no such tag, no AWS credentials); the
 entries that did resolve are still written, and the digests already in the lock are kept for
 the others. Never 1: an unreachable registry is an environment error, not a result.
+``mirror`` prints the copy-and-sign commands of a mirror stack (:mod:`infra.images.mirror`) and
+exits 0; 2 for an unknown or invalid stack, a stack on ``imageSource: upstream``, or a run
+without ``--dry-run`` (only the dry run is offered: the commands need the internet and the
+zone's registry at once, which is the operator's machine, not this one).
 """
 
 from __future__ import annotations
@@ -146,3 +151,50 @@ def lock_cmd(
         for o in failed:
             err.print(f"unresolved {o.entry.id}: {o.error}", soft_wrap=True)
         fail(err, f"{len(failed)} entries unresolved (named above)", EXIT_INTERNAL)
+
+
+@images_app.command("mirror")
+def mirror_cmd(
+    stack: Annotated[str, typer.Argument(help="A stack on imageSource: mirror, e.g. prod-uae.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the commands (the only mode offered).")
+    ] = False,
+    lock: LockOpt = None,
+) -> None:
+    """Print the commands that copy every image and chart into STACK's zone registry and sign
+    the images with its KMS key."""
+    from infra.config.problems import StackFileError
+    from infra.config.stackfile import load_stack
+    from infra.images.mirror import MirrorError, mirror_commands
+
+    out, err = consoles()
+    if not dry_run:
+        fail(
+            err,
+            "only --dry-run is offered: it prints the commands to run where the upstream "
+            "registries and the zone's registry are both reachable",
+        )
+    try:
+        cfg, _, _ = load_stack(stack)
+    except StackFileError as exc:
+        fail(err, str(exc) if not exc.problems else f"{exc}: run `sovml config validate {stack}`")
+    if cfg.image_source != "mirror":
+        fail(
+            err,
+            f"stack {stack} pulls from upstream (imageSource: {cfg.image_source}); set "
+            "imageSource: mirror and allowedAccountIds to give it a zone registry",
+        )
+    inventory, pins, _ = _load(err, lock)
+    try:
+        lines = mirror_commands(
+            stack=stack,
+            name_prefix=cfg.name_prefix,
+            # Config validation refuses mirror without an allowed account, so [0] exists.
+            account_id=cfg.allowed_account_ids[0],
+            region=cfg.region,
+            inventory=inventory,
+            pins=pins,
+        )
+    except MirrorError as exc:
+        fail(err, str(exc))
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ A resource rule is ``check(resource, ctx) -> list[str]`` (messages), where ``res
 from __future__ import annotations
 
 from policies.rules import (  # noqa: F401  (importing registers the rules)
+    admission,
     audit,
     encryption,
     gpu,

@@ -361,6 +361,24 @@ CHARTS: dict[str, Chart] = {
             ),
         ),
     ),
+    # The chart's names are crossed: webhook.securityContext is the pod's, podSecurityContext
+    # the container's; both render only with their `enabled` switch (defaults: pod off,
+    # container on). The post-delete leases-cleanup Job has no security values to examine.
+    "policy-controller": Chart(
+        *_pinned("policy-controller-chart"),
+        (
+            ChartPod(
+                "webhook",
+                pod_security="webhook.securityContext",
+                container_security="webhook.podSecurityContext",
+                node_selector="commonNodeSelector",
+                tolerations="commonTolerations",
+                resources="webhook.resources",
+                volumes=("webhook.volumes",),
+                volume_mounts=("webhook.volumeMounts",),
+            ),
+        ),
+    ),
 }
 """Every chart the platform ships, read from the version it pins."""
 

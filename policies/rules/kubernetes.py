@@ -54,6 +54,7 @@ CLUSTER_SCOPED = frozenset(
         "PriorityLevelConfiguration",
         "ClusterIssuer",
         "ClusterPolicy",
+        "ClusterImagePolicy",
     }
 )
 """Kinds without a namespace (the gate's manifests and the namespace rule both need the list)."""
