@@ -259,7 +259,7 @@ def test_clean_base_passes_sovml_check(stacks: Path) -> None:
     proc = _check("k8s-clean", stacks)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads((ROOT / "build" / "k8s-clean" / "resources.json").read_text())
-    assert sum(1 for r in record["resources"] if r.get("expandedFrom")) == 13
+    assert sum(1 for r in record["resources"] if r.get("expandedFrom")) == 14
 
 
 @pytest.mark.parametrize(
