@@ -254,12 +254,14 @@ def helm_release(
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
     release: str | None = None,
+    hooks: bool = True,
 ) -> k8s.helm.v3.Release:
     """A Helm release of a pinned ``(chart, version, location)``, named ``release``.
 
     The release is named after the chart unless ``release`` says otherwise. A location of the
     form ``oci://<registry>/<repository>`` is the chart itself (the zone's mirror); any other is
-    a chart repository URL the chart name is looked up in.
+    a chart repository URL the chart name is looked up in. ``hooks=False`` installs and
+    uninstalls without the chart's hook jobs (Helm's ``--no-hooks``).
     """
     name, version, location = chart
     oci = location.startswith("oci://")
@@ -271,6 +273,8 @@ def helm_release(
         namespace=namespace,
         repository_opts=None if oci else {"repo": location},
         values=dict(values),
+        # Omitted when hooks run, so the records of releases with hooks are unchanged.
+        disable_webhooks=None if hooks else True,
         opts=opts,
     )
 

@@ -86,35 +86,39 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             f"{name}-cluster-autoscaler",
             args.sources.chart("cluster-autoscaler"),
             namespace="kube-system",
-            values={
-                "cloudProvider": "aws",
-                "awsRegion": region,
-                "autoDiscovery": {"clusterName": args.cluster_access.cluster_name},
-                "image": args.sources.image_values(f"cluster-autoscaler-{args.kubernetes_version}"),
-                "rbac": {
-                    "serviceAccount": {
-                        "name": SERVICE_ACCOUNT,
-                        "annotations": role_annotation(role.arn),
-                    }
+            # The image of this Kubernetes release only (the inventory lists one per release).
+            values=args.sources.chart_images(
+                "cluster-autoscaler",
+                only=(f"cluster-autoscaler-{args.kubernetes_version}",),
+                values={
+                    "cloudProvider": "aws",
+                    "awsRegion": region,
+                    "autoDiscovery": {"clusterName": args.cluster_access.cluster_name},
+                    "rbac": {
+                        "serviceAccount": {
+                            "name": SERVICE_ACCOUNT,
+                            "annotations": role_annotation(role.arn),
+                        }
+                    },
+                    "extraArgs": {
+                        "balance-similar-node-groups": True,
+                        "skip-nodes-with-system-pods": False,
+                        "expander": "least-waste",
+                        "scale-down-unneeded-time": "10m",
+                    },
+                    "nodeSelector": pool_selector("system"),
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "seccompProfile": runtime_default(),
+                    },
+                    "containerSecurityContext": chart_container_security(),
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "300Mi"},
+                        "limits": {"cpu": "500m", "memory": "300Mi"},
+                    },
                 },
-                "extraArgs": {
-                    "balance-similar-node-groups": True,
-                    "skip-nodes-with-system-pods": False,
-                    "expander": "least-waste",
-                    "scale-down-unneeded-time": "10m",
-                },
-                "nodeSelector": pool_selector("system"),
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 65534,
-                    "seccompProfile": runtime_default(),
-                },
-                "containerSecurityContext": chart_container_security(),
-                "resources": {
-                    "requests": {"cpu": "100m", "memory": "300Mi"},
-                    "limits": {"cpu": "500m", "memory": "300Mi"},
-                },
-            },
+            ),
             opts=child(self, aliases=aliases),
         )
         self.register_outputs({})

@@ -39,6 +39,10 @@ RELEASE = "policy-controller"
 """Helm release name: the chart then names its service account ``policy-controller-webhook``."""
 SERVICE_ACCOUNT = f"{RELEASE}-webhook"
 WEBHOOK_PORT = 8443
+RUN_HOOKS = False
+"""Whether the policy-controller release runs its chart's hooks: its only hook is the
+post-delete leases cleanup, whose image (a mutable ``latest-dev`` tag) cannot be pinned or
+mirrored; without it, an uninstall leaves the webhook's leases in its namespace."""
 """Container port of the admission webhook (the chart's ``https`` port)."""
 _PEM = re.compile(r"-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?")
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -129,6 +133,7 @@ class ImageAdmission(pulumi.ComponentResource):
             namespace=args.namespace,
             release=RELEASE,
             values=chart_values(args, role.arn),
+            hooks=RUN_HOOKS,
             opts=child(self),
         )
         k8s.networking.v1.NetworkPolicy(
@@ -179,60 +184,56 @@ def policy_spec(
     return {"images": [{"glob": f"{registry_host}/**"}], "authorities": authorities}
 
 
-def chart_image_values(reference: str) -> dict[str, str]:
-    """The chart's ``{repository, version}`` image values (it joins a ``sha256:`` version with
-    ``@``, any other with ``:``), plus ``digest`` or ``tag`` repeating the version for readers
-    that know only those keys (the gate's supply-chain rules)."""
-    name, at, digest = reference.partition("@")
-    if at:
-        return {"repository": name, "version": digest, "digest": digest}
-    repo, _, tag = name.rpartition(":")
-    return {"repository": repo, "version": tag, "tag": tag}
-
-
 def chart_values(args: ImageAdmissionArgs, role_arn: pulumi.Input[str]) -> dict[str, Any]:
-    """The policy-controller chart's values: deny what no policy matches, fail closed, harden."""
-    return {
-        "installCRDs": True,
-        "webhook": {
-            "image": {
-                **chart_image_values(args.sources.image("policy-controller")),
-                "pullPolicy": "Always",
+    """The policy-controller chart's values: deny what no policy matches, fail closed, harden.
+
+    ``webhook.image`` comes from the inventory (``{repository, version}``, the chart joining a
+    ``sha256:`` version with ``@``). The chart's leases-cleanup job (``leasescleanup.image``,
+    ``cgr.dev/chainguard/kubectl:latest-dev`` by default, a tag no one can pin) is a
+    post-delete hook with no values switch: the release runs without hooks instead
+    (:data:`RUN_HOOKS`), so that image is never pulled.
+    """
+    return args.sources.chart_images(
+        "policy-controller-chart",
+        {
+            "installCRDs": True,
+            "webhook": {
+                "image": {"pullPolicy": "Always"},
+                "replicaCount": args.replicas,
+                "failurePolicy": "Fail",
+                "configData": {"no-match-policy": "deny"},
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": ADMISSION_LABEL[0],
+                            "operator": "In",
+                            "values": [ADMISSION_LABEL[1]],
+                        }
+                    ]
+                },
+                "serviceAccount": {"create": True, "annotations": role_annotation(role_arn)},
+                "securityContext": {
+                    "enabled": True,
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "seccompProfile": runtime_default(),
+                },
+                "podSecurityContext": {
+                    "enabled": True,
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsUser": 65532,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                },
             },
-            "replicaCount": args.replicas,
-            "failurePolicy": "Fail",
-            "configData": {"no-match-policy": "deny"},
-            "namespaceSelector": {
-                "matchExpressions": [
-                    {
-                        "key": ADMISSION_LABEL[0],
-                        "operator": "In",
-                        "values": [ADMISSION_LABEL[1]],
-                    }
-                ]
-            },
-            "serviceAccount": {"create": True, "annotations": role_annotation(role_arn)},
-            "securityContext": {
-                "enabled": True,
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "seccompProfile": runtime_default(),
-            },
-            "podSecurityContext": {
-                "enabled": True,
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "runAsUser": 65532,
-                "capabilities": {"drop": ["ALL"]},
-            },
-            "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
-            "resources": {
-                "requests": {"cpu": "100m", "memory": "256Mi"},
-                "limits": {"cpu": "500m", "memory": "256Mi"},
-            },
+            "commonNodeSelector": pool_selector("system"),
         },
-        "commonNodeSelector": pool_selector("system"),
-    }
+    )
 
 
 def verifier_policy(

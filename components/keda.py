@@ -128,35 +128,40 @@ class Keda(pulumi.ComponentResource):
 def chart_values(args: KedaArgs) -> dict[str, Any]:
     """The kedacore chart's values: one watched namespace, least privilege, hardened."""
     components = ("operator", "metricServer", "webhooks")
-    return {
-        "crds": {"install": True},
-        "watchNamespace": args.watch_namespace,
-        # One operator leads, the other stands by (leader election); the metrics API
-        # serves external.metrics.k8s.io from a single active replica by design.
-        "operator": {"replicaCount": 2},
-        "podDisruptionBudget": {"operator": {"minAvailable": 1}},
-        "rbac": {
-            "enabledCustomScaledRefKinds": True,
-            # The chart's default grants */scale on every API group; Triton runs as Argo
-            # Rollouts. "kind" is the resource plural here (the chart builds
-            # "<kind>/scale" from it).
-            "scaledRefKinds": [{"apiGroup": "argoproj.io", "kind": "rollouts"}],
+    # The operator, metrics API server and webhooks images (image.keda, .metricsApiServer,
+    # .webhooks) come from the inventory.
+    return args.sources.chart_images(
+        "keda",
+        {
+            "crds": {"install": True},
+            "watchNamespace": args.watch_namespace,
+            # One operator leads, the other stands by (leader election); the metrics API
+            # serves external.metrics.k8s.io from a single active replica by design.
+            "operator": {"replicaCount": 2},
+            "podDisruptionBudget": {"operator": {"minAvailable": 1}},
+            "rbac": {
+                "enabledCustomScaledRefKinds": True,
+                # The chart's default grants */scale on every API group; Triton runs as Argo
+                # Rollouts. "kind" is the resource plural here (the chart builds
+                # "<kind>/scale" from it).
+                "scaledRefKinds": [{"apiGroup": "argoproj.io", "kind": "rollouts"}],
+            },
+            "permissions": {"operator": {"restrict": {"secret": True}}},
+            "nodeSelector": pool_selector("system"),
+            # Per component: the chart reads .operator/.metricServer/.webhooks before the
+            # shared keys, and its own defaults set those, so shared keys would be ignored.
+            "podSecurityContext": {
+                c: {"runAsNonRoot": True, "seccompProfile": runtime_default()} for c in components
+            },
+            "securityContext": {
+                c: chart_container_security(seccompProfile=runtime_default()) for c in components
+            },
+            "resources": {
+                c: {
+                    "requests": {"cpu": "100m", "memory": memory},
+                    "limits": {"cpu": "500m", "memory": memory},
+                }
+                for c, memory in zip(components, ("512Mi", "512Mi", "256Mi"), strict=True)
+            },
         },
-        "permissions": {"operator": {"restrict": {"secret": True}}},
-        "nodeSelector": pool_selector("system"),
-        # Per component: the chart reads .operator/.metricServer/.webhooks before the
-        # shared keys, and its own defaults set those, so shared keys would be ignored.
-        "podSecurityContext": {
-            c: {"runAsNonRoot": True, "seccompProfile": runtime_default()} for c in components
-        },
-        "securityContext": {
-            c: chart_container_security(seccompProfile=runtime_default()) for c in components
-        },
-        "resources": {
-            c: {
-                "requests": {"cpu": "100m", "memory": memory},
-                "limits": {"cpu": "500m", "memory": memory},
-            }
-            for c, memory in zip(components, ("512Mi", "512Mi", "256Mi"), strict=True)
-        },
-    }
+    )

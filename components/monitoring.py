@@ -253,32 +253,37 @@ class Monitoring(pulumi.ComponentResource):
             args.sources.chart("kube-prometheus-stack"),
             release="prometheus",
             namespace=args.namespace,
-            values={
-                "grafana": grafana_values(),
-                # The chart's node exporter runs with the host's network and PID namespaces and
-                # /, /proc and /sys from the host, tolerating every taint: Pod Security
-                # 'restricted' on this namespace would refuse its pods (SOV-K8S-007 says why).
-                "nodeExporter": {"enabled": False},
-                "prometheus": {
-                    "prometheusSpec": {
-                        "retention": args.retention,
-                        "serviceMonitorSelectorNilUsesHelmValues": False,
-                        # The Argo Rollouts controller is scraped through a PodMonitor.
-                        "podMonitorSelectorNilUsesHelmValues": False,
-                        "ruleSelectorNilUsesHelmValues": False,
-                        "storageSpec": {"volumeClaimTemplate": {"spec": storage}},
-                        "securityContext": hardened["securityContext"],
-                    }
+            # Every image the chart and its grafana and kube-state-metrics subcharts render,
+            # from the inventory: a chart default would be pulled from a public registry.
+            values=args.sources.chart_images(
+                "kube-prometheus-stack",
+                {
+                    "grafana": grafana_values(),
+                    # The chart's node exporter runs with the host's network and PID namespaces and
+                    # /, /proc and /sys from the host, tolerating every taint: Pod Security
+                    # 'restricted' on this namespace would refuse its pods (SOV-K8S-007 says why).
+                    "nodeExporter": {"enabled": False},
+                    "prometheus": {
+                        "prometheusSpec": {
+                            "retention": args.retention,
+                            "serviceMonitorSelectorNilUsesHelmValues": False,
+                            # The Argo Rollouts controller is scraped through a PodMonitor.
+                            "podMonitorSelectorNilUsesHelmValues": False,
+                            "ruleSelectorNilUsesHelmValues": False,
+                            "storageSpec": {"volumeClaimTemplate": {"spec": storage}},
+                            "securityContext": hardened["securityContext"],
+                        }
+                    },
+                    "alertmanager": {
+                        "alertmanagerSpec": {
+                            "securityContext": hardened["securityContext"],
+                            # Routes and receivers: components.alerting writes this Secret.
+                            "configSecret": ALERTMANAGER_CONFIG_SECRET,
+                        }
+                    },
+                    "prometheusOperator": hardened,
                 },
-                "alertmanager": {
-                    "alertmanagerSpec": {
-                        "securityContext": hardened["securityContext"],
-                        # Routes and receivers: components.alerting writes this Secret.
-                        "configSecret": ALERTMANAGER_CONFIG_SECRET,
-                    }
-                },
-                "prometheusOperator": hardened,
-            },
+            ),
             opts=child(self, depends_on=[admin]),
         )
 
@@ -301,7 +306,9 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-pushgateway",
             args.sources.chart("prometheus-pushgateway"),
             namespace=args.namespace,
-            values={"serviceMonitor": {"enabled": True}, **chart_hardening()},
+            values=args.sources.chart_images(
+                "prometheus-pushgateway", {"serviceMonitor": {"enabled": True}, **chart_hardening()}
+            ),
             opts=child(self, depends_on=[stack]),
         )
         if args.gpu_enabled:
@@ -309,11 +316,14 @@ class Monitoring(pulumi.ComponentResource):
                 f"{name}-dcgm-exporter",
                 args.sources.chart("dcgm-exporter"),
                 namespace="kube-system",
-                values={
-                    "nodeSelector": dict(GPU_NODE_SELECTOR),
-                    "tolerations": [dict(GPU_TOLERATION)],
-                    "serviceMonitor": {"enabled": True, "honorLabels": True},
-                },
+                values=args.sources.chart_images(
+                    "dcgm-exporter",
+                    {
+                        "nodeSelector": dict(GPU_NODE_SELECTOR),
+                        "tolerations": [dict(GPU_TOLERATION)],
+                        "serviceMonitor": {"enabled": True, "honorLabels": True},
+                    },
+                ),
                 opts=child(self, depends_on=[stack]),
             )
 

@@ -197,20 +197,27 @@ class Serving(pulumi.ComponentResource):
             f"{name}-argo-rollouts",
             args.sources.chart("argo-rollouts"),
             namespace=args.namespace,
-            values={
-                "installCRDs": True,
-                "dashboard": {"enabled": False},
-                "controller": {
-                    "replicas": 2,
-                    "nodeSelector": pool_selector("system"),
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "128Mi"},
-                        "limits": {"cpu": "500m", "memory": "256Mi"},
+            # The dashboard (its own image) stays off; the controller's image is the inventory's.
+            values=args.sources.chart_images(
+                "argo-rollouts",
+                {
+                    "installCRDs": True,
+                    "dashboard": {"enabled": False},
+                    "controller": {
+                        "replicas": 2,
+                        "nodeSelector": pool_selector("system"),
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "128Mi"},
+                            "limits": {"cpu": "500m", "memory": "256Mi"},
+                        },
                     },
+                    "podSecurityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": runtime_default(),
+                    },
+                    "containerSecurityContext": chart_container_security(),
                 },
-                "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": runtime_default()},
-                "containerSecurityContext": chart_container_security(),
-            },
+            ),
             opts=child(self),
         )
         region = region_of(self)

@@ -138,69 +138,72 @@ def chart_values(
 ) -> dict[str, Any]:
     """The official chart's values: HA raft with ``config``, TLS, encrypted volumes, hardened."""
     selector = {"app.kubernetes.io/name": "vault", "component": "server"}
-    return {
-        "global": {"enabled": True, "tlsDisable": False},
-        "injector": {"enabled": False},
-        "server": {
-            "image": args.sources.image_values("vault"),
-            "resources": {
-                "requests": {"cpu": "250m", "memory": "256Mi"},
-                "limits": {"cpu": "1", "memory": "256Mi"},
+    # server.image from the inventory; the injector (agent injector and agent images) is off.
+    return args.sources.chart_images(
+        "vault-chart",
+        {
+            "global": {"enabled": True, "tlsDisable": False},
+            "injector": {"enabled": False},
+            "server": {
+                "resources": {
+                    "requests": {"cpu": "250m", "memory": "256Mi"},
+                    "limits": {"cpu": "1", "memory": "256Mi"},
+                },
+                "serviceAccount": {
+                    "create": True,
+                    "name": "vault",
+                    "annotations": role_annotation(unseal_role_arn),
+                },
+                "extraEnvironmentVars": {
+                    "VAULT_CACERT": f"/vault/userconfig/{TLS_SECRET}/ca.crt",
+                    "AWS_REGION": region,
+                },
+                "volumes": [{"name": TLS_SECRET, "secret": {"secretName": TLS_SECRET}}],
+                "volumeMounts": [
+                    {
+                        "name": TLS_SECRET,
+                        "mountPath": f"/vault/userconfig/{TLS_SECRET}",
+                        "readOnly": True,
+                    }
+                ],
+                "ha": {
+                    "enabled": True,
+                    "replicas": args.replicas,
+                    "raft": {"enabled": True, "setNodeId": True, "config": config},
+                    "disruptionBudget": {"enabled": True, "maxUnavailable": 1},
+                },
+                "dataStorage": {
+                    "enabled": True,
+                    "size": args.data_size,
+                    "storageClass": args.storage_class,
+                },
+                "auditStorage": {
+                    "enabled": True,
+                    "size": "10Gi",
+                    "storageClass": args.storage_class,
+                },
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": selector},
+                    }
+                ],
+                "nodeSelector": pool_selector("system"),
+                "statefulSet": {
+                    "securityContext": {
+                        "pod": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 100,
+                            "runAsGroup": 1000,
+                            "fsGroup": 1000,
+                            "seccompProfile": runtime_default(),
+                        },
+                        "container": chart_container_security(),
+                    }
+                },
             },
-            "serviceAccount": {
-                "create": True,
-                "name": "vault",
-                "annotations": role_annotation(unseal_role_arn),
-            },
-            "extraEnvironmentVars": {
-                "VAULT_CACERT": f"/vault/userconfig/{TLS_SECRET}/ca.crt",
-                "AWS_REGION": region,
-            },
-            "volumes": [{"name": TLS_SECRET, "secret": {"secretName": TLS_SECRET}}],
-            "volumeMounts": [
-                {
-                    "name": TLS_SECRET,
-                    "mountPath": f"/vault/userconfig/{TLS_SECRET}",
-                    "readOnly": True,
-                }
-            ],
-            "ha": {
-                "enabled": True,
-                "replicas": args.replicas,
-                "raft": {"enabled": True, "setNodeId": True, "config": config},
-                "disruptionBudget": {"enabled": True, "maxUnavailable": 1},
-            },
-            "dataStorage": {
-                "enabled": True,
-                "size": args.data_size,
-                "storageClass": args.storage_class,
-            },
-            "auditStorage": {
-                "enabled": True,
-                "size": "10Gi",
-                "storageClass": args.storage_class,
-            },
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": "topology.kubernetes.io/zone",
-                    "whenUnsatisfiable": "DoNotSchedule",
-                    "labelSelector": {"matchLabels": selector},
-                }
-            ],
-            "nodeSelector": pool_selector("system"),
-            "statefulSet": {
-                "securityContext": {
-                    "pod": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 100,
-                        "runAsGroup": 1000,
-                        "fsGroup": 1000,
-                        "seccompProfile": runtime_default(),
-                    },
-                    "container": chart_container_security(),
-                }
-            },
+            "ui": {"enabled": True, "serviceType": "ClusterIP"},
         },
-        "ui": {"enabled": True, "serviceType": "ClusterIP"},
-    }
+    )

@@ -216,31 +216,36 @@ class WorkloadLogs(pulumi.ComponentResource):
             f"{name}-fluent-bit",
             args.sources.chart("fluent-bit"),
             namespace=NAMESPACE,
-            values={
-                "serviceAccount": {
-                    "create": True,
-                    "name": SERVICE_ACCOUNT,
-                    "annotations": role_annotation(role.arn),
+            values=args.sources.chart_images(
+                "fluent-bit",
+                {
+                    # The chart's `helm test` pod pulls busybox:latest; we never run it.
+                    "testFramework": {"enabled": False},
+                    "serviceAccount": {
+                        "create": True,
+                        "name": SERVICE_ACCOUNT,
+                        "annotations": role_annotation(role.arn),
+                    },
+                    "podSecurityContext": {"seccompProfile": runtime_default()},
+                    "securityContext": chart_container_security(runAsUser=0, runAsNonRoot=False),
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    # Every node, GPU nodes included: their pods log too.
+                    "tolerations": [dict(GPU_TOLERATION)],
+                    "priorityClassName": "system-node-critical",
+                    # Replace the chart's default host mounts (a writable /var/log, docker's folder,
+                    # machine-id) with the one folder it reads, read-only.
+                    "daemonSetVolumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}],
+                    "daemonSetVolumeMounts": [
+                        {"name": "varlog", "mountPath": "/var/log", "readOnly": True}
+                    ],
+                    # The chart mounts these at /fluent-bit/scripts (its ConfigMap, read-only).
+                    "luaScripts": {MASK_SCRIPT_NAME: mask_script(args.masked_fields)},
+                    "config": fluent_bit_config(args.region, args.name_prefix, args.tenants),
                 },
-                "podSecurityContext": {"seccompProfile": runtime_default()},
-                "securityContext": chart_container_security(runAsUser=0, runAsNonRoot=False),
-                "resources": {
-                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                    "limits": {"cpu": "500m", "memory": "256Mi"},
-                },
-                # Every node, GPU nodes included: their pods log too.
-                "tolerations": [dict(GPU_TOLERATION)],
-                "priorityClassName": "system-node-critical",
-                # Replace the chart's default host mounts (a writable /var/log, docker's folder,
-                # machine-id) with the one folder it reads, read-only.
-                "daemonSetVolumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}],
-                "daemonSetVolumeMounts": [
-                    {"name": "varlog", "mountPath": "/var/log", "readOnly": True}
-                ],
-                # The chart mounts these at /fluent-bit/scripts (its ConfigMap, read-only).
-                "luaScripts": {MASK_SCRIPT_NAME: mask_script(args.masked_fields)},
-                "config": fluent_bit_config(args.region, args.name_prefix, args.tenants),
-            },
+            ),
             opts=child(self, depends_on=[*groups.values(), role]),
         )
         self.log_group_names = pulumi.Output.all(

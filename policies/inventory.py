@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 INVENTORY_FILE = Path(__file__).resolve().parent / "inventory.toml"
 """The reviewed inventory."""
@@ -32,7 +34,35 @@ _URL = re.compile(r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)*")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 """A content digest as registries report it."""
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-_FIELDS = {"id", "kind", "upstream", "chart", "version", "mirror", "used_by"}
+_FIELDS = {
+    "id",
+    "kind",
+    "upstream",
+    "chart",
+    "version",
+    "mirror",
+    "used_by",
+    "in_chart",
+    "values_path",
+    "values_shape",
+}
+_PATH = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*")
+SHAPES = (
+    "repository-tag",
+    "registry-repository-tag",
+    "registry-repository-tag-sha",
+    "repository-version",
+)
+"""How a chart's values spell an image (the keys its templates read), a closed set:
+
+- ``repository-tag``: ``{repository: <host>/<path>, tag}``; a digest rides in the tag
+  (``1.2.3@sha256:...``) because such charts join the two with a colon;
+- ``registry-repository-tag``: ``{registry: <host>, repository: <path>, tag}``, same digest rule;
+- ``registry-repository-tag-sha``: the same plus ``sha`` (the digest's hex, no ``sha256:``),
+  which the chart appends as ``@sha256:<sha>``;
+- ``repository-version``: ``{repository, version}``, the version being a tag or a whole
+  ``sha256:`` digest (sigstore's policy-controller joins the latter with ``@``).
+"""
 _LOCK_FIELDS = {"id", "digest", "source", "resolved_at"}
 
 
@@ -58,6 +88,12 @@ class Entry:
     """Where it runs (files and roles, for people)."""
     chart: str = ""
     """Chart name (charts only)."""
+    in_chart: str = ""
+    """Images a chart pulls: the id of the inventory chart whose templates name it."""
+    values_path: str = ""
+    """Images a chart pulls: the dotted path of the image block in that chart's values."""
+    values_shape: str = ""
+    """Images a chart pulls: how the chart's values spell it (one of :data:`SHAPES`)."""
 
     @property
     def reference(self) -> str:
@@ -117,8 +153,8 @@ def parse_inventory(text: str, path: Path = INVENTORY_FILE) -> dict[str, Entry]:
         if kind not in KINDS:
             raise _problem(path, where, "kind", f"{kind!r}; allowed: {', '.join(KINDS)}")
         version = _text(path, where, raw, "version", _TAG)
-        if version == "latest":
-            raise _problem(path, where, "version", "'latest' is not a pinned version")
+        if version == "latest" or version.startswith("latest-"):
+            raise _problem(path, where, "version", f"{version!r} is not a pinned version")
         used_by = raw.get("used_by")
         if (
             not isinstance(used_by, list)
@@ -134,8 +170,55 @@ def parse_inventory(text: str, path: Path = INVENTORY_FILE) -> dict[str, Entry]:
                 raise _problem(path, where, "chart", "only charts have a chart name")
             upstream, chart = _text(path, where, raw, "upstream", _IMAGE), ""
         mirror = _text(path, where, raw, "mirror", _REPO)
-        out[ident] = Entry(ident, kind, upstream, version, mirror, tuple(used_by), chart)
+        in_chart, values_path, shape = _chart_image(path, where, raw, kind)
+        out[ident] = Entry(
+            ident,
+            kind,
+            upstream,
+            version,
+            mirror,
+            tuple(used_by),
+            chart,
+            in_chart,
+            values_path,
+            shape,
+        )
+    _check_chart_images(path, out)
     return out
+
+
+def _chart_image(path: Path, where: str, raw: dict, kind: str) -> tuple[str, str, str]:
+    # The three keys come together or not at all, and only on images: a chart's image without
+    # its values path could not be set, and one without its chart could not be checked.
+    keys = ("in_chart", "values_path", "values_shape")
+    present = [k for k in keys if k in raw]
+    if not present:
+        return "", "", ""
+    if kind != "image":
+        raise _problem(path, where, present[0], "only images a chart pulls have it")
+    if len(present) != len(keys):
+        missing = ", ".join(k for k in keys if k not in raw)
+        raise _problem(
+            path, where, missing, "missing (in_chart, values_path, values_shape go together)"
+        )
+    in_chart = _text(path, where, raw, "in_chart", _ID)
+    values_path = _text(path, where, raw, "values_path", _PATH)
+    shape = raw["values_shape"]
+    if shape not in SHAPES:
+        raise _problem(path, where, "values_shape", f"{shape!r}; allowed: {', '.join(SHAPES)}")
+    return in_chart, values_path, shape
+
+
+def _check_chart_images(path: Path, entries: dict[str, Entry]) -> None:
+    # The chart an image names must be an inventory chart. Two images of one chart may share a
+    # path (cluster-autoscaler's versions per Kubernetes release): the component picks one,
+    # and Sources.chart_images refuses to set both.
+    for e in entries.values():
+        if not e.in_chart:
+            continue
+        found = entries.get(e.in_chart)
+        if found is None or found.kind != "chart":
+            raise _problem(path, f"entry {e.id!r}", "in_chart", f"no chart {e.in_chart!r}")
 
 
 def parse_lock(text: str, inventory: dict[str, Entry], path: Path = LOCK_FILE) -> dict[str, Pin]:
@@ -247,6 +330,58 @@ def mirror_chart(found: Entry, host: str) -> str:
     return f"oci://{host}/{found.mirror}"
 
 
+def split_reference(reference: str) -> tuple[str, str, str, str]:
+    """``(registry, repository, tag, digest)`` of an image reference (the digest keeps
+    ``sha256:``). A first path part with a dot or a port, or ``localhost``, is the registry;
+    a name without one is Docker Hub's (``docker.io``), its repository kept as written."""
+    name, _, digest = reference.partition("@")
+    head, _, last = name.rpartition("/")
+    last, _, tag = last.partition(":")
+    path = f"{head}/{last}" if head else last
+    first, sep, rest = path.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest, tag, digest
+    return "docker.io", path, tag, digest
+
+
+def shape_image(reference: str, shape: str, version: str = "") -> dict[str, str]:
+    """``reference`` as the image values of ``shape`` (see :data:`SHAPES`); ValueError on an
+    unknown shape, or a reference with neither tag nor digest.
+
+    ``version`` is the tag to show beside a digest-only reference (the mirror's pinned form):
+    the tag-joining shapes need one, and ``tag@digest`` still pulls exactly the digest.
+
+    The repository-only shapes keep the reference's name exactly as written, so the gate
+    reads back the very reference the sources gave (``identify`` matches it).
+    """
+    registry, repository, tag, digest = split_reference(reference)
+    if not tag and not digest:
+        raise ValueError(f"image {reference!r} has neither tag nor digest")
+    name = reference.partition("@")[0]
+    if tag:
+        name = name[: -len(tag) - 1]
+    tag = tag or version
+    joined = f"{tag}@{digest}" if tag and digest else tag or f"@{digest}"
+    if shape == "repository-tag":
+        return {"repository": name, "tag": joined}
+    if shape == "registry-repository-tag":
+        return {"registry": registry, "repository": repository, "tag": joined}
+    if shape == "registry-repository-tag-sha":
+        out = {"registry": registry, "repository": repository, "tag": tag}
+        if digest:
+            out["sha"] = digest.removeprefix("sha256:")
+        return out
+    if shape == "repository-version":
+        return {"repository": name, "version": digest or tag}
+    raise ValueError(f"image values shape {shape!r}; allowed: {', '.join(SHAPES)}")
+
+
+def _deep_copy(values: Mapping[str, Any]) -> dict[str, Any]:
+    # Mappings are copied so setting an image never edits the caller's dict; other values
+    # (lists, Pulumi outputs) are shared, as the release only reads them.
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+
+
 @dataclass(frozen=True)
 class Sources:
     """Where a stack pulls each inventory entry from: resolved once, handed to components.
@@ -260,6 +395,8 @@ class Sources:
     charts: dict[str, tuple[str, str, str]]
     """Chart id -> ``(name, version, location)``: location is the repository URL upstream,
     or the chart's full ``oci://`` reference in the mirror."""
+    inventory: dict[str, Entry] | None = None
+    """The inventory the references came from (None: this repository's)."""
 
     def image(self, ident: str) -> str:
         """The reference of image ``ident`` (KeyError names the id)."""
@@ -268,14 +405,40 @@ class Sources:
         return self.images[ident]
 
     def image_values(self, ident: str) -> dict[str, str]:
-        """``{"repository", "tag"}`` Helm values for charts that template ``repository:tag``.
+        """``{"repository", "tag"}`` Helm values for charts that template ``repository:tag``
+        (the ``repository-tag`` shape)."""
+        return self.shaped(ident, "repository-tag")
 
-        A digest rides in the tag (``1.2.3@sha256:...``) because such charts join the two
-        with a colon, which yields the same pinned reference.
+    def shaped(self, ident: str, shape: str) -> dict[str, str]:
+        """Image ``ident`` as Helm values of ``shape`` (one of :data:`SHAPES`)."""
+        found = (self.inventory or INVENTORY).get(ident)
+        return shape_image(self.image(ident), shape, found.version if found else "")
+
+    def chart_images(
+        self, chart_id: str, values: Mapping[str, Any], only: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """``values`` with every image the inventory lists for chart ``chart_id`` set at its
+        values path, in its shape (keys already there, e.g. ``pullPolicy``, are kept).
+
+        ``only`` picks, by id, among images of the chart sharing one path (several versions);
+        without it every image of the chart is set, and two at one path are refused.
         """
-        name, at, digest = self.image(ident).partition("@")
-        repo, _, tag = name.rpartition(":")
-        return {"repository": repo, "tag": f"{tag}{at}{digest}"}
+        out = _deep_copy(values)
+        seen: dict[str, str] = {}
+        for e in (self.inventory or INVENTORY).values():
+            if e.in_chart != chart_id or (only and e.id not in only):
+                continue
+            if e.values_path in seen:
+                raise ValueError(
+                    f"chart {chart_id!r}: images {seen[e.values_path]!r} and {e.id!r} share "
+                    f"values path {e.values_path}; pick one with only="
+                )
+            seen[e.values_path] = e.id
+            node = out
+            for key in e.values_path.split("."):
+                node = node.setdefault(key, {})
+            node.update(self.shaped(e.id, e.values_shape))
+        return out
 
     def chart(self, ident: str) -> tuple[str, str, str]:
         """``(name, version, location)`` of chart ``ident`` (KeyError names the id)."""
@@ -292,6 +455,7 @@ def upstream_sources(inventory: dict[str, Entry] | None = None) -> Sources:
         charts={
             e.id: (e.chart, e.version, e.upstream) for e in found.values() if e.kind == "chart"
         },
+        inventory=inventory,
     )
 
 
@@ -309,6 +473,7 @@ def mirror_sources(
             for e in found.values()
             if e.kind == "chart"
         },
+        inventory=inventory,
     )
 
 

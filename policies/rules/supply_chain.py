@@ -34,28 +34,57 @@ def pod_images(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                 yield str(c.get("name") or "?"), str(c.get("image") or "")
 
 
+IMAGE_KEYS = ("registry", "repository", "tag", "sha", "digest", "version")
+"""The keys charts spell an image block with (policies/inventory.py SHAPES)."""
+CHART_DEFAULT = "<chart default>"
+"""Stands for the part of an image block that the values leave to the chart: never a zone
+registry, so SOV-SUP-001 reports a block that sets a tag but not where it is pulled from."""
+
+
+def image_block(block: Mapping[str, Any]) -> str:
+    """The reference a chart builds from an image block: ``[registry/]repository``, then
+    ``:tag`` (which may carry ``@digest``), ``@sha256:<sha>``, ``@digest``, and ``version``
+    (``@`` before a ``sha256:`` version, ``:`` before a tag). A missing repository is the
+    chart's default, shown as :data:`CHART_DEFAULT`."""
+    ref = str(block.get("repository") or CHART_DEFAULT)
+    if block.get("registry"):
+        ref = f"{block['registry']}/{ref}"
+    if block.get("tag"):
+        ref += f":{block['tag']}"
+    if block.get("sha"):
+        ref += f"@sha256:{block['sha']}"
+    if block.get("digest"):
+        ref += f"@{block['digest']}"
+    version = str(block.get("version") or "")
+    if version:
+        ref += f"@{version}" if version.startswith("sha256:") else f":{version}"
+    return ref
+
+
 def values_images(values: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """(values path, image) of every ``image`` field we set in Helm values: a reference string,
-    or a mapping of ``repository`` with ``tag`` or ``digest`` (``registry`` prefixed)."""
+    """(values path, image) of every image we set in Helm values: an ``image`` string, an
+    ``image`` block of :data:`IMAGE_KEYS`, or such blocks one level inside an ``image``
+    mapping (keda's ``image.keda``, ``image.metricsApiServer``...)."""
     if isinstance(values, Mapping):
         for k, v in values.items():
             here = f"{path}.{k}" if path else str(k)
             if k == "image" and isinstance(v, str):
                 yield here, v
-            elif k == "image" and isinstance(v, Mapping) and v.get("repository"):
-                ref = str(v["repository"])
-                if v.get("registry"):
-                    ref = f"{v['registry']}/{ref}"
-                if v.get("tag"):
-                    ref += f":{v['tag']}"
-                if v.get("digest"):
-                    ref += f"@{v['digest']}"
-                yield here, ref
+            elif k == "image" and isinstance(v, Mapping):
+                yield from _image_mapping(v, here)
             else:
                 yield from values_images(v, here)
     elif isinstance(values, list):
         for i, v in enumerate(values):
             yield from values_images(v, f"{path}[{i}]")
+
+
+def _image_mapping(block: Mapping[str, Any], path: str) -> Iterator[tuple[str, str]]:
+    if any(block.get(k) for k in IMAGE_KEYS):
+        yield path, image_block(block)
+    for k, v in block.items():
+        if isinstance(v, Mapping) and any(v.get(key) for key in IMAGE_KEYS):
+            yield f"{path}.{k}", image_block(v)
 
 
 def images_of(r: Resource) -> list[tuple[str, str]]:
