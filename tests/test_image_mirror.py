@@ -19,14 +19,16 @@ from typer.testing import CliRunner
 
 from components.image_admission import (
     ADMISSION_LABEL,
+    RUN_HOOKS,
     ImageAdmission,
     ImageAdmissionArgs,
-    chart_image_values,
+    chart_values,
 )
 from components.registry_mirror import RegistryMirror, RegistryMirrorArgs
 from infra.cli.app import app
 from infra.images.mirror import MirrorError, chart_commands, mirror_commands
 from policies import inventory
+from policies.rules.supply_chain import values_images
 from tests.component_mocks import ACCESS, KEY, children_named_after, of_type, record
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -67,8 +69,12 @@ def test_every_mirror_reference_names_a_repository_the_record_creates(
     for r in prod["resources"]:
         if r["type"].startswith("aws:ecr/"):
             continue
-        for ref in _refs(r["inputs"], []):
-            if ref.endswith("/**"):  # the admission policy's glob, judged below
+        refs = _refs(r["inputs"], [])
+        if r["type"] == "kubernetes:helm.sh/v3:Release":
+            # Helm values split into registry and repository: judge them joined, as the chart.
+            refs += [i for _, i in values_images(r["inputs"]["values"])]
+        for ref in refs:
+            if ref.endswith("/**") or ref == HOST:  # the policy's glob (below); a registry key
                 continue
             path = inventory.mirror_path(ref)
             if path is None:  # a Helm value split into repository and tag
@@ -77,6 +83,7 @@ def test_every_mirror_reference_names_a_repository_the_record_creates(
             seen.add(path)
     # The walk must see what it judges: images, charts and the admission controller's image.
     assert {"nvidia/tritonserver", "charts/vault", "sigstore/policy-controller"} <= seen
+    assert {"prometheus/prometheus", "kedacore/keda", "kiwigrid/k8s-sidecar"} <= seen
 
 
 def test_mirror_repositories_are_encrypted_immutable_scanned_and_protected(
@@ -180,7 +187,8 @@ def test_the_admission_policy_covers_the_mirror_and_trusts_the_signing_key(
     assert values["webhook"]["failurePolicy"] == "Fail"
     pin = inventory.load_lock()["policy-controller"].digest
     assert values["webhook"]["image"]["repository"] == f"{HOST}/sigstore/policy-controller"
-    assert values["webhook"]["image"]["version"] == values["webhook"]["image"]["digest"] == pin
+    assert values["webhook"]["image"]["version"] == pin
+    assert "digest" not in values["webhook"]["image"] and release["inputs"]["disableWebhooks"]
     # The policy needs the chart's CRD: it is declared after the release.
     assert release["urn"] in policy["dependencies"]
 
@@ -291,18 +299,27 @@ def test_image_admission_refuses_bad_args_before_any_resource(
     assert str(exc.value).startswith(message)
 
 
-def test_chart_image_values_join_a_digest_with_at_and_a_tag_with_colon() -> None:
+@pytest.mark.parametrize("pinned", [True, False])
+def test_the_policy_controller_values_are_what_the_gate_reads_back(pinned: bool) -> None:
+    """The chart's ``{repository, version}`` block, with no extra key: the gate's reader builds
+    the very reference the sources gave (``@`` before a digest, ``:`` before a tag)."""
     digest = "sha256:" + "ab" * 32
-    assert chart_image_values(f"{HOST}/s/p@{digest}") == {
-        "repository": f"{HOST}/s/p",
-        "version": digest,
-        "digest": digest,
-    }
-    assert chart_image_values(f"{HOST}/s/p:v0.8.2") == {
-        "repository": f"{HOST}/s/p",
-        "version": "v0.8.2",
-        "tag": "v0.8.2",
-    }
+    pins = {"policy-controller": inventory.Pin("policy-controller", digest, "test source", "x")}
+    sources = inventory.mirror_sources(HOST, pins if pinned else {})
+    args = ImageAdmissionArgs(
+        namespace="cosign-system",
+        registry_host=HOST,
+        signing_key_arn=KEY,
+        cluster_access=ACCESS,
+        vpc_cidr="10.40.0.0/16",
+        sources=sources,
+    )
+    values = chart_values(args, "arn:aws:iam::123456789012:role/r")
+    block = values["webhook"]["image"]
+    assert set(block) == {"repository", "version", "pullPolicy"}
+    assert block["version"] == (digest if pinned else "v0.8.2")
+    assert dict(values_images(values)) == {"webhook.image": sources.image("policy-controller")}
+    assert "leasescleanup" not in values and RUN_HOOKS is False
 
 
 # -- sovml images mirror --------------------------------------------------------------------------

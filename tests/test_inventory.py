@@ -135,15 +135,28 @@ def test_mirror_references_are_the_zones_ecr_by_digest_or_by_tag() -> None:
 HELM = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 
 
+def _block(b: dict[str, Any]) -> str:
+    # Helm's image maps: [registry/]repository, then :tag or the policy-controller's version
+    # (a digest, joined with @), then @sha256:<sha>.
+    name = b.get("repository", "?")
+    if b.get("registry"):
+        name = f"{b['registry']}/{name}"
+    version = str(b.get("tag") or b.get("version"))
+    ref = f"{name}@{version}" if version.startswith("sha256:") else f"{name}:{version}"
+    return ref + (f"@sha256:{b['sha']}" if b.get("sha") else "")
+
+
 def _images(node: Any, out: list[str]) -> list[str]:
-    """Every ``image`` value under ``node``: strings, and Helm's ``{repository, tag}`` maps
-    (a map with only a tag keeps the chart's repository: ``?:<tag>``)."""
+    """Every ``image`` value under ``node``: strings, and Helm's image maps (a map with only a
+    tag keeps the chart's repository: ``?:<tag>``)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "image" and isinstance(value, str):
                 out.append(value)
-            elif key == "image" and isinstance(value, dict) and "tag" in value:
-                out.append(f"{value.get('repository', '?')}:{value['tag']}")
+            elif key == "image" and isinstance(value, dict):
+                # A block, or blocks one level in (keda's image.keda, image.webhooks...).
+                blocks = [value, *[v for v in value.values() if isinstance(v, dict)]]
+                out.extend(_block(b) for b in blocks if "tag" in b or "version" in b)
             else:
                 _images(value, out)
     elif isinstance(node, list):
