@@ -404,11 +404,6 @@ class Sources:
             raise KeyError(f"no image {ident!r} in policies/inventory.toml")
         return self.images[ident]
 
-    def image_values(self, ident: str) -> dict[str, str]:
-        """``{"repository", "tag"}`` Helm values for charts that template ``repository:tag``
-        (the ``repository-tag`` shape)."""
-        return self.shaped(ident, "repository-tag")
-
     def shaped(self, ident: str, shape: str) -> dict[str, str]:
         """Image ``ident`` as Helm values of ``shape`` (one of :data:`SHAPES`)."""
         found = (self.inventory or INVENTORY).get(ident)
