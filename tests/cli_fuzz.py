@@ -135,6 +135,7 @@ def redirect_repository_defaults(monkeypatch: pytest.MonkeyPatch, root: Path) ->
         stacks_cli, "synthesize", functools.partial(synth_runner.synthesize, build_dir=build)
     )
     monkeypatch.setattr(gate_run, "run_gate", functools.partial(gate_run.run_gate, build_dir=build))
+    monkeypatch.setattr(synth_runner, "BUILD", build)  # read at call time (sovml images values)
     monkeypatch.setattr(compilation, "CODE_ROOT", root)
     monkeypatch.setattr(features_config, "DEFAULT_REPO", build / "feature_store")
 

@@ -76,6 +76,8 @@ CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("images", "list"): frozenset({0, 2, 3}),
     ("images", "lock"): frozenset({0, 2, 3}),
     ("images", "mirror"): frozenset({0, 2, 3}),
+    ("images", "values"): frozenset({0, 2, 3}),
+    ("images", "verify-rendered"): frozenset({0, 1, 2, 3}),
     ("features", "apply"): frozenset({0, 2, 3}),
     ("features", "materialize"): frozenset({0, 2, 3}),
     ("features", "get"): frozenset({0, 2, 3}),

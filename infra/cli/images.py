@@ -5,6 +5,8 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(images_app, name="images
     sovml images list [--json]
     sovml images lock [--endpoint HOST=URL ...] [--ecr-region REGION]
     sovml images mirror STACK --dry-run
+    sovml images values STACK [--out DIR]
+    sovml images verify-rendered STACK MANIFEST...
 
 The inventory is ``policies/inventory.toml`` and the lock ``policies/images.lock.toml``
 (:mod:`policies.inventory`); resolving is :mod:`infra.images.resolve`. Exit codes as in
@@ -18,6 +20,12 @@ the others. Never 1: an unreachable registry is an environment error, not a resu
 exits 0; 2 for an unknown or invalid stack, a stack on ``imageSource: upstream``, or a run
 without ``--dry-run`` (only the dry run is offered: the commands need the internet and the
 zone's registry at once, which is the operator's machine, not this one).
+``values`` writes each Helm release's values and a ``releases.tsv`` index for ``helm template``
+(:mod:`infra.images.rendered`): 0 written; 2 for a bad stack or an unwritable ``--out``.
+``verify-rendered`` judges every container image of ``helm template`` output: 0 when each is an
+inventory image in the stack's zone registry (by the lock's digest where it pins one), 1 when any
+is not (each named, with why), 2 for a bad stack, an upstream stack, or a manifest that cannot be
+read or parsed within bounds.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from infra.cli.common import EXIT_INTERNAL, consoles, fail, styled
+from infra.cli.common import EXIT_INTERNAL, EXIT_NEGATIVE, consoles, fail, folder_problem, styled
 
 images_app = typer.Typer(
     help="The inventory of images and charts, and its digest lock.",
@@ -198,3 +206,84 @@ def mirror_cmd(
     except MirrorError as exc:
         fail(err, str(exc))
     out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _mirror_stack(err: Any, stack: str) -> Any:
+    """STACK's validated config; exits 2 for a bad stack or one on ``imageSource: upstream``."""
+    from infra.config.problems import StackFileError
+    from infra.config.stackfile import load_stack
+
+    try:
+        cfg, _, _ = load_stack(stack)
+    except StackFileError as exc:
+        fail(err, str(exc) if not exc.problems else f"{exc}: run `sovml config validate {stack}`")
+    if cfg.image_source != "mirror":
+        fail(err, f"stack {stack} pulls from upstream (imageSource: {cfg.image_source})")
+    return cfg
+
+
+@images_app.command("values")
+def values_cmd(
+    stack: Annotated[str, typer.Argument(help="Stack name, e.g. prod-uae.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the values files [default: build/STACK/charts]."),
+    ] = None,
+) -> None:
+    """Write each Helm release's values (as the program sets them) and a releases.tsv index, for
+    `helm template --skip-crds` where the charts are reachable; then `verify-rendered`."""
+    from infra.images.rendered import releases, write_values
+    from infra.synth import runner
+    from infra.synth.fresh import fresh_record
+
+    console, err = consoles()
+    _mirror_stack(err, stack)
+    # Read at call time, not import time: the build folder is one setting of the synth.
+    build = runner.BUILD
+    target = out if out is not None else build / stack / "charts"
+    if (problem := folder_problem(target)) is not None:
+        fail(err, f"--out {target}: {problem}")
+    try:
+        record = fresh_record(stack, build_dir=build).record
+        index = write_values(releases(record), target)
+    except runner.SynthError as exc:
+        fail(err, f"{stack}: {exc}")
+    except (OSError, ValueError) as exc:
+        fail(err, f"--out {target}: {exc}")
+    console.print(f"wrote {index} and the values of each release beside it", markup=False)
+
+
+@images_app.command("verify-rendered")
+def verify_rendered_cmd(
+    stack: Annotated[str, typer.Argument(help="The stack the manifests were rendered for.")],
+    manifests: Annotated[
+        list[Path], typer.Argument(help="`helm template --skip-crds` output files.")
+    ],
+    lock: LockOpt = None,
+) -> None:
+    """Judge every container image of rendered manifests: each must be an inventory image in
+    STACK's zone registry (by the lock's digest where it pins one). Exits 1 naming any other."""
+    from infra.images.rendered import foreign_images, rendered_images
+    from infra.synth.expand import ManifestError
+    from policies.inventory import registry_host
+
+    console, err = consoles()
+    cfg = _mirror_stack(err, stack)
+    inventory, pins, _ = _load(err, lock)
+    found: list[tuple[str, str]] = []
+    for path in manifests:
+        try:
+            text = path.read_text(encoding="utf-8")
+            found += [(f"{path.name}: {w}", i) for w, i in rendered_images(text, str(path))]
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(err, f"{path}: cannot be read ({exc.__class__.__name__})")
+        except ManifestError as exc:
+            fail(err, str(exc))
+    host = registry_host(cfg.allowed_account_ids[0], cfg.region)
+    bad = foreign_images(found, host, pins, inventory)
+    for where, image, why in bad:
+        err.print(f"refused {where}: {image}: {why}", markup=False, soft_wrap=True)
+    if bad:
+        console.print(f"{len(bad)} of {len(found)} images may not run (named above)")
+        raise typer.Exit(EXIT_NEGATIVE)
+    console.print(f"{len(found)} images, each an inventory image in {host}", markup=False)
