@@ -15,8 +15,18 @@ from infra.cli.app import app
 from infra.config.stackfile import STACKS
 
 REGION = "me-central-1"
-PURPOSES = ("cluster", "logs", "pseudonymization", "storage", "vault", "volumes")
-"""The KMS keys of every stack (components/encryption.py, as infra/platform.py asks for them)."""
+PURPOSES = (
+    "cluster",
+    "image-signing",
+    "logs",
+    "pseudonymization",
+    "registry",
+    "storage",
+    "vault",
+    "volumes",
+)
+"""The KMS keys of every tenant stack (components/encryption.py, as infra/platform.py asks for
+them, and the zone mirror's: components/registry_mirror.py), by name."""
 ENV = {"COLUMNS": "200"}
 runner = CliRunner()
 
@@ -37,6 +47,7 @@ def tenant_stacks(root: Path, tenants: tuple[str, ...]) -> Path:
                 name=name,
                 emails=(f"ops@{name}.example",),
                 alert_webhook=f"https://itsm.{name}.example/alertmanager",
+                account_id="111122223333",
             ),
             stacks,
         )

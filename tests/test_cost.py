@@ -25,6 +25,8 @@ from infra.synth.runner import synthesize
 
 EMAIL = "ops@acme.example.ae"
 WEBHOOK = "https://itsm.example.ae/alertmanager"
+ACCOUNT = "111122223333"
+"""The AWS account of the fixture tenants (AWS's documentation account)."""
 """The paging receiver a tenant stack (prod) must name."""
 TYPE = {kind.key: kind.type for kind in billing().kinds}
 """Line-item key -> the record type it counts, from the kinds table."""
@@ -38,7 +40,8 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     stacks.mkdir()
     (stacks / "Pulumi.prod-uae.yaml").write_text((STACKS / "Pulumi.prod-uae.yaml").read_text())
     tenantmod.create_tenant(
-        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK), stacks
+        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT),
+        stacks,
     )
     return {
         s: synthesize(s, stacks_dir=stacks, build_dir=build).record for s in ("prod-uae", "acme")
@@ -207,11 +210,16 @@ def test_cost_command_writes_cost_json_and_compares(
     stacks, build = tmp_path / "stacks", tmp_path / "build"
     stacks.mkdir()
     tenantmod.create_tenant(
-        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK), stacks
+        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT),
+        stacks,
     )
     tenantmod.create_tenant(
         tenantmod.TenantRequest(
-            "bigco", template="enterprise", emails=(EMAIL,), alert_webhook=WEBHOOK
+            "bigco",
+            template="enterprise",
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            account_id=ACCOUNT,
         ),
         stacks,
     )

@@ -29,6 +29,8 @@ ENV = {"COLUMNS": "1000"}
 """Wide enough that no table cell wraps: one problem per line."""
 
 WEBHOOK = "https://itsm.example.ae/alertmanager"
+ACCOUNT = "111122223333"
+"""The AWS account of the fixture tenants (AWS's documentation account)."""
 """The paging receiver of the fixtures: a prod stack must name one (infra/config/alerting.py)."""
 
 BASE = f"""\
@@ -532,7 +534,11 @@ def test_secure_values_are_redacted_and_kept_as_secret_keys(tmp_path: Path) -> N
 def test_rendered_tenant_templates_pass_the_same_path(tmp_path: Path) -> None:
     for tier in TEMPLATES:
         request = TenantRequest(
-            f"t-{tier}", template=tier, emails=("ops@acme.example",), alert_webhook=WEBHOOK
+            f"t-{tier}",
+            template=tier,
+            emails=("ops@acme.example",),
+            alert_webhook=WEBHOOK,
+            account_id=ACCOUNT,
         )
         created = create_tenant(request, tmp_path)
         result = invoke("config", "validate", f"t-{tier}", "--stacks-dir", str(tmp_path))

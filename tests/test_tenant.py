@@ -18,6 +18,8 @@ from infra.gate.run import run_gate
 runner = CliRunner()
 EMAIL = "ops@acme.example.ae"
 WEBHOOK = "https://itsm.example.ae/alertmanager"
+ACCOUNT = "111122223333"
+"""The AWS account of the fixture tenants (AWS's documentation account)."""
 """The paging receiver every tenant stack (prod) must name."""
 
 
@@ -39,6 +41,8 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
             EMAIL,
             "--alert-webhook",
             WEBHOOK,
+            "--account-id",
+            ACCOUNT,
             "--stacks-dir",
             stacks,
         ],
@@ -88,14 +92,23 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
         i["spec"]["scaleTargetRef"]["name"] for k, i in kinds if k.endswith("Autoscaler")
     ]
     assert "triton-credit-risk" not in hpa_targets, "KEDA owns the model's HPA"
-    assert any(k == "Release" and i["chart"] == "keda" for k, i in kinds)
+    # On the zone's mirror, as every tenant stack is: the chart is an oci:// reference there.
+    assert any(
+        k == "Release"
+        and i["chart"] == f"oci://{ACCOUNT}.dkr.ecr.me-central-1.amazonaws.com/charts/keda"
+        for k, i in kinds
+    )
     assert any(k == "Namespace" and i["metadata"]["name"] == "keda" for k, i in kinds)
 
 
 def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
     rendered = tenantmod.plan_tenant(
         tenantmod.TenantRequest(
-            "bigco", template="enterprise", emails=(EMAIL,), alert_webhook=WEBHOOK
+            "bigco",
+            template="enterprise",
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            account_id=ACCOUNT,
         ),
         tmp_path,
     )
@@ -133,7 +146,17 @@ def test_bad_input_is_refused_and_nothing_is_written(
     before = listing(tmp_path)
     result = runner.invoke(
         tenant_app,
-        [*args, "--email", EMAIL, "--alert-webhook", WEBHOOK, "--stacks-dir", tmp_path],
+        [
+            *args,
+            "--email",
+            EMAIL,
+            "--alert-webhook",
+            WEBHOOK,
+            "--account-id",
+            ACCOUNT,
+            "--stacks-dir",
+            tmp_path,
+        ],
     )
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
@@ -180,7 +203,18 @@ def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
     existing.write_text("config: {}\n")
     result = runner.invoke(
         tenant_app,
-        ["new", "acme", "--email", EMAIL, "--alert-webhook", WEBHOOK, "--stacks-dir", tmp_path],
+        [
+            "new",
+            "acme",
+            "--email",
+            EMAIL,
+            "--alert-webhook",
+            WEBHOOK,
+            "--account-id",
+            ACCOUNT,
+            "--stacks-dir",
+            tmp_path,
+        ],
     )
     assert result.exit_code == 2
     assert "already exists; refusing to overwrite" in " ".join(result.output.split())
@@ -188,32 +222,48 @@ def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
     # The repository's own stacks are refused the same way.
     with pytest.raises(tenantmod.TenantError, match="already exists"):
         tenantmod.plan_tenant(
-            tenantmod.TenantRequest("staging", emails=(EMAIL,), alert_webhook=WEBHOOK)
+            tenantmod.TenantRequest(
+                "staging", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT
+            )
         )
 
 
 def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
     with pytest.raises(tenantmod.TenantError, match="needs at least one --email"):
-        tenantmod.plan_tenant(tenantmod.TenantRequest("acme", alert_webhook=WEBHOOK), tmp_path)
+        tenantmod.plan_tenant(
+            tenantmod.TenantRequest("acme", alert_webhook=WEBHOOK, account_id=ACCOUNT), tmp_path
+        )
     free = tenantmod.plan_tenant(
-        tenantmod.TenantRequest("acme", template="enterprise", budget_usd=0, alert_webhook=WEBHOOK),
+        tenantmod.TenantRequest(
+            "acme", template="enterprise", budget_usd=0, alert_webhook=WEBHOOK, account_id=ACCOUNT
+        ),
         tmp_path,
     )
     assert free.config.monthly_budget_usd == 0
     # The smb tier's budget is a rule (infra/config/tiers.py), not only the template's default.
     with pytest.raises(tenantmod.TenantError, match="smb tier needs a monthly budget"):
         tenantmod.plan_tenant(
-            tenantmod.TenantRequest("acme", budget_usd=0, alert_webhook=WEBHOOK), tmp_path
+            tenantmod.TenantRequest(
+                "acme", budget_usd=0, alert_webhook=WEBHOOK, account_id=ACCOUNT
+            ),
+            tmp_path,
         )
 
 
 def test_region_defaults_to_the_zone_default(tmp_path: Path) -> None:
-    request = tenantmod.TenantRequest("acme", zone="eu", emails=(EMAIL,), alert_webhook=WEBHOOK)
+    request = tenantmod.TenantRequest(
+        "acme", zone="eu", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT
+    )
     eu = tenantmod.plan_tenant(request, tmp_path)
     assert eu.config.region == "eu-central-1"
     other = tenantmod.plan_tenant(
         tenantmod.TenantRequest(
-            "acme", zone="eu", region="eu-north-1", emails=(EMAIL,), alert_webhook=WEBHOOK
+            "acme",
+            zone="eu",
+            region="eu-north-1",
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            account_id=ACCOUNT,
         ),
         tmp_path,
     )
@@ -248,7 +298,12 @@ def test_stack_template_filled_by_hand_equals_sovml_tenant_new(tmp_path: Path, n
     )
     rendered = tenantmod.plan_tenant(
         tenantmod.TenantRequest(
-            "acme", template=name, budget_usd=1500, emails=(EMAIL,), alert_webhook=WEBHOOK
+            "acme",
+            template=name,
+            budget_usd=1500,
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            account_id=ACCOUNT,
         ),
         tmp_path,
     )

@@ -287,7 +287,7 @@ def test_cli_dry_run_prints_the_plan_and_changes_nothing(
     assert result.exit_code == 0, result.output
     # Six KMS keys (the HMAC pseudonymization key among them: shredding it makes the tenant's
     # tokens unlinkable) and the Vault transit key.
-    assert "tenant alpha (stack alpha, me-central-1): 7 keys to shred" in result.output
+    assert "tenant alpha (stack alpha, me-central-1): 9 keys to shred" in result.output
     assert "alias/sovml-alpha-storage" in result.output and "artifacts-alpha" in result.output
     assert "alias/sovml-alpha-pseudonymization" in result.output
     assert "schedule deletion, 30-day window" in result.output

@@ -23,6 +23,7 @@ from infra.tenants import offboard as ob
 from pipelines import artifacts as art
 from pipelines.audit.verify import verify as verify_log
 from tests.offboard_helpers import (
+    PURPOSES,
     aliases,
     deploy_keys,
     key_states,
@@ -136,7 +137,10 @@ def test_offboarding_shreds_one_tenant_and_leaves_the_other(
     assert (entry["event"], entry["subject"]) == ("tenant.offboarded", "alpha")
     assert entry["outputs"]["certificate"]["path"] == str(path.resolve())
     assert entry["details"]["certificate_sha256"] == json.loads(path.read_text())["sha256"]
-    assert (entry["details"]["outcome"], entry["details"]["keys_scheduled"]) == ("shredded", 6)
+    assert (entry["details"]["outcome"], entry["details"]["keys_scheduled"]) == (
+        "shredded",
+        len(PURPOSES),
+    )
     assert verify_log(log).intact
 
     # Again: idempotent, every key reported as already pending or absent, exit 0.
@@ -145,7 +149,7 @@ def test_offboarding_shreds_one_tenant_and_leaves_the_other(
     second = max((build / "offboarding").glob("alpha-*.json"), key=lambda p: p.stat().st_mtime)
     assert second != path
     outcomes = [k["outcome"] for k in json.loads(second.read_text())["certificate"]["keys"]]
-    assert outcomes == ["already-pending"] * 6 + ["absent"]
+    assert outcomes == ["already-pending"] * len(PURPOSES) + ["absent"]
     art.decrypt_path(bravo_enc, _service(bao, "bravo"), out=tmp_path / "bravo-again")
 
 

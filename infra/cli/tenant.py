@@ -97,12 +97,21 @@ def new(
             help="Incident webhook (https) that receives the stack's pages; required.",
         ),
     ] = None,
+    account_id: Annotated[
+        str | None,
+        typer.Option(
+            "--account-id",
+            help="AWS account (12 digits) the stack deploys into; its zone ECR registry is the "
+            "mirror every image and chart comes from; required.",
+        ),
+    ] = None,
     stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = STACKS,
 ) -> None:
     """Render stacks/Pulumi.NAME.yaml from a template, validated before it is written.
 
     Refuses a bad or reserved tenant name, a region outside the zone, a missing or non-https
-    --alert-webhook and an existing stack file; nothing is written when anything is wrong.
+    --alert-webhook, a missing or malformed --account-id and an existing stack file; nothing is
+    written when anything is wrong.
     """
     out, err = consoles()
     request = tenantmod.TenantRequest(
@@ -115,6 +124,7 @@ def new(
         budget_usd=budget,
         emails=tuple(email or ()),
         alert_webhook=alert_webhook,
+        account_id=account_id,
     )
     try:
         created = tenantmod.create_tenant(request, stacks_dir)

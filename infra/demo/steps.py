@@ -136,6 +136,7 @@ def _newest(pattern: str) -> Path | None:
 TENANT_ARGS = ("tenant", "new", "acme", "--template", "smb", "--zone", "uae")
 TENANT_ARGS += ("--email", "ops@acme.example")
 TENANT_ARGS += ("--alert-webhook", "https://itsm.acme.example/alertmanager")
+TENANT_ARGS += ("--account-id", "111122223333")
 
 
 def gate_figure() -> str:

@@ -51,6 +51,9 @@ class TenantRequest:
     """Budget alert addresses; required when the budget is above 0."""
     alert_webhook: str | None = None
     """Incident webhook (https) that receives the pages; required (a tenant stack is prod)."""
+    account_id: str | None = None
+    """The AWS account (12 digits) the stack deploys into; required: its ECR registry is the
+    zone mirror a tenant stack pulls every image and chart from (a tenant stack is prod)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,11 @@ def _resolve(request: TenantRequest, stacks_dir: Path) -> _Resolved:
             "a tenant stack is prod and must page someone: give --alert-webhook https://URL "
             "(the incident webhook that receives its pages)"
         )
+    if not request.account_id:
+        problems.append(
+            "a tenant stack is prod and pulls from its zone's registry: give --account-id "
+            "<12 digits> (the AWS account it deploys into)"
+        )
     if problems or template is None or zone is None or region is None:
         raise TenantError(problems)
     return _Resolved(template, zone, region, budget, path)
@@ -180,6 +188,7 @@ def plan_tenant(request: TenantRequest, stacks_dir: Path = STACKS) -> RenderedTe
         "BUDGET_USD": resolved.budget,
         "ALERT_EMAIL": list(request.emails),
         "ALERT_WEBHOOK": request.alert_webhook,
+        "ACCOUNT_ID": [request.account_id],
     }
     template = resolved.template
     text = stack_text(stack_config(template, values), tenant_header(template, name))

@@ -17,8 +17,8 @@ def stack_config(template: TenantTemplate, values: Mapping[str, Any]) -> dict[st
     """The ``config:`` map of a tenant stack file, in the order a reader wants it.
 
     ``values`` maps each :data:`CHOICES` placeholder name (``TENANT``, ...) to its value; the
-    ``budgetAlertEmails`` value is a list. Placeholders themselves (``"${TENANT}"``) are values
-    too, which is how ``stacks/templates/<t>.yaml`` is made.
+    ``budgetAlertEmails`` and ``allowedAccountIds`` values are lists. Placeholders themselves
+    (``"${TENANT}"``) are values too, which is how ``stacks/templates/<t>.yaml`` is made.
     """
     by_name = {c.placeholder: c.key for c in CHOICES}
     chosen = {by_name[name]: value for name, value in values.items()}
@@ -29,6 +29,7 @@ def stack_config(template: TenantTemplate, values: Mapping[str, Any]) -> dict[st
     out[f"{P}:tenant"] = chosen[f"{P}:tenant"]
     out[f"{P}:tenants"] = [chosen[f"{P}:tenant"]]
     for key in (
+        f"{P}:allowedAccountIds",
         f"{P}:owner",
         f"{P}:costCenter",
         f"{P}:monthlyBudgetUsd",

@@ -33,11 +33,9 @@ EXAMPLE_TENANT = "acme"
 
 
 def placeholder_values() -> dict[str, Any]:
-    """Each choice as its own ``${NAME}`` placeholder (emails: a one-item list)."""
+    """Each choice as its own ``${NAME}`` placeholder (list keys: a one-item list)."""
     return {
-        c.placeholder: (
-            [f"${{{c.placeholder}}}"] if c.key.endswith("Emails") else f"${{{c.placeholder}}}"
-        )
+        c.placeholder: [f"${{{c.placeholder}}}"] if c.array_hint else f"${{{c.placeholder}}}"
         for c in CHOICES
     }
 
@@ -110,8 +108,8 @@ def _prompts(
     prompts: dict[str, dict[str, str]] = {}
     arrays: list[tuple[str, str]] = []
     for c in CHOICES:
-        if c.key.endswith("Emails"):
-            arrays.append((f"{c.key}[0]", "<alert e-mail address>"))
+        if c.array_hint:
+            arrays.append((f"{c.key}[0]", c.array_hint))
             continue
         prompts[c.key] = {"description": c.description, "default": defaults[c.key]}
     arrays.append((f"{P}:tenants[0]", "<tenant name>"))

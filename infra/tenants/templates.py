@@ -37,6 +37,9 @@ class Choice:
     """Name of the ``${...}`` placeholder in ``stacks/templates/<t>.yaml``."""
     description: str
     """The question ``pulumi new`` asks."""
+    array_hint: str = ""
+    """For a list key (one item chosen): what the item is, e.g. ``<alert e-mail address>``;
+    empty for a scalar key."""
 
 
 CHOICES: tuple[Choice, ...] = (
@@ -60,9 +63,17 @@ CHOICES: tuple[Choice, ...] = (
         "Monthly AWS Budget in USD (alerts at 80% actual and 100% forecast)",
     ),
     Choice(
+        "sovereign-ml:allowedAccountIds",
+        "ACCOUNT_ID",
+        "AWS account (12 digits) the stack deploys into; its ECR registry in the stack's region "
+        "is the zone mirror every image and chart is pulled from",
+        "<12-digit AWS account id>",
+    ),
+    Choice(
         "sovereign-ml:budgetAlertEmails",
         "ALERT_EMAIL",
         "Addresses notified by the budget alerts",
+        "<alert e-mail address>",
     ),
     Choice(
         "sovereign-ml:alertWebhookUrl",
@@ -103,6 +114,9 @@ SMB = TenantTemplate(
     fixed={
         f"{P}:environment": "prod",
         f"{P}:tier": "smb",
+        # Every image and chart from the zone's ECR registry of the tenant's account (SOV-SUP-001
+        # refuses public registries in prod).
+        f"{P}:imageSource": "mirror",
         f"{P}:dataClassification": "confidential",
         # The smallest system pool prod allows (2 on-demand nodes); m7i.large still fits
         # CoreDNS, the add-ons and the platform services of one tenant.
@@ -155,6 +169,7 @@ ENTERPRISE = TenantTemplate(
     fixed={
         f"{P}:environment": "prod",
         f"{P}:tier": "enterprise",
+        f"{P}:imageSource": "mirror",
         f"{P}:dataClassification": "restricted",
         f"{P}:systemPoolMinSize": 3,
         f"{P}:systemPoolDesiredSize": 3,
