@@ -37,6 +37,7 @@ from infra.cli.common import (
     styled,
 )
 from infra.config.problems import MAX_LISTED
+from pipelines.training.tuning import MAX_TRIALS as MAX_TUNE_TRIALS
 
 pipeline_app = typer.Typer(
     help="Compile the KFP pipelines and run them locally (kfp.local).",
@@ -241,6 +242,19 @@ def run_cmd(
     fail_on_reject: Annotated[
         bool, typer.Option(help="Exit 1 when the gate rejects the model.")
     ] = False,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            min=0, max=MAX_TUNE_TRIALS, help="Optuna trials before training (0: no tuning)."
+        ),
+    ] = 4,
+    biased: Annotated[
+        bool,
+        typer.Option(
+            "--biased",
+            help="Generate the deliberately biased data (the fairness gate must refuse it).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline locally, step by step, and summarise metrics, gate and artifacts."""
     from pipelines.training import local_run
@@ -265,6 +279,8 @@ def run_cmd(
         "epochs": epochs,
         "min_auc": min_auc,
         "serving_profile": profile.value,
+        "tune_trials": tune_trials,
+        "biased_data": biased,
     }
     if source is not None:
         if not source.is_file():
