@@ -199,3 +199,21 @@ def test_fair_data_passes_and_biased_data_is_refused(tmp_path: Path) -> None:
     ]["reason"]
     assert "of group female" in biased["gate"]["reason"]  # the skewed group, scored riskier
     assert biased["gate"]["fairness"]["figures"] == biased["fairness"]
+
+
+def test_biased_run_is_refused_end_to_end(tmp_path: Path) -> None:
+    """``sovml pipeline run training --local --biased``: a real kfp.local run (about 35 s here)
+    whose gate refuses the model on fairness, so nothing is exported or registered."""
+    from typer.testing import CliRunner
+
+    from infra.cli.app import app
+
+    args = ["pipeline", "run", "training", "--local", "--biased", "--fail-on-reject"]
+    args += ["--rows", "2000", "--seed", "7", "--epochs", "3", "--min-auc", "0.7"]
+    args += ["--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert "gate: REJECTED: demographic parity difference over gender" in result.output
+    assert "exceeds the threshold 0.1000: selection rate of group female" in result.output
+    assert "export               skipped (gate rejected the model)" in result.output
+    assert not list((tmp_path / "out" / "registry").glob("*/versions/*.json"))
