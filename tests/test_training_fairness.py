@@ -4,6 +4,7 @@ the gate's refusals, and real trained models on the fair and the biased data."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -216,4 +217,5 @@ def test_biased_run_is_refused_end_to_end(tmp_path: Path) -> None:
     assert "gate: REJECTED: demographic parity difference over gender" in result.output
     assert "exceeds the threshold 0.1000: selection rate of group female" in result.output
     assert "export               skipped (gate rejected the model)" in result.output
+    assert re.search(r"demographic_parity_difference +│ +0\.[1-9]", result.output)
     assert not list((tmp_path / "out" / "registry").glob("*/versions/*.json"))
