@@ -373,6 +373,8 @@ def test_a_bad_program_is_bad_input(
         (["run", "training", "--local", "--seed", str(2**32)], "'--seed'"),
         (["run", "training", "--local", "--rows", str(10**30)], "'--rows'"),
         (["run", "training", "--local", "--epochs", "1001"], "'--epochs'"),
+        (["run", "training", "--local", "--tune-trials", "-1"], "'--tune-trials'"),
+        (["run", "training", "--local", "--tune-trials", "201"], "'--tune-trials'"),
     ],
 )
 def test_pipeline_refuses_bad_paths_and_numbers_with_2(

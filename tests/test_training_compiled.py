@@ -220,6 +220,8 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
         "register",
         "materialize",
         "outcome",
+        "tune",
+        "evaluate",
     }
 
 
@@ -287,6 +289,7 @@ def test_cluster_component_runs_unchanged_under_kfp_local(tmp_path: Path) -> Non
         encryption_backend="local",
         encryption_key=str(tmp_path / "key.json"),
         pseudonymization_key="",
+        biased_data=False,
     )
     produced = Path(task.outputs["dataset"].path)
     assert data.sha256_file(produced) == task.outputs["dataset"].metadata["sha256"]

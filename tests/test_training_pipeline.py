@@ -85,7 +85,7 @@ def _cli() -> typer.Typer:
 
 def test_full_local_run_completes(pipeline_run: local_run.RunResult) -> None:
     assert pipeline_run.succeeded, pipeline_run.errors
-    assert [s.status for s in pipeline_run.steps.values()] == ["done"] * 9
+    assert [s.status for s in pipeline_run.steps.values()] == ["done"] * 10
     assert pipeline_run.gate_passed is True
     assert pipeline_run.metrics["auc"] > 0.75
     assert set(pipeline_run.metrics) >= {"accuracy", "auc", "log_loss"}
@@ -252,6 +252,26 @@ def test_lineage_record(pipeline_run: local_run.RunResult) -> None:
     # The training set came from the feature store; the version's feature service is named.
     assert record["features"]["feature_service"] == "credit_risk_v1"
     assert record["features"]["feature_repo"] == str(pipeline_run.feature_repo)
+    # The sensitive attribute was judged, never a feature; the limits judged are recorded.
+    assert schema.SENSITIVE not in record["features"]["list"]
+    judged = record["gate"]["fairness"]
+    assert judged["limits"] == {"max_parity_difference": 0.1, "max_odds_difference": 0.15}
+    assert set(judged["figures"]["by_group"]) == set(schema.SENSITIVE_GROUPS.values())
+    assert judged["figures"]["demographic_parity_difference"] <= 0.1
+
+
+def test_tune_step_chose_what_train_used(pipeline_run: local_run.RunResult) -> None:
+    """Four seeded Optuna trials (the default budget); the best one's values trained the model."""
+    tuning = json.loads(_artifact(pipeline_run, "tune", "tuning").read_text())
+    assert len(tuning["trials"]) == 4 and tuning["sampler"] == "TPESampler"
+    assert tuning["trials"][0]["params"]["learning_rate"] == 0.003  # the given values: trial 0
+    assert tuning["best"]["value"] == max(t["value"] for t in tuning["trials"])
+    trained = json.loads((_artifact(pipeline_run, "train", "model") / "training.json").read_text())
+    for name, value in tuning["chosen"].items():
+        assert trained["params"][name] == value, name
+    assert pipeline_run.lineage_record is not None
+    record = json.loads(pipeline_run.lineage_record.read_text())
+    assert record["training"]["tuning"]["best_trial"] == tuning["best"]["number"]
 
 
 def test_features_get_returns_what_the_model_trained_on(
@@ -326,6 +346,7 @@ def test_model_below_threshold_is_not_exported(
         "ingest": "cached",
         "validate": "cached",
         "features": "cached",
+        "tune": "cached",
         "train": "cached",
         "evaluate": "done",
         "export": "skipped",

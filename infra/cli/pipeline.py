@@ -37,6 +37,7 @@ from infra.cli.common import (
     styled,
 )
 from infra.config.problems import MAX_LISTED
+from pipelines.training.tuning import MAX_TRIALS as MAX_TUNE_TRIALS
 
 pipeline_app = typer.Typer(
     help="Compile the KFP pipelines and run them locally (kfp.local).",
@@ -49,6 +50,8 @@ pipeline_app = typer.Typer(
 MAX_ROWS = 10_000_000
 """Synthetic rows a local run may generate: far above any local use, far below exhausting RAM."""
 MAX_EPOCHS = 1_000
+FAIRNESS_SHOWN = ("demographic_parity_difference", "equalized_odds_difference")
+"""The evaluate step's fairness metrics the run summary shows."""
 MAX_SEED = 2**32 - 1
 """NumPy's generators take seeds up to 2**32 - 1; a larger one would fail inside the run."""
 IR_SUFFIXES = (".yaml", ".yml")
@@ -173,7 +176,9 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
         table = Table()
         table.add_column("test metric (out-of-time)")
         table.add_column("value", justify="right")
-        for name in ("auc", "accuracy", "log_loss", "test_rows"):
+        # The fairness figures the gate judged (over the sensitive attribute) beside the rest.
+        shown_names = ("auc", "accuracy", "log_loss", *FAIRNESS_SHOWN, "test_rows")
+        for name in shown_names:
             if name in result.metrics:
                 value = result.metrics[name]
                 shown = f"{int(value)}" if name == "test_rows" else f"{value:.4f}"
@@ -241,6 +246,19 @@ def run_cmd(
     fail_on_reject: Annotated[
         bool, typer.Option(help="Exit 1 when the gate rejects the model.")
     ] = False,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            min=0, max=MAX_TUNE_TRIALS, help="Optuna trials before training (0: no tuning)."
+        ),
+    ] = 4,
+    biased: Annotated[
+        bool,
+        typer.Option(
+            "--biased",
+            help="Generate the deliberately biased data (the fairness gate must refuse it).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline locally, step by step, and summarise metrics, gate and artifacts."""
     from pipelines.training import local_run
@@ -265,6 +283,8 @@ def run_cmd(
         "epochs": epochs,
         "min_auc": min_auc,
         "serving_profile": profile.value,
+        "tune_trials": tune_trials,
+        "biased_data": biased,
     }
     if source is not None:
         if not source.is_file():

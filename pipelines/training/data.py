@@ -30,7 +30,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 """File endings that name Parquet (for readers that refuse a file of any other ending)."""
 
 
-def generate(rows: int, seed: int, *, identifiers: bool = False) -> pd.DataFrame:
+def generate(
+    rows: int, seed: int, *, identifiers: bool = False, biased: bool = False
+) -> pd.DataFrame:
     """Generate a credit-risk-like table with the columns of :data:`schema.COLUMNS`.
 
     Defaults (about 22 %) depend on the features through a logistic model with an interaction
@@ -46,6 +48,12 @@ def generate(rows: int, seed: int, *, identifiers: bool = False) -> pd.DataFrame
             schema columns are the same values with or without them. The ingest step asks for
             them and pseudonymizes them (:mod:`pipelines.privacy`); other callers (drift, the
             feature store's tests) get the schema columns only, as before.
+        biased: Skew the :data:`BIASED_GROUP`'s records after their outcomes are drawn
+            (:func:`_skewed`): more debt and utilization recorded than they have, and some
+            repaid loans recorded as defaults. A model trained on it scores that group as
+            riskier without seeing the attribute: the variant the fairness gate must refuse.
+            The attribute itself (:data:`schema.SENSITIVE`) is drawn from a stream of its own,
+            independent of every other column: the unbiased table is fair by construction.
 
     Returns:
         The table, sorted by ``event_timestamp``.
@@ -63,6 +71,10 @@ def generate(rows: int, seed: int, *, identifiers: bool = False) -> pd.DataFrame
     columns = _applicants(rng, rows)
     columns.update(_pricing(rng, columns))
     defaulted = _defaults(rng, columns)
+    group_rng = np.random.default_rng([seed, SENSITIVE_STREAM])
+    group = group_rng.integers(0, 2, rows)
+    if biased:
+        columns, defaulted = _skewed(group_rng, columns, defaulted, group == BIASED_GROUP)
     seconds = np.sort(rng.integers(0, WINDOW_DAYS * 86_400, rows))
     timestamps = pd.to_datetime(EPOCH) + pd.to_timedelta(seconds, unit="s")
     customer_id = rng.permutation(np.arange(100_000, 100_000 + rows, dtype=np.int64))
@@ -74,6 +86,7 @@ def generate(rows: int, seed: int, *, identifiers: bool = False) -> pd.DataFrame
                 name: values if DECIMALS.get(name) is None else values.round(DECIMALS[name])
                 for name, values in columns.items()
             },
+            schema.SENSITIVE: group.astype(np.int64),
             schema.LABEL: defaulted,
         }
     )
@@ -166,6 +179,36 @@ def _defaults(rng: np.random.Generator, f: dict[str, np.ndarray]) -> np.ndarray:
         + rng.normal(0, 0.6, len(never))  # what no feature explains
     )
     return (rng.uniform(0, 1, len(never)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+
+
+SENSITIVE_STREAM = 0x5E
+"""Second word of the sensitive attribute's seed: a stream of its own, so adding the attribute
+left every other column's values as they were."""
+BIASED_GROUP = 0
+"""The group (:data:`schema.SENSITIVE_GROUPS` code) whose records the biased variant skews."""
+BIAS_SHIFT: dict[str, float] = {"debt_to_income": 0.6, "credit_utilization": 0.5}
+"""What the biased variant adds to that group's recorded features (clipped to the schema): more
+debt and utilization than they have, the two strongest signals of the default model; it also
+lets a model single the group out without ever seeing the attribute (a proxy)."""
+BIAS_RELABEL = 0.4
+"""Share of that group's repaid loans the biased variant records as defaults (a biased history
+of outcomes, e.g. earlier write-offs for one group)."""
+
+
+def _skewed(
+    rng: np.random.Generator,
+    columns: dict[str, np.ndarray],
+    defaulted: np.ndarray,
+    chosen: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The biased variant: ``columns`` with :data:`BIAS_SHIFT` added to the ``chosen`` rows'
+    recorded features, and :data:`BIAS_RELABEL` of their repaid loans recorded as defaults."""
+    out = dict(columns)
+    for name, shift in BIAS_SHIFT.items():
+        top = schema.BY_NAME[name].maximum
+        out[name] = np.where(chosen, np.minimum(columns[name] + shift, top), columns[name])
+    relabel = chosen & (defaulted == 0) & (rng.uniform(0, 1, len(defaulted)) < BIAS_RELABEL)
+    return out, np.where(relabel, 1, defaulted).astype(np.int64)
 
 
 IDENTITY_STREAM = 0x1D

@@ -54,10 +54,17 @@ PINS: dict[str, str] = {
     "onnx-ir": "1.1.0",
     "onnxscript": "0.7.2",
     "onnxruntime": "1.32.0",
+    "optuna": "5.0.0",
+    "fairlearn": "0.15.0",
+    "scikit-learn": "1.9.1",
+    "scipy": "1.17.1",
+    "narwhals": "2.29.0",
 }
 
 _TABLE = ("numpy", "pandas", "pyarrow")
 _ONNX = ("onnx", "onnx-ir", "onnxscript", "onnxruntime")
+_FAIRNESS = ("fairlearn", "scikit-learn", "scipy", "narwhals")
+"""The evaluate step's group fairness metrics (fairlearn and what it computes with)."""
 """The export's CPU backend selection: ONNX export (dynamo, via onnxscript) and ONNX Runtime."""
 FEATURE_IMAGE = inventory.image("feature-steps")
 """The feature-store steps (features, materialize): Feast with the S3 registry and offline source
@@ -114,8 +121,12 @@ STEPS: dict[str, StepRuntime] = {
     "validate": StepRuntime(PYTHON_IMAGE, tuple(pinned(*_TABLE)), "1", "2", "2Gi", "4Gi"),
     # Feast holds about 400 MB resident on its own; the point-in-time join adds the table twice.
     "features": StepRuntime(FEATURE_IMAGE, (), "1", "2", "2Gi", "4Gi", preinstalled=True),
+    # Tuning trials are short CPU runs of one process each: no GPU is held for them.
+    "tune": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE, "optuna")), "4", "8", "8Gi", "16Gi"),
     "train": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "4", "8", "16Gi", "32Gi", gpus=1),
-    "evaluate": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE)), "2", "4", "4Gi", "8Gi"),
+    "evaluate": StepRuntime(
+        TORCH_IMAGE, tuple(pinned(*_TABLE, *_FAIRNESS)), "2", "4", "4Gi", "8Gi"
+    ),
     # CPU request = limit = the cpu serving profile's 2 vCPUs: the export times the candidate
     # backends on them, and a pod that may only burst to its limit would time CFS throttling.
     "export": StepRuntime(TORCH_IMAGE, tuple(pinned(*_TABLE, *_ONNX)), "2", "2", "4Gi", "8Gi"),

@@ -110,6 +110,8 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
         "pipelines/serving/cpu_tier/selection.py",
     ),
     "features": FEATURE_STORE_CODE,
+    "tune": ("pipelines/training/tuning.py",),
+    "evaluate": ("pipelines/training/fairness.py",),
     "register": (*FEATURE_STORE_LIBRARY, *AUDIT_LIBRARY),
     "materialize": FEATURE_STORE_CODE,
     "outcome": ("pipelines/pushgateway.py", "pipelines/training/outcome.py"),
@@ -119,7 +121,8 @@ the cluster IR small (every embedded copy is repeated in each component's comman
 library (85 KB) for encrypt, the key services and the pseudonymization for ingest, the CPU
 backend selection for export, the feature store library and repository for features and
 materialize (register only names the feature service), the lifecycle log's writer for register
-and encrypt, the pushgateway client for the exit task."""
+and encrypt, the pushgateway client for the exit task, the search space and Optuna study for
+tune, the fairness figures for evaluate."""
 
 
 @contextlib.contextmanager

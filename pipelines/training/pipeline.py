@@ -1,7 +1,7 @@
 """Credit-risk training pipeline (Kubeflow Pipelines v2).
 
-ingest -> validate -> features -> train -> evaluate -> [gate passed] export -> register ->
-materialize, encrypt
+ingest -> validate -> features -> tune -> train -> evaluate -> [gate passed] export -> register
+-> materialize, encrypt
 
 The training set comes from the Feast feature store (``pipelines/features/``): the features step
 writes the offline source and joins every row's features point in time; after a registration,
@@ -37,6 +37,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Metrics
 
 from pipelines.pushgateway import DEFAULT_URL as PUSHGATEWAY_URL
+from pipelines.training.gate import DEFAULT_LIMITS
 from pipelines.training.images import EXIT_TASK, REGISTRY_MOUNT
 from pipelines.training.packaging import build_components, cluster_settings
 from pipelines.training.steps.exporting import CPU_DEFAULTS
@@ -149,8 +150,15 @@ def _prepare_data(tasks: _Tasks) -> _Prepared:
 
 
 def _train_and_evaluate(tasks: _Tasks, data: _Prepared) -> tuple[Any, Any]:
-    """train -> evaluate: the model, and the evaluate task (metrics, report, gate decision)."""
-    train = tasks.add("train", train_set=data.train_set, feature_spec=data.feature_spec)
+    """tune -> train -> evaluate: the model, and the evaluate task (metrics, fairness, report,
+    gate decision)."""
+    tune = tasks.add("tune", train_set=data.train_set, feature_spec=data.feature_spec)
+    train = tasks.add(
+        "train",
+        train_set=data.train_set,
+        feature_spec=data.feature_spec,
+        tuning=tune.outputs["tuning"],
+    )
     model = train.outputs["model"]
     evaluate = tasks.add(
         "evaluate", test_set=data.test_set, feature_spec=data.feature_spec, model=model
@@ -252,8 +260,14 @@ def build_pipeline(
         hidden_units: str = "64,32",
         precision: str = "auto",
         workers: int = 0,
+        tune_trials: int = 4,
+        tune_timeout_s: float = 300.0,
+        tune_epochs: int = 2,
         min_auc: float = 0.75,
         gate_tolerance: float = 0.0,
+        max_parity_difference: float = DEFAULT_LIMITS.max_parity_difference,
+        max_odds_difference: float = DEFAULT_LIMITS.max_odds_difference,
+        biased_data: bool = False,
         model_name: str = "credit_risk",
         registry_dir: str = "build/pipelines/registry",
         feature_repo: str = "build/feature_store",
@@ -290,8 +304,17 @@ def build_pipeline(
             hidden_units: MLP hidden widths, comma-separated.
             precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
             workers: Training processes (0 = automatic).
+            tune_trials: Tuning: Optuna trials over the search space (0: train with the given
+                hyperparameters, untuned).
+            tune_timeout_s: Tuning: seconds after which no new trial starts.
+            tune_epochs: Tuning: training epochs per trial.
             min_auc: Gate: AUC floor.
             gate_tolerance: Gate: allowed AUC shortfall against production.
+            max_parity_difference: Gate: largest demographic parity difference over the
+                sensitive attribute.
+            max_odds_difference: Gate: largest equalized odds difference over it.
+            biased_data: Generate the deliberately biased variant of the synthetic data (the
+                fairness gate must refuse its model).
             model_name: Registry and Triton model name.
             registry_dir: Registry folder (a shared volume on the cluster).
             feature_repo: Feature store: a local state folder (created from
@@ -329,8 +352,9 @@ def build_pipeline(
         credit_risk_training.__annotations__["return"] = None
     return dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Credit-risk MLP: ingest, validate, features (Feast, point in time), train, "
-        "evaluate, gate, export to Triton, register with lineage, materialize, encrypt.",
+        description="Credit-risk MLP: ingest, validate, features (Feast, point in time), tune "
+        "(Optuna), train, evaluate with fairness (fairlearn), gate, export to Triton, register "
+        "with lineage, materialize, encrypt.",
     )(credit_risk_training)
 
 

@@ -15,6 +15,11 @@ TIMESTAMP = "event_timestamp"
 """Event time (UTC); the train/test split is out-of-time on this column."""
 LABEL = "defaulted"
 """Binary target: 1 when the customer defaulted within 12 months of the event."""
+SENSITIVE = "gender"
+"""The declared sensitive attribute (synthetic here): never a model feature (it is not in
+:data:`FEATURES`), carried beside the label so the evaluate step can measure group fairness."""
+SENSITIVE_GROUPS: dict[int, str] = {0: "female", 1: "male"}
+"""The attribute's codes and the group names reports use; any other code fails validation."""
 
 Kind = Literal["int", "float", "datetime"]
 Transform = Literal["identity", "log1p"]
@@ -74,6 +79,13 @@ COLUMNS: tuple[Column, ...] = (
     Column(ENTITY, "int", 0, None, description="Customer id (unique per row)."),
     Column(TIMESTAMP, "datetime", description="Event time, UTC."),
     *FEATURE_COLUMNS,
+    Column(
+        SENSITIVE,
+        "int",
+        min(SENSITIVE_GROUPS),
+        max(SENSITIVE_GROUPS),
+        description="Sensitive attribute (0 = female, 1 = male); evaluation only, not a feature.",
+    ),
     Column(LABEL, "int", 0, 1, description="1 = defaulted."),
 )
 """Every column the ingested table must have, in file order."""

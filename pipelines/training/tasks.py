@@ -1,4 +1,4 @@
-"""The ten KFP components of the training pipeline, as lightweight-component functions.
+"""The eleven KFP components of the training pipeline, as lightweight-component functions.
 
 Each body imports what it needs inside the function (the lightweight-component rule: KFP copies
 the function's source, not its module, into the component) and delegates to
@@ -21,6 +21,7 @@ def ingest(
     encryption_backend: str,
     encryption_key: str,
     pseudonymization_key: str,
+    biased_data: bool,
     dataset: Output[Dataset],
 ) -> None:
     """Generate the synthetic credit-risk table, or read a local extract; pseudonymize it.
@@ -37,6 +38,7 @@ def ingest(
             ``kms``).
         encryption_key: Key file (local) or transit key (vault): the HMAC key's source.
         pseudonymization_key: The HMAC_256 KMS key (kms; empty: the dev stack's alias).
+        biased_data: Generate the deliberately biased variant (the fairness gate's proof).
         dataset: The pseudonymized table as Parquet.
     """
     from pipelines.training import steps
@@ -44,7 +46,16 @@ def ingest(
     # A KMS key has one usage: kms MACs with its own HMAC key, never the encryption key.
     key = pseudonymization_key if encryption_backend == "kms" else encryption_key
     dataset.metadata.update(
-        steps.ingest(rows, seed, source_uri, source_sha256, dataset.path, encryption_backend, key)
+        steps.ingest(
+            rows,
+            seed,
+            source_uri,
+            source_sha256,
+            dataset.path,
+            encryption_backend,
+            key,
+            biased=biased_data,
+        )
     )
 
 
@@ -107,7 +118,7 @@ def features(
     )
 
 
-def train(
+def tune(
     train_set: Input[Dataset],
     feature_spec: Input[Artifact],
     seed: int,
@@ -118,26 +129,36 @@ def train(
     hidden_units: str,
     precision: str,
     workers: int,
-    model: Output[Model],
+    tune_trials: int,
+    tune_timeout_s: float,
+    tune_epochs: int,
+    tuning: Output[Artifact],
 ) -> None:
-    """Train the PyTorch MLP (seeded; AMP + DDP on CUDA or several workers, fp32 on one CPU).
+    """Tune the declared search space with Optuna (TPE, seeded) on the training rows.
+
+    Each trial trains on the earlier training rows for ``tune_epochs`` and is scored by its AUC
+    on the latest ones; the given hyperparameters are trial 0. The best trial's values feed the
+    train step (``tune_trials`` = 0: the given values, untuned).
 
     Args:
         train_set: Training rows.
-        feature_spec: Preprocessing the model embeds.
-        seed: Seed of initialisation and shuffling.
-        epochs: Passes over the data.
-        batch_size: Global batch size.
-        learning_rate: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        hidden_units: Hidden widths, comma-separated.
+        feature_spec: The feature spec.
+        seed: Seed of the sampler and of every trial's training.
+        epochs: Training epochs (recorded; the trials use ``tune_epochs``).
+        batch_size: Given batch size (trial 0).
+        learning_rate: Given learning rate (trial 0).
+        weight_decay: Given weight decay (trial 0).
+        hidden_units: Given hidden widths (trial 0).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
-        workers: Training processes (0 = one per GPU, else 1).
-        model: Folder with ``weights.pt`` and ``training.json``.
+        workers: Final training's processes (the trials use one each).
+        tune_trials: Trials to run (0: no tuning).
+        tune_timeout_s: Seconds after which no new trial starts.
+        tune_epochs: Epochs per trial.
+        tuning: Every trial's values and score, the best and the chosen values (JSON).
     """
     from pipelines.training import steps
 
-    params = {
+    given = {
         "seed": seed,
         "epochs": epochs,
         "batch_size": batch_size,
@@ -147,7 +168,42 @@ def train(
         "precision": precision,
         "workers": workers,
     }
-    model.metadata.update(steps.train(train_set.path, feature_spec.path, model.path, params))
+    budget = {"trials": tune_trials, "timeout_s": tune_timeout_s, "epochs": tune_epochs}
+    tuning.metadata.update(
+        steps.tune(train_set.path, feature_spec.path, tuning.path, given, budget)
+    )
+
+
+def train(
+    train_set: Input[Dataset],
+    feature_spec: Input[Artifact],
+    tuning: Input[Artifact],
+    seed: int,
+    epochs: int,
+    precision: str,
+    workers: int,
+    model: Output[Model],
+) -> None:
+    """Train the PyTorch MLP (seeded; AMP + DDP on CUDA or several workers, fp32 on one CPU)
+    with the hyperparameters the tune step chose.
+
+    Args:
+        train_set: Training rows.
+        feature_spec: Preprocessing the model embeds.
+        tuning: The tune step's record: its chosen learning rate, weight decay, batch size and
+            hidden widths.
+        seed: Seed of initialisation and shuffling.
+        epochs: Passes over the data.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        workers: Training processes (0 = one per GPU, else 1).
+        model: Folder with ``weights.pt`` and ``training.json``.
+    """
+    from pipelines.training import steps
+
+    fixed = {"seed": seed, "epochs": epochs, "precision": precision, "workers": workers}
+    model.metadata.update(
+        steps.train(train_set.path, feature_spec.path, model.path, fixed, tuning_path=tuning.path)
+    )
 
 
 def evaluate(
@@ -158,13 +214,17 @@ def evaluate(
     model_name: str,
     min_auc: float,
     gate_tolerance: float,
+    max_parity_difference: float,
+    max_odds_difference: float,
     metrics: Output[Metrics],
     report: Output[Artifact],
 ) -> bool:
-    """Accuracy, AUC and log loss on the out-of-time test set, and the release gate.
+    """Accuracy, AUC, log loss and group fairness on the out-of-time test set; the release gate.
 
-    The gate passes when AUC >= ``min_auc`` and the model is at least as good as the registered
-    production model (on the same test rows where possible).
+    The gate passes when AUC >= ``min_auc``, the demographic parity and equalized odds
+    differences over the sensitive attribute are within their thresholds (fairlearn), and the
+    model is at least as good as the registered production model (on the same test rows where
+    possible).
 
     Args:
         test_set: Test rows.
@@ -174,8 +234,10 @@ def evaluate(
         model_name: Registry/Triton model name.
         min_auc: The AUC floor.
         gate_tolerance: How much worse than production the candidate may be.
+        max_parity_difference: Largest demographic parity difference accepted.
+        max_odds_difference: Largest equalized odds difference accepted.
         metrics: KFP metrics (shown in the UI).
-        report: Metrics and gate decision (JSON).
+        report: Metrics, fairness figures and gate decision (JSON).
 
     Returns:
         Whether the gate passed (the reason is in ``report``'s metadata and file). A single
@@ -193,12 +255,26 @@ def evaluate(
         model_name,
         min_auc,
         gate_tolerance,
+        limits={
+            "max_parity_difference": max_parity_difference,
+            "max_odds_difference": max_odds_difference,
+        },
     )
     for name in ("accuracy", "auc", "log_loss"):
         metrics.log_metric(name, result["metrics"][name])
     metrics.log_metric("test_rows", result["metrics"]["rows"])
+    fairness = result["fairness"]
+    for name in ("demographic_parity_difference", "equalized_odds_difference"):
+        if fairness[name] is not None:
+            metrics.log_metric(name, fairness[name])
+    for group, figures in fairness["by_group"].items():
+        for name in ("accuracy", "auc"):
+            if figures[name] is not None:
+                metrics.log_metric(f"{name}_{fairness['attribute']}_{group}", figures[name])
     gate = result["gate"]
-    report.metadata.update({"gate_passed": gate["passed"], "gate_reason": gate["reason"]})
+    report.metadata.update(
+        {"gate_passed": gate["passed"], "gate_reason": gate["reason"], "fairness": fairness}
+    )
     return bool(gate["passed"])
 
 
@@ -464,6 +540,7 @@ COMPONENT_FUNCTIONS: dict[str, Callable[..., Any]] = {
         ingest,
         validate,
         features,
+        tune,
         train,
         evaluate,
         export,

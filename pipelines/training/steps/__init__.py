@@ -6,7 +6,8 @@ directly. Each function reads its inputs from files and writes its outputs to fi
 a KFP artifact is, locally and on the cluster. By step group:
 
 * :mod:`~pipelines.training.steps.dataset`: ingest, validate, features;
-* :mod:`~pipelines.training.steps.modelling`: train, evaluate (and loading/scoring the model);
+* :mod:`~pipelines.training.steps.modelling`: tune, train, evaluate (and loading/scoring the
+  model);
 * :mod:`~pipelines.training.steps.exporting`: export (CPU backend selection, Triton repositories);
 * :mod:`~pipelines.training.steps.release`: register, materialize, encrypt;
 * :mod:`~pipelines.training.steps.common`: the failure marker lines and :class:`StepError`.
@@ -23,6 +24,8 @@ from pipelines.training.steps.modelling import (
     predict,
     production_auc,
     train,
+    tune,
+    tuned_params,
 )
 from pipelines.training.steps.release import encrypt, materialize, register
 
@@ -43,5 +46,7 @@ __all__ = [
     "register",
     "reported",
     "train",
+    "tune",
+    "tuned_params",
     "validate",
 ]

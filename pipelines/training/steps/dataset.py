@@ -18,6 +18,7 @@ def ingest(
     out_path: str,
     key_backend: str = "local",
     key: str = "",
+    biased: bool = False,
 ) -> dict[str, Any]:
     """Write the input table to ``out_path`` (Parquet), every direct identifier pseudonymized.
 
@@ -37,6 +38,8 @@ def ingest(
         key_backend: Key service of the pseudonymization key (as for the artifact encryption).
         key: Its key reference: key file (local), transit key (vault); for kms an HMAC key
             (empty: the default, never the encryption key).
+        biased: Generate the deliberately biased variant (:func:`pipelines.training.data.generate`;
+            synthetic data only: a source extract is read as it is).
 
     Returns:
         The step's metadata: rows, source, digests and ``privacy`` (the report: columns, kinds,
@@ -46,8 +49,10 @@ def ingest(
 
     with reported("ingest"):
         if not source_uri:
-            frame = data_lib.generate(rows, seed, identifiers=True)
+            frame = data_lib.generate(rows, seed, identifiers=True, biased=biased)
             meta: dict[str, Any] = {"rows": rows, "seed": seed, "source": "synthetic"}
+            if biased:
+                meta["variant"] = "biased"
         else:
             source = Path(source_uri.removeprefix("file://"))
             if not source.is_file():
@@ -111,7 +116,8 @@ def features(
     With ``feature_repo`` (the pipeline always sets it) the training set comes from the feature
     store: the table's features are written as the Feast offline source, the repository is
     applied, and every row's features are fetched with the point-in-time join of
-    :func:`pipelines.features.historical_features` from entity rows (id, event time, label), so
+    :func:`pipelines.features.historical_features` from entity rows (id, event time, sensitive
+    attribute, label), so
     the model learns from exactly what the store serves. Empty: the table is used as it is (for
     in-process tests that need no Feast).
     """
@@ -136,7 +142,9 @@ def _training_set_from_store(frame: Any, feature_repo: str) -> tuple[Any, dict[s
 
     store = store_lib.open_store(feature_repo, create=True)
     applied = store_lib.apply(store, frame)
-    entity_rows = frame[[schema.ENTITY, schema.TIMESTAMP, schema.LABEL]]
+    # The sensitive attribute rides with the label, beside the store's features, never among
+    # them: the evaluate step measures fairness over it; no model input is read from it.
+    entity_rows = frame[[schema.ENTITY, schema.TIMESTAMP, schema.SENSITIVE, schema.LABEL]]
     joined = store_lib.historical_features(store, entity_rows, list(schema.FEATURES))
     incomplete = joined[list(schema.FEATURES)].isna().any(axis=1)
     if incomplete.any():
@@ -145,5 +153,7 @@ def _training_set_from_store(frame: Any, feature_repo: str) -> tuple[Any, dict[s
             f"features: {int(incomplete.sum())} of {len(joined)} entity rows found no feature "
             f"values at their event time (outside a view's TTL?), e.g. customers {first}"
         )
-    ordered = joined[[schema.ENTITY, schema.TIMESTAMP, *schema.FEATURES, schema.LABEL]]
+    ordered = joined[
+        [schema.ENTITY, schema.TIMESTAMP, *schema.FEATURES, schema.SENSITIVE, schema.LABEL]
+    ]
     return ordered, {"feature_source": applied.source, "feature_project": applied.project}

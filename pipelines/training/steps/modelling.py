@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,17 @@ TRAINING_FILE = "training.json"
 
 
 def train(
-    train_path: str, spec_path: str, model_dir: str, params: dict[str, Any]
+    train_path: str,
+    spec_path: str,
+    model_dir: str,
+    params: dict[str, Any],
+    tuning_path: str = "",
 ) -> dict[str, Any]:
-    """Train the MLP; writes ``weights.pt`` (state dict) and ``training.json`` to ``model_dir``."""
+    """Train the MLP; writes ``weights.pt`` (state dict) and ``training.json`` to ``model_dir``.
+
+    With ``tuning_path`` (the tune step's record; the pipeline always passes it) its chosen
+    values complete ``params``, and the training record says which trial they came from.
+    """
     import torch
 
     from pipelines.training import model as model_lib
@@ -29,6 +38,9 @@ def train(
     with reported("train"):
         spec = features_lib.FeatureSpec.load(spec_path)
         x, y = features_lib.matrices(data_lib.read_table(train_path), spec)
+        tuned = None
+        if tuning_path:
+            params, tuned = tuned_params(tuning_path, params)
         tp = train_lib.TrainParams(**params)
         result = train_lib.train(x, y, spec, tp)
         if not train_lib.loss_is_finite(result.history):
@@ -43,6 +55,7 @@ def train(
             "history": [round(v, 6) for v in result.history],
             "weights_sha256": sha,
             "trained_at": utc_now(),
+            "tuning": tuned,
         }
         write_json(out / TRAINING_FILE, record)
         return {
@@ -85,12 +98,21 @@ def evaluate(
     model_name: str,
     min_auc: float,
     tolerance: float,
+    limits: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Metrics on the out-of-time test set and the gate decision (:mod:`pipelines.training.gate`).
+    """Metrics and group fairness on the out-of-time test set, and the gate decision
+    (:mod:`pipelines.training.gate`).
+
+    Args:
+        limits: The fairness thresholds (:class:`~pipelines.training.gate.FairnessLimits`
+            fields); None measures fairness without judging it (in-process callers only: the
+            pipeline always passes them).
 
     Returns:
-        ``{"metrics": {...}, "gate": {...}}``, also written to ``report_path``.
+        ``{"metrics": {...}, "fairness": {...}, "gate": {...}}``, also written to
+        ``report_path``.
     """
+    from pipelines.training import fairness as fairness_lib
     from pipelines.training import gate as gate_lib
     from pipelines.training import metrics as metrics_lib
     from pipelines.training import preprocessing as features_lib
@@ -100,7 +122,17 @@ def evaluate(
         spec = features_lib.FeatureSpec.load(spec_path)
         test = data_lib.read_table(test_path)
         x, y = features_lib.matrices(test, spec)
-        metrics = metrics_lib.evaluate(y, predict(load_model(model_dir, spec), x))
+        scores = predict(load_model(model_dir, spec), x)
+        metrics = metrics_lib.evaluate(y, scores)
+        if schema.SENSITIVE not in test.columns:
+            raise StepError(
+                f"evaluate: the test rows lack the sensitive attribute {schema.SENSITIVE}"
+            )
+        fairness = fairness_lib.evaluate(y, scores, test[schema.SENSITIVE].to_numpy())
+        try:
+            fairness_limits = None if limits is None else gate_lib.FairnessLimits(**limits)
+        except ValueError as exc:
+            raise StepError(f"evaluate: {exc}") from None
 
         production = Registry(registry_dir).production(model_name) if registry_dir else None
         prod_version = prod_auc = None
@@ -109,9 +141,21 @@ def evaluate(
             prod_version = int(production["version"])
             prod_auc, comparison = production_auc(production, test)
         decision = gate_lib.decide(
-            metrics["auc"], min_auc, prod_version, prod_auc, comparison, tolerance
+            metrics["auc"],
+            min_auc,
+            prod_version,
+            prod_auc,
+            comparison,
+            tolerance,
+            fairness=fairness,
+            limits=fairness_limits,
         )
-        report = {"metrics": metrics, "gate": decision.to_dict(), "min_auc": min_auc}
+        report = {
+            "metrics": metrics,
+            "fairness": fairness,
+            "gate": decision.to_dict(),
+            "min_auc": min_auc,
+        }
         write_json(report_path, report)
         return report
 
@@ -140,3 +184,67 @@ def production_auc(record: dict[str, Any], test: Any) -> tuple[float | None, str
         return round(metrics_lib.roc_auc(y, predict(scorer, x)), 6), "same-test-set"
     recorded = record.get("metrics", {}).get("auc")
     return (None, "none") if recorded is None else (float(recorded), "recorded-metrics")
+
+
+def tune(
+    train_path: str,
+    spec_path: str,
+    out_path: str,
+    given: dict[str, Any],
+    budget: dict[str, Any],
+) -> dict[str, Any]:
+    """Tune the search space (:mod:`pipelines.training.tuning`) on the training rows.
+
+    Args:
+        train_path: The features step's training rows.
+        spec_path: The feature spec.
+        out_path: The tuning record (JSON) written: every trial, the best, the chosen values.
+        given: Every training parameter as the pipeline was given it (trial 0, and the values
+            used as they are when the budget has no trials).
+        budget: ``trials``, ``timeout_s``, ``epochs``.
+
+    Returns:
+        The record (the step's metadata, which tracking logs trial by trial).
+    """
+    from pipelines.training import preprocessing as features_lib
+    from pipelines.training import tuning
+
+    with reported("tune"):
+        try:
+            plan = tuning.Budget(**budget)
+        except ValueError as exc:
+            raise StepError(f"tune: {exc}") from None
+        spec = features_lib.FeatureSpec.load(spec_path)
+        started = time.perf_counter()
+        try:
+            record = tuning.run_study(data_lib.read_table(train_path), spec, given, plan)
+        except ValueError as exc:
+            raise StepError(f"tune: {exc}") from None
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        write_json(out_path, record)
+        return record
+
+
+def tuned_params(tuning_path: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` completed with the tune step's chosen values, and a summary for the record.
+
+    Only the names the search space may tune are taken (:data:`tuning.TUNABLE`): a record that
+    names any other (the seed, the epochs) is refused rather than let it steer the training.
+    """
+    from pipelines.training import tuning
+
+    record = read_json(tuning_path)
+    chosen = record["chosen"]
+    unknown = sorted(set(chosen) - set(tuning.TUNABLE))
+    if unknown:
+        raise StepError(f"train: the tuning record names untunable parameters {unknown}")
+    best = record.get("best") or {}
+    summary = {
+        "tuned": bool(record.get("tuned")),
+        "trials": len(record.get("trials", [])),
+        "best_trial": best.get("number"),
+        "best_value": best.get("value"),
+        "objective": record.get("objective"),
+        "chosen": chosen,
+    }
+    return {**params, **chosen}, summary

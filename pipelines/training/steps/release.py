@@ -248,7 +248,13 @@ def _version_sections(
             "split": spec.split,
         },
         "parameters": {**training["params"], **pipeline_params},
-        "training": {"runtime": training["runtime"], "history": training["history"]},
+        # The tune step's summary (trials, best trial, its validation AUC): where the
+        # hyperparameters in "parameters" came from.
+        "training": {
+            "runtime": training["runtime"],
+            "history": training["history"],
+            "tuning": training.get("tuning"),
+        },
         "metrics": evidence.evaluation["metrics"],
         "gate": evidence.evaluation["gate"],
         "model": {
