@@ -80,7 +80,14 @@ def embedded_server(root: Path = DEFAULT_ROOT, mlflow_bin: Path = MLFLOW_BIN) ->
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its workers are stopped with it, as one group
-            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+            env={
+                **os.environ,
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "true",
+                # MLflow 3's job runner (huey consumers, about 230 MB each) serves features the
+                # platform does not use; without it the server starts faster and lighter.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            },
         )
     try:
         _wait_healthy(MlflowRest(url), process, log_path)
