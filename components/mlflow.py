@@ -44,13 +44,17 @@ from policies import inventory
 NAME = "mlflow"
 """Name of the Deployment, Service, service account and the pods' ``app.kubernetes.io/name``."""
 PORT = 5000
+"""The server's HTTP port (API, UI and the artifact proxy)."""
 LABELS = {"app.kubernetes.io/name": NAME}
+"""Labels selecting the server's pods."""
 DB_SECRET = "mlflow-db"
 """Secret with the database's ``username`` and ``password`` (synced from Secrets Manager)."""
 DB_NAME = "mlflow"
+"""The database the server keeps its runs and registry in."""
 DB_FILES = "/var/run/mlflow-db"
 """Where the pod sees :data:`DB_SECRET`'s keys as files."""
 POSTGRES_VERSION = "16.6"
+"""RDS PostgreSQL engine version (minor upgrades applied automatically)."""
 _PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-/")
 
 

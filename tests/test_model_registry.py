@@ -107,7 +107,8 @@ def test_lifecycle_with_approval(client: MlflowRest, tmp_path: Path, audit_log: 
     """challenger -> (approve) -> champion -> archived when replaced; an unapproved version is
     refused as champion; a rollback records why and restores the approved predecessor."""
     first = _register(client, tmp_path, "reg_flow").model_version
-    second = _register(client, tmp_path / "..", "reg_flow").model_version
+    (tmp_path / "second").mkdir()
+    second = _register(client, tmp_path / "second", "reg_flow").model_version
     assert (first, second) == (1, 2)
     with pytest.raises(GovernanceError, match="reg_flow v1: cannot promote to champion: the "):
         governance.promote(client, "reg_flow", first, "ops", "promote")

@@ -24,6 +24,7 @@ from pipelines.registry.mlflow_rest import MlflowRest
 TRACKING_ENV = "SOVML_TRACKING_URI"
 """A running tracking server to use instead of starting the embedded one."""
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (``build/`` and ``.venv-mlflow`` are under it)."""
 DEFAULT_ROOT = PROJECT_ROOT / "build" / "mlflow"
 """Where the embedded server keeps its SQLite store (``mlflow.db``) and artifacts."""
 MLFLOW_BIN = PROJECT_ROOT / ".venv-mlflow" / "bin" / "mlflow"
