@@ -25,7 +25,8 @@ $(VENV)/.stamp: requirements/main.txt pyproject.toml
 # Every tool virtualenv the same way: .venv-<name> from requirements/<name>.txt. Tools whose pins
 # conflict with the main lock live there and are called as processes: checkov (packaging==23.2),
 # the CrossGuard pack (protobuf 5; policies/PulumiPolicy.yaml points the CLI at .venv-policy),
-# Triton (numpy<2) and the drift benchmark's evidently baseline. The venvs in TORCH_FIRST get the
+# Triton (numpy<2), the MLflow tracking server (gunicorn, importlib_metadata) and the drift
+# benchmark's evidently baseline. The venvs in TORCH_FIRST get the
 # local CPU torch wheel before their lock, so nothing resolves torch to a CUDA download.
 TORCH_FIRST := triton
 .venv-%/.stamp: requirements/%.txt
@@ -34,7 +35,7 @@ TORCH_FIRST := triton
 	.venv-$*/bin/python -m pip install $(PIP_FLAGS) -r $<
 	touch $@
 
-setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp ## Create the virtualenvs (pinned)
+setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp .venv-mlflow/.stamp ## Create the virtualenvs (pinned)
 
 # Real servers the tests talk to, from Debian's packages: Redis (Feast's production online store),
 # Prometheus (promtool for the alert rules; the server for the rollout analysis queries) and

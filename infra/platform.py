@@ -44,6 +44,7 @@ from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
 from infra.images.sources import sources_for, workload_image
 from infra.operations import operations
+from infra.tracking import tracking
 from policies.inventory import mirror_repositories, registry_host
 from policies.promotion import PromotionCriteria
 from policies.zones import OFFERED, ZONES, service_availability
@@ -140,6 +141,8 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         after_baseline = image_admission(cfg, eks, after_baseline, mirror)
     secrets = secrets_service(cfg, base, eks, after_baseline)
     data_services(cfg, base, eks, after_baseline, lifecycle)
+    if TIERS[cfg.tier].db_mode == "rds":  # MLflow's backend is RDS PostgreSQL too
+        tracking(cfg, base, eks, after_baseline)
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
     operations(

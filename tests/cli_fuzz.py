@@ -237,6 +237,7 @@ def fuzz_env(home: Path, cwd: Path) -> dict[str, str | None]:
         "TMPDIR": str(home / "tmp"),
         "SOVML_ARTIFACT_KEY": None,
         "VAULT_ADDR": "http://127.0.0.1:9",  # the discard port: refused at once
+        "SOVML_TRACKING_URI": "http://127.0.0.1:9",  # never start an MLflow server
         "VAULT_TOKEN": None,
         "SOVML_VAULT_TRANSIT_MOUNT": None,
         "SOVML_VAULT_ROLE": None,

@@ -50,12 +50,42 @@ def training_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def training_run(training_workdir: Path) -> Any:
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real MLflow tracking server (``.venv-mlflow``), once per session, on a free loopback
+    port with its SQLite store and artifacts in a temporary folder; its URL.
+
+    While it runs, ``SOVML_TRACKING_URI`` points at it, so pipeline runs and ``sovml model``
+    commands in the session log there instead of starting a server of their own. Skips when
+    ``.venv-mlflow`` is missing, unless ``SOVML_REQUIRE_SERVERS=1`` (CI) makes that a failure.
+    """
+    import os
+
+    from pipelines.registry.server import MLFLOW_BIN, TRACKING_ENV, embedded_server
+
+    if not MLFLOW_BIN.is_file():
+        if os.environ.get("SOVML_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"{MLFLOW_BIN} missing: run make setup")
+        pytest.skip(f"{MLFLOW_BIN} missing: run make setup")
+    old = os.environ.get(TRACKING_ENV)
+    with embedded_server(tmp_path_factory.mktemp("mlflow")) as url:
+        os.environ[TRACKING_ENV] = url
+        try:
+            yield url
+        finally:
+            if old is None:
+                os.environ.pop(TRACKING_ENV, None)
+            else:
+                os.environ[TRACKING_ENV] = old
+
+
+@pytest.fixture(scope="session")
+def training_run(training_workdir: Path, mlflow_server: str) -> Any:
     """One full local run of the training pipeline (kfp.local), shared by every test that reads
-    a run's outputs: it takes about two minutes here, so it runs once per session."""
+    a run's outputs: it takes about two minutes here, so it runs once per session. It logs to
+    the session's MLflow server and registers its version there."""
     from pipelines.training import local_run
 
-    return local_run.run_local(dict(TRAINING_ARGS), training_workdir)
+    return local_run.run_local(dict(TRAINING_ARGS), training_workdir, tracking_uri=mlflow_server)
 
 
 @pytest.fixture

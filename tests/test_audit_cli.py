@@ -300,7 +300,7 @@ def test_abtest_records_the_canary_decision(
 
 
 def test_pipeline_run_exits_3_naming_the_log_before_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_server: str
 ) -> None:
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("SOVML_AUDIT_LOG", str(tmp_path / "file" / "l.jsonl"))

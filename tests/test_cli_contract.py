@@ -85,6 +85,13 @@ CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("abtest",): frozenset({0, 1, 2, 3}),
     ("bench", "serve"): frozenset({0, 1, 2, 3}),
     ("bench", "abtest"): frozenset({0, 1, 2, 3}),
+    ("model", "list"): frozenset({0, 2, 3}),
+    ("model", "show"): frozenset({0, 2, 3}),
+    ("model", "approve"): frozenset({0, 2, 3}),
+    ("model", "reject"): frozenset({0, 2, 3}),
+    ("model", "promote"): frozenset({0, 2, 3}),
+    ("model", "rollback"): frozenset({0, 2, 3}),
+    ("model", "export"): frozenset({0, 2, 3}),
 }
 """Which codes each command may end with (the README's "Exit codes" table, as data)."""
 

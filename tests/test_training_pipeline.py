@@ -36,6 +36,12 @@ ARGS = {"rows": ROWS, "seed": 7, "epochs": EPOCHS, "min_auc": 0.7}
 assert ARGS == TRAINING_ARGS  # the session's shared run is this module's run
 
 
+@pytest.fixture(autouse=True)
+def _tracking(mlflow_server: str) -> str:
+    """Every run here logs to the session's MLflow server (``SOVML_TRACKING_URI``)."""
+    return mlflow_server
+
+
 @pytest.fixture(scope="module")
 def workdir(training_workdir: Path) -> Path:
     """Output folder (runs, cache, registry, keys) shared with the session's pipeline run."""

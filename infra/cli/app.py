@@ -48,6 +48,7 @@ def _register_commands() -> None:
     from infra.cli.evidence import evidence_command
     from infra.cli.features import features_app
     from infra.cli.images import images_app
+    from infra.cli.model import model_app
     from infra.cli.pipeline import pipeline_app
     from infra.cli.serve import (
         abtest_command,
@@ -67,6 +68,7 @@ def _register_commands() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(images_app, name="images")
     app.add_typer(features_app, name="features")
+    app.add_typer(model_app, name="model")
     app.command("serve")(serve_command)
     app.command("abtest")(abtest_command)
     bench_app = typer.Typer(help="Benchmarks against named baselines.", no_args_is_help=True)

@@ -192,6 +192,15 @@ def _summary(console: Console, result: Any, output_dir: Path) -> None:
         ("model repository", result.model_repository),
         ("local repository", result.model_repository_local),
         ("lineage record", result.lineage_record),
+        ("tracking run", result.tracking_run_id),
+        (
+            "registry version",
+            (
+                f"{result.registry_version} ({result.lifecycle_state})"
+                if result.registry_version
+                else None
+            ),
+        ),
         ("feature service", result.feature_service),
         ("feature store", result.feature_repo if result.feature_service else None),
         ("encrypted", result.encrypted),
@@ -301,6 +310,8 @@ def run_cmd(
         soft_wrap=True,
     )
     from pipelines.audit.log import AuditError
+    from pipelines.registry.mlflow_rest import MlflowError
+    from pipelines.registry.server import TrackingServerError
 
     listener = _progress(console)
     try:
@@ -308,6 +319,9 @@ def run_cmd(
     except AuditError as exc:  # the run's events must be recorded: an environment error
         listener.stop()
         fail(err, str(exc), EXIT_INTERNAL)
+    except (TrackingServerError, MlflowError) as exc:  # no run without tracking: environment
+        listener.stop()
+        fail(err, f"tracking: {exc}", EXIT_INTERNAL)
     finally:
         listener.stop()
     _summary(console, result, output_dir)

@@ -383,6 +383,13 @@ KEYS: tuple[Key, ...] = (
         ["credit-risk:gpu"],
     ),
     Key(
+        "servedModelVersions",
+        "array",
+        "The registry version each served model serves, 'name:N' (name as in servedModels); a "
+        "prod stack must name an approved version for every served model (gate SOV-MOD-001).",
+        [],
+    ),
+    Key(
         "canarySteps",
         "array",
         "Traffic percentages a new model version moves through, each step gated by analysis; "

@@ -146,6 +146,8 @@ class PlatformConfig:
     """Tenant namespaces on the cluster."""
     served_models: tuple[tuple[str, str], ...]
     """``(model, profile)`` pairs Triton serves; profile ``gpu`` or ``cpu``."""
+    served_model_versions: tuple[tuple[str, int], ...]
+    """``(model, registry version)`` pairs the stack serves (``servedModelVersions``)."""
     canary_steps: tuple[int, ...]
     """Traffic percentages of a canary rollout, ending at 100."""
     serving_scale_to_zero: bool

@@ -368,6 +368,27 @@ def _parse_tenants(r: Reader) -> tuple[str, ...] | None:
     return tenants
 
 
+def _parse_served_versions(r: Reader, served: list[str]) -> tuple[tuple[str, int], ...]:
+    """``servedModelVersions``: one ``name:N`` per served model at most, names from
+    ``servedModels`` (whether a prod stack names an approved one is the gate's check)."""
+    versions: list[tuple[str, int]] = []
+    for item in r.strings("servedModelVersions") or ():
+        model, sep, number = item.partition(":")
+        if not sep or not number.isdigit() or int(number) < 1 or number != str(int(number)):
+            r.problem("servedModelVersions", item, "'name:N' with N a registry version (1, 2, ...)")
+        elif model not in served:
+            r.problem(
+                "servedModelVersions",
+                item,
+                f"a model of servedModels ({', '.join(served) or 'none is served'})",
+            )
+        elif model in {name for name, _ in versions}:
+            r.problem("servedModelVersions", item, "one version per served model")
+        else:
+            versions.append((model, int(number)))
+    return tuple(versions)
+
+
 def _parse_serving(r: Reader) -> _Fields:
     """Served models, canary steps, and the scale-to-zero settings with their warm hours."""
     served: list[tuple[str, str]] = []
@@ -384,6 +405,7 @@ def _parse_serving(r: Reader) -> _Fields:
             r.problem("servedModels", item, "a gpu profile needs gpuPoolEnabled: true (or use cpu)")
         else:
             served.append((model, profile))
+    versions = _parse_served_versions(r, [name for name, _ in served])
     steps = r.integers("canarySteps")
     if steps is not None and (
         not steps or list(steps) != sorted(set(steps)) or steps[0] < 1 or steps[-1] != 100
@@ -409,6 +431,7 @@ def _parse_serving(r: Reader) -> _Fields:
         warm_hours = ""
     return {
         "served_models": tuple(served),
+        "served_model_versions": versions,
         "canary_steps": steps or (),
         "serving_scale_to_zero": bool(scale_to_zero),
         "serving_idle_minutes": idle_minutes,

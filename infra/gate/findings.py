@@ -26,8 +26,13 @@ MAX_SUPPRESSIONS = 10
 FAILED, SUPPRESSED = "failed", "suppressed"
 PER_IMAGE = ("SOV-SUP-002", "CKV_K8S_43")
 """Checks about an image's digest: suppressed only image by image (``images``), never by glob."""
-NEVER = ("SOV-SUP-001",)
-"""Checks no suppression may name: an image outside the zone's registry is never accepted."""
+NEVER = ("SOV-SUP-001", "SOV-MOD-001")
+"""Checks no suppression may name: an image outside the zone's registry, a production stack
+serving a model version nobody approved."""
+_NEVER_WHY = {
+    "SOV-SUP-001": "out-of-zone images",
+    "SOV-MOD-001": "a production stack serves approved model versions only",
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,11 @@ def _check_images(path: Path, n: int, ids: list[str], images: Any) -> tuple[str,
     """An entry's ``images``: required exactly for the per-image checks, each an inventory image
     whose digest the lock does not have yet (a locked one must leave the list)."""
     where = f"{path}: suppression #{n}"
-    if any(fnmatch.fnmatchcase(u, i) or fnmatch.fnmatchcase(i, u) for i in ids for u in NEVER):
-        raise ValueError(f"{where}: {', '.join(NEVER)} is never suppressed (out-of-zone images)")
+    never = [
+        u for u in NEVER for i in ids if fnmatch.fnmatchcase(u, i) or fnmatch.fnmatchcase(i, u)
+    ]
+    if never:
+        raise ValueError(f"{where}: {never[0]} is never suppressed ({_NEVER_WHY[never[0]]})")
     per_image = [i for i in ids if i in PER_IMAGE]
     if any(ch in i for i in ids for ch in "*?[") and any(
         fnmatch.fnmatchcase(p, i) for i in ids for p in PER_IMAGE

@@ -9,6 +9,7 @@ carries a justification. Reports are written beside the record (``infra.gate.rep
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from infra.config.stackfile import STACKS
+from infra.config.stackfile import ROOT, STACKS
 from infra.gate import checkov as checkov_runner
 from infra.gate.findings import PER_IMAGE, GateReport, Suppression, load_suppressions
 from infra.gate.k8s_manifests import kubernetes_objects
@@ -26,6 +27,12 @@ from infra.gate.pack_config import write_pack_config
 from infra.gate.reports import write_reports
 from infra.synth.fresh import fresh_record
 from infra.synth.runner import BUILD, PROGRAM
+from policies.approvals import (
+    CHECK_ID,
+    EXPORT_PATH,
+    export_problem,
+    served_version_problems,
+)
 from policies.inventory import identify
 from policies.rules import RULES, Resource, evaluate
 from policies.rules.kubernetes import pod_spec
@@ -68,6 +75,37 @@ def _check_rules(
 
 _PINNED_IMAGE = re.compile(r"image (\S+) is not pinned by digest")
 """The image a ``SOV-SUP-002`` message names (supply_chain.images_pinned_by_digest)."""
+
+
+def _check_served_versions(
+    report: GateReport, record: dict[str, Any], export_path: Path, suppressions: list[Suppression]
+) -> None:
+    """SOV-MOD-001: a production stack serves only approved registry versions
+    (:mod:`policies.approvals`), judged against the reviewed export ``export_path``."""
+    cfg = record.get("config") or {}
+    served = [str(item[0]) for item in cfg.get("served_models") or ()]
+    versions = {str(m): int(v) for m, v in cfg.get("served_model_versions") or ()}
+    resource = f"stack:{record.get('stack', report.stack)}:servedModelVersions"
+    export: dict[str, Any] | None = None
+    if export_path.is_file():
+        try:
+            export = json.loads(export_path.read_text())
+        except (OSError, ValueError) as exc:
+            export, problem = None, f"cannot be read ({exc})"
+        else:
+            problem = export_problem(export)
+        if problem:
+            report.add(
+                suppressions,
+                "registry",
+                CHECK_ID,
+                resource,
+                f"the registry export {EXPORT_PATH} {problem}: rewrite it with sovml model export",
+            )
+            return
+    production = str(cfg.get("environment") or "prod") == "prod"
+    for found in served_version_problems(production, served, versions, export):
+        report.add(suppressions, "registry", CHECK_ID, resource, found.message)
 
 
 def _ids(references: list[str]) -> list[str]:
@@ -131,8 +169,12 @@ def run_gate(
     checkov: bool = True,
     suppressions: list[Suppression] | None = None,
     program: Path = PROGRAM,
+    registry_export: Path = ROOT / EXPORT_PATH,
 ) -> GateReport:
-    """Synthesize if needed, then run every check on ``stack`` and write its reports."""
+    """Synthesize if needed, then run every check on ``stack`` and write its reports.
+
+    ``registry_export`` is the reviewed registry export the served versions are judged against
+    (:data:`policies.approvals.EXPORT_PATH`)."""
     started = time.perf_counter()
     suppressions = load_suppressions() if suppressions is None else suppressions
     out = build_dir / stack
@@ -141,6 +183,7 @@ def run_gate(
     report = GateReport(stack=stack, record=fresh.describe())
     _check_rules(report, record, suppressions)
     _check_schemas(report, record, suppressions)
+    _check_served_versions(report, record, registry_export, suppressions)
     checkov_runner.write_scan_inputs(record, out)
     write_pack_config(record, out, suppressions)  # for pulumi preview --policy-pack-config
     if checkov:

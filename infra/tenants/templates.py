@@ -26,6 +26,9 @@ from typing import Any
 from infra.config import PROJECT as P
 from policies.zones import ZONES
 
+APPROVED_VERSION = 1
+"""The registry version the templates serve: approved in registry/approvals.json (SOV-MOD-001)."""
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -138,6 +141,9 @@ SMB = TenantTemplate(
         f"{P}:singleNatGateway": True,
         # CPU-tier inference: Triton on the worker pool, the backend chosen by measurement.
         f"{P}:servedModels": ["credit-risk:cpu"],
+        # The approved registry version a prod stack must name (gate SOV-MOD-001); a tenant
+        # moves it with its own approvals (sovml model approve, then sovml model export).
+        f"{P}:servedModelVersions": [f"credit-risk:{APPROVED_VERSION}"],
         # KEDA takes the model to zero replicas when idle, so the spot pool can go back
         # to zero nodes; waking it is a cold start (components/serving.py says how).
         f"{P}:servingScaleToZero": True,
@@ -183,6 +189,8 @@ ENTERPRISE = TenantTemplate(
         f"{P}:gpuPoolMinSize": 1,
         f"{P}:gpuPoolDesiredSize": 1,
         f"{P}:gpuPoolMaxSize": 8,
+        # servedModels' default (credit-risk:gpu) at an approved registry version (SOV-MOD-001).
+        f"{P}:servedModelVersions": [f"credit-risk:{APPROVED_VERSION}"],
     },
 )
 """Enterprise: on-demand CPU and GPU pools, a 3-node system pool."""

@@ -48,6 +48,9 @@ from pipelines.training.provenance import CODE_ROOT
 from pipelines.training.validation import ERROR_MARKER
 
 DEFAULT_OUTPUT = CODE_ROOT / "build" / "pipelines"
+DEFAULT_MLFLOW = CODE_ROOT / "build" / "mlflow"
+"""The embedded tracking server's store for runs in :data:`DEFAULT_OUTPUT` (where ``sovml
+model`` looks too)."""
 STEPS = tuple(name for name in images.STEPS if name != images.EXIT_TASK)
 """The local pipeline's task names, in pipeline order (the exit task is the cluster's only)."""
 GATED = ("export", "register", "materialize", "encrypt")
@@ -105,6 +108,9 @@ class RunResult:
         log_path: Full log of the run.
         feature_repo: Feature store the run trained from (and materialized to).
         feature_service: Feature service of the registered version, when materialized.
+        tracking_run_id: The MLflow run this run was logged to.
+        registry_version: The MLflow registry's version of the model, when registered.
+        lifecycle_state: That version's lifecycle state (``challenger`` after a passed gate).
     """
 
     succeeded: bool
@@ -125,6 +131,9 @@ class RunResult:
     log_path: Path
     feature_repo: Path | None = None
     feature_service: str | None = None
+    tracking_run_id: str | None = None
+    registry_version: int | None = None
+    lifecycle_state: str = ""
 
 
 class _LogTap(io.TextIOBase):
@@ -290,6 +299,7 @@ def run_local(
     cache: bool = True,
     listener: Listener | None = None,
     run_tag: str | None = None,
+    tracking_uri: str | None = None,
 ) -> RunResult:
     """Run the training pipeline with ``kfp.local`` and return what happened.
 
@@ -301,6 +311,10 @@ def run_local(
         cache: Reuse step outputs of earlier runs with identical inputs (kfp.local's cache).
         listener: Called on every step state change (for progress displays).
         run_tag: Run identifier; a new one by default.
+        tracking_uri: The MLflow server to log to; None: ``$SOVML_TRACKING_URI``, else the
+            embedded server started for the run (:func:`pipelines.registry.server.tracking_server`,
+            its store under ``build/mlflow`` for the default output folder, else
+            ``<output_dir>/mlflow``). There is no run without tracking.
 
     Returns:
         The :class:`RunResult`; a failed step does not raise, it is in ``succeeded``/``errors``.
@@ -308,10 +322,36 @@ def run_local(
     Raises:
         pipelines.audit.log.AuditError: The lifecycle log cannot be written (before the run
             starts, or when recording its end).
+        pipelines.registry.server.TrackingServerError: No tracking server could be reached or
+            started (checked before the run starts).
+        pipelines.registry.mlflow_rest.MlflowError: The server refused or dropped a call while
+            logging the finished run (its end is recorded in the lifecycle log first).
     """
-    from pipelines.training.pipeline import PIPELINE_NAME
+    from pipelines.registry.server import TrackingServerError, tracking_server
 
     out = Path(output_dir).resolve()
+    if tracking_uri is not None:
+        from pipelines.registry.mlflow_rest import MlflowRest
+
+        if not MlflowRest(tracking_uri).health():
+            raise TrackingServerError(f"tracking server {tracking_uri} does not answer /health")
+        return _run_tracked(arguments, out, cache, listener, run_tag, tracking_uri)
+    store = DEFAULT_MLFLOW if out == DEFAULT_OUTPUT.resolve() else out / "mlflow"
+    with tracking_server(store) as url:
+        return _run_tracked(arguments, out, cache, listener, run_tag, url)
+
+
+def _run_tracked(
+    arguments: dict[str, Any] | None,
+    out: Path,
+    cache: bool,
+    listener: Listener | None,
+    run_tag: str | None,
+    tracking_uri: str,
+) -> RunResult:
+    """:func:`run_local` once its tracking server answers."""
+    from pipelines.training.pipeline import PIPELINE_NAME
+
     tag = run_tag or new_run_tag()
     runs = out / "runs"
     log_path = out / "logs" / f"{tag}.log"
@@ -340,7 +380,16 @@ def run_local(
     result.feature_repo = Path(args["feature_repo"])
     # The training-pipeline success SLO's counter (components/_alerts.py).
     outcome.record_run(out / "metrics", PIPELINE_NAME, succeeded)
-    _record_finish(audit_log, subject, result, outputs)
+    try:
+        from pipelines.registry.tracking import track_local_run
+
+        evaluation = outputs.get("evaluation")
+        track_local_run(
+            tracking_uri, PIPELINE_NAME, args, result, evaluation and Path(evaluation.path)
+        )
+    finally:
+        # The run's end is recorded even when tracking failed (its details then lack the ids).
+        _record_finish(audit_log, subject, result, outputs)
     return result
 
 
@@ -396,6 +445,8 @@ def _record_finish(
         "version": result.version,
         "failed_step": result.failed_step,
         "seconds": round(result.seconds, 3),
+        "tracking_run_id": result.tracking_run_id,
+        "registry_version": result.registry_version,
     }
     if "auc" in result.metrics:
         details["auc"] = float(result.metrics["auc"])

@@ -1,0 +1,340 @@
+"""The MLflow tracking server and model registry on the cluster: private, encrypted, least
+privilege.
+
+One Deployment of ``mlflow server`` (the inventory's ``mlflow`` image) in the pipelines'
+namespace, reachable only through a ClusterIP Service and only from the namespaces that log runs
+(the platform's pipelines and the tenants'): the namespace's default-deny stays, and one
+NetworkPolicy admits exactly those namespaces to the server's port. Its backend store is RDS
+PostgreSQL in the private subnets (storage, the RDS-managed master secret and Performance
+Insights under the customer key, TLS forced, IAM authentication on, Multi-AZ and deletion
+protection in production); its artifacts go to the models bucket under one prefix through an
+IRSA role that can read, write and list that prefix only and use the bucket's key (every upload
+is SSE-KMS: the bucket's default, and the server asks for it). The pods run under Pod Security
+``restricted`` with a read-only root file system.
+
+The database password never exists in config: RDS keeps it in Secrets Manager under the customer
+key, and the cluster's secret operator syncs it into the Secret :data:`DB_SECRET` (keys
+``username``, ``password``), as for Kubeflow's database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components._aws import (
+    TYPE_PREFIX,
+    child,
+    managed_policy,
+    objects_of,
+    partition_of,
+    policy,
+    private_store_network,
+    service_role,
+)
+from components._irsa import ClusterAccess, irsa_service_account
+from components._k8s import container, metadata, namespace_peer, pod_spec, pool_selector, tcp_ports
+from policies import inventory
+
+NAME = "mlflow"
+"""Name of the Deployment, Service, service account and the pods' ``app.kubernetes.io/name``."""
+PORT = 5000
+"""The server's HTTP port (API, UI and the artifact proxy)."""
+LABELS = {"app.kubernetes.io/name": NAME}
+"""Labels selecting the server's pods."""
+DB_SECRET = "mlflow-db"
+"""Secret with the database's ``username`` and ``password`` (synced from Secrets Manager)."""
+DB_NAME = "mlflow"
+"""The database the server keeps its runs and registry in."""
+DB_FILES = "/var/run/mlflow-db"
+"""Where the pod sees :data:`DB_SECRET`'s keys as files."""
+POSTGRES_VERSION = "16.6"
+"""RDS PostgreSQL engine version (minor upgrades applied automatically)."""
+_PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-/")
+
+
+@dataclass(frozen=True)
+class MlflowArgs:
+    """Inputs of :class:`Mlflow`."""
+
+    namespace: str
+    """Namespace of the server (the pipelines' namespace: its default-deny applies)."""
+    name_prefix: str
+    """Prefix of AWS names (DB identifier, groups)."""
+    models_bucket: pulumi.Input[str]
+    """Bucket of model artifacts (SSE-KMS)."""
+    models_bucket_arn: pulumi.Input[str]
+    """Its ARN."""
+    storage_key_arn: pulumi.Input[str]
+    """KMS key of the bucket."""
+    db_key_arn: pulumi.Input[str]
+    """KMS key of the RDS storage, its managed master secret and Performance Insights."""
+    cluster_access: ClusterAccess
+    """The cluster's IRSA identity provider."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the database."""
+    vpc_cidr: str
+    """Only source allowed to reach the database port."""
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Private subnets of the database."""
+    client_namespaces: Sequence[str] = field(default_factory=list)
+    """Namespaces whose pods may reach the server (pipelines log runs from there)."""
+    artifacts_prefix: str = "mlflow/"
+    """The server's folder in the bucket; its role reaches nothing else."""
+    production: bool = True
+    """Multi-AZ, deletion protection and final snapshots for the database."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where the image is pulled from (the zone's mirror in production)."""
+
+
+def artifact_statements(
+    bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
+) -> list[dict[str, Any]]:
+    """List, read, write and delete under ``prefix`` only, and the bucket key's data keys."""
+    return [
+        {
+            "Sid": "ListItsPrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        },
+        {
+            "Sid": "ReadWriteItsPrefix",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": objects_of(bucket_arn, prefix),
+        },
+        {
+            "Sid": "SseKmsDataKeys",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": key_arn,
+        },
+    ]
+
+
+class Mlflow(pulumi.ComponentResource):
+    """The tracking server's database, IRSA account, Deployment, Service and NetworkPolicy.
+
+    ``url`` is where pipelines in ``client_namespaces`` reach it (``SOVML_TRACKING_URI``).
+    """
+
+    url: str
+    """The in-cluster URL of the server."""
+    db_host: pulumi.Output[str]
+    """The database's private address."""
+
+    def __init__(
+        self, name: str, args: MlflowArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        prefix = args.artifacts_prefix
+        if not prefix.endswith("/") or prefix.startswith("/") or not set(prefix) <= _PREFIX_CHARS:
+            raise ValueError(
+                f"MlflowArgs.artifacts_prefix: {prefix!r}; allowed a folder like 'mlflow/' "
+                "(lower-case letters, digits, '-', '/', ending in '/')"
+            )
+        if not (args.subnet_ids and args.vpc_cidr):
+            raise ValueError("MlflowArgs: subnet_ids and vpc_cidr are required (private RDS)")
+        super().__init__(f"{TYPE_PREFIX}:mlflow:Mlflow", name, None, opts)
+        ns = args.namespace
+        irsa_service_account(
+            self,
+            name,
+            access=args.cluster_access,
+            namespace=ns,
+            service_account=NAME,
+            inline_policy=policy(
+                artifact_statements(args.models_bucket_arn, args.storage_key_arn, prefix)
+            ),
+        )
+        self.db_host = self._database(name, args)
+        self._deployment(name, args)
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata(NAME, ns),
+            spec={
+                "type": "ClusterIP",
+                "selector": LABELS,
+                "ports": [{"name": "http", "port": PORT, "targetPort": PORT}],
+            },
+            opts=child(self),
+        )
+        clients = sorted(set(args.client_namespaces) - {ns})
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-clients",
+            metadata=metadata("allow-tracking-clients", ns),
+            spec={
+                "podSelector": {"matchLabels": LABELS},
+                "policyTypes": ["Ingress", "Egress"],
+                # The pipelines' own namespace reaches it through its allow-same-namespace. An
+                # empty ``from`` would admit everyone: no clients, no rule.
+                "ingress": (
+                    [{"from": [namespace_peer(c) for c in clients], "ports": tcp_ports(PORT)}]
+                    if clients
+                    else []
+                ),
+                # The backend store: the RDS ENIs in the VPC (S3 rides allow-aws-endpoints).
+                "egress": [
+                    {"to": [{"ipBlock": {"cidr": args.vpc_cidr}}], "ports": tcp_ports(5432)}
+                ],
+            },
+            opts=child(self),
+        )
+        # The clients' own namespaces deny egress by default: let their pods reach it.
+        for client in clients:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-egress-{client}",
+                metadata=metadata("allow-to-mlflow", client),
+                spec={
+                    "podSelector": {},
+                    "policyTypes": ["Egress"],
+                    "egress": [{"to": [namespace_peer(ns, LABELS)], "ports": tcp_ports(PORT)}],
+                },
+                opts=child(self),
+            )
+        self.url = f"http://{NAME}.{ns}.svc:{PORT}"
+        self.register_outputs({"db_host": self.db_host})
+
+    def _database(self, name: str, args: MlflowArgs) -> pulumi.Output[str]:
+        sg, subnets = private_store_network(
+            f"{name}-db",
+            store="MLflow backend DB",
+            protocol="PostgreSQL",
+            subnet_group=aws.rds.SubnetGroup,
+            group_name=f"{args.name_prefix}-mlflow",
+            vpc_id=args.vpc_id,
+            vpc_cidr=args.vpc_cidr,
+            subnet_ids=args.subnet_ids,
+            port=5432,
+            ingress_description="PostgreSQL from the VPC (pods via the VPC CNI)",
+            opts=child(self),
+        )
+        params = aws.rds.ParameterGroup(
+            f"{name}-db-params",
+            name=f"{args.name_prefix}-mlflow-pg16",
+            family="postgres16",
+            description="TLS only, connections and statements logged",
+            parameters=[
+                {"name": "rds.force_ssl", "value": "1"},
+                {"name": "log_connections", "value": "1"},
+                {"name": "log_disconnections", "value": "1"},
+            ],
+            opts=child(self),
+        )
+        monitoring, _ = service_role(
+            f"{name}-db-monitoring-role",
+            service="monitoring.rds.amazonaws.com",
+            description="RDS enhanced monitoring for the MLflow DB",
+            managed={
+                f"{name}-db-monitoring-policy": managed_policy(
+                    partition_of(self), "service-role/AmazonRDSEnhancedMonitoringRole"
+                )
+            },
+            opts=child(self),
+        )
+        db = aws.rds.Instance(
+            f"{name}-db",
+            identifier=f"{args.name_prefix}-mlflow",
+            engine="postgres",
+            engine_version=POSTGRES_VERSION,
+            instance_class="db.t4g.medium",
+            allocated_storage=20,
+            max_allocated_storage=100,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=args.db_key_arn,
+            db_name=DB_NAME,
+            username="mlflow_admin",
+            # The password never exists in config: RDS keeps it in Secrets Manager under our key.
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=args.db_key_arn,
+            iam_database_authentication_enabled=True,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[sg.id],
+            parameter_group_name=params.name,
+            publicly_accessible=False,
+            multi_az=args.production,
+            backup_retention_period=14 if args.production else 3,
+            copy_tags_to_snapshot=True,
+            deletion_protection=args.production,
+            skip_final_snapshot=not args.production,
+            final_snapshot_identifier=(
+                f"{args.name_prefix}-mlflow-final" if args.production else None
+            ),
+            auto_minor_version_upgrade=True,
+            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=args.db_key_arn,
+            monitoring_interval=60,
+            monitoring_role_arn=monitoring.arn,
+            ca_cert_identifier="rds-ca-rsa2048-g1",
+            opts=child(self, protect=args.production, retain_on_delete=args.production),
+        )
+        return db.address
+
+    def _deployment(self, name: str, args: MlflowArgs) -> None:
+        # The URI is assembled in the container from the synced Secret's files and handed over
+        # in MLflow's own variable: the password is in no manifest, environment entry, argument
+        # list or config; verify-full checks the RDS certificate.
+        serve = (
+            f'export MLFLOW_BACKEND_STORE_URI="postgresql://$(cat {DB_FILES}/username):'
+            f"$(cat {DB_FILES}/password)@${{DB_HOST}}:5432/{DB_NAME}"
+            '?sslmode=verify-full&sslrootcert=system" && '
+            f"exec mlflow server --serve-artifacts --host 0.0.0.0 --port {PORT} --workers 2"
+        )
+        server = container(
+            "mlflow",
+            args.sources.image("mlflow"),
+            cpu="250m",
+            memory="1Gi",
+            cpu_limit="1",
+            command=["/bin/sh", "-c"],
+            args=[serve],
+            env={
+                "DB_HOST": self.db_host,
+                "MLFLOW_ARTIFACTS_DESTINATION": pulumi.Output.concat(
+                    "s3://", args.models_bucket, "/", args.artifacts_prefix.rstrip("/")
+                ),
+                # Uploads ask for SSE-KMS explicitly, on top of the bucket's default.
+                "MLFLOW_S3_UPLOAD_EXTRA_ARGS": '{"ServerSideEncryption": "aws:kms"}',
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                # The job runner (huey workers) serves features the platform does not use.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                "HOME": "/tmp",
+            },
+            ports=[{"name": "http", "containerPort": PORT}],
+            probe_path="/health",
+            probe_port=PORT,
+            volume_mounts=[
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "db", "mountPath": DB_FILES, "readOnly": True},
+            ],
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata(NAME, args.namespace),
+            spec={
+                "replicas": 2 if args.production else 1,
+                "selector": {"matchLabels": LABELS},
+                "template": {
+                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/part-of": "sovereign-ml"}},
+                    "spec": pod_spec(
+                        [server],
+                        service_account=NAME,
+                        volumes=[
+                            {"name": "tmp", "emptyDir": {}},
+                            {"name": "db", "secret": {"secretName": DB_SECRET}},
+                        ],
+                        node_selector=pool_selector("system"),
+                        spread_label=LABELS,
+                    ),
+                },
+            },
+            opts=child(self),
+        )

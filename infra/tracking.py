@@ -1,0 +1,51 @@
+"""Experiment tracking and the model registry of one stack: the MLflow server on the cluster.
+
+Split from :mod:`infra.platform` (which calls :func:`tracking`) to keep both short; it takes what
+it needs from the platform as arguments, so it imports nothing from it at run time. The platform
+composes it only for tiers whose pipelines' metadata lives on RDS (enterprise): its backend is
+RDS PostgreSQL, and the SMB tier deliberately runs no RDS instance (its tracking server is future
+work, see README "Model registry").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pulumi
+
+from components.mlflow import Mlflow, MlflowArgs
+from infra.config import PlatformConfig
+from infra.images.sources import sources_for
+
+if TYPE_CHECKING:
+    from infra.platform import AwsBase, KubernetesCluster
+
+NAMESPACE = "kubeflow"
+"""The server runs beside the pipelines that log to it (that namespace's default-deny applies)."""
+
+
+def tracking(
+    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+) -> Mlflow:
+    """The MLflow server with its RDS backend and its models-bucket prefix."""
+    storage_key = base.keys.keys["storage"].arn
+    models = base.storage.buckets["models"]
+    return Mlflow(
+        "mlflow",
+        MlflowArgs(
+            namespace=NAMESPACE,
+            name_prefix=cfg.name_prefix,
+            models_bucket=models.bucket,
+            models_bucket_arn=models.arn,
+            storage_key_arn=storage_key,
+            db_key_arn=storage_key,
+            cluster_access=eks.cluster.access,
+            vpc_id=base.network.vpc_id,
+            vpc_cidr=cfg.network.cidr,
+            subnet_ids=base.network.private_subnet_ids,
+            client_namespaces=list(cfg.tenants),
+            production=cfg.production,
+            sources=sources_for(cfg),
+        ),
+        opts=opts,
+    )

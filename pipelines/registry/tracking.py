@@ -1,0 +1,205 @@
+"""Log one local pipeline run to the tracking server and register its version.
+
+After ``kfp.local`` finished, :func:`track_run` writes one MLflow run per pipeline run in the
+experiment named after the pipeline: its parameters (the run's arguments and the trained
+model's), its metrics (the evaluate step's, fairness included when the step reports it), the data
+digest and lineage links as tags, and as artifacts the lineage record, the evaluation report and
+the served model file. A version that passed the gate is then registered (MLflow's registry,
+``source`` the run's ``model`` artifacts) as a candidate and moved to challenger by the gate's
+decision (:func:`pipelines.registry.governance.passed_gate`), tagged with the lineage record's
+path and digest, the Triton repository's version number and the run tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.registry import governance
+from pipelines.registry.mlflow_rest import MAX_TAG_VALUE, MlflowRest
+
+MAX_PARAM = 6000
+"""Longest parameter value MLflow stores; longer ones are cut (the lineage holds them whole)."""
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """What the tracking server holds about one pipeline run.
+
+    Attributes:
+        run_id: The MLflow run.
+        experiment_id: Its experiment (one per pipeline).
+        model_version: The registered version (None when the gate refused the model).
+        state: The version's lifecycle state after registration ('' without a version).
+    """
+
+    run_id: str
+    experiment_id: str
+    model_version: int | None
+    state: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _scalar_params(values: dict[str, Any]) -> dict[str, str]:
+    """JSON scalars as MLflow parameter strings (objects and lists as compact JSON)."""
+    params: dict[str, str] = {}
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        params[str(key)] = text[:MAX_PARAM]
+    return params
+
+
+def _numeric(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Finite numbers of a (nested) report, keys joined with '.' (``fairness.dp_difference``)."""
+    numbers: dict[str, float] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            numbers.update(_numeric(value, f"{name}."))
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(float(value))
+        ):
+            numbers[name] = float(value)
+    return numbers
+
+
+def track_run(
+    client: MlflowRest,
+    *,
+    experiment: str,
+    run_tag: str,
+    succeeded: bool,
+    arguments: dict[str, Any],
+    metrics: dict[str, Any],
+    gate: dict[str, Any],
+    lineage_record: Path | None,
+    evaluation_report: Path | None,
+    served_model: Path | None,
+    data_sha256: str,
+    model_name: str,
+    repository_version: int | None,
+) -> TrackedRun:
+    """Log the run and, when the gate passed and a lineage record exists, register its version.
+
+    Args:
+        client: The tracking server.
+        experiment: Experiment name (the pipeline's).
+        run_tag: The pipeline run's tag (also the MLflow run's name).
+        succeeded: Whether every step succeeded.
+        arguments: The pipeline's arguments (parameters of the run).
+        metrics: The evaluate step's metrics.
+        gate: The evaluation gate's decision ``{"passed", "reason", ...}``.
+        lineage_record: The registry's lineage record of the version (None: not registered).
+        evaluation_report: The evaluate step's report file, when one was written.
+        served_model: The file Triton serves, uploaded as the version's ``model`` artifact.
+        data_sha256: Digest of the ingested table ('' when unknown).
+        model_name: The registered model's name.
+        repository_version: The version folder in the Triton repository.
+
+    Raises:
+        pipelines.registry.mlflow_rest.MlflowError: The server refused a call or is unreachable.
+    """
+    experiment_id = client.experiment_id(experiment)
+    tags = {
+        "sovml.run_tag": run_tag,
+        "sovml.data_sha256": data_sha256,
+        "sovml.gate_passed": str(bool(gate.get("passed"))).lower(),
+        "sovml.gate_reason": str(gate.get("reason", ""))[:MAX_TAG_VALUE],
+    }
+    lineage: dict[str, Any] = {}
+    if lineage_record is not None:
+        lineage = json.loads(lineage_record.read_text())
+        tags["sovml.lineage_record"] = str(lineage_record.resolve())
+        tags["sovml.lineage_sha256"] = _sha256(lineage_record)
+    run_id = client.create_run(experiment_id, run_tag, {"mlflow.runName": run_tag})
+    params = _scalar_params(
+        {**{f"pipeline.{k}": v for k, v in arguments.items()}, **lineage.get("parameters", {})}
+    )
+    client.log_batch(run_id, params, _numeric(metrics), tags)
+    for path, folder in ((lineage_record, "lineage"), (evaluation_report, "evaluation")):
+        if path is not None and path.is_file():
+            client.upload_artifact(run_id, path, folder)
+    version = None
+    state = ""
+    if gate.get("passed") and lineage_record is not None and served_model is not None:
+        client.upload_artifact(run_id, served_model, "model")
+        source = f"{client.get_run(run_id)['info']['artifact_uri']}/model"
+        client.ensure_registered_model(
+            model_name, f"{model_name}: registered by the sovml training pipeline"
+        )
+        registered = client.create_model_version(
+            model_name,
+            source,
+            run_id,
+            {
+                "lineage_record": tags["sovml.lineage_record"],
+                "lineage_sha256": tags["sovml.lineage_sha256"],
+                "repository_version": str(repository_version or ""),
+                "run_tag": run_tag,
+                "data_sha256": data_sha256,
+                governance.STATE_TAG: governance.State.CANDIDATE.value,
+            },
+        )
+        evidence = {
+            "passed": bool(gate.get("passed")),
+            "reason": str(gate.get("reason", ""))[:1024],
+            "metrics": _numeric(metrics),
+        }
+        state = governance.passed_gate(client, registered, evidence).value
+        version = registered.version
+    client.finish_run(run_id, "FINISHED" if succeeded else "FAILED")
+    return TrackedRun(run_id, experiment_id, version, state)
+
+
+def track_local_run(
+    tracking_uri: str,
+    experiment: str,
+    args: dict[str, Any],
+    result: Any,
+    evaluation_report: Path | None,
+) -> TrackedRun:
+    """:func:`track_run` for a finished local run; fills the result's tracking fields.
+
+    ``result`` is a :class:`pipelines.training.local_run.RunResult` (not imported: the run
+    imports this module).
+    """
+    lineage: dict[str, Any] = {}
+    if result.lineage_record is not None and result.lineage_record.is_file():
+        lineage = json.loads(result.lineage_record.read_text())
+    data_sha = lineage.get("data", {}).get("sha256", "")
+    dataset = result.run_dir / "ingest" / "dataset" if result.run_dir else None
+    if not data_sha and dataset is not None and dataset.is_file():
+        data_sha = _sha256(dataset)
+    served = lineage.get("artifacts", {}).get("served")
+    tracked = track_run(
+        MlflowRest(tracking_uri),
+        experiment=experiment,
+        run_tag=result.run_tag,
+        succeeded=result.succeeded,
+        arguments={k: v for k, v in args.items() if isinstance(v, (str, int, float, bool))},
+        metrics=result.metrics,
+        gate={"passed": bool(result.gate_passed), "reason": result.gate_reason},
+        lineage_record=result.lineage_record if lineage else None,
+        evaluation_report=evaluation_report,
+        served_model=Path(served) if served else None,
+        data_sha256=data_sha,
+        model_name=str(lineage.get("model_name") or args.get("model_name") or "credit_risk"),
+        repository_version=result.version,
+    )
+    result.tracking_run_id = tracked.run_id
+    result.registry_version = tracked.model_version
+    result.lifecycle_state = tracked.state
+    return tracked
