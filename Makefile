@@ -19,7 +19,10 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 INSTALLER ?= auto
 UV_VENV := .venv-uv
 UV := $(UV_VENV)/bin/uv
-UV_FLAGS := --quiet
+# --compile-bytecode: pip writes every module's .pyc at install time, uv only when asked. Without
+# them each process compiles what it imports, every time where PYTHONDONTWRITEBYTECODE is set (as
+# on this machine): a fresh clone's demo spent minutes compiling torch, onnx and feast again.
+UV_FLAGS := --quiet --compile-bytecode
 # The installer a venv recipe uses: uv when its bootstrap venv holds it and pip is not forced.
 USE_UV = [ "$(INSTALLER)" != pip ] && [ -x $(UV) ]
 # install DIR ARGS: the pinned ARGS into the venv DIR with the chosen installer.
