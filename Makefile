@@ -91,12 +91,12 @@ system-packages: ## Install Redis and Prometheus from Debian's packages where mi
 demo: ## Set up, then run the showcase on the embedded defaults (each phase timed)
 	@SECONDS=0; $(MAKE) --no-print-directory -s setup && $(SOVML) demo --setup-seconds $$SECONDS
 
-# Both cores: one xdist worker each; every test module is one group (tests/conftest.py
-# xdist_groups), so module state and fixed build/ paths never race, and the pipeline run and the
-# real-Triton traffic the sessions share are built once. TEST_WORKERS=0 runs in one process.
+# Both cores: one xdist worker each, whole modules per worker (--dist loadfile), so module state,
+# module fixtures and fixed build/ paths never race. Session fixtures are built once per worker.
+# TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup system-packages ## Set up, then run the whole test suite and the policy gate on every stack
-	$(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
+	$(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 	$(SOVML) check --all
 
 lint: setup ## ruff + black (check only)

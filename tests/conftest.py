@@ -9,50 +9,6 @@ from typing import Any
 
 import pytest
 
-SHARED_ONCE = ("training_run", "traffic")
-"""Session fixtures too expensive to build once per xdist worker (a full pipeline run, a real
-Triton and Prometheus with traffic): every module that uses one runs on the same worker."""
-
-
-def xdist_groups(modules: dict[str, set[str]]) -> dict[str, str]:
-    """The xdist group of each test module, from the fixtures its tests request.
-
-    ``make test`` runs ``pytest -n 2 --dist loadgroup``. A module is one group: its tests may
-    share module state and fixed paths under build/, so they never run on two workers at once.
-    Modules that use the same :data:`SHARED_ONCE` fixture join one group (named after the first
-    such fixture, transitively), so that fixture is built once per run, not once per worker.
-    """
-    parent = {name: name for name in SHARED_ONCE}
-
-    def root(name: str) -> str:
-        while parent[name] != name:
-            name = parent[name]
-        return name
-
-    for fixtures in modules.values():
-        used = [f for f in SHARED_ONCE if f in fixtures]
-        for other in used[1:]:
-            a, b = sorted((root(used[0]), root(other)), key=SHARED_ONCE.index)
-            parent[b] = a
-    groups = {}
-    for module, fixtures in modules.items():
-        used = [f for f in SHARED_ONCE if f in fixtures]
-        groups[module] = root(used[0]) if used else module
-    return groups
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its module's xdist group (:func:`xdist_groups`); a no-op without
-    ``--dist loadgroup``."""
-    modules: dict[str, set[str]] = {}
-    for item in items:
-        modules.setdefault(item.nodeid.split("::", 1)[0], set()).update(
-            getattr(item, "fixturenames", ())
-        )
-    groups = xdist_groups(modules)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::", 1)[0]]))
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
