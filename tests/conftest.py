@@ -39,6 +39,29 @@ def _lifecycle_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ[name] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cli_built_once() -> Iterator[None]:
+    """typer's ``CliRunner.invoke`` rebuilds the click command tree from the Typer app on every
+    call (about 0.19 s for ``sovml``, more than most commands take under test); a real ``sovml``
+    process builds it once, and so do the tests now: one tree per app object, for as long as the
+    app lives. Apps are complete when first invoked (built at import, or just before use)."""
+    import weakref
+
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    def get_command(app: Any) -> Any:
+        if app not in built:
+            built[app] = build(app)
+        return built[app]
+
+    typer.testing._get_command = get_command
+    yield
+    typer.testing._get_command = build
+
+
 TRAINING_ARGS = {"rows": 2000, "seed": 7, "epochs": 3, "min_auc": 0.7}
 """The one real local training run the session shares (small table, three epochs)."""
 

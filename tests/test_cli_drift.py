@@ -24,7 +24,9 @@ def _group() -> None:
 
 
 app.command("drift")(drift_command)
-runner = CliRunner()
+# A fixed, wide terminal: the table's columns must not depend on how long the temporary
+# paths it prints are (longer under pytest-xdist's per-worker folders), nor on the caller's tty.
+runner = CliRunner(env={"COLUMNS": "200"})
 
 
 def frame(rng: np.random.Generator, rows: int, shift: float = 0.0) -> pd.DataFrame:

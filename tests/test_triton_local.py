@@ -298,7 +298,11 @@ def _app() -> typer.Typer:
 @pytest.mark.slow
 def test_serve_command_once(repo: Path) -> None:
     require_triton()
-    result = CliRunner().invoke(_app(), ["serve", str(repo), "--model", "tiny", "--once"])
+    # A fixed, wide terminal: the table must not truncate depending on the temporary path's
+    # length (longer under pytest-xdist) or the caller's tty.
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        _app(), ["serve", str(repo), "--model", "tiny", "--once"]
+    )
     assert result.exit_code == 0, result.output
     for text in (
         "Triton ready",

@@ -492,15 +492,34 @@ def run(console: Console | None = None) -> list[Outcome]:
     return outcomes
 
 
-def summary_table(outcomes: list[Outcome]) -> Table:
-    """The closing table: each step, what it was expected to do, whether it did, its figure."""
-    table = Table(title="sovereign-ml demo: what just ran", title_justify="left", show_lines=True)
+def seconds_text(seconds: float) -> str:
+    """A duration as the table shows it: ``42s``, ``3m 05s`` from a minute on."""
+    whole = round(seconds)
+    return f"{whole}s" if whole < 60 else f"{whole // 60}m {whole % 60:02d}s"
+
+
+def summary_table(outcomes: list[Outcome], setup_seconds: float | None = None) -> Table:
+    """The closing table: each step, what it was expected to do, whether it did, its figure and
+    its wall time; the footer sums the steps and, when ``make demo`` measured it, the set-up
+    (virtualenvs) before them, so the last figure is the whole first run."""
+    steps_total = sum(o.seconds for o in outcomes)
+    footer = f"steps {seconds_text(steps_total)}"
+    total = steps_total
+    if setup_seconds is not None:
+        footer = f"set-up {seconds_text(setup_seconds)} + {footer}"
+        total += setup_seconds
+    table = Table(
+        title="sovereign-ml demo: what just ran",
+        title_justify="left",
+        show_lines=True,
+        show_footer=True,
+    )
     table.add_column("#", justify="right")
-    table.add_column("step")
+    table.add_column("step", footer=f"total: {footer}")
     table.add_column("expected")
     table.add_column("result")
     table.add_column("key figure (or what happened instead)", overflow="fold")
-    table.add_column("time", justify="right")
+    table.add_column("time", justify="right", footer=seconds_text(total))
     for i, o in enumerate(outcomes, 1):
         table.add_row(
             str(i),
@@ -508,6 +527,6 @@ def summary_table(outcomes: list[Outcome]) -> Table:
             o.expected,
             Text("ok", style="green") if o.ok else Text("FAILED", style="red"),
             o.figure,
-            f"{o.seconds:.0f}s",
+            seconds_text(o.seconds),
         )
     return table

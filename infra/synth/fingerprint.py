@@ -40,7 +40,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,22 @@ def _targets(
     return files, None
 
 
+@lru_cache(maxsize=4096)
+def _imports_in(filename: str, source: bytes) -> tuple[tuple[int, str | None, list[str]], ...]:
+    """The imports of one file's ``source`` (:func:`_imported_names`); none when it does not parse
+    (the synth itself reports that; the file's hash is still listed).
+
+    Keyed by the bytes themselves, so an edited file is parsed afresh and an unchanged one is
+    not parsed again in the same process (every synth fingerprints the program twice, and a
+    session synthesizes many stacks and examples). Callers must not mutate the name lists.
+    """
+    try:
+        tree = ast.parse(source, filename=filename)
+    except (SyntaxError, ValueError):
+        return ()
+    return tuple(_imported_names(tree))
+
+
 @dataclass
 class Closure:
     """The static import closure of some seed files."""
@@ -270,11 +286,7 @@ def import_closure(
         if path in out.files or not path.is_file():
             continue
         out.files.add(path)
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError):
-            continue  # the synth itself reports it; the file's hash is still listed
-        for level, module, names in _imported_names(tree):
+        for level, module, names in _imports_in(str(path), path.read_bytes()):
             files, top = _targets(path, level, module, names, roots)
             todo += [f for f in files if f not in out.files]
             if top:
