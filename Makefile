@@ -14,8 +14,9 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 # pip where uv is unavailable. INSTALLER=auto (default) tries uv and falls back to pip when uv
 # cannot be installed; INSTALLER=uv insists on it; INSTALLER=pip never uses it. Either way the
 # same requirements/*.txt are installed, exactly, into venvs made by `python -m venv` (the same
-# bundled pip and setuptools as before). torch always comes from pip first: `torch==2.13.0` resolves to the local CPU wheel, which uv does not see (it would download a CUDA build); uv then
-# finds `torch==2.13.0+cpu` of the lock already satisfied and installs nothing for it.
+# bundled pip and setuptools as before). torch always comes from pip first: `torch==2.13.0`
+# resolves to the local CPU wheel, which uv does not see (it would download a CUDA build); uv
+# then finds `torch==2.13.0+cpu` of the lock already satisfied and installs nothing for it.
 INSTALLER ?= auto
 UV_VENV := .venv-uv
 UV := $(UV_VENV)/bin/uv
