@@ -56,6 +56,8 @@ SECRET = "hvs.CAESIAbcdefghijklmnopqrstuv0123456789"
 CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("synth",): frozenset({0, 2, 3}),
     ("check",): frozenset({0, 1, 2, 3}),
+    ("gate", "merge"): frozenset({0, 1, 2, 3}),
+    ("gate", "hook"): frozenset({0, 1, 2, 3}),
     ("evidence",): frozenset({0, 1, 2, 3}),
     ("demo",): frozenset({0, 1, 2, 3}),
     ("config", "schema"): frozenset({0, 2, 3}),
