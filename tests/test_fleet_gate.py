@@ -3,6 +3,7 @@ unchanged stacks skipped only while nothing the verdict depends on changed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -148,25 +149,47 @@ def test_changed_gate_inputs_check_again(
     assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}
 
 
-def test_an_edited_or_failed_report_is_never_trusted(checked: tuple[Path, Path]) -> None:
+def test_an_edited_report_or_one_without_its_tools_is_never_trusted(
+    checked: tuple[Path, Path],
+) -> None:
     own, build = checked
     assert _fleet(own, build, ["dev"]) in ({"dev": "skipped"}, {"dev": "checked"})
     report = build / "dev" / "report.json"
     doc = json.loads(report.read_text())
     report.write_text(json.dumps({**doc, "seconds": 0.0}))
     assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+    # A report where a tool did not run, with gate.json forged to match it: judged again.
     doc = json.loads(report.read_text())
-    gate = json.loads((build / "dev" / fleet.GATE_FILE).read_text())
-    # A report that failed, with a gate.json forged to match it, is still checked again.
-    failed = json.dumps({**doc, "ok": False}, indent=2) + "\n"
-    report.write_text(failed)
-    import hashlib
-
-    gate["report"] = hashlib.sha256(failed.encode()).hexdigest()
-    (build / "dev" / fleet.GATE_FILE).write_text(json.dumps(gate))
+    _forge(build / "dev", {**doc, "errors": ["checkov timed out"]})
     assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
     (build / "dev" / fleet.GATE_FILE).unlink()
     assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+
+
+def _forge(out: Path, doc: dict[str, Any]) -> None:
+    text = json.dumps(doc, indent=2) + "\n"
+    (out / "report.json").write_text(text)
+    gate = json.loads((out / fleet.GATE_FILE).read_text())
+    gate["report"] = hashlib.sha256(text.encode()).hexdigest()
+    (out / fleet.GATE_FILE).write_text(json.dumps(gate))
+
+
+def test_a_failed_verdict_stands_and_still_fails(checked: tuple[Path, Path]) -> None:
+    own, build = checked
+    _fleet(own, build, ["staging"])
+    doc = json.loads((build / "staging" / "report.json").read_text())
+    finding = {"source": "rule", "id": "SOV-RES-001", "resource": "urn:x", "message": "m",
+               "status": "failed", "justification": "", "file": ""}  # fmt: skip
+    _forge(build / "staging", {**doc, "ok": False, "findings": [finding]})
+    result = fleet.run_fleet(
+        ["staging"], stacks_dir=own, build_dir=build, checkov=False,
+        suppressions=load_suppressions(), jobs=1,
+    )  # fmt: skip
+    (outcome,) = result.outcomes
+    assert outcome.status == fleet.SKIPPED and "(FAILED) stands" in outcome.reason
+    assert outcome.report is not None and not outcome.report.ok
+    assert [f.id for f in outcome.report.failures] == ["SOV-RES-001"]
+    assert not fleet.stack_doc(outcome)["ok"]
 
 
 def test_the_gate_inputs_follow_suppressions_and_checkov(tmp_path: Path) -> None:

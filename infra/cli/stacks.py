@@ -310,10 +310,11 @@ def check(
     Reuses build/STACK/resources.json only while its fingerprint holds (the content of every
     file the program imports or reads, the stack file and its folder, Pulumi.yaml, SDK versions,
     the policy code), else synthesizes again; says which and why. A stack whose record and the
-    gate's own inputs (its code, suppressions, checkov's version) are unchanged since a passing
-    report is skipped, with the reason printed. checkov runs once per framework over all the
-    stacks checked. Writes build/STACK/report.json, report.junit.xml and report.sarif, and the
-    fleet summary build/fleet/report.json, .junit.xml and .sarif. Exits 1 on any failure.
+    gate's own inputs (its code, suppressions, checkov's version) are unchanged since its last
+    report is skipped, with the reason printed: that report's verdict (pass or fail) stands.
+    checkov runs once per framework over all the stacks checked. Writes build/STACK/report.json,
+    report.junit.xml and report.sarif, and the fleet summary build/fleet/report.json, .junit.xml
+    and .sarif. Exits 1 on any failure.
     """
     from infra.gate.fleet_reports import FleetReportError, parse_shard, select_shard
 
@@ -378,9 +379,12 @@ def run_check(
             continue
         assert report is not None  # checked and skipped outcomes carry their report
         console.print(report.record, markup=False, highlight=False)
-        if outcome.status == fleet.SKIPPED:
+        skipped = outcome.status == fleet.SKIPPED
+        if skipped:
             console.print(f"{name}: skipped: {outcome.reason}", markup=False, highlight=False)
-        elif report.findings:
+        # A skipped stack's suppressed findings were shown when it was checked; failures, never
+        # only remembered, are shown on every run.
+        if report.failures or (report.findings and not skipped):
             console.print(gate_table(report))
         # A tool that did not run (checkov missing, timed out, unparsable input) is an error
         # of the environment, never a failed gate: exit 3, not 1.
@@ -388,7 +392,7 @@ def run_check(
             error_line(err, f"{name}: {e}")
         tool_failed |= bool(report.errors)
         failed |= bool(report.failures)
-        summary_rows.append(gate_summary_row(report, skipped=outcome.status == fleet.SKIPPED))
+        summary_rows.append(gate_summary_row(report, skipped=skipped))
     console.print(gate_summary_table(summary_rows))
     doc = fleet_doc(
         [fleet.stack_doc(o) for o in result.outcomes], gate_inputs=result.gate_inputs,

@@ -6,8 +6,9 @@ Per stack the verdict is the one ``infra.gate.run.run_gate`` gives; only the wor
   (``infra.synth.fingerprint.stale_reason``, file hashes shared across the run) and its last
   report passed under the same *gate fingerprint*: that record digest plus the gate's own inputs
   (``gate_inputs``: the gate code, the suppressions, the custom checkov checks, checkov's and
-  the schema validator's versions, whether checkov ran). A stack whose last report failed is
-  always checked again, so its findings are shown, never only remembered.
+  the schema validator's versions, whether checkov ran). The verdict is a function of those, so
+  the last report stands, passed or failed (a failed one is shown again, and fails the run
+  again); a report edited since, or one where a tool did not run, is never reused.
 * **Synth and rules in worker processes.** Each stack is synthesized in a fresh Pulumi runtime
   (``set_mocks`` and a new ``runpy`` namespace per run, as ``sovml synth`` does), by a pool of
   ``jobs`` processes that each pay the import start-up once, not once per stack.
@@ -57,7 +58,7 @@ class StackOutcome:
 
     stack: str
     status: str
-    """``checked``, ``skipped`` (unchanged since a passing report) or ``error`` (not judged)."""
+    """``checked``, ``skipped`` (its last report stands) or ``error`` (not judged)."""
     report: GateReport | None = None
     """The stack's report (for a skipped stack, the last one, read back)."""
     reason: str = ""
@@ -122,24 +123,22 @@ def _write_gate_file(out: Path, fingerprint: str) -> None:
     (out / GATE_FILE).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def _last_passing_report(out: Path, fingerprint: str) -> tuple[dict[str, Any] | None, str]:
-    """The stack's last report when it passed under ``fingerprint``; else None and why not."""
+def _last_report(out: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The stack's last report when it was written for ``fingerprint`` by a gate whose tools all
+    ran; else None. Its verdict, pass or fail, is then the verdict a new run would give."""
     try:
         gate = json.loads((out / GATE_FILE).read_text())
         report_bytes = (out / "report.json").read_bytes()
-    except (OSError, ValueError):
-        return None, "there is no earlier report"
-    if not isinstance(gate, dict) or gate.get("fingerprint") != fingerprint:
-        return None, "the record or the gate's inputs changed since the last report"
-    if gate.get("report") != _sha(report_bytes):
-        return None, "report.json changed since the gate wrote it"
-    try:
         doc = json.loads(report_bytes)
-    except ValueError:
-        return None, "report.json is unreadable"
-    if not isinstance(doc, dict) or doc.get("ok") is not True:
-        return None, "the last report did not pass"
-    return doc, ""
+    except (OSError, ValueError):
+        return None
+    if not isinstance(gate, dict) or gate.get("fingerprint") != fingerprint:
+        return None
+    if gate.get("report") != _sha(report_bytes):  # edited since the gate wrote it
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool) or doc.get("errors"):
+        return None  # a tool did not run (checkov missing, timed out): judge again
+    return doc
 
 
 def _suppression(s: dict[str, Any]) -> Suppression:
@@ -174,7 +173,7 @@ def plan_skips(
     program: Path,
     inputs: str,
 ) -> dict[str, StackOutcome]:
-    """The stacks that may be skipped, each with its last report and the reason it holds."""
+    """The stacks that may be skipped, each with its last report and the reason it stands."""
     memo: dict[str, str | None] = {}
     skipped: dict[str, StackOutcome] = {}
     for stack in stacks:
@@ -188,7 +187,7 @@ def plan_skips(
         ):
             continue
         fingerprint = gate_fingerprint(str(record["fingerprint"]["digest"]), inputs)
-        doc, _ = _last_passing_report(build_dir / stack, fingerprint)
+        doc = _last_report(build_dir / stack, fingerprint)
         if doc is None:
             continue
         fp = record["fingerprint"]
@@ -197,7 +196,10 @@ def plan_skips(
             f"fingerprint {fp['digest'][:12]} unchanged ({len(fp['files'])} files, the stack "
             f"file, {len(fp['versions'])} versions, the policy code)", 0.0,
         )  # fmt: skip
-        reason = f"gate fingerprint {fingerprint[:12]} unchanged and its last report passed"
+        verdict = "passed" if doc["ok"] else "FAILED"
+        reason = (
+            f"gate fingerprint {fingerprint[:12]} unchanged: its last report ({verdict}) stands"
+        )
         skipped[stack] = StackOutcome(
             stack, SKIPPED, report_from_json(doc, fresh.describe()), reason
         )
