@@ -85,12 +85,17 @@ def scan_fleet(
     build_dir: Path,
     stacks: Sequence[str],
     *,
-    checkov: Path = checkov_runner.CHECKOV,
+    checkov: Path | None = None,
     external_checks_dir: Path | None = checkov_runner.EXTERNAL_CHECKS,
     timeout: float = 3600,
 ) -> dict[str, CheckovReport | str]:
     """checkov over every stack at once: per stack its ``CheckovReport``, or the error (one
-    line) that kept checkov from judging it (checkov missing, crashed or overran)."""
+    line) that kept checkov from judging it (checkov missing, crashed or overran).
+
+    ``checkov`` defaults to ``infra.gate.checkov.CHECKOV`` as it is when called. Missing, it is
+    an error for every stack even where there is nothing to scan, as in the per-stack run.
+    """
+    checkov = checkov_runner.CHECKOV if checkov is None else checkov
     if not Path(checkov).is_file():
         message = f"{checkov} not found: run `make setup` to create .venv-checkov"
         return dict.fromkeys(stacks, message)
