@@ -147,6 +147,13 @@ def main() -> None:
         sample = platform_stacks + tenants[: max(0, args.sample - len(platform_stacks))]
 
         print(f"{n} stacks ({len(platform_stacks)} platform, {len(tenants)} tenants)", flush=True)
+        # The baseline first: it is the shorter part, and a long fleet run cut short still
+        # leaves a comparison.
+        loop_cold = timed_loop(sample, stacks, loop_build)
+        print(f"loop cold (sample): {loop_cold}", flush=True)
+        loop_warm = timed_loop(sample, stacks, loop_build)
+        print(f"loop records reused (sample): {loop_warm}", flush=True)
+
         cold = timed_fleet(names, stacks, build, args.jobs)
         print(f"fleet cold: {cold}", flush=True)
         change_tenant(stacks, tenants[len(tenants) // 2])
@@ -155,11 +162,6 @@ def main() -> None:
         change_shared_input(build, names)
         shared = timed_fleet(names, stacks, build, args.jobs)
         print(f"fleet shared input changed: {shared}", flush=True)
-
-        loop_cold = timed_loop(sample, stacks, loop_build)
-        print(f"loop cold (sample): {loop_cold}", flush=True)
-        loop_warm = timed_loop(sample, stacks, loop_build)
-        print(f"loop records reused (sample): {loop_warm}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -77,7 +77,12 @@ def test_a_bad_stack_in_the_fleet_leaves_the_others_judged(stacks: Path, tmp_pat
 
 
 @pytest.mark.skipif(not checkov_runner.CHECKOV.is_file(), reason="needs .venv-checkov")
-def test_the_fleet_finds_what_the_per_stack_loop_finds(stacks: Path, tmp_path: Path) -> None:
+def test_the_fleet_finds_what_the_per_stack_loop_finds(
+    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.gate import fleet_checkov
+
+    monkeypatch.setattr(fleet_checkov, "BATCH", 2)  # two batches: dev + acme, then globex
     names = ["dev", "acme", "globex"]
     sup = load_suppressions()
     result = fleet.run_fleet(
