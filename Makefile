@@ -119,6 +119,7 @@ bench: setup .venv-evidently/.stamp ## Benchmarks (ratios against named baseline
 	$(SOVML) bench serve
 	$(SOVML) bench abtest
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/fleet.py --tenants 100
 	$(PY) benchmarks/artifacts.py
 
 clean: ## Remove build output (keeps the virtualenvs)

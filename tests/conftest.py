@@ -143,6 +143,8 @@ def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         stacks_cli, "synthesize", functools.partial(synth_runner.synthesize, build_dir=out)
     )
     monkeypatch.setattr(gate_run, "run_gate", functools.partial(gate_run.run_gate, build_dir=out))
+    # `check` runs the fleet gate, which reads the build folder from the CLI module when called.
+    monkeypatch.setattr(stacks_cli, "BUILD", out)
     return out
 
 

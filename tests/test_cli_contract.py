@@ -56,6 +56,8 @@ SECRET = "hvs.CAESIAbcdefghijklmnopqrstuv0123456789"
 CONTRACT: dict[tuple[str, ...], frozenset[int]] = {
     ("synth",): frozenset({0, 2, 3}),
     ("check",): frozenset({0, 1, 2, 3}),
+    ("gate", "merge"): frozenset({0, 1, 2, 3}),
+    ("gate", "hook"): frozenset({0, 1, 2, 3}),
     ("evidence",): frozenset({0, 1, 2, 3}),
     ("demo",): frozenset({0, 1, 2, 3}),
     ("config", "schema"): frozenset({0, 2, 3}),
@@ -324,15 +326,14 @@ def _ok_stack(folder: Path) -> Path:
 def test_check_exits_3_when_checkov_cannot_run_never_1(
     tmp_path: Path, build: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def missing(*args: Any, **kwargs: Any) -> None:
-        raise checkov_runner.CheckovError(".venv-checkov/bin/checkov not found: run make setup")
-
-    monkeypatch.setattr(checkov_runner, "run_checkov", missing)
+    # The fleet gate runs checkov itself (once per framework), not through run_checkov.
+    missing = tmp_path / ".venv-checkov" / "bin" / "checkov"
+    monkeypatch.setattr(checkov_runner, "CHECKOV", missing)
     stacks = _ok_stack(tmp_path / "stacks")
     args = ["check", "ok", "--stacks-dir", str(stacks), "--program", str(EMPTY_PROGRAM)]
     result = runner.invoke(app, args, env=ENV)
     assert result.exit_code == 3, result.output
-    assert "error: ok: .venv-checkov/bin/checkov not found: run make setup" in result.output
+    assert f"error: ok: {missing} not found: run `make setup`" in " ".join(result.output.split())
     # A failing gate whose checkov did not run: the error outranks the failure.
     insecure = ["check", "ok", "--stacks-dir", str(stacks)]
     insecure += ["--program", str(FIXTURES / "insecure" / "__main__.py")]

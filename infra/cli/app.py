@@ -47,6 +47,7 @@ def _register_commands() -> None:
     from infra.cli.drift import drift_command
     from infra.cli.evidence import evidence_command
     from infra.cli.features import features_app
+    from infra.cli.gate import gate_app
     from infra.cli.images import images_app
     from infra.cli.model import model_app
     from infra.cli.pipeline import pipeline_app
@@ -77,6 +78,7 @@ def _register_commands() -> None:
     app.add_typer(bench_app, name="bench")
     app.command("synth")(synth)
     app.command("check")(check)
+    app.add_typer(gate_app, name="gate")
     app.command("evidence")(evidence_command)
     app.command("demo")(demo)
 

@@ -44,7 +44,7 @@ from infra.config.stackfile import (
     stack_name_problem,
 )
 from infra.gate.findings import GateReport
-from infra.synth.runner import PROGRAM, SynthError, summary, synthesize
+from infra.synth.runner import BUILD, PROGRAM, SynthError, summary, synthesize
 
 config_app = typer.Typer(help="Inspect the stack configuration schema.", no_args_is_help=True)
 
@@ -143,20 +143,22 @@ GATE_COLUMNS = ("stack", "result", "rule violations", "k8s schema", "checkov pas
                 "checkov failed", "suppressed", "time")  # fmt: skip
 
 
-def gate_summary_row(report: GateReport) -> tuple[str | Text, ...]:
-    """One stack's line of the ``policy gate`` table (``GATE_COLUMNS``)."""
+def gate_summary_row(report: GateReport, skipped: bool = False) -> tuple[str | Text, ...]:
+    """One stack's line of the ``policy gate`` table (``GATE_COLUMNS``); a ``skipped`` stack
+    shows its last report, marked unchanged."""
     ck = report.checkov
     bad_schema = sum(1 for f in report.failures if f.source == "schema")
     return (
         report.stack,
-        styled("pass", "green") if report.ok else styled("FAIL", "red"),
+        (styled("pass", "green") if report.ok else styled("FAIL", "red"))
+        + (styled(" (unchanged)", "dim") if skipped else ""),
         str(sum(1 for f in report.failures if f.source == "rule")),
         f"{report.schema_validated} ok, {bad_schema} bad",
         str(sum(v.get("passed", 0) for v in ck.values())),
         str(sum(v.get("failed", 0) for v in ck.values())),
         f"{sum(f.status == 'suppressed' for f in report.findings)} "
         f"({len(report.suppressions_used)} entries)",
-        f"{report.seconds:.1f}s",
+        "skipped" if skipped else f"{report.seconds:.1f}s",
     )
 
 
@@ -205,20 +207,10 @@ def _check_program(program: Path, err: Console) -> None:
 
 
 def _raised_by_program(exc: BaseException, program: Path) -> bool:
-    """Whether ``exc`` came out of ``program``'s own code (a frame of it is on the traceback).
+    """Whether ``exc`` came out of ``program``'s own code (``infra.gate.fleet``'s test)."""
+    from infra.gate.fleet import raised_by_program
 
-    Only for a ``--program`` other than the platform's: its failure is the caller's input. An
-    exception out of ``infra/__main__.py`` is ours, and stays an internal error.
-    """
-    if program.resolve() == PROGRAM.resolve():
-        return False
-    target = str(program.resolve())
-    tb = exc.__traceback__
-    while tb is not None:
-        if str(Path(tb.tb_frame.f_code.co_filename).resolve()) == target:
-            return True
-        tb = tb.tb_next
-    return False
+    return raised_by_program(exc, program)
 
 
 def _program_failed(err: Console, name: str, program: Path, exc: Exception) -> None:
@@ -283,6 +275,16 @@ def synth(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Check only shard K of N (with --all; stacks assigned by a stable hash of the name).",
+    ),
+]
+
+
 def check(
     stack: StackArg = None,
     all_stacks: Annotated[
@@ -295,48 +297,94 @@ def check(
     program: Annotated[
         Path, typer.Option(help="Pulumi program to judge (tests use insecure fixtures).")
     ] = PROGRAM,
+    shard: ShardOption = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes that synthesize stacks side by side.")
+    ] = 2,
+    force: Annotated[
+        bool, typer.Option("--force", help="Check every stack, even those unchanged.")
+    ] = False,
 ) -> None:
     """Policy gate: rules, Kubernetes schemas and checkov over what the program would create.
 
     Reuses build/STACK/resources.json only while its fingerprint holds (the content of every
     file the program imports or reads, the stack file and its folder, Pulumi.yaml, SDK versions,
-    the policy code), else synthesizes again; says which and why. Writes build/STACK/report.json,
-    report.junit.xml and report.sarif. Exits 1 on any failure.
+    the policy code), else synthesizes again; says which and why. A stack whose record and the
+    gate's own inputs (its code, suppressions, checkov's version) are unchanged since its last
+    report is skipped, with the reason printed: that report's verdict (pass or fail) stands.
+    checkov runs once per framework over all the stacks checked. Writes build/STACK/report.json,
+    report.junit.xml and report.sarif, and the fleet summary build/fleet/report.json, .junit.xml
+    and .sarif. Exits 1 on any failure.
     """
-    from infra.gate import findings, run
+    from infra.gate.fleet_reports import FleetReportError, parse_shard, select_shard
+
+    _, err = consoles()
+    names = _stacks(stack, all_stacks, stacks_dir, err)
+    which = None
+    if shard is not None:
+        if not all_stacks:
+            fail(err, "--shard needs --all (a shard is a part of every stack)")
+        try:
+            which = parse_shard(shard)
+        except FleetReportError as exc:
+            fail(err, str(exc))
+        names = select_shard(names, *which)
+    run_check(
+        names, stacks_dir=stacks_dir, checkov=not no_checkov, program=program, jobs=jobs,
+        force=force, shard=which,
+    )  # fmt: skip
+
+
+def run_check(
+    names: list[str],
+    *,
+    stacks_dir: Path,
+    checkov: bool,
+    program: Path,
+    jobs: int = 2,
+    force: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> None:
+    """The gate over ``names`` (``check`` and the pre-commit hook): tables, reports, exit code."""
+    from infra.gate import findings, fleet
+    from infra.gate.fleet_reports import fleet_doc, write_fleet
 
     console, err = consoles()
-    stacks = _stacks(stack, all_stacks, stacks_dir, err)
     _check_program(program, err)
     try:
         suppressions = findings.load_suppressions()
     except ValueError as exc:
         error_line(err, str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    with console.status(
+        f"checking {len(names)} stack(s): synth, rules, schemas, checkov ..."
+    ) as st:
+        result = fleet.run_fleet(
+            names, stacks_dir=stacks_dir, build_dir=BUILD, checkov=checkov,
+            suppressions=suppressions, program=program, jobs=jobs, force=force,
+            progress=lambda text: st.update(f"checking: {text} ..."),
+        )  # fmt: skip
     summary_rows = []
     bad_input = tool_failed = failed = False
-    for name in stacks:
-        try:
-            with console.status(f"checking {name}: synth, rules, schemas, checkov ..."):
-                report = run.run_gate(
-                    name,
-                    stacks_dir=stacks_dir,
-                    checkov=not no_checkov,
-                    suppressions=suppressions,
-                    program=program,
-                )
-        except SynthError as exc:
+    for outcome in result.outcomes:
+        name, report = outcome.stack, outcome.report
+        if outcome.status == fleet.ERROR:
             bad_input = True
-            _stack_error(err, exc, str(exc), f"{name}: {exc}")
+            if outcome.program_error:
+                error_line(err, f"{name}: {one_line(outcome.reason)}")
+            elif outcome.problems:
+                print_problems(err, outcome.problems, outcome.reason)
+            else:
+                error_line(err, f"{name}: {outcome.reason}")
             continue
-        except Exception as exc:
-            if not _raised_by_program(exc, program):
-                raise
-            bad_input = True
-            _program_failed(err, name, program, exc)
-            continue
+        assert report is not None  # checked and skipped outcomes carry their report
         console.print(report.record, markup=False, highlight=False)
-        if report.findings:
+        skipped = outcome.status == fleet.SKIPPED
+        if skipped:
+            console.print(f"{name}: skipped: {outcome.reason}", markup=False, highlight=False)
+        # A skipped stack's suppressed findings were shown when it was checked; failures, never
+        # only remembered, are shown on every run.
+        if report.failures or (report.findings and not skipped):
             console.print(gate_table(report))
         # A tool that did not run (checkov missing, timed out, unparsable input) is an error
         # of the environment, never a failed gate: exit 3, not 1.
@@ -344,10 +392,21 @@ def check(
             error_line(err, f"{name}: {e}")
         tool_failed |= bool(report.errors)
         failed |= bool(report.failures)
-        summary_rows.append(gate_summary_row(report))
+        summary_rows.append(gate_summary_row(report, skipped=skipped))
     console.print(gate_summary_table(summary_rows))
+    doc = fleet_doc(
+        [fleet.stack_doc(o) for o in result.outcomes], gate_inputs=result.gate_inputs,
+        shard=shard, seconds=result.seconds,
+    )  # fmt: skip
+    write_fleet(doc, BUILD / "fleet")
+    counts = doc["counts"]
+    console.print(
+        f"{counts['stacks']} stack(s): {counts['checked']} checked, {counts['skipped']} unchanged "
+        f"and skipped, {counts['error']} not judged, in {result.seconds['total']:.1f}s"
+    )
     if summary_rows:
         console.print("reports: build/<stack>/report.json, report.junit.xml, report.sarif")
+    console.print("fleet: build/fleet/report.json, report.junit.xml, report.sarif")
     if tool_failed:
         raise typer.Exit(EXIT_INTERNAL)
     if bad_input:

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
+
+
+@functools.cache
+def _cache_schemas() -> None:
+    """Keep each schema file parsed once per process (by file name and version).
+
+    ``kubernetes_validate.validate`` reads and parses the schema and the whole
+    ``_definitions.json`` again for every object: most of a stack's validation time, and the
+    fleet gate validates hundreds of stacks in one process. The parsed schemas are only read.
+    """
+    import kubernetes_validate.utils as kvu
+
+    kvu.schema_contents = functools.lru_cache(maxsize=1024)(kvu.schema_contents)
 
 
 def _ident(obj: Mapping[str, Any]) -> str:
@@ -35,6 +49,7 @@ def validate_kubernetes(
     """
     import kubernetes_validate as kv
 
+    _cache_schemas()
     validated, errors, skipped = 0, [], []
     for obj in objects:
         ident = _ident(obj)

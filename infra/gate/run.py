@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,20 @@ def _check_checkov(report: GateReport, out: Path, suppressions: list[Suppression
     except checkov_runner.CheckovError as exc:
         report.errors.append(str(exc))
         return
+    apply_checkov(report, result, out, suppressions)
+
+
+def apply_checkov(
+    report: GateReport,
+    result: checkov_runner.CheckovReport,
+    out: Path,
+    suppressions: list[Suppression],
+) -> None:
+    """Turn checkov's results for the stack built in ``out`` into the report's findings.
+
+    The one place checkov's verdicts become findings, whether checkov ran on this stack alone
+    (``run_gate``) or on a whole fleet at once (``infra.gate.fleet``).
+    """
     report.errors += [
         f"checkov could not parse {e}" for run in result.runs for e in run.parsing_errors
     ]
@@ -159,6 +174,43 @@ def _check_checkov(report: GateReport, out: Path, suppressions: list[Suppression
         else:
             counts[c.framework][c.result] += 1
     report.checkov = {fw: dict(sorted(n.items())) for fw, n in sorted(counts.items())}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A stack judged by everything but checkov, its scan inputs written beside the record."""
+
+    report: GateReport
+    """The report so far: rules and schemas (checkov's findings are added later)."""
+    digest: str
+    """The record's fingerprint digest (what the gate judged)."""
+
+
+def prepare_gate(
+    stack: str,
+    *,
+    stacks_dir: Path = STACKS,
+    build_dir: Path = BUILD,
+    suppressions: list[Suppression],
+    program: Path = PROGRAM,
+    registry_export: Path = ROOT / EXPORT_PATH,
+) -> Prepared:
+    """Synthesize if needed, run the rules and schemas, and write checkov's scan inputs.
+
+    Raises ``infra.synth.runner.SynthError`` when the stack cannot be synthesized.
+    """
+    started = time.perf_counter()
+    out = build_dir / stack
+    fresh = fresh_record(stack, stacks_dir, build_dir, program)
+    record = fresh.record
+    report = GateReport(stack=stack, record=fresh.describe())
+    _check_rules(report, record, suppressions)
+    _check_schemas(report, record, suppressions)
+    _check_served_versions(report, record, registry_export, suppressions)
+    checkov_runner.write_scan_inputs(record, out)
+    write_pack_config(record, out, suppressions)  # for pulumi preview --policy-pack-config
+    report.seconds = time.perf_counter() - started
+    return Prepared(report, str(record.get("fingerprint", {}).get("digest", "")))
 
 
 def run_gate(
@@ -178,14 +230,14 @@ def run_gate(
     started = time.perf_counter()
     suppressions = load_suppressions() if suppressions is None else suppressions
     out = build_dir / stack
-    fresh = fresh_record(stack, stacks_dir, build_dir, program)
-    record = fresh.record
-    report = GateReport(stack=stack, record=fresh.describe())
-    _check_rules(report, record, suppressions)
-    _check_schemas(report, record, suppressions)
-    _check_served_versions(report, record, registry_export, suppressions)
-    checkov_runner.write_scan_inputs(record, out)
-    write_pack_config(record, out, suppressions)  # for pulumi preview --policy-pack-config
+    report = prepare_gate(
+        stack,
+        stacks_dir=stacks_dir,
+        build_dir=build_dir,
+        suppressions=suppressions,
+        program=program,
+        registry_export=registry_export,
+    ).report
     if checkov:
         _check_checkov(report, out, suppressions)
     report.seconds = time.perf_counter() - started

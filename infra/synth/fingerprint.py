@@ -394,13 +394,23 @@ def _assemble(
     files: Iterable[str],
     dists: Iterable[str],
     hashed: Mapping[str, str | None] | None = None,
+    memo: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The fingerprint's fields and digest; ``hashed`` holds hashes already taken, by file key."""
-    hashed = hashed or {}
+    """The fingerprint's fields and digest; ``hashed`` holds hashes already taken, by file key;
+    ``memo`` (when given) is read and filled, so one caller hashes each file once."""
+    hashed = hashed if hashed is not None else (memo if memo is not None else {})
     stack = stack_path.resolve()
 
     def sha(key: str) -> str | None:
-        return hashed[key] if key in hashed else sha256_of(key_path(key))
+        if key in hashed:
+            return hashed[key]
+        value = sha256_of(key_path(key))
+        if memo is not None:
+            memo[key] = value
+        return value
+
+    if memo is not None and _POLICY_KEY not in memo:
+        memo[_POLICY_KEY] = policy_digest()
 
     fp: dict[str, Any] = {
         "version": FINGERPRINT_VERSION,
@@ -468,18 +478,23 @@ def fingerprint(
     return _assemble(program, stack_path, files, distributions(providers), before.hashes)
 
 
-def recompute(recorded: Mapping[str, Any]) -> dict[str, Any]:
+def recompute(
+    recorded: Mapping[str, Any], memo: dict[str, str | None] | None = None
+) -> dict[str, Any]:
     """The fingerprint ``recorded`` would have now: the same listed parts, hashed again.
 
     Hashes only the listed files, the stack file and the policy code, and looks up only the
     listed versions (well under 100 ms for the real program). The list itself changes only when
     a listed file does (a new import is written in one), so hashing the list again suffices.
+    ``memo``: hashes shared by the records one command judges at once (the fleet gate: hundreds
+    of records list the same files); only for a run short enough that files do not change in it.
     """
     return _assemble(
         Path(recorded["program"]),
         Path(recorded["stackFile"]["path"]),
         recorded.get("files", {}),
         [d for d in recorded.get("versions", {}) if d != "python"],
+        memo=memo,
     )
 
 
@@ -527,16 +542,22 @@ def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     return None
 
 
-def stale_reason(record: Mapping[str, Any], stack_path: Path, program: Path) -> str | None:
+def stale_reason(
+    record: Mapping[str, Any],
+    stack_path: Path,
+    program: Path,
+    memo: dict[str, str | None] | None = None,
+) -> str | None:
     """Why ``record`` cannot stand for ``program`` on ``stack_path`` now; None when it can.
 
     Never looks at a file date: only the contents, paths and versions the fingerprint lists.
+    ``memo``: file hashes shared across the records of one run (``recompute``).
     """
     recorded = record.get("fingerprint")
     if not isinstance(recorded, Mapping) or recorded.get("version") != FINGERPRINT_VERSION:
         return "the record has no fingerprint (of this version)"
     try:
         moved = _identity_difference(recorded, str(program.resolve()), str(stack_path.resolve()))
-        return moved or difference(recorded, recompute(recorded))
+        return moved or difference(recorded, recompute(recorded, memo))
     except (KeyError, TypeError, AttributeError):
         return "the record's fingerprint is malformed"

@@ -147,6 +147,10 @@ def synthesize(
             )
             # Inside the watch: the manifest files a yaml ConfigGroup names join the fingerprint.
             resources = expand_yaml(recording.resources, program_dir=program.resolve().parent)
+            # Registration order follows the event loop's scheduling, which varies from run to
+            # run (and between a process's first and later synths): sorted by URN, equal inputs
+            # give a byte-identical record, whichever process or turn made it.
+            resources.sort(key=lambda r: (r["urn"], r["type"]))
     finally:
         runtime_config.set_all_config({}, [])
     _refuse_stale_bytecode(watched.modules - before.closure.files)

@@ -1,0 +1,209 @@
+"""The fleet gate against the per-stack loop: same verdicts, no state carried between stacks,
+unchanged stacks skipped only while nothing the verdict depends on changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config.stackfile import ROOT, STACKS
+from infra.gate import checkov as checkov_runner
+from infra.gate import fleet, run
+from infra.gate.findings import Finding, load_suppressions
+from infra.synth.runner import SynthError, synthesize
+from infra.tenants.create import TenantRequest, create_tenant
+
+FIXTURES = ROOT / "tests" / "fixtures" / "stacks"
+
+
+def _tenant(stacks: Path, name: str) -> None:
+    create_tenant(
+        TenantRequest(
+            name=name,
+            emails=("ops@example.com",),
+            alert_webhook="https://hooks.example.com/p",
+            account_id="111122223333",
+        ),
+        stacks,
+    )
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dev, staging and two SMB tenants, plus a stack whose config is invalid."""
+    out = tmp_path_factory.mktemp("fleet-stacks")
+    for name in ("dev", "staging"):
+        shutil.copy(STACKS / f"Pulumi.{name}.yaml", out / f"Pulumi.{name}.yaml")
+    shutil.copy(FIXTURES / "Pulumi.bad-residency.yaml", out / "Pulumi.bad-residency.yaml")
+    for name in ("acme", "globex"):
+        _tenant(out, name)
+    return out
+
+
+def _key(f: Finding) -> tuple[str, ...]:
+    return (f.source, f.id, f.resource, f.status, f.file, f.message, f.justification)
+
+
+# --- no state from one stack reaches the next -------------------------------------------------
+
+
+def test_a_b_a_in_one_process_gives_a_byte_identical_record(stacks: Path, tmp_path: Path) -> None:
+    first = synthesize("dev", stacks_dir=stacks, build_dir=tmp_path / "1").path.read_bytes()
+    synthesize("acme", stacks_dir=stacks, build_dir=tmp_path / "2")
+    with pytest.raises(SynthError):
+        synthesize("bad-residency", stacks_dir=stacks, build_dir=tmp_path / "2")
+    again = synthesize("dev", stacks_dir=stacks, build_dir=tmp_path / "3").path.read_bytes()
+    assert again == first
+
+
+def test_a_bad_stack_in_the_fleet_leaves_the_others_judged(stacks: Path, tmp_path: Path) -> None:
+    result = fleet.run_fleet(
+        ["bad-residency", "staging"], stacks_dir=stacks, build_dir=tmp_path, checkov=False,
+        suppressions=load_suppressions(), jobs=1,
+    )  # fmt: skip
+    bad, staging = result.outcomes
+    assert bad.status == fleet.ERROR and bad.problems and bad.report is None
+    assert "Pulumi.bad-residency.yaml" in bad.reason
+    alone = run.run_gate("staging", stacks_dir=stacks, build_dir=tmp_path / "alone",
+                         checkov=False)  # fmt: skip
+    assert staging.status == fleet.CHECKED and staging.report is not None
+    assert sorted(map(_key, staging.report.findings)) == sorted(map(_key, alone.findings))
+    assert not (tmp_path / "bad-residency" / "report.json").exists()
+
+
+# --- faithful: the same findings as the per-stack loop ----------------------------------------
+
+
+@pytest.mark.skipif(not checkov_runner.CHECKOV.is_file(), reason="needs .venv-checkov")
+def test_the_fleet_finds_what_the_per_stack_loop_finds(
+    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.gate import fleet_checkov
+
+    monkeypatch.setattr(fleet_checkov, "BATCH", 2)  # two batches: dev + acme, then globex
+    names = ["dev", "acme", "globex"]
+    sup = load_suppressions()
+    result = fleet.run_fleet(
+        names, stacks_dir=stacks, build_dir=tmp_path / "fleet", suppressions=sup, jobs=2
+    )
+    assert [o.status for o in result.outcomes] == [fleet.CHECKED] * 3
+    for outcome in result.outcomes[:2]:  # dev and a tenant through the loop (today's path)
+        name, got = outcome.stack, outcome.report
+        assert got is not None
+        want = run.run_gate(name, stacks_dir=stacks, build_dir=tmp_path / "loop", suppressions=sup)
+        assert want.checkov and got.checkov == want.checkov, name
+        assert sorted(map(_key, got.findings)) == sorted(map(_key, want.findings)), name
+        assert got.errors == want.errors == []
+        assert set(got.suppressions_used) == set(want.suppressions_used)
+        assert (got.resources, got.schema_validated) == (want.resources, want.schema_validated)
+        fleet_doc = json.loads((tmp_path / "fleet" / name / "report.json").read_text())
+        loop_doc = json.loads((tmp_path / "loop" / name / "report.json").read_text())
+        assert set(fleet_doc) == set(loop_doc)
+    # Files read as in the per-stack run: relative to the stack's own folder, never the tree's.
+    acme = result.outcomes[1].report
+    assert acme is not None and any(f.file for f in acme.findings)
+    assert all(f.file in ("", "tfplan.json") or f.file.startswith("k8s/") for f in acme.findings)
+
+
+# --- skipping ---------------------------------------------------------------------------------
+
+
+def _fleet(stacks: Path, build: Path, names: list[str], **kw: Any) -> dict[str, str]:
+    result = fleet.run_fleet(
+        names, stacks_dir=stacks, build_dir=build, checkov=False,
+        suppressions=load_suppressions(), jobs=1, **kw,
+    )  # fmt: skip
+    return {o.stack: o.status for o in result.outcomes}
+
+
+@pytest.fixture(scope="module")
+def checked(stacks: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Own copies of the stacks and a build folder where dev and staging were checked once."""
+    own = tmp_path_factory.mktemp("skip-stacks")
+    for name in ("dev", "staging"):
+        shutil.copy(stacks / f"Pulumi.{name}.yaml", own / f"Pulumi.{name}.yaml")
+    build = tmp_path_factory.mktemp("skip-build")
+    assert _fleet(own, build, ["dev", "staging"]) == {"dev": "checked", "staging": "checked"}
+    return own, build
+
+
+def test_unchanged_stacks_are_skipped(checked: tuple[Path, Path]) -> None:
+    own, build = checked
+    assert _fleet(own, build, ["dev", "staging"]) == {"dev": "skipped", "staging": "skipped"}
+    assert _fleet(own, build, ["dev"], force=True) == {"dev": "checked"}
+
+
+def test_a_changed_stack_file_checks_that_stack_only(checked: tuple[Path, Path]) -> None:
+    own, build = checked
+    path = own / "Pulumi.staging.yaml"
+    path.write_text(path.read_text() + "\n# a comment changes the bytes, so the fingerprint\n")
+    assert _fleet(own, build, ["dev", "staging"]) == {"dev": "skipped", "staging": "checked"}
+
+
+def test_changed_gate_inputs_check_again(
+    checked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own, build = checked
+    real = fleet.gate_inputs
+    monkeypatch.setattr(fleet, "gate_inputs", lambda checkov: real(checkov) + "-other-checkov")
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+    monkeypatch.undo()
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}  # back: judged again, then it holds
+    assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}
+
+
+def test_an_edited_report_or_one_without_its_tools_is_never_trusted(
+    checked: tuple[Path, Path],
+) -> None:
+    own, build = checked
+    assert _fleet(own, build, ["dev"]) in ({"dev": "skipped"}, {"dev": "checked"})
+    report = build / "dev" / "report.json"
+    doc = json.loads(report.read_text())
+    report.write_text(json.dumps({**doc, "seconds": 0.0}))
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+    # A report where a tool did not run, with gate.json forged to match it: judged again.
+    doc = json.loads(report.read_text())
+    _forge(build / "dev", {**doc, "errors": ["checkov timed out"]})
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+    (build / "dev" / fleet.GATE_FILE).unlink()
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+
+
+def _forge(out: Path, doc: dict[str, Any]) -> None:
+    text = json.dumps(doc, indent=2) + "\n"
+    (out / "report.json").write_text(text)
+    gate = json.loads((out / fleet.GATE_FILE).read_text())
+    gate["report"] = hashlib.sha256(text.encode()).hexdigest()
+    (out / fleet.GATE_FILE).write_text(json.dumps(gate))
+
+
+def test_a_failed_verdict_stands_and_still_fails(checked: tuple[Path, Path]) -> None:
+    own, build = checked
+    _fleet(own, build, ["staging"])
+    doc = json.loads((build / "staging" / "report.json").read_text())
+    finding = {"source": "rule", "id": "SOV-RES-001", "resource": "urn:x", "message": "m",
+               "status": "failed", "justification": "", "file": ""}  # fmt: skip
+    _forge(build / "staging", {**doc, "ok": False, "findings": [finding]})
+    result = fleet.run_fleet(
+        ["staging"], stacks_dir=own, build_dir=build, checkov=False,
+        suppressions=load_suppressions(), jobs=1,
+    )  # fmt: skip
+    (outcome,) = result.outcomes
+    assert outcome.status == fleet.SKIPPED and "(FAILED) stands" in outcome.reason
+    assert outcome.report is not None and not outcome.report.ok
+    assert [f.id for f in outcome.report.failures] == ["SOV-RES-001"]
+    assert not fleet.stack_doc(outcome)["ok"]
+
+
+def test_the_gate_inputs_follow_suppressions_and_checkov(tmp_path: Path) -> None:
+    sup = tmp_path / "s.yaml"
+    sup.write_text("suppressions: []\n")
+    a = fleet.gate_inputs(True, sup)
+    sup.write_text("suppressions: [] # reviewed\n")
+    assert fleet.gate_inputs(True, sup) != a
+    assert fleet.gate_inputs(False, sup) != fleet.gate_inputs(True, sup)
