@@ -35,6 +35,7 @@ from policies.rules import evaluate
 from policies.rules.allowlist import GRANTS, SYSTEM_NAMESPACE, grant_for, normalise
 from policies.rules.helm_charts import CHARTS
 from policies.rules.record import context_from_record, resources_from_record
+from policies.rules.supply_chain import images_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROGRAM = FIXTURES / "k8s_isolation" / "__main__.py"
@@ -364,7 +365,13 @@ def test_crossguard_pack_names_each_unpinned_image_without_the_suppressions(
     unpinned = pack_config.unpinned_images(findings.load_suppressions(), "prod-uae")
     assert unpinned and {v["policy"] for v in found} == {"images-pinned-by-digest"}
     named = {identify(m) for v in found for m in _IMAGE.findall(v["message"])}
-    assert named == set(unpinned)
+    runs = {
+        identify(image) or image
+        for r in resources_from_record(record)
+        for _, image in images_of(r)
+        if "@sha256:" not in image
+    }
+    assert named == runs and runs <= set(unpinned)
     assert all("sovml images lock" in v["message"] for v in found)
 
 

@@ -182,8 +182,9 @@ def test_the_paging_webhook_is_required_and_https(
 ) -> None:
     """A tenant stack is prod: without an https paging receiver it is refused, exit 2."""
     option = [] if webhook is None else ["--alert-webhook", webhook]
+    account = ["--account-id", ACCOUNT]
     result = runner.invoke(
-        tenant_app, ["new", "acme", "--email", EMAIL, *option, "--stacks-dir", tmp_path]
+        tenant_app, ["new", "acme", "--email", EMAIL, *option, *account, "--stacks-dir", tmp_path]
     )
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
@@ -280,22 +281,24 @@ def test_template_files_are_in_sync_with_the_definitions() -> None:
     assert not stale, f"run `sovml tenant templates --write`: {stale}"
 
 
+HAND_VALUES = {
+    "TENANT": "acme",
+    "ZONE": "uae",
+    "REGION": "me-central-1",
+    "OWNER": "acme",
+    "COST_CENTER": "tenant-acme",
+    "BUDGET_USD": "1500",
+    "ALERT_EMAIL": EMAIL,
+    "ALERT_WEBHOOK": WEBHOOK,
+    "ACCOUNT_ID": ACCOUNT,
+}
+"""What a person fills into a stack-file template by hand."""
+
+
 @pytest.mark.parametrize("name", list(tenantmod.TEMPLATES))
 def test_stack_template_filled_by_hand_equals_sovml_tenant_new(tmp_path: Path, name: str) -> None:
     text = (ROOT / "stacks" / "templates" / f"{name}.yaml").read_text()
-    filled = tenantmod.substitute(
-        text,
-        {
-            "TENANT": "acme",
-            "ZONE": "uae",
-            "REGION": "me-central-1",
-            "OWNER": "acme",
-            "COST_CENTER": "tenant-acme",
-            "BUDGET_USD": "1500",
-            "ALERT_EMAIL": EMAIL,
-            "ALERT_WEBHOOK": WEBHOOK,
-        },
-    )
+    filled = tenantmod.substitute(text, HAND_VALUES)
     rendered = tenantmod.plan_tenant(
         tenantmod.TenantRequest(
             "acme",
@@ -341,9 +344,11 @@ def test_pulumi_new_project_files(name: str) -> None:
         if bare in cfgmod.KEYS_BY_NAME:
             assert cfgmod.KEYS_BY_NAME[bare].type != "array", key
     assert "budgetAlertEmails[0]" in template["quickstart"]
+    assert "allowedAccountIds[0]" in template["quickstart"]
     # The prompts' defaults plus the quickstart's arrays make a valid stack of this tier.
     raw = {k: v["default"] for k, v in prompts.items()}
     raw["sovereign-ml:budgetAlertEmails"] = [EMAIL]
+    raw["sovereign-ml:allowedAccountIds"] = [ACCOUNT]
     raw["sovereign-ml:tenants"] = [raw["sovereign-ml:tenant"]]
     for key, value in tenantmod.TEMPLATES[name].fixed.items():
         if isinstance(value, list):
@@ -351,3 +356,30 @@ def test_pulumi_new_project_files(name: str) -> None:
     cfg = cfgmod.parse(raw, stack="acme", source="pulumi new")
     assert isinstance(cfg, cfgmod.PlatformConfig), cfg
     assert cfg.tier == tenantmod.TEMPLATES[name].fixed["sovereign-ml:tier"]
+
+
+@pytest.mark.parametrize("account", ["012345678901", "000000000001"])
+def test_an_account_id_with_leading_zeros_stays_text(tmp_path: Path, account: str) -> None:
+    """YAML would read a bare 012345678901 as a number and drop the zero: the tenant's mirror
+    would then point at another account's registry."""
+    rendered = tenantmod.plan_tenant(
+        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=account),
+        tmp_path,
+    )
+    assert rendered.config.allowed_account_ids == (account,)
+    text = (ROOT / "stacks" / "templates" / "smb.yaml").read_text()
+    filled = yaml.safe_load(tenantmod.substitute(text, {**HAND_VALUES, "ACCOUNT_ID": account}))
+    assert filled["config"]["sovereign-ml:allowedAccountIds"] == [account]
+
+
+@pytest.mark.parametrize("account", ["12345", "abcdefghijkl", "1234567890123"])
+def test_a_malformed_account_id_is_refused(tmp_path: Path, account: str) -> None:
+    with pytest.raises(tenantmod.TenantError) as err:
+        tenantmod.plan_tenant(
+            tenantmod.TenantRequest(
+                "acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=account
+            ),
+            tmp_path,
+        )
+    assert "allowedAccountIds" in str(err.value.problems)
+    assert listing(tmp_path) == {}

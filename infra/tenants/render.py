@@ -42,6 +42,9 @@ def stack_config(template: TenantTemplate, values: Mapping[str, Any]) -> dict[st
     return out
 
 
+TEXT_PLACEHOLDERS = ("${ACCOUNT_ID}",)
+"""Placeholders whose value is all digits but must read back as text."""
+
 _TAME = re.compile(r"[A-Za-z0-9_./@+-][A-Za-z0-9 _./@+=:-]{0,127}")
 """Text that may be written as a plain YAML scalar if it also reads back as itself."""
 
@@ -54,7 +57,9 @@ def _scalar(value: Any) -> str:
         return str(value)
     text = str(value)
     if re.fullmatch(r"\$\{[A-Z_]+\}", text):
-        return text  # a placeholder stays bare, so a number substituted in reads as a number
+        # A placeholder stays bare, so a number substituted in reads as a number; one whose value
+        # is digits that must stay text (an account id may start with 0) is quoted.
+        return json.dumps(text) if text in TEXT_PLACEHOLDERS else text
     # Only short, tame text is a candidate for a plain scalar (anything else, e.g. a value from
     # the command line with brackets, newlines or anchors, is quoted without asking YAML).
     plain = bool(_TAME.fullmatch(text))
