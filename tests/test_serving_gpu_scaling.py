@@ -166,15 +166,18 @@ def test_prod_scales_its_gpu_models_within_the_pool_and_names_it_in_the_alert(
             "DCGM_FI_DEV_GPU_UTIL" in t["metadata"].get("query", "") for t in spec["triggers"]
         )
     releases = [r for r in record_["resources"] if r["type"] == HELM]
-    assert any(r["inputs"].get("chart") == "keda" for r in releases), "KEDA is deployed"
+    assert any(_chart(r) == "keda" for r in releases), "KEDA is deployed"
+
+
+def _chart(release: dict[str, Any]) -> str:
+    """A Helm release's chart name, whether a repository's or an ``oci://`` reference (mirror)."""
+    return str(release["inputs"].get("chart") or "").rsplit("/", 1)[-1]
 
 
 def _dcgm_honor_labels(record_: dict[str, Any]) -> bool:
     """``serviceMonitor.honorLabels`` of the stack's dcgm-exporter release (chart default false)."""
     (dcgm,) = [
-        r
-        for r in record_["resources"]
-        if r["type"] == HELM and r["inputs"].get("chart") == "dcgm-exporter"
+        r for r in record_["resources"] if r["type"] == HELM and _chart(r) == "dcgm-exporter"
     ]
     return bool(dcgm["inputs"]["values"]["serviceMonitor"].get("honorLabels", False))
 

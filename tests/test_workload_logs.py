@@ -20,6 +20,7 @@ from components.workload_logs import (
     mask_script,
 )
 from infra.config.parsing import parse
+from policies.inventory import load_lock, mirror_sources, registry_host
 from policies.rules import Context, Resource, evaluate
 from policies.rules.logs import output_settings
 from tests.component_mocks import ACCESS, KEY, children_named_after, of_type, record
@@ -157,9 +158,19 @@ def _violations(values: dict[str, Any], ns: str = "kube-system") -> list[str]:
 
 
 def test_the_components_own_release_passes_the_gate() -> None:
-    res = record(_logs)
-    (release,) = of_type(res, HELM)
-    assert _violations(release["inputs"]["values"]) == []
+    """On the zone's mirror, as production pulls, the component's own release breaks no rule
+    but the reviewed one: its image has no locked digest yet (SOV-SUP-002, suppressed by id)."""
+    pins = load_lock()
+    mirror = mirror_sources(registry_host("111122223333", "me-central-1"), pins)
+    (release,) = of_type(record(functools.partial(_logs, sources=mirror)), HELM)
+    found = evaluate(
+        [Resource(HELM, release["name"], release["inputs"])],
+        Context(zone="uae", allowed_account_ids=("111122223333",)),
+    )
+    unpinned = [] if "fluent-bit-image" in pins else ["SOV-SUP-002"]
+    # SOV-SUP-003 judges the whole stack (its admission policy), which this one release is not.
+    ids = [v.rule_id for v in found if v.rule_id != "SOV-SUP-003"]
+    assert ids == unpinned, [v.message for v in found]
 
 
 def test_gate_refuses_an_out_of_zone_region_naming_path_value_and_fix() -> None:
