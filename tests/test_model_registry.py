@@ -94,6 +94,45 @@ def governance_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_tuning_trials_are_child_runs_with_their_state(client: MlflowRest, tmp_path: Path) -> None:
+    """A complete trial ends FINISHED with its score, a pruned one KILLED, a failed one FAILED
+    without a score; each carries its values and its number, under the pipeline's run."""
+    trials = [
+        {"number": 0, "state": "COMPLETE", "params": {"learning_rate": 0.01}, "value": 0.8,
+         "seconds": 1.5},
+        {"number": 1, "state": "PRUNED", "params": {"learning_rate": 0.1}, "value": 0.6},
+        {"number": 2, "state": "FAIL", "params": {"hidden_units": "64,32"}, "value": None},
+    ]  # fmt: skip
+    tracked = track_run(
+        client,
+        experiment="tests",
+        run_tag="run-trials",
+        succeeded=True,
+        arguments={},
+        metrics={},
+        gate={"passed": False, "reason": "not judged here"},
+        lineage_record=None,
+        evaluation_report=None,
+        served_model=None,
+        data_sha256="",
+        model_name="reg_trials",
+        repository_version=None,
+        trials=trials,
+    )
+    children = client.child_runs(tracked.experiment_id, tracked.run_id)
+    got = {}
+    for c in children:
+        tags = {t["key"]: t["value"] for t in c["data"]["tags"]}
+        metrics = {m["key"]: m["value"] for m in c["data"]["metrics"]}
+        params = {p["key"]: p["value"] for p in c["data"]["params"]}
+        got[int(tags["sovml.trial_number"])] = (c["info"]["status"], metrics, params)
+    assert got == {
+        0: ("FINISHED", {"validation_auc": 0.8, "seconds": 1.5}, {"learning_rate": "0.01"}),
+        1: ("KILLED", {"validation_auc": 0.6}, {"learning_rate": "0.1"}),
+        2: ("FAILED", {}, {"hidden_units": "64,32"}),
+    }
+
+
 def test_gate_refusal_logs_the_run_registers_nothing(client: MlflowRest, tmp_path: Path) -> None:
     """A model the gate refused is tracked, never registered."""
     tracked = _register(client, tmp_path, "reg_refused", passed=False)
@@ -231,3 +270,21 @@ def test_pipeline_run_registers_its_version(training_run: Any, client: MlflowRes
     run = client.get_run(training_run.tracking_run_id)
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert metrics["auc"] == pytest.approx(training_run.metrics["auc"])
+    # Every tuning trial is a child run of the pipeline's run, with its values and score.
+    tuning = json.loads((training_run.run_dir / "tune" / "tuning").read_text())
+    children = client.child_runs(run["info"]["experiment_id"], training_run.tracking_run_id)
+    assert len(children) == len(tuning["trials"]) > 0
+    by_number = {
+        int(next(t["value"] for t in c["data"]["tags"] if t["key"] == "sovml.trial_number")): c
+        for c in children
+    }
+    for trial in tuning["trials"]:
+        child = by_number[trial["number"]]
+        params = {p["key"]: p["value"] for p in child["data"]["params"]}
+        shown = {k: v if isinstance(v, str) else json.dumps(v) for k, v in trial["params"].items()}
+        assert params == shown
+        scores = {m["key"]: m["value"] for m in child["data"]["metrics"]}
+        if trial["value"] is not None:
+            assert scores["validation_auc"] == pytest.approx(trial["value"])
+        expected = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(trial["state"], "FAILED")
+        assert child["info"]["status"] == expected

@@ -157,6 +157,15 @@ class MlflowRest:
         body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
         self._call("POST", "runs/update", body)
 
+    def child_runs(self, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
+        """The runs whose ``mlflow.parentRunId`` tag is ``parent_run_id`` (up to 1,000)."""
+        body = {
+            "experiment_ids": [experiment_id],
+            "filter": f"tags.mlflow.parentRunId = '{_quoted(parent_run_id)}'",
+            "max_results": 1000,
+        }
+        return list(self._call("POST", "runs/search", body).get("runs", []))
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         """A run's ``info`` and ``data`` (params, metrics, tags) as MLflow returns them."""
         return dict(self._call("GET", "runs/get", {"run_id": run_id})["run"])

@@ -76,6 +76,36 @@ def _numeric(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return numbers
 
 
+TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
+"""An Optuna trial's state as an MLflow run status (any other state: ``FAILED``)."""
+TRIAL_METRIC = "validation_auc"
+"""The objective a trial is scored by (the tune step's ``objective``)."""
+
+
+def _track_trial(
+    client: MlflowRest, experiment_id: str, parent: str, run_tag: str, trial: dict[str, Any]
+) -> str:
+    """One tuning trial as a child run of ``parent``: its values, score, seconds and state."""
+    number = int(trial["number"])
+    name = f"{run_tag}-trial-{number}"
+    state = str(trial.get("state") or "")
+    tags = {
+        "mlflow.runName": name,
+        "mlflow.parentRunId": parent,
+        "sovml.trial_number": str(number),
+        "sovml.trial_state": state,
+    }
+    child = client.create_run(experiment_id, name, tags)
+    metrics = {}
+    if isinstance(trial.get("value"), (int, float)) and math.isfinite(float(trial["value"])):
+        metrics[TRIAL_METRIC] = float(trial["value"])
+    if isinstance(trial.get("seconds"), (int, float)):
+        metrics["seconds"] = float(trial["seconds"])
+    client.log_batch(child, _scalar_params(dict(trial.get("params") or {})), metrics, {})
+    client.finish_run(child, TRIAL_STATUS.get(state, "FAILED"))
+    return child
+
+
 def track_run(
     client: MlflowRest,
     *,
@@ -91,6 +121,7 @@ def track_run(
     data_sha256: str,
     model_name: str,
     repository_version: int | None,
+    trials: list[dict[str, Any]] | None = None,
 ) -> TrackedRun:
     """Log the run and, when the gate passed and a lineage record exists, register its version.
 
@@ -108,6 +139,8 @@ def track_run(
         data_sha256: Digest of the ingested table ('' when unknown).
         model_name: The registered model's name.
         repository_version: The version folder in the Triton repository.
+        trials: The tune step's trials (``number``, ``state``, ``params``, ``value``,
+            ``seconds``), each logged as a child run of this one.
 
     Raises:
         pipelines.registry.mlflow_rest.MlflowError: The server refused a call or is unreachable.
@@ -129,6 +162,8 @@ def track_run(
         {**{f"pipeline.{k}": v for k, v in arguments.items()}, **lineage.get("parameters", {})}
     )
     client.log_batch(run_id, params, _numeric(metrics), tags)
+    for trial in trials or []:
+        _track_trial(client, experiment_id, run_id, run_tag, trial)
     for path, folder in ((lineage_record, "lineage"), (evaluation_report, "evaluation")):
         if path is not None and path.is_file():
             client.upload_artifact(run_id, path, folder)
@@ -184,6 +219,8 @@ def track_local_run(
     if not data_sha and dataset is not None and dataset.is_file():
         data_sha = _sha256(dataset)
     served = lineage.get("artifacts", {}).get("served")
+    tuning = result.run_dir / "tune" / "tuning" if result.run_dir else None
+    trials = json.loads(tuning.read_text()).get("trials", []) if tuning and tuning.is_file() else []
     tracked = track_run(
         MlflowRest(tracking_uri),
         experiment=experiment,
@@ -198,6 +235,7 @@ def track_local_run(
         data_sha256=data_sha,
         model_name=str(lineage.get("model_name") or args.get("model_name") or "credit_risk"),
         repository_version=result.version,
+        trials=trials,
     )
     result.tracking_run_id = tracked.run_id
     result.registry_version = tracked.model_version
