@@ -51,12 +51,14 @@ PSI = {"income": 0.05, "age": 0.31}
 
 FEAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Feast 0.67's bucket bounds of ``feast_feature_server_request_latency_seconds``."""
-FEAST_PER_SCRAPE = {0.005: 60, 0.01: 30, 0.025: 9, 0.25: 1}
-"""Requests each scrape adds, by the bucket bound they fall under (100 in all)."""
+FEAST_PER_SCRAPE = {0.005: 60, 0.01: 30, 0.025: 8, 0.25: 2}
+"""Requests each scrape adds, by the bucket bound they fall under (100 in all). Neither rank
+(50, 99) sits on a bucket's upper edge: there the answer would hang on the last bit of the rates'
+floating-point values (rank 99 on the 25 ms edge read 100.00000000000233 ms once)."""
 FEAST_P50_MS = 0.005 * 50 / 60 * 1000
 """histogram_quantile's p50: rank 50 of 100, in the first bucket, interpolated."""
-FEAST_P99_MS = 25.0
-"""Its p99: rank 99 is the last request of the (10 ms, 25 ms] bucket."""
+FEAST_P99_MS = (0.1 + (99 - 98) / 2 * (0.25 - 0.1)) * 1000
+"""Its p99: rank 99 lies halfway through the two requests of the (100 ms, 250 ms] bucket."""
 ROLLOUT_UPDATED, ROLLOUT_DESIRED = 1, 4
 _scrapes = {"feast": 0}
 
