@@ -167,3 +167,31 @@ def bucket_policy(
             *extra,
         ]
     )
+
+
+def prefix_statements(
+    bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
+) -> list[dict[str, Any]]:
+    """List, read, write and delete under ``prefix`` only, and the bucket key's data keys: what
+    a workload whose artifacts live under one prefix of a bucket may do (KFP, MLflow)."""
+    return [
+        {
+            "Sid": "ListItsPrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        },
+        {
+            "Sid": "ReadWriteItsPrefix",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": objects_of(bucket_arn, prefix),
+        },
+        {
+            "Sid": "SseKmsDataKeys",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": key_arn,
+        },
+    ]

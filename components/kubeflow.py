@@ -15,14 +15,13 @@ from components._aws import (
     TYPE_PREFIX,
     child,
     managed_policy,
-    objects_of,
     partition_of,
     policy,
     private_store_network,
     region_of,
     service_role,
 )
-from components._irsa import ClusterAccess, irsa_service_account
+from components._irsa import ClusterAccess, irsa_service_account, prefix_statements
 from components._k8s import claim_spec, container, metadata, single_pod_store
 from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 from policies import inventory
@@ -277,33 +276,6 @@ def runner_statements(args: KubeflowArgs, namespace: str) -> list[dict[str, Any]
             "Effect": "Allow",
             "Action": "kms:GenerateMac",
             "Resource": args.pseudonymization_key_arn,
-        },
-    ]
-
-
-def prefix_statements(
-    bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
-) -> list[dict[str, Any]]:
-    """The statements of :func:`prefix_policy`."""
-    return [
-        {
-            "Sid": "ListItsPrefix",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-        },
-        {
-            "Sid": "ReadWriteItsPrefix",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": objects_of(bucket_arn, prefix),
-        },
-        {
-            "Sid": "SseKmsDataKeys",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-            "Resource": key_arn,
         },
     ]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -31,13 +30,12 @@ from components._aws import (
     TYPE_PREFIX,
     child,
     managed_policy,
-    objects_of,
     partition_of,
     policy,
     private_store_network,
     service_role,
 )
-from components._irsa import ClusterAccess, irsa_service_account
+from components._irsa import ClusterAccess, irsa_service_account, prefix_statements
 from components._k8s import container, metadata, namespace_peer, pod_spec, pool_selector, tcp_ports
 from policies import inventory
 
@@ -92,33 +90,6 @@ class MlflowArgs:
     """Where the image is pulled from (the zone's mirror in production)."""
 
 
-def artifact_statements(
-    bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], prefix: str
-) -> list[dict[str, Any]]:
-    """List, read, write and delete under ``prefix`` only, and the bucket key's data keys."""
-    return [
-        {
-            "Sid": "ListItsPrefix",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-        },
-        {
-            "Sid": "ReadWriteItsPrefix",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": objects_of(bucket_arn, prefix),
-        },
-        {
-            "Sid": "SseKmsDataKeys",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-            "Resource": key_arn,
-        },
-    ]
-
-
 class Mlflow(pulumi.ComponentResource):
     """The tracking server's database, IRSA account, Deployment, Service and NetworkPolicy.
 
@@ -150,7 +121,7 @@ class Mlflow(pulumi.ComponentResource):
             namespace=ns,
             service_account=NAME,
             inline_policy=policy(
-                artifact_statements(args.models_bucket_arn, args.storage_key_arn, prefix)
+                prefix_statements(args.models_bucket_arn, args.storage_key_arn, prefix)
             ),
         )
         self.db_host = self._database(name, args)
