@@ -8,21 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components._aws import (
     TYPE_PREFIX,
     child,
-    managed_policy,
-    partition_of,
     policy,
-    private_store_network,
     region_of,
-    service_role,
 )
 from components._irsa import ClusterAccess, irsa_service_account, prefix_statements
 from components._k8s import claim_spec, container, metadata, single_pod_store
+from components._rds import Database, Engine, private_database
 from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 from policies import inventory
 
@@ -31,6 +27,19 @@ KFP_VERSION = "2.4.0"
 OVERLAY = Path("components") / "manifests" / "kfp"
 MYSQL_IMAGE = inventory.image("mysql")
 DB_MODES = ("rds", "in-cluster")
+
+
+MYSQL = Engine(
+    engine="mysql",
+    version="8.0.40",
+    protocol="MySQL",
+    port=3306,
+    family="mysql8.0",
+    parameters={"require_secure_transport": "1"},
+    parameters_description="TLS only",
+    log_exports=("audit", "error", "general", "slowquery"),
+)
+"""The metadata DB's engine (KFP's MySQL 8 schema), TLS only."""
 
 
 @dataclass
@@ -153,74 +162,25 @@ class Kubeflow(pulumi.ComponentResource):
         self.register_outputs({"db_host": self.db_host})
 
     def _rds(self, name: str, args: KubeflowArgs) -> pulumi.Output[str]:
-        sg, subnets = private_store_network(
-            f"{name}-db",
-            store="Kubeflow metadata DB",
-            protocol="MySQL",
-            subnet_group=aws.rds.SubnetGroup,
-            group_name=f"{args.name_prefix}-kfp",
+        return private_database(
+            self,
+            name,
+            engine=MYSQL,
+            database=Database(
+                identifier=f"{args.name_prefix}-kfp",
+                parameter_group=f"{args.name_prefix}-kfp-mysql8",
+                store="Kubeflow metadata DB",
+                label="Kubeflow DB",
+                username="kfp_admin",
+                allocated_storage=50,
+                max_allocated_storage=200,
+            ),
+            key_arn=args.db_key_arn,
             vpc_id=args.vpc_id,
             vpc_cidr=args.vpc_cidr,
             subnet_ids=args.subnet_ids,
-            port=3306,
-            ingress_description="MySQL from the VPC (pods via the VPC CNI)",
-            opts=child(self),
+            production=args.production,
         )
-        params = aws.rds.ParameterGroup(
-            f"{name}-db-params",
-            name=f"{args.name_prefix}-kfp-mysql8",
-            family="mysql8.0",
-            description="TLS only",
-            parameters=[{"name": "require_secure_transport", "value": "1"}],
-            opts=child(self),
-        )
-        monitoring, _ = service_role(
-            f"{name}-db-monitoring-role",
-            service="monitoring.rds.amazonaws.com",
-            description="RDS enhanced monitoring for the Kubeflow DB",
-            managed={
-                f"{name}-db-monitoring-policy": managed_policy(
-                    partition_of(self), "service-role/AmazonRDSEnhancedMonitoringRole"
-                )
-            },
-            opts=child(self),
-        )
-        db = aws.rds.Instance(
-            f"{name}-db",
-            identifier=f"{args.name_prefix}-kfp",
-            engine="mysql",
-            engine_version="8.0.40",
-            instance_class="db.t4g.medium",
-            allocated_storage=50,
-            max_allocated_storage=200,
-            storage_type="gp3",
-            storage_encrypted=True,
-            kms_key_id=args.db_key_arn,
-            username="kfp_admin",
-            # The password never exists in config: RDS keeps it in Secrets Manager under our key.
-            manage_master_user_password=True,
-            master_user_secret_kms_key_id=args.db_key_arn,
-            iam_database_authentication_enabled=True,
-            db_subnet_group_name=subnets.name,
-            vpc_security_group_ids=[sg.id],
-            parameter_group_name=params.name,
-            publicly_accessible=False,
-            multi_az=args.production,
-            backup_retention_period=14 if args.production else 3,
-            copy_tags_to_snapshot=True,
-            deletion_protection=args.production,
-            skip_final_snapshot=not args.production,
-            final_snapshot_identifier=f"{args.name_prefix}-kfp-final" if args.production else None,
-            auto_minor_version_upgrade=True,
-            enabled_cloudwatch_logs_exports=["audit", "error", "general", "slowquery"],
-            performance_insights_enabled=True,
-            performance_insights_kms_key_id=args.db_key_arn,
-            monitoring_interval=60,
-            monitoring_role_arn=monitoring.arn,
-            ca_cert_identifier="rds-ca-rsa2048-g1",
-            opts=child(self, protect=args.production, retain_on_delete=args.production),
-        )
-        return db.address
 
     def _in_cluster_db(self, name: str, args: KubeflowArgs) -> pulumi.Output[str]:
         mysql = container(

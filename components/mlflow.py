@@ -23,20 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components._aws import (
     TYPE_PREFIX,
     child,
-    managed_policy,
-    partition_of,
     policy,
-    private_store_network,
-    service_role,
 )
 from components._irsa import ClusterAccess, irsa_service_account, prefix_statements
 from components._k8s import container, metadata, namespace_peer, pod_spec, pool_selector, tcp_ports
+from components._rds import Database, Engine, private_database
 from policies import inventory
 
 NAME = "mlflow"
@@ -53,6 +49,17 @@ DB_FILES = "/var/run/mlflow-db"
 """Where the pod sees :data:`DB_SECRET`'s keys as files."""
 POSTGRES_VERSION = "16.6"
 """RDS PostgreSQL engine version (minor upgrades applied automatically)."""
+POSTGRES = Engine(
+    engine="postgres",
+    version=POSTGRES_VERSION,
+    protocol="PostgreSQL",
+    port=5432,
+    family="postgres16",
+    parameters={"rds.force_ssl": "1", "log_connections": "1", "log_disconnections": "1"},
+    parameters_description="TLS only, connections and statements logged",
+    log_exports=("postgresql", "upgrade"),
+)
+"""The backend store's engine: TLS forced, connections logged."""
 _PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-/")
 
 
@@ -173,81 +180,26 @@ class Mlflow(pulumi.ComponentResource):
         self.register_outputs({"db_host": self.db_host})
 
     def _database(self, name: str, args: MlflowArgs) -> pulumi.Output[str]:
-        sg, subnets = private_store_network(
-            f"{name}-db",
-            store="MLflow backend DB",
-            protocol="PostgreSQL",
-            subnet_group=aws.rds.SubnetGroup,
-            group_name=f"{args.name_prefix}-mlflow",
+        return private_database(
+            self,
+            name,
+            engine=POSTGRES,
+            database=Database(
+                identifier=f"{args.name_prefix}-mlflow",
+                parameter_group=f"{args.name_prefix}-mlflow-pg16",
+                store="MLflow backend DB",
+                label="MLflow DB",
+                username="mlflow_admin",
+                allocated_storage=20,
+                max_allocated_storage=100,
+                db_name=DB_NAME,
+            ),
+            key_arn=args.db_key_arn,
             vpc_id=args.vpc_id,
             vpc_cidr=args.vpc_cidr,
             subnet_ids=args.subnet_ids,
-            port=5432,
-            ingress_description="PostgreSQL from the VPC (pods via the VPC CNI)",
-            opts=child(self),
+            production=args.production,
         )
-        params = aws.rds.ParameterGroup(
-            f"{name}-db-params",
-            name=f"{args.name_prefix}-mlflow-pg16",
-            family="postgres16",
-            description="TLS only, connections and statements logged",
-            parameters=[
-                {"name": "rds.force_ssl", "value": "1"},
-                {"name": "log_connections", "value": "1"},
-                {"name": "log_disconnections", "value": "1"},
-            ],
-            opts=child(self),
-        )
-        monitoring, _ = service_role(
-            f"{name}-db-monitoring-role",
-            service="monitoring.rds.amazonaws.com",
-            description="RDS enhanced monitoring for the MLflow DB",
-            managed={
-                f"{name}-db-monitoring-policy": managed_policy(
-                    partition_of(self), "service-role/AmazonRDSEnhancedMonitoringRole"
-                )
-            },
-            opts=child(self),
-        )
-        db = aws.rds.Instance(
-            f"{name}-db",
-            identifier=f"{args.name_prefix}-mlflow",
-            engine="postgres",
-            engine_version=POSTGRES_VERSION,
-            instance_class="db.t4g.medium",
-            allocated_storage=20,
-            max_allocated_storage=100,
-            storage_type="gp3",
-            storage_encrypted=True,
-            kms_key_id=args.db_key_arn,
-            db_name=DB_NAME,
-            username="mlflow_admin",
-            # The password never exists in config: RDS keeps it in Secrets Manager under our key.
-            manage_master_user_password=True,
-            master_user_secret_kms_key_id=args.db_key_arn,
-            iam_database_authentication_enabled=True,
-            db_subnet_group_name=subnets.name,
-            vpc_security_group_ids=[sg.id],
-            parameter_group_name=params.name,
-            publicly_accessible=False,
-            multi_az=args.production,
-            backup_retention_period=14 if args.production else 3,
-            copy_tags_to_snapshot=True,
-            deletion_protection=args.production,
-            skip_final_snapshot=not args.production,
-            final_snapshot_identifier=(
-                f"{args.name_prefix}-mlflow-final" if args.production else None
-            ),
-            auto_minor_version_upgrade=True,
-            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
-            performance_insights_enabled=True,
-            performance_insights_kms_key_id=args.db_key_arn,
-            monitoring_interval=60,
-            monitoring_role_arn=monitoring.arn,
-            ca_cert_identifier="rds-ca-rsa2048-g1",
-            opts=child(self, protect=args.production, retain_on_delete=args.production),
-        )
-        return db.address
 
     def _deployment(self, name: str, args: MlflowArgs) -> None:
         # The URI is assembled in the container from the synced Secret's files and handed over

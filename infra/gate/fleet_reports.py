@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from policies.rules import RULES
+from infra.gate.reports import sarif_document
 
 KIND = "sovml-fleet-report"
 VERSION = 1
@@ -144,19 +144,7 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
             if f["status"] == "suppressed":
                 result["suppressions"] = [{"kind": "external", "justification": f["justification"]}]
             results.append(result)
-    driver = {
-        "name": "sovml-check",
-        "informationUri": "https://github.com/sovereign-ml/sovereign-ml",
-        "rules": [
-            {"id": r.id, "name": r.name, "shortDescription": {"text": r.description}}
-            for r in {r.id: r for r in RULES}.values()
-        ],
-    }
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{"tool": {"driver": driver}, "results": results}],
-    }
+    return sarif_document(results)
 
 
 def write_fleet(doc: dict[str, Any], out: Path) -> list[Path]:

@@ -168,10 +168,17 @@ def approve(client: MlflowRest, name: str, number: int, decision: Decision) -> d
             f"{_subject(version)} is already approved by {existing.get('by')} "
             f"at {existing.get('at')}"
         )
+    record = _record_decision(client, version, "model.approved", APPROVAL_TAG, decision)
+    return record
+
+
+def _record_decision(
+    client: MlflowRest, version: ModelVersion, event: str, tag: str, decision: Decision
+) -> dict[str, Any]:
+    """A person's decision on ``version``: the ``event`` entry in the lifecycle log first (its
+    hash goes into the record), then the record as the version's ``tag``; returns the record."""
     evidence = {"gate": gate_evidence(version), **decision.evidence}
-    entry = _log(
-        "model.approved", version, {"by": decision.by, "reason": decision.reason, **evidence}
-    )
+    entry = _log(event, version, {"by": decision.by, "reason": decision.reason, **evidence})
     record = {
         "by": decision.by,
         "at": entry["time"],
@@ -179,7 +186,7 @@ def approve(client: MlflowRest, name: str, number: int, decision: Decision) -> d
         "evidence": evidence,
         "log_entry": entry["hash"],
     }
-    _tag_json(client, version, APPROVAL_TAG, record)
+    _tag_json(client, version, tag, record)
     return record
 
 
@@ -197,18 +204,7 @@ def reject(client: MlflowRest, name: str, number: int, decision: Decision) -> di
         next_state(state_of(version), Action.REJECT, approved=False, reason=decision.reason)
     except TransitionError as exc:
         raise GovernanceError(f"{_subject(version)}: {exc}") from None
-    evidence = {"gate": gate_evidence(version), **decision.evidence}
-    entry = _log(
-        "model.rejected", version, {"by": decision.by, "reason": decision.reason, **evidence}
-    )
-    record = {
-        "by": decision.by,
-        "at": entry["time"],
-        "reason": decision.reason,
-        "evidence": evidence,
-        "log_entry": entry["hash"],
-    }
-    _tag_json(client, version, REJECTION_TAG, record)
+    record = _record_decision(client, version, "model.rejected", REJECTION_TAG, decision)
     _move(client, version, Action.REJECT, decision.reason)
     return record
 
