@@ -129,6 +129,24 @@ def test_prometheus_parsing() -> None:
     assert m.quantile_us(0.99) == 2500 and np.isnan(m.quantile_us(0.5))
 
 
+def test_settled_scrape_waits_out_a_half_counted_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton bumps ``nv_inference_count`` before ``nv_inference_exec_count``: a scrape in that gap
+    must not be the reading a delta is taken from."""
+    from pipelines.serving import metrics as serving_metrics
+    from pipelines.serving.metrics import ModelMetrics
+
+    readings = iter(
+        [
+            ModelMetrics(inferences=300, executions=299),  # half-counted
+            ModelMetrics(inferences=300, executions=300),
+            ModelMetrics(inferences=300, executions=300),
+        ]
+    )
+    monkeypatch.setattr(serving_metrics, "scrape", lambda url, timeout_s=5.0: {"m": next(readings)})
+    settled = serving_metrics.settled_scrape("http://unused", "m", interval_s=0.0)
+    assert (settled.inferences, settled.executions) == (300, 300)
+
+
 def test_missing_venv_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TritonUnavailableError, match=r"make \.venv-triton/\.stamp"):
         find_triton(tmp_path / "no-such-venv")

@@ -112,14 +112,14 @@ def run_load(
 ) -> LoadResult:
     """Send ``requests`` batch-1 requests (rows cycled) with ``clients``; measure them."""
     from pipelines.serving import load as serve_load
-    from pipelines.serving.metrics import ModelMetrics, scrape
+    from pipelines.serving.metrics import settled_scrape
 
     jobs = [serve_load.Job(model, rows[i % len(rows)][None, :]) for i in range(requests)]
-    before = scrape(metrics_url).get(model, ModelMetrics())
+    before = settled_scrape(metrics_url, model)
     start = time.perf_counter()
     outcomes = serve_load.run_jobs(clients, jobs, deadline)
     seconds = time.perf_counter() - start
-    delta = scrape(metrics_url).get(model, ModelMetrics()).minus(before)
+    delta = settled_scrape(metrics_url, model).minus(before)
     sent = [o for o in outcomes if o.sent]
     failed = [o for o in sent if not o.ok]
     return LoadResult(

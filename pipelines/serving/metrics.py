@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import urllib.request
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -141,3 +142,29 @@ def scrape(metrics_url: str, timeout_s: float = 5.0) -> dict[str, ModelMetrics]:
     with urllib.request.urlopen(metrics_url, timeout=timeout_s) as resp:
         text = resp.read().decode("utf-8", errors="replace")
     return model_metrics(parse_prometheus(text))
+
+
+def settled_scrape(
+    metrics_url: str, model: str, *, timeout_s: float = 5.0, interval_s: float = 0.05
+) -> ModelMetrics:
+    """Scrape until ``model``'s counters read the same twice in a row, and return them.
+
+    Triton answers a request before it has bumped every counter of it (``nv_inference_count``
+    can lead ``nv_inference_exec_count``), so a scrape taken right after a load may catch a
+    request half-counted; a delta between two such scrapes then shows, say, 300 inferences over
+    301 executions. Waiting for two equal readings removes that race; when the counters never
+    settle within ``timeout_s`` the last reading is returned.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = scrape(metrics_url).get(model, ModelMetrics())
+    while time.monotonic() < deadline:
+        time.sleep(interval_s)
+        now = scrape(metrics_url).get(model, ModelMetrics())
+        if _counters(now) == _counters(last):
+            return now
+        last = now
+    return last
+
+
+def _counters(m: ModelMetrics) -> tuple[float, ...]:
+    return tuple(getattr(m, f.name) for f in _COUNTER_FIELDS)
