@@ -66,14 +66,27 @@ def texts(path: Path) -> list[bytes]:
 
 
 def leaks(root: Path, wanted: set[bytes]) -> dict[str, list[str]]:
-    """File -> raw identifiers found in it (first few)."""
-    # An automaton would be faster; a per-file union of substrings is fast enough for this size.
+    """File -> raw identifiers found in it (first few).
+
+    One Aho-Corasick automaton over every needle (pyahocorasick): a pass over each blob finds all
+    of them at once, where a substring test per needle cost 26,000 passes (two minutes here).
+    """
+    import ahocorasick
+
+    automaton = ahocorasick.Automaton()
+    for needle in wanted:
+        text = needle.decode("latin-1")  # byte-for-byte: each byte one character
+        automaton.add_word(text, text)
+    automaton.make_automaton()
     found: dict[str, list[str]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        blobs = texts(path)
-        hits = sorted({n.decode() for n in wanted for blob in blobs if n in blob})
+        hits = {
+            match.encode("latin-1").decode()
+            for blob in texts(path)
+            for _, match in automaton.iter(blob.decode("latin-1"))
+        }
         if hits:
-            found[path.relative_to(root).as_posix()] = hits[:3]
+            found[path.relative_to(root).as_posix()] = sorted(hits)[:3]
     return found
 
 

@@ -212,7 +212,8 @@ def test_biased_run_is_refused_end_to_end(tmp_path: Path) -> None:
 
     args = ["pipeline", "run", "training", "--local", "--biased", "--fail-on-reject"]
     args += ["--rows", "2000", "--seed", "7", "--epochs", "3", "--min-auc", "0.7"]
-    args += ["--output-dir", str(tmp_path / "out")]
+    # Two tuning trials: the tuner is tested elsewhere; here only the gate's refusal matters.
+    args += ["--tune-trials", "2", "--output-dir", str(tmp_path / "out")]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 1, result.output
     assert "gate: REJECTED: demographic parity difference over gender" in result.output
