@@ -49,6 +49,8 @@ DEX_NAME = "dex"
 """Dex's release, Service, service account and ``app.kubernetes.io/name``."""
 DEX_PORT = 5556
 """Dex's HTTP port (TLS ends at the gateway; inside the mesh the sidecars add mTLS)."""
+DEX_TELEMETRY_PORT = 5558
+"""Dex's metrics and health port."""
 DEX_CONFIG_SECRET = "dex-config"
 """Secret holding Dex's ``config.yaml``."""
 PROXY_PORT = 4180
@@ -237,7 +239,7 @@ def dex_config(
         "issuer": s.issuer,
         "storage": {"type": "kubernetes", "config": {"inCluster": True}},
         "web": {"http": f"0.0.0.0:{DEX_PORT}"},
-        "telemetry": {"http": "0.0.0.0:5558"},
+        "telemetry": {"http": f"0.0.0.0:{DEX_TELEMETRY_PORT}"},
         "oauth2": {"skipApprovalScreen": True, "responseTypes": ["code"]},
         "expiry": {
             "idTokens": "1h",

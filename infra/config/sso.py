@@ -39,8 +39,9 @@ _COMMON = ("ssoDomain", "ssoAllowedGroups", "ssoOperatorGroup", "ssoTenantOwners
 
 
 def _set(r: Reader, name: str) -> bool:
-    """Whether ``name`` holds a value (a secret's text never leaves this function)."""
-    return r.raw.get(name) not in (None, "", [])
+    """Whether ``name`` holds a value (a secret's text never leaves this function); the engine
+    hands an empty array to a bare ``pulumi up`` as the text ``[]``."""
+    return r.raw.get(name) not in (None, "", [], "[]")
 
 
 def _https(r: Reader, name: str) -> str:
