@@ -10,7 +10,6 @@ certificate from the platform issuer) served by the ingress gateway pods.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,16 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components._aws import TYPE_PREFIX, child
+from components._dex import (
+    CONNECTORS,
+    DEX_PORT,
+    SSO_HOST,
+    UI_CLIENT,
+    SsoSettings,
+    WebUi,
+    dex_config,
+    dump,
+)
 from components._k8s import (
     allow_path,
     chart_container_security,
@@ -33,103 +42,26 @@ from components._k8s import (
 )
 from policies import inventory
 
-CONNECTORS = ("oidc", "saml", "ldap")
-"""Upstream identity providers Dex can federate here (one per stack)."""
-CREDENTIAL_CONNECTORS = ("oidc", "ldap")
-"""Connectors with a credential (OIDC client secret, LDAP bind password); SAML has none."""
 INGRESS_NAMESPACE = "istio-ingress"
 """Namespace of the ingress gateway pods (and so of the Gateway's TLS Secret)."""
 INGRESS_GATEWAY_LABELS = {"istio": "inference-gateway"}
 """Assumption: the istio ``gateway`` chart labels its pods ``istio: <release name without a
 leading istio->``, and the ingress gateway is released as ``inference-gateway`` (#22, H2)."""
 INGRESS_GATEWAY_PRINCIPAL = f"cluster.local/ns/{INGRESS_NAMESPACE}/sa/inference-gateway"
+INGRESS_GATEWAY_SERVICE = f"inference-gateway.{INGRESS_NAMESPACE}.svc.cluster.local"
+"""The ingress gateway's Service (the chart names it after the release)."""
+ISSUER_CLIENT_NAMESPACES = ("vault",)
+"""Namespaces whose workloads fetch Dex's discovery document at its public issuer URL."""
 """The ingress gateway's workload identity (the chart names its service account after the
 release)."""
 DEX_NAME = "dex"
 """Dex's release, Service, service account and ``app.kubernetes.io/name``."""
-DEX_PORT = 5556
-"""Dex's HTTP port (TLS ends at the gateway; inside the mesh the sidecars add mTLS)."""
-DEX_TELEMETRY_PORT = 5558
-"""Dex's metrics and health port."""
 DEX_CONFIG_SECRET = "dex-config"
 """Secret holding Dex's ``config.yaml``."""
 PROXY_PORT = 4180
 """oauth2-proxy's HTTP port."""
-UI_CLIENT = "web-uis"
-"""Dex static client of the oauth2-proxies."""
-VAULT_CLIENT = "vault"
-"""Dex static client of Vault's OIDC auth method (operators)."""
-VAULT_CLI_CALLBACK = "http://localhost:8250/oidc/callback"
-"""Where ``vault login -method=oidc`` listens on the operator's own machine."""
-SSO_HOST = "sso"
-"""Host label of Dex under the stack's SSO domain."""
 _HOST_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
 _DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
-
-
-@dataclass(frozen=True)
-class WebUi:
-    """One web UI put behind single sign-on."""
-
-    name: str
-    """Short name: the oauth2-proxy release is ``oauth2-proxy-<name>``."""
-    host: str
-    """Host label under the SSO domain (``pipelines`` -> ``pipelines.<domain>``)."""
-    namespace: str
-    """Namespace of the UI's Service."""
-    service: str
-    """The UI's Service name."""
-    port: int
-    """The Service port oauth2-proxy forwards to."""
-    target_port: int
-    """The pods' container port (NetworkPolicies select pods, not Services)."""
-    pods: Mapping[str, str]
-    """Labels of the UI's pods."""
-
-
-@dataclass(frozen=True)
-class SsoSettings:
-    """The stack's single sign-on choices (``sso*`` keys), validated; no credential is held."""
-
-    connector: str
-    """``oidc``, ``saml`` or ``ldap``."""
-    domain: str
-    """DNS domain of the front door: ``sso.<domain>`` (Dex) and one host per UI."""
-    allowed_groups: tuple[str, ...]
-    """IdP groups allowed into the web UIs (anyone else is refused by oauth2-proxy)."""
-    operator_group: str = ""
-    """IdP group of Vault operators ('' for no Vault SSO)."""
-    tenant_owners: tuple[tuple[str, str], ...] = ()
-    """``(tenant, owner e-mail)``: the owner of each tenant's Kubeflow profile."""
-    oidc_issuer: str = ""
-    """OIDC connector: the enterprise IdP's issuer URL."""
-    oidc_client_id: str = ""
-    """OIDC connector: Dex's client id at the IdP."""
-    saml_sso_url: str = ""
-    """SAML connector: the IdP's SSO URL."""
-    saml_ca_data: str = ""
-    """SAML connector: base64 PEM of the CA that signs the IdP's assertions."""
-    saml_entity_issuer: str = ""
-    """SAML connector: Dex's entity ID at the IdP ('' for Dex's callback URL)."""
-    ldap_host: str = ""
-    """LDAP connector: ``host:port`` of the directory (LDAPS)."""
-    ldap_bind_dn: str = ""
-    """LDAP connector: the service account Dex binds as."""
-    ldap_user_base_dn: str = ""
-    """LDAP connector: where users are searched."""
-    ldap_group_base_dn: str = ""
-    """LDAP connector: where groups are searched."""
-    ldap_ca_data: str = ""
-    """LDAP connector: base64 PEM of the directory's CA ('' for the system roots)."""
-
-    @property
-    def issuer(self) -> str:
-        """Dex's issuer URL."""
-        return f"https://{SSO_HOST}.{self.domain}/dex"
-
-    def host(self, label: str) -> str:
-        """The full host name of ``label`` under the SSO domain."""
-        return f"{label}.{self.domain}"
 
 
 @dataclass
@@ -150,6 +82,10 @@ class SingleSignOnArgs:
     """Where images and charts are pulled from (the zone's mirror in production)."""
     replicas: int = field(default=2)
     """Replicas of Dex and of each oauth2-proxy."""
+
+
+CREDENTIAL_CONNECTORS = ("oidc", "ldap")
+"""Connectors with a credential (OIDC client secret, LDAP bind password); SAML has none."""
 
 
 def check_args(args: SingleSignOnArgs) -> None:
@@ -173,101 +109,6 @@ def check_args(args: SingleSignOnArgs) -> None:
             raise ValueError(f"WebUi {ui.name!r}: name and host must be DNS labels")
     if len(set(labels)) != len(labels):
         raise ValueError(f"SingleSignOnArgs.uis: host labels {labels} must be distinct")
-
-
-def connector(s: SsoSettings, secret: str) -> dict[str, Any]:
-    """Dex's one connector for ``s`` (``secret``: the OIDC client secret or bind password)."""
-    if s.connector == "oidc":
-        config: dict[str, Any] = {
-            "issuer": s.oidc_issuer,
-            "clientID": s.oidc_client_id,
-            "clientSecret": secret,
-            "redirectURI": f"{s.issuer}/callback",
-            "scopes": ["openid", "profile", "email", "groups"],
-            "insecureEnableGroups": True,
-            # Dex must not trust an unverified e-mail: the UIs and Kubeflow key on it.
-            "insecureSkipEmailVerified": False,
-        }
-    elif s.connector == "saml":
-        config = {
-            "ssoURL": s.saml_sso_url,
-            "caData": s.saml_ca_data,
-            "redirectURI": f"{s.issuer}/callback",
-            "entityIssuer": s.saml_entity_issuer or f"{s.issuer}/callback",
-            "usernameAttr": "name",
-            "emailAttr": "email",
-            "groupsAttr": "groups",
-            "nameIDPolicyFormat": "persistent",
-        }
-    else:
-        config = {
-            "host": s.ldap_host,
-            # LDAPS only: no plain LDAP, no StartTLS downgrade, certificates verified.
-            "insecureNoSSL": False,
-            "insecureSkipVerify": False,
-            "startTLS": False,
-            **({"rootCAData": s.ldap_ca_data} if s.ldap_ca_data else {}),
-            "bindDN": s.ldap_bind_dn,
-            "bindPW": secret,
-            "userSearch": {
-                "baseDN": s.ldap_user_base_dn,
-                "filter": "(objectClass=person)",
-                "username": "mail",
-                "idAttr": "DN",
-                "emailAttr": "mail",
-                "nameAttr": "cn",
-            },
-            "groupSearch": {
-                "baseDN": s.ldap_group_base_dn,
-                "filter": "(objectClass=groupOfNames)",
-                "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}],
-                "nameAttr": "cn",
-            },
-        }
-    return {"type": s.connector, "id": s.connector, "name": "Enterprise sign-in", "config": config}
-
-
-def dex_config(
-    s: SsoSettings, uis: Sequence[WebUi], connector_secret: str, ui_secret: str, vault_secret: str
-) -> dict[str, Any]:
-    """Dex's ``config.yaml``: the one connector, the two static clients, no local passwords."""
-    vault_redirects = [
-        VAULT_CLI_CALLBACK,
-        f"https://{s.host('vault')}/ui/vault/auth/oidc/oidc/callback",
-    ]
-    return {
-        "issuer": s.issuer,
-        "storage": {"type": "kubernetes", "config": {"inCluster": True}},
-        "web": {"http": f"0.0.0.0:{DEX_PORT}"},
-        "telemetry": {"http": f"0.0.0.0:{DEX_TELEMETRY_PORT}"},
-        "oauth2": {"skipApprovalScreen": True, "responseTypes": ["code"]},
-        "expiry": {
-            "idTokens": "1h",
-            "signingKeys": "6h",
-            "refreshTokens": {"absoluteLifetime": "12h", "validIfNotUsedFor": "2h"},
-        },
-        "enablePasswordDB": False,
-        "connectors": [connector(s, connector_secret)],
-        "staticClients": [
-            {
-                "id": UI_CLIENT,
-                "name": "Platform web UIs",
-                "secret": ui_secret,
-                "redirectURIs": [f"https://{s.host(u.host)}/oauth2/callback" for u in uis],
-            },
-            {
-                "id": VAULT_CLIENT,
-                "name": "Vault operators",
-                "secret": vault_secret,
-                "redirectURIs": vault_redirects,
-            },
-        ],
-    }
-
-
-def _dump(config: dict[str, Any]) -> str:
-    """JSON is YAML: Dex reads it as its config file."""
-    return json.dumps(config, indent=2, sort_keys=True)
 
 
 class SingleSignOn(pulumi.ComponentResource):
@@ -305,7 +146,7 @@ class SingleSignOn(pulumi.ComponentResource):
         self.vault_client_secret = vault_secret
         document = pulumi.Output.all(
             pulumi.Output.secret(args.connector_secret or ""), ui_secret, vault_secret
-        ).apply(lambda a: _dump(dex_config(s, args.uis, a[0], a[1], a[2])))
+        ).apply(lambda a: dump(dex_config(s, args.uis, a[0], a[1], a[2])))
         config = k8s.core.v1.Secret(
             f"{name}-dex-config",
             metadata=metadata(DEX_CONFIG_SECRET, ns),
@@ -400,6 +241,24 @@ class SingleSignOn(pulumi.ComponentResource):
             metadata=metadata("sso", ns),
             spec=gateway_spec(hosts, credential),
             opts=child(self, depends_on=[cert]),
+        )
+        # Vault checks that Dex's discovery document names the URL it fetched, so it must use
+        # the public issuer; with the mesh's REGISTRY_ONLY outbound policy that host exists for
+        # Vault's sidecar only through this entry, which sends it to the ingress gateway.
+        k8s.apiextensions.CustomResource(
+            f"{name}-issuer-in-mesh",
+            api_version="networking.istio.io/v1",
+            kind="ServiceEntry",
+            metadata=metadata("sso-issuer", ns),
+            spec={
+                "hosts": [hosts[0]],
+                "location": "MESH_INTERNAL",
+                "ports": [{"number": 443, "name": "https", "protocol": "TLS"}],
+                "resolution": "DNS",
+                "endpoints": [{"address": INGRESS_GATEWAY_SERVICE}],
+                "exportTo": list(ISSUER_CLIENT_NAMESPACES),
+            },
+            opts=child(self),
         )
         for host, service, port in routes:
             k8s.apiextensions.CustomResource(

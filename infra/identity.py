@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
+from components._dex import VAULT_CLI_CALLBACK, VAULT_CLIENT, WebUi
 from components.cert_issuer import CertificateIssuer, CertificateIssuerArgs, issuer_ref
 from components.mlflow import LABELS as MLFLOW_PODS
 from components.mlflow import NAME as MLFLOW_NAME
 from components.mlflow import PORT as MLFLOW_PORT
-from components.sso import SingleSignOn, SingleSignOnArgs, WebUi
+from components.sso import SingleSignOn, SingleSignOnArgs
 from components.vault_layout import OperatorSso
 from infra.config import PlatformConfig
 from infra.config.sso_keys import LDAP_BIND_PASSWORD, OIDC_CLIENT_SECRET
@@ -72,12 +73,10 @@ def operator_sso(cfg: PlatformConfig) -> OperatorSso | None:
         return None
     return OperatorSso(
         issuer=cfg.sso.issuer,
-        client_id="vault",
+        client_id=VAULT_CLIENT,
         operator_group=cfg.sso.operator_group,
-        redirect_uris=(
-            "http://localhost:8250/oidc/callback",
-            f"https://{cfg.sso.host('vault')}/ui/vault/auth/oidc/oidc/callback",
-        ),
+        # Vault's UI is not exposed through the gateway: the CLI's loopback callback only.
+        redirect_uris=(VAULT_CLI_CALLBACK,),
     )
 
 

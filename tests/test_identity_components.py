@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components._dex import SsoSettings, WebUi, dex_config
 from components.cert_issuer import (
     PLATFORM_ISSUER,
     VAULT_TLS_SECRET,
@@ -21,9 +22,6 @@ from components.sso import (
     INGRESS_GATEWAY_PRINCIPAL,
     SingleSignOn,
     SingleSignOnArgs,
-    SsoSettings,
-    WebUi,
-    dex_config,
 )
 from tests.component_mocks import ACCESS, children_named_after, of_type, record
 
@@ -302,3 +300,56 @@ def test_vault_config_declares_operator_sso_with_the_secret_and_refuses_it_witho
             "vc2",
             VaultConfigArgs(layout=layout(["acme"], operators=operators), kubernetes_host="h"),
         )
+
+
+def test_vault_reaches_the_public_issuer_through_the_gateway_only(sso_record: list[dict]) -> None:
+    (entry,) = _kinds(sso_record)["ServiceEntry"]
+    assert entry["spec"]["hosts"] == ["sso.ml.example.ae"]
+    assert entry["spec"]["location"] == "MESH_INTERNAL"
+    assert entry["spec"]["endpoints"] == [
+        {"address": "inference-gateway.istio-ingress.svc.cluster.local"}
+    ]
+    assert entry["spec"]["exportTo"] == ["vault"]
+
+
+def test_kubeflow_with_profile_owners_is_multi_user_with_one_profile_per_tenant() -> None:
+    from tests.test_components_workloads import _kubeflow
+
+    res = record(lambda: _kubeflow(profile_owners=(("acme", "lead@example.ae"),)))
+    (kfp,) = of_type(res, "kubernetes:kustomize/v2:Directory")
+    assert kfp["inputs"]["directory"].endswith("components/manifests/kfp-multi-user")
+    (profile,) = _kinds(res)["Profile"]
+    assert profile["apiVersion"] == "kubeflow.org/v1" and profile["metadata"]["name"] == "acme"
+    assert profile["spec"] == {"owner": {"kind": "User", "name": "lead@example.ae"}}
+    # Without owners, nothing changes: single-user KFP and no Profile.
+    plain = record(_kubeflow)
+    assert "Profile" not in _kinds(plain)
+    (kfp,) = of_type(plain, "kubernetes:kustomize/v2:Directory")
+    assert kfp["inputs"]["directory"].endswith("components/manifests/kfp")
+
+
+@pytest.mark.parametrize(
+    "owners",
+    [(("other", "x@example.ae"),), (("acme", "a@example.ae"), ("globex", "b@example.ae"))],
+)
+def test_kubeflow_refuses_owners_that_are_not_its_tenants(owners: tuple) -> None:
+    from tests.test_components_workloads import _kubeflow
+
+    with pytest.raises(ValueError, match="allowed one owner per tenant"):
+        _kubeflow(profile_owners=owners)
+
+
+def test_the_multi_user_overlay_keeps_the_single_user_removals() -> None:
+    """The platform still owns MinIO's replacement (S3), the DB and the IRSA accounts."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "components" / "manifests"
+    single = yaml.safe_load((root / "kfp" / "kustomization.yaml").read_text())
+    multi = yaml.safe_load((root / "kfp-multi-user" / "kustomization.yaml").read_text())
+    assert [p for p in single["patches"] if "$patch: delete" in p["patch"]] == [
+        p for p in multi["patches"] if "$patch: delete" in p["patch"]
+    ]
+    assert all("?ref=" in r for r in multi["resources"])
+    assert any("platform-agnostic-multi-user?ref=2.4.0" in r for r in multi["resources"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components._alertmanager_config import Receivers
-from components.sso import SsoSettings
+from components._dex import SsoSettings
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import binascii
 import re
 import urllib.parse
 
-from components.sso import SsoSettings
+from components._dex import SsoSettings
 from infra.config.keys import EMAIL
 from infra.config.reader import Reader
 from infra.config.sso_keys import LDAP_BIND_PASSWORD, OIDC_CLIENT_SECRET, SSO_CONNECTORS
