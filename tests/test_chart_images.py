@@ -85,8 +85,9 @@ CHART_IMAGES: list[tuple[str, str, str, str]] = [
      "(read at 0101916: {repository, version}; leasescleanup.image has no switch, hooks off)"),
     # Zero trust (#22), certificates and single sign-on: {repository, tag} blocks.
     *((("cert-manager-chart", path, ident,
-        "cert-manager/cert-manager deploy/charts/cert-manager/values.yaml (not read here; the "
-        "chart documents {registry, repository, tag, digest} per component, repository wins)"))
+        "cert-manager/cert-manager deploy/charts/cert-manager/values.yaml (controller block read "
+        "at 95d6fc4, a pre-1.15 copy: {registry, repository, tag, digest}; the other components' "
+        "blocks not read); tag: the chart's appVersion = chart version v1.19.1, not read"))
       for path, ident in (("image", "cert-manager-controller"),
                           ("webhook.image", "cert-manager-webhook"),
                           ("cainjector.image", "cert-manager-cainjector"),

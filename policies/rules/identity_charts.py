@@ -4,9 +4,10 @@ issuer, Dex and oauth2-proxy, as :mod:`policies.rules.helm_charts` reads them.
 Read from each chart's values.yaml (the stored copies: aws-privateca-issuer v1.7.0-era
 ``podSecurityContext``/``securityContext``; dex 0.22-era ``podSecurityContext``/
 ``securityContext``/``volumes``; oauth2-proxy 7.x ``podSecurityContext``/``securityContext``/
-``extraVolumes``); cert-manager's per-component ``securityContext``/``containerSecurityContext``
-/``volumes`` under ``webhook``, ``cainjector`` and ``startupapicheck`` as its chart documents them
-(not read at v1.19.1 here). None of them renders a host namespace or host mount by default.
+``extraVolumes``); cert-manager's controller ``securityContext``/``containerSecurityContext``/
+``volumes`` read in a pre-1.15 copy (95d6fc4), the same keys under ``webhook``, ``cainjector`` and
+``startupapicheck`` as its chart documents them (not read at v1.19.1 here). None of them renders a
+host namespace or host mount by default.
 """
 
 from __future__ import annotations
