@@ -41,6 +41,9 @@ class TenantQuota:
     """Total ``nvidia.com/gpu`` requests; 0 keeps the tenant off GPUs entirely."""
     pods: int = 100
     """Pod count limit."""
+    owner: str = ""
+    """The Kubeflow profile owner (e-mail) of the namespace, its ``owner`` annotation: the
+    profile controller adopts an existing namespace only when it names the Profile's owner."""
 
 
 @dataclass
@@ -120,6 +123,7 @@ class K8sBaseline(pulumi.ComponentResource):
                 t.name,
                 aws_cidrs,
                 {"sovereign-ml/role": "tenant", "sovereign-ml/tenant": t.name, **workloads},
+                {"owner": t.owner} if t.owner else None,
             )
             self._quota(name, t)
 
@@ -149,10 +153,14 @@ class K8sBaseline(pulumi.ComponentResource):
         ns: str,
         aws_cidrs: pulumi.Output[list[str]],
         labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
     ) -> None:
+        meta: dict[str, object] = {"name": ns, "labels": {**RESTRICTED_LABELS, **labels}}
+        if annotations:
+            meta["annotations"] = annotations
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns-{ns}",
-            metadata={"name": ns, "labels": {**RESTRICTED_LABELS, **labels}},
+            metadata=meta,
             opts=child(self),
         )
         self.namespaces[ns] = namespace

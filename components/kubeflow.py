@@ -25,6 +25,8 @@ from policies import inventory
 KFP_VERSION = "2.4.0"
 # Relative to the project root, where `pulumi up` runs the program; checked in beside it.
 OVERLAY = Path("components") / "manifests" / "kfp"
+MULTI_USER_OVERLAY = Path("components") / "manifests" / "kfp-multi-user"
+"""Multi-user mode (profile controller, user from oauth2-proxy's header); see its file."""
 MYSQL_IMAGE = inventory.image("mysql")
 DB_MODES = ("rds", "in-cluster")
 
@@ -81,6 +83,9 @@ class KubeflowArgs:
     pseudonymization key from it (``kms:GenerateMac``, nothing else)."""
     sources: inventory.Sources = inventory.UPSTREAM
     """Where images and charts are pulled from (the zone's mirror in production)."""
+    profile_owners: Sequence[tuple[str, str]] = ()
+    """``(tenant, owner e-mail)``: multi-user mode with one ``Profile`` per tenant namespace
+    (stacks with single sign-on); empty keeps the standalone single-user install."""
 
 
 class Kubeflow(pulumi.ComponentResource):
@@ -112,6 +117,12 @@ class Kubeflow(pulumi.ComponentResource):
             raise ValueError(
                 "KubeflowArgs: rds mode needs subnet_ids, vpc_cidr and db_key_arn; allowed "
                 "db_mode='in-cluster' without them"
+            )
+        owners = dict(args.profile_owners)
+        if args.profile_owners and set(owners) != set(args.tenants):
+            raise ValueError(
+                f"KubeflowArgs.profile_owners: {sorted(owners)}; allowed one owner per tenant "
+                f"{sorted(args.tenants)}"
             )
         super().__init__(f"{TYPE_PREFIX}:kubeflow:Kubeflow", name, None, opts)
         ns = args.namespace
@@ -153,12 +164,23 @@ class Kubeflow(pulumi.ComponentResource):
             spec=claim_spec("20Gi"),
             opts=child(self, protect=args.production, retain_on_delete=args.production),
         )
-        k8s.kustomize.v2.Directory(
+        kfp = k8s.kustomize.v2.Directory(
             f"{name}-kfp",
-            directory=str(OVERLAY),
+            directory=str(MULTI_USER_OVERLAY if owners else OVERLAY),
             namespace=ns,
             opts=child(self, depends_on=[config]),
         )
+        for tenant, owner in owners.items():
+            # The profile controller adopts the baseline's tenant namespace only when its
+            # `owner` annotation names the same user (README: Zero trust, single sign-on).
+            k8s.apiextensions.CustomResource(
+                f"{name}-profile-{tenant}",
+                api_version="kubeflow.org/v1",
+                kind="Profile",
+                metadata={"name": tenant, "labels": {"app.kubernetes.io/part-of": "sovereign-ml"}},
+                spec={"owner": {"kind": "User", "name": owner}},
+                opts=child(self, depends_on=[kfp]),
+            )
         self.register_outputs({"db_host": self.db_host})
 
     def _rds(self, name: str, args: KubeflowArgs) -> pulumi.Output[str]:

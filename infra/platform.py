@@ -42,6 +42,7 @@ from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from infra.identity import Identity, identity, identity_namespaces, operator_sso, profile_owners
 from infra.images.sources import sources_for, workload_image
 from infra.operations import operations
 from infra.tracking import tracking
@@ -139,7 +140,9 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     after_baseline = cluster_baseline(cfg, base, eks)
     if mirror is not None:
         after_baseline = image_admission(cfg, eks, after_baseline, mirror)
-    secrets = secrets_service(cfg, base, eks, after_baseline)
+    # Certificates (Vault's among them) and single sign-on before the workloads.
+    ident = identity(cfg, eks, after_baseline, with_mlflow=TIERS[cfg.tier].db_mode == "rds")
+    secrets = secrets_service(cfg, base, eks, ident.opts)
     data_services(cfg, base, eks, after_baseline, lifecycle)
     if TIERS[cfg.tier].db_mode == "rds":  # MLflow's backend is RDS PostgreSQL too
         tracking(cfg, base, eks, after_baseline)
@@ -149,7 +152,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         cfg, base, eks, after_baseline, lifecycle, promotion_criteria(cfg), gpus=has_gpus(cfg)
     )
     if cfg.vault_configure:
-        vault_configuration(cfg, eks, secrets)
+        vault_configuration(cfg, eks, secrets, ident)
     if cfg.monthly_budget_usd:
         budget(cfg, base)
     return {
@@ -321,7 +324,10 @@ def cluster_baseline(
         K8sBaselineArgs(
             vpc_cidr=cfg.network.cidr,
             volume_key_arn=base.keys.keys["volumes"].arn,
-            tenants=[TenantQuota(t, **tier.tenant_quota) for t in cfg.tenants],
+            tenants=[
+                TenantQuota(t, owner=profile_owners(cfg).get(t, ""), **tier.tenant_quota)
+                for t in cfg.tenants
+            ],
             retain_volumes=cfg.production,
             platform_namespaces=platform_namespaces(cfg),
             workload_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
@@ -375,7 +381,7 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     extra = (("keda",) if needs_keda(cfg) else ()) + (
         (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
     )
-    return (*PLATFORM_NAMESPACES, *extra)
+    return (*PLATFORM_NAMESPACES, *extra, *identity_namespaces(cfg))
 
 
 ADMISSION_NAMESPACE = "cosign-system"
@@ -476,6 +482,7 @@ def data_services(
             tenants=list(cfg.tenants),
             audit=lifecycle,
             pseudonymization_key_arn=base.keys.keys["pseudonymization"].arn,
+            profile_owners=tuple(profile_owners(cfg).items()),
             **common,
         ),
         opts=opts,
@@ -500,13 +507,21 @@ def promotion_criteria(cfg: PlatformConfig) -> PromotionCriteria:
     return PromotionCriteria(steps=cfg.canary_steps, slo_availability=cfg.slo_availability_target)
 
 
-def vault_configuration(cfg: PlatformConfig, eks: KubernetesCluster, secrets: Vault) -> None:
-    """Vault's engines, policies and roles: the second bootstrap step, once Vault runs and is
-    initialised (``VAULT_TOKEN`` in the environment)."""
+def vault_configuration(
+    cfg: PlatformConfig, eks: KubernetesCluster, secrets: Vault, ident: Identity
+) -> None:
+    """Vault's engines, policies and roles (operators' SSO through Dex where configured): the
+    second bootstrap step, once Vault runs and is initialised (``VAULT_TOKEN`` set)."""
     vault_provider = vault.Provider("vault", address=cfg.vault_address)
+    operators = operator_sso(cfg)
     VaultConfig(
         "vault-config",
-        VaultConfigArgs(layout=vault_layout(cfg.tenants), kubernetes_host=eks.cluster.endpoint),
+        VaultConfigArgs(
+            layout=vault_layout(cfg.tenants, operators=operators),
+            kubernetes_host=eks.cluster.endpoint,
+            oidc_client_secret=ident.sso.vault_client_secret if operators and ident.sso else None,
+            oidc_discovery_ca_pem=ident.issuer.ca_certificate_pem,
+        ),
         opts=pulumi.ResourceOptions(providers={"vault": vault_provider}, depends_on=[secrets]),
     )
 

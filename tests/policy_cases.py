@@ -182,6 +182,13 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-RES-004", "a role in an account the program does not declare", [R(EKS, "eks", {"roleArn": "arn:aws:iam::999999999999:role/x"})], 1),
     ("SOV-RES-004", "AWS-managed policy ARNs are AWS-owned", [R("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "a", {
         "role": "r", "policyArn": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"})], 0),
+    # AWS Private CA's certificate templates are AWS's definitions (#22, the platform root CA).
+    ("SOV-RES-004", "a Private CA template ARN is AWS-owned", [R("aws:acmpca/certificate:Certificate", "c", {
+        "templateArn": "arn:aws:acm-pca:::template/RootCACertificate/V1"})], 0),
+    ("SOV-RES-004", "a template-shaped ARN in an account is not", [R("aws:acmpca/certificate:Certificate", "c", {
+        "templateArn": "arn:aws:acm-pca::999999999999:template/RootCACertificate/V1"})], 1),
+    ("SOV-RES-004", "a template ARN with a path escape is not", [R("aws:acmpca/certificate:Certificate", "c", {
+        "templateArn": "arn:aws:acm-pca:::template/../bucket/V1"})], 1),
     ("SOV-ENC-001", "sse-kms cmk", [_sse("aws:kms", KEY)], 0),
     ("SOV-ENC-001", "sse-s3", [_sse("AES256", None)], 1),
     ("SOV-ENC-001", "aws-managed key", [_sse("aws:kms", "alias/aws/s3")], 1),

@@ -83,6 +83,24 @@ CHART_IMAGES: list[tuple[str, str, str, str]] = [
     ("policy-controller-chart", "webhook.image", "policy-controller",
      "sigstore/helm-charts charts/policy-controller/values.yaml + templates/_helpers.tpl "
      "(read at 0101916: {repository, version}; leasescleanup.image has no switch, hooks off)"),
+    # Zero trust (#22), certificates and single sign-on: {repository, tag} blocks.
+    *((("cert-manager-chart", path, ident,
+        "cert-manager/cert-manager deploy/charts/cert-manager/values.yaml (controller block read "
+        "at 95d6fc4, a pre-1.15 copy: {registry, repository, tag, digest}; the other components' "
+        "blocks not read); tag: the chart's appVersion = chart version v1.19.1, not read"))
+      for path, ident in (("image", "cert-manager-controller"),
+                          ("webhook.image", "cert-manager-webhook"),
+                          ("cainjector.image", "cert-manager-cainjector"),
+                          ("startupapicheck.image", "cert-manager-startupapicheck"),
+                          ("acmesolver.image", "cert-manager-acmesolver"))),
+    ("aws-privateca-issuer-chart", "image", "aws-privateca-issuer",
+     "cert-manager/aws-privateca-issuer charts/aws-pca-issuer/values.yaml (read at 88b698b: "
+     "{repository, pullPolicy, tag, digest}); tag: Chart.yaml v1.7.0 read at 387cca1"),
+    ("dex-chart", "image", "dex", "dexidp/helm-charts charts/dex/values.yaml (read at f20211f: "
+     "{repository, pullPolicy, tag}); tag: Chart.yaml 0.22.0 appVersion 2.42.0 read at 0469c37"),
+    ("oauth2-proxy-chart", "image", "oauth2-proxy",
+     "oauth2-proxy/manifests helm/oauth2-proxy/values.yaml (not read here: {repository, tag}); "
+     "tag: Chart.yaml 7.7.12 appVersion 7.6.0 read at 005456f"),
 ]
 # fmt: on
 
@@ -119,7 +137,7 @@ def test_the_table_is_the_inventory() -> None:
         if e.in_chart and not e.id.startswith("cluster-autoscaler-1.3")
     }
     table = {(c, p, i) for c, p, i, _ in CHART_IMAGES if i != "cluster-autoscaler-1.33"}
-    assert listed == table and len(table) == 17
+    assert listed == table and len(table) == 25
 
 
 @pytest.mark.parametrize(("chart", "path", "ident", "source"), CHART_IMAGES)

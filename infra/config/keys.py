@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from infra.config.key import REQUIRED, Key
+from infra.config.sso_keys import SSO_KEYS
 from policies.zones import ZONES
 
 PROJECT = "sovereign-ml"
@@ -39,7 +40,7 @@ GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "gr6", "p3", "p4d", "p4de", 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RESERVED_NAMESPACES = (
     "default", "kube-system", "kube-public", "kube-node-lease", "kubeflow", "feature-store",
-    "serving", "monitoring", "vault", "keda",
+    "serving", "monitoring", "vault", "keda", "cert-manager", "auth",
 )  # fmt: skip
 # servingIdleMinutes: shorter than the scrape and rate windows flaps; a day is "always on".
 IDLE_MINUTES = (5, 1440)
@@ -89,27 +90,6 @@ TENANT_NAME_RULE = "3-30 characters: lower-case letters, digits and '-', startin
 # --------------------------------------------------------------------------------------------
 # The key schema
 # --------------------------------------------------------------------------------------------
-
-REQUIRED: Any = object()
-"""Marker for keys without a default: the stack file must set them."""
-
-
-@dataclass(frozen=True)
-class Key:
-    """One config key as ``Pulumi.yaml`` declares it."""
-
-    name: str
-    """Key name inside the ``sovereign-ml`` namespace (``aws:region`` is the one foreign key)."""
-    type: str
-    """Pulumi config type: ``string``, ``integer``, ``boolean`` or ``array`` (of strings)."""
-    description: str
-    """What the key means and what it allows, shown by ``pulumi config``."""
-    default: Any = REQUIRED
-    """Default applied when the stack file omits the key; ``REQUIRED`` when there is none."""
-    items: str = "string"
-    """Item type of an array key (``string`` or ``integer``)."""
-    secret: bool = False
-    """A credential: the stack file must hold it as ``secure:`` (``pulumi config set --secret``)."""
 
 
 def _pool_keys(role: str, what: str, defaults: Mapping[str, Any]) -> list[Key]:
@@ -534,6 +514,7 @@ KEYS: tuple[Key, ...] = (
         "docs/runbooks",
     ),
     *ALERT_KEYS,
+    *SSO_KEYS,
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}

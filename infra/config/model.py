@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components._alertmanager_config import Receivers
+from components._dex import SsoSettings
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,8 @@ class PlatformConfig:
     """Base of every alert's ``runbook_url``."""
     alerting: Receivers
     """Alertmanager receivers (credentials only flagged as present)."""
+    sso: SsoSettings | None
+    """Single sign-on (Dex, oauth2-proxy, Vault operators); None for ``ssoConnector: none``."""
 
     @property
     def production(self) -> bool:

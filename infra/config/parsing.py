@@ -60,6 +60,7 @@ from infra.config.namespaces import check_keys
 from infra.config.problems import ConfigError, ConfigProblem
 from infra.config.reader import Reader
 from infra.config.slo import parse_slos
+from infra.config.sso import parse_sso
 from infra.config.tiers import check_tier
 from policies.zones import ZONES, Region, region_info, zone_of_region
 
@@ -560,13 +561,15 @@ def parse(
         **parse_logs(r),
         **parse_audit(r, production),
         "alerting": parse_receivers(r, identity.environment),
+        "sso": parse_sso(r),
     }
     check_tier(r, identity.tier)
     if r.problems:
         return r.problems
     fields = {**identity.fields(), **sections}
-    # A Reader records a problem for every value it cannot read, so none is missing here.
-    assert None not in fields.values()
+    # A Reader records a problem for every value it cannot read, so none is missing here
+    # (sso is None by choice: ssoConnector none).
+    assert None not in (v for k, v in fields.items() if k != "sso")
     return PlatformConfig(stack=stack, source=source, **fields)
 
 

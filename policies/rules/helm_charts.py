@@ -16,106 +16,22 @@ a chart version the table does not know, so nothing unexamined slips in silently
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from policies import inventory
 from policies.rules.base import Context, Resource, rule
+from policies.rules.chart_pods import Chart, ChartPod, HostPathValue, common, pinned
+from policies.rules.identity_charts import IDENTITY_CHARTS
 
 HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 """Helm releases: v3 is one custom resource, v4 a component the provider renders."""
 
 
-@dataclass(frozen=True)
-class HostPathValue:
-    """A hostPath volume a chart template renders always, or when a value turns it on."""
-
-    default: str
-    """The host path in the pinned version's defaults."""
-    value: str = ""
-    """Values path that overrides the host path ("" when the template fixes it)."""
-    when: str = ""
-    """Values path of the boolean that turns the mount on ("" when it is always rendered)."""
-    when_default: bool = True
-    """That boolean's default in the pinned version."""
-    read_only: bool = True
-    """Whether the template mounts it read-only."""
-
-
-@dataclass(frozen=True)
-class ChartPod:
-    """One pod template of a chart and the values paths that shape it (dotted, "" if none)."""
-
-    name: str
-    """The pod's role in the chart (``server``, ``controller``, ``node-exporter``)."""
-    enabled: str = ""
-    """Values path of the boolean that renders the pod ("" when always rendered)."""
-    enabled_default: bool = True
-    """That boolean's default in the pinned version."""
-    pod_security: str = ""
-    """The pod ``securityContext``."""
-    container_security: str = ""
-    """The main container's ``securityContext``."""
-    host_network: str = ""
-    """``hostNetwork``."""
-    host_pid: str = ""
-    """``hostPID``."""
-    host_ipc: str = ""
-    """``hostIPC``."""
-    node_selector: str = ""
-    """``nodeSelector``."""
-    tolerations: str = ""
-    """``tolerations``."""
-    affinity: str = ""
-    """``affinity``."""
-    resources: str = ""
-    """The main container's ``resources``."""
-    volumes: tuple[str, ...] = ()
-    """Lists of extra pod volumes (Kubernetes volume objects, hostPath included)."""
-    volume_mounts: tuple[str, ...] = ()
-    """Lists of the main container's mounts of the ``volumes`` above (``{name, readOnly}``)."""
-    host_volume_lists: tuple[str, ...] = ()
-    """Lists of chart-specific host mounts: ``{name, hostPath, readOnly}`` entries."""
-    host_paths: tuple[HostPathValue, ...] = ()
-    """Host folders the template itself mounts."""
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    """Pinned-version defaults of the paths above that matter to the rules."""
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A chart we ship: where it comes from, the version the table was read from, its pods."""
-
-    repo: str
-    """Repository URL (``repositoryOpts.repo``); another repository is another chart."""
-    version: str
-    """The chart version whose values the table describes."""
-    pods: tuple[ChartPod, ...]
-    """Every pod the chart renders."""
-
-
-def _common(prefix: str = "", **extra: Any) -> dict[str, Any]:
-    """The scheduling and resources paths most charts spell alike, under ``prefix``."""
-    p = f"{prefix}." if prefix else ""
-    return {
-        "node_selector": f"{p}nodeSelector",
-        "tolerations": f"{p}tolerations",
-        "affinity": f"{p}affinity",
-        "resources": f"{p}resources",
-        **extra,
-    }
-
-
-def _pinned(ident: str) -> tuple[str, str]:
-    """``(repository URL, version)`` of inventory chart ``ident``: the table reads the pin there."""
-    _, version, repo = inventory.chart(ident)
-    return repo, version
-
-
 NODE_EXPORTER = "prometheus-node-exporter"
 CHARTS: dict[str, Chart] = {
     "cluster-autoscaler": Chart(
-        *_pinned("cluster-autoscaler"),
+        *pinned("cluster-autoscaler"),
         (
             ChartPod(
                 "cluster-autoscaler",
@@ -123,19 +39,19 @@ CHARTS: dict[str, Chart] = {
                 container_security="containerSecurityContext",
                 host_network="hostNetwork",
                 volumes=("extraVolumes",),
-                **_common(),
+                **common(),
             ),
         ),
     ),
     "argo-rollouts": Chart(
-        *_pinned("argo-rollouts"),
+        *pinned("argo-rollouts"),
         (
             ChartPod(
                 "controller",
                 pod_security="podSecurityContext",
                 container_security="containerSecurityContext",
                 volumes=("controller.volumes",),
-                **_common("controller"),
+                **common("controller"),
             ),
             ChartPod(
                 "dashboard",
@@ -144,25 +60,25 @@ CHARTS: dict[str, Chart] = {
                 pod_security="dashboard.podSecurityContext",
                 container_security="dashboard.containerSecurityContext",
                 volumes=("dashboard.volumes",),
-                **_common("dashboard"),
+                **common("dashboard"),
             ),
         ),
     ),
     "kube-prometheus-stack": Chart(
-        *_pinned("kube-prometheus-stack"),
+        *pinned("kube-prometheus-stack"),
         (
             ChartPod(
                 "prometheus",
                 pod_security="prometheus.prometheusSpec.securityContext",
                 volumes=("prometheus.prometheusSpec.volumes",),
-                **_common("prometheus.prometheusSpec"),
+                **common("prometheus.prometheusSpec"),
             ),
             ChartPod(
                 "alertmanager",
                 enabled="alertmanager.enabled",
                 pod_security="alertmanager.alertmanagerSpec.securityContext",
                 volumes=("alertmanager.alertmanagerSpec.volumes",),
-                **_common("alertmanager.alertmanagerSpec"),
+                **common("alertmanager.alertmanagerSpec"),
             ),
             ChartPod(
                 "operator",
@@ -170,7 +86,7 @@ CHARTS: dict[str, Chart] = {
                 pod_security="prometheusOperator.securityContext",
                 container_security="prometheusOperator.containerSecurityContext",
                 host_network="prometheusOperator.hostNetwork",
-                **_common("prometheusOperator"),
+                **common("prometheusOperator"),
             ),
             ChartPod(
                 "kube-state-metrics",
@@ -179,7 +95,7 @@ CHARTS: dict[str, Chart] = {
                 container_security="kube-state-metrics.containerSecurityContext",
                 host_network="kube-state-metrics.hostNetwork",
                 volumes=("kube-state-metrics.volumes",),
-                **_common("kube-state-metrics"),
+                **common("kube-state-metrics"),
             ),
             ChartPod(
                 "grafana",
@@ -187,7 +103,7 @@ CHARTS: dict[str, Chart] = {
                 pod_security="grafana.securityContext",
                 container_security="grafana.containerSecurityContext",
                 volumes=("grafana.extraVolumes",),
-                **_common("grafana"),
+                **common("grafana"),
             ),
             # The node exporter subchart reads the node itself: host network and PID namespace,
             # /proc, /sys and / from the host, tolerating every NoSchedule taint, by default.
@@ -213,24 +129,24 @@ CHARTS: dict[str, Chart] = {
                         {"effect": "NoSchedule", "operator": "Exists"}
                     ],
                 },
-                **_common(NODE_EXPORTER),
+                **common(NODE_EXPORTER),
             ),
         ),
     ),
     "prometheus-pushgateway": Chart(
-        *_pinned("prometheus-pushgateway"),
+        *pinned("prometheus-pushgateway"),
         (
             ChartPod(
                 "pushgateway",
                 pod_security="securityContext",
                 container_security="containerSecurityContext",
                 volumes=("extraVolumes",),
-                **_common(),
+                **common(),
             ),
         ),
     ),
     "vault": Chart(
-        *_pinned("vault-chart"),
+        *pinned("vault-chart"),
         (
             ChartPod(
                 "server",
@@ -238,7 +154,7 @@ CHARTS: dict[str, Chart] = {
                 container_security="server.statefulSet.securityContext.container",
                 host_network="server.hostNetwork",
                 volumes=("server.volumes",),
-                **_common("server"),
+                **common("server"),
             ),
             ChartPod(
                 "injector",
@@ -246,7 +162,7 @@ CHARTS: dict[str, Chart] = {
                 pod_security="injector.securityContext.pod",
                 container_security="injector.securityContext.container",
                 host_network="injector.hostNetwork",
-                **_common("injector"),
+                **common("injector"),
             ),
             # The CSI provider is a node agent: it mounts the kubelet's provider folder.
             ChartPod(
@@ -272,7 +188,7 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     "dcgm-exporter": Chart(
-        *_pinned("dcgm-exporter"),
+        *pinned("dcgm-exporter"),
         (
             # Runs as root with SYS_ADMIN and the kubelet's pod-resources socket, by default.
             ChartPod(
@@ -298,12 +214,12 @@ CHARTS: dict[str, Chart] = {
                         "capabilities": {"add": ["SYS_ADMIN"]},
                     }
                 },
-                **_common(),
+                **common(),
             ),
         ),
     ),
     "keda": Chart(
-        *_pinned("keda"),
+        *pinned("keda"),
         tuple(
             ChartPod(
                 pod,
@@ -326,7 +242,7 @@ CHARTS: dict[str, Chart] = {
     # A node agent: the chart mounts the host's /var/log writable, /var/lib/docker/containers
     # and /etc/machine-id by default (daemonSetVolumes replaces the whole list).
     "fluent-bit": Chart(
-        *_pinned("fluent-bit"),
+        *pinned("fluent-bit"),
         (
             ChartPod(
                 "fluent-bit",
@@ -357,7 +273,7 @@ CHARTS: dict[str, Chart] = {
                         {"name": "etcmachineid", "mountPath": "/etc/machine-id", "readOnly": True},
                     ],
                 },
-                **_common(),
+                **common(),
             ),
         ),
     ),
@@ -365,7 +281,7 @@ CHARTS: dict[str, Chart] = {
     # the container's; both render only with their `enabled` switch (defaults: pod off,
     # container on). The post-delete leases-cleanup Job has no security values to examine.
     "policy-controller": Chart(
-        *_pinned("policy-controller-chart"),
+        *pinned("policy-controller-chart"),
         (
             ChartPod(
                 "webhook",
@@ -379,6 +295,7 @@ CHARTS: dict[str, Chart] = {
             ),
         ),
     ),
+    **IDENTITY_CHARTS,
 }
 """Every chart the platform ships, read from the version it pins."""
 

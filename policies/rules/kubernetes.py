@@ -53,6 +53,8 @@ CLUSTER_SCOPED = frozenset(
         "FlowSchema",
         "PriorityLevelConfiguration",
         "ClusterIssuer",
+        "AWSPCAClusterIssuer",
+        "Profile",
         "ClusterPolicy",
         "ClusterImagePolicy",
     }

@@ -77,6 +77,20 @@ class Arn:
     resource: str
     """What follows the account (``bucket/key``, ``role/name`` ...)."""
 
+    @property
+    def aws_owned(self) -> bool:
+        """AWS's own definitions: managed policies (account ``aws``) and AWS Private CA's
+        certificate templates (``arn:aws:acm-pca:::template/<name>/V<n>``: no region, no
+        account, no data; they only say which extensions a certificate gets)."""
+        if self.account == "aws":
+            return True
+        return (
+            self.service == "acm-pca"
+            and not self.region
+            and not self.account
+            and re.fullmatch(r"template/[A-Za-z0-9_]+/V\d+", self.resource) is not None
+        )
+
 
 def parse_arn(text: str) -> Arn | None:
     """The ARN in ``text`` (the whole text), or None."""
@@ -156,7 +170,7 @@ def _judge(text: str, kinds: Iterable[str], ctx: Context) -> str | None:
     """What is wrong with a classified value as far as the value alone shows (None: nothing)."""
     kinds = set(kinds)
     arn = parse_arn(text)
-    if listed(text, ctx) or (arn and (arn.account == "aws" or not arn.region)):
+    if listed(text, ctx) or (arn and (arn.aws_owned or not arn.region)):
         return None  # AWS-owned, or region-less: SOV-RES-004 resolves it against the program
     if arn:
         if arn.region in ctx.regions:
@@ -287,7 +301,7 @@ def _unproven(text: str, kinds: Iterable[str], index: Declared, ctx: Context) ->
         "is in the zone"
     )
     if arn:
-        if arn.account == "aws" or arn.region:
+        if arn.aws_owned or arn.region:
             return None
         bucket = _bucket_of(text)
         if text in index.arns or (bucket and bucket in index.buckets):
