@@ -26,7 +26,7 @@ from infra.config.sso_keys import LDAP_BIND_PASSWORD, OIDC_CLIENT_SECRET
 from infra.images.sources import sources_for
 
 if TYPE_CHECKING:
-    from infra.platform import KubernetesCluster
+    from infra.foundation import KubernetesCluster
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
 """cert-manager, the Private CA issuer and the bootstrap CA's key."""

@@ -26,7 +26,7 @@ from policies.lifecycle import RECORDER_CHAIN, chain_prefix
 from policies.promotion import PromotionCriteria
 
 if TYPE_CHECKING:
-    from infra.platform import AwsBase, KubernetesCluster
+    from infra.foundation import AwsBase, KubernetesCluster
 
 
 def operations(

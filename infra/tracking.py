@@ -18,7 +18,7 @@ from infra.config import PlatformConfig
 from infra.images.sources import sources_for
 
 if TYPE_CHECKING:
-    from infra.platform import AwsBase, KubernetesCluster
+    from infra.foundation import AwsBase, KubernetesCluster
 
 NAMESPACE = "kubeflow"
 """The server runs beside the pipelines that log to it (that namespace's default-deny applies)."""
