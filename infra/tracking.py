@@ -1,10 +1,10 @@
 """Experiment tracking and the model registry of one stack: the MLflow server on the cluster.
 
 Split from :mod:`infra.platform` (which calls :func:`tracking`) to keep both short; it takes what
-it needs from the platform as arguments, so it imports nothing from it at run time. The platform
-composes it only for tiers whose pipelines' metadata lives on RDS (enterprise): its backend is
-RDS PostgreSQL, and the SMB tier deliberately runs no RDS instance (its tracking server is future
-work, see README "Model registry").
+it needs from the platform as arguments, so it imports nothing from it at run time. Every tier
+gets it; its backend store follows the tier's database choice: RDS PostgreSQL where the
+pipelines' metadata lives on RDS (enterprise), SQLite on an encrypted volume of the server's one
+pod where it runs in the cluster (SMB, which deliberately runs no RDS instance).
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ NAMESPACE = "kubeflow"
 
 
 def tracking(
-    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+    cfg: PlatformConfig,
+    base: AwsBase,
+    eks: KubernetesCluster,
+    opts: pulumi.ResourceOptions,
+    db_mode: str = "rds",
 ) -> Mlflow:
-    """The MLflow server with its RDS backend and its models-bucket prefix."""
+    """The MLflow server with its backend store (``db_mode``: ``rds`` or ``in-cluster``, the
+    tier's choice) and its models-bucket prefix."""
     storage_key = base.keys.keys["storage"].arn
     models = base.storage.buckets["models"]
     return Mlflow(
@@ -46,6 +51,7 @@ def tracking(
             client_namespaces=list(cfg.tenants),
             production=cfg.production,
             sources=sources_for(cfg),
+            db_mode=db_mode,
         ),
         opts=opts,
     )
