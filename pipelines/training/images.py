@@ -76,6 +76,12 @@ the main lock (its aiobotocore pins botocore below boto3 1.44's); nothing is ins
 start."""
 FEATURE_LOCK = "requirements/feature-steps.txt"
 """The image's lock, relative to the repository root."""
+TRIAL_IMAGE = inventory.image("katib-trial")
+"""One Katib trial (``python -m pipelines.training.tuning``) on the cluster: the torch image with
+the table libraries of ``requirements/katib-trial.txt`` and the modules a trial imports copied
+in, built by ``pipelines/images/katib-trial/Dockerfile``; the Katib Experiment's default image."""
+TRIAL_LOCK = "requirements/katib-trial.txt"
+"""The trial image's lock, relative to the repository root."""
 
 
 def pinned(*names: str) -> list[str]:
