@@ -433,3 +433,37 @@ def test_cli_abtest_moves_the_version(
     ]
     assert events[-2]["details"]["model_version"] == target
     assert shown["canary"]["log_entry"] == events[-2]["hash"]
+
+
+def test_cli_abtest_without_a_version_touches_no_registry(
+    tmp_path: Path, audit_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --model-version the canary runs as before: no tracking server is needed (a
+    configured one that does not answer is never asked) and nothing is moved."""
+    calls = _fake_canary(monkeypatch, tmp_path, "rolled_back")
+    monkeypatch.setenv("SOVML_TRACKING_URI", "http://127.0.0.1:9")
+    code, out, err = _sovml("abtest", "--run", "plain", "--out-dir", str(tmp_path))
+    assert (code, calls) == (0, ["built"]), err
+    assert "registry:" not in out
+    assert [e["event"] for e in _events(audit_log)] == ["model.rolled_back"]
+    assert "model_version" not in _events(audit_log)[0]["details"]
+
+
+def test_cli_abtest_rollback_rejects_the_version(
+    client: MlflowRest, tmp_path: Path, audit_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A canary that rolled back an approved challenger rejects it, with the canary's reason."""
+    _fake_canary(monkeypatch, tmp_path, "rolled_back")
+    number = _register(client, tmp_path, "reg_abtest_rb").model_version
+    governance.approve(client, "reg_abtest_rb", number, Decision("ana", "gate ok", {}))
+    code, out, err = _sovml(
+        "abtest", "--run", "rb", "--out-dir", str(tmp_path),
+        "--model-version", f"reg_abtest_rb:{number}", "--by", "ops",
+    )  # fmt: skip
+    assert code == 0 and f"registry: reg_abtest_rb v{number} is rejected" in out, err
+    version = client.get_model_version("reg_abtest_rb", number)
+    rejection = governance.record_of(version, "rejection")
+    assert rejection["reason"] == "the canary rolled it back: every guard passed"
+    code, _, err = _sovml("abtest", "--run", "rb2", "--out-dir", str(tmp_path),
+                          "--model-version", f"reg_abtest_rb:{number}", "--by", "ops")  # fmt: skip
+    assert code == 2 and "cannot promote a version in state rejected" in err

@@ -16,8 +16,9 @@ Field names follow Katib's v1beta1 API (``ExperimentSpec``: ``objective``, ``alg
 
 The trial's image is the inventory's ``katib-trial`` (:data:`pipelines.training.images.TRIAL_IMAGE`,
 built by ``pipelines/images/katib-trial/Dockerfile``: the train step's torch image with the
-modules a trial imports copied in). Not done here: deploying Katib itself (a pinned, restricted
-component); the Experiment is generated and checked, never applied.
+modules a trial imports copied in). Katib itself is ``components/katib.py``, whose KatibConfig
+serves ``tpe`` with the Optuna suggestion service; nothing here applies the Experiment (no
+cluster is reachable from this project's tests).
 """
 
 from __future__ import annotations
