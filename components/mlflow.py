@@ -15,12 +15,19 @@ is SSE-KMS: the bucket's default, and the server asks for it). The pods run unde
 The database password never exists in config: RDS keeps it in Secrets Manager under the customer
 key, and the cluster's secret operator syncs it into the Secret :data:`DB_SECRET` (keys
 ``username``, ``password``), as for Kubeflow's database.
+
+The SMB tier (``db_mode="in-cluster"``, no RDS bill) keeps the backend store in SQLite on a
+ReadWriteOnce volume of the KMS-encrypted StorageClass, mounted by the server's one pod (one
+replica, ``Recreate``: SQLite has one writer): no database pod, image, password or network path
+to protect; artifacts stay on the models bucket as above. README "Model registry" says why not
+an in-cluster PostgreSQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -31,7 +38,15 @@ from components._aws import (
     policy,
 )
 from components._irsa import ClusterAccess, irsa_service_account, prefix_statements
-from components._k8s import container, metadata, namespace_peer, pod_spec, pool_selector, tcp_ports
+from components._k8s import (
+    claim_spec,
+    container,
+    metadata,
+    namespace_peer,
+    pod_spec,
+    pool_selector,
+    tcp_ports,
+)
 from components._rds import Database, Engine, private_database
 from policies import inventory
 
@@ -60,6 +75,12 @@ POSTGRES = Engine(
     log_exports=("postgresql", "upgrade"),
 )
 """The backend store's engine: TLS forced, connections logged."""
+DB_MODES = ("rds", "in-cluster")
+"""Where the backend store lives: RDS PostgreSQL, or SQLite on the pod's encrypted volume."""
+STORE_PATH = "/var/lib/mlflow"
+"""Where the in-cluster mode's encrypted volume (and ``mlflow.db`` on it) is mounted."""
+STORE_CLAIM = "mlflow-store"
+"""The in-cluster mode's PersistentVolumeClaim."""
 _PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-/")
 
 
@@ -82,11 +103,11 @@ class MlflowArgs:
     cluster_access: ClusterAccess
     """The cluster's IRSA identity provider."""
     vpc_id: pulumi.Input[str]
-    """VPC of the database."""
+    """VPC of the database (``rds`` mode)."""
     vpc_cidr: str
-    """Only source allowed to reach the database port."""
+    """Only source allowed to reach the database port (``rds`` mode)."""
     subnet_ids: Sequence[pulumi.Input[str]]
-    """Private subnets of the database."""
+    """Private subnets of the database (``rds`` mode)."""
     client_namespaces: Sequence[str] = field(default_factory=list)
     """Namespaces whose pods may reach the server (pipelines log runs from there)."""
     artifacts_prefix: str = "mlflow/"
@@ -95,6 +116,11 @@ class MlflowArgs:
     """Multi-AZ, deletion protection and final snapshots for the database."""
     sources: inventory.Sources = inventory.UPSTREAM
     """Where the image is pulled from (the zone's mirror in production)."""
+    db_mode: str = "rds"
+    """One of :data:`DB_MODES`: ``rds`` (enterprise) or ``in-cluster`` (SMB: SQLite on an
+    encrypted volume, one replica)."""
+    store_size: str = "10Gi"
+    """The in-cluster mode's volume (runs and registry metadata only; artifacts are on S3)."""
 
 
 class Mlflow(pulumi.ComponentResource):
@@ -105,8 +131,8 @@ class Mlflow(pulumi.ComponentResource):
 
     url: str
     """The in-cluster URL of the server."""
-    db_host: pulumi.Output[str]
-    """The database's private address."""
+    db_host: pulumi.Output[str] | None
+    """The database's private address (None in the in-cluster mode: no database server)."""
 
     def __init__(
         self, name: str, args: MlflowArgs, opts: pulumi.ResourceOptions | None = None
@@ -117,8 +143,14 @@ class Mlflow(pulumi.ComponentResource):
                 f"MlflowArgs.artifacts_prefix: {prefix!r}; allowed a folder like 'mlflow/' "
                 "(lower-case letters, digits, '-', '/', ending in '/')"
             )
-        if not (args.subnet_ids and args.vpc_cidr):
-            raise ValueError("MlflowArgs: subnet_ids and vpc_cidr are required (private RDS)")
+        if args.db_mode not in DB_MODES:
+            raise ValueError(f"MlflowArgs.db_mode: {args.db_mode!r}; allowed {DB_MODES}")
+        rds = args.db_mode == "rds"
+        if rds and not (args.subnet_ids and args.vpc_cidr):
+            raise ValueError(
+                "MlflowArgs: subnet_ids and vpc_cidr are required (private RDS); allowed "
+                "db_mode='in-cluster' without them"
+            )
         super().__init__(f"{TYPE_PREFIX}:mlflow:Mlflow", name, None, opts)
         ns = args.namespace
         irsa_service_account(
@@ -131,7 +163,16 @@ class Mlflow(pulumi.ComponentResource):
                 prefix_statements(args.models_bucket_arn, args.storage_key_arn, prefix)
             ),
         )
-        self.db_host = self._database(name, args)
+        self.db_host = self._database(name, args) if rds else None
+        if not rds:
+            # The store is the lineage of every registered version: kept through deletes in
+            # production, like Kubeflow's registry volume.
+            k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-store",
+                metadata=metadata(STORE_CLAIM, ns),
+                spec=claim_spec(args.store_size),
+                opts=child(self, protect=args.production, retain_on_delete=args.production),
+            )
         self._deployment(name, args)
         k8s.core.v1.Service(
             f"{name}-service",
@@ -157,10 +198,13 @@ class Mlflow(pulumi.ComponentResource):
                     if clients
                     else []
                 ),
-                # The backend store: the RDS ENIs in the VPC (S3 rides allow-aws-endpoints).
-                "egress": [
-                    {"to": [{"ipBlock": {"cidr": args.vpc_cidr}}], "ports": tcp_ports(5432)}
-                ],
+                # The backend store: the RDS ENIs in the VPC (S3 rides allow-aws-endpoints); in
+                # the in-cluster mode it is a file on the pod's volume: no egress at all here.
+                "egress": (
+                    [{"to": [{"ipBlock": {"cidr": args.vpc_cidr}}], "ports": tcp_ports(5432)}]
+                    if rds
+                    else []
+                ),
             },
             opts=child(self),
         )
@@ -177,7 +221,7 @@ class Mlflow(pulumi.ComponentResource):
                 opts=child(self),
             )
         self.url = f"http://{NAME}.{ns}.svc:{PORT}"
-        self.register_outputs({"db_host": self.db_host})
+        self.register_outputs({"db_host": self.db_host} if rds else {})
 
     def _database(self, name: str, args: MlflowArgs) -> pulumi.Output[str]:
         return private_database(
@@ -202,15 +246,32 @@ class Mlflow(pulumi.ComponentResource):
         )
 
     def _deployment(self, name: str, args: MlflowArgs) -> None:
-        # The URI is assembled in the container from the synced Secret's files and handed over
-        # in MLflow's own variable: the password is in no manifest, environment entry, argument
-        # list or config; verify-full checks the RDS certificate.
-        serve = (
+        rds = args.db_mode == "rds"
+        # RDS: the URI is assembled in the container from the synced Secret's files and handed
+        # over in MLflow's own variable: the password is in no manifest, environment entry,
+        # argument list or config; verify-full checks the RDS certificate. In-cluster: a file.
+        store = (
             f'export MLFLOW_BACKEND_STORE_URI="postgresql://$(cat {DB_FILES}/username):'
             f"$(cat {DB_FILES}/password)@${{DB_HOST}}:5432/{DB_NAME}"
             '?sslmode=verify-full&sslrootcert=system" && '
-            f"exec mlflow server --serve-artifacts --host 0.0.0.0 --port {PORT} --workers 2"
+            if rds
+            else f'export MLFLOW_BACKEND_STORE_URI="sqlite:///{STORE_PATH}/mlflow.db" && '
         )
+        # SQLite has one writer: one gunicorn worker in one pod.
+        workers = 2 if rds else 1
+        serve = (
+            f"{store}exec mlflow server --serve-artifacts --host 0.0.0.0 --port {PORT} "
+            f"--workers {workers}"
+        )
+        env: dict[str, pulumi.Input[str]] = {"DB_HOST": self.db_host} if self.db_host else {}
+        volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+        mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+        if rds:
+            volumes.append({"name": "db", "secret": {"secretName": DB_SECRET}})
+            mounts.append({"name": "db", "mountPath": DB_FILES, "readOnly": True})
+        else:
+            volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": STORE_CLAIM}})
+            mounts.append({"name": "store", "mountPath": STORE_PATH})
         server = container(
             "mlflow",
             args.sources.image("mlflow"),
@@ -220,7 +281,7 @@ class Mlflow(pulumi.ComponentResource):
             command=["/bin/sh", "-c"],
             args=[serve],
             env={
-                "DB_HOST": self.db_host,
+                **env,
                 "MLFLOW_ARTIFACTS_DESTINATION": pulumi.Output.concat(
                     "s3://", args.models_bucket, "/", args.artifacts_prefix.rstrip("/")
                 ),
@@ -234,30 +295,28 @@ class Mlflow(pulumi.ComponentResource):
             ports=[{"name": "http", "containerPort": PORT}],
             probe_path="/health",
             probe_port=PORT,
-            volume_mounts=[
-                {"name": "tmp", "mountPath": "/tmp"},
-                {"name": "db", "mountPath": DB_FILES, "readOnly": True},
-            ],
+            volume_mounts=mounts,
         )
+        spec: dict[str, Any] = {
+            "replicas": 2 if args.production and rds else 1,
+            "selector": {"matchLabels": LABELS},
+            "template": {
+                "metadata": {"labels": {**LABELS, "app.kubernetes.io/part-of": "sovereign-ml"}},
+                "spec": pod_spec(
+                    [server],
+                    service_account=NAME,
+                    volumes=volumes,
+                    node_selector=pool_selector("system"),
+                    spread_label=LABELS,
+                ),
+            },
+        }
+        if not rds:
+            # A rolling update would start a second pod on the same ReadWriteOnce volume.
+            spec["strategy"] = {"type": "Recreate"}
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=metadata(NAME, args.namespace),
-            spec={
-                "replicas": 2 if args.production else 1,
-                "selector": {"matchLabels": LABELS},
-                "template": {
-                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/part-of": "sovereign-ml"}},
-                    "spec": pod_spec(
-                        [server],
-                        service_account=NAME,
-                        volumes=[
-                            {"name": "tmp", "emptyDir": {}},
-                            {"name": "db", "secret": {"secretName": DB_SECRET}},
-                        ],
-                        node_selector=pool_selector("system"),
-                        spread_label=LABELS,
-                    ),
-                },
-            },
+            spec=spec,
             opts=child(self),
         )

@@ -99,8 +99,8 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     ident = identity(cfg, eks, after_baseline, with_mlflow=TIERS[cfg.tier].db_mode == "rds")
     secrets = secrets_service(cfg, base, eks, ident.opts)
     data_services(cfg, base, eks, after_baseline, lifecycle)
-    if TIERS[cfg.tier].db_mode == "rds":  # MLflow's backend is RDS PostgreSQL too
-        tracking(cfg, base, eks, after_baseline)
+    # MLflow's backend store follows the tier's database choice (RDS, or on an encrypted volume).
+    tracking(cfg, base, eks, after_baseline, db_mode=TIERS[cfg.tier].db_mode)
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
     operations(

@@ -1,10 +1,13 @@
-"""Experiment tracking and the model registry of one stack: the MLflow server on the cluster.
+"""Experiment tracking, the model registry and the tuner of one stack: MLflow and Katib.
 
-Split from :mod:`infra.platform` (which calls :func:`tracking`) to keep both short; it takes what
-it needs from the platform as arguments, so it imports nothing from it at run time. The platform
-composes it only for tiers whose pipelines' metadata lives on RDS (enterprise): its backend is
-RDS PostgreSQL, and the SMB tier deliberately runs no RDS instance (its tracking server is future
-work, see README "Model registry").
+Split from :mod:`infra.platform` (which calls :func:`tracking`) to keep both short; it takes what it
+needs from the platform as arguments (and, once the platform runs it, ``uses_mirror``). Every tier
+gets it; its backend store follows the tier's database choice: RDS PostgreSQL where the pipelines'
+metadata lives on RDS (enterprise), SQLite on an encrypted volume of the server's one pod where it
+runs in the cluster (SMB, which deliberately runs no RDS instance). Katib (the cluster's tuner)
+comes with the enterprise tier only: its controller, DB manager, MySQL and one suggestion pod per
+Experiment are a standing cost the SMB tier's CPU quota would not carry; SMB pipelines tune inside
+their tune step (Optuna), as the local run does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
+from components.image_admission import ADMISSION_LABEL
+from components.katib import Katib, KatibArgs
 from components.mlflow import Mlflow, MlflowArgs
 from infra.config import PlatformConfig
 from infra.images.sources import sources_for
@@ -25,11 +30,30 @@ NAMESPACE = "kubeflow"
 
 
 def tracking(
-    cfg: PlatformConfig, base: AwsBase, eks: KubernetesCluster, opts: pulumi.ResourceOptions
+    cfg: PlatformConfig,
+    base: AwsBase,
+    eks: KubernetesCluster,
+    opts: pulumi.ResourceOptions,
+    db_mode: str = "rds",
 ) -> Mlflow:
-    """The MLflow server with its RDS backend and its models-bucket prefix."""
+    """The MLflow server with its backend store (``db_mode``: ``rds`` or ``in-cluster``, the
+    tier's choice) and its models-bucket prefix; with ``rds`` (enterprise) Katib too."""
     storage_key = base.keys.keys["storage"].arn
     models = base.storage.buckets["models"]
+    if db_mode == "rds":
+        # Called from infra.platform's build, so the module is loaded: no import cycle at run time.
+        from infra.platform import uses_mirror
+
+        Katib(
+            "katib",
+            KatibArgs(
+                vpc_cidr=cfg.network.cidr,
+                namespace=NAMESPACE,
+                trial_namespaces=[NAMESPACE, *cfg.tenants],
+                namespace_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
+            ),
+            opts=opts,
+        )
     return Mlflow(
         "mlflow",
         MlflowArgs(
@@ -46,6 +70,7 @@ def tracking(
             client_namespaces=list(cfg.tenants),
             production=cfg.production,
             sources=sources_for(cfg),
+            db_mode=db_mode,
         ),
         opts=opts,
     )

@@ -150,3 +150,130 @@ def test_exit_expectations_check_status_and_files(tmp_path: Path) -> None:
     assert expect.check(_proc(1)) == (False, f"exit 1; missing {report}")
     report.write_text("<html/>")
     assert expect.check(_proc(1))[0] and not expect.check(_proc(0))[0]
+
+
+def _registry_steps(tmp_path: Path, monkeypatch) -> dict[str, demo.Step]:
+    monkeypatch.setattr(demo, "DEMO", tmp_path)
+    monkeypatch.setattr(demo, "ABTEST", tmp_path / "abtest")
+    monkeypatch.setattr(demo, "AUDIT_LOG", tmp_path / "audit" / "lifecycle.jsonl")
+    return {s.title: s for s in demo.steps()}
+
+
+def _finished(log: Path, version: int | None) -> None:
+    """The demo's lifecycle log as the pipeline step leaves it (only what the steps read)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"event": "pipeline.run.finished", "details": {"registry_version": version}}
+    log.write_text(json.dumps({"event": "pipeline.run.started"}) + "\n" + json.dumps(entry) + "\n")
+
+
+def test_registry_steps_follow_the_run_its_approval_and_canary(tmp_path: Path, monkeypatch) -> None:
+    """The registry steps name the version the pipeline step registered (from the demo's log),
+    the approval comes before the canary that promotes it, and the champion is shown after."""
+    steps = _registry_steps(tmp_path, monkeypatch)
+    titles = list(steps)
+    challenger, approve, better, champion = (
+        next(t for t in titles if t.startswith(prefix))
+        for prefix in (
+            "registry: the run's version passed the gate",
+            "registry: approve",
+            "canary: better candidate",
+            "registry: sovml model show, champion",
+        )
+    )
+    pipeline = titles.index("training pipeline on kfp.local (ingest -> ... -> encrypt)")
+    assert pipeline < titles.index(challenger) < titles.index(approve)
+    assert titles.index(approve) < titles.index(better) < titles.index(champion)
+    _finished(demo.AUDIT_LOG, 3)
+    assert steps[challenger].command()[3:] == ["model", "show", "credit_risk", "3", "--json"]
+    assert steps[approve].command()[3:7] == ["model", "approve", "credit_risk", "3"]
+    assert steps[better].command()[-4:] == ["--model-version", "credit_risk:3", "--by", "demo"]
+    _finished(demo.AUDIT_LOG, None)  # the gate refused: nothing registered, the steps fail
+    assert steps[approve].command()[6] == "0"
+    assert demo.registry_version(tmp_path / "missing.jsonl") == 0
+    assert "model.approved" in demo.RUN_EVENTS
+
+
+def _show(**body: object) -> subprocess.CompletedProcess[str]:
+    return _proc(0, json.dumps({"model": "credit_risk", "version": 1, **body}))
+
+
+def test_registry_expectations_read_the_json_answer(tmp_path: Path, monkeypatch) -> None:
+    """Challenger needs the gate passed and tracked trials; champion needs the demo's approval
+    and a promoting canary; a failed command or non-JSON answer never passes."""
+    steps = _registry_steps(tmp_path, monkeypatch)
+    first = next(s for t, s in steps.items() if t.startswith("registry: the run's version"))
+    last = next(s for t, s in steps.items() if t.startswith("registry: sovml model show, champ"))
+    gate = {"passed": True, "metrics": {"auc": 0.8123}}
+    ok = demo.judge(first, _show(state="challenger", gate=gate, tuning_trials=4), 1.0)
+    assert ok.ok and ok.figure == (
+        "credit_risk v1 challenger; gate passed (AUC 0.812); 4 tuning trials tracked"
+    )
+    assert not demo.judge(first, _show(state="challenger", gate=gate, tuning_trials=0), 1.0).ok
+    refused = {"passed": False}
+    assert not demo.judge(first, _show(state="challenger", gate=refused, tuning_trials=4), 1).ok
+    assert not demo.judge(first, _show(state="candidate", gate=gate, tuning_trials=4), 1.0).ok
+    assert not demo.judge(first, _proc(0, "state: challenger"), 1.0).ok
+    crowned = {"state": "champion", "gate": gate, "tuning_trials": 4}
+    approval, canary = {"by": "demo"}, {"decision": "promoted", "run": "demo-better"}
+    done = demo.judge(last, _show(**crowned, approval=approval, canary=canary), 1.0)
+    assert done.ok and done.figure.endswith("approved by demo; canary promoted (demo-better)")
+    assert not demo.judge(last, _show(**crowned, approval=None, canary=canary), 1.0).ok
+    assert not demo.judge(last, _show(**crowned, approval={"by": "x"}, canary=canary), 1.0).ok
+    held = {"decision": "held", "run": "demo-better"}
+    assert not demo.judge(last, _show(**crowned, approval=approval, canary=held), 1.0).ok
+    failed = subprocess.CompletedProcess([], 2, stdout=_show(**crowned).stdout, stderr="")
+    assert not demo.judge(last, failed, 1.0).ok
+
+
+def test_registry_steps_against_the_real_server(
+    tmp_path: Path, monkeypatch, mlflow_server: str
+) -> None:
+    """The show and approve steps as the demo runs them (separate processes, the session's
+    MLflow server as the demo's shared one): a registered challenger is shown, approved, and
+    after a promotion shown as champion. Their wall time is the demo's added cost."""
+    import time
+
+    from pipelines.audit import log as audit
+    from pipelines.registry import governance
+    from pipelines.registry.mlflow_rest import MlflowRest
+    from pipelines.registry.tracking import track_run
+
+    steps = _registry_steps(tmp_path, monkeypatch)
+    client = MlflowRest(mlflow_server)
+    (tmp_path / "lineage.json").write_text("{}")
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    tracked = track_run(
+        client, experiment="demo-test", run_tag="demo-run", succeeded=True, arguments={},
+        metrics={"auc": 0.8}, gate={"passed": True, "metrics": {"auc": 0.8}},
+        lineage_record=tmp_path / "lineage.json", evaluation_report=None,
+        served_model=tmp_path / "model.pt", data_sha256="",
+        model_name="credit_risk", repository_version=1,
+        trials=[{"number": 0, "state": "COMPLETE", "params": {"lr": 0.01}, "value": 0.8}],
+    )  # fmt: skip
+    # A real, hash-chained log: the approve step appends to it.
+    details = {"outcome": "succeeded", "registry_version": tracked.model_version}
+    audit.append("pipeline.run.finished", "training", details=details, log=demo.AUDIT_LOG)
+    env = {
+        **os.environ,
+        "SOVML_TRACKING_URI": mlflow_server,
+        "SOVML_AUDIT_LOG": str(demo.AUDIT_LOG),
+    }
+    started = time.perf_counter()
+    outcomes = []
+    for title in list(steps):
+        if title.startswith("registry: sovml model show, champion"):
+            # What the better canary's step does after its (real, long) canary promoted.
+            outcome = governance.CanaryOutcome(
+                "promoted",
+                "all guards passed",
+                "demo-better",
+                {"sha256": "ab" * 32, "path": "x.json"},
+                "cd" * 32,
+            )
+            governance.apply_canary(client, "credit_risk", tracked.model_version, "demo", outcome)
+        if title.startswith("registry:"):
+            outcomes.append(demo.run_step(steps[title], env)[1])
+    seconds = time.perf_counter() - started
+    assert [o.ok for o in outcomes] == [True, True, True], outcomes
+    assert "1 tuning trials tracked" in outcomes[0].figure
+    assert seconds < 30, seconds

@@ -35,7 +35,7 @@ def test_the_workflow_builds_only_inventory_images_with_a_dockerfile(workflow: d
     assert set(workflow["jobs"]) == {"build-sign-push", "chart-images"}
     job = workflow["jobs"]["build-sign-push"]
     images = job["strategy"]["matrix"]["image"]
-    assert images == ["feature-steps", "model-puller"]
+    assert images == ["feature-steps", "katib-trial", "model-puller"]
     for ident in images:
         assert inventory.entry(ident, "image").mirror.startswith("sovereign-ml/")
         assert (ROOT / "pipelines" / "images" / ident / "Dockerfile").is_file(), ident

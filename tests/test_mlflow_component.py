@@ -4,6 +4,7 @@ restricted pods, ClusterIP only, default-deny with explicit allows."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -117,3 +118,66 @@ def test_no_clients_means_no_ingress_rule_not_an_open_one() -> None:
 def test_bad_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="artifacts_prefix"):
         record(lambda: _mlflow(artifacts_prefix=prefix))
+
+
+def _in_cluster(**kw: Any) -> Mlflow:
+    """The SMB mode: no RDS arguments at all."""
+    return _mlflow(db_mode="in-cluster", vpc_id="", vpc_cidr="", subnet_ids=[], **kw)
+
+
+def test_in_cluster_store_is_sqlite_on_an_encrypted_kept_volume() -> None:
+    """SMB: no RDS, no database Secret; SQLite on a claim of the encrypted StorageClass, one
+    replica replaced (not rolled: one writer on a ReadWriteOnce volume), kept in production."""
+    from components._k8s import ENCRYPTED_STORAGE_CLASS
+    from components.mlflow import STORE_CLAIM, STORE_PATH
+
+    res = record(_in_cluster)
+    assert not of_type(res, "aws:rds/instance:Instance")
+    assert not of_type(res, "aws:rds/parameterGroup:ParameterGroup")
+    claim = _one(res, "kubernetes:core/v1:PersistentVolumeClaim")
+    assert claim["inputs"]["metadata"]["name"] == STORE_CLAIM
+    assert claim["inputs"]["spec"]["storageClassName"] == ENCRYPTED_STORAGE_CLASS
+    assert claim["inputs"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["protect"] is True
+    deployment = _one(res, "kubernetes:apps/v1:Deployment")["inputs"]["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    pod = deployment["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "store", "persistentVolumeClaim": {"claimName": STORE_CLAIM}} in pod["volumes"]
+    assert not any("secret" in v for v in pod["volumes"])
+    assert {"name": "store", "mountPath": STORE_PATH} in server["volumeMounts"]
+    (command,) = server["args"]
+    assert f'MLFLOW_BACKEND_STORE_URI="sqlite:///{STORE_PATH}/mlflow.db"' in command
+    assert command.endswith("--workers 1") and "postgresql" not in command
+    assert "DB_HOST" not in {e["name"] for e in server["env"]}
+    # The artifacts still go to the models bucket, SSE-KMS, through the prefix-scoped role.
+    env = {e["name"]: e["value"] for e in server["env"]}
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://sovml-t-models/mlflow"
+    assert env["MLFLOW_S3_UPLOAD_EXTRA_ARGS"] == '{"ServerSideEncryption": "aws:kms"}'
+
+
+def test_in_cluster_store_opens_no_egress_and_dev_volume_is_not_protected() -> None:
+    """No database to reach: the server's policy allows no egress beyond the namespace's own
+    allows; a non-production claim may be deleted with the stack."""
+    res = record(lambda: _in_cluster(production=False))
+    policies = {
+        p["inputs"]["metadata"]["name"]: p["inputs"]["spec"]
+        for p in of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    assert policies["allow-tracking-clients"]["egress"] == []
+    assert policies["allow-tracking-clients"]["policyTypes"] == ["Ingress", "Egress"]
+    assert _one(res, "kubernetes:core/v1:PersistentVolumeClaim")["protect"] is False
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"db_mode": "sqlite"}, "MlflowArgs.db_mode: 'sqlite'; allowed ('rds', 'in-cluster')"),
+        ({"subnet_ids": []}, "subnet_ids and vpc_cidr are required (private RDS)"),
+        ({"vpc_cidr": ""}, "subnet_ids and vpc_cidr are required (private RDS)"),
+    ],
+)
+def test_bad_db_mode_or_rds_without_network_is_refused(kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        record(lambda: _mlflow(**kw))

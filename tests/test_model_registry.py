@@ -289,3 +289,181 @@ def test_pipeline_run_registers_its_version(training_run: Any, client: MlflowRes
             assert scores["validation_auc"] == pytest.approx(trial["value"])
         expected = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(trial["state"], "FAILED")
         assert child["info"]["status"] == expected
+
+
+def _canary(decision: str, reason: str = "accuracy +0.02, p99 within bounds") -> Any:
+    from pipelines.registry.governance import CanaryOutcome
+
+    return CanaryOutcome(
+        decision=decision,
+        reason=reason,
+        run=f"demo-{decision}",
+        report={"sha256": "cd" * 32, "path": f"build/abtest/demo-{decision}.json"},
+        log_entry="ef" * 32,
+    )
+
+
+def test_canary_moves_the_registry(client: MlflowRest, tmp_path: Path, audit_log: Path) -> None:
+    """The canary's decisions move the version through the one table: promoted -> champion
+    (only once approved; the old champion archived), rolled back -> rejected with its reason
+    (no manual promotion afterwards), held -> unchanged; each recorded on the version."""
+    numbers = []
+    for i in range(3):
+        (tmp_path / str(i)).mkdir()
+        numbers.append(_register(client, tmp_path / str(i), "reg_canary").model_version)
+    first, second, third = numbers
+    with pytest.raises(GovernanceError, match="reg_canary v1: cannot promote to champion: the "):
+        governance.apply_canary(client, "reg_canary", first, "ops", _canary("promoted"))
+    assert governance.state_of(client.get_model_version("reg_canary", first)).value == "challenger"
+    with pytest.raises(GovernanceError, match="unknown canary decision 'promote'"):
+        governance.apply_canary(client, "reg_canary", first, "ops", _canary("promote"))
+    with pytest.raises(GovernanceError, match="--by must name who decides"):
+        governance.apply_canary(client, "reg_canary", first, " ", _canary("held"))
+    for number in numbers:
+        governance.approve(client, "reg_canary", number, Decision("ana", "gate ok", {}))
+    assert governance.apply_canary(client, "reg_canary", first, "ops", _canary("promoted")) == (
+        governance.State.CHAMPION
+    )
+    assert governance.apply_canary(client, "reg_canary", second, "ops", _canary("held")) == (
+        governance.State.CHALLENGER
+    )
+    lost = _canary("rolled_back", "accuracy -0.10\nbelow the baseline")
+    assert governance.apply_canary(client, "reg_canary", third, "ops", lost) == (
+        governance.State.REJECTED
+    )
+    with pytest.raises(GovernanceError, match="cannot promote a version in state rejected"):
+        governance.promote(client, "reg_canary", third, "ops", "promote")
+    governance.apply_canary(client, "reg_canary", second, "ops", _canary("promoted"))
+    versions = {v.version: v for v in client.model_versions("reg_canary")}
+    states = {n: governance.state_of(v).value for n, v in versions.items()}
+    assert states == {first: "archived", second: "champion", third: "rejected"}
+    assert "champion" in versions[second].aliases
+    promotion = governance.record_of(versions[second], "promotion")
+    assert promotion["canary_decision"] == "promote"
+    assert promotion["evidence"]["canary"]["report"]["sha256"] == "cd" * 32
+    assert governance.record_of(versions[second], "canary")["decision"] == "promoted"
+    rejection = governance.record_of(versions[third], "rejection")
+    assert rejection["reason"] == "the canary rolled it back: accuracy -0.10 below the baseline"
+    assert rejection["evidence"]["canary"]["log_entry"] == "ef" * 32
+    events = [(e["event"], e["subject"]) for e in _events(audit_log)]
+    assert events[3:] == [
+        ("model.promoted", "reg_canary v1"),
+        ("model.rejected", "reg_canary v3"),
+        ("model.promoted", "reg_canary v2"),
+    ]
+    assert _events(audit_log)[-1]["details"]["replaces"] == first
+    assert _events(audit_log)[-1]["details"]["canary.report.sha256"] == "cd" * 32
+    assert verify(audit_log).intact
+
+
+def _fake_canary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, decision: str) -> list[str]:
+    """``sovml abtest``'s model building, Triton and traffic replaced by a canary that decides
+    ``decision`` at once (the registry side is what these tests judge); returns the calls."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from infra.cli import serve
+    from pipelines.serving.canary import run as canary_run
+    from pipelines.serving.canary.evidence import AbTestResult
+
+    calls: list[str] = []
+
+    def pair(*_: Any) -> Any:
+        calls.append("built")
+        return tmp_path, ("base", "cand"), (None, None)
+
+    @contextlib.contextmanager
+    def serving(*_: Any) -> Any:
+        yield SimpleNamespace(endpoints=None), SimpleNamespace(update=lambda _: None)
+
+    def run_abtest(*_: Any, **kw: Any) -> AbTestResult:
+        evidence = Path(kw["out_dir"]) / f"{kw['run_name']}.json"
+        evidence.write_text(json.dumps({"decision": decision}))
+        return AbTestResult(
+            kw["run_name"], "base", "cand", decision, "every guard passed", [], 100.0, 1.0, 10,
+            evidence_path=str(evidence),
+        )  # fmt: skip
+
+    monkeypatch.setattr(serve, "_demo_pair", pair)
+    monkeypatch.setattr(serve, "_serving", serving)
+    monkeypatch.setattr(canary_run, "run_abtest", run_abtest)
+    return calls
+
+
+def test_cli_abtest_moves_the_version(
+    client: MlflowRest, tmp_path: Path, audit_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sovml abtest --model-version``: bad options and an unapproved version are refused
+    (exit 2) before any model is built; an approved one is champion after a promoting canary,
+    and ``sovml model show`` says so, with the canary's evidence."""
+    calls = _fake_canary(monkeypatch, tmp_path, "promoted")
+    number = _register(client, tmp_path, "reg_abtest").model_version
+    target = f"reg_abtest:{number}"
+    base = ("abtest", "--run", "t", "--out-dir", str(tmp_path))
+    for extra, message in [
+        (("--model-version", "reg_abtest"), "--model-version must be MODEL:VERSION (e.g. "
+         "credit_risk:3), not 'reg_abtest'"),
+        (("--model-version", "reg_abtest:0", "--by", "ops"), "--model-version must be "
+         "MODEL:VERSION (e.g. credit_risk:3), not 'reg_abtest:0'"),
+        (("--model-version", target), "--model-version needs --by (who runs the canary, one "
+         "printable line)"),
+        (("--by", "ops"), "--by names who moves a registry version: it goes with "
+         "--model-version"),
+        (("--model-version", target, "--by", "ops"), f"reg_abtest v{number}: cannot promote to "
+         "champion: the version has no approval (sovml model approve MODEL VERSION --by NAME "
+         "--reason TEXT)"),
+        (("--model-version", "reg_abtest:99", "--by", "ops"), "RESOURCE_DOES_NOT_EXIST"),
+    ]:  # fmt: skip
+        code, _, err = _sovml(*base, *extra)
+        assert (code, calls) == (2, []), (extra, err)
+        assert message in err and err.startswith("error: ") and err.count("\n") == 1
+    governance.approve(client, "reg_abtest", number, Decision("ana", "gate ok", {}))
+    code, out, err = _sovml(*base, "--model-version", target, "--by", "ops")
+    assert (code, calls) == (0, ["built"]), err
+    assert f"registry: reg_abtest v{number} is champion" in out
+    code, out, _ = _sovml("model", "show", "reg_abtest", str(number), "--json")
+    shown = json.loads(out)
+    assert (code, shown["state"], shown["aliases"]) == (0, "champion", ["champion"])
+    assert shown["canary"]["report"]["path"] == str(tmp_path / "t.json")
+    assert shown["promotion"]["by"] == "ops" and shown["tuning_trials"] == 0
+    events = _events(audit_log)
+    assert [(e["event"], e["subject"]) for e in events[-2:]] == [
+        ("model.promoted", "cand vs base"),
+        ("model.promoted", f"reg_abtest v{number}"),
+    ]
+    assert events[-2]["details"]["model_version"] == target
+    assert shown["canary"]["log_entry"] == events[-2]["hash"]
+
+
+def test_cli_abtest_without_a_version_touches_no_registry(
+    tmp_path: Path, audit_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --model-version the canary runs as before: no tracking server is needed (a
+    configured one that does not answer is never asked) and nothing is moved."""
+    calls = _fake_canary(monkeypatch, tmp_path, "rolled_back")
+    monkeypatch.setenv("SOVML_TRACKING_URI", "http://127.0.0.1:9")
+    code, out, err = _sovml("abtest", "--run", "plain", "--out-dir", str(tmp_path))
+    assert (code, calls) == (0, ["built"]), err
+    assert "registry:" not in out
+    assert [e["event"] for e in _events(audit_log)] == ["model.rolled_back"]
+    assert "model_version" not in _events(audit_log)[0]["details"]
+
+
+def test_cli_abtest_rollback_rejects_the_version(
+    client: MlflowRest, tmp_path: Path, audit_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A canary that rolled back an approved challenger rejects it, with the canary's reason."""
+    _fake_canary(monkeypatch, tmp_path, "rolled_back")
+    number = _register(client, tmp_path, "reg_abtest_rb").model_version
+    governance.approve(client, "reg_abtest_rb", number, Decision("ana", "gate ok", {}))
+    code, out, err = _sovml(
+        "abtest", "--run", "rb", "--out-dir", str(tmp_path),
+        "--model-version", f"reg_abtest_rb:{number}", "--by", "ops",
+    )  # fmt: skip
+    assert code == 0 and f"registry: reg_abtest_rb v{number} is rejected" in out, err
+    version = client.get_model_version("reg_abtest_rb", number)
+    rejection = governance.record_of(version, "rejection")
+    assert rejection["reason"] == "the canary rolled it back: every guard passed"
+    code, _, err = _sovml("abtest", "--run", "rb2", "--out-dir", str(tmp_path),
+                          "--model-version", f"reg_abtest_rb:{number}", "--by", "ops")  # fmt: skip
+    assert code == 2 and "cannot promote a version in state rejected" in err

@@ -70,7 +70,11 @@ def _executors(ir_text: str) -> dict[str, Any]:
 
 def test_cluster_variant_pins_images_and_requests_resources(compiled: dict[str, Any]) -> None:
     executors = _executors(compiled["cluster"])
-    assert set(executors) == {f"exec-{name}" for name in (*local_run.STEPS, images.EXIT_TASK)}
+    # track runs on both branches of the gate: one executor per task.
+    tracks = ("track", "track-2")
+    assert set(executors) == {
+        f"exec-{name}" for name in (*local_run.STEPS, images.EXIT_TASK, *tracks)
+    }
     for name, executor in executors.items():
         container = executor["container"]
         image = container["image"]
@@ -209,7 +213,8 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
     for name, executor in executors.items():
         files = _embedded_files(executor["container"]["command"][-1])
         expected = dict(lib)
-        for extra in packaging.EXTRA_EMBEDDED.get(name.removeprefix("exec-"), ()):
+        step = re.sub(r"-\d+$", "", name.removeprefix("exec-"))  # exec-track-2: track
+        for extra in packaging.EXTRA_EMBEDDED.get(step, ()):
             expected[extra] = shipped(extra)
         assert files == expected, name
     assert set(packaging.EXTRA_EMBEDDED) == {
@@ -222,6 +227,7 @@ def test_cluster_components_embed_the_current_library(compiled: dict[str, Any]) 
         "outcome",
         "tune",
         "evaluate",
+        "track",
     }
 
 

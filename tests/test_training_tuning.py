@@ -209,3 +209,84 @@ def test_trial_entry_point_prints_what_katib_collects(
     outside = [a if "batch_size" not in a else "--batch_size=4096" for a in argv]
     assert tuning.main(outside) == 2
     assert "batch_size: '4096' is outside the search space" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- the trial's image
+
+ROOT = Path(__file__).resolve().parents[1]
+TRIAL_DOCKERFILE = ROOT / "pipelines" / "images" / "katib-trial" / "Dockerfile"
+
+
+def _copied(dockerfile: str) -> list[str]:
+    """Repository files the Dockerfile's ``COPY ... <dir>/`` lines put under ``/app``."""
+    files = []
+    for line in dockerfile.splitlines():
+        parts = line.split()
+        if parts[:1] == ["COPY"] and parts[-1].endswith("/") and not parts[1].startswith("req"):
+            files += parts[1:-1]
+    return files
+
+
+def test_trial_image_is_built_from_its_lock_on_the_train_steps_image() -> None:
+    """The torch base is the train step's image; the rest a complete lock agreeing with the
+    main one; non-root; the Experiment's command is the image's entry point, and the
+    Experiment names the image through the inventory by default."""
+    text = TRIAL_DOCKERFILE.read_text()
+    assert f"FROM {images.TORCH_IMAGE}\n" in text
+    assert f"COPY {images.TRIAL_LOCK} " in text
+    assert "pip install --no-cache-dir --no-deps -r" in text
+    assert re.search(r"^USER 10001$", text, re.M) and re.search(r"^WORKDIR /app$", text, re.M)
+    assert 'ENTRYPOINT ["python3", "-m", "pipelines.training.tuning"]' in text
+    lock = {
+        name: version
+        for name, version in (
+            line.split("==") for line in (ROOT / images.TRIAL_LOCK).read_text().splitlines()
+            if "==" in line and not line.startswith("#")
+        )
+    }  # fmt: skip
+    main = dict(
+        line.split("==")
+        for line in (ROOT / "requirements" / "main.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert {"numpy", "pandas", "pyarrow"} <= set(lock)
+    assert {n: v for n, v in lock.items() if main.get(n) != v} == {}
+    manifest = _experiment(image=None)
+    (container,) = manifest["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == images.TRIAL_IMAGE == "ghcr.io/sovereign-ml/katib-trial:0.1.0"
+    assert container["command"][:3] == ["python3", "-m", "pipelines.training.tuning"]
+
+
+def test_trial_runs_from_the_images_files_alone(
+    training_rows: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Only what the Dockerfile copies, as the image's /app: a module a trial imports but the
+    image lacks fails here (ImportError), not in the first Katib trial on the cluster."""
+    import shutil
+    import subprocess
+    import sys
+
+    app = tmp_path / "app"
+    for relative in _copied(TRIAL_DOCKERFILE.read_text()):
+        (app / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / relative, app / relative)
+    train, spec = training_rows
+    argv = [f"--train-set={train}", f"--feature-spec={spec}", "--seed=3", "--epochs=1"]
+    argv += ["--learning_rate=0.003", "--weight_decay=0.0001", "--batch_size=128"]
+    argv += ["--hidden_units=64,32"]
+    probe = "import sys, runpy; print(__import__('pipelines').__file__, file=sys.stderr); "
+    probe += "sys.argv = ['tuning', *sys.argv[1:]]; runpy.run_module('pipelines.training.tuning', "
+    probe += "run_name='__main__')"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        cwd=app,
+        env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.splitlines()[0].startswith(str(app))  # not the repository's copy
+    assert re.fullmatch(r"validation_auc=0\.\d{6}", done.stdout.strip().splitlines()[-1])

@@ -11,6 +11,9 @@ Registered in ``infra/cli/app.py`` with ``app.add_typer(model_app, name="model")
     sovml model rollback MODEL --by NAME --reason TEXT [--restore VERSION]
     sovml model export [--out registry/approvals.json]
 
+``sovml abtest --model-version MODEL:VERSION --by NAME`` moves a version as its canary decided
+through :func:`canary_registry` (the same check as ``promote``, before the canary starts).
+
 Every command talks to ``$SOVML_TRACKING_URI`` when set, else starts the embedded MLflow server
 on ``build/mlflow`` for its duration (:mod:`pipelines.registry.server`). The moves and their
 records are :mod:`pipelines.registry.governance`'s; the states are the one table of
@@ -27,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from infra.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, consoles, fail
@@ -63,8 +68,11 @@ DEFAULT_EXPORT = ROOT / "registry" / "approvals.json"
 
 
 @contextlib.contextmanager
-def _registry() -> Iterator[Any]:
-    """A client of the tracking server; its failures and the log's become exit 3 or 2."""
+def registry_client() -> Iterator[Any]:
+    """A client of the tracking server; its failures and the log's become exit 3 or 2.
+
+    Also ``sovml abtest --model-version``'s way to the registry (one error mapping).
+    """
     from pipelines.audit.log import AuditError
     from pipelines.registry.governance import GovernanceError
     from pipelines.registry.mlflow_rest import MlflowError, MlflowRest
@@ -83,6 +91,74 @@ def _registry() -> Iterator[Any]:
     except MlflowError as exc:
         missing = exc.code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
         fail(err, str(exc), EXIT_BAD_INPUT if missing else EXIT_INTERNAL)
+
+
+MODEL_VERSION = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127}):([1-9][0-9]{0,8})$")
+"""``--model-version``: a registered model name and a version number."""
+
+
+def canary_target(
+    err: Console, model_version: str | None, by: str | None
+) -> tuple[str, int] | None:
+    """(model, version) of ``--model-version``, None without it; exit 2 when malformed or when
+    ``--by`` is missing (or given alone)."""
+    if model_version is None:
+        if by is not None:
+            fail(err, "--by names who moves a registry version: it goes with --model-version")
+        return None
+    match = MODEL_VERSION.match(model_version)
+    if match is None:
+        fail(
+            err,
+            f"--model-version must be MODEL:VERSION (e.g. credit_risk:3), not {model_version!r}",
+        )
+    if by is None or not by.strip() or not by.isprintable():
+        fail(err, "--model-version needs --by (who runs the canary, one printable line)")
+    return match.group(1), int(match.group(2))
+
+
+@contextlib.contextmanager
+def canary_registry(
+    model_version: str | None, by: str | None
+) -> Iterator[Callable[[Any, dict[str, Any]], str | None]]:
+    """``sovml abtest --model-version``: the version checked before the canary starts, then a
+    function moving it as the canary decided (it returns what it did, or None without one).
+
+    The check is :func:`pipelines.registry.governance.promotable`, the same one
+    ``sovml model promote`` passes: a version the table could not promote (no approval, not a
+    challenger) is refused with exit 2 before any model is built or served.
+    """
+    from pipelines.registry.governance import promotable
+
+    target = canary_target(consoles()[1], model_version, by)
+    if target is None or by is None:
+        yield lambda result, entry: None
+        return
+    with registry_client() as client:
+        promotable(client, *target)
+
+        def move(result: Any, entry: dict[str, Any]) -> str:
+            state = canary_moves_version(client, target, by, result, entry)
+            return f"{target[0]} v{target[1]} is {state}"
+
+        yield move
+
+
+def canary_moves_version(
+    client: Any, target: tuple[str, int], by: str, result: Any, entry: dict[str, Any]
+) -> str:
+    """The registry version moved as the canary decided, the evidence file as its report."""
+    from pipelines.registry.governance import CanaryOutcome, apply_canary
+
+    evidence = Path(result.evidence_path)
+    outcome = CanaryOutcome(
+        decision=result.decision,
+        reason=str(result.reason),
+        run=str(result.run),
+        report={"sha256": hashlib.sha256(evidence.read_bytes()).hexdigest(), "path": str(evidence)},
+        log_entry=str(entry.get("hash", "")),
+    )
+    return apply_canary(client, *target, by, outcome).value
 
 
 def _evidence(path: Path | None, canary_decision: str | None) -> dict[str, Any]:
@@ -125,7 +201,7 @@ def list_command(
     from pipelines.registry.governance import summary
 
     out, _ = consoles()
-    with _registry() as client:
+    with registry_client() as client:
         names = [model] if model else client.registered_models()
         rows = [(n, v.version, summary(v)) for n in names for v in client.model_versions(n)]
     if as_json:
@@ -151,13 +227,15 @@ def list_command(
 
 @model_app.command("show")
 def show_command(model: ModelArg, version: VersionArg, as_json: JsonOpt = False) -> None:
-    """One version: state, approval, rejection, promotion, rollback, the gate's evidence."""
-    from pipelines.registry.governance import summary
+    """One version: state, approval, rejection, promotion, canary, rollback, the gate's
+    evidence and how many tuning trials its run tracked."""
+    from pipelines.registry.governance import summary, tuning_trials
 
     out, _ = consoles()
-    with _registry() as client:
-        item = summary(client.get_model_version(model, version))
-    body = {"model": model, "version": version, **item}
+    with registry_client() as client:
+        found = client.get_model_version(model, version)
+        body = {"model": model, "version": version, **summary(found)}
+        body["tuning_trials"] = tuning_trials(client, found)
     if as_json:
         out.print_json(json.dumps(body))
         return
@@ -182,7 +260,7 @@ def approve_command(
 
     decision = _decision(by, reason, _evidence(evidence, canary_decision))
     out, _ = consoles()
-    with _registry() as client:
+    with registry_client() as client:
         record = governance.approve(client, model, version, decision)
     out.print(f"approved {model} v{version} by {record['by']} at {record['at']}", soft_wrap=True)
 
@@ -200,7 +278,7 @@ def reject_command(
 
     decision = _decision(by, reason, _evidence(evidence, None))
     out, _ = consoles()
-    with _registry() as client:
+    with registry_client() as client:
         record = governance.reject(client, model, version, decision)
     out.print(f"rejected {model} v{version} by {record['by']} at {record['at']}", soft_wrap=True)
 
@@ -220,7 +298,7 @@ def promote_command(
     _decision(by, "promotion", {})
     _evidence(None, canary_decision or None)
     out, _ = consoles()
-    with _registry() as client:
+    with registry_client() as client:
         governance.promote(client, model, version, by, canary_decision)
     out.print(f"{model} v{version} is champion", soft_wrap=True)
 
@@ -239,7 +317,7 @@ def rollback_command(
 
     decision = _decision(by, reason, {})
     out, _ = consoles()
-    with _registry() as client:
+    with registry_client() as client:
         governance.rollback(client, model, decision, restore)
     restored = f"; v{restore} is champion" if restore else "; no champion"
     out.print(f"rolled back {model}{restored}", soft_wrap=True)
@@ -255,7 +333,7 @@ def export_command(
     from pipelines.registry import governance
 
     out, err = consoles()
-    with _registry() as client:
+    with registry_client() as client:
         body = governance.export(client)
     text = json.dumps(body, indent=2, sort_keys=True) + "\n"
     try:

@@ -36,8 +36,10 @@ Exit codes as in :mod:`infra.cli.common`, each error one ``error: ...`` line:
     file, a path under a file, or not writable;
   - ``serve --ready-timeout`` (:func:`pipelines.serving.triton.check_ready_timeout`): nan, inf,
     0, negative or above 3600 seconds;
-* ``3`` an environment error: Triton (``.venv-triton``) is missing, the server fails to start
-  or get ready (the line is followed by the server log's tail), or it exits while serving.
+  - ``abtest --model-version``/``--by`` (:func:`infra.cli.model.canary_target`), or a version
+    the registry could not promote (not an approved challenger), before any model is built;
+* ``3`` an environment error: Triton (``.venv-triton``) or the tracking server missing, the
+  server fails to start or get ready (the line is followed by the log's tail), or exits.
 """
 
 from __future__ import annotations
@@ -308,14 +310,27 @@ def abtest_command(
     fail_on_rollback: Annotated[
         bool, typer.Option(help="Exit 1 unless the candidate was promoted.")
     ] = False,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            "--model-version",
+            help="MODEL:VERSION the candidate is in the registry: promoted -> champion (needs "
+            "its approval, checked before the canary starts), rolled back -> rejected, held -> "
+            "unchanged.",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who runs the canary (with --model-version).")
+    ] = None,
 ) -> None:
     """Canary a candidate against a baseline on the real Triton server: promote, hold, rollback.
 
     Without --baseline/--candidate a demo repository is built (seeded data, a trained model, one
     trained on shuffled labels, one that sleeps) and SCENARIO picks the pair. Decisions follow
     policies/promotion.py; the procedure and its error rates are printed and stored with the
-    evidence.
+    evidence. With --model-version the registry version moves as the canary decided.
     """
+    from infra.cli.model import canary_registry
     from pipelines.serving.canary import decisions
     from pipelines.serving.canary import run as canary_run
     from pipelines.serving.load import PROTOCOLS
@@ -324,76 +339,78 @@ def abtest_command(
     console, err = consoles()
     if protocol not in PROTOCOLS or concurrency < 1 or max_requests < 1:
         fail(err, "--protocol must be grpc or http; --concurrency, --max-requests >= 1")
-    custom = (model_repository, baseline, candidate, data)
-    if any(v is not None for v in custom):
-        repo_dir, pair, traffic = _custom_pair(err, model_repository, baseline, candidate, data)
-    else:
-        repo_dir, pair, traffic = _demo_pair(console, err, scenario, delay_ms)
-    console.print(
-        joined(styled("procedure", "bold"), f": {decisions.procedure_text(DEFAULT)}"),
-        soft_wrap=False,
-    )
-    settings = canary_run.RunSettings(
-        concurrency, protocol, seed, max_requests, max_seconds, mirror
-    )
-    with _serving(console, err, repo_dir, list(pair), "step 1 ...") as (server, status):
+    with canary_registry(model_version, by) as move_version:
+        custom = (model_repository, baseline, candidate, data)
+        if any(v is not None for v in custom):
+            repo_dir, pair, traffic = _custom_pair(err, model_repository, baseline, candidate, data)
+        else:
+            repo_dir, pair, traffic = _demo_pair(console, err, scenario, delay_ms)
+        console.print(
+            joined(styled("procedure", "bold"), f": {decisions.procedure_text(DEFAULT)}"),
+            soft_wrap=False,
+        )
+        settings = canary_run.RunSettings(
+            concurrency, protocol, seed, max_requests, max_seconds, mirror
+        )
+        with _serving(console, err, repo_dir, list(pair), "step 1 ...") as (server, status):
 
-        def on_look(look: Any) -> None:
-            status.update(
-                f"step {look.step} ({look.weight:g}%), look {look.look}: {look.decision} ..."
+            def on_look(look: Any) -> None:
+                status.update(
+                    f"step {look.step} ({look.weight:g}%), look {look.look}: {look.decision} ..."
+                )
+
+            result = canary_run.run_abtest(
+                server.endpoints,
+                *pair,
+                *traffic,
+                criteria=DEFAULT,
+                settings=settings,
+                run_name=run,
+                out_dir=out_dir,
+                on_look=on_look,
             )
-
-        result = canary_run.run_abtest(
-            server.endpoints,
-            *pair,
-            *traffic,
-            criteria=DEFAULT,
-            settings=settings,
-            run_name=run,
-            out_dir=out_dir,
-            on_look=on_look,
+        console.print(look_table(result))
+        console.print(
+            joined(
+                "decision: ",
+                styled(result.decision.upper(), _RESULT_STYLE.get(result.decision, "")),
+                f" after {result.seconds:.1f}s, {result.total_requests} requests: {result.reason}",
+            )
         )
-    console.print(look_table(result))
-    console.print(
-        joined(
-            "decision: ",
-            styled(result.decision.upper(), _RESULT_STYLE.get(result.decision, "")),
-            f" after {result.seconds:.1f}s, {result.total_requests} requests: {result.reason}",
-        )
-    )
-    console.print(f"evidence: {shown_path(Path(result.evidence_path))}")
-    _record_canary(err, result)
+        console.print(f"evidence: {shown_path(Path(result.evidence_path))}")
+        moved = move_version(result, _record_canary(err, result, model_version))
+        if moved:
+            console.print(f"registry: {moved}", soft_wrap=True)
     if fail_on_rollback and result.decision != "promoted":
         raise typer.Exit(EXIT_NEGATIVE)
 
 
-CANARY_EVENTS = {
-    "promoted": "model.promoted",
-    "rolled_back": "model.rolled_back",
-    "held": "canary.held",
-}
+CANARY_EVENTS = dict(promoted="model.promoted", rolled_back="model.rolled_back", held="canary.held")
 """The lifecycle-log event of each canary outcome."""
 
 
-def _record_canary(err: Console, result: Any) -> None:
+def _record_canary(err: Console, result: Any, model_version: str | None = None) -> dict[str, Any]:
     """The canary's decision in the lifecycle log, with its reason; exit 3 when it cannot be.
 
-    The evidence file is recorded by path: it is written once per run name.
+    The evidence file is recorded by path: it is written once per run name. Returns the entry.
     """
     from pipelines.audit import log as audit
 
+    details: dict[str, Any] = {
+        "decision": result.decision,
+        "reason": str(result.reason)[:1024],
+        "final_weight": float(result.final_weight),
+        "requests": int(result.total_requests),
+        "run": str(result.run)[:1024],
+    }
+    if model_version is not None:
+        details["model_version"] = model_version
     try:
-        audit.append(
+        return audit.append(
             CANARY_EVENTS[result.decision],
             f"{result.candidate} vs {result.baseline}",
             outputs={"evidence": audit.file_ref(result.evidence_path)},
-            details={
-                "decision": result.decision,
-                "reason": str(result.reason)[:1024],
-                "final_weight": float(result.final_weight),
-                "requests": int(result.total_requests),
-                "run": str(result.run)[:1024],
-            },
+            details=details,
         )
     except (audit.AuditError, OSError, KeyError) as exc:
         fail(err, f"cannot record the canary decision: {exc}", EXIT_INTERNAL)

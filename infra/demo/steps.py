@@ -11,12 +11,20 @@ text; evidence files are removed before their step runs, so a stale one cannot p
 step whose outcome differs is marked FAILED with the evidence, and ``sovml demo`` exits non-zero.
 The canaries must end as their titles say, for the stated reason: the candidate trained on
 shuffled labels rolled back by the accuracy test, the better candidate promoted.
+
+The registry steps follow the version the pipeline step registered (read from the demo's
+lifecycle log): shown as a challenger with its tuning trials, approved with ``sovml model
+approve``, moved by the better canary (``--model-version``), shown as champion. Every step
+talks to one MLflow server started for the demo (fresh store under ``build/demo/mlflow``). The
+canary's pair is the demo's own variants (a first run has no champion to compare the pipeline's
+model with), so the registry move shows the wiring, not a comparison of that version.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,20 +37,25 @@ from rich.table import Table
 from rich.text import Text
 
 from infra.config.stackfile import ROOT
+from infra.demo.expect import (
+    MODEL,
+    Expect,
+    audit_broken,
+    audit_intact,
+    bench_ok,
+    canary,
+    canary_moved,
+    evidence_ok,
+    exits,
+    read_json,
+    registry_figure,
+    registry_state,
+    registry_version,
+    shown_version,
+    tuned_challenger,
+)
 
 DEMO = ROOT / "build" / "demo"
-
-
-Check = Callable[[subprocess.CompletedProcess[str]], tuple[bool, str]]
-"""A step's outcome check: (as expected, the evidence in a few words)."""
-
-
-@dataclass(frozen=True)
-class Expect:
-    """A step's expected outcome: in words for the table, and how to check it."""
-
-    what: str
-    check: Check
 
 
 @dataclass
@@ -71,50 +84,6 @@ class Outcome:
     """What the check found (shown in place of the figure when the step failed)."""
 
 
-def exits(code: int, *files: Path) -> Expect:
-    """Exit status ``code`` and, when given, these files written."""
-    what = f"exit {code}" + (f", writes {', '.join(f.name for f in files)}" if files else "")
-
-    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
-        missing = [str(f) for f in files if not f.exists()]
-        ok = proc.returncode == code and not missing
-        return ok, f"exit {proc.returncode}" + (
-            f"; missing {', '.join(missing)}" if missing else ""
-        )
-
-    return Expect(what, check)
-
-
-def bench_ok(report: Path) -> Expect:
-    """Exit 0 and a load report whose every configuration completed without errors."""
-
-    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
-        data = _json(report)
-        ok = proc.returncode == 0 and data.get("ok") is True
-        return ok, f"exit {proc.returncode}; report ok: {data.get('ok')}"
-
-    return Expect("every request answered, 0 errors (serve.json ok)", check)
-
-
-def canary(evidence: Path, decision: str, family: str | None = None) -> Expect:
-    """The canary's evidence file says ``decision``, for ``family`` alone when given."""
-    what = f"decision {decision}" + (f", by the {family} test" if family else "")
-
-    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
-        data = _json(evidence)
-        if not data:
-            return False, f"exit {proc.returncode}; no evidence at {evidence}"
-        families = list(data.get("reason_families", []))
-        ok = data.get("decision") == decision and (family is None or families == [family])
-        return ok, (
-            f"{data.get('decision')} ({', '.join(families) or 'every guard passed'}) after "
-            f"{data.get('total_requests')} requests, {data.get('seconds', 0):.1f}s: "
-            f"{data.get('reason')} [{evidence.name}]"
-        )
-
-    return Expect(what, check)
-
-
 def _sovml(*args: str) -> list[str]:
     return [sys.executable, "-m", "infra.cli.app", *args]
 
@@ -122,10 +91,6 @@ def _sovml(*args: str) -> list[str]:
 def _last_line(proc: subprocess.CompletedProcess[str], contains: str) -> str:
     lines = [ln.strip() for ln in proc.stdout.splitlines() if contains in ln]
     return lines[-1] if lines else ""
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _newest(pattern: str) -> Path | None:
@@ -143,7 +108,7 @@ def gate_figure() -> str:
     """Pass/fail and checkov counts per stack from the reports the gate wrote."""
     parts = []
     for report in sorted((ROOT / "build").glob("*/report.json")):
-        data = _json(report)
+        data = read_json(report)
         passed = sum(v.get("passed", 0) for v in data.get("checkov", {}).values())
         verdict = "pass" if data.get("ok") else "FAIL"
         parts.append(f"{data.get('stack')}: {verdict} ({passed} checkov checks passed)")
@@ -173,7 +138,7 @@ def cost_figure(stacks: tuple[str, ...]) -> str:
     """Monthly cost range of each stack, from the ``cost.json`` that ``sovml cost`` wrote."""
     parts = []
     for stack in stacks:
-        totals = _json(ROOT / "build" / stack / "cost.json").get("totals", {})
+        totals = read_json(ROOT / "build" / stack / "cost.json").get("totals", {})
         low, high = totals.get("monthlyMin"), totals.get("monthlyMax")
         parts.append(f"{stack}: ${low:,.0f} - ${high:,.0f} per month" if totals else f"{stack}: -")
     return " | ".join(parts)
@@ -189,7 +154,7 @@ def parity_figure(proc: subprocess.CompletedProcess[str]) -> str:
 def load_figure(report: Path = ROOT / "build" / "bench" / "serve.json") -> str:
     """Throughput and p99 of the load run (``sovml bench serve``'s report), batch 1 against
     dynamic batching."""
-    data = _json(report)
+    data = read_json(report)
     parts = []
     for r in data.get("results", []):
         lat = r["latency_ms"]
@@ -206,7 +171,7 @@ ABTEST = DEMO / "abtest"
 
 def canary_figure(evidence: Path) -> str:
     """The canary's decision, what decided it and its cost, from its evidence file."""
-    data = _json(evidence)
+    data = read_json(evidence)
     if not data:
         return "-"
     families = ", ".join(data.get("reason_families", [])) or "every guard passed"
@@ -218,6 +183,8 @@ def canary_figure(evidence: Path) -> str:
     )
 
 
+APPROVAL = ("--by", "demo", "--reason", "gate and fairness passed (demo)")
+"""Who approves the demo's version, and why."""
 AUDIT_LOG = DEMO / "audit" / "lifecycle.jsonl"
 """The demo's own lifecycle log: started empty by each demo, so its chain holds this run only."""
 RUN_EVENTS = (
@@ -225,62 +192,12 @@ RUN_EVENTS = (
     "model.registered",
     "artifact.encrypted",
     "pipeline.run.finished",
+    "model.approved",
     "model.rolled_back",
     "model.promoted",
     "drift.decided",
 )
 """Events the demo's steps must have recorded by the time the log is verified."""
-
-
-def audit_intact(log: Path, events: tuple[str, ...]) -> Expect:
-    """Exit 0, and the log itself holds every event in ``events`` (read from the file)."""
-
-    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
-        if proc.returncode != 0:
-            return False, f"exit {proc.returncode}"
-        if not log.is_file():
-            return False, f"no log at {log}"
-        seen = [json.loads(line)["event"] for line in log.read_text().splitlines() if line]
-        missing = [e for e in events if e not in seen]
-        if missing:
-            return False, f"chain intact but no {', '.join(missing)} among {len(seen)} entries"
-        return True, f"{len(seen)} entries, chain intact, every expected event present"
-
-    return Expect(f"exit 0 and the events {', '.join(events)}", check)
-
-
-def audit_broken(report: Path, seq: int, reason: str) -> Expect:
-    """Exit 1, and the JSON report names entry ``seq`` as the first break, for ``reason``."""
-
-    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
-        try:
-            broken = json.loads(proc.stdout).get("broken") or {}
-        except ValueError:
-            return False, f"exit {proc.returncode}, no JSON report"
-        found = f"exit {proc.returncode}, first break {broken.get('seq')} ({broken.get('reason')})"
-        ok = proc.returncode == 1 and (broken.get("seq"), broken.get("reason")) == (seq, reason)
-        return ok, found
-
-    return Expect(f"exit 1 naming entry {seq} as {reason}", check)
-
-
-def evidence_ok(pack: Path) -> Expect:
-    """Exit 0, the pack written, no failed control."""
-
-    def check(proc: subprocess.CompletedProcess[str]) -> tuple[bool, str]:
-        if proc.returncode != 0 or not pack.is_file():
-            return (
-                False,
-                f"exit {proc.returncode}, pack {'written' if pack.is_file() else 'missing'}",
-            )
-        counts = _json(pack)["summary"]["all"]
-        figure = (
-            f"{counts['controls']} controls: {counts['satisfied']} satisfied, "
-            f"{counts['failed']} failed, {counts['gap']} gaps"
-        )
-        return counts["failed"] == 0 and counts["satisfied"] > 0, figure
-
-    return Expect("exit 0, evidence.json + evidence.html, no failed control", check)
 
 
 def _abtest(scenario: str) -> tuple[list[str], Path]:
@@ -340,6 +257,18 @@ def steps() -> list[Step]:
             summary=lambda p: _last_line(p, "gate:") or _last_line(p, "finished"),
         ),
         Step(
+            "registry: the run's version passed the gate (candidate -> challenger), trials tracked",
+            lambda: _sovml("model", "show", MODEL, str(registry_version(AUDIT_LOG)), "--json"),
+            tuned_challenger(),
+            summary=lambda p: registry_figure(shown_version(p)),
+        ),
+        Step(
+            "registry: approve the challenger for production (sovml model approve)",
+            lambda: _sovml("model", "approve", MODEL, str(registry_version(AUDIT_LOG)), *APPROVAL),
+            exits(0),
+            summary=lambda p: _last_line(p, "approved") or "approved",
+        ),
+        Step(
             "online features of the newest customer (Feast, as served to the model)",
             lambda: _sovml(
                 "features",
@@ -365,11 +294,23 @@ def steps() -> list[Step]:
             fresh=(worse_json,),
         ),
         Step(
-            "canary: better candidate, promoted 5% -> 25% -> 50% -> 100%",
-            better,
-            canary(better_json, "promoted"),
+            "canary: better candidate, promoted 5% -> 25% -> 50% -> 100%, the version with it",
+            lambda: [
+                *better,
+                "--model-version",
+                f"{MODEL}:{registry_version(AUDIT_LOG)}",
+                "--by",
+                "demo",
+            ],
+            canary_moved(better_json),
             summary=lambda _: canary_figure(better_json),
             fresh=(better_json,),
+        ),
+        Step(
+            "registry: sovml model show, champion after approval and canary",
+            lambda: _sovml("model", "show", MODEL, str(registry_version(AUDIT_LOG)), "--json"),
+            registry_state("champion", approval="by=demo", canary="decision=promoted"),
+            summary=lambda p: registry_figure(shown_version(p)),
         ),
         Step(
             "load: 10,000 requests from 8 gRPC clients, batch 1 vs dynamic batching",
@@ -463,7 +404,6 @@ def run(console: Console | None = None) -> list[Outcome]:
         old.unlink()
     for f in (ROOT / "stacks").glob("Pulumi.*.yaml"):
         (DEMO / "stacks" / f.name).write_text(f.read_text())
-    outcomes = []
     for old in (AUDIT_LOG, AUDIT_LOG.with_name(AUDIT_LOG.name + ".head")):
         old.unlink(missing_ok=True)
     env = {
@@ -472,24 +412,46 @@ def run(console: Console | None = None) -> list[Outcome]:
         "SOVML_AUDIT_LOG": str(AUDIT_LOG),
     }
     env.pop("SOVML_AUDIT_BUCKET", None)
-    for i, step in enumerate(steps(), 1):
-        console.rule(Text(f"{i}. {step.title}", style="bold"))
-        command = step.command() if callable(step.command) else step.command
-        shown = " ".join(
-            ["sovml", *command[3:]] if command[1:3] == ["-m", "infra.cli.app"] else command
-        )
-        with console.status(f"{shown} ..."):
-            proc, outcome = run_step(step, env, command)
-        console.print(proc.stdout.rstrip(), markup=False, highlight=False)
-        if proc.stderr.strip():
-            console.print(proc.stderr.rstrip()[-4000:], markup=False, highlight=False)
-        verdict = "as expected" if outcome.ok else "NOT as expected"
-        console.print(
-            Text(f"expected {outcome.expected}: {verdict} ({outcome.evidence})"),
-            style="green" if outcome.ok else "red",
-        )
-        outcomes.append(outcome)
+    with contextlib.ExitStack() as tracking:
+        _shared_tracking(console, tracking, env)
+        outcomes = [_run_one(console, i, step, env) for i, step in enumerate(steps(), 1)]
     return outcomes
+
+
+def _shared_tracking(console: Console, stack: contextlib.ExitStack, env: dict[str, str]) -> None:
+    """One MLflow server for every step (``$SOVML_TRACKING_URI`` when set, else the embedded one
+    on a fresh ``build/demo/mlflow``), so the pipeline's run and the registry steps see the
+    same registry and no step pays a server start of its own."""
+    from pipelines.registry.server import TRACKING_ENV, TrackingServerError, tracking_server
+
+    if not os.environ.get(TRACKING_ENV):
+        shutil.rmtree(DEMO / "mlflow", ignore_errors=True)
+    try:
+        with console.status("starting the MLflow tracking server ..."):
+            env[TRACKING_ENV] = stack.enter_context(tracking_server(DEMO / "mlflow"))
+    except TrackingServerError as exc:
+        # Each step that needs it then fails and says so; the demo does not hide it.
+        console.print(Text(f"no tracking server: {exc}", style="red"))
+
+
+def _run_one(console: Console, i: int, step: Step, env: dict[str, str]) -> Outcome:
+    """Run step ``i``, print its output and verdict, return its outcome."""
+    console.rule(Text(f"{i}. {step.title}", style="bold"))
+    command = step.command() if callable(step.command) else step.command
+    shown = " ".join(
+        ["sovml", *command[3:]] if command[1:3] == ["-m", "infra.cli.app"] else command
+    )
+    with console.status(f"{shown} ..."):
+        proc, outcome = run_step(step, env, command)
+    console.print(proc.stdout.rstrip(), markup=False, highlight=False)
+    if proc.stderr.strip():
+        console.print(proc.stderr.rstrip()[-4000:], markup=False, highlight=False)
+    verdict = "as expected" if outcome.ok else "NOT as expected"
+    console.print(
+        Text(f"expected {outcome.expected}: {verdict} ({outcome.evidence})"),
+        style="green" if outcome.ok else "red",
+    )
+    return outcome
 
 
 def seconds_text(seconds: float) -> str:

@@ -8,6 +8,11 @@ and, for the moves a person answers for, an entry in the lifecycle log
 ``model.rolled_back``). The log entry is appended first: a move whose record cannot be written
 is not made (the registry then still shows the old state, and the command fails).
 
+A canary run (``sovml abtest --model-version``) moves the version it tried through
+:func:`apply_canary`: promoted -> champion (through :func:`promote`, so its approval is
+required), rolled back -> rejected with the canary's reason, held -> unchanged; each outcome is
+the version's ``canary`` record, linked to the canary's evidence file and log entry.
+
 An approval is a record on the version (the ``approval`` tag: who, when, why, the evidence it
 rests on, and the hash of its log entry), not a state: a challenger is approved, then promoted.
 The registry's numbers are MLflow's version numbers; the Triton repository's version folder of
@@ -39,6 +44,8 @@ PROMOTION_TAG = "promotion"
 """JSON ``{by, at, canary_decision, log_entry}`` when the version became champion."""
 GATE_TAG = "gate"
 """JSON of the evaluation gate's decision and the metrics it judged (set at registration)."""
+CANARY_TAG = "canary"
+"""JSON ``{by, decision, reason, run, report, log_entry}`` of the version's last canary run."""
 CHAMPION_ALIAS = "champion"
 """The alias of the version serving production."""
 CANARY_PROMOTED = "promote"
@@ -217,26 +224,48 @@ def champion(client: MlflowRest, name: str) -> ModelVersion | None:
     return None
 
 
-def promote(
-    client: MlflowRest, name: str, number: int, by: str, canary_decision: str
-) -> dict[str, Any]:
-    """Make an approved challenger champion after the canary promoted it; archive the old one.
+def promotable(client: MlflowRest, name: str, number: int) -> ModelVersion:
+    """The version, when the table lets it become champion now: an approved challenger.
+
+    The one check behind :func:`promote` and the canary's pre-flight (``sovml abtest
+    --model-version``), so a canary never starts for a version it could not promote.
 
     Raises:
-        GovernanceError: The canary did not promote it, or the table refuses (not a challenger,
-            no approval).
+        GovernanceError: The table refuses (not a challenger, or no approval).
     """
     version = client.get_model_version(name, number)
-    if canary_decision != CANARY_PROMOTED:
-        raise GovernanceError(
-            f"{_subject(version)}: the canary decided {canary_decision!r}; only "
-            f"{CANARY_PROMOTED!r} makes a version champion"
-        )
     approved = record_of(version, APPROVAL_TAG) is not None
     try:
         next_state(state_of(version), Action.PROMOTE, approved=approved)
     except TransitionError as exc:
         raise GovernanceError(f"{_subject(version)}: {exc}") from None
+    return version
+
+
+def promote(
+    client: MlflowRest,
+    name: str,
+    number: int,
+    by: str,
+    canary_decision: str,
+    evidence: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Make an approved challenger champion after the canary promoted it; archive the old one.
+
+    ``evidence`` (JSON scalars and objects: the canary's run, reason and report digest) goes
+    into the ``model.promoted`` log entry and the ``promotion`` record.
+
+    Raises:
+        GovernanceError: The canary did not promote it, or the table refuses (not a challenger,
+            no approval).
+    """
+    if canary_decision != CANARY_PROMOTED:
+        raise GovernanceError(
+            f"{name} v{number}: the canary decided {canary_decision!r}; only "
+            f"{CANARY_PROMOTED!r} makes a version champion"
+        )
+    version = promotable(client, name, number)
+    extra = dict(evidence or {})
     previous = champion(client, name)
     entry = _log(
         "model.promoted",
@@ -245,6 +274,7 @@ def promote(
             "by": by,
             "canary_decision": canary_decision,
             "replaces": previous.version if previous else None,
+            **extra,
         },
     )
     if previous is not None:
@@ -255,10 +285,80 @@ def promote(
         "by": by,
         "at": entry["time"],
         "canary_decision": canary_decision,
+        "evidence": extra,
         "log_entry": entry["hash"],
     }
     _tag_json(client, version, PROMOTION_TAG, record)
     return record
+
+
+@dataclass(frozen=True)
+class CanaryOutcome:
+    """What a canary run (``sovml abtest``) decided about a registered version.
+
+    Attributes:
+        decision: ``promoted``, ``held`` or ``rolled_back`` (the run's own words).
+        reason: Why, as the run stated it.
+        run: The canary run's name (its evidence file's stem).
+        report: ``{sha256, path}`` of the run's evidence file.
+        log_entry: Hash of the canary's own lifecycle-log entry (``model.promoted``,
+            ``canary.held`` or ``model.rolled_back`` with the Triton pair as subject).
+    """
+
+    decision: str
+    reason: str
+    run: str
+    report: dict[str, Any]
+    log_entry: str
+
+
+CANARY_ACTIONS: dict[str, str] = {
+    "promoted": CANARY_PROMOTED,
+    "held": "hold",
+    "rolled_back": "rollback",
+}
+"""A canary run's decision -> the canary decision the registry records."""
+
+
+def apply_canary(
+    client: MlflowRest, name: str, number: int, by: str, outcome: CanaryOutcome
+) -> State:
+    """Move a version as its canary decided; every outcome is recorded on it (``canary`` tag).
+
+    * promoted: champion through :func:`promote` (its approval is required there; the previous
+      champion is archived), the canary's run, reason and report as the evidence;
+    * rolled back: rejected (terminal) with the canary's reason as the why, so no later manual
+      ``sovml model promote`` can make a version the canary refused champion;
+    * held: no move; it stays an (approved) challenger for another canary.
+
+    Raises:
+        GovernanceError: An unknown decision, no ``by``, or the table refuses the move.
+    """
+    action = CANARY_ACTIONS.get(outcome.decision)
+    if action is None:
+        raise GovernanceError(
+            f"unknown canary decision {outcome.decision!r} "
+            f"(one of {', '.join(sorted(CANARY_ACTIONS))})"
+        )
+    canary = {
+        "decision": outcome.decision,
+        "reason": outcome.reason[:1024],
+        "run": outcome.run,
+        "report": outcome.report,
+        "log_entry": outcome.log_entry,
+    }
+    if problem := Decision(by, "canary", {}).problem():
+        raise GovernanceError(problem)
+    if outcome.decision == "promoted":
+        promote(client, name, number, by, action, {"canary": canary})
+    elif outcome.decision == "rolled_back":
+        # The run's reason may span lines; a decision's reason is one printable line.
+        said = " ".join("".join(c if c.isprintable() else " " for c in outcome.reason).split())
+        reason = f"the canary rolled it back: {said}"[:1024]
+        reject(client, name, number, Decision(by, reason, {"canary": canary}))
+    version = client.get_model_version(name, number)
+    _tag_json(client, version, CANARY_TAG, {"by": by, **canary})
+    return state_of(version)
 
 
 def rollback(
@@ -314,12 +414,22 @@ def summary(version: ModelVersion) -> dict[str, Any]:
         "rejection": record_of(version, REJECTION_TAG),
         "rollback": record_of(version, ROLLBACK_TAG),
         "promotion": record_of(version, PROMOTION_TAG),
+        "canary": record_of(version, CANARY_TAG),
         "aliases": list(version.aliases),
         "run_id": version.run_id,
         "repository_version": version.tags.get("repository_version", ""),
         "lineage_sha256": version.tags.get("lineage_sha256", ""),
         "gate": gate_evidence(version),
     }
+
+
+def tuning_trials(client: MlflowRest, version: ModelVersion) -> int:
+    """How many tuning trials the version's pipeline run tracked (its child runs); 0 without a
+    run."""
+    if not version.run_id:
+        return 0
+    experiment = client.get_run(version.run_id)["info"]["experiment_id"]
+    return len(client.child_runs(experiment, version.run_id))
 
 
 def export(client: MlflowRest) -> dict[str, Any]:

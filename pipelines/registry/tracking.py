@@ -1,13 +1,14 @@
-"""Log one local pipeline run to the tracking server and register its version.
+"""Log one pipeline run to the tracking server and register its version.
 
-After ``kfp.local`` finished, :func:`track_run` writes one MLflow run per pipeline run in the
-experiment named after the pipeline: its parameters (the run's arguments and the trained
-model's), its metrics (the evaluate step's, fairness included when the step reports it), the data
-digest and lineage links as tags, and as artifacts the lineage record, the evaluation report and
-the served model file. A version that passed the gate is then registered (MLflow's registry,
+After ``kfp.local`` finished (the local run), or as the cluster pipeline's last step (``track``),
+:func:`track_pipeline_run` reads the run's files and :func:`track_run` writes one MLflow run per
+pipeline run in the experiment named after the pipeline: its parameters (the run's arguments and the
+trained model's), its metrics (the evaluate step's, fairness included when the step reports it), the
+data digest and lineage links as tags, and as artifacts the lineage record, the evaluation report
+and the served model file. A version that passed the gate is then registered (MLflow's registry,
 ``source`` the run's ``model`` artifacts) as a candidate and moved to challenger by the gate's
-decision (:func:`pipelines.registry.governance.passed_gate`), tagged with the lineage record's
-path and digest, the Triton repository's version number and the run tag.
+decision (:func:`pipelines.registry.governance.passed_gate`), tagged with the lineage record's path
+and digest, the Triton repository's version number and the run tag.
 """
 
 from __future__ import annotations
@@ -199,6 +200,87 @@ def track_run(
     return TrackedRun(run_id, experiment_id, version, state)
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a finished pipeline run's outputs are, as tracking reads them: the local run's
+    folders, or the cluster's track step's input artifacts (one reading for both).
+
+    Attributes:
+        lineage: The register step's lineage record (None or missing: nothing registered).
+        evaluation: The evaluate step's report.
+        tuning: The tune step's record (its trials become child runs).
+        dataset: The ingested table (digested when the lineage does not name its digest).
+        repository: This process's copy of the export's production repository; the served
+            file is found there by its place relative to the repository the lineage names (on
+            the cluster each pod sees an artifact at a path of its own). None: the lineage's
+            path as written.
+    """
+
+    lineage: Path | None
+    evaluation: Path | None
+    tuning: Path | None
+    dataset: Path | None
+    repository: Path | None = None
+
+
+def _served_file(lineage: dict[str, Any], repository: Path | None) -> Path | None:
+    artifacts = lineage.get("artifacts", {})
+    served = artifacts.get("served")
+    if not served:
+        return None
+    named = artifacts.get("model_repository")
+    if repository is not None and named:
+        try:
+            return repository / Path(served).relative_to(named)
+        except ValueError:
+            return None  # outside the repository it names: not a file this run exported
+    return Path(served)
+
+
+def track_pipeline_run(
+    client: MlflowRest,
+    *,
+    experiment: str,
+    run_tag: str,
+    succeeded: bool,
+    arguments: dict[str, Any],
+    metrics: dict[str, Any],
+    gate: dict[str, Any],
+    files: RunFiles,
+    model_name: str,
+    repository_version: int | None,
+) -> TrackedRun:
+    """:func:`track_run` from a finished run's files: the one path of the local run
+    (:func:`track_local_run`) and the cluster's track step
+    (:func:`pipelines.training.steps.release.track`)."""
+    lineage: dict[str, Any] = {}
+    if files.lineage is not None and files.lineage.is_file():
+        lineage = json.loads(files.lineage.read_text())
+    data_sha = lineage.get("data", {}).get("sha256", "")
+    if not data_sha and files.dataset is not None and files.dataset.is_file():
+        data_sha = _sha256(files.dataset)
+    served = _served_file(lineage, files.repository)
+    trials: list[dict[str, Any]] = []
+    if files.tuning is not None and files.tuning.is_file():
+        trials = json.loads(files.tuning.read_text()).get("trials", [])
+    return track_run(
+        client,
+        experiment=experiment,
+        run_tag=run_tag,
+        succeeded=succeeded,
+        arguments={k: v for k, v in arguments.items() if isinstance(v, (str, int, float, bool))},
+        metrics=metrics,
+        gate=gate,
+        lineage_record=files.lineage if lineage else None,
+        evaluation_report=files.evaluation,
+        served_model=served,
+        data_sha256=data_sha,
+        model_name=str(lineage.get("model_name") or model_name or "credit_risk"),
+        repository_version=repository_version,
+        trials=trials,
+    )
+
+
 def track_local_run(
     tracking_uri: str,
     experiment: str,
@@ -206,36 +288,28 @@ def track_local_run(
     result: Any,
     evaluation_report: Path | None,
 ) -> TrackedRun:
-    """:func:`track_run` for a finished local run; fills the result's tracking fields.
+    """:func:`track_pipeline_run` for a finished local run; fills the result's tracking fields.
 
     ``result`` is a :class:`pipelines.training.local_run.RunResult` (not imported: the run
     imports this module).
     """
-    lineage: dict[str, Any] = {}
-    if result.lineage_record is not None and result.lineage_record.is_file():
-        lineage = json.loads(result.lineage_record.read_text())
-    data_sha = lineage.get("data", {}).get("sha256", "")
-    dataset = result.run_dir / "ingest" / "dataset" if result.run_dir else None
-    if not data_sha and dataset is not None and dataset.is_file():
-        data_sha = _sha256(dataset)
-    served = lineage.get("artifacts", {}).get("served")
-    tuning = result.run_dir / "tune" / "tuning" if result.run_dir else None
-    trials = json.loads(tuning.read_text()).get("trials", []) if tuning and tuning.is_file() else []
-    tracked = track_run(
+    run_dir = result.run_dir
+    tracked = track_pipeline_run(
         MlflowRest(tracking_uri),
         experiment=experiment,
         run_tag=result.run_tag,
         succeeded=result.succeeded,
-        arguments={k: v for k, v in args.items() if isinstance(v, (str, int, float, bool))},
+        arguments=args,
         metrics=result.metrics,
         gate={"passed": bool(result.gate_passed), "reason": result.gate_reason},
-        lineage_record=result.lineage_record if lineage else None,
-        evaluation_report=evaluation_report,
-        served_model=Path(served) if served else None,
-        data_sha256=data_sha,
-        model_name=str(lineage.get("model_name") or args.get("model_name") or "credit_risk"),
+        files=RunFiles(
+            lineage=result.lineage_record,
+            evaluation=evaluation_report,
+            tuning=run_dir / "tune" / "tuning" if run_dir else None,
+            dataset=run_dir / "ingest" / "dataset" if run_dir else None,
+        ),
+        model_name=str(args.get("model_name") or "credit_risk"),
         repository_version=result.version,
-        trials=trials,
     )
     result.tracking_run_id = tracked.run_id
     result.registry_version = tracked.model_version

@@ -59,6 +59,7 @@ PINS: dict[str, str] = {
     "scikit-learn": "1.9.1",
     "scipy": "1.17.1",
     "narwhals": "2.29.0",
+    "requests": "2.33.0",
 }
 
 _TABLE = ("numpy", "pandas", "pyarrow")
@@ -75,6 +76,12 @@ the main lock (its aiobotocore pins botocore below boto3 1.44's); nothing is ins
 start."""
 FEATURE_LOCK = "requirements/feature-steps.txt"
 """The image's lock, relative to the repository root."""
+TRIAL_IMAGE = inventory.image("katib-trial")
+"""One Katib trial (``python -m pipelines.training.tuning``) on the cluster: the torch image with
+the table libraries of ``requirements/katib-trial.txt`` and the modules a trial imports copied
+in, built by ``pipelines/images/katib-trial/Dockerfile``; the Katib Experiment's default image."""
+TRIAL_LOCK = "requirements/katib-trial.txt"
+"""The trial image's lock, relative to the repository root."""
 
 
 def pinned(*names: str) -> list[str]:
@@ -143,12 +150,18 @@ STEPS: dict[str, StepRuntime] = {
         "1Gi",
         "2Gi",
     ),
+    # The MLflow REST client (requests) and the run's files; the served model is uploaded.
+    "track": StepRuntime(PYTHON_IMAGE, tuple(pinned("requests")), "100m", "500m", "256Mi", "512Mi"),
     # The exit task: the standard library and the embedded code, nothing to install.
     "outcome": StepRuntime(PYTHON_IMAGE, (), "100m", "500m", "128Mi", "256Mi"),
 }
 """Per step; the names are the pipeline's task names."""
 EXIT_TASK = "outcome"
 """The cluster pipeline's exit task (``dsl.ExitHandler``): pushes the run's outcome."""
+TRACK_TASK = "track"
+"""The cluster pipeline's tracking step (the local run tracks from the host instead)."""
+CLUSTER_ONLY = (TRACK_TASK, EXIT_TASK)
+"""Tasks only the cluster graph has."""
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true"}
@@ -156,6 +169,11 @@ GPU_TOLERATION_EFFECT = "NoSchedule"
 GPU_NODE_SELECTOR = ("sovereign-ml/pool", "gpu")
 """Label of the GPU node pool (components/node_pools.py) the train step must land on."""
 
+
+TRACKING_URI = "http://mlflow.kubeflow.svc:5000"
+"""The cluster's MLflow server (``components/mlflow.py``'s Service in ``kubeflow``, which
+``infra/tracking.py`` deploys on every tier): the cluster pipeline's ``tracking_uri`` default. A
+test holds it equal to the component's URL (pipelines never import components)."""
 
 REGISTRY_PVC = "model-registry"
 """PersistentVolumeClaim holding the model registry on the cluster (ReadWriteMany, e.g. EFS)."""

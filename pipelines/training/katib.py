@@ -14,9 +14,11 @@ Field names follow Katib's v1beta1 API (``ExperimentSpec``: ``objective``, ``alg
 ``trialSpec``), as in the upstream examples ``examples/v1beta1/hp-tuning/tpe.yaml`` and
 ``optuna-distribution.yaml``.
 
-Not done here: deploying Katib itself (a pinned, restricted component), and putting the step
-library into the trial's image: the stock torch image carries no project code, so the manifest
-takes the image as an argument (one built from it with ``pipelines/training`` copied in).
+The trial's image is the inventory's ``katib-trial`` (:data:`pipelines.training.images.TRIAL_IMAGE`,
+built by ``pipelines/images/katib-trial/Dockerfile``: the train step's torch image with the
+modules a trial imports copied in). Katib itself is ``components/katib.py``, whose KatibConfig
+serves ``tpe`` with the Optuna suggestion service; nothing here applies the Experiment (no
+cluster is reachable from this project's tests).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _security_context() -> dict[str, Any]:
 def experiment(
     name: str,
     namespace: str,
-    image: str,
+    image: str | None,
     train_set: str,
     feature_spec: str,
     seed: int,
@@ -92,7 +94,8 @@ def experiment(
     Args:
         name: The Experiment's name (a DNS-1123 label).
         namespace: Its namespace (the pipeline's).
-        image: The trial image: the train step's torch image with the step library in it.
+        image: The trial image; None: the inventory's (:data:`images.TRIAL_IMAGE`), which a
+            caller prefixes with the zone's registry like every other image.
         train_set: Path of the training rows inside the trial pod (a mounted volume).
         feature_spec: Path of the feature spec inside the trial pod.
         seed: Seed of every trial's training.
@@ -124,7 +127,7 @@ def experiment(
     ]
     container = {
         "name": CONTAINER,
-        "image": image,
+        "image": image or images.TRIAL_IMAGE,
         "command": command,
         "resources": {
             "requests": {"cpu": runtime.cpu_request, "memory": runtime.memory_request},

@@ -51,8 +51,9 @@ DEFAULT_OUTPUT = CODE_ROOT / "build" / "pipelines"
 DEFAULT_MLFLOW = CODE_ROOT / "build" / "mlflow"
 """The embedded tracking server's store for runs in :data:`DEFAULT_OUTPUT` (where ``sovml
 model`` looks too)."""
-STEPS = tuple(name for name in images.STEPS if name != images.EXIT_TASK)
-"""The local pipeline's task names, in pipeline order (the exit task is the cluster's only)."""
+STEPS = tuple(name for name in images.STEPS if name not in images.CLUSTER_ONLY)
+"""The local pipeline's task names, in pipeline order (track and the exit task are the
+cluster's only)."""
 GATED = ("export", "register", "materialize", "encrypt")
 """Steps inside the ``dsl.If`` on the gate decision."""
 

@@ -94,6 +94,18 @@ PRIVACY_LIBRARY = (
 """The pseudonymization the ingest step runs (its key comes from the envelope library's key
 services)."""
 
+TRACKING_LIBRARY = (
+    "pipelines/registry/__init__.py",
+    "pipelines/registry/governance.py",
+    "pipelines/registry/mlflow_rest.py",
+    "pipelines/registry/tracking.py",
+    "policies/__init__.py",
+    "policies/approvals.py",
+    "policies/model_lifecycle.py",
+)
+"""The MLflow client and the run's tracking (the track step): the same modules the local run
+logs with, and the lifecycle table and export format the registration moves through."""
+
 EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
     # Not the whole envelope library: one argument of a container's command holds at most
     # 128 KiB (Linux MAX_ARG_STRLEN), and the step library plus both would exceed it.
@@ -115,6 +127,7 @@ EXTRA_EMBEDDED: dict[str, tuple[str, ...]] = {
     "register": (*FEATURE_STORE_LIBRARY, *AUDIT_LIBRARY),
     "materialize": FEATURE_STORE_CODE,
     "outcome": ("pipelines/pushgateway.py", "pipelines/training/outcome.py"),
+    "track": TRACKING_LIBRARY,
 }
 """Files beyond the step library that a step imports, embedded for that step only, which keeps
 the cluster IR small (every embedded copy is repeated in each component's command): the envelope
@@ -122,7 +135,7 @@ library (85 KB) for encrypt, the key services and the pseudonymization for inges
 backend selection for export, the feature store library and repository for features and
 materialize (register only names the feature service), the lifecycle log's writer for register
 and encrypt, the pushgateway client for the exit task, the search space and Optuna study for
-tune, the fairness figures for evaluate."""
+tune, the fairness figures for evaluate, the MLflow client and tracking for track."""
 
 
 @contextlib.contextmanager

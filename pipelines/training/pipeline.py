@@ -1,7 +1,7 @@
 """Credit-risk training pipeline (Kubeflow Pipelines v2).
 
 ingest -> validate -> features -> tune -> train -> evaluate -> [gate passed] export -> register
--> materialize, encrypt
+-> materialize, encrypt [-> track, on the cluster; refused: track alone]
 
 The training set comes from the Feast feature store (``pipelines/features/``): the features step
 writes the offline source and joins every row's features point in time; after a registration,
@@ -38,7 +38,7 @@ from kfp.dsl import Artifact, Metrics
 
 from pipelines.pushgateway import DEFAULT_URL as PUSHGATEWAY_URL
 from pipelines.training.gate import DEFAULT_LIMITS
-from pipelines.training.images import EXIT_TASK, REGISTRY_MOUNT
+from pipelines.training.images import EXIT_TASK, REGISTRY_MOUNT, TRACKING_URI
 from pipelines.training.packaging import build_components, cluster_settings
 from pipelines.training.steps.exporting import CPU_DEFAULTS
 
@@ -50,18 +50,19 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     "encryption_backend": "vault",
     "feature_repo": "pipelines/features/repo/feature_store.prod.yaml",
     "pushgateway": PUSHGATEWAY_URL,
+    "tracking_uri": TRACKING_URI,
 }
 """Pipeline-parameter defaults that differ on the cluster (a GPU Triton profile, the registry on
 a shared volume, keys in Vault transit, the feature store on S3 + Redis, whose config is resolved
-inside the code embedded in the pod, the run's outcome pushed to the monitoring pushgateway);
-everything else defaults the same as locally."""
+inside the code embedded in the pod, the run's outcome pushed to the monitoring pushgateway,
+the run tracked by the cluster's MLflow server); everything else defaults the same as locally."""
 
 # Steps that read or write state outside their artifacts (the registry, the key service, the online
 # store) must run every time; the others are pure functions of their inputs and may be served from
 # the cache. features also writes the feature store's offline source and registry, but only as a
 # function of its inputs: a cached run leaves them as the original run did, and materialize (never
 # cached) rewrites the source from the dataset should it have gone missing since.
-UNCACHED = ("evaluate", "export", "register", "materialize", "encrypt")
+UNCACHED = ("evaluate", "export", "register", "materialize", "encrypt", "track")
 
 
 class TrainingOutputs(NamedTuple):
@@ -149,9 +150,9 @@ def _prepare_data(tasks: _Tasks) -> _Prepared:
     )
 
 
-def _train_and_evaluate(tasks: _Tasks, data: _Prepared) -> tuple[Any, Any]:
-    """tune -> train -> evaluate: the model, and the evaluate task (metrics, fairness, report,
-    gate decision)."""
+def _train_and_evaluate(tasks: _Tasks, data: _Prepared) -> tuple[Any, Any, Any]:
+    """tune -> train -> evaluate: the model, the evaluate task (metrics, fairness, report, gate
+    decision) and the tuning record."""
     tune = tasks.add("tune", train_set=data.train_set, feature_spec=data.feature_spec)
     train = tasks.add(
         "train",
@@ -163,11 +164,14 @@ def _train_and_evaluate(tasks: _Tasks, data: _Prepared) -> tuple[Any, Any]:
     evaluate = tasks.add(
         "evaluate", test_set=data.test_set, feature_spec=data.feature_spec, model=model
     )
-    return model, evaluate
+    return model, evaluate, tune.outputs["tuning"]
 
 
-def _release(tasks: _Tasks, data: _Prepared, model: Any, evaluation: Any) -> None:
-    """export -> register -> materialize and encrypt: what runs once the gate has passed."""
+def _release(tasks: _Tasks, data: _Prepared, model: Any, evaluation: Any) -> dict[str, Any]:
+    """export -> register -> materialize and encrypt: what runs once the gate has passed.
+
+    Returns what the cluster's track step reads of it: the lineage, the production repository,
+    the version, and the last tasks (track runs after them)."""
     export = tasks.add(
         "export", model=model, feature_spec=data.feature_spec, test_set=data.test_set
     )
@@ -185,13 +189,36 @@ def _release(tasks: _Tasks, data: _Prepared, model: Any, evaluation: Any) -> Non
         **exported,
     )
     lineage = register.outputs["lineage"]
-    tasks.add("materialize", dataset=data.dataset, feature_spec=data.feature_spec, lineage=lineage)
-    tasks.add(
+    materialize = tasks.add(
+        "materialize", dataset=data.dataset, feature_spec=data.feature_spec, lineage=lineage
+    )
+    encrypt = tasks.add(
         "encrypt",
         model_repository=exported["model_repository"],
         lineage=lineage,
         version=exported["version"],
     )
+    return {
+        "lineage": lineage,
+        "model_repository": exported["model_repository"],
+        "version": exported["version"],
+        "after": (materialize, encrypt),
+    }
+
+
+def _track(tasks: _Tasks, tuned: Any, evaluate: Any, dataset: Any, **registered: Any) -> None:
+    """The cluster run's last step: the run in MLflow and, with ``registered``, its version."""
+    after = registered.pop("after", ())
+    task = tasks.add(
+        "track",
+        dataset=dataset,
+        tuning=tuned,
+        metrics=evaluate.outputs["metrics"],
+        evaluation=evaluate.outputs["report"],
+        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        **registered,
+    )
+    task.after(*after)
 
 
 def _graph(tasks: _Tasks) -> TrainingOutputs | None:
@@ -213,11 +240,18 @@ def _graph(tasks: _Tasks) -> TrainingOutputs | None:
 
 
 def _body(tasks: _Tasks) -> TrainingOutputs:
-    """The three stages, the release gated on the evaluation; returns the pipeline outputs."""
+    """The three stages, the release gated on the evaluation, on the cluster the run tracked on
+    either branch of the gate; returns the pipeline outputs."""
     data = _prepare_data(tasks)
-    model, evaluate = _train_and_evaluate(tasks, data)
+    model, evaluate, tuned = _train_and_evaluate(tasks, data)
     with dsl.If(evaluate.outputs["Output"] == True):  # noqa: E712 - a KFP condition
-        _release(tasks, data, model, evaluate.outputs["report"])
+        released = _release(tasks, data, model, evaluate.outputs["report"])
+        if tasks.target == "cluster":
+            _track(tasks, tuned, evaluate, data.dataset, **released)
+    if tasks.target == "cluster":
+        # The local run tracks from the host after kfp.local (one code path, no second log).
+        with dsl.Else():
+            _track(tasks, tuned, evaluate, data.dataset)
     return TrainingOutputs(
         metrics=evaluate.outputs["metrics"],
         evaluation=evaluate.outputs["report"],
@@ -285,6 +319,7 @@ def build_pipeline(
         encryption_key: str = "",
         pseudonymization_key: str = "",
         pushgateway: str = "",
+        tracking_uri: str = "",
     ) -> TrainingOutputs:
         """Train, gate, export, register, serve the features online and encrypt the model.
 
@@ -339,6 +374,8 @@ def build_pipeline(
                 empty: the dev stack's); the other backends use ``encryption_key``.
             pushgateway: Pushgateway the exit task pushes the run's outcome to (cluster; empty:
                 none).
+            tracking_uri: MLflow server the track step logs the run to (cluster; the local run
+                tracks from the host: ``$SOVML_TRACKING_URI`` or the embedded server).
 
         Returns:
             The test metrics, the evaluation report (metrics and gate decision with its reason)

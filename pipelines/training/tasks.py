@@ -1,4 +1,5 @@
-"""The eleven KFP components of the training pipeline, as lightweight-component functions.
+"""The twelve KFP components of the training pipeline, as lightweight-component functions
+(the cluster-only ``track`` in :mod:`pipelines.training.cluster_tasks`).
 
 Each body imports what it needs inside the function (the lightweight-component rule: KFP copies
 the function's source, not its module, into the component) and delegates to
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output, PipelineTaskFinalStatus
+
+from pipelines.training.cluster_tasks import track
 
 
 def ingest(
@@ -547,6 +550,7 @@ COMPONENT_FUNCTIONS: dict[str, Callable[..., Any]] = {
         register,
         materialize,
         encrypt,
+        track,
         outcome,
     )
 }

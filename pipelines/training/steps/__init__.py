@@ -9,7 +9,8 @@ a KFP artifact is, locally and on the cluster. By step group:
 * :mod:`~pipelines.training.steps.modelling`: tune, train, evaluate (and loading/scoring the
   model);
 * :mod:`~pipelines.training.steps.exporting`: export (CPU backend selection, Triton repositories);
-* :mod:`~pipelines.training.steps.release`: register, materialize, encrypt;
+* :mod:`~pipelines.training.steps.release`: register, materialize, encrypt, track (the cluster
+  run's tracking);
 * :mod:`~pipelines.training.steps.common`: the failure marker lines and :class:`StepError`.
 """
 
@@ -27,7 +28,7 @@ from pipelines.training.steps.modelling import (
     tune,
     tuned_params,
 )
-from pipelines.training.steps.release import encrypt, materialize, register
+from pipelines.training.steps.release import encrypt, materialize, register, track
 
 __all__ = [
     "CPU_DEFAULTS",
@@ -45,6 +46,7 @@ __all__ = [
     "production_auc",
     "register",
     "reported",
+    "track",
     "train",
     "tune",
     "tuned_params",

@@ -1,5 +1,6 @@
 """The steps after export: register the version with its lineage, serve its features online
-(materialize), envelope-encrypt the model and the lineage.
+(materialize), envelope-encrypt the model and the lineage; on the cluster, track the run in
+MLflow (the local run tracks from the host, through the same code).
 
 The lineage record carries the ingest step's pseudonymization report (``privacy``: which
 columns were pseudonymized, how many values, the key id and version; never a value), read from
@@ -416,3 +417,62 @@ def _record_encryption(
         },
         details={"backend": manifest["backend"], "key": str(manifest["key"])[:1024]},
     )
+
+
+def track(
+    tracking_uri: str,
+    experiment: str,
+    run_tag: str,
+    arguments: dict[str, Any],
+    metrics: dict[str, Any],
+    gate: dict[str, Any],
+    paths: dict[str, str],
+    model_name: str,
+    version: int,
+) -> dict[str, Any]:
+    """The cluster run's tracking: its parameters, metrics, data digest, trials and artifacts
+    logged to the tracking server and, when registered, its version in the model registry.
+
+    The same code as the local run's (:func:`pipelines.registry.tracking.track_pipeline_run`).
+    ``paths`` holds this pod's copies of the run's files: ``evaluation``, ``tuning``,
+    ``dataset`` and, after a registration, ``lineage`` and ``model_repository`` ('' when absent).
+    There is no run without tracking: an empty ``tracking_uri`` or a server that refuses fails
+    the step.
+    """
+    from pipelines.registry.mlflow_rest import MlflowError, MlflowRest
+    from pipelines.registry.tracking import RunFiles, track_pipeline_run
+
+    with reported("track"):
+        if not tracking_uri.strip():
+            raise StepError("track: tracking_uri is empty; every run is tracked (MLflow's URL)")
+
+        def given(key: str) -> Path | None:
+            return Path(paths[key]) if paths.get(key) else None
+
+        try:
+            tracked = track_pipeline_run(
+                MlflowRest(tracking_uri),
+                experiment=experiment,
+                run_tag=run_tag,
+                succeeded=True,
+                arguments=arguments,
+                metrics=metrics,
+                gate=gate,
+                files=RunFiles(
+                    lineage=given("lineage"),
+                    evaluation=given("evaluation"),
+                    tuning=given("tuning"),
+                    dataset=given("dataset"),
+                    repository=given("model_repository"),
+                ),
+                model_name=model_name,
+                repository_version=version or None,
+            )
+        except (MlflowError, ValueError) as exc:
+            raise StepError(f"track: {tracking_uri}: {exc}") from None
+        return {
+            "tracking_run_id": tracked.run_id,
+            "experiment_id": tracked.experiment_id,
+            "registry_version": tracked.model_version or 0,
+            "lifecycle_state": tracked.state,
+        }
