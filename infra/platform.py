@@ -33,6 +33,7 @@ from components.image_admission import ADMISSION_LABEL, ImageAdmission, ImageAdm
 from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
+from components.mesh import INJECTION_LABEL, ROOT_NAMESPACE
 from components.network import Network, NetworkArgs
 from components.node_pools import NodePools, NodePoolsArgs, NodePoolSpec
 from components.registry_mirror import RegistryMirror, RegistryMirrorArgs
@@ -43,6 +44,7 @@ from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
 from infra.images.sources import sources_for, workload_image
+from infra.mesh import MESH_NAMESPACES, service_mesh
 from infra.operations import operations
 from infra.tracking import tracking
 from policies.inventory import mirror_repositories, registry_host
@@ -139,6 +141,9 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     after_baseline = cluster_baseline(cfg, base, eks)
     if mirror is not None:
         after_baseline = image_admission(cfg, eks, after_baseline, mirror)
+    # The admission controller stays out of the mesh: it admits istiod's own images.
+    meshed = [n for n in platform_namespaces(cfg) if n != ADMISSION_NAMESPACE]
+    after_baseline = service_mesh(cfg, after_baseline, meshed, TIERS[cfg.tier])
     secrets = secrets_service(cfg, base, eks, after_baseline)
     data_services(cfg, base, eks, after_baseline, lifecycle)
     if TIERS[cfg.tier].db_mode == "rds":  # MLflow's backend is RDS PostgreSQL too
@@ -326,6 +331,8 @@ def cluster_baseline(
             platform_namespaces=platform_namespaces(cfg),
             workload_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
             unlabelled_namespaces=(ADMISSION_NAMESPACE,) if uses_mirror(cfg) else (),
+            mesh_labels=dict([INJECTION_LABEL]),
+            outside_mesh=(ROOT_NAMESPACE,) + ((ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()),
         ),
         opts=eks.opts,
     )
@@ -375,7 +382,7 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     extra = (("keda",) if needs_keda(cfg) else ()) + (
         (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
     )
-    return (*PLATFORM_NAMESPACES, *extra)
+    return (*PLATFORM_NAMESPACES, *MESH_NAMESPACES, *extra)
 
 
 ADMISSION_NAMESPACE = "cosign-system"
