@@ -179,8 +179,11 @@ def chart_values(args: KedaArgs) -> dict[str, Any]:
 
 def mesh_bypass() -> dict[str, dict[str, str]]:
     """Per KEDA pod (the chart's ``podAnnotations`` keys), the ports its sidecar leaves alone."""
-    ports = {"keda": OPERATOR_GRPC_PORT, "metricsAdapter": METRICS_API_PORT}
-    ports["webhooks"] = WEBHOOK_PORT
+    ports = {
+        "keda": OPERATOR_GRPC_PORT,
+        "metricsAdapter": METRICS_API_PORT,
+        "webhooks": WEBHOOK_PORT,
+    }
     return {
         pod: {
             EXCLUDE_INBOUND: str(port),

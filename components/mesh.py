@@ -307,6 +307,10 @@ def istiod_values(args: ServiceMeshArgs) -> dict[str, Any]:
             },
             "seccompProfile": runtime_default(),
             "nodeSelector": pool_selector("system"),
+            # Sidecars as Kubernetes native sidecars (init containers that keep running): they
+            # start before the pod's own init containers (the model puller reaches S3 through
+            # them) and stop after its containers, so Jobs and CronJobs still complete.
+            "env": {"ENABLE_NATIVE_SIDECARS": "true"},
             "cni": {"enabled": True},
             "pilot": {"cni": {"enabled": True}},
             "global": {

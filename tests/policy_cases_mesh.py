@@ -68,7 +68,9 @@ def _dr(traffic_policy: dict[str, Any]) -> Resource:
 
 
 def _deploy(
-    labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    namespace: str = "serving",
 ) -> Resource:
     meta = {"labels": labels or {}, "annotations": annotations or {}}
     spec = {
@@ -80,7 +82,7 @@ def _deploy(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": "d", "namespace": "serving"},
+            "metadata": {"name": "d", "namespace": namespace},
             "spec": spec,
         },
     )
@@ -109,6 +111,8 @@ MESH_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-001", "admission controller's namespace stays out", [*MESH, _ns("cosign-system", None), _release("policy-controller", "cosign-system", repo="https://sigstore.github.io/helm-charts")], 0),
     ("SOV-ZT-001", "KEDA's documented capture exceptions", [*MESH, _release("keda", "keda", KEDA_BYPASS, KEDA_REPO)], 0),
     ("SOV-ZT-001", "no namespaces, nothing to enroll", [_deploy()], 0),
+    ("SOV-ZT-001", "a policy-controller release does not exempt a workload's namespace", [*MESH, _ns("apps", None), _release("policy-controller", "apps", repo="https://sigstore.github.io/helm-charts"), _deploy(namespace="apps")], 1),
+    ("SOV-ZT-001", "a root namespace moved onto a workload's namespace exempts nothing", [_release("istiod", "istio-system", {"meshConfig": {"rootNamespace": "serving"}}), _ns("istio-system", None), _ns("serving", None), _deploy()], 2),
     ("SOV-ZT-001", "namespace labelled istio-injection: disabled", [*MESH, _ns("risk-analytics", "disabled")], 1),
     ("SOV-ZT-001", "namespace without the injection label", [*MESH, _ns("vault", None)], 1),
     ("SOV-ZT-001", "namespaces but no istiod release", [_ns("istio-system", None), _ns("serving"), STRICT, NOTHING], 1),

@@ -60,6 +60,8 @@ def test_the_mesh_is_pinned_strict_and_denies_by_default() -> None:
     # The CNI agent: no privileged istio-init container in any injected pod.
     assert values["cni"] == values["pilot"]["cni"] == {"enabled": True}
     assert values["global"]["proxy"]["privileged"] is False
+    # Native sidecars: init containers (the model puller) reach the network, Jobs complete.
+    assert values["env"] == {"ENABLE_NATIVE_SIDECARS": "true"}
     assert values["replicaCount"] == 2 and values["autoscaleEnabled"] is False
     assert values["global"]["defaultPodDisruptionBudget"] == {"enabled": True}
     assert releases["cni"]["values"]["image"] == inventory.image("istio-install-cni")
@@ -244,3 +246,15 @@ def test_the_example_stacks_pass_the_zero_trust_rules(stack: dict) -> None:
         if v.rule_id.startswith("SOV-ZT-")
     ]
     assert found == []
+
+
+def test_keda_bypasses_exactly_the_ports_the_gate_lists() -> None:
+    """The component's annotations and the rule's exceptions are the same three ports."""
+    from components.keda import mesh_bypass
+    from policies.rules.mesh import CAPTURE_EXCEPTIONS, EXCLUDE_INBOUND
+
+    got = {
+        ("keda", f"podAnnotations.{pod}"): {notes[EXCLUDE_INBOUND]}
+        for pod, notes in mesh_bypass().items()
+    }
+    assert got == CAPTURE_EXCEPTIONS

@@ -21,7 +21,7 @@ from typing import Any
 
 from policies.rules.base import Context, Resource, stack_rule
 from policies.rules.helm_charts import HELM_TYPES, lookup, release_chart
-from policies.rules.kubernetes import declared_namespaces, kind_of, pod_spec
+from policies.rules.kubernetes import declared_namespaces, kind_of, object_namespace, pod_spec
 
 ROOT_NAMESPACE = "istio-system"
 """Istio's default root namespace (the istiod release may name another: meshConfig)."""
@@ -33,6 +33,8 @@ EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
 """Pod annotation taking inbound ports out of the sidecar (so out of mTLS and authorization)."""
 ADMISSION_CHART = "policy-controller"
 """The signature admission controller's chart: its namespace stays out of the mesh."""
+EXEMPT_CHARTS = (("istiod", "base"), (ADMISSION_CHART,))
+"""The charts that may run in the root namespace, and in the admission controller's."""
 CAPTURE_EXCEPTIONS = {
     ("keda", "podAnnotations.keda"): {"9666"},
     ("keda", "podAnnotations.metricsAdapter"): {"6443"},
@@ -122,6 +124,30 @@ def _ports(value: str) -> set[str]:
     return {p.strip() for p in value.split(",") if p.strip()}
 
 
+def _exempt(resources: list[Resource], releases: list[Resource]) -> set[str]:
+    """Namespaces that may stay out of the mesh: the root (istiod's) and the admission
+    controller's, each only while nothing else runs there (a release of another chart or a
+    workload would otherwise escape the mesh by sharing the namespace)."""
+    owners = {_root(resources): EXEMPT_CHARTS[0]}
+    owners.update(
+        {
+            str(r.inputs.get("namespace") or ""): EXEMPT_CHARTS[1]
+            for r in releases
+            if _chart(r) == ADMISSION_CHART
+        }
+    )
+    for r in resources:
+        if r.type in HELM_TYPES:
+            ns, chart = str(r.inputs.get("namespace") or "default"), _chart(r)
+        elif pod_spec(r) is not None:
+            ns, chart = object_namespace(r), ""
+        else:
+            continue
+        if ns in owners and chart not in owners[ns]:
+            del owners[ns]
+    return set(owners)
+
+
 @stack_rule(
     "SOV-ZT-001",
     "mesh-namespaces-enrolled",
@@ -144,9 +170,7 @@ def namespaces_enrolled(resources: list[Resource], ctx: Context) -> Findings:
                 "mesh (components/mesh.py)",
             )
         )
-    exempt = {_root(resources)} | {
-        str(r.inputs.get("namespace") or "") for r in releases if _chart(r) == ADMISSION_CHART
-    }
+    exempt = _exempt(resources, releases)
     key, value = INJECTION
     for name, ns in sorted(namespaces.items()):
         labels = _dict(_meta(ns).get("labels"))
