@@ -65,6 +65,11 @@ class K8sBaselineArgs:
     unlabelled_namespaces: Sequence[str] = ()
     """Platform namespaces that do not get ``workload_labels`` (the admission controller's own:
     it must start before it can admit anything)."""
+    mesh_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels enrolling a namespace in the service mesh (sidecar injection): every platform and
+    tenant namespace gets them but ``outside_mesh``."""
+    outside_mesh: Sequence[str] = ()
+    """Platform namespaces that do not get ``mesh_labels`` (the mesh's own control plane)."""
 
 
 class K8sBaseline(pulumi.ComponentResource):
@@ -93,12 +98,13 @@ class K8sBaseline(pulumi.ComponentResource):
                 f"K8sBaselineArgs.tenants: {tenant_names}; allowed unique names that are not "
                 f"platform namespaces ({', '.join(args.platform_namespaces)})"
             )
-        stray = sorted(set(args.unlabelled_namespaces) - set(args.platform_namespaces))
-        if stray:
-            raise ValueError(
-                f"K8sBaselineArgs.unlabelled_namespaces: {stray}; allowed platform namespaces "
-                f"({', '.join(args.platform_namespaces)})"
-            )
+        for key in ("unlabelled_namespaces", "outside_mesh"):
+            stray = sorted(set(getattr(args, key)) - set(args.platform_namespaces))
+            if stray:
+                raise ValueError(
+                    f"K8sBaselineArgs.{key}: {stray}; allowed platform namespaces "
+                    f"({', '.join(args.platform_namespaces)})"
+                )
         for t in args.tenants:
             if t.gpus < 0 or t.pods < 1:
                 raise ValueError(f"K8sBaselineArgs.tenants[{t.name}]: gpus >= 0 and pods >= 1")
@@ -114,15 +120,23 @@ class K8sBaseline(pulumi.ComponentResource):
 
         self.namespaces = {}
         workloads = dict(args.workload_labels)
+        mesh = dict(args.mesh_labels)
         for ns in args.platform_namespaces:
             extra = {} if ns in args.unlabelled_namespaces else workloads
-            self._namespace(name, ns, aws_cidrs, {"sovereign-ml/role": "platform", **extra})
+            enrolled = {} if ns in args.outside_mesh else mesh
+            labels = {"sovereign-ml/role": "platform", **extra, **enrolled}
+            self._namespace(name, ns, aws_cidrs, labels)
         for t in args.tenants:
             self._namespace(
                 name,
                 t.name,
                 aws_cidrs,
-                {"sovereign-ml/role": "tenant", "sovereign-ml/tenant": t.name, **workloads},
+                {
+                    "sovereign-ml/role": "tenant",
+                    "sovereign-ml/tenant": t.name,
+                    **workloads,
+                    **mesh,
+                },
                 {"owner": t.owner} if t.owner else None,
             )
             self._quota(name, t)

@@ -29,6 +29,12 @@ METRICS_API_PORT = 6443
 """Container port of KEDA's metrics API server (the external.metrics.k8s.io APIService)."""
 WEBHOOK_PORT = 9443
 """Container port of KEDA's admission webhooks."""
+OPERATOR_GRPC_PORT = 9666
+"""The operator's gRPC port the metrics API server reads metrics from (KEDA's own mTLS)."""
+EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
+"""Istio pod annotation: inbound ports the sidecar does not capture."""
+EXCLUDE_OUTBOUND = "traffic.sidecar.istio.io/excludeOutboundPorts"
+"""Istio pod annotation: outbound ports the sidecar does not capture."""
 OPERATOR_LABELS = {"app": "keda-operator"}
 """Pod labels the chart gives the operator, the pod that runs the scalers' queries."""
 PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus"}
@@ -148,6 +154,10 @@ def chart_values(args: KedaArgs) -> dict[str, Any]:
             },
             "permissions": {"operator": {"restrict": {"secret": True}}},
             "nodeSelector": pool_selector("system"),
+            # KEDA's documented Istio setup: the control plane (no mesh identity) calls the
+            # metrics API and webhooks, and KEDA's parts call each other with their own mTLS,
+            # so those ports bypass the sidecars; everything else (Prometheus) rides the mesh.
+            "podAnnotations": mesh_bypass(),
             # Per component: the chart reads .operator/.metricServer/.webhooks before the
             # shared keys, and its own defaults set those, so shared keys would be ignored.
             "podSecurityContext": {
@@ -165,3 +175,19 @@ def chart_values(args: KedaArgs) -> dict[str, Any]:
             },
         },
     )
+
+
+def mesh_bypass() -> dict[str, dict[str, str]]:
+    """Per KEDA pod (the chart's ``podAnnotations`` keys), the ports its sidecar leaves alone."""
+    ports = {
+        "keda": OPERATOR_GRPC_PORT,
+        "metricsAdapter": METRICS_API_PORT,
+        "webhooks": WEBHOOK_PORT,
+    }
+    return {
+        pod: {
+            EXCLUDE_INBOUND: str(port),
+            EXCLUDE_OUTBOUND: ",".join(str(p) for p in sorted(set(ports.values()) - {port})),
+        }
+        for pod, port in ports.items()
+    }

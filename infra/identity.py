@@ -84,8 +84,6 @@ def identity(
     cfg: PlatformConfig,
     eks: KubernetesCluster,
     opts: pulumi.ResourceOptions,
-    *,
-    with_mlflow: bool,
 ) -> Identity:
     """The platform issuer (and Vault's certificate), then single sign-on where configured."""
     issuer = CertificateIssuer(
@@ -112,7 +110,7 @@ def identity(
             "sso",
             SingleSignOnArgs(
                 settings=cfg.sso,
-                uis=[KFP_UI, *((MLFLOW_UI,) if with_mlflow else ()), GRAFANA_UI],
+                uis=[KFP_UI, MLFLOW_UI, GRAFANA_UI],
                 issuer_ref=issuer_ref(cfg.production),
                 connector_secret=pulumi.Config().require_secret(key) if key else None,
                 namespace=AUTH_NAMESPACE,

@@ -26,6 +26,7 @@ from components.image_admission import ADMISSION_LABEL, ImageAdmission, ImageAdm
 from components.k8s_baseline import PLATFORM_NAMESPACES, K8sBaseline, K8sBaselineArgs, TenantQuota
 from components.keda import Keda, KedaArgs
 from components.kubeflow import Kubeflow, KubeflowArgs
+from components.mesh import INJECTION_LABEL, ROOT_NAMESPACE
 from components.registry_mirror import RegistryMirror, RegistryMirrorArgs
 from components.serving import ServedModel, Serving, ServingArgs
 from components.vault import Vault, VaultArgs
@@ -40,8 +41,16 @@ from infra.foundation import (
     aws_provider,
     kubernetes_cluster,
 )
-from infra.identity import Identity, identity, identity_namespaces, operator_sso, profile_owners
+from infra.identity import (
+    CERT_MANAGER_NAMESPACE,
+    Identity,
+    identity,
+    identity_namespaces,
+    operator_sso,
+    profile_owners,
+)
 from infra.images.sources import sources_for, workload_image
+from infra.mesh import MESH_NAMESPACES, service_mesh
 from infra.operations import operations
 from infra.tracking import tracking
 from policies.inventory import mirror_repositories, registry_host
@@ -95,8 +104,10 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     after_baseline = cluster_baseline(cfg, base, eks)
     if mirror is not None:
         after_baseline = image_admission(cfg, eks, after_baseline, mirror)
+    meshed = [n for n in platform_namespaces(cfg) if n not in addon_namespaces(cfg)]
+    after_baseline = service_mesh(cfg, after_baseline, meshed, TIERS[cfg.tier])
     # Certificates (Vault's among them) and single sign-on before the workloads.
-    ident = identity(cfg, eks, after_baseline, with_mlflow=TIERS[cfg.tier].db_mode == "rds")
+    ident = identity(cfg, eks, after_baseline)
     secrets = secrets_service(cfg, base, eks, ident.opts)
     data_services(cfg, base, eks, after_baseline, lifecycle)
     # MLflow's backend store follows the tier's database choice (RDS, or on an encrypted volume).
@@ -144,6 +155,8 @@ def cluster_baseline(
             platform_namespaces=platform_namespaces(cfg),
             workload_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
             unlabelled_namespaces=(ADMISSION_NAMESPACE,) if uses_mirror(cfg) else (),
+            mesh_labels=dict([INJECTION_LABEL]),
+            outside_mesh=(ROOT_NAMESPACE, *addon_namespaces(cfg)),
         ),
         opts=eks.opts,
     )
@@ -193,7 +206,14 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     extra = (("keda",) if needs_keda(cfg) else ()) + (
         (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
     )
-    return (*PLATFORM_NAMESPACES, *extra, *identity_namespaces(cfg))
+    return (*PLATFORM_NAMESPACES, *MESH_NAMESPACES, *extra, *identity_namespaces(cfg))
+
+
+def addon_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
+    """Control-plane add-ons kept out of the mesh: the API server, which has no mesh identity,
+    calls their webhooks (a STRICT sidecar would refuse it), and the admission controller admits
+    istiod's own images, so it runs before the mesh."""
+    return ((ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()) + (CERT_MANAGER_NAMESPACE,)
 
 
 ADMISSION_NAMESPACE = "cosign-system"

@@ -52,6 +52,7 @@ SHAPES = (
     "registry-repository-tag",
     "registry-repository-tag-sha",
     "repository-version",
+    "reference",
 )
 """How a chart's values spell an image (the keys its templates read), a closed set:
 
@@ -61,7 +62,9 @@ SHAPES = (
 - ``registry-repository-tag-sha``: the same plus ``sha`` (the digest's hex, no ``sha256:``),
   which the chart appends as ``@sha256:<sha>``;
 - ``repository-version``: ``{repository, version}``, the version being a tag or a whole
-  ``sha256:`` digest (sigstore's policy-controller joins the latter with ``@``).
+  ``sha256:`` digest (sigstore's policy-controller joins the latter with ``@``);
+- ``reference``: the whole reference as one string at the values path, whose last key is
+  ``image`` (Istio's charts use a value holding a ``/`` verbatim, digest included).
 """
 _LOCK_FIELDS = {"id", "digest", "source", "resolved_at"}
 
@@ -206,6 +209,9 @@ def _chart_image(path: Path, where: str, raw: dict, kind: str) -> tuple[str, str
     shape = raw["values_shape"]
     if shape not in SHAPES:
         raise _problem(path, where, "values_shape", f"{shape!r}; allowed: {', '.join(SHAPES)}")
+    # The gate reads a whole-reference string only under an ``image`` key (values_images).
+    if shape == "reference" and values_path.rsplit(".", 1)[-1] != "image":
+        raise _problem(path, where, "values_path", "a reference shape's path ends in image")
     return in_chart, values_path, shape
 
 
@@ -373,6 +379,8 @@ def shape_image(reference: str, shape: str, version: str = "") -> dict[str, str]
         return out
     if shape == "repository-version":
         return {"repository": name, "version": digest or tag}
+    if shape == "reference":
+        return {"image": reference}
     raise ValueError(f"image values shape {shape!r}; allowed: {', '.join(SHAPES)}")
 
 
@@ -430,7 +438,9 @@ class Sources:
                 )
             seen[e.values_path] = e.id
             node = out
-            for key in e.values_path.split("."):
+            # A reference is a string at the path itself: its parent mapping takes the key.
+            keys = e.values_path.split(".")
+            for key in keys[:-1] if e.values_shape == "reference" else keys:
                 node = node.setdefault(key, {})
             node.update(self.shaped(e.id, e.values_shape))
         return out

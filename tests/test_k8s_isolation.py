@@ -264,7 +264,9 @@ def test_clean_base_passes_sovml_check(stacks: Path) -> None:
     proc = _check("k8s-clean", stacks)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads((ROOT / "build" / "k8s-clean" / "resources.json").read_text())
-    assert sum(1 for r in record["resources"] if r.get("expandedFrom")) == 14
+    # 6 namespaces with their default deny, the admission policy, the Deployment, and the
+    # mesh's root namespace with its default deny, STRICT mTLS and allow-nothing policy.
+    assert sum(1 for r in record["resources"] if r.get("expandedFrom")) == 18
 
 
 @pytest.mark.parametrize(

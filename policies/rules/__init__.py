@@ -21,6 +21,7 @@ from policies.rules import (  # noqa: F401  (importing registers the rules)
     isolation,
     kubernetes,
     logs,
+    mesh,
     network,
     providers,
     residency,

@@ -95,6 +95,26 @@ GRANTS: tuple[Grant, ...] = (
         ),
     ),
     Grant(
+        workload="helm:cni/istio-cni-node",
+        host_paths=(
+            HostPath("/opt/cni/bin", read_only=False),
+            HostPath("/etc/cni/net.d", read_only=False),
+            HostPath("/var/run/istio-cni", read_only=False),
+            HostPath("/var/run/netns", read_only=False),
+            HostPath("/proc", read_only=True),
+        ),
+        run_as_root=True,
+        gpu_nodes=True,
+        reason=(
+            "Istio's CNI node agent installs the mesh's CNI plugin on every node (its binary in "
+            "/opt/cni/bin, its chained config in /etc/cni/net.d) and then redirects each new "
+            "pod's traffic to the sidecar itself, so injected pods need no NET_ADMIN init "
+            "container and stay Pod Security restricted; it repairs pods through /proc "
+            "(read-only) and /var/run/netns, logs through /var/run/istio-cni, as root, on GPU "
+            "nodes too (it requests no GPU)"
+        ),
+    ),
+    Grant(
         workload="helm:cluster-autoscaler",
         reason=(
             "cluster-autoscaler is a control-plane add-on: it runs beside CoreDNS in kube-system "

@@ -296,6 +296,32 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     **IDENTITY_CHARTS,
+    # Istio: base renders no pod; istiod's pod values sit at the top level (the chart copies a
+    # legacy `pilot.` block there). Its container securityContext is fixed by the template.
+    "base": Chart(*_pinned("istio-base-chart"), ()),
+    "istiod": Chart(
+        *_pinned("istiod-chart"), (ChartPod("discovery", volumes=("volumes",), **_common()),)
+    ),
+    # The CNI node agent (sidecar mode: no ambient mounts) writes the CNI plugin and its config
+    # into the node; its root user and NET_ADMIN, NET_RAW, SYS_ADMIN, SYS_PTRACE, DAC_OVERRIDE
+    # are fixed by the template (no value), so only the host mounts are examined here.
+    "cni": Chart(
+        *_pinned("istio-cni-chart"),
+        (
+            ChartPod(
+                "istio-cni-node",
+                host_network="ambient.shareHostNetworkNamespace",
+                host_paths=(
+                    HostPathValue("/opt/cni/bin", value="cniBinDir", read_only=False),
+                    HostPathValue("/proc", when="repair.repairPods"),
+                    HostPathValue("/etc/cni/net.d", value="cniConfDir", read_only=False),
+                    HostPathValue("/var/run/istio-cni", read_only=False),
+                    HostPathValue("/var/run/netns", value="cniNetnsDir", read_only=False),
+                ),
+                **_common(),
+            ),
+        ),
+    ),
 }
 """Every chart the platform ships, read from the version it pins."""
 

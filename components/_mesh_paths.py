@@ -1,0 +1,159 @@
+"""The mesh's authorization table: which identities may reach which workloads, on which ports.
+
+One row per path the NetworkPolicies open between pods (``components/k8s_baseline.py`` and the
+components' own), written here once and turned into Istio ALLOW AuthorizationPolicies by
+:class:`components.mesh.ServiceMesh`. A NetworkPolicy admits a namespace (or its pods by
+label); the row admits only the service accounts that actually call, by their mTLS identity
+(``cluster.local/ns/<ns>/sa/<sa>``), so a compromised pod elsewhere in that namespace is refused
+even where the network lets it through. ``tests/test_mesh.py`` checks, on every example stack's
+synth record, that each NetworkPolicy ingress peer has a row here and each row a NetworkPolicy.
+
+Peers that cannot map are listed in :data:`UNMAPPED`: the EKS control plane calls admission
+webhooks and aggregated APIs from the VPC with no mesh identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from components import audit_recorder, feature_store, keda, mlflow, monitoring
+from components.k8s_baseline import PUSHGATEWAY_PODS, PUSHGATEWAY_PORT, SERVING_PORTS
+
+TRUST_DOMAIN = "cluster.local"
+"""The mesh's trust domain (Istio's default): the first part of every workload principal."""
+PROMETHEUS_SA = ("monitoring", "prometheus-kube-prometheus-prometheus")
+"""The Prometheus server's service account: kube-prometheus-stack's release ``prometheus`` names
+it like the server's Service (``monitoring.PROMETHEUS_URL``)."""
+ALERTMANAGER_SA = ("monitoring", "prometheus-kube-prometheus-alertmanager")
+"""Alertmanager's service account (same chart naming)."""
+PIPELINE_SA = "pipeline-runner"
+"""The service account Kubeflow Pipelines runs steps as, in ``kubeflow`` and each tenant."""
+TRITON_SA = ("serving", "triton")
+"""Triton's service account (``components/serving.py``)."""
+DRIFT_SA = ("monitoring", "drift-monitor")
+"""The drift job's service account (``components/monitoring.py``)."""
+KEDA_OPERATOR_SA = ("keda", "keda-operator")
+"""The KEDA operator's service account (the kedacore chart's name for it)."""
+UNMAPPED = {
+    ("keda", "allow-control-plane"): "the EKS control plane (VPC ENIs) calls KEDA's metrics API "
+    "and webhooks: no mesh identity",
+    ("cosign-system", "allow-control-plane"): "the EKS control plane calls the signature "
+    "admission webhook: no mesh identity",
+    ("istio-system", "allow-webhook-from-control-plane"): "the EKS control plane calls istiod's "
+    "injection webhook; istiod has no sidecar",
+    ("istio-system", "allow-mesh-to-istiod"): "sidecars fetch config and certificates from "
+    "istiod over its own TLS (port 15012): istiod runs without a sidecar",
+}
+"""NetworkPolicies (namespace, name) whose ingress has no authorization counterpart, and why."""
+
+
+def principal(namespace: str, service_account: str) -> str:
+    """The mTLS identity of a workload running as ``service_account`` in ``namespace``."""
+    return f"{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+
+
+@dataclass(frozen=True)
+class MeshPath:
+    """Who may call which workloads of one namespace, on which ports (one ALLOW policy)."""
+
+    namespace: str
+    """Where the called workloads run (the policy's namespace)."""
+    name: str
+    """The AuthorizationPolicy's name (``allow-`` and what it admits)."""
+    principals: tuple[str, ...] = ()
+    """Service-account principals admitted (:func:`principal`)."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces any of whose mesh identities is admitted (a principal is still required)."""
+    selector: dict[str, str] = field(default_factory=dict)
+    """Pod labels of the called workloads; empty: every workload of the namespace."""
+    ports: tuple[int, ...] = ()
+    """Destination ports; empty: every port."""
+
+
+def mesh_paths(
+    enrolled: Sequence[str],
+    tenants: Sequence[str],
+    *,
+    keda_namespace: bool,
+    tracking: bool,
+) -> list[MeshPath]:
+    """The paths of a stack whose mesh enrolls ``enrolled`` (platform and tenant namespaces).
+
+    ``keda_namespace``: KEDA runs (its operator queries Prometheus); ``tracking``: MLflow runs in
+    ``kubeflow`` and the tenants' pipelines log to it.
+    """
+    out: list[MeshPath] = []
+    prometheus = principal(*PROMETHEUS_SA)
+    for ns in enrolled:
+        out.append(MeshPath(ns, "allow-same-namespace", namespaces=(ns,)))
+        # The NetworkPolicy admits every monitoring pod; only the Prometheus server scrapes.
+        out.append(MeshPath(ns, "allow-monitoring-scrape", principals=(prometheus,)))
+    # Triton's HTTP and gRPC ports, to every platform and tenant namespace, as the
+    # NetworkPolicy's role labels say (the inference gateway's namespace is one of them).
+    out.append(
+        MeshPath(
+            "serving",
+            "allow-gateway-clients",
+            namespaces=tuple(enrolled),
+            ports=SERVING_PORTS,
+        )
+    )
+    out.append(
+        MeshPath(
+            "feature-store",
+            "allow-feature-clients",
+            principals=(principal(*TRITON_SA), principal("kubeflow", PIPELINE_SA)),
+            selector=dict(feature_store.SERVER_LABELS),
+            ports=(feature_store.PORTS["http"],),
+        )
+    )
+    out.append(
+        MeshPath(
+            "monitoring",
+            "allow-pipeline-pushes",
+            principals=(principal("kubeflow", PIPELINE_SA),),
+            selector=dict(PUSHGATEWAY_PODS),
+            ports=(PUSHGATEWAY_PORT,),
+        )
+    )
+    out.append(
+        MeshPath(
+            "monitoring",
+            "allow-alertmanager-to-recorder",
+            principals=(principal(*ALERTMANAGER_SA),),
+            selector=dict(audit_recorder.LABELS),
+            ports=(audit_recorder.PORT,),
+        )
+    )
+    out.append(
+        MeshPath(
+            "kubeflow",
+            "allow-retraining-from-drift",
+            principals=(principal(*DRIFT_SA),),
+            selector={"app": "ml-pipeline"},
+            ports=(monitoring.KFP_PORT,),
+        )
+    )
+    if keda_namespace:
+        out.append(
+            MeshPath(
+                "monitoring",
+                "allow-queries-from-keda",
+                principals=(principal(*KEDA_OPERATOR_SA),),
+                selector=dict(keda.PROMETHEUS_LABELS),
+                ports=(keda.KedaArgs.prometheus_port,),
+            )
+        )
+    if tracking and tenants:
+        out.append(
+            MeshPath(
+                "kubeflow",
+                "allow-tracking-clients",
+                principals=tuple(principal(t, PIPELINE_SA) for t in tenants),
+                selector=dict(mlflow.LABELS),
+                ports=(mlflow.PORT,),
+            )
+        )
+    # A row for a namespace the stack does not have would name nothing.
+    return [p for p in out if p.namespace in enrolled]
