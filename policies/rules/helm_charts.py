@@ -298,15 +298,15 @@ CHARTS: dict[str, Chart] = {
     **IDENTITY_CHARTS,
     # Istio: base renders no pod; istiod's pod values sit at the top level (the chart copies a
     # legacy `pilot.` block there). Its container securityContext is fixed by the template.
-    "base": Chart(*_pinned("istio-base-chart"), ()),
+    "base": Chart(*pinned("istio-base-chart"), ()),
     "istiod": Chart(
-        *_pinned("istiod-chart"), (ChartPod("discovery", volumes=("volumes",), **_common()),)
+        *pinned("istiod-chart"), (ChartPod("discovery", volumes=("volumes",), **common()),)
     ),
     # The CNI node agent (sidecar mode: no ambient mounts) writes the CNI plugin and its config
     # into the node; its root user and NET_ADMIN, NET_RAW, SYS_ADMIN, SYS_PTRACE, DAC_OVERRIDE
     # are fixed by the template (no value), so only the host mounts are examined here.
     "cni": Chart(
-        *_pinned("istio-cni-chart"),
+        *pinned("istio-cni-chart"),
         (
             ChartPod(
                 "istio-cni-node",
@@ -318,7 +318,7 @@ CHARTS: dict[str, Chart] = {
                     HostPathValue("/var/run/istio-cni", read_only=False),
                     HostPathValue("/var/run/netns", value="cniNetnsDir", read_only=False),
                 ),
-                **_common(),
+                **common(),
             ),
         ),
     ),
