@@ -42,6 +42,8 @@ from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from infra.egress import NAMESPACE as EGRESS_NAMESPACE
+from infra.egress import mesh_egress
 from infra.images.sources import sources_for, workload_image
 from infra.operations import operations
 from infra.tracking import tracking
@@ -139,6 +141,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     after_baseline = cluster_baseline(cfg, base, eks)
     if mirror is not None:
         after_baseline = image_admission(cfg, eks, after_baseline, mirror)
+    mesh_egress(cfg, base, after_baseline, lifecycle)  # infra/egress.py
     secrets = secrets_service(cfg, base, eks, after_baseline)
     data_services(cfg, base, eks, after_baseline, lifecycle)
     if TIERS[cfg.tier].db_mode == "rds":  # MLflow's backend is RDS PostgreSQL too
@@ -326,6 +329,7 @@ def cluster_baseline(
             platform_namespaces=platform_namespaces(cfg),
             workload_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
             unlabelled_namespaces=(ADMISSION_NAMESPACE,) if uses_mirror(cfg) else (),
+            egress_gateway_namespace=EGRESS_NAMESPACE,
         ),
         opts=eks.opts,
     )
@@ -375,7 +379,7 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     extra = (("keda",) if needs_keda(cfg) else ()) + (
         (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
     )
-    return (*PLATFORM_NAMESPACES, *extra)
+    return (*PLATFORM_NAMESPACES, EGRESS_NAMESPACE, *extra)
 
 
 ADMISSION_NAMESPACE = "cosign-system"

@@ -379,6 +379,22 @@ CHARTS: dict[str, Chart] = {
             ),
         ),
     ),
+    # Istio's gateway chart (egress and ingress gateways): one Deployment whose istio-proxy
+    # container istiod's injector fills in; pod and container security contexts as read from
+    # manifests/charts/gateway/templates/deployment.yaml.
+    "gateway": Chart(
+        *_pinned("istio-gateway-chart"),
+        (
+            ChartPod(
+                "gateway",
+                pod_security="securityContext",
+                container_security="containerSecurityContext",
+                volumes=("volumes",),
+                volume_mounts=("volumeMounts",),
+                **_common(),
+            ),
+        ),
+    ),
 }
 """Every chart the platform ships, read from the version it pins."""
 
