@@ -197,3 +197,32 @@ def test_a_host_outside_the_zone_is_refused_and_counted(gateway: dict[str, Any],
     while _stat(gateway, "no_filter_chain_match") != before + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _stat(gateway, "no_filter_chain_match") == before + 1
+
+
+def test_a_public_host_added_to_the_objects_would_open_and_the_gate_refuses_it(
+    gateway: dict[str, Any],
+) -> None:
+    """What the translation would route for a public host is exactly what SOV-ZT-005 refuses;
+    and a route without its ServiceEntry opens nothing."""
+    from components.mesh_egress import gateway_spec, service_entry_spec, virtual_service_spec
+    from policies.egress import Destination
+    from policies.rules import Context, Resource
+    from policies.rules.egress import mesh_egress_in_zone
+    from tests.policy_cases_egress import istiod, namespace
+
+    public = Destination("registry-1.docker.io", 443, "TLS", "a public registry")
+    route = {"kind": "VirtualService", "metadata": {"name": "pub", "namespace": "istio-egress"},
+             "spec": virtual_service_spec(public, "istio-egress", "egress")}  # fmt: skip
+    entry = {"kind": "ServiceEntry", "metadata": {"name": "pub", "namespace": "istio-egress"},
+             "spec": service_entry_spec(public)}  # fmt: skip
+    objects = [dict(o) for o in gateway["objects"]]
+    (gw,) = [o for o in objects if o["kind"] == "Gateway"]
+    hosts = [*gw["spec"]["servers"][0]["hosts"], public.host]
+    objects[objects.index(gw)] = {**gw, "spec": gateway_spec(hosts)}
+    (chains,) = passthrough_routes([*objects, route]).values()
+    assert public.host not in chains  # no ServiceEntry: no cluster, no chain
+    (chains,) = passthrough_routes([*objects, route, entry]).values()
+    assert chains[public.host] == cluster_name(public.host, 443)
+    judged = [Resource(f"kubernetes:networking.istio.io/v1:{entry['kind']}", "pub", entry)]
+    (found,) = mesh_egress_in_zone([istiod(), namespace(), *judged], Context())
+    assert "host registry-1.docker.io is not in the egress allow-list" in found[1]

@@ -3,9 +3,10 @@
 ``SOV-ZT-005`` judges the mesh's egress as a whole (a stack rule, because the verdict depends
 on istiod's values and on every other Istio object at once):
 
-- a stack that declares Kubernetes namespaces runs istiod with
+- a stack that declares any Istio object runs istiod with
   ``meshConfig.outboundTrafficPolicy.mode: REGISTRY_ONLY``, so a host no ServiceEntry names goes
-  to Envoy's ``BlackHoleCluster`` (refused, and counted in the mesh's metrics);
+  to Envoy's ``BlackHoleCluster`` (refused, and counted in the mesh's metrics). A stack with no
+  mesh at all is SOV-ZT-001's to refuse (every namespace enrolled), not this rule's;
 - no ``Sidecar`` turns that back to ``ALLOW_ANY`` for a namespace or a workload;
 - every ``ServiceEntry`` that reaches outside the cluster names only exact hosts that the zone's
   allow-list can hold (:func:`policies.egress.host_in_zone`: the zone regions' VPC endpoint
@@ -21,6 +22,7 @@ stay inside the cluster and are not judged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +39,8 @@ RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
 PROTOCOLS = ("TLS", "HTTPS")
 """Port protocols that keep the bytes encrypted to the AWS endpoint."""
 CLUSTER_SUFFIX = ".svc.cluster.local"
+ISTIO_TYPE = re.compile(r"kubernetes:[a-z.]+\.istio\.io/[a-z0-9]+:[A-Za-z]+")
+"""Type tokens of Istio's custom resources (networking, security, telemetry ...)."""
 Findings = list[tuple[Resource | None, str]]
 
 
@@ -122,16 +126,14 @@ def service_entry_problems(r: Resource, ctx: Context) -> list[str]:
 def mesh_egress_in_zone(resources: list[Resource], ctx: Context) -> Findings:
     out: Findings = []
     istiods = [r for r in resources if r.type in HELM_TYPES and chart_basename(r) == ISTIOD_CHART]
-    has_namespaces = any(
-        kind_of(r) == "Namespace" for r in resources if r.type.startswith("kubernetes:")
-    )
-    if has_namespaces and not istiods:
+    istio = [r for r in resources if ISTIO_TYPE.match(r.type)]
+    if istio and not istiods:
         out.append(
             (
                 None,
-                "no istiod Helm release: nothing restricts where pods connect outside the cluster; "
-                "deploy the mesh (infra/mesh.py) with meshConfig.outboundTrafficPolicy.mode "
-                f"{REGISTRY_ONLY}",
+                f"{len(istio)} Istio objects but no istiod Helm release: nothing refuses a host "
+                "no ServiceEntry names; deploy the mesh (infra/mesh.py) with "
+                f"meshConfig.outboundTrafficPolicy.mode {REGISTRY_ONLY}",
             )
         )
     for r in istiods:
