@@ -103,6 +103,12 @@ class K8sBaseline(pulumi.ComponentResource):
                 f"K8sBaselineArgs.unlabelled_namespaces: {stray}; allowed platform namespaces "
                 f"({', '.join(args.platform_namespaces)})"
             )
+        gateway = args.egress_gateway_namespace
+        if gateway and gateway not in args.platform_namespaces:
+            raise ValueError(
+                f"K8sBaselineArgs.egress_gateway_namespace: {gateway!r}; allowed a platform "
+                f"namespace ({', '.join(args.platform_namespaces)})"
+            )
         for t in args.tenants:
             if t.gpus < 0 or t.pods < 1:
                 raise ValueError(f"K8sBaselineArgs.tenants[{t.name}]: gpus >= 0 and pods >= 1")

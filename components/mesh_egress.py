@@ -191,8 +191,10 @@ class MeshEgress(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: MeshEgressArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        if not _DNS_LABEL.fullmatch(args.namespace) or args.namespace in ("kube-system",):
-            raise ValueError(f"MeshEgressArgs.namespace: {args.namespace!r}; allowed a DNS label")
+        if not _DNS_LABEL.fullmatch(args.namespace) or args.namespace == "kube-system":
+            raise ValueError(
+                f"MeshEgressArgs.namespace: {args.namespace!r}; allowed a DNS label but kube-system"
+            )
         hosts = [d.host for d in args.destinations]
         bad = [h for h in hosts if "*" in h or not _HOST.fullmatch(h)]
         if not hosts or bad or len(set(hosts)) != len(hosts):

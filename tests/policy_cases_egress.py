@@ -92,6 +92,7 @@ EGRESS_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-005", "STATIC endpoints behind an allowed name", [*MESH, entry("kms.me-central-1.amazonaws.com", resolution="STATIC", endpoints=[{"address": "203.0.113.10"}])], 2),
     ("SOV-ZT-005", "plaintext HTTP port to an allowed host", [*MESH, entry("kms.me-central-1.amazonaws.com", ports=[{"number": 80, "name": "http", "protocol": "HTTP"}])], 1),
     ("SOV-ZT-005", "MESH_INTERNAL naming an external host", [*MESH, entry("example.com", location="MESH_INTERNAL")], 1),
+    ("SOV-ZT-005", "MESH_INTERNAL cluster name with an endpoint outside", [*MESH, entry("x.vault.svc.cluster.local", location="MESH_INTERNAL", endpoints=[{"address": "203.0.113.10"}])], 2),
     ("SOV-ZT-005", "v1beta1 ServiceEntry to a public host", [*MESH, entry("example.com", typ="kubernetes:networking.istio.io/v1beta1:ServiceEntry")], 1),
 ]  # fmt: skip
 """SOV-ZT-005 fixtures: (rule id, label, resources, expected violations)."""

@@ -209,6 +209,7 @@ def test_component_routes_every_allowed_host_through_the_gateway_and_passes_the_
         ({"destinations": [Destination("*.amazonaws.com", 443, "TLS", "x")]}, "exact host"),
         ({"destinations": []}, "at least one"),
         ({"namespace": "Istio_Egress"}, "allowed a DNS label"),
+        ({"namespace": "kube-system"}, "allowed a DNS label but kube-system"),
         ({"region": "us-east-1"}, "a region of a residency zone"),
         ({"replicas": 0}, "allowed 1-10"),
     ],
@@ -261,11 +262,11 @@ def test_prod_uae_passes_sov_zt_005_with_the_mesh_and_fails_without(
     assert ctx.zone == "uae" and ctx.allowed_account_ids == ("111122223333",)
     assert [m for _, m in mesh_egress_in_zone([istiod(), *judged], ctx)] == []
     alone = [m for _, m in mesh_egress_in_zone(judged, ctx)]
-    istio = [r for r in judged if ".istio.io/" in r.type]
+    first = next(r for r in judged if ".istio.io/" in r.type)
     assert alone == [
-        f"{len(istio)} Istio objects but no istiod Helm release: nothing refuses a host no "
-        "ServiceEntry names; deploy the mesh (infra/mesh.py) with "
-        "meshConfig.outboundTrafficPolicy.mode REGISTRY_ONLY"
+        f"Istio objects ({first.type.rsplit(':', 1)[-1]} {first.name} ...) but no istiod Helm "
+        "release: nothing refuses a host no ServiceEntry names; deploy the mesh (infra/mesh.py) "
+        "with meshConfig.outboundTrafficPolicy.mode REGISTRY_ONLY"
     ]
     other_zone = Context(zone="eu", allowed_account_ids=("111122223333",))
     assert len(mesh_egress_in_zone([istiod(), *judged], other_zone)) == len(of_type(
@@ -301,3 +302,13 @@ def test_egress_alert_without_the_blackhole_filter_fails_its_promtool_test(tmp_p
         tests = write_unit_tests(tmp_path / "rules_test.yaml", rules, [case.group])
         proc = run_promtool(promtool, "test", "rules", tests, cwd=tmp_path)
         assert (proc.returncode != 0) == bool(verdict), proc.stdout + proc.stderr
+
+
+def test_baseline_refuses_an_egress_gateway_namespace_it_does_not_create() -> None:
+    from components.k8s_baseline import K8sBaseline, K8sBaselineArgs
+
+    args = K8sBaselineArgs(
+        vpc_cidr="10.40.0.0/16", volume_key_arn="k", egress_gateway_namespace="istio-egress"
+    )
+    with pytest.raises(ValueError, match="egress_gateway_namespace: 'istio-egress'; allowed a"):
+        record(lambda: K8sBaseline("base", args))

@@ -16,8 +16,11 @@ on istiod's values and on every other Istio object at once):
   are refused), with no ``addresses`` or ``endpoints`` (an address range or an explicit endpoint
   would carry traffic for an allowed name to any address), over TLS or HTTPS only.
 
-``MESH_INTERNAL`` entries whose hosts are all cluster service names (``*.svc.cluster.local``)
-stay inside the cluster and are not judged.
+``MESH_INTERNAL`` entries whose hosts are all cluster service names (``*.svc.cluster.local``),
+with no addresses, endpoints or workload selector of their own, stay inside the cluster and are
+not judged; given endpoints (which may be any address) they are judged like any other.
+``EnvoyFilter`` objects are not judged here (they can add clusters of their own): the README's
+limits say so.
 """
 
 from __future__ import annotations
@@ -73,7 +76,13 @@ def service_entry_problems(r: Resource, ctx: Context) -> list[str]:
     spec = _spec(r)
     hosts = [str(h) for h in as_list(spec.get("hosts"))]
     location = str(spec.get("location") or "MESH_EXTERNAL")
-    if location == "MESH_INTERNAL" and hosts and all(h.endswith(CLUSTER_SUFFIX) for h in hosts):
+    redirected = any(spec.get(f) for f in ("addresses", "endpoints", "workloadSelector"))
+    if (
+        location == "MESH_INTERNAL"
+        and hosts
+        and all(h.endswith(CLUSTER_SUFFIX) for h in hosts)
+        and not redirected
+    ):
         return []
     out = []
     if not hosts:
@@ -131,7 +140,8 @@ def mesh_egress_in_zone(resources: list[Resource], ctx: Context) -> Findings:
         out.append(
             (
                 None,
-                f"{len(istio)} Istio objects but no istiod Helm release: nothing refuses a host "
+                f"Istio objects ({istio[0].type.rsplit(':', 1)[-1]} {istio[0].name} ...) but no "
+                "istiod Helm release: nothing refuses a host "
                 "no ServiceEntry names; deploy the mesh (infra/mesh.py) with "
                 f"meshConfig.outboundTrafficPolicy.mode {REGISTRY_ONLY}",
             )
