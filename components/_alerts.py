@@ -398,3 +398,44 @@ def threshold_groups(
             ],
         },
     ]
+
+
+EGRESS_REFUSED = "EgressRefused"
+"""The alert on connections the mesh refused to leave the cluster."""
+BLACKHOLE = 'destination_service_name="BlackHoleCluster"'
+"""The label the sidecars' standard metrics give traffic that REGISTRY_ONLY sends nowhere."""
+
+
+def egress_refused_expr(window: str = "5m") -> str:
+    """Per source workload: connections (TCP) or requests (HTTP) sent to ``BlackHoleCluster``
+    over ``window``, where there were any."""
+    by = "source_workload_namespace, source_workload"
+    return " or ".join(
+        f"sum by ({by}) (increase({metric}{{{BLACKHOLE}}}[{window}])) > 0"
+        for metric in ("istio_tcp_connections_opened_total", "istio_requests_total")
+    )
+
+
+def egress_groups(runbook_base: str) -> list[dict[str, Any]]:
+    """The egress alert: a workload tried to reach a host outside the zone's allow-list (the
+    mesh refused it; components/mesh_egress.py)."""
+    return [
+        {
+            "name": "sovereign-ml.egress",
+            "rules": [
+                alert(
+                    EGRESS_REFUSED,
+                    egress_refused_expr(),
+                    "1m",
+                    "warning",
+                    "{{ $labels.source_workload_namespace }}/{{ $labels.source_workload }} "
+                    "tried to leave the zone",
+                    description="The mesh refused connections or requests from "
+                    "{{ $labels.source_workload }} in {{ $labels.source_workload_namespace }} to "
+                    "a host outside the egress allow-list (BlackHoleCluster) within the last 5 "
+                    "minutes.",
+                    runbook_base=runbook_base,
+                )
+            ],
+        }
+    ]

@@ -22,6 +22,9 @@ from components._k8s import (
 PLATFORM_NAMESPACES = ("kubeflow", "feature-store", "serving", "monitoring", "vault")
 SERVING_PORTS = (8000, 8001)
 PUSHGATEWAY_PORT = 9091
+EGRESS_GATEWAY_PODS = {"istio": "egressgateway"}
+EGRESS_GATEWAY_PORT = 8443
+"""The mesh egress gateway's pods and TLS port (components/mesh_egress.py, which imports them)."""
 PUSHGATEWAY_PODS = {"app.kubernetes.io/name": "prometheus-pushgateway"}
 """The monitoring pushgateway's pods (its chart's name label) and port: the training pipeline's
 exit task in ``kubeflow`` pushes the run's outcome there (``pipelines/training/outcome.py``)."""
@@ -70,6 +73,10 @@ class K8sBaselineArgs:
     tenant namespace gets them but ``outside_mesh``."""
     outside_mesh: Sequence[str] = ()
     """Platform namespaces that do not get ``mesh_labels`` (the mesh's own control plane)."""
+    egress_gateway_namespace: str = ""
+    """The mesh's egress gateway namespace (components/mesh_egress.py), when there is one: then
+    only that namespace reaches S3's prefix list; every other one reaches the VPC (the API
+    server, the interface endpoints) and the gateway's TLS port, so S3 is reached through it."""
 
 
 class K8sBaseline(pulumi.ComponentResource):
@@ -105,6 +112,12 @@ class K8sBaseline(pulumi.ComponentResource):
                     f"K8sBaselineArgs.{key}: {stray}; allowed platform namespaces "
                     f"({', '.join(args.platform_namespaces)})"
                 )
+        gateway = args.egress_gateway_namespace
+        if gateway and gateway not in args.platform_namespaces:
+            raise ValueError(
+                f"K8sBaselineArgs.egress_gateway_namespace: {gateway!r}; allowed a platform "
+                f"namespace ({', '.join(args.platform_namespaces)})"
+            )
         for t in args.tenants:
             if t.gpus < 0 or t.pods < 1:
                 raise ValueError(f"K8sBaselineArgs.tenants[{t.name}]: gpus >= 0 and pods >= 1")
@@ -117,6 +130,8 @@ class K8sBaseline(pulumi.ComponentResource):
         # Interface endpoints (STS, KMS, ECR, Logs) and the private API server are ENIs in the
         # VPC; S3 goes through the gateway endpoint to the region's S3 prefix list.
         aws_cidrs = s3_cidrs.apply(lambda cidrs: [args.vpc_cidr, *cidrs])
+        self._egress = args.egress_gateway_namespace
+        self._vpc_only = pulumi.Output.from_input([args.vpc_cidr])
 
         self.namespaces = {}
         workloads = dict(args.workload_labels)
@@ -178,7 +193,9 @@ class K8sBaseline(pulumi.ComponentResource):
             opts=child(self),
         )
         self.namespaces[ns] = namespace
-        for role, spec in namespace_policies(ns, aws_cidrs).items():
+        egress = self._egress if self._egress and ns != self._egress else ""
+        cidrs = self._vpc_only if egress else aws_cidrs
+        for role, spec in namespace_policies(ns, cidrs, egress).items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{ns}-{role}",
                 metadata=metadata(role, ns),
@@ -226,11 +243,14 @@ class K8sBaseline(pulumi.ComponentResource):
         )
 
 
-def namespace_policies(ns: str, aws_cidrs: pulumi.Input[list[str]]) -> dict[str, dict[str, Any]]:
+def namespace_policies(
+    ns: str, aws_cidrs: pulumi.Input[list[str]], egress_gateway: str = ""
+) -> dict[str, dict[str, Any]]:
     """The NetworkPolicy specs of one namespace by name: deny everything, then the allows.
 
     ``aws_cidrs`` are where AWS API calls may go (the VPC and the S3 prefix list); nothing else
-    leaves the namespace over HTTPS.
+    leaves the namespace over HTTPS. With ``egress_gateway`` (a namespace) the namespace may also
+    reach that gateway's pods on their TLS port: the only way out the mesh routes.
     """
     every_pod: dict[str, Any] = {"podSelector": {}}
     policies: dict[str, dict[str, Any]] = {
@@ -269,6 +289,17 @@ def namespace_policies(ns: str, aws_cidrs: pulumi.Input[list[str]]) -> dict[str,
             ],
         },
     }
+    if egress_gateway:
+        policies["allow-to-egress-gateway"] = {
+            **every_pod,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [namespace_peer(egress_gateway, EGRESS_GATEWAY_PODS)],
+                    "ports": tcp_ports(EGRESS_GATEWAY_PORT),
+                }
+            ],
+        }
     if ns == "kubeflow":
         policies["allow-to-pushgateway"] = {
             **every_pod,

@@ -16,6 +16,7 @@ from components._alerts import (
     FAST_BURN,
     PIPELINE_FAST_BURN,
     SloTargets,
+    egress_groups,
     slo_groups,
     threshold_groups,
 )
@@ -121,8 +122,9 @@ class MonitoringArgs:
 
 
 def alert_rules(args: MonitoringArgs) -> list[dict]:
-    """The PrometheusRule groups: thresholds (latency, errors, GPU, drift), the SLOs, then the
-    cost per tenant (:mod:`components._cost_rules`)."""
+    """The PrometheusRule groups: thresholds (latency, errors, GPU, drift), the SLOs, the cost
+    per tenant (:mod:`components._cost_rules`), then the refused egress (the mesh is on for
+    every stack)."""
     return (
         threshold_groups(
             p99_latency_ms=args.p99_latency_ms,
@@ -133,6 +135,7 @@ def alert_rules(args: MonitoringArgs) -> list[dict]:
         )
         + slo_groups(args.slo, args.runbook_base)
         + cost_groups(args.tenants, args.unit_prices)
+        + egress_groups(args.runbook_base)
     )
 
 

@@ -16,18 +16,7 @@ from components._aws import (
     service_role,
     vpc_only_security_group,
 )
-
-INTERFACE_ENDPOINTS = (
-    "ecr.api",
-    "ecr.dkr",
-    "sts",
-    "kms",
-    "logs",
-    "ec2",
-    "elasticloadbalancing",
-    "autoscaling",
-)
-"""Interface endpoints: image pulls, IRSA token exchange, encryption, logs, node and LB control."""
+from policies.egress import INTERFACE_ENDPOINTS
 
 
 @dataclass

@@ -49,6 +49,8 @@ from infra.identity import (
     operator_sso,
     profile_owners,
 )
+from infra.egress import NAMESPACE as EGRESS_NAMESPACE
+from infra.egress import mesh_egress
 from infra.images.sources import sources_for, workload_image
 from infra.mesh import MESH_NAMESPACES, service_mesh
 from infra.operations import operations
@@ -106,6 +108,7 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
         after_baseline = image_admission(cfg, eks, after_baseline, mirror)
     meshed = [n for n in platform_namespaces(cfg) if n not in addon_namespaces(cfg)]
     after_baseline = service_mesh(cfg, after_baseline, meshed, TIERS[cfg.tier])
+    mesh_egress(cfg, base, after_baseline, lifecycle)  # infra/egress.py
     # Certificates (Vault's among them) and single sign-on before the workloads.
     ident = identity(cfg, eks, after_baseline)
     secrets = secrets_service(cfg, base, eks, ident.opts)
@@ -157,6 +160,7 @@ def cluster_baseline(
             unlabelled_namespaces=(ADMISSION_NAMESPACE,) if uses_mirror(cfg) else (),
             mesh_labels=dict([INJECTION_LABEL]),
             outside_mesh=(ROOT_NAMESPACE, *addon_namespaces(cfg)),
+            egress_gateway_namespace=EGRESS_NAMESPACE,
         ),
         opts=eks.opts,
     )
@@ -206,7 +210,13 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     extra = (("keda",) if needs_keda(cfg) else ()) + (
         (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
     )
-    return (*PLATFORM_NAMESPACES, *MESH_NAMESPACES, *extra, *identity_namespaces(cfg))
+    return (
+        *PLATFORM_NAMESPACES,
+        *MESH_NAMESPACES,
+        EGRESS_NAMESPACE,
+        *extra,
+        *identity_namespaces(cfg),
+    )
 
 
 def addon_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from policies.rules import Resource
 from tests.policy_cases_mesh import MESH_CASES
+from tests.policy_cases_egress import EGRESS_CASES
 from tests.policy_fixtures import (
     ATTACH,
     AUDIT_BUCKET,
@@ -466,6 +467,7 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-SUP-003", "policy without a key authority", [_admission_ns("serving"), MIRROR_POD, _cip(key={})], 1),
     ("SOV-SUP-003", "workload namespace without the label", [_admission_ns("serving", False), MIRROR_POD, _cip()], 1),
     ("SOV-SUP-003", "Helm release namespace without the label", [_admission_ns("vault", False), _mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "digest": DIGEST}), _cip()], 1),
+    *EGRESS_CASES,
 ]  # fmt: skip
 CASES += MESH_CASES
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+import tests.promtool_egress  # noqa: F401  (registers the EgressRefused case)
 from components._alerts import WINDOWS, slo_ratio
 from components.monitoring import Monitoring, MonitoringArgs, alert_rules
 from infra.config.stackfile import ROOT, list_stacks

@@ -14,6 +14,7 @@ from __future__ import annotations
 from policies.rules import (  # noqa: F401  (importing registers the rules)
     admission,
     audit,
+    egress,
     encryption,
     gpu,
     helm_charts,

@@ -319,6 +319,19 @@ CHARTS: dict[str, Chart] = {
                     HostPathValue("/var/run/netns", value="cniNetnsDir", read_only=False),
                 ),
                 **common(),
+    # Istio's gateway chart (egress and ingress gateways): one Deployment whose istio-proxy
+    # container istiod's injector fills in; pod and container security contexts as read from
+    # manifests/charts/gateway/templates/deployment.yaml.
+    "gateway": Chart(
+        *pinned("istio-gateway-chart"),
+        (
+            ChartPod(
+                "gateway",
+                pod_security="securityContext",
+                container_security="containerSecurityContext",
+                volumes=("volumes",),
+                volume_mounts=("volumeMounts",),
+                **common(),
             ),
         ),
     ),

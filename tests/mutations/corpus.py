@@ -8,6 +8,7 @@ from __future__ import annotations
 from tests.mutations import Mutation
 from tests.mutations.encryption import ENCRYPTION  # data at rest (SOV-ENC-*), its own module
 from tests.mutations.residency import RESIDENCY  # data leaving the zone (SOV-RES-*), its own module
+from tests.mutations.zero_trust import ZERO_TRUST  # egress through the mesh (SOV-ZT-*)
 
 IAM_AND_NETWORK: list[Mutation] = [
     # Administrator-equivalent managed policies, attached every way AWS allows.
@@ -280,4 +281,4 @@ IAM_AND_NETWORK: list[Mutation] = [
 ]
 """Administrator-equivalent grants, open ingress, provider escapes (SOV-IAM-*, SOV-NET-*, ...)."""
 
-MUTATIONS: list[Mutation] = [*RESIDENCY, *ENCRYPTION, *IAM_AND_NETWORK]
+MUTATIONS: list[Mutation] = [*RESIDENCY, *ENCRYPTION, *IAM_AND_NETWORK, *ZERO_TRUST]
