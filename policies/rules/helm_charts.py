@@ -319,6 +319,9 @@ CHARTS: dict[str, Chart] = {
                     HostPathValue("/var/run/netns", value="cniNetnsDir", read_only=False),
                 ),
                 **common(),
+            ),
+        ),
+    ),
     # Istio's gateway chart (egress and ingress gateways): one Deployment whose istio-proxy
     # container istiod's injector fills in; pod and container security contexts as read from
     # manifests/charts/gateway/templates/deployment.yaml.
