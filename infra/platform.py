@@ -33,6 +33,8 @@ from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import PlatformConfig, warm_hours_cron
+from infra.egress import NAMESPACE as EGRESS_NAMESPACE
+from infra.egress import mesh_egress
 from infra.foundation import (
     AwsBase,
     KubernetesCluster,
@@ -49,8 +51,6 @@ from infra.identity import (
     operator_sso,
     profile_owners,
 )
-from infra.egress import NAMESPACE as EGRESS_NAMESPACE
-from infra.egress import mesh_egress
 from infra.images.sources import sources_for, workload_image
 from infra.mesh import MESH_NAMESPACES, service_mesh
 from infra.operations import operations

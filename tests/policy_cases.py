@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from policies.rules import Resource
-from tests.policy_cases_mesh import MESH_CASES
 from tests.policy_cases_egress import EGRESS_CASES
+from tests.policy_cases_mesh import MESH_CASES
 from tests.policy_fixtures import (
     ATTACH,
     AUDIT_BUCKET,
