@@ -93,6 +93,10 @@ EGRESS_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-005", "plaintext HTTP port to an allowed host", [*MESH, entry("kms.me-central-1.amazonaws.com", ports=[{"number": 80, "name": "http", "protocol": "HTTP"}])], 1),
     ("SOV-ZT-005", "MESH_INTERNAL naming an external host", [*MESH, entry("example.com", location="MESH_INTERNAL")], 1),
     ("SOV-ZT-005", "MESH_INTERNAL cluster name with an endpoint outside", [*MESH, entry("x.vault.svc.cluster.local", location="MESH_INTERNAL", endpoints=[{"address": "203.0.113.10"}])], 2),
+    ("SOV-ZT-005", "MESH_INTERNAL alias of a public name onto cluster Services", [*MESH, entry("sso.example.ae", location="MESH_INTERNAL", endpoints=[{"address": "inference-gateway.istio-ingress.svc.cluster.local"}])], 0),
+    ("SOV-ZT-005", "MESH_INTERNAL alias with one endpoint outside the cluster", [*MESH, entry("sso.example.ae", location="MESH_INTERNAL", endpoints=[{"address": "gw.istio-ingress.svc.cluster.local"}, {"address": "sso.example.ae.attacker.example"}])], 2),
+    ("SOV-ZT-005", "MESH_INTERNAL alias whose endpoint only looks like a cluster name", [*MESH, entry("sso.example.ae", location="MESH_INTERNAL", endpoints=[{"address": "gw.svc.cluster.local.attacker.example"}])], 2),
+    ("SOV-ZT-005", "MESH_INTERNAL alias resolved STATIC", [*MESH, entry("sso.example.ae", location="MESH_INTERNAL", resolution="STATIC", endpoints=[{"address": "gw.istio-ingress.svc.cluster.local"}])], 3),
     ("SOV-ZT-005", "v1beta1 ServiceEntry to a public host", [*MESH, entry("example.com", typ="kubernetes:networking.istio.io/v1beta1:ServiceEntry")], 1),
 ]  # fmt: skip
 """SOV-ZT-005 fixtures: (rule id, label, resources, expected violations)."""

@@ -84,6 +84,10 @@ def service_entry_problems(r: Resource, ctx: Context) -> list[str]:
         and not redirected
     ):
         return []
+    if location == "MESH_INTERNAL" and hosts and _in_cluster_alias(spec):
+        # A name (e.g. the IdP's public one) answered by in-cluster Services: DNS resolution of
+        # cluster Service names only, so the traffic never leaves the cluster.
+        return []
     out = []
     if not hosts:
         out.append("names no host")
@@ -122,6 +126,23 @@ def service_entry_problems(r: Resource, ctx: Context) -> list[str]:
                 f"{protocol or 'unset'}: egress to the zone's endpoints is TLS (TLS or HTTPS)"
             )
     return out
+
+
+def _in_cluster_alias(spec: Mapping[str, Any]) -> bool:
+    """Whether a ServiceEntry only maps its hosts onto cluster Services: resolution DNS, at least
+    one endpoint, every endpoint address a ``*.svc.cluster.local`` name, no address ranges, no
+    workload selector."""
+    endpoints = as_list(spec.get("endpoints"))
+    return (
+        str(spec.get("resolution") or "") == "DNS"
+        and bool(endpoints)
+        and not spec.get("addresses")
+        and not spec.get("workloadSelector")
+        and all(
+            isinstance(e, Mapping) and str(e.get("address") or "").endswith(CLUSTER_SUFFIX)
+            for e in endpoints
+        )
+    )
 
 
 @stack_rule(
