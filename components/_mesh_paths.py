@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from components import audit_recorder, feature_store, keda, mlflow, monitoring
+from components import audit_recorder, feature_store, katib, keda, mlflow, monitoring
 from components.k8s_baseline import PUSHGATEWAY_PODS, PUSHGATEWAY_PORT, SERVING_PORTS
 
 TRUST_DOMAIN = "cluster.local"
@@ -33,6 +33,9 @@ TRITON_SA = ("serving", "triton")
 """Triton's service account (``components/serving.py``)."""
 DRIFT_SA = ("monitoring", "drift-monitor")
 """The drift job's service account (``components/monitoring.py``)."""
+KATIB_TRIAL_SA = "default"
+"""The service account of Katib's trial pods (pipelines/training/katib.py sets none, and mounts no
+token): their metrics collector reports from it to the DB manager."""
 KEDA_OPERATOR_SA = ("keda", "keda-operator")
 """The KEDA operator's service account (the kedacore chart's name for it)."""
 UNMAPPED = {
@@ -40,12 +43,22 @@ UNMAPPED = {
     "and webhooks: no mesh identity",
     ("cosign-system", "allow-control-plane"): "the EKS control plane calls the signature "
     "admission webhook: no mesh identity",
+    ("kubeflow", "allow-katib-webhooks"): "the EKS control plane calls Katib's admission "
+    "webhooks (port 8443, out of the sidecar by the overlay's annotation): no mesh identity",
     ("istio-system", "allow-webhook-from-control-plane"): "the EKS control plane calls istiod's "
     "injection webhook; istiod has no sidecar",
     ("istio-system", "allow-mesh-to-istiod"): "sidecars fetch config and certificates from "
     "istiod over its own TLS (port 15012): istiod runs without a sidecar",
 }
 """NetworkPolicies (namespace, name) whose ingress has no authorization counterpart, and why."""
+BY_ADDRESS = {
+    ("istio-egress", "allow-egress-clients"): "the egress gateway's server is TLS PASSTHROUGH: "
+    "the pods' own TLS to the AWS endpoint passes through it unterminated, so no mesh principal "
+    "is presented; its ALLOW policy admits the VPC's pod addresses on the gateway port and only "
+    "the allow-listed SNI names (components/mesh_egress.py)",
+}
+"""NetworkPolicies (namespace, name) whose authorization counterpart admits by address and SNI,
+not by principal, and why."""
 
 
 def principal(namespace: str, service_account: str) -> str:
@@ -77,11 +90,13 @@ def mesh_paths(
     *,
     keda_namespace: bool,
     tracking: bool,
+    katib_trials: Sequence[str] = (),
 ) -> list[MeshPath]:
     """The paths of a stack whose mesh enrolls ``enrolled`` (platform and tenant namespaces).
 
     ``keda_namespace``: KEDA runs (its operator queries Prometheus); ``tracking``: MLflow runs in
-    ``kubeflow`` and the tenants' pipelines log to it.
+    ``kubeflow`` and the tenants' pipelines log to it; ``katib_trials``: the namespaces whose Katib
+    trials report metrics to Katib's DB manager in ``kubeflow`` (empty: no Katib).
     """
     out: list[MeshPath] = []
     prometheus = principal(*PROMETHEUS_SA)
@@ -153,6 +168,17 @@ def mesh_paths(
                 principals=tuple(principal(t, PIPELINE_SA) for t in tenants),
                 selector=dict(mlflow.LABELS),
                 ports=(mlflow.PORT,),
+            )
+        )
+    reporters = sorted(set(katib_trials) - {"kubeflow"})  # kubeflow's own: same namespace
+    if reporters:
+        out.append(
+            MeshPath(
+                "kubeflow",
+                "allow-katib-reports",
+                principals=tuple(principal(t, KATIB_TRIAL_SA) for t in reporters),
+                selector=dict(katib.DB_MANAGER_PODS),
+                ports=(katib.DB_MANAGER_PORT,),
             )
         )
     # A row for a namespace the stack does not have would name nothing.

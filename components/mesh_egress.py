@@ -72,6 +72,9 @@ class MeshEgressArgs:
     """``sovereign-ml/role`` namespace labels whose pods may send through the gateway."""
     replicas: int = 2
     """Gateway replicas (two: one per zone failure)."""
+    client_cidr: str = ""
+    """The VPC CIDR (pods take VPC addresses under the VPC CNI): the gateway's ALLOW policy admits
+    these addresses, since passthrough TLS carries no mesh principal; empty: no client admitted."""
     sources: inventory.Sources = field(default_factory=lambda: inventory.UPSTREAM)
     """Where the chart is pulled from (the zone's mirror in production)."""
 
@@ -284,6 +287,18 @@ class MeshEgress(pulumi.ComponentResource):
                 spec=found.apply(lambda d: virtual_service_spec(d, ns, gateway)),
                 opts=after,
             )
+        # The mesh-wide allow-nothing policy covers the gateway too. Passthrough TLS presents no
+        # principal, so the gateway admits by address (the VPC's pods) and SNI (the allow-list).
+        k8s.apiextensions.CustomResource(
+            f"{name}-gateway-clients",
+            api_version="security.istio.io/v1",
+            kind="AuthorizationPolicy",
+            metadata=metadata("allow-egress-clients", ns),
+            spec=pulumi.Output.all(*[d for _, d in routes]).apply(
+                lambda found: client_policy_spec([d.host for d in found], args.client_cidr)
+            ),
+            opts=after,
+        )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-from-workloads",
             metadata=metadata("allow-egress-clients", ns),
@@ -303,3 +318,24 @@ class MeshEgress(pulumi.ComponentResource):
             opts=child(self),
         )
         self.register_outputs({"hosts": hosts})
+
+
+def client_policy_spec(hosts: Sequence[str], client_cidr: str) -> dict[str, Any]:
+    """The egress gateway's ALLOW policy: the VPC's pods, to the gateway's TLS port, for the
+    allow-listed SNI names only (no rule at all when there is no client range: nothing admitted)."""
+    rules = (
+        [
+            {
+                "from": [{"source": {"ipBlocks": [client_cidr]}}],
+                "to": [{"operation": {"ports": [str(TLS_TARGET_PORT)]}}],
+                "when": [{"key": "connection.sni", "values": sorted(set(hosts))}],
+            }
+        ]
+        if client_cidr
+        else []
+    )
+    return {
+        "selector": {"matchLabels": dict(GATEWAY_PODS)},
+        "action": "ALLOW",
+        "rules": rules,
+    }

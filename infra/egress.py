@@ -43,6 +43,7 @@ def mesh_egress(
             ),
             region=cfg.region,
             buckets={**buckets, "audit": lifecycle.bucket},
+            client_cidr=cfg.network.cidr,
             sources=sources_for(cfg),
         ),
         opts=opts,

@@ -41,8 +41,8 @@ def service_mesh(
 
     Sidecars are injected when a pod is created, so every workload must come after istiod and
     its webhook: a pod created before would run outside the mesh until its next restart.
-    MLflow's row exists where the tier runs it (an RDS tier); istiod keeps the tier's replica
-    floor.
+    Katib's row exists where the tier runs it (an RDS tier, :mod:`infra.tracking`); istiod keeps
+    the tier's replica floor.
     """
     enrolled = enrolled_namespaces(cfg, platform)
     mesh = ServiceMesh(
@@ -53,7 +53,8 @@ def service_mesh(
                 enrolled,
                 cfg.tenants,
                 keda_namespace="keda" in enrolled,
-                tracking=tier.db_mode == "rds",
+                tracking=True,  # MLflow runs on every tier (infra/tracking.py)
+                katib_trials=cfg.tenants if tier.db_mode == "rds" else (),
             ),
             vpc_cidr=cfg.network.cidr,
             replicas=tier.replica_floor,

@@ -106,6 +106,24 @@ BY_TRITON = {
     "to": [{"operation": {"ports": ["6566"]}}],
 }
 
+
+def _pt(
+    blocks: list[str] | None = None,
+    snis: list[str] | None = ["kms.me-central-1.amazonaws.com"],  # noqa: B006
+    extra: dict[str, Any] | None = None,
+    when_extra: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The egress gateway's passthrough ALLOW policy (components/mesh_egress.py), varied."""
+    when = ([{"key": "connection.sni", "values": snis}] if snis else []) + (when_extra or [])
+    rule: dict[str, Any] = {
+        "from": [{"source": {"ipBlocks": blocks or ["10.40.0.0/16"], **(extra or {})}}],
+        "to": [{"operation": {"ports": ["8443"]}}],
+    }
+    if when:
+        rule["when"] = when
+    return {"selector": {"matchLabels": {"istio": "egressgateway"}}, "rules": [rule]}
+
+
 MESH_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-001", "every namespace enrolled, root unlabelled", MESH, 0),
     ("SOV-ZT-001", "admission controller's namespace stays out", [*MESH, _ns("cosign-system", None), _release("policy-controller", "cosign-system", repo="https://sigstore.github.io/helm-charts")], 0),
@@ -135,6 +153,15 @@ MESH_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-003", "allow by namespace identity", [*MESH, _ap("serving", {"rules": [{"from": [{"source": {"namespaces": ["kubeflow"]}}]}]})], 0),
     ("SOV-ZT-003", "DENY without from is not an allow", [*MESH, _ap("serving", {"action": "DENY", "rules": [{"to": [{"operation": {"ports": ["22"]}}]}]})], 0),
     ("SOV-ZT-003", "any valid JWT at the gateway (request principals)", [*MESH, _ap("istio-ingress", {"rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]})], 0),
+    ("SOV-ZT-003", "passthrough egress gateway: VPC addresses, exact SNI names", [*MESH, _ap("istio-egress", _pt())], 0),
+    ("SOV-ZT-003", "passthrough shape without a selector", [*MESH, _ap("istio-egress", {**_pt(), "selector": {}})], 1),
+    ("SOV-ZT-003", "passthrough shape from 0.0.0.0/0", [*MESH, _ap("istio-egress", _pt(blocks=["0.0.0.0/0"]))], 1),
+    ("SOV-ZT-003", "passthrough shape from a public range", [*MESH, _ap("istio-egress", _pt(blocks=["203.0.113.0/24"]))], 1),
+    ("SOV-ZT-003", "passthrough shape wider than /8", [*MESH, _ap("istio-egress", _pt(blocks=["10.0.0.0/7"]))], 1),
+    ("SOV-ZT-003", "passthrough shape with a wildcard SNI", [*MESH, _ap("istio-egress", _pt(snis=["*.amazonaws.com"]))], 1),
+    ("SOV-ZT-003", "passthrough shape without an SNI condition", [*MESH, _ap("istio-egress", _pt(snis=None))], 1),
+    ("SOV-ZT-003", "passthrough shape with notIpBlocks beside", [*MESH, _ap("istio-egress", _pt(extra={"notIpBlocks": ["10.0.0.1/32"]}))], 1),
+    ("SOV-ZT-003", "passthrough shape with a second, non-SNI condition", [*MESH, _ap("istio-egress", _pt(when_extra=[{"key": "source.ip", "values": ["10.0.0.1"]}]))], 1),
     ("SOV-ZT-003", "no root allow-nothing policy", [ISTIOD, _ns("serving"), STRICT], 1),
     ("SOV-ZT-003", "root allow-nothing only for a selected workload", [ISTIOD, _ns("serving"), STRICT, _ap("istio-system", {"selector": {"matchLabels": {"app": "x"}}}, "allow-nothing")], 1),
     ("SOV-ZT-003", "ALLOW with an empty rule admits everyone", [*MESH, _ap("serving", {"action": "ALLOW", "rules": [{}]})], 1),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components._mesh_paths import UNMAPPED, MeshPath, mesh_paths, principal
+from components._mesh_paths import BY_ADDRESS, UNMAPPED, MeshPath, mesh_paths, principal
 from infra.synth.runner import synthesize
 from policies import inventory
 from policies.rules import Context, evaluate
@@ -206,12 +206,16 @@ def test_every_network_peer_has_an_identity_policy_and_back(stack: dict) -> None
     }
     meshed = {n for n, lab in labels.items() if lab.get("istio-injection") == "enabled"}
     allows = list(_allows(stack))
+    by_address = [a for a in allows if not a[4]]  # ALLOW by ipBlocks (and SNI): no principals
     unmapped, outside, checked = set(), set(), 0
     for ns, name, selector, ports, peer in _ingress(stack):
         sources = _source_namespaces(peer, ns, labels)
         if sources is None or ns not in meshed:
             assert (ns, name) in UNMAPPED or ns not in meshed, (ns, name, peer)
             unmapped.add((ns, name))
+            continue
+        if (ns, name) in BY_ADDRESS:  # passthrough TLS: admitted by address and SNI instead
+            assert any(a_ns == ns and a_sel == selector for a_ns, _, a_sel, *_ in by_address)
             continue
         for src in sources:
             if src not in meshed:  # no mesh identity there: the mesh admits none of it
@@ -232,9 +236,9 @@ def test_every_network_peer_has_an_identity_policy_and_back(stack: dict) -> None
                 for n_ns, _, n_sel, n_ports, peer in _ingress(stack)
             ), f"AuthorizationPolicy {ns}/{name} admits {src}: no NetworkPolicy lets it through"
     assert checked > 20
-    # The mesh's root and the admission controller's namespaces (role platform) may reach
+    # The mesh's root and the control-plane add-ons' namespaces (role platform) may reach
     # Triton by NetworkPolicy, but hold no mesh identity: the mesh admits neither.
-    assert {src for *_, src in outside} <= {"istio-system", "cosign-system"}
+    assert {src for *_, src in outside} <= {"istio-system", "cosign-system", "cert-manager"}
     assert {k for k in unmapped if k[0] in meshed} <= set(UNMAPPED)
 
 

@@ -16,6 +16,7 @@ a wildcard principal or namespace.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -312,11 +313,52 @@ def _open_rules(spec: Mapping[str, Any]) -> list[str]:
                 for v in _list(source.get(key))
                 if "*" in str(v)
             ]
+            if not names and _passthrough_source(spec, rule_, source):
+                continue
             if not names:
                 out.append(f"rules[{i}].from[{j}] names no identity: it admits every caller")
             elif wild:
                 out.append(f"rules[{i}].from[{j}] admits by wildcard {wild}")
     return out
+
+
+PASSTHROUGH_MIN_PREFIX = 8
+"""The widest private range an address-only source may name (10.0.0.0/8)."""
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+"""The private ranges (Python's ``is_private`` also counts documentation and other ranges)."""
+
+
+def _passthrough_source(
+    spec: Mapping[str, Any], rule_: Mapping[str, Any], source: Mapping[str, Any]
+) -> bool:
+    """Whether an identity-less source is the one address-based shape allowed: a TLS passthrough
+    gateway (no mesh principal crosses it) that names its workload, admits only private ranges
+    (``ipBlocks`` alone, each RFC 1918 and no wider than /8) and only exact SNI names
+    (``connection.sni``, no wildcard) in every condition of the rule."""
+    if not (_dict(spec.get("selector")).get("matchLabels")) or set(source) != {"ipBlocks"}:
+        return False
+    blocks = [str(b) for b in _list(source.get("ipBlocks"))]
+    try:
+        nets = [ipaddress.ip_network(b, strict=True) for b in blocks]
+    except ValueError:
+        return False
+    if not nets or any(
+        n.version != 4
+        or n.prefixlen < PASSTHROUGH_MIN_PREFIX
+        or not any(n.subnet_of(p) for p in RFC1918)
+        for n in nets
+    ):
+        return False
+    when = [_dict(w) for w in _list(rule_.get("when"))]
+    snis = [
+        str(v) for w in when if w.get("key") == "connection.sni" for v in _list(w.get("values"))
+    ]
+    return (
+        bool(when)
+        and all(w.get("key") == "connection.sni" and not w.get("notValues") for w in when)
+        and bool(snis)
+        and not any("*" in v or not v for v in snis)
+    )
 
 
 def _allow_nothing(r: Resource, root: str) -> bool:
