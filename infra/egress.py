@@ -16,8 +16,9 @@ from components.audit_trail import LifecycleSink
 from components.mesh_egress import MeshEgress, MeshEgressArgs
 from components.storage import ACCESS_LOGS
 from infra.config import PlatformConfig
+from infra.config.sso import sso_upstream
 from infra.images.sources import sources_for
-from policies.egress import allow_list
+from policies.egress import PROTOCOL, Destination, allow_list
 
 if TYPE_CHECKING:
     from infra.platform import AwsBase
@@ -36,10 +37,13 @@ def mesh_egress(
         "egress",
         MeshEgressArgs(
             namespace=NAMESPACE,
-            destinations=allow_list(
-                cfg.region,
-                account_ids=cfg.allowed_account_ids,
-                external=cfg.in_zone_external_resources,
+            destinations=with_sso(
+                allow_list(
+                    cfg.region,
+                    account_ids=cfg.allowed_account_ids,
+                    external=cfg.in_zone_external_resources,
+                ),
+                sso_destinations(cfg),
             ),
             region=cfg.region,
             buckets={**buckets, "audit": lifecycle.bucket},
@@ -48,3 +52,21 @@ def mesh_egress(
         ),
         opts=opts,
     )
+
+
+def sso_destinations(cfg: PlatformConfig) -> list[Destination]:
+    """The enterprise IdP Dex calls, on its own port (LDAPS is 636): config validation has made
+    sure its host is declared in ``inZoneExternalResources``."""
+    upstream = sso_upstream(cfg.sso)
+    if upstream is None:
+        return []
+    host, port, key = upstream
+    return [Destination(host, port, PROTOCOL, f"the enterprise IdP Dex calls ({key})")]
+
+
+def with_sso(
+    destinations: tuple[Destination, ...], sso: list[Destination]
+) -> tuple[Destination, ...]:
+    """``destinations`` with each IdP entry replacing the declared host's default-port one."""
+    hosts = {d.host for d in sso}
+    return (*(d for d in destinations if d.host not in hosts), *sso)

@@ -28,6 +28,7 @@ OIDC = {
     "ssoOidcIssuer": "https://login.example.ae/realms/bank",
     "ssoOidcClientId": "dex",
     OIDC_CLIENT_SECRET: "[secret]",
+    "inZoneExternalResources": ["login.example.ae"],
 }
 SAML = {
     "ssoConnector": "saml",
@@ -47,6 +48,7 @@ LDAP = {
     LDAP_BIND_PASSWORD: "[secret]",
     "ssoLdapUserBaseDn": "ou=people,dc=bank",
     "ssoLdapGroupBaseDn": "ou=groups,dc=bank",
+    "inZoneExternalResources": ["ldap.example.ae"],
 }
 
 
@@ -191,3 +193,40 @@ def test_engine_text_for_empty_arrays_counts_as_unset() -> None:
     assert _problems({"ssoAllowedGroups": '["g"]'}) == {
         "ssoAllowedGroups": "set only with an ssoConnector (not none)"
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "secret", "key", "declared"),
+    [
+        (OIDC, (OIDC_CLIENT_SECRET,), "ssoOidcIssuer", []),
+        (OIDC, (OIDC_CLIENT_SECRET,), "ssoOidcIssuer", ["login.example.ae.attacker.example"]),
+        (OIDC, (OIDC_CLIENT_SECRET,), "ssoOidcIssuer", ["example.ae"]),
+        (LDAP, (LDAP_BIND_PASSWORD,), "ssoLdapHost", ["login.example.ae"]),
+    ],
+)
+def test_the_idp_dex_calls_must_be_declared_in_the_zone(
+    raw: dict[str, Any], secret: tuple[str, ...], key: str, declared: list[str]
+) -> None:
+    """The mesh's egress refuses every undeclared host: an IdP outside ``inZoneExternalResources``
+    would be unreachable (and outside the zone), so the stack file is refused, naming the key."""
+    problems = _problems({**raw, "inZoneExternalResources": declared}, secret)
+    assert set(problems) == {key}
+    assert "an IdP inside the residency zone" in problems[key]
+    assert "inZoneExternalResources" in problems[key]
+
+
+def test_saml_needs_no_declaration_dex_calls_nothing() -> None:
+    cfg = _parse({**SAML, "inZoneExternalResources": []})
+    assert not isinstance(cfg, list), cfg
+
+
+def test_the_egress_allow_list_carries_the_idp_on_its_own_port() -> None:
+    from infra.egress import sso_destinations
+
+    cfg = _parse(LDAP, (LDAP_BIND_PASSWORD,))
+    assert not isinstance(cfg, list), cfg
+    [dest] = sso_destinations(cfg)
+    assert (dest.host, dest.port, dest.protocol) == ("ldap.example.ae", 636, "TLS")
+    cfg = _parse(OIDC, (OIDC_CLIENT_SECRET,))
+    assert not isinstance(cfg, list), cfg
+    assert [(d.host, d.port) for d in sso_destinations(cfg)] == [("login.example.ae", 443)]

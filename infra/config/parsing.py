@@ -60,7 +60,7 @@ from infra.config.namespaces import check_keys
 from infra.config.problems import ConfigError, ConfigProblem
 from infra.config.reader import Reader
 from infra.config.slo import parse_slos
-from infra.config.sso import parse_sso
+from infra.config.sso import check_sso_in_zone, parse_sso
 from infra.config.tiers import check_tier
 from policies.zones import ZONES, Region, region_info, zone_of_region
 
@@ -564,6 +564,7 @@ def parse(
         "sso": parse_sso(r),
     }
     check_tier(r, identity.tier)
+    check_sso_in_zone(r, sections["sso"], sections.get("in_zone_external_resources"))
     if r.problems:
         return r.problems
     fields = {**identity.fields(), **sections}

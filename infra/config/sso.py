@@ -17,6 +17,7 @@ from components._dex import SsoSettings
 from infra.config.keys import EMAIL
 from infra.config.reader import Reader
 from infra.config.sso_keys import LDAP_BIND_PASSWORD, OIDC_CLIENT_SECRET, SSO_CONNECTORS
+from policies.egress import declared_hosts
 
 DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 """A DNS domain (lower case, at least two labels)."""
@@ -156,3 +157,34 @@ def parse_sso(r: Reader) -> SsoSettings | None:
         tenant_owners=_owners(r),
         **fields,
     )
+
+
+def sso_upstream(sso: SsoSettings | None) -> tuple[str, int, str] | None:
+    """(host, port, key) of the enterprise IdP that Dex itself calls from inside the mesh: the
+    OIDC issuer (discovery, tokens) or the LDAPS directory; None for SAML (the browser carries
+    the assertions, Dex calls nothing) and without single sign-on."""
+    if sso is None:
+        return None
+    if sso.connector == "oidc" and sso.oidc_issuer:
+        host = urllib.parse.urlsplit(sso.oidc_issuer).hostname or ""
+        return (host.lower(), 443, "ssoOidcIssuer") if host else None
+    if sso.connector == "ldap":
+        m = HOST_PORT.fullmatch(sso.ldap_host)
+        return (m["host"].lower(), int(m["port"]), "ssoLdapHost") if m else None
+    return None
+
+
+def check_sso_in_zone(r: Reader, sso: SsoSettings | None, external: tuple[str, ...] | None) -> None:
+    """The IdP Dex calls must be declared in the zone: the mesh refuses every host its egress
+    allow-list does not name, and only ``inZoneExternalResources`` adds a host to it."""
+    upstream = sso_upstream(sso)
+    if upstream is None or external is None:
+        return
+    host, _, key = upstream
+    if host not in declared_hosts(external):
+        r.problem(
+            key,
+            r.raw.get(key),
+            f"an IdP inside the residency zone: list its host {host} in inZoneExternalResources "
+            "(the mesh's egress refuses every host not declared there)",
+        )
