@@ -42,6 +42,8 @@ from components.vault import Vault, VaultArgs
 from components.vault_config import VaultConfig, VaultConfigArgs
 from components.vault_layout import layout as vault_layout
 from infra.config import NodePoolConfig, PlatformConfig, warm_hours_cron
+from infra.gateway import NAMESPACES as GATEWAY_NAMESPACES
+from infra.gateway import inference_gateway
 from infra.images.sources import sources_for, workload_image
 from infra.operations import operations
 from infra.tracking import tracking
@@ -143,8 +145,9 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     data_services(cfg, base, eks, after_baseline, lifecycle)
     if TIERS[cfg.tier].db_mode == "rds":  # MLflow's backend is RDS PostgreSQL too
         tracking(cfg, base, eks, after_baseline)
-    if cfg.served_models:
+    if cfg.served_models:  # reachable only through the authenticated gateway
         serving(cfg, base, eks, after_baseline)
+        inference_gateway(cfg, after_baseline)
     operations(
         cfg, base, eks, after_baseline, lifecycle, promotion_criteria(cfg), gpus=has_gpus(cfg)
     )
@@ -375,7 +378,8 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     extra = (("keda",) if needs_keda(cfg) else ()) + (
         (ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()
     )
-    return (*PLATFORM_NAMESPACES, *extra)
+    gateway = GATEWAY_NAMESPACES if cfg.served_models else ()
+    return (*PLATFORM_NAMESPACES, *extra, *gateway)
 
 
 ADMISSION_NAMESPACE = "cosign-system"

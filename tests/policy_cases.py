@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.rules import Resource
+from tests.policy_cases_gateway import GATEWAY_CASES
 from tests.policy_fixtures import (
     ATTACH,
     AUDIT_BUCKET,
@@ -459,6 +460,7 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-SUP-003", "workload namespace without the label", [_admission_ns("serving", False), MIRROR_POD, _cip()], 1),
     ("SOV-SUP-003", "Helm release namespace without the label", [_admission_ns("vault", False), _mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "digest": DIGEST}), _cip()], 1),
 ]  # fmt: skip
+CASES += GATEWAY_CASES
 
 
 def as_record(

@@ -15,6 +15,7 @@ from policies.rules import (  # noqa: F401  (importing registers the rules)
     admission,
     audit,
     encryption,
+    gateway,
     gpu,
     helm_charts,
     iam,

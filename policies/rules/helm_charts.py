@@ -302,6 +302,18 @@ CHARTS: dict[str, Chart] = {
             ),
         ),
     ),
+    # Istio's gateway chart: one Deployment whose proxy istiod injects (``image: auto``).
+    "gateway": Chart(
+        *_pinned("istio-gateway-chart"),
+        (
+            ChartPod(
+                "gateway",
+                pod_security="securityContext",
+                container_security="containerSecurityContext",
+                **_common(),
+            ),
+        ),
+    ),
     "keda": Chart(
         *_pinned("keda"),
         tuple(
