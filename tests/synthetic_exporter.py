@@ -75,11 +75,16 @@ _mesh: dict[str, dict[str, int]] = {}
 _mesh_labels: dict[str, str] = {}
 
 
-def set_mesh_traffic(model: str, namespace: str, outcomes: dict[str, tuple[int, int]]) -> None:
-    """Serve ``istio_requests_total`` for ``outcomes``: variant -> (successes, failures)."""
+def set_mesh_traffic(
+    model: str, namespace: str, outcomes: dict[str, tuple[int, int]], refused: bool = True
+) -> None:
+    """Serve ``istio_requests_total`` for ``outcomes``: variant -> (successes, failures), plus
+    :data:`MESH_REFUSED` when ``refused``. Every series is set to 0 before the traffic, so that
+    ``increase`` over a window sees the traffic (a counter first seen at its total would not)."""
     _mesh_labels.update(model=model, namespace=namespace)
     for variant, (ok, failed) in outcomes.items():
-        _mesh[variant] = {"200": ok, "500": failed, **MESH_REFUSED}
+        extra = MESH_REFUSED if refused else {code: 0 for code in MESH_REFUSED}
+        _mesh[variant] = {"200": ok, "500": failed, **extra}
 
 
 def _istio() -> bytes:

@@ -309,7 +309,10 @@ def _observe(
     it, then both deciders' numbers at one instant."""
     offset = DEFAULT.window_offset_s
     success = f'nv_inference_request_success{{model="{setup.model}"}}'
-    # 1. Samples before any traffic, older than the offset once the queries run.
+    # 1. Samples before any traffic, older than the offset once the queries run (the mesh's
+    # synthetic counters too, at 0).
+    zero = {v: (0, 0) for v in setup.variants.values()}
+    set_mesh_traffic(setup.model, "serving", zero, refused=False)
     before = prom.wait_for_samples(success, count=len(setup.variants))
     assert all(value == 0 for _, value in before), before
     first = time.time()
