@@ -34,7 +34,16 @@ NET, SEC = "kubernetes:networking.istio.io/v1", "kubernetes:security.istio.io/v1
 
 def _obj(typ: str, kind: str, name: str, ns: str, spec: dict[str, Any]) -> Resource:
     api = typ.removeprefix("kubernetes:")
-    return R(f"{typ}:{kind}", name, {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    return R(
+        f"{typ}:{kind}",
+        name,
+        {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        },
+    )
 
 
 def _gw(**change: Any) -> Resource:
@@ -56,7 +65,9 @@ def _ra(**rule: Any) -> Resource:
     return _obj(SEC, "RequestAuthentication", "inference-gateway", "istio-ingress", spec)
 
 
-def _authz(name: str = "inference-gateway-credit-risk", ns: str = "istio-ingress", **change: Any) -> Resource:
+def _authz(
+    name: str = "inference-gateway-credit-risk", ns: str = "istio-ingress", **change: Any
+) -> Resource:
     spec = copy.deepcopy(authorization_spec("credit-risk", ARGS))
     spec.update(change)
     return _obj(SEC, "AuthorizationPolicy", name, ns, spec)
@@ -72,7 +83,9 @@ def _from(principals: list[str] | None) -> dict[str, Any]:
 
 
 GOOD = [_gw(), _vs(), _ra(), _authz()]
-MESH_ONLY = _obj(NET, "VirtualService", "internal", "serving", {"hosts": ["*"], "gateways": ["mesh"], "http": []})
+MESH_ONLY = _obj(
+    NET, "VirtualService", "internal", "serving", {"hosts": ["*"], "gateways": ["mesh"], "http": []}
+)
 
 GATEWAY_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-004", "the inference gateway as the component declares it", GOOD, 0),
