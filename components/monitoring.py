@@ -39,6 +39,7 @@ from components._k8s import (
 from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 from components.feature_store import SERVER_LABELS as FEATURE_SERVER_LABELS
 from policies import inventory
+from policies.gateway_metrics import GATEWAY_NAMESPACE, GATEWAY_WORKLOAD
 from policies.lifecycle import CONFIG_MAP as AUDIT_CONFIG_MAP
 from policies.promotion import DEFAULT, PromotionCriteria
 
@@ -333,8 +334,8 @@ class Monitoring(pulumi.ComponentResource):
     def _service_monitors(
         self, name: str, args: MonitoringArgs, stack: k8s.helm.v3.Release
     ) -> None:
-        """Scrapes of Triton (with the rollout variant as a label), the feature server and the
-        Argo Rollouts controller."""
+        """Scrapes of Triton (with the rollout variant as a label), the feature server, the Argo
+        Rollouts controller, and the Envoys of the model pods and the inference gateway."""
         monitors = [
             ("triton", "serving", {"app.kubernetes.io/part-of": "sovereign-ml"}, "metrics"),
             ("feature-server", "feature-store", FEATURE_SERVER_LABELS, "metrics"),
@@ -384,6 +385,42 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=child(self, depends_on=[stack]),
         )
+
+        # Istio's request metrics, from each Envoy's own stats port (the injected sidecar's and
+        # the gateway's ``http-envoy-prom``): the canary's error guards read them
+        # (policies/gateway_metrics.py), the model pods' series with their rollout variant.
+        envoys = [
+            ("triton-mesh", "serving", {"matchExpressions": [
+                {"key": "sovereign-ml/model", "operator": "Exists"}]}),
+            ("inference-gateway", GATEWAY_NAMESPACE, {"matchLabels": {"istio": GATEWAY_WORKLOAD}}),
+        ]  # fmt: skip
+        for mon, target_ns, selector in envoys:
+            k8s.apiextensions.CustomResource(
+                f"{name}-{mon}-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="PodMonitor",
+                metadata=metadata(mon, args.namespace),
+                spec={
+                    "namespaceSelector": {"matchNames": [target_ns]},
+                    "selector": selector,
+                    "podMetricsEndpoints": [
+                        {
+                            "port": "http-envoy-prom",
+                            "path": "/stats/prometheus",
+                            "interval": f"{args.criteria.scrape_interval_s}s",
+                            "relabelings": [
+                                {
+                                    "sourceLabels": [
+                                        "__meta_kubernetes_pod_label_sovereign_ml_variant"
+                                    ],
+                                    "targetLabel": "variant",
+                                }
+                            ],
+                        }
+                    ],
+                },
+                opts=child(self, depends_on=[stack]),
+            )
 
     def _drift_jobs(self, name: str, args: MonitoringArgs) -> None:
         """An IRSA account reading the data bucket and appending to this namespace's lifecycle

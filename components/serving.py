@@ -11,6 +11,13 @@ import pulumi_kubernetes as k8s
 
 from components._alerts import GPU_SATURATED_PERCENT, GPU_SCALE_PERCENT
 from components._aws import TYPE_PREFIX, child, region_of
+from components._canary import (
+    analysis_spec,
+    analysis_template,
+    canary_strategy,
+    gpu_util_query,
+    request_rate_query,
+)
 from components._irsa import ClusterAccess, bucket_policy, irsa_service_account
 from components._k8s import (
     chart_container_security,
@@ -22,9 +29,9 @@ from components._k8s import (
     pool_selector,
     runtime_default,
 )
-from components.monitoring import DCGM_POD_LABELS, PROMETHEUS_URL
+from components.monitoring import PROMETHEUS_URL
 from policies import inventory
-from policies.promotion import DEFAULT, PromotionCriteria, analysis_checks, triton_metrics_args
+from policies.promotion import DEFAULT, PromotionCriteria, triton_metrics_args
 
 TRITON_IMAGE = inventory.image("triton")
 ROLLOUTS_CHART = inventory.chart("argo-rollouts")
@@ -32,36 +39,6 @@ PROFILES = ("gpu", "cpu")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 VARIANTS = ("stable", "canary")
 """The Rollout's two Services; pods carry their variant as the ``sovereign-ml/variant`` label."""
-RATE_WINDOW = "2m"
-"""Window of the request rate KEDA scales on: eight 15 s scrapes, so one miss does not idle."""
-
-
-def request_rate_query(model: str, window: str = RATE_WINDOW) -> str:
-    """PromQL: requests per second reaching a model, all variants, from Triton's own counters.
-
-    The counters are the ones :func:`policies.promotion.error_llr_query` weighs (successes
-    plus failures); ``or vector(0)`` keeps the sum defined before Triton has exported a failure.
-    """
-    sel = f'model="{model}"'
-    ok = f"sum(rate(nv_inference_request_success{{{sel}}}[{window}]))"
-    fail = f"sum(rate(nv_inference_request_failure{{{sel}}}[{window}]))"
-    return f"{ok} + ({fail} or vector(0))"
-
-
-def gpu_util_query(model: str, namespace: str) -> str:
-    """PromQL: the summed GPU utilisation (percent) of a model's Triton pods, from DCGM.
-
-    The DCGM exporter maps each GPU to the pod and container holding it (the kubelet's
-    pod-resources API) and labels its series ``namespace``, ``pod`` and ``container``; the
-    ServiceMonitor keeps those labels (:data:`components.monitoring.DCGM_POD_LABELS`). A Rollout
-    names its pods ``<rollout>-<template hash>-<suffix>``: exactly two segments after
-    ``triton-<model>-``, so model ``a`` never matches the pods of model ``a-b``. The sum over
-    the replicas against a per-replica threshold is what KEDA's ``AverageValue`` expects.
-    """
-    ns_label, pod_label, container_label = DCGM_POD_LABELS
-    pod = f"triton-{model}-[a-z0-9]+-[a-z0-9]+"
-    sel = f'{ns_label}="{namespace}",{pod_label}=~"{pod}",{container_label}="triton"'
-    return f"sum(DCGM_FI_DEV_GPU_UTIL{{{sel}}})"
 
 
 @dataclass(frozen=True)
@@ -255,7 +232,7 @@ class Serving(pulumi.ComponentResource):
                     },
                     "spec": triton_pod(m, args, region, labels),
                 },
-                "strategy": {"canary": canary_strategy(app, args.criteria)},
+                "strategy": {"canary": canary_strategy(m.name, args.criteria)},
             },
             opts=child(self, depends_on=[analysis, sa, *services]),
         )
@@ -303,30 +280,12 @@ class Serving(pulumi.ComponentResource):
         succeeds only after a whole 5-minute window of the step's own traffic (its
         ``consecutiveSuccessLimit``), so each analysed step lasts at least that long.
         """
-        c = args.criteria
         return k8s.apiextensions.CustomResource(
             f"{name}-{m.name}-analysis",
             api_version="argoproj.io/v1alpha1",
             kind="AnalysisTemplate",
             metadata=metadata(analysis_template(app), args.namespace),
-            spec={
-                "metrics": [
-                    {
-                        "name": check.name,
-                        "interval": f"{c.analysis_interval_s}s",
-                        "count": c.looks_per_step,
-                        "successCondition": check.success_condition,
-                        "failureCondition": check.failure_condition,
-                        "failureLimit": 0,
-                        "consecutiveSuccessLimit": check.successes_needed,
-                        "inconclusiveLimit": c.looks_per_step,
-                        "provider": {
-                            "prometheus": {"address": args.prometheus_url, "query": check.query}
-                        },
-                    }
-                    for check in analysis_checks(c, m.name)
-                ]
-            },
+            spec=analysis_spec(args.criteria, m.name, args.namespace, args.prometheus_url),
             opts=child(self, depends_on=[controller]),
         )
 
@@ -408,28 +367,6 @@ def validate(args: ServingArgs) -> None:
 def rollout_ref(app: str) -> dict[str, str]:
     """An autoscaler's ``scaleTargetRef`` to the model's Rollout."""
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": app}
-
-
-def analysis_template(app: str) -> str:
-    """Name of the AnalysisTemplate of a model's Rollout."""
-    return f"{app}-promotion"
-
-
-def canary_strategy(app: str, c: PromotionCriteria) -> dict[str, Any]:
-    """Traffic through ``c.steps`` (the last, 100 %, is promotion), each step then analysed."""
-    steps: list[dict] = []
-    for weight in c.steps[:-1]:
-        steps += [
-            {"setWeight": weight},
-            {"analysis": {"templates": [{"templateName": analysis_template(app)}]}},
-        ]
-    return {
-        "stableService": f"{app}-stable",
-        "canaryService": f"{app}-canary",
-        "stableMetadata": {"labels": {"sovereign-ml/variant": "stable"}},
-        "canaryMetadata": {"labels": {"sovereign-ml/variant": "canary"}},
-        "steps": steps,
-    }
 
 
 def triton_pod(

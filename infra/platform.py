@@ -43,6 +43,8 @@ from infra.foundation import (
     aws_provider,
     kubernetes_cluster,
 )
+from infra.gateway import NAMESPACES as GATEWAY_NAMESPACES
+from infra.gateway import inference_gateway
 from infra.identity import (
     CERT_MANAGER_NAMESPACE,
     Identity,
@@ -117,6 +119,8 @@ def build(cfg: PlatformConfig) -> dict[str, Any]:
     tracking(cfg, base, eks, after_baseline, db_mode=TIERS[cfg.tier].db_mode)
     if cfg.served_models:
         serving(cfg, base, eks, after_baseline)
+    if has_ingress(cfg):  # models are reachable only through the authenticated gateway
+        inference_gateway(cfg, after_baseline)
     operations(
         cfg, base, eks, after_baseline, lifecycle, promotion_criteria(cfg), gpus=has_gpus(cfg)
     )
@@ -216,6 +220,7 @@ def platform_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
         EGRESS_NAMESPACE,
         *extra,
         *identity_namespaces(cfg),
+        *(GATEWAY_NAMESPACES if has_ingress(cfg) else ()),
     )
 
 
@@ -224,6 +229,12 @@ def addon_namespaces(cfg: PlatformConfig) -> tuple[str, ...]:
     calls their webhooks (a STRICT sidecar would refuse it), and the admission controller admits
     istiod's own images, so it runs before the mesh."""
     return ((ADMISSION_NAMESPACE,) if uses_mirror(cfg) else ()) + (CERT_MANAGER_NAMESPACE,)
+
+
+def has_ingress(cfg: PlatformConfig) -> bool:
+    """Whether the stack runs the ingress gateway: for its served models (inference) or for the
+    web UIs behind single sign-on, which bind to the same gateway pods."""
+    return bool(cfg.served_models) or cfg.sso is not None
 
 
 ADMISSION_NAMESPACE = "cosign-system"

@@ -3,8 +3,8 @@
 The same criteria drive two deciders: the cluster's Argo Rollouts ``AnalysisTemplate``
 (:func:`analysis_checks`, rendered by ``components/serving.py``, queries Prometheus) and the local
 ``sovml abtest`` (:mod:`pipelines.serving.canary`, reads the real Triton server's ``/metrics``).
-Both call the verdict functions below on the same numbers Triton exports; the PromQL builders
-compute those very functions inside Prometheus. Standard library only (the CrossGuard pack's
+Both call the verdict functions below on the same numbers; the PromQL builders compute those very
+functions inside Prometheus. Standard library only (the CrossGuard pack's
 virtualenv imports ``policies``).
 
 **The procedure.** Traffic moves through ``steps[:-1]`` (5 -> 25 -> 50 %); at each step up to
@@ -77,9 +77,11 @@ the terms the on-call pages in. The local ``sovml abtest`` does not run it (its 
 statistical test; the simulation in ``tests/test_abtest_stats.py`` is unchanged). The window
 request count is Prometheus' ``increase``, extrapolated within one scrape interval.
 
-Limit: Triton counts only requests that reached its scheduler, so the cluster's error guard does
-not see requests refused before (malformed input, full queue); the local decision counts every
-client-visible failure.
+The error guards read the mesh's request counters, not Triton's (:mod:`policies.gateway_metrics`):
+the SPRT the candidate pods' sidecars' counts of gateway traffic, the burn guard the gateway's own,
+so requests Triton refuses before its scheduler (400, a full queue's 503) and failures no pod saw
+(the gateway's 503 and 504) count as the local decision counts them; the gateway's policy
+refusals (401, 403, 413, 429) count for neither variant.
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from policies.gateway_metrics import (
+    FAILURE_CODES,
+    SUCCESS_CODES,
+    counted,
+    gateway_selector,
+    sprt_selector,
+)
 
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
 """A guard's verdict at one look."""
@@ -465,10 +475,10 @@ def latency_verdict_query(c: PromotionCriteria, candidate: str, baseline: str) -
 
 
 def error_llr_query(c: PromotionCriteria, sel: str) -> str:
-    """PromQL: :func:`error_llr` from Triton's counters (cumulative since each pod started)."""
+    """PromQL: :func:`error_llr` from the variant pods' sidecar counters (``sel``:
+    :func:`~policies.gateway_metrics.sprt_selector`; cumulative since each pod started)."""
     per_failure, per_success = c.error_weights
-    fail = f"scalar(sum(nv_inference_request_failure{{{sel}}}) or vector(0))"
-    ok = f"scalar(sum(nv_inference_request_success{{{sel}}}) or vector(0))"
+    fail, ok = counted(sel, FAILURE_CODES), counted(sel, SUCCESS_CODES)
     return f"vector({fail} * {per_failure!r} - {ok} * {-per_success!r})"
 
 
@@ -513,19 +523,23 @@ def burn_successes_needed(c: PromotionCriteria) -> int:
 
 
 def burn_query(c: PromotionCriteria, sel: str) -> str:
-    """PromQL: the variant's error ratio over :data:`BURN_WINDOW_S`, 0 under the request floor
+    """PromQL: the variant's error ratio over :data:`BURN_WINDOW_S` from the gateway's counters
+    (``sel``: :func:`~policies.gateway_metrics.gateway_selector`), 0 under the request floor
     (:func:`burn_verdict` in Prometheus; absent counters count as 0)."""
     w = f"{BURN_WINDOW_S}s"
-    fail = f"scalar(sum(increase(nv_inference_request_failure{{{sel}}}[{w}])) or vector(0))"
-    ok = f"scalar(sum(increase(nv_inference_request_success{{{sel}}}[{w}])) or vector(0))"
+    fail, ok = counted(sel, FAILURE_CODES, w), counted(sel, SUCCESS_CODES, w)
     n = f"({ok} + {fail})"
     return f"vector({fail}) / clamp_min(vector({n}), 1e-9) * ({n} >= bool {burn_min_requests(c)})"
 
 
-def analysis_checks(c: PromotionCriteria, model: str) -> list[AnalysisCheck]:
+def analysis_checks(
+    c: PromotionCriteria, model: str, namespace: str = "serving"
+) -> list[AnalysisCheck]:
     """The guards as Argo Rollouts metrics (``result[0]`` is the query's one value): the three
-    statistical ones and the SLO fast-burn abort."""
+    statistical ones and the SLO fast-burn abort; the error guards read the mesh's counters
+    (:mod:`policies.gateway_metrics`) of the model's pods in ``namespace``."""
     canary, stable = selector(model, "canary"), selector(model, "stable")
+    mesh_canary = sprt_selector(model, "canary", namespace)
     acc_fail, acc_pass = c.accuracy_bounds
     err_pass, err_fail = c.error_bounds
     return [
@@ -543,13 +557,13 @@ def analysis_checks(c: PromotionCriteria, model: str) -> list[AnalysisCheck]:
         ),
         AnalysisCheck(
             "error-rate-sprt",
-            error_llr_query(c, canary),
+            error_llr_query(c, mesh_canary),
             f"result[0] <= {err_pass!r}",
             f"result[0] >= {err_fail!r}",
         ),
         AnalysisCheck(
             "slo-fast-burn",
-            burn_query(c, canary),
+            burn_query(c, gateway_selector(model, "canary", namespace)),
             f"result[0] <= {c.burn_threshold!r}",
             f"result[0] > {c.burn_threshold!r}",
             successes_needed=burn_successes_needed(c),

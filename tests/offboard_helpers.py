@@ -47,6 +47,8 @@ def tenant_stacks(root: Path, tenants: tuple[str, ...]) -> Path:
                 name=name,
                 emails=(f"ops@{name}.example",),
                 alert_webhook=f"https://itsm.{name}.example/alertmanager",
+                oidc_issuer="https://login.example.ae/realms/ml",
+                oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
                 account_id="111122223333",
             ),
             stacks,

@@ -11,6 +11,7 @@ from typing import Any
 
 from policies.rules import Resource
 from tests.policy_cases_egress import EGRESS_CASES
+from tests.policy_cases_gateway import GATEWAY_CASES
 from tests.policy_cases_mesh import MESH_CASES
 from tests.policy_fixtures import (
     ATTACH,
@@ -470,6 +471,7 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     *EGRESS_CASES,
 ]  # fmt: skip
 CASES += MESH_CASES
+CASES += GATEWAY_CASES
 
 
 def as_record(

@@ -27,6 +27,13 @@
   platform pod. The cost-per-tenant recording rules of the stack price them; no kubelet or API
   server runs here, so these are fixed series.
 
+* ``istio``: Istio's ``istio_requests_total`` as the model pods' sidecars (``reporter=
+  "destination"``, with the ``variant`` label the scrape copies from the pod) and the inference
+  gateway (``reporter="source"``) would count the session's Triton traffic: no Envoy sits between
+  the test's clients and Triton, so :func:`set_mesh_traffic` writes the counts the clients
+  observed (successes as 200, failures as 500) plus gateway refusals (401, 429) that the guards
+  must ignore. The series are synthetic; the queries evaluated on them are the record's.
+
 Series no process here can produce at all (DCGM GPU gauges, firing alerts) are not faked:
 ``tests/test_dashboards.py`` only checks that their queries parse and run.
 """
@@ -61,6 +68,43 @@ FEAST_P99_MS = (0.1 + (99 - 98) / 2 * (0.25 - 0.1)) * 1000
 """Its p99: rank 99 lies halfway through the two requests of the (100 ms, 250 ms] bucket."""
 ROLLOUT_UPDATED, ROLLOUT_DESIRED = 1, 4
 _scrapes = {"feast": 0}
+MESH_REFUSED = {"401": 7, "429": 3}
+"""Gateway policy refusals per variant in the synthetic mesh series (never model failures)."""
+_mesh: dict[str, dict[str, int]] = {}
+"""Per variant label value: response code -> requests; empty until the traffic has run."""
+_mesh_labels: dict[str, str] = {}
+
+
+def set_mesh_traffic(
+    model: str, namespace: str, outcomes: dict[str, tuple[int, int]], refused: bool = True
+) -> None:
+    """Serve ``istio_requests_total`` for ``outcomes``: variant -> (successes, failures), plus
+    :data:`MESH_REFUSED` when ``refused``. Every series is set to 0 before the traffic, so that
+    ``increase`` over a window sees the traffic (a counter first seen at its total would not)."""
+    _mesh_labels.update(model=model, namespace=namespace)
+    for variant, (ok, failed) in outcomes.items():
+        extra = MESH_REFUSED if refused else {code: 0 for code in MESH_REFUSED}
+        _mesh[variant] = {"200": ok, "500": failed, **extra}
+
+
+def _istio() -> bytes:
+    from policies.gateway_metrics import GATEWAY_NAMESPACE, GATEWAY_WORKLOAD, REQUESTS_METRIC
+
+    lines = [f"# TYPE {REQUESTS_METRIC} counter"]
+    model, ns = _mesh_labels.get("model", ""), _mesh_labels.get("namespace", "")
+    source = f'source_workload="{GATEWAY_WORKLOAD}",source_workload_namespace="{GATEWAY_NAMESPACE}"'
+    for variant, codes in _mesh.items():
+        for code, n in codes.items():
+            dest = (
+                f'reporter="destination",{source},destination_canonical_service="triton-{model}",'
+                f'destination_workload_namespace="{ns}",variant="{variant}",response_code="{code}"'
+            )
+            gw = (
+                f'reporter="source",{source},destination_service_name="triton-{model}-{variant}",'
+                f'destination_service_namespace="{ns}",response_code="{code}"'
+            )
+            lines += [f"{REQUESTS_METRIC}{{{dest}}} {n}", f"{REQUESTS_METRIC}{{{gw}}} {n}"]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _feast_latency() -> bytes:
@@ -118,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = _drift()
         elif self.path == "/kube-state-metrics":
             body = _kube_state_metrics()
+        elif self.path == "/istio":
+            body = _istio()
         else:
             self.send_error(404)
             return
@@ -144,8 +190,8 @@ def running_exporter() -> Iterator[str]:
 
 
 def exporter_jobs(target: str) -> list[dict[str, Any]]:
-    """The ``feast``, ``drift``, ``argo-rollouts`` and ``kube-state-metrics`` scrape jobs of the
-    exporter at ``target``."""
+    """The ``feast``, ``drift``, ``argo-rollouts``, ``kube-state-metrics`` and ``istio`` scrape
+    jobs of the exporter at ``target``."""
     feast = scrape_job("feast", [target], labels={"namespace": "feature-store", "service": "feast"})
     drift = scrape_job("drift", [target])
     rollouts = scrape_job("argo-rollouts", [target])
@@ -157,4 +203,6 @@ def exporter_jobs(target: str) -> list[dict[str, Any]]:
     # kube-prometheus-stack scrapes kube-state-metrics with honorLabels: its namespace and pod
     # labels name the object described, not the exporter's own pod.
     ksm["honor_labels"] = True
-    return [feast, drift, rollouts, ksm]
+    istio = scrape_job("istio", [target])
+    istio["metrics_path"], istio["honor_labels"] = "/istio", True
+    return [feast, drift, rollouts, ksm, istio]

@@ -217,6 +217,8 @@ BASE = {
     "owner": "ml-platform",
     "costCenter": "cc-1",
     "alertWebhookUrl": "https://itsm.example.ae/alertmanager",
+    "gatewayOidcIssuer": "https://login.example.ae/realms/ml",
+    "gatewayOidcJwksUri": "https://login.example.ae/realms/ml/certs",
 }
 
 

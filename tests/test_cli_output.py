@@ -35,6 +35,8 @@ config:
   sovereign-ml:owner: ml-platform
   sovereign-ml:costCenter: cc-4100-ml
   sovereign-ml:alertWebhookUrl: https://itsm.example.ae/alertmanager
+  sovereign-ml:gatewayOidcIssuer: https://login.example.ae/realms/ml
+  sovereign-ml:gatewayOidcJwksUri: https://login.example.ae/realms/ml/certs
 """
 
 

@@ -155,8 +155,11 @@ def test_scale_to_zero_keeps_a_higher_floor_once_woken() -> None:
     assert spec["cooldownPeriod"] == 1800, so["urn"]
 
 
-def test_request_rate_query_reads_the_counters_promotion_reads() -> None:
+def test_request_rate_reads_triton_and_the_error_guard_reads_the_mesh() -> None:
+    """KEDA scales on the work the pods did (Triton's counters); the canary's error guard counts
+    what clients saw (the mesh's ``istio_requests_total``, gateway refusals excluded)."""
     from components.serving import request_rate_query
+    from policies.gateway_metrics import sprt_selector
     from policies.promotion import DEFAULT, error_llr_query
 
     query = request_rate_query("credit-risk", "5m")
@@ -164,8 +167,12 @@ def test_request_rate_query_reads_the_counters_promotion_reads() -> None:
         'sum(rate(nv_inference_request_success{model="credit-risk"}[5m])) + '
         '(sum(rate(nv_inference_request_failure{model="credit-risk"}[5m])) or vector(0))'
     )
-    for counter in ("nv_inference_request_success", "nv_inference_request_failure"):
-        assert counter in error_llr_query(DEFAULT, 'model="credit-risk"')
+    guard = error_llr_query(DEFAULT, sprt_selector("credit-risk", "canary", "serving"))
+    assert "nv_inference" not in guard
+    assert guard.count("istio_requests_total{") == 2
+    assert 'response_code=~"[45]..",response_code!~"401|403|413|429"' in guard
+    assert 'response_code=~"[123].."' in guard
+    assert 'reporter="destination",source_workload="inference-gateway"' in guard
 
 
 ANALYSIS = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"

@@ -16,12 +16,16 @@ from policies.zones import ZONES, region_in_zone, zone_of_region
 
 SOURCE = "stacks/Pulumi.test.yaml"
 WEBHOOK = "https://itsm.example.ae/alertmanager"
+ISSUER = "https://login.example.ae/realms/ml"
+"""The inference gateway's token issuer: a prod stack serving models must name one."""
 """The paging receiver of the fixtures: a prod stack must name one (infra/config/alerting.py)."""
 BASE: dict[str, Any] = {
     "aws:region": "me-central-1",
     "owner": "ml-platform",
     "costCenter": "cc-1",
     "alertWebhookUrl": WEBHOOK,
+    "gatewayOidcIssuer": ISSUER,
+    "gatewayOidcJwksUri": f"{ISSUER}/certs",
 }
 
 

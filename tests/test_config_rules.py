@@ -18,6 +18,7 @@ from infra.config.yamlfile import MAX_BYTES
 from infra.tenants import TEMPLATES, name_problems
 from tests.test_stack_files import (
     ACCESS_KEY,
+    ISSUER,
     JWT,
     PASSWORD,
     PEM,
@@ -44,6 +45,8 @@ SMB_RAW = {
     "tenant": "acme",
     "tenants": ["acme"],
     "alertWebhookUrl": WEBHOOK,
+    "gatewayOidcIssuer": ISSUER,
+    "gatewayOidcJwksUri": f"{ISSUER}/certs",
 }
 
 
@@ -75,6 +78,8 @@ def test_enterprise_has_no_tier_rules_beyond_production() -> None:
         "costCenter": "c",
         "tier": "enterprise",
         "alertWebhookUrl": WEBHOOK,
+        "gatewayOidcIssuer": ISSUER,
+        "gatewayOidcJwksUri": f"{ISSUER}/certs",
     }
     assert isinstance(cfgmod.parse(raw, stack="e", source="e"), cfgmod.PlatformConfig)
 
@@ -97,6 +102,8 @@ VALID_VALUES: dict[str, Any] = {
     "azCount": "3",
     "systemPoolCapacityType": "ON_DEMAND",
     "alertWebhookUrl": WEBHOOK,
+    "gatewayOidcIssuer": ISSUER,
+    "gatewayOidcJwksUri": f"{ISSUER}/certs",
     "alertServicenowUrl": "https://acme.service-now.example/api/alertmanager",
     "alertEmailFrom": "alerts@acme.example",
     "sloAvailabilityTarget": "0.999",
@@ -127,6 +134,8 @@ def test_every_pattern_matches_the_whole_value(key: str, tail: str) -> None:
         "costCenter": "c",
         "tenants": ["acme"],
         "alertWebhookUrl": WEBHOOK,
+        "gatewayOidcIssuer": ISSUER,
+        "gatewayOidcJwksUri": f"{ISSUER}/certs",
     }
     if key in VALID_VALUES:
         good, bad = {key: VALID_VALUES[key]}, {key: VALID_VALUES[key] + tail}

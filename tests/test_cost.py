@@ -40,7 +40,14 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     stacks.mkdir()
     (stacks / "Pulumi.prod-uae.yaml").write_text((STACKS / "Pulumi.prod-uae.yaml").read_text())
     tenantmod.create_tenant(
-        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT),
+        tenantmod.TenantRequest(
+            "acme",
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
+            account_id=ACCOUNT,
+        ),
         stacks,
     )
     return {
@@ -210,7 +217,14 @@ def test_cost_command_writes_cost_json_and_compares(
     stacks, build = tmp_path / "stacks", tmp_path / "build"
     stacks.mkdir()
     tenantmod.create_tenant(
-        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT),
+        tenantmod.TenantRequest(
+            "acme",
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
+            account_id=ACCOUNT,
+        ),
         stacks,
     )
     tenantmod.create_tenant(
@@ -219,6 +233,8 @@ def test_cost_command_writes_cost_json_and_compares(
             template="enterprise",
             emails=(EMAIL,),
             alert_webhook=WEBHOOK,
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
             account_id=ACCOUNT,
         ),
         stacks,

@@ -189,6 +189,7 @@ def test_platform_and_slo_panels_read_the_recorded_ratios(
         "drift": 1.0,
         "argo-rollouts": 1.0,
         "kube-state-metrics": 1.0,
+        "istio": 1.0,
     }  # type: ignore[misc]
     ratios = obs.prom.query(queries["sovml-platform", "SLO error ratio (1h)"], at)
     by_slo = {s["slo"]: v for s, v in ratios}  # type: ignore[misc]

@@ -27,6 +27,8 @@ def _tenant(stacks: Path, name: str) -> None:
             name=name,
             emails=("ops@example.com",),
             alert_webhook="https://hooks.example.com/p",
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
             account_id="111122223333",
         ),
         stacks,

@@ -31,10 +31,13 @@ the offset sample precedes the traffic (count 0) and Prometheus' window size is 
 as the local side's. Errors: the SPRT's statistic is linear in Triton's cumulative counters,
 which Prometheus stores as they were. The 1 s scrape interval only shortens the waits.
 
-A limit this module pins rather than hides: Triton 2.51 counts only requests that reached its
-scheduler, so requests refused before (a malformed input: HTTP 400; also, measured by hand, a
-full queue: 503 "Exceeds maximum queue size") are in neither counter. The cluster's error guard
-cannot see them; the local decision, counting client-side errors, does.
+The error guards read Istio's ``istio_requests_total`` (:mod:`policies.gateway_metrics`), which
+no process here produces: the synthetic exporter serves it with the counts the clients observed
+(plus gateway refusals the guards must ignore), so their queries are real and their series are
+not. Why the mesh: Triton 2.51 counts only requests that reached its scheduler, so requests
+refused before (a malformed input: HTTP 400; also, measured by hand, a full queue: 503 "Exceeds
+maximum queue size") are in neither of its counters (pinned by the last test); the sidecar and
+the gateway in front of it see every response code.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import urllib.request
 
 import pytest
 
+from policies.gateway_metrics import REQUESTS_METRIC, gateway_selector, sprt_selector
 from policies.promotion import (
     DEFAULT,
     FAIL,
@@ -136,8 +140,10 @@ def test_failures_reached_triton_and_the_client_alike(observation: Observation) 
 
 
 def test_error_guard_the_same_statistic_and_verdict(observation: Observation) -> None:
-    """The template's error SPRT statistic from Triton's counters equals the local LLR from the
-    client's counts, and both FAIL the canary; the same query on the stable series PASSes."""
+    """The template's error SPRT statistic from the mesh's counters (synthetic series holding the
+    client's outcomes and gateway refusals) equals the local LLR from the client's counts, and
+    both FAIL the canary; the same query on the stable series PASSes. The refusals (401, 429)
+    count for neither side."""
     obs, c = observation, observation.cluster
     failures = obs.client_errors["canary"]
     local_llr = error_llr(DEFAULT, failures, obs.client_requests["canary"] - failures)
@@ -145,8 +151,9 @@ def test_error_guard_the_same_statistic_and_verdict(observation: Observation) ->
     assert math.isclose(got, local_llr, rel_tol=REL_TOL), (got, local_llr)
     assert argo_verdict("error-rate-sprt", c, got) == error_verdict(DEFAULT, local_llr) == FAIL
     stable_query = c.queries["error-rate-sprt"].replace(
-        obs.setup.selector("canary"), obs.setup.selector("stable")
+        sprt_selector(c.model, "canary", "serving"), sprt_selector(c.model, "stable", "serving")
     )
+    assert stable_query != c.queries["error-rate-sprt"]
     stable = obs.value(stable_query)
     assert stable == error_llr(DEFAULT, 0, obs.client_requests["stable"])
     assert argo_verdict("error-rate-sprt", c, stable) == error_verdict(DEFAULT, stable) == PASS
@@ -166,7 +173,8 @@ def test_slo_burn_guard_aborts_the_failing_candidate_only(observation: Observati
     assert argo_verdict("slo-fast-burn", c, got) == burn_verdict(DEFAULT, failures, requests)
     assert burn_verdict(DEFAULT, failures, requests) == FAIL
     stable_query = c.queries["slo-fast-burn"].replace(
-        obs.setup.selector("canary"), obs.setup.selector("stable")
+        gateway_selector(c.model, "canary", "serving"),
+        gateway_selector(c.model, "stable", "serving"),
     )
     assert stable_query != c.queries["slo-fast-burn"]
     stable = obs.value(stable_query)
@@ -238,9 +246,10 @@ def test_keda_request_rate_sees_the_traffic(observation: Observation) -> None:
 def test_requests_refused_before_the_model_are_not_triton_failures(
     observation: Observation,
 ) -> None:
-    """A limit of the cluster's error guard: Triton 2.51 counts only requests that reached
-    scheduling, so a malformed request (refused with 400) moves neither counter, while the
-    local decision counts it as a client-side error. This pins that behaviour; runs last."""
+    """Why the error guards read the mesh: Triton 2.51 counts only requests that reached
+    scheduling, so a malformed request (refused with 400) moves neither of its counters, while
+    the local decision counts it as a client-side error, and so does the pod's sidecar (a 4xx
+    that is not a gateway refusal is a failure). This pins that behaviour; runs last."""
     server, setup = observation.server, observation.setup
     name = local_name(setup.model, setup.variants["canary"])
     before = per_variant(server, setup)["canary"]
@@ -256,3 +265,5 @@ def test_requests_refused_before_the_model_are_not_triton_failures(
     assert refused.value.code == 400
     after = per_variant(server, setup)["canary"]
     assert (after.success, after.failure) == (before.success, before.failure)
+    assert REQUESTS_METRIC in observation.cluster.queries["error-rate-sprt"]
+    assert 'response_code=~"[45].."' in observation.cluster.queries["error-rate-sprt"]

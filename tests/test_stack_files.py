@@ -29,6 +29,8 @@ ENV = {"COLUMNS": "1000"}
 """Wide enough that no table cell wraps: one problem per line."""
 
 WEBHOOK = "https://itsm.example.ae/alertmanager"
+ISSUER = "https://login.example.ae/realms/ml"
+"""The inference gateway's token issuer: a prod stack serving models must name one."""
 ACCOUNT = "111122223333"
 """The AWS account of the fixture tenants (AWS's documentation account)."""
 """The paging receiver of the fixtures: a prod stack must name one (infra/config/alerting.py)."""
@@ -39,6 +41,8 @@ config:
   sovereign-ml:owner: ml-platform
   sovereign-ml:costCenter: cc-4100-ml
   sovereign-ml:alertWebhookUrl: {WEBHOOK}
+  sovereign-ml:gatewayOidcIssuer: {ISSUER}
+  sovereign-ml:gatewayOidcJwksUri: {ISSUER}/certs
 """
 """A valid production stack: its paging receiver; every other key takes its default."""
 
@@ -195,19 +199,19 @@ BAD: tuple[Bad, ...] = (
             "sovereign-ml:dataClassification: restricted", "sovereign-ml:dataClassification: public"
         ),
         "sovereign-ml:dataClassification",
-        "line 7: a duplicate of the key on line 6 (YAML keeps only the last one); keep one",
+        "line 9: a duplicate of the key on line 8 (YAML keeps only the last one); keep one",
     ),
     Bad(
         "dup-config",
         BASE + "config:\n  aws:region: me-central-1\n",
         "config",
-        "line 6: a duplicate of the key on line 1",
+        "line 8: a duplicate of the key on line 1",
     ),
     Bad(
         "dup-nested",
         with_lines("aws:profile: {a: 1, a: 2}"),
         "aws:profile.a",
-        "a duplicate of the key on line 6",
+        "a duplicate of the key on line 8",
     ),
     Bad(
         "dup-spellings",
@@ -539,6 +543,8 @@ def test_rendered_tenant_templates_pass_the_same_path(tmp_path: Path) -> None:
             emails=("ops@acme.example",),
             alert_webhook=WEBHOOK,
             account_id=ACCOUNT,
+            oidc_issuer=ISSUER,
+            oidc_jwks_uri=f"{ISSUER}/certs",
         )
         created = create_tenant(request, tmp_path)
         result = invoke("config", "validate", f"t-{tier}", "--stacks-dir", str(tmp_path))

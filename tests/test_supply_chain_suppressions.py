@@ -114,6 +114,8 @@ def tenant_records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, A
             template=tier,
             emails=("ops@acme.example",),
             alert_webhook="https://itsm.example.ae/alertmanager",
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
             account_id="111122223333",
         )
         tenants.create_tenant(request, stacks)
@@ -170,6 +172,8 @@ BASE: dict[str, Any] = {
     "owner": "ml-platform",
     "costCenter": "cc-1",
     "alertWebhookUrl": "https://itsm.example.ae/alertmanager",
+    "gatewayOidcIssuer": "https://login.example.ae/realms/ml",
+    "gatewayOidcJwksUri": "https://login.example.ae/realms/ml/certs",
 }
 
 

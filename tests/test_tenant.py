@@ -19,6 +19,10 @@ runner = CliRunner()
 EMAIL = "ops@acme.example.ae"
 WEBHOOK = "https://itsm.example.ae/alertmanager"
 ACCOUNT = "111122223333"
+ISSUER = "https://login.acme.example.ae/realms/ml"
+JWKS = f"{ISSUER}/protocol/openid-connect/certs"
+OIDC = ["--oidc-issuer", ISSUER, "--oidc-jwks-uri", JWKS]
+"""The inference gateway's issuer: a tenant stack is prod and must name one."""
 """The AWS account of the fixture tenants (AWS's documentation account)."""
 """The paging receiver every tenant stack (prod) must name."""
 
@@ -41,6 +45,7 @@ def test_new_smb_tenant_is_valid_and_passes_the_gate(tmp_path: Path) -> None:
             EMAIL,
             "--alert-webhook",
             WEBHOOK,
+            *OIDC,
             "--account-id",
             ACCOUNT,
             "--stacks-dir",
@@ -108,6 +113,8 @@ def test_enterprise_template_renders_a_gpu_stack(tmp_path: Path) -> None:
             template="enterprise",
             emails=(EMAIL,),
             alert_webhook=WEBHOOK,
+            oidc_issuer=ISSUER,
+            oidc_jwks_uri=JWKS,
             account_id=ACCOUNT,
         ),
         tmp_path,
@@ -152,6 +159,7 @@ def test_bad_input_is_refused_and_nothing_is_written(
             EMAIL,
             "--alert-webhook",
             WEBHOOK,
+            *OIDC,
             "--account-id",
             ACCOUNT,
             "--stacks-dir",
@@ -182,7 +190,7 @@ def test_the_paging_webhook_is_required_and_https(
 ) -> None:
     """A tenant stack is prod: without an https paging receiver it is refused, exit 2."""
     option = [] if webhook is None else ["--alert-webhook", webhook]
-    account = ["--account-id", ACCOUNT]
+    account = ["--account-id", ACCOUNT, *OIDC]
     result = runner.invoke(
         tenant_app, ["new", "acme", "--email", EMAIL, *option, *account, "--stacks-dir", tmp_path]
     )
@@ -211,6 +219,7 @@ def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
             EMAIL,
             "--alert-webhook",
             WEBHOOK,
+            *OIDC,
             "--account-id",
             ACCOUNT,
             "--stacks-dir",
@@ -224,7 +233,12 @@ def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(tenantmod.TenantError, match="already exists"):
         tenantmod.plan_tenant(
             tenantmod.TenantRequest(
-                "staging", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT
+                "staging",
+                emails=(EMAIL,),
+                alert_webhook=WEBHOOK,
+                oidc_issuer=ISSUER,
+                oidc_jwks_uri=JWKS,
+                account_id=ACCOUNT,
             )
         )
 
@@ -232,11 +246,24 @@ def test_existing_stack_is_never_overwritten(tmp_path: Path) -> None:
 def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
     with pytest.raises(tenantmod.TenantError, match="needs at least one --email"):
         tenantmod.plan_tenant(
-            tenantmod.TenantRequest("acme", alert_webhook=WEBHOOK, account_id=ACCOUNT), tmp_path
+            tenantmod.TenantRequest(
+                "acme",
+                alert_webhook=WEBHOOK,
+                oidc_issuer=ISSUER,
+                oidc_jwks_uri=JWKS,
+                account_id=ACCOUNT,
+            ),
+            tmp_path,
         )
     free = tenantmod.plan_tenant(
         tenantmod.TenantRequest(
-            "acme", template="enterprise", budget_usd=0, alert_webhook=WEBHOOK, account_id=ACCOUNT
+            "acme",
+            template="enterprise",
+            budget_usd=0,
+            alert_webhook=WEBHOOK,
+            oidc_issuer=ISSUER,
+            oidc_jwks_uri=JWKS,
+            account_id=ACCOUNT,
         ),
         tmp_path,
     )
@@ -245,7 +272,12 @@ def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
     with pytest.raises(tenantmod.TenantError, match="smb tier needs a monthly budget"):
         tenantmod.plan_tenant(
             tenantmod.TenantRequest(
-                "acme", budget_usd=0, alert_webhook=WEBHOOK, account_id=ACCOUNT
+                "acme",
+                budget_usd=0,
+                alert_webhook=WEBHOOK,
+                oidc_issuer=ISSUER,
+                oidc_jwks_uri=JWKS,
+                account_id=ACCOUNT,
             ),
             tmp_path,
         )
@@ -253,7 +285,13 @@ def test_budget_needs_an_address_unless_zero(tmp_path: Path) -> None:
 
 def test_region_defaults_to_the_zone_default(tmp_path: Path) -> None:
     request = tenantmod.TenantRequest(
-        "acme", zone="eu", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=ACCOUNT
+        "acme",
+        zone="eu",
+        emails=(EMAIL,),
+        alert_webhook=WEBHOOK,
+        oidc_issuer=ISSUER,
+        oidc_jwks_uri=JWKS,
+        account_id=ACCOUNT,
     )
     eu = tenantmod.plan_tenant(request, tmp_path)
     assert eu.config.region == "eu-central-1"
@@ -264,6 +302,8 @@ def test_region_defaults_to_the_zone_default(tmp_path: Path) -> None:
             region="eu-north-1",
             emails=(EMAIL,),
             alert_webhook=WEBHOOK,
+            oidc_issuer=ISSUER,
+            oidc_jwks_uri=JWKS,
             account_id=ACCOUNT,
         ),
         tmp_path,
@@ -290,6 +330,8 @@ HAND_VALUES = {
     "BUDGET_USD": "1500",
     "ALERT_EMAIL": EMAIL,
     "ALERT_WEBHOOK": WEBHOOK,
+    "OIDC_ISSUER": ISSUER,
+    "OIDC_JWKS_URI": JWKS,
     "ACCOUNT_ID": ACCOUNT,
 }
 """What a person fills into a stack-file template by hand."""
@@ -306,6 +348,8 @@ def test_stack_template_filled_by_hand_equals_sovml_tenant_new(tmp_path: Path, n
             budget_usd=1500,
             emails=(EMAIL,),
             alert_webhook=WEBHOOK,
+            oidc_issuer=ISSUER,
+            oidc_jwks_uri=JWKS,
             account_id=ACCOUNT,
         ),
         tmp_path,
@@ -363,7 +407,14 @@ def test_an_account_id_with_leading_zeros_stays_text(tmp_path: Path, account: st
     """YAML would read a bare 012345678901 as a number and drop the zero: the tenant's mirror
     would then point at another account's registry."""
     rendered = tenantmod.plan_tenant(
-        tenantmod.TenantRequest("acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=account),
+        tenantmod.TenantRequest(
+            "acme",
+            emails=(EMAIL,),
+            alert_webhook=WEBHOOK,
+            oidc_issuer=ISSUER,
+            oidc_jwks_uri=JWKS,
+            account_id=account,
+        ),
         tmp_path,
     )
     assert rendered.config.allowed_account_ids == (account,)
@@ -377,7 +428,12 @@ def test_a_malformed_account_id_is_refused(tmp_path: Path, account: str) -> None
     with pytest.raises(tenantmod.TenantError) as err:
         tenantmod.plan_tenant(
             tenantmod.TenantRequest(
-                "acme", emails=(EMAIL,), alert_webhook=WEBHOOK, account_id=account
+                "acme",
+                emails=(EMAIL,),
+                alert_webhook=WEBHOOK,
+                oidc_issuer=ISSUER,
+                oidc_jwks_uri=JWKS,
+                account_id=account,
             ),
             tmp_path,
         )

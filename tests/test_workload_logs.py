@@ -200,6 +200,8 @@ def test_config_key_defaults_and_refuses_bad_field_names() -> None:
         "owner": "ml-platform",
         "costCenter": "cc-1",
         "alertWebhookUrl": "https://itsm.example.ae/alertmanager",
+        "gatewayOidcIssuer": "https://login.example.ae/realms/ml",
+        "gatewayOidcJwksUri": "https://login.example.ae/realms/ml/certs",
     }
     cfg = parse(base, stack="test", source="Pulumi.test.yaml")
     assert not isinstance(cfg, list), cfg

@@ -36,7 +36,7 @@ from pipelines.serving.triton import TritonServer
 from policies.promotion import DEFAULT, LatencyWindow, selector, triton_metrics_args
 from tests.prometheus import PrometheusServer, running_prometheus, scrape_job
 from tests.promtool_rules import stack_args, write_rules
-from tests.synthetic_exporter import exporter_jobs, running_exporter
+from tests.synthetic_exporter import exporter_jobs, running_exporter, set_mesh_traffic
 from tests.system import require_binary
 from tests.triton_helpers import require_triton, tiny_mlp
 
@@ -309,7 +309,10 @@ def _observe(
     it, then both deciders' numbers at one instant."""
     offset = DEFAULT.window_offset_s
     success = f'nv_inference_request_success{{model="{setup.model}"}}'
-    # 1. Samples before any traffic, older than the offset once the queries run.
+    # 1. Samples before any traffic, older than the offset once the queries run (the mesh's
+    # synthetic counters too, at 0).
+    zero = {v: (0, 0) for v in setup.variants.values()}
+    set_mesh_traffic(setup.model, "serving", zero, refused=False)
     before = prom.wait_for_samples(success, count=len(setup.variants))
     assert all(value == 0 for _, value in before), before
     first = time.time()
@@ -333,11 +336,23 @@ def _observe(
     assert all(o.sent for outs in outcomes.values() for o in outs)
     prom.wait_until(lambda: _counted(server, setup, REQUESTS), "Triton counting every request")
 
-    # 3. What sovml abtest reads, then a Prometheus scrape that started after it.
+    # 3. What sovml abtest reads, the mesh's counts of the same outcomes (synthetic: no Envoy
+    # runs between these clients and Triton), then a Prometheus scrape that started after both.
     local = per_variant(server, setup)
+    set_mesh_traffic(
+        setup.model,
+        "serving",
+        {
+            setup.variants[role]: (REQUESTS[role] - client_errors[role], client_errors[role])
+            for role in REQUESTS
+        },
+    )
     counted_at = time.time()
     prom.wait_until(
-        lambda: prom.last_scrape_after(success, counted_at), "a scrape after the traffic", 10
+        lambda: prom.last_scrape_after(success, counted_at)
+        and prom.last_scrape_after("istio_requests_total", counted_at),
+        "a scrape after the traffic",
+        10,
     )
 
     # 4. The AnalysisTemplate's queries (the record's strings), all evaluated at one instant,

@@ -105,12 +105,24 @@ def new(
             "mirror every image and chart comes from; required.",
         ),
     ] = None,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-issuer",
+            help="OIDC issuer (https) whose tokens the inference gateway accepts; required.",
+        ),
+    ] = None,
+    oidc_jwks_uri: Annotated[
+        str | None,
+        typer.Option("--oidc-jwks-uri", help="The issuer's JWKS URL (https); required."),
+    ] = None,
     stacks_dir: Annotated[Path, typer.Option(help="Folder of stack files.")] = STACKS,
 ) -> None:
     """Render stacks/Pulumi.NAME.yaml from a template, validated before it is written.
 
     Refuses a bad or reserved tenant name, a region outside the zone, a missing or non-https
-    --alert-webhook, a missing or malformed --account-id and an existing stack file; nothing is
+    --alert-webhook, a missing or malformed --account-id, a missing or non-https --oidc-issuer or
+    --oidc-jwks-uri and an existing stack file; nothing is
     written when anything is wrong.
     """
     out, err = consoles()
@@ -125,6 +137,8 @@ def new(
         emails=tuple(email or ()),
         alert_webhook=alert_webhook,
         account_id=account_id,
+        oidc_issuer=oidc_issuer,
+        oidc_jwks_uri=oidc_jwks_uri,
     )
     try:
         created = tenantmod.create_tenant(request, stacks_dir)

@@ -217,6 +217,42 @@ ALERT_KEYS: tuple[Key, ...] = (
 )
 """Alertmanager receivers (components._alertmanager_config); prod needs a paging one."""
 
+GATEWAY_KEYS: tuple[Key, ...] = (
+    Key(
+        "gatewayOidcIssuer",
+        "string",
+        "OIDC issuer (https URL, the tokens' iss) whose JWTs the inference gateway accepts; "
+        "required when the stack serves models.",
+        "",
+    ),
+    Key(
+        "gatewayOidcJwksUri",
+        "string",
+        "The issuer's JWKS URL (https) the gateway verifies token signatures with.",
+        "",
+    ),
+    Key(
+        "gatewayOidcAudiences",
+        "array",
+        "Audiences (aud) a token must carry one of; never empty.",
+        ["sovml-inference"],
+    ),
+    Key("gatewayHostname", "string", "DNS name clients call the gateway by.", "inference.internal"),
+    Key(
+        "gatewayMaxRequestBytes",
+        "integer",
+        "Largest inference request body the gateway forwards (1024-67108864; larger: 413).",
+        4194304,
+    ),
+    Key(
+        "gatewayRateLimitRps",
+        "integer",
+        "Requests per second each gateway replica admits (1-100000; more: 429).",
+        200,
+    ),
+)
+"""The inference gateway (components.inference_gateway, infra.config.gateway)."""
+
 
 KEYS: tuple[Key, ...] = (
     Key(
@@ -515,6 +551,7 @@ KEYS: tuple[Key, ...] = (
     ),
     *ALERT_KEYS,
     *SSO_KEYS,
+    *GATEWAY_KEYS,
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}

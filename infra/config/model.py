@@ -36,6 +36,24 @@ class Tags:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    """The inference gateway's token issuer and limits (``gateway*`` keys)."""
+
+    issuer: str
+    """OIDC issuer whose tokens the gateway accepts ('' only when no model is served)."""
+    jwks_uri: str
+    """The issuer's JWKS URL."""
+    audiences: tuple[str, ...]
+    """Accepted ``aud`` values (never empty)."""
+    hostname: str
+    """DNS name clients call."""
+    max_request_bytes: int
+    """Largest request body forwarded."""
+    rate_limit_rps: int
+    """Requests per second per gateway replica."""
+
+
+@dataclass(frozen=True)
 class Taint:
     """A Kubernetes node taint."""
 
@@ -197,6 +215,8 @@ class PlatformConfig:
     """Alertmanager receivers (credentials only flagged as present)."""
     sso: SsoSettings | None
     """Single sign-on (Dex, oauth2-proxy, Vault operators); None for ``ssoConnector: none``."""
+    gateway: GatewayConfig
+    """The inference gateway's issuer and limits."""
 
     @property
     def production(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from infra.config.alerting import parse_receivers
 from infra.config.audit import parse_audit
 from infra.config.boundaries import is_specific_cidr, parse_boundaries
+from infra.config.gateway import parse_gateway
 from infra.config.keys import (
     CAPACITY_TYPES,
     DATA_CLASSIFICATIONS,
@@ -562,6 +563,7 @@ def parse(
         **parse_audit(r, production),
         "alerting": parse_receivers(r, identity.environment),
         "sso": parse_sso(r),
+        "gateway": parse_gateway(r),
     }
     check_tier(r, identity.tier)
     check_sso_in_zone(r, sections["sso"], sections.get("in_zone_external_resources"))

@@ -102,6 +102,8 @@ TENANT_ARGS = ("tenant", "new", "acme", "--template", "smb", "--zone", "uae")
 TENANT_ARGS += ("--email", "ops@acme.example")
 TENANT_ARGS += ("--alert-webhook", "https://itsm.acme.example/alertmanager")
 TENANT_ARGS += ("--account-id", "111122223333")
+TENANT_ARGS += ("--oidc-issuer", "https://login.acme.example/realms/ml")
+TENANT_ARGS += ("--oidc-jwks-uri", "https://login.acme.example/realms/ml/certs")
 
 
 def gate_figure() -> str:

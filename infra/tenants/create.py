@@ -54,6 +54,10 @@ class TenantRequest:
     account_id: str | None = None
     """The AWS account (12 digits) the stack deploys into; required: its ECR registry is the
     zone mirror a tenant stack pulls every image and chart from (a tenant stack is prod)."""
+    oidc_issuer: str | None = None
+    """OIDC issuer (https) of the inference gateway's tokens; required (a tenant stack is prod)."""
+    oidc_jwks_uri: str | None = None
+    """The issuer's JWKS URL (https); required with the issuer."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,11 @@ def _resolve(request: TenantRequest, stacks_dir: Path) -> _Resolved:
             "a tenant stack is prod and must page someone: give --alert-webhook https://URL "
             "(the incident webhook that receives its pages)"
         )
+    if not (request.oidc_issuer and request.oidc_jwks_uri):
+        problems.append(
+            "a tenant stack is prod and its models answer only tokens of its identity "
+            "provider: give --oidc-issuer https://URL and --oidc-jwks-uri https://URL"
+        )
     if not request.account_id:
         problems.append(
             "a tenant stack is prod and pulls from its zone's registry: give --account-id "
@@ -189,6 +198,8 @@ def plan_tenant(request: TenantRequest, stacks_dir: Path = STACKS) -> RenderedTe
         "ALERT_EMAIL": list(request.emails),
         "ALERT_WEBHOOK": request.alert_webhook,
         "ACCOUNT_ID": [request.account_id],
+        "OIDC_ISSUER": request.oidc_issuer,
+        "OIDC_JWKS_URI": request.oidc_jwks_uri,
     }
     template = resolved.template
     text = stack_text(stack_config(template, values), tenant_header(template, name))

@@ -35,6 +35,8 @@ def stack_config(template: TenantTemplate, values: Mapping[str, Any]) -> dict[st
         f"{P}:monthlyBudgetUsd",
         f"{P}:budgetAlertEmails",
         f"{P}:alertWebhookUrl",
+        f"{P}:gatewayOidcIssuer",
+        f"{P}:gatewayOidcJwksUri",
     ):
         out[key] = chosen[key]
     for key, value in template.fixed.items():

@@ -51,9 +51,10 @@ def stack_template_text(template: TenantTemplate) -> str:
         f"Stack-file template {template.name!r}: GENERATED from infra/tenants/templates.py by "
         "`sovml tenant templates --write`; edit that, not this.",
         f"Prefer `sovml tenant new NAME --template {template.name} --email ADDR "
-        "--alert-webhook URL`: it fills the",
-        "placeholders, checks the name, the zone's regions and the whole config (the webhook",
-        "must be https: the stack's pages go there), and never overwrites a stack.",
+        "--alert-webhook URL",
+        "--oidc-issuer URL --oidc-jwks-uri URL`: it fills the placeholders, checks the name,",
+        "the zone's regions and the whole config (the webhook must be https: the stack's pages",
+        "go there; so must the issuer and its keys), and never overwrites a stack.",
         "By hand: copy it to stacks/Pulumi.<tenant>.yaml and replace",
         *[f"  ${{{c.placeholder}}}: {c.description}" for c in CHOICES],
         "",
@@ -78,6 +79,8 @@ def _example_defaults(template: TenantTemplate) -> dict[str, str]:
         f"{P}:costCenter": f"tenant-{EXAMPLE_TENANT}",
         f"{P}:monthlyBudgetUsd": str(template.default_budget_usd),
         f"{P}:alertWebhookUrl": f"https://alerts.{EXAMPLE_TENANT}.example/alertmanager",
+        f"{P}:gatewayOidcIssuer": f"https://login.{EXAMPLE_TENANT}.example/realms/ml",
+        f"{P}:gatewayOidcJwksUri": f"https://login.{EXAMPLE_TENANT}.example/realms/ml/certs",
     }
 
 
@@ -137,7 +140,8 @@ def _template_description(template: TenantTemplate, project_name: str) -> str:
         "stacks/Pulumi.<tenant>.yaml and rewrites Pulumi.yaml with the same project (the "
         "template section dropped, a pulumi:tags entry added; `git checkout Pulumi.yaml` "
         "restores it). Preferred: `sovml tenant new <tenant> --template "
-        f"{template.name} --email <address> --alert-webhook <https-url>`, which validates "
+        f"{template.name} --email <address> --alert-webhook <https-url> --oidc-issuer "
+        "<https-url> --oidc-jwks-uri <https-url>`, which validates "
         "everything before writing."
     )
 

@@ -84,6 +84,17 @@ CHOICES: tuple[Choice, ...] = (
         "Incident webhook (https) that receives the stack's pages and tickets from Alertmanager; "
         "required, since a prod stack must page someone",
     ),
+    Choice(
+        "sovereign-ml:gatewayOidcIssuer",
+        "OIDC_ISSUER",
+        "OIDC issuer (https) whose tokens the inference gateway accepts; required, since a "
+        "prod stack's models are reachable only with its tokens",
+    ),
+    Choice(
+        "sovereign-ml:gatewayOidcJwksUri",
+        "OIDC_JWKS_URI",
+        "The issuer's JWKS URL (https) the gateway verifies token signatures with; required",
+    ),
 )
 
 

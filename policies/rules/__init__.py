@@ -16,6 +16,7 @@ from policies.rules import (  # noqa: F401  (importing registers the rules)
     audit,
     egress,
     encryption,
+    gateway,
     gpu,
     helm_charts,
     iam,
