@@ -27,6 +27,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.rules.base import Context, Resource, stack_rule
+from policies.rules.front_door import (
+    PROXY_PORTS,
+    authenticator_hosts,
+    authenticator_namespaces,
+    egress_only,
+    is_authenticator_route,
+    to_only,
+)
 from policies.rules.kubernetes import kind_of, object_namespace
 
 ROOT_NAMESPACE = "istio-system"
@@ -122,13 +130,18 @@ def _principal_ok(principal: str, issuers: list[str]) -> bool:
     return any(principal.startswith(f"{iss}/") and len(principal) > len(iss) + 1 for iss in issuers)
 
 
-def _allow_problems(policy: Resource, issuers: list[str]) -> list[str]:
-    """Why an ALLOW policy on the gateway lets a request without the issuer's token through."""
+def _allow_problems(policy: Resource, issuers: list[str], front_door: set[str]) -> list[str]:
+    """Why an ALLOW policy on the gateway lets a request without the issuer's token through.
+
+    A rule limited to Istio's proxy ports (metrics scraping) or to hosts served only by an
+    authenticator (``front_door``: the single sign-on routes) reaches no inference route."""
     rules = _spec(policy).get("rules")
     rules = rules if isinstance(rules, list) else []
     out = []
     for i, rule in enumerate(rules):
         rule = rule if isinstance(rule, Mapping) else {}
+        if to_only(rule, ports=PROXY_PORTS, hosts=front_door):
+            continue
         sources = [f.get("source") for f in rule.get("from") or [] if isinstance(f, Mapping)]
         if not sources:
             out.append(f"rule {i} has no 'from': it allows requests without any token")
@@ -157,11 +170,19 @@ def _allow_problems(policy: Resource, issuers: list[str]) -> list[str]:
     "on the gateway workload, no '*' hosts.",
 )
 def gateway_routes_authenticated(resources: list[Resource], ctx: Context) -> Findings:
+    # Egress-only gateways let traffic out, never in: SOV-ZT-005 judges their hosts.
     gateways = {
         f"{object_namespace(r)}/{_name(r)}": r
         for r in resources
-        if _istio(r, "networking", "Gateway")
+        if _istio(r, "networking", "Gateway") and not egress_only(r, resources)
     }
+    outbound = {
+        f"{object_namespace(r)}/{_name(r)}"
+        for r in resources
+        if _istio(r, "networking", "Gateway") and egress_only(r, resources)
+    }
+    authenticators = authenticator_namespaces(resources)
+    front_door = authenticator_hosts(resources)
     out: Findings = [(gw, m) for gw in gateways.values() for m in _server_problems(gw)]
     auths = [r for r in resources if _istio(r, "security", "RequestAuthentication")]
     allows = [
@@ -172,9 +193,9 @@ def gateway_routes_authenticated(resources: list[Resource], ctx: Context) -> Fin
     ]
     judged: dict[str, list[str]] = {}
     for vs in (r for r in resources if _istio(r, "networking", "VirtualService")):
-        bound = _bound_gateways(vs)
-        if not bound:
-            continue
+        bound = [g for g in _bound_gateways(vs) if g not in outbound]
+        if not bound or is_authenticator_route(vs, authenticators):
+            continue  # the mesh's own, an exit, or a login in front of everything it serves
         hosts = [str(h) for h in _spec(vs).get("hosts") or []]
         if any("*" in h for h in hosts):
             out.append((vs, f"VirtualService {_name(vs)} on a gateway has a wildcard host "
@@ -187,12 +208,14 @@ def gateway_routes_authenticated(resources: list[Resource], ctx: Context) -> Fin
                                 f"judged {FIX}"))  # fmt: skip
                 continue
             if key not in judged:
-                judged[key] = _workload_problems(gw, auths, allows)
+                judged[key] = _workload_problems(gw, auths, allows, front_door)
             out += [(vs, f"VirtualService {_name(vs)} via Gateway {key}: {m}") for m in judged[key]]
     return out
 
 
-def _workload_problems(gw: Resource, auths: list[Resource], allows: list[Resource]) -> list[str]:
+def _workload_problems(
+    gw: Resource, auths: list[Resource], allows: list[Resource], front_door: set[str]
+) -> list[str]:
     """Why requests through ``gw``'s workload may arrive without a valid token."""
     ns, workload = object_namespace(gw), _labels(_spec(gw).get("selector"))
     issuers = [
@@ -212,5 +235,8 @@ def _workload_problems(gw: Resource, auths: list[Resource], allows: list[Resourc
             f"principals {FIX}"
         )
     for p in policies:
-        out += [f"AuthorizationPolicy {_name(p)}: {m} {FIX}" for m in _allow_problems(p, issuers)]
+        out += [
+            f"AuthorizationPolicy {_name(p)}: {m} {FIX}"
+            for m in _allow_problems(p, issuers, front_door)
+        ]
     return out

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policies.rules.base import Context, Resource, stack_rule
+from policies.rules.front_door import authenticator_hosts, to_only
 from policies.rules.helm_charts import HELM_TYPES, lookup, release_chart
 from policies.rules.kubernetes import declared_namespaces, kind_of, object_namespace, pod_spec
 
@@ -296,7 +297,7 @@ def _identity(source: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _open_rules(spec: Mapping[str, Any]) -> list[str]:
+def _open_rules(spec: Mapping[str, Any], front_door: set[str]) -> list[str]:
     """Why each ALLOW rule admits more than named identities."""
     out = []
     for i, raw in enumerate(_list(spec.get("rules"))):
@@ -313,7 +314,13 @@ def _open_rules(spec: Mapping[str, Any]) -> list[str]:
                 for v in _list(source.get(key))
                 if "*" in str(v)
             ]
-            if not names and _passthrough_source(spec, rule_, source):
+            # The two address-based shapes: passthrough egress (exact SNI names), and the
+            # sign-on front door (only hosts an authenticator serves).
+            if (
+                not names
+                and _address_source(spec, source)
+                and (_sni_only(rule_) or to_only(rule_, hosts=front_door))
+            ):
                 continue
             if not names:
                 out.append(f"rules[{i}].from[{j}] names no identity: it admits every caller")
@@ -328,13 +335,9 @@ RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12"
 """The private ranges (Python's ``is_private`` also counts documentation and other ranges)."""
 
 
-def _passthrough_source(
-    spec: Mapping[str, Any], rule_: Mapping[str, Any], source: Mapping[str, Any]
-) -> bool:
-    """Whether an identity-less source is the one address-based shape allowed: a TLS passthrough
-    gateway (no mesh principal crosses it) that names its workload, admits only private ranges
-    (``ipBlocks`` alone, each RFC 1918 and no wider than /8) and only exact SNI names
-    (``connection.sni``, no wildcard) in every condition of the rule."""
+def _address_source(spec: Mapping[str, Any], source: Mapping[str, Any]) -> bool:
+    """Whether an identity-less source names its workload (a selector) and only private ranges
+    (``ipBlocks`` alone, each RFC 1918 and no wider than /8)."""
     if not (_dict(spec.get("selector")).get("matchLabels")) or set(source) != {"ipBlocks"}:
         return False
     blocks = [str(b) for b in _list(source.get("ipBlocks"))]
@@ -342,13 +345,17 @@ def _passthrough_source(
         nets = [ipaddress.ip_network(b, strict=True) for b in blocks]
     except ValueError:
         return False
-    if not nets or any(
+    return bool(nets) and not any(
         n.version != 4
         or n.prefixlen < PASSTHROUGH_MIN_PREFIX
         or not any(n.subnet_of(p) for p in RFC1918)
         for n in nets
-    ):
-        return False
+    )
+
+
+def _sni_only(rule_: Mapping[str, Any]) -> bool:
+    """Whether every condition of a rule is an exact ``connection.sni`` list (no wildcard): the
+    TLS passthrough egress gateway, where no mesh principal crosses."""
     when = [_dict(w) for w in _list(rule_.get("when"))]
     snis = [
         str(v) for w in when if w.get("key") == "connection.sni" for v in _list(w.get("values"))
@@ -381,6 +388,7 @@ def _allow_nothing(r: Resource, root: str) -> bool:
 )
 def authorization_by_identity(resources: list[Resource], ctx: Context) -> Findings:
     out: Findings = []
+    front_door = authenticator_hosts(resources)
     for r in resources:
         spec = _dict(r.inputs.get("spec"))
         if not _is(r, "AuthorizationPolicy") or str(spec.get("action") or "ALLOW") != "ALLOW":
@@ -392,7 +400,7 @@ def authorization_by_identity(resources: list[Resource], ctx: Context) -> Findin
                 f"{where}: {why}; name the callers' service accounts "
                 "(cluster.local/ns/<ns>/sa/<sa>) or namespaces",
             )
-            for why in _open_rules(spec)
+            for why in _open_rules(spec, front_door)
         ]
     root = _root(resources)
     if declared_namespaces(resources) and not any(_allow_nothing(r, root) for r in resources):
