@@ -13,6 +13,10 @@ Past the namespaces' default deny this component opens only what Katib needs bey
 namespace (whose pods already reach each other): the EKS control plane to the controller's
 webhooks, and each trial namespace's pods (the injected metrics collector) to the DB manager.
 Trial namespaces get the label Katib's webhook selects to inject that collector.
+
+Every image is pulled from the stack's source (:mod:`components._kustomize`): the manifests'
+pods, and the collector and suggestion images the KatibConfig names (Katib's controller
+creates those pods later, so their references are rewritten inside the config's YAML).
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from components._aws import TYPE_PREFIX, child
 from components._k8s import allow_path, metadata, tcp_ports
+from components._kustomize import Extra, image_transform, rewrite_images
+from policies import inventory
 
 OVERLAY = Path(__file__).parent / "manifests" / "katib"
 """The kustomize overlay over Katib's pinned standalone manifests."""
@@ -40,6 +48,8 @@ DB_MANAGER_PORT = 6789
 """The DB manager's gRPC API, where the metrics collectors report."""
 INJECTION_LABEL = ("katib.kubeflow.org/metrics-collector-injection", "enabled")
 """The namespace label Katib's webhook selects to inject the metrics collector into trials."""
+CONFIG = ("katib-config", "katib-config.yaml")
+"""The KatibConfig's ConfigMap (the overlay's configMapGenerator) and its file's key."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class KatibArgs:
     """Labels the baseline gives those namespaces (the image-admission opt-in), restated in the
     label patch: server-side apply keeps them either way, and the gate judges every Namespace
     object, patches included, by its labels."""
+    sources: inventory.Sources = inventory.UPSTREAM
+    """Where images are pulled from (the zone's mirror in production)."""
 
 
 class Katib(pulumi.ComponentResource):
@@ -75,8 +87,12 @@ class Katib(pulumi.ComponentResource):
             ) from None
         super().__init__(f"{TYPE_PREFIX}:katib:Katib", name, None, opts)
         ns = args.namespace
+        transform = image_transform(args.sources, OVERLAY.name, config_images(args.sources))
         k8s.kustomize.v2.Directory(
-            f"{name}-manifests", directory=str(OVERLAY), namespace=ns, opts=child(self)
+            f"{name}-manifests",
+            directory=str(OVERLAY),
+            namespace=ns,
+            opts=child(self, transforms=[transform]),
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-webhooks",
@@ -114,3 +130,25 @@ class Katib(pulumi.ComponentResource):
                 port=DB_MANAGER_PORT,
             )
         self.register_outputs({})
+
+
+def config_images(sources: inventory.Sources) -> Extra:
+    """The transform step that rewrites the images the KatibConfig names (metrics collectors,
+    suggestion services, early stopping) inside its ConfigMap's YAML; other objects pass."""
+
+    def extra(type_: str, props: dict[str, Any]) -> dict[str, Any]:
+        meta = props.get("metadata") or {}
+        if type_ != "kubernetes:core/v1:ConfigMap" or meta.get("name") != CONFIG[0]:
+            return props
+        data = props.get("data") or {}
+        text = data.get(CONFIG[1])
+        if not isinstance(text, str):
+            raise ValueError(f"ConfigMap {CONFIG[0]}: no {CONFIG[1]} to read the images from")
+        parsed = yaml.safe_load(text)
+        rewritten = rewrite_images(parsed, sources, OVERLAY.name)
+        if rewritten == parsed:
+            return props  # upstream stacks: the reviewed file, comments included, as written
+        dumped = yaml.safe_dump(rewritten, sort_keys=False)
+        return {**props, "data": {**data, CONFIG[1]: dumped}}
+
+    return extra

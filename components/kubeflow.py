@@ -18,6 +18,7 @@ from components._aws import (
 )
 from components._irsa import ClusterAccess, irsa_service_account, prefix_statements
 from components._k8s import claim_spec, container, metadata, single_pod_store
+from components._kustomize import Extra, image_transform
 from components._rds import Database, Engine, private_database
 from components.audit_trail import LifecycleSink, audit_config_map, lifecycle_writer_statements
 from policies import inventory
@@ -28,6 +29,11 @@ OVERLAY = Path("components") / "manifests" / "kfp"
 MULTI_USER_OVERLAY = Path("components") / "manifests" / "kfp-multi-user"
 """Multi-user mode (profile controller, user from oauth2-proxy's header); see its file."""
 MYSQL_IMAGE = inventory.image("mysql")
+PROFILE_CONTROLLER = "kubeflow-pipelines-profile-controller"
+"""KFP's multi-user profile controller (a Deployment running ``sync.py``): it creates each
+profile namespace's artifact proxy and visualization server from image and tag variables."""
+PROFILE_IMAGES = {"FRONTEND": "kfp-frontend", "VISUALIZATION_SERVER": "kfp-visualization-server"}
+"""``sync.py``'s ``<NAME>_IMAGE`` / ``<NAME>_TAG`` variables -> the inventory image they name."""
 DB_MODES = ("rds", "in-cluster")
 
 
@@ -164,11 +170,15 @@ class Kubeflow(pulumi.ComponentResource):
             spec=claim_spec("20Gi"),
             opts=child(self, protect=args.production, retain_on_delete=args.production),
         )
+        overlay = MULTI_USER_OVERLAY if owners else OVERLAY
+        # Every image of the upstream manifests is rewritten to the stack's source (the zone's
+        # mirror in production), and one missing from the inventory is refused.
+        transform = image_transform(args.sources, overlay.name, profile_images(args.sources))
         kfp = k8s.kustomize.v2.Directory(
             f"{name}-kfp",
-            directory=str(MULTI_USER_OVERLAY if owners else OVERLAY),
+            directory=str(overlay),
             namespace=ns,
-            opts=child(self, depends_on=[config]),
+            opts=child(self, depends_on=[config], transforms=[transform]),
         )
         for tenant, owner in owners.items():
             # The profile controller adopts the baseline's tenant namespace only when its
@@ -239,6 +249,43 @@ class Kubeflow(pulumi.ComponentResource):
             storage="20Gi",
             protect=args.production,
         )
+
+
+def _name_and_tag(reference: str, version: str) -> tuple[str, str]:
+    # sync.py joins `<image>:<tag>`, so a digest cannot ride along: the mirror's tag it is.
+    name = reference.partition("@")[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last.split(":", 1)[1]) - 1]
+    return name, version
+
+
+def profile_images(sources: inventory.Sources) -> Extra:
+    """The transform step that points KFP's profile controller at the stack's source for the
+    per-profile pods it creates (``<NAME>_IMAGE`` and ``<NAME>_TAG``, by tag); other objects
+    pass unchanged."""
+
+    def extra(type_: str, props: dict[str, Any]) -> dict[str, Any]:
+        meta = props.get("metadata") or {}
+        if type_ != "kubernetes:apps/v1:Deployment" or meta.get("name") != PROFILE_CONTROLLER:
+            return props
+        wanted: dict[str, str] = {}
+        for var, ident in PROFILE_IMAGES.items():
+            image, tag = _name_and_tag(
+                sources.image(ident), inventory.entry(ident, "image").version
+            )
+            wanted |= {f"{var}_IMAGE": image, f"{var}_TAG": tag}
+        spec = props["spec"]["template"]["spec"]
+        containers = []
+        for c in spec.get("containers") or []:
+            env = [v for v in c.get("env") or [] if v.get("name") not in wanted]
+            containers.append(
+                {**c, "env": env + [{"name": k, "value": v} for k, v in wanted.items()]}
+            )
+        template = {**props["spec"]["template"], "spec": {**spec, "containers": containers}}
+        return {**props, "spec": {**props["spec"], "template": template}}
+
+    return extra
 
 
 def prefix_policy(

@@ -51,6 +51,7 @@ def tracking(
                 namespace=NAMESPACE,
                 trial_namespaces=[NAMESPACE, *cfg.tenants],
                 namespace_labels=dict([ADMISSION_LABEL]) if uses_mirror(cfg) else {},
+                sources=sources_for(cfg),
             ),
             opts=opts,
         )

@@ -45,7 +45,12 @@ _FIELDS = {
     "in_chart",
     "values_path",
     "values_shape",
+    "in_overlay",
 }
+OVERLAYS = ("kfp", "kfp-multi-user", "katib")
+"""The kustomize overlays under ``components/manifests/`` whose upstream images the components
+rewrite to the stack's source (``in_overlay`` names them; tests hold the set equal to the
+directories there)."""
 _PATH = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*")
 SHAPES = (
     "repository-tag",
@@ -97,6 +102,9 @@ class Entry:
     """Images a chart pulls: the dotted path of the image block in that chart's values."""
     values_shape: str = ""
     """Images a chart pulls: how the chart's values spell it (one of :data:`SHAPES`)."""
+    in_overlay: tuple[str, ...] = ()
+    """Images a kustomize overlay's upstream manifests run: the overlays (of :data:`OVERLAYS`)
+    whose pods may name it; any other image there is refused at deploy."""
 
     @property
     def reference(self) -> str:
@@ -174,6 +182,7 @@ def parse_inventory(text: str, path: Path = INVENTORY_FILE) -> dict[str, Entry]:
             upstream, chart = _text(path, where, raw, "upstream", _IMAGE), ""
         mirror = _text(path, where, raw, "mirror", _REPO)
         in_chart, values_path, shape = _chart_image(path, where, raw, kind)
+        overlays = _overlays(path, where, raw, kind, in_chart)
         out[ident] = Entry(
             ident,
             kind,
@@ -185,6 +194,7 @@ def parse_inventory(text: str, path: Path = INVENTORY_FILE) -> dict[str, Entry]:
             in_chart,
             values_path,
             shape,
+            overlays,
         )
     _check_chart_images(path, out)
     return out
@@ -213,6 +223,26 @@ def _chart_image(path: Path, where: str, raw: dict, kind: str) -> tuple[str, str
     if shape == "reference" and values_path.rsplit(".", 1)[-1] != "image":
         raise _problem(path, where, "values_path", "a reference shape's path ends in image")
     return in_chart, values_path, shape
+
+
+def _overlays(path: Path, where: str, raw: dict, kind: str, in_chart: str) -> tuple[str, ...]:
+    # Only images, never a chart's (a chart sets its images through values, one path), each
+    # overlay once and from the closed set.
+    if "in_overlay" not in raw:
+        return ()
+    value = raw["in_overlay"]
+    if kind != "image" or in_chart:
+        raise _problem(path, where, "in_overlay", "only images outside a chart have it")
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(set(map(str, value))) != len(value)
+        or not all(v in OVERLAYS for v in value)
+    ):
+        raise _problem(
+            path, where, "in_overlay", f"{value!r}; allowed distinct names of {', '.join(OVERLAYS)}"
+        )
+    return tuple(value)
 
 
 def _check_chart_images(path: Path, entries: dict[str, Entry]) -> None:
