@@ -45,12 +45,23 @@ UNMAPPED = {
     "admission webhook: no mesh identity",
     ("kubeflow", "allow-katib-webhooks"): "the EKS control plane calls Katib's admission "
     "webhooks (port 8443, out of the sidecar by the overlay's annotation): no mesh identity",
+    ("istio-ingress", "allow-gateway-clients"): "clients outside the mesh reach the ingress "
+    "gateway through the load balancer: they carry a JWT of the stack's issuer (SOV-ZT-004) or "
+    "reach the sign-on front door, never a mesh identity",
     ("istio-system", "allow-webhook-from-control-plane"): "the EKS control plane calls istiod's "
     "injection webhook; istiod has no sidecar",
     ("istio-system", "allow-mesh-to-istiod"): "sidecars fetch config and certificates from "
     "istiod over its own TLS (port 15012): istiod runs without a sidecar",
 }
 """NetworkPolicies (namespace, name) whose ingress has no authorization counterpart, and why."""
+PROXY_PORTS = (15020, 15090)
+"""Istio's merged-metrics port and Envoy's Prometheus port: what Prometheus scrapes on a
+gateway (policies/rules/front_door.py's proxy ports hold them)."""
+TIGHTENED = {
+    "allow-same-namespace": "a gateway namespace runs only its gateway, whose pods never call "
+    "each other: the mesh admits no same-namespace caller there",
+}
+"""Baseline NetworkPolicies (by name) the mesh tightens to nothing in gateway namespaces."""
 BY_ADDRESS = {
     ("istio-egress", "allow-egress-clients"): "the egress gateway's server is TLS PASSTHROUGH: "
     "the pods' own TLS to the AWS endpoint passes through it unterminated, so no mesh principal "
@@ -91,16 +102,27 @@ def mesh_paths(
     keda_namespace: bool,
     tracking: bool,
     katib_trials: Sequence[str] = (),
+    gateways: Sequence[str] = (),
 ) -> list[MeshPath]:
     """The paths of a stack whose mesh enrolls ``enrolled`` (platform and tenant namespaces).
 
     ``keda_namespace``: KEDA runs (its operator queries Prometheus); ``tracking``: MLflow runs in
     ``kubeflow`` and the tenants' pipelines log to it; ``katib_trials``: the namespaces whose Katib
-    trials report metrics to Katib's DB manager in ``kubeflow`` (empty: no Katib).
+    trials report metrics to Katib's DB manager in ``kubeflow`` (empty: no Katib); ``gateways``:
+    the namespaces of the ingress and egress gateways, which get no same-namespace path (gateways
+    never call each other) and are scraped on Istio's proxy ports only (:data:`PROXY_PORTS`).
     """
     out: list[MeshPath] = []
     prometheus = principal(*PROMETHEUS_SA)
     for ns in enrolled:
+        if ns in gateways:
+            # A gateway's pods take requests from outside (ingress) or for outside (egress): a
+            # rule without a token or an SNI there would open a route, so only the proxy's own
+            # metrics ports are scraped.
+            out.append(
+                MeshPath(ns, "allow-monitoring-scrape", principals=(prometheus,), ports=PROXY_PORTS)
+            )
+            continue
         out.append(MeshPath(ns, "allow-same-namespace", namespaces=(ns,)))
         # The NetworkPolicy admits every monitoring pod; only the Prometheus server scrapes.
         out.append(MeshPath(ns, "allow-monitoring-scrape", principals=(prometheus,)))

@@ -40,6 +40,7 @@ from components._k8s import (
     runtime_default,
     tcp_ports,
 )
+from components.inference_gateway import GATEWAY_TLS_PORT
 from policies import inventory
 
 INGRESS_NAMESPACE = "istio-ingress"
@@ -82,6 +83,9 @@ class SingleSignOnArgs:
     """Where images and charts are pulled from (the zone's mirror in production)."""
     replicas: int = field(default=2)
     """Replicas of Dex and of each oauth2-proxy."""
+    client_cidrs: Sequence[str] = ()
+    """Who may reach the sign-on hosts through the ingress gateway (the VPC: the load balancer's
+    addresses); empty: no front-door policy, so the gateway's default deny keeps them shut."""
 
 
 CREDENTIAL_CONNECTORS = ("oidc", "ldap")
@@ -284,6 +288,18 @@ class SingleSignOn(pulumi.ComponentResource):
                 },
                 opts=child(self),
             )
+        if args.client_cidrs:
+            # The root allow-nothing policy covers the ingress gateway: people reach the sign-on
+            # hosts without a token (the proxies and Dex authenticate them), so this rule names
+            # those hosts exactly and the addresses that reach the gateway, nothing else.
+            k8s.apiextensions.CustomResource(
+                f"{name}-front-door",
+                api_version="security.istio.io/v1",
+                kind="AuthorizationPolicy",
+                metadata=metadata("allow-sso-front-door", INGRESS_NAMESPACE),
+                spec=front_door_spec(hosts, args.client_cidrs),
+                opts=child(self),
+            )
         front = {"app.kubernetes.io/name": DEX_NAME}, {"app.kubernetes.io/name": "oauth2-proxy"}
         for pods, port, label in ((front[0], DEX_PORT, "dex"), (front[1], PROXY_PORT, "proxies")):
             k8s.networking.v1.NetworkPolicy(
@@ -437,3 +453,18 @@ def proxy_values(args: SingleSignOnArgs, ui: WebUi, release: str) -> dict[str, A
             "redis": {"enabled": False},
         },
     )
+
+
+def front_door_spec(hosts: Sequence[str], client_cidrs: Sequence[str]) -> dict[str, Any]:
+    """The ingress gateway's ALLOW rule for the sign-on hosts: from the addresses that reach the
+    gateway, to exactly those hosts on its HTTPS port (policies/rules/front_door.py's shape)."""
+    return {
+        "selector": {"matchLabels": dict(INGRESS_GATEWAY_LABELS)},
+        "action": "ALLOW",
+        "rules": [
+            {
+                "from": [{"source": {"ipBlocks": list(client_cidrs)}}],
+                "to": [{"operation": {"hosts": list(hosts), "ports": [str(GATEWAY_TLS_PORT)]}}],
+            }
+        ],
+    }

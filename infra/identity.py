@@ -115,6 +115,7 @@ def identity(
                 connector_secret=pulumi.Config().require_secret(key) if key else None,
                 namespace=AUTH_NAMESPACE,
                 sources=sources_for(cfg),
+                client_cidrs=[cfg.network.cidr],
             ),
             opts=after,
         )

@@ -15,11 +15,15 @@ import pulumi
 from components._mesh_paths import mesh_paths
 from components.mesh import OUTSIDE_MESH, ROOT_NAMESPACE, ServiceMesh, ServiceMeshArgs
 from infra.config import PlatformConfig
+from infra.egress import NAMESPACE as EGRESS_NAMESPACE
 from infra.images.sources import sources_for
+from policies.gateway_metrics import GATEWAY_NAMESPACE
 
 if TYPE_CHECKING:  # platform.py imports this module; the type is only named here
     from infra.platform import TierChoices
 
+GATEWAY_NAMESPACES = (GATEWAY_NAMESPACE, EGRESS_NAMESPACE)
+"""The ingress and egress gateways' namespaces (their mesh paths are narrower)."""
 MESH_NAMESPACES = (ROOT_NAMESPACE,)
 """The namespaces the mesh adds to the platform's (the control plane's)."""
 
@@ -55,6 +59,7 @@ def service_mesh(
                 keda_namespace="keda" in enrolled,
                 tracking=True,  # MLflow runs on every tier (infra/tracking.py)
                 katib_trials=cfg.tenants if tier.db_mode == "rds" else (),
+                gateways=GATEWAY_NAMESPACES,
             ),
             vpc_cidr=cfg.network.cidr,
             replicas=tier.replica_floor,

@@ -82,6 +82,49 @@ def _from(principals: list[str] | None) -> dict[str, Any]:
     return {"rules": [rule]}
 
 
+# --- exits and front doors (policies/rules/front_door.py) -------------------------------------
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SE_HOST = "kms.me-central-1.amazonaws.com"
+
+
+def _release(chart: str, ns: str) -> Resource:
+    return R(RELEASE, f"{ns}-{chart}", {"chart": chart, "namespace": ns, "values": {}})
+
+
+def _egress_gw(hosts: list[str]) -> Resource:
+    return _obj(NET, "Gateway", "egress", "istio-egress", {
+        "selector": {"istio": "egressgateway"},
+        "servers": [{"port": {"number": 443, "name": "tls", "protocol": "TLS"}, "hosts": hosts,
+                     "tls": {"mode": "PASSTHROUGH"}}],
+    })  # fmt: skip
+
+
+def _se(host: str, location: str = "MESH_EXTERNAL") -> Resource:
+    return _obj(NET, "ServiceEntry", f"se-{host}", "istio-egress", {
+        "hosts": [host], "location": location, "resolution": "DNS",
+        "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+    })  # fmt: skip
+
+
+def _exit_vs(host: str = SE_HOST) -> Resource:
+    return _obj(NET, "VirtualService", f"exit-{host}", "istio-egress", {
+        "hosts": [host], "gateways": ["istio-egress/egress", "mesh"],
+        "tls": [{"match": [{"sniHosts": [host]}], "route": [{"destination": {"host": host}}]}],
+    })  # fmt: skip
+
+
+def _sso_vs(*services: str, host: str = "pipelines.example.ae") -> Resource:
+    return _obj(NET, "VirtualService", f"sso-{host}", "auth", {
+        "hosts": [host], "gateways": ["istio-ingress/inference-gateway"],
+        "http": [{"route": [{"destination": {"host": f"{svc}.svc.cluster.local"}} for svc in services]}],
+    })  # fmt: skip
+
+
+AUTH_NS = [_release("dex", "auth"), _release("oauth2-proxy", "auth")]
+SCRAPE = {"selector": {"matchLabels": {"istio": "inference-gateway"}}, "rules": [
+    {"from": [{"source": {"principals": ["cluster.local/ns/monitoring/sa/prometheus"]}}],
+     "to": [{"operation": {"ports": ["15020", "15090"]}}]}]}  # fmt: skip
+
 GOOD = [_gw(), _vs(), _ra(), _authz()]
 MESH_ONLY = _obj(
     NET, "VirtualService", "internal", "serving", {"hosts": ["*"], "gateways": ["mesh"], "http": []}
@@ -108,4 +151,13 @@ GATEWAY_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-004", "ALLOW policy whose issuer is a prefix of the real one", [_gw(), _vs(), _ra(), _authz(**_from([f"{ISS}-evil/*"]))], 1),
     ("SOV-ZT-004", "an allow-all policy beside the good one", [*GOOD, _authz("allow-all", rules=[{}])], 1),
     ("SOV-ZT-004", "route bound to an undeclared gateway", [_vs(gateways=["istio-ingress/other"]), _ra(), _authz()], 1),
+    ("SOV-ZT-004", "an egress-only passthrough gateway (every host a MESH_EXTERNAL entry's)", [*GOOD, _egress_gw([SE_HOST]), _se(SE_HOST), _exit_vs()], 0),
+    ("SOV-ZT-004", "passthrough gateway with a host no ServiceEntry names is judged as a way in", [*GOOD, _egress_gw([SE_HOST, "admin.example.ae"]), _se(SE_HOST), _exit_vs()], 2),
+    ("SOV-ZT-004", "passthrough gateway whose host is only a MESH_INTERNAL entry's is judged", [*GOOD, _egress_gw([SE_HOST]), _se(SE_HOST, "MESH_INTERNAL"), _exit_vs()], 2),
+    ("SOV-ZT-004", "a sign-on route to oauth2-proxy in a namespace of authenticators only", [*GOOD, *AUTH_NS, _sso_vs("oauth2-proxy-pipelines.auth")], 0),
+    ("SOV-ZT-004", "the 'authenticator' namespace also runs another chart", [_gw(), _ra(), _release("dex", "auth"), _release("grafana", "auth"), _sso_vs("dex.auth")], 1),
+    ("SOV-ZT-004", "a sign-on route with one destination outside the authenticators", [_gw(), _ra(), *AUTH_NS, _sso_vs("dex.auth", "triton.serving")], 1),
+    ("SOV-ZT-004", "a scrape rule on the gateway limited to Istio's proxy ports", [*GOOD, _authz("allow-monitoring-scrape", **SCRAPE)], 0),
+    ("SOV-ZT-004", "a scrape rule that also opens the HTTPS port", [*GOOD, _authz("allow-monitoring-scrape", **{**SCRAPE, "rules": [{**SCRAPE["rules"][0], "to": [{"operation": {"ports": ["15090", "8443"]}}]}]})], 1),
+    ("SOV-ZT-004", "a front-door rule naming a model's host, not only sign-on hosts", [*GOOD, *AUTH_NS, _sso_vs("oauth2-proxy-pipelines.auth"), _authz("allow-sso-front-door", rules=[{"from": [{"source": {"ipBlocks": ["10.0.0.0/16"]}}], "to": [{"operation": {"hosts": ["pipelines.example.ae", "inference.example.ae"]}}]}])], 1),
 ]  # fmt: skip

@@ -124,6 +124,38 @@ def _pt(
     return {"selector": {"matchLabels": {"istio": "egressgateway"}}, "rules": [rule]}
 
 
+HELM = "kubernetes:helm.sh/v3:Release"
+FRONT = [
+    R(HELM, "auth-dex", {"chart": "dex", "namespace": "auth", "values": {}}),
+    R(HELM, "auth-oauth2-proxy", {"chart": "oauth2-proxy", "namespace": "auth", "values": {}}),
+    R("kubernetes:networking.istio.io/v1:VirtualService", "sso-pipelines", {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "sso-pipelines", "namespace": "auth"},
+        "spec": {"hosts": ["pipelines.example.ae"], "gateways": ["istio-ingress/inference-gateway"],
+                 "http": [{"route": [{"destination": {"host": "oauth2-proxy.auth.svc.cluster.local"}}]}]},
+    }),
+    R("kubernetes:networking.istio.io/v1:VirtualService", "triton", {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "triton", "namespace": "serving"},
+        "spec": {"hosts": ["inference.example.ae"], "gateways": ["istio-ingress/inference-gateway"],
+                 "http": [{"route": [{"destination": {"host": "triton.serving.svc.cluster.local"}}]}]},
+    }),
+]  # fmt: skip
+"""A sign-on namespace (Dex, oauth2-proxy only), its route, and a model's route."""
+
+
+def _fd(hosts: list[str], blocks: list[str] | None = None) -> dict[str, Any]:
+    """The ingress gateway's sign-on front-door policy (components/sso.py), varied."""
+    operation: dict[str, Any] = {"ports": ["8443"]}
+    if hosts:
+        operation["hosts"] = hosts
+    return {
+        "selector": {"matchLabels": {"istio": "inference-gateway"}},
+        "rules": [{"from": [{"source": {"ipBlocks": blocks or ["10.40.0.0/16"]}}],
+                   "to": [{"operation": operation}]}],
+    }  # fmt: skip
+
+
 MESH_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-001", "every namespace enrolled, root unlabelled", MESH, 0),
     ("SOV-ZT-001", "admission controller's namespace stays out", [*MESH, _ns("cosign-system", None), _release("policy-controller", "cosign-system", repo="https://sigstore.github.io/helm-charts")], 0),
@@ -162,6 +194,11 @@ MESH_CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-ZT-003", "passthrough shape without an SNI condition", [*MESH, _ap("istio-egress", _pt(snis=None))], 1),
     ("SOV-ZT-003", "passthrough shape with notIpBlocks beside", [*MESH, _ap("istio-egress", _pt(extra={"notIpBlocks": ["10.0.0.1/32"]}))], 1),
     ("SOV-ZT-003", "passthrough shape with a second, non-SNI condition", [*MESH, _ap("istio-egress", _pt(when_extra=[{"key": "source.ip", "values": ["10.0.0.1"]}]))], 1),
+    ("SOV-ZT-003", "sign-on front door: VPC addresses, only hosts an authenticator serves", [*MESH, *FRONT, _ap("istio-ingress", _fd(["pipelines.example.ae"]))], 0),
+    ("SOV-ZT-003", "front door naming a host routed to a model too", [*MESH, *FRONT, _ap("istio-ingress", _fd(["pipelines.example.ae", "inference.example.ae"]))], 1),
+    ("SOV-ZT-003", "front door without hosts (every route of the gateway)", [*MESH, *FRONT, _ap("istio-ingress", _fd([]))], 1),
+    ("SOV-ZT-003", "front door from a public range", [*MESH, *FRONT, _ap("istio-ingress", _fd(["pipelines.example.ae"], blocks=["0.0.0.0/0"]))], 1),
+    ("SOV-ZT-003", "front door host served by a namespace that also runs another chart", [*MESH, *FRONT, R(HELM, "auth-grafana", {"chart": "grafana", "namespace": "auth", "values": {}}), _ap("istio-ingress", _fd(["pipelines.example.ae"]))], 1),
     ("SOV-ZT-003", "no root allow-nothing policy", [ISTIOD, _ns("serving"), STRICT], 1),
     ("SOV-ZT-003", "root allow-nothing only for a selected workload", [ISTIOD, _ns("serving"), STRICT, _ap("istio-system", {"selector": {"matchLabels": {"app": "x"}}}, "allow-nothing")], 1),
     ("SOV-ZT-003", "ALLOW with an empty rule admits everyone", [*MESH, _ap("serving", {"action": "ALLOW", "rules": [{}]})], 1),

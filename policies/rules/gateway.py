@@ -12,6 +12,12 @@
   requires, in every rule and every ``from`` source, request principals of those issuers
   (``<issuer>/*`` or ``<issuer>/<subject>``; ``*`` or another issuer is any token at all).
 
+Not judged as ways in (policies/rules/front_door.py decides each from the record): an
+egress-only gateway (TLS passthrough to MESH_EXTERNAL ServiceEntry hosts: SOV-ZT-005's), a route
+whose every destination is an authenticator (Dex or oauth2-proxy, in a namespace running nothing
+else: the sign-on front door, where the person logs in), and an ALLOW rule limited to Istio's
+proxy ports (metrics scraping) or to the front door's hosts.
+
 With one ALLOW policy on a workload Istio denies what no policy allows, so these three together
 mean no request reaches a route without a valid token of the stack's issuer. A policy without a
 selector applies to its whole namespace, and one in the root namespace (``istio-system``) to
