@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from components import audit_recorder, feature_store, katib, keda, mlflow, monitoring
 from components.k8s_baseline import PUSHGATEWAY_PODS, PUSHGATEWAY_PORT, SERVING_PORTS
+from policies.gateway_metrics import GATEWAY_NAMESPACE, GATEWAY_WORKLOAD
 
 TRUST_DOMAIN = "cluster.local"
 """The mesh's trust domain (Istio's default): the first part of every workload principal."""
@@ -126,13 +127,13 @@ def mesh_paths(
         out.append(MeshPath(ns, "allow-same-namespace", namespaces=(ns,)))
         # The NetworkPolicy admits every monitoring pod; only the Prometheus server scrapes.
         out.append(MeshPath(ns, "allow-monitoring-scrape", principals=(prometheus,)))
-    # Triton's HTTP and gRPC ports, to every platform and tenant namespace, as the
-    # NetworkPolicy's role labels say (the inference gateway's namespace is one of them).
+    # Triton's HTTP and gRPC ports: the inference gateway alone (its chart names the service
+    # account after the release), so inference is reachable only with a token through it.
     out.append(
         MeshPath(
             "serving",
             "allow-gateway-clients",
-            namespaces=tuple(enrolled),
+            principals=(principal(GATEWAY_NAMESPACE, GATEWAY_WORKLOAD),),
             ports=SERVING_PORTS,
         )
     )

@@ -18,9 +18,13 @@ from components._k8s import (
     namespace_peer,
     tcp_ports,
 )
+from policies.gateway_metrics import GATEWAY_NAMESPACE, GATEWAY_WORKLOAD
 
 PLATFORM_NAMESPACES = ("kubeflow", "feature-store", "serving", "monitoring", "vault")
 SERVING_PORTS = (8000, 8001)
+INGRESS_GATEWAY_PODS = {"istio": GATEWAY_WORKLOAD}
+"""The inference gateway's pods (the istio gateway chart's label for release
+``inference-gateway``): the only callers of Triton's ports."""
 PUSHGATEWAY_PORT = 9091
 EGRESS_GATEWAY_PODS = {"istio": "egressgateway"}
 EGRESS_GATEWAY_PORT = 8443
@@ -319,21 +323,20 @@ def namespace_policies(
                 {"from": [namespace_peer("kubeflow")], "ports": tcp_ports(PUSHGATEWAY_PORT)}
             ],
         }
+    # Inference only through the authenticated gateway (#22): Triton's ports admit the ingress
+    # gateway's pods, and only its namespace may send there.
     if ns == "serving":
         policies["allow-gateway-clients"] = {
             **every_pod,
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [
-                        {"namespaceSelector": {"matchLabels": {"sovereign-ml/role": r}}}
-                        for r in ("platform", "tenant")
-                    ],
+                    "from": [namespace_peer(GATEWAY_NAMESPACE, INGRESS_GATEWAY_PODS)],
                     "ports": tcp_ports(*SERVING_PORTS),
                 }
             ],
         }
-    else:
+    elif ns == GATEWAY_NAMESPACE:
         policies["allow-to-serving-gateway"] = {
             **every_pod,
             "policyTypes": ["Egress"],

@@ -78,10 +78,13 @@ def test_baseline_namespaces_are_restricted_and_denied_by_default() -> None:
             for p in policies
             if p["inputs"]["metadata"]["namespace"] == ns
         }
-        gateway = "allow-gateway-clients" if ns == "serving" else "allow-to-serving-gateway"
+        # Inference only through the gateway: serving admits it, no other namespace sends there
+        # (the gateway's own namespace, istio-ingress, is not among these).
+        gateway = {"allow-gateway-clients"} if ns == "serving" else set()
+        assert "allow-to-serving-gateway" not in names
         pushes = {"kubeflow": {"allow-to-pushgateway"}, "monitoring": {"allow-pipeline-pushes"}}
-        assert gateway in names and pushes.get(ns, set()) <= names, (ns, names)
-        assert len(names) == 6 + len(pushes.get(ns, ())), (ns, names)
+        assert gateway <= names and pushes.get(ns, set()) <= names, (ns, names)
+        assert len(names) == 5 + len(gateway) + len(pushes.get(ns, ())), (ns, names)
 
 
 def test_only_kubeflow_reaches_the_pushgateway_and_only_its_port() -> None:

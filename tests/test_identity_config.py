@@ -18,6 +18,9 @@ BASE: dict[str, Any] = {
     "costCenter": "c",
     "alertWebhookUrl": WEBHOOK,
     "tenants": ["acme"],
+    # Production serves models: the inference gateway's issuer is required (#22).
+    "gatewayOidcIssuer": "https://login.example.ae/realms/ml",
+    "gatewayOidcJwksUri": "https://login.example.ae/realms/ml/certs",
 }
 CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
 OIDC = {

@@ -222,6 +222,28 @@ def test_prod_uae_inference_only_through_the_authenticated_gateway(
     assert ra["inputs"]["spec"]["jwtRules"][0]["issuer"] == rec["config"]["gateway"]["issuer"]
     assert _zt004(res) == []
 
+    # Nothing else reaches Triton's ports: the network admits the gateway's pods only, and the
+    # mesh the gateway's identity only (no tenant or platform pod calls a model directly).
+    def meta(r: dict[str, Any]) -> tuple[str, str]:
+        return r["inputs"]["metadata"]["namespace"], r["inputs"]["metadata"]["name"]
+
+    netpols = {
+        meta(r): r["inputs"]["spec"]
+        for r in of_type(res, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    (rule,) = netpols[("serving", "allow-gateway-clients")]["ingress"]
+    assert rule["from"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-ingress"}},
+        "podSelector": {"matchLabels": {"istio": "inference-gateway"}},
+    }]  # fmt: skip
+    senders = {ns for ns, name in netpols if name == "allow-to-serving-gateway"}
+    assert senders == {"istio-ingress"}
+    allows = {meta(r): r["inputs"]["spec"] for r in of_type(res, f"{SEC}:AuthorizationPolicy")}
+    (allow,) = allows[("serving", "allow-gateway-clients")]["rules"]
+    assert allow["from"] == [
+        {"source": {"principals": ["cluster.local/ns/istio-ingress/sa/inference-gateway"]}}
+    ]
+
 
 def test_config_requires_an_https_issuer_in_production() -> None:
     from infra import config as cfgmod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def texts(path: Path) -> list[bytes]:
     return out
 
 
+TOKEN = re.compile(rb"pz_[0-9a-f]{32}")
+"""A pseudonym (HMAC hex): taken out before the scan, since 32 random hex digits hold an 8-digit
+phone fragment by chance in about one run in ten (seen once: 22258422 inside a token)."""
+
+
 def leaks(root: Path, wanted: set[bytes]) -> dict[str, list[str]]:
     """File -> raw identifiers found in it (first few).
 
@@ -83,7 +89,7 @@ def leaks(root: Path, wanted: set[bytes]) -> dict[str, list[str]]:
         hits = {
             match.encode("latin-1").decode()
             for blob in texts(path)
-            for _, match in automaton.iter(blob.decode("latin-1"))
+            for _, match in automaton.iter(TOKEN.sub(b"pz_", blob).decode("latin-1"))
         }
         if hits:
             found[path.relative_to(root).as_posix()] = sorted(hits)[:3]
