@@ -95,7 +95,8 @@ demo: ## Set up, then run the showcase on the embedded defaults (each phase time
 
 # Both cores: one xdist worker each, whole modules per worker (--dist loadfile), so module state,
 # module fixtures and fixed build/ paths never race. Session fixtures are built once per worker.
-# Not loadgroup: with pytest 9.2 and xdist 3.8 a static xdist_group mark was split across workers.
+# Not loadgroup: with pytest 9.2 and xdist 3.8 a static xdist_group mark was split across workers;
+# tests/conftest.py's scheduler hook keeps the modules of the one shared training run together.
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup system-packages ## Set up, then run the whole test suite and the policy gate on every stack
