@@ -88,6 +88,24 @@ def decode_provider_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_DECODED: dict[int, tuple[Any, dict[str, Any]]] = {}
+"""id(provider props) -> (those props, decoded): every policy of a resource gets the same
+provider; the props are kept so an id is never reused while its entry lives."""
+
+
+def _provider_inputs(provider: Any) -> dict[str, Any]:
+    """:func:`decode_provider_inputs` of a provider's props, decoded once per props object."""
+    props = getattr(provider, "props", None) or {}
+    hit = _DECODED.get(id(props))
+    if hit is not None and hit[0] is props:
+        return hit[1]
+    if len(_DECODED) > 4096:  # bounded: a long run with many providers starts over
+        _DECODED.clear()
+    decoded = decode_provider_inputs(props)
+    _DECODED[id(props)] = (props, decoded)
+    return decoded
+
+
 def to_resource(
     resource_type: str,
     props: Mapping[str, Any],
@@ -97,7 +115,7 @@ def to_resource(
     dependencies: list[Any] | None = None,
 ) -> Resource:
     """The rules' view of a CrossGuard resource."""
-    provider_props = decode_provider_inputs(getattr(provider, "props", None) or {})
+    provider_props = _provider_inputs(provider)
     is_provider = resource_type.startswith("pulumi:providers:")
     return Resource(
         type=resource_type,

@@ -87,6 +87,8 @@ def run(
         resources[r["urn"]].dependencies = [
             resources[d] for d in r["dependencies"] if d in resources
         ]
+    # Each resource's analyzer view once (the engine sends every policy the same content).
+    views = [(r, engine_inputs(r), provider_of(r)) for r in custom]
     found: list[dict[str, Any]] = []
     for policy in policies():
 
@@ -95,14 +97,14 @@ def run(
 
         policy_config = config.get(policy.name)
         if isinstance(policy, ResourceValidationPolicy):
-            for r in custom:
+            for r, inputs, provider in views:
                 args = ResourceValidationArgs(
                     r["type"],
-                    engine_inputs(r),
+                    inputs,
                     r["urn"],
                     r["name"],
                     _options(),
-                    provider_of(r),
+                    provider,
                     policy_config,
                 )
                 policy.validate(args, report)
