@@ -19,19 +19,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-SHARED_RUN_FILES = frozenset(
-    {
-        "tests/test_training_pipeline.py",
-        "tests/test_privacy_pipeline.py",
-        "tests/test_model_registry.py",
-    }
-)
-"""The modules that read the session's one real training run (:func:`training_run`): one xdist
-worker runs them all, so the run (about 40 s here) happens once, not once per worker."""
+SHARED_UNITS = {
+    # The session's one real training run (:func:`training_run`, about 40 s here).
+    "tests/test_training_pipeline.py": "shared-training-run",
+    "tests/test_privacy_pipeline.py": "shared-training-run",
+    "tests/test_model_registry.py": "shared-training-run",
+    # Triton's traffic measured by a real Prometheus (:func:`traffic`, about 45 s here).
+    "tests/test_prometheus_analysis.py": "shared-triton-traffic",
+    "tests/test_dashboards.py": "shared-triton-traffic",
+}
+"""Modules that read one expensive session fixture: one xdist worker runs each group, so the
+fixture is built once, not once per worker."""
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Whole modules per worker (``--dist loadfile``), the shared-run modules as one unit.
+    """Whole modules per worker (``--dist loadfile``), each :data:`SHARED_UNITS` group as one unit.
 
     xdist's ``xdist_group`` mark did not hold those modules together with pytest 9.2 and xdist
     3.8 (the Makefile says so), so the unit is made here, where the scheduler forms them.
@@ -40,12 +42,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class SharedRunScheduling(LoadFileScheduling):
+    class SharedFixtureScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "shared-training-run" if module in SHARED_RUN_FILES else module
+            return SHARED_UNITS.get(module, module)
 
-    return SharedRunScheduling(config, log)
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
