@@ -277,3 +277,15 @@ def test_registry_steps_against_the_real_server(
     assert [o.ok for o in outcomes] == [True, True, True], outcomes
     assert "1 tuning trials tracked" in outcomes[0].figure
     assert seconds < 30, seconds
+
+
+def test_gate_figure_reads_only_the_stacks_check_all_judges(tmp_path: Path, monkeypatch) -> None:
+    """Reports of other folders under build/ (fixtures, earlier runs) are not the step's: the
+    figure names exactly the stacks in stacks/, and says when one has no report."""
+    monkeypatch.setattr(demo, "ROOT", tmp_path)
+    for stack, ok in (("dev", True), ("insecure", False)):
+        (tmp_path / "build" / stack).mkdir(parents=True)
+        report = {"stack": stack, "ok": ok, "checkov": {"terraform_plan": {"passed": 7}}}
+        (tmp_path / "build" / stack / "report.json").write_text(json.dumps(report))
+    monkeypatch.setattr("infra.config.stackfile.list_stacks", lambda: ["dev", "prod-uae"])
+    assert demo.gate_figure() == "dev: pass (7 checkov checks passed); prod-uae: no report"

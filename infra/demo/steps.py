@@ -107,9 +107,16 @@ TENANT_ARGS += ("--oidc-jwks-uri", "https://login.acme.example/realms/ml/certs")
 
 
 def gate_figure() -> str:
-    """Pass/fail and checkov counts per stack from the reports the gate wrote."""
+    """Pass/fail and checkov counts of the stacks ``check --all`` judges (those in ``stacks/``),
+    from their reports; other folders under build/ (earlier runs, fixtures) are not this step's."""
+    from infra.config.stackfile import list_stacks
+
     parts = []
-    for report in sorted((ROOT / "build").glob("*/report.json")):
+    for stack in list_stacks():
+        report = ROOT / "build" / stack / "report.json"
+        if not report.is_file():
+            parts.append(f"{stack}: no report")
+            continue
         data = read_json(report)
         passed = sum(v.get("passed", 0) for v in data.get("checkov", {}).values())
         verdict = "pass" if data.get("ok") else "FAIL"
