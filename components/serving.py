@@ -265,21 +265,8 @@ class Serving(pulumi.ComponentResource):
         app: str,
         controller: k8s.helm.v3.Release,
     ) -> k8s.apiextensions.CustomResource:
-        """The AnalysisTemplate gating each canary step, rendered from the promotion criteria.
-
-        One metric per guard (:func:`policies.promotion.analysis_checks`), each query returning
-        the guard's statistic and two conditions mapping it onto Argo's outcomes: a FAIL is a
-        failed measurement and ``failureLimit: 0`` aborts (rolls back) at the first one; a PASS
-        is a successful one and ``consecutiveSuccessLimit: 1`` (Argo Rollouts >= 1.8, chart
-        2.39) ends the metric there, so a passed guard is not measured again at that step;
-        UNDECIDED is inconclusive and ``inconclusiveLimit: count`` lets it look again, up to
-        ``count`` looks (``looks_per_step``), after which a metric with neither limit reached
-        is Inconclusive and the Rollout pauses: held, for a person to decide. The step
-        proceeds once every metric has succeeded. The fourth metric, ``slo-fast-burn``, is the
-        serving SLO's fast burn on the candidate alone: a burn aborts like any FAIL, and it
-        succeeds only after a whole 5-minute window of the step's own traffic (its
-        ``consecutiveSuccessLimit``), so each analysed step lasts at least that long.
-        """
+        """The AnalysisTemplate gating each canary step (:func:`components._canary.analysis_spec`
+        says how each guard maps onto Argo's outcomes)."""
         return k8s.apiextensions.CustomResource(
             f"{name}-{m.name}-analysis",
             api_version="argoproj.io/v1alpha1",
