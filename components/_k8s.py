@@ -367,3 +367,23 @@ def allow_path(
             },
             opts=child(parent),
         )
+
+
+def istio_resource(
+    resource_name: str,
+    group: str,
+    kind: str,
+    name: str,
+    namespace: str,
+    spec: Any,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource:
+    """One Istio custom resource of ``<group>.istio.io/v1`` (``security`` or ``networking``)."""
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version=f"{group}.istio.io/v1",
+        kind=kind,
+        metadata=metadata(name, namespace),
+        spec=spec,
+        opts=opts,
+    )

@@ -12,7 +12,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components._aws import TYPE_PREFIX, child
-from components._k8s import chart_container_security, helm_release, metadata, pool_selector
+from components._k8s import (
+    chart_container_security,
+    helm_release,
+    istio_resource,
+    metadata,
+    pool_selector,
+)
 from policies import inventory
 from policies.gateway_metrics import (
     CLUSTER_ISSUER,
@@ -176,17 +182,17 @@ class InferenceGateway(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        self._istio(f"{name}-gateway", "networking", "Gateway", GATEWAY_WORKLOAD, ns,
+        istio_resource(f"{name}-gateway", "networking", "Gateway", GATEWAY_WORKLOAD, ns,
                     gateway_spec(args), after)  # fmt: skip
         if closed(args):
             # No issuer or no tenant: nobody can be authorised, so the gateway allows nothing
             # (an ALLOW policy without rules) rather than leaving its routes unguarded.
-            self._istio(f"{name}-closed", "security", "AuthorizationPolicy",
+            istio_resource(f"{name}-closed", "security", "AuthorizationPolicy",
                         f"{GATEWAY_WORKLOAD}-allow-nothing", ns,
                         {"selector": {"matchLabels": dict(SELECTOR)}, "action": "ALLOW"},
                         after)  # fmt: skip
         else:
-            self._istio(f"{name}-jwt", "security", "RequestAuthentication", GATEWAY_WORKLOAD,
+            istio_resource(f"{name}-jwt", "security", "RequestAuthentication", GATEWAY_WORKLOAD,
                         ns, request_authentication_spec(args), after)  # fmt: skip
         k8s.apiextensions.CustomResource(
             f"{name}-limits",
@@ -197,34 +203,14 @@ class InferenceGateway(pulumi.ComponentResource):
             opts=after,
         )
         for model in args.models:
-            self._istio(f"{name}-{model}-route", "networking", "VirtualService",
+            istio_resource(f"{name}-{model}-route", "networking", "VirtualService",
                         triton_app(model), args.serving_namespace,
                         virtual_service_spec(model, args), after)  # fmt: skip
             if not closed(args):
-                self._istio(f"{name}-{model}-authz", "security", "AuthorizationPolicy",
+                istio_resource(f"{name}-{model}-authz", "security", "AuthorizationPolicy",
                             f"{GATEWAY_WORKLOAD}-{model}", ns, authorization_spec(model, args),
                             after)  # fmt: skip
         self.register_outputs({"hostname": args.hostname, "models": list(args.models)})
-
-    def _istio(
-        self,
-        resource: str,
-        group: str,
-        kind: str,
-        name: str,
-        ns: str,
-        spec: dict[str, Any],
-        opts: pulumi.ResourceOptions,
-    ) -> k8s.apiextensions.CustomResource:
-        """One Istio resource of ``<group>.istio.io/v1``."""
-        return k8s.apiextensions.CustomResource(
-            resource,
-            api_version=f"{group}.istio.io/v1",
-            kind=kind,
-            metadata=metadata(name, ns),
-            spec=spec,
-            opts=opts,
-        )
 
 
 def certificate_spec(hostname: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from components._aws import TYPE_PREFIX, child
 from components._k8s import (
     GPU_TOLERATION,
     helm_release,
+    istio_resource,
     metadata,
     namespace_peer,
     pool_selector,
@@ -43,8 +44,6 @@ XDS_PORT = 15012
 """istiod's TLS port for sidecar configuration (xDS) and certificate signing."""
 WEBHOOK_PORT = 15017
 """istiod's sidecar-injection and validation webhook port (called by the API server)."""
-SECURITY_API = "security.istio.io/v1"
-"""API version of PeerAuthentication and AuthorizationPolicy."""
 REPLICAS = (1, 5)
 """Allowed istiod replica counts."""
 
@@ -114,8 +113,9 @@ class ServiceMesh(pulumi.ComponentResource):
             opts=child(self, depends_on=[base, cni]),
         )
         after_istiod = child(self, depends_on=[istiod])
-        custom(
+        istio_resource(
             f"{name}-strict-mtls",
+            "security",
             "PeerAuthentication",
             "default",
             ROOT_NAMESPACE,
@@ -124,8 +124,9 @@ class ServiceMesh(pulumi.ComponentResource):
         )
         # An ALLOW policy with no rules matches nothing; in the root namespace it applies to
         # every workload, so whatever no row below allows is refused.
-        custom(
+        istio_resource(
             f"{name}-allow-nothing",
+            "security",
             "AuthorizationPolicy",
             "allow-nothing",
             ROOT_NAMESPACE,
@@ -133,8 +134,9 @@ class ServiceMesh(pulumi.ComponentResource):
             after_istiod,
         )
         for path in args.paths:
-            custom(
+            istio_resource(
                 f"{name}-{path.namespace}-{path.name}",
+                "security",
                 "AuthorizationPolicy",
                 path.name,
                 path.namespace,
@@ -245,25 +247,6 @@ def _validate(args: ServiceMeshArgs) -> None:
             )
         if any(not 1 <= port <= 65535 for port in p.ports):
             raise ValueError(f"{where}: ports {list(p.ports)}; allowed 1-65535")
-
-
-def custom(
-    resource_name: str,
-    kind: str,
-    name: str,
-    namespace: str,
-    spec: dict[str, Any],
-    opts: pulumi.ResourceOptions,
-) -> k8s.apiextensions.CustomResource:
-    """One Istio security resource (PeerAuthentication or AuthorizationPolicy)."""
-    return k8s.apiextensions.CustomResource(
-        resource_name,
-        api_version=SECURITY_API,
-        kind=kind,
-        metadata=metadata(name, namespace),
-        spec=spec,
-        opts=opts,
-    )
 
 
 def authorization_spec(path: MeshPath) -> dict[str, Any]:

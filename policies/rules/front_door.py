@@ -92,9 +92,11 @@ def is_authenticator_route(vs: Resource, namespaces: set[str]) -> bool:
     return bool(dests) and all(_service_namespace(h) in namespaces for h in dests)
 
 
-def authenticator_hosts(resources: list[Resource]) -> set[str]:
-    """Hosts served only by authenticator routes (a host also routed elsewhere is not one)."""
-    namespaces = authenticator_namespaces(resources)
+def authenticator_hosts(resources: list[Resource], namespaces: set[str] | None = None) -> set[str]:
+    """Hosts served only by authenticator routes (a host also routed elsewhere is not one);
+    ``namespaces``: :func:`authenticator_namespaces` of ``resources`` when already known."""
+    if namespaces is None:
+        namespaces = authenticator_namespaces(resources)
     good: set[str] = set()
     bad: set[str] = set()
     for r in resources:
@@ -104,15 +106,20 @@ def authenticator_hosts(resources: list[Resource]) -> set[str]:
     return {h for h in good - bad if "*" not in h}
 
 
-def egress_only(gateway: Resource, resources: list[Resource]) -> bool:
-    """Whether a Gateway only lets traffic out of the mesh (see the module docstring)."""
-    external = {
+def external_hosts(resources: list[Resource]) -> set[str]:
+    """Every host a ``MESH_EXTERNAL`` ServiceEntry names (where traffic may leave the mesh)."""
+    return {
         str(h)
         for r in resources
         if _is(r, "ServiceEntry")
         and str(_spec(r).get("location") or "MESH_EXTERNAL") == "MESH_EXTERNAL"
         for h in _list(_spec(r).get("hosts"))
     }
+
+
+def egress_only(gateway: Resource, external: set[str]) -> bool:
+    """Whether a Gateway only lets traffic out of the mesh (see the module docstring);
+    ``external``: :func:`external_hosts` of the record."""
     servers = [s for s in _list(_spec(gateway).get("servers")) if isinstance(s, Mapping)]
     if not servers:
         return False

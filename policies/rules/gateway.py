@@ -38,6 +38,7 @@ from policies.rules.front_door import (
     authenticator_hosts,
     authenticator_namespaces,
     egress_only,
+    external_hosts,
     is_authenticator_route,
     to_only,
 )
@@ -177,18 +178,18 @@ def _allow_problems(policy: Resource, issuers: list[str], front_door: set[str]) 
 )
 def gateway_routes_authenticated(resources: list[Resource], ctx: Context) -> Findings:
     # Egress-only gateways let traffic out, never in: SOV-ZT-005 judges their hosts.
-    gateways = {
-        f"{object_namespace(r)}/{_name(r)}": r
-        for r in resources
-        if _istio(r, "networking", "Gateway") and not egress_only(r, resources)
-    }
-    outbound = {
-        f"{object_namespace(r)}/{_name(r)}"
-        for r in resources
-        if _istio(r, "networking", "Gateway") and egress_only(r, resources)
-    }
+    external = external_hosts(resources)
+    gateways: dict[str, Resource] = {}
+    outbound: set[str] = set()
+    for r in resources:
+        if _istio(r, "networking", "Gateway"):
+            key = f"{object_namespace(r)}/{_name(r)}"
+            if egress_only(r, external):
+                outbound.add(key)
+            else:
+                gateways[key] = r
     authenticators = authenticator_namespaces(resources)
-    front_door = authenticator_hosts(resources)
+    front_door = authenticator_hosts(resources, authenticators)
     out: Findings = [(gw, m) for gw in gateways.values() for m in _server_problems(gw)]
     auths = [r for r in resources if _istio(r, "security", "RequestAuthentication")]
     allows = [
