@@ -62,6 +62,8 @@ def generate(stacks: Path, tenants: int) -> list[str]:
             name=f"tenant-{i:04d}",
             emails=(f"ops-{i}@example.com",),
             alert_webhook=f"https://hooks.example.com/tenant-{i:04d}",
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
             account_id="111122223333",
         )
         create_tenant(request, stacks)

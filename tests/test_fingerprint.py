@@ -432,13 +432,16 @@ def test_any_repository_file_the_real_program_imports_counts(
     # Resolved statically over the copy, the same source files as the real run recorded; the
     # data files the program opens (the Fluent Bit masking script it ships in the chart values,
     # the price table and instance shapes the cost rules are priced from) are known only from
-    # the run's audit hook, so only the real record lists them.
+    # the run's audit hook, and the image inventory policies/inventory.py reads at import only
+    # from policies.import_reads (keyed by the real modules, not the copy's), so only the real
+    # record lists them.
     real = set(dev[0]["fingerprint"]["files"])
     assert set(fp["files"]) <= real
     opened = {
         "components/fluent_bit/mask.lua",
         "infra/cost/shapes.yaml",
         "infra/cost/prices/me-central-1.yaml",
+        "policies/inventory.toml",
     }
     assert real - set(fp["files"]) == opened
     for key in opened:

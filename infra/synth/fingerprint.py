@@ -12,7 +12,10 @@ resolved from what the program actually loads, not from a folder list:
   repository's modules and the program's own folder;
 * every repository module newly loaded while the program ran (``watch``), with its own closure;
 * every file under the repository or the program's folder that the program opened for reading
-  while it ran (a ``sys.addaudithook`` hook, active only inside ``watch`` through a ContextVar).
+  while it ran (a ``sys.addaudithook`` hook, active only inside ``watch`` through a ContextVar);
+* every file a module of that closure read while it was imported (``policies.import_reads``),
+  whichever earlier synth or command of the process imported it: a module's data read at import
+  (``policies/inventory.toml``) is not opened again by a later synth.
 
 Files under the repository are listed by their repository-relative path, others (a ``--program``
 in a temporary folder and its siblings) by absolute path. The stack file is listed with its
@@ -45,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from infra.config.stackfile import ROOT
+from policies import import_reads
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 """Bumped when the fingerprint's shape or meaning changes (every older record is then stale)."""
 SYNTHESIZER = ROOT / "infra" / "synth" / "runner.py"
 """The synthesizer's entry module: its closure (mocks, recorder, config) shapes every record."""
@@ -425,6 +429,12 @@ def _assemble(
     return fp
 
 
+def _import_reads(modules: Iterable[Path]) -> set[Path]:
+    """The data files the bodies of ``modules`` read when they were imported, in this process
+    (``policies.import_reads``): read once per process, never again by a later synth."""
+    return {Path(p) for p in import_reads.reads_of(modules) if Path(p).is_file()}
+
+
 # --- the fingerprint --------------------------------------------------------------------------
 
 
@@ -445,7 +455,7 @@ def snapshot(program: Path, stack_path: Path) -> Snapshot:
     record made from either content is synthesized again by the next check instead of reused.
     """
     closure = import_closure([program, SYNTHESIZER], source_roots(program))
-    paths = [*closure.files, stack_path.resolve(), PROJECT_FILE]
+    paths = [*closure.files, *_import_reads(closure.files), stack_path.resolve(), PROJECT_FILE]
     hashes = {file_key(p): sha256_of(p) for p in paths}
     hashes[_POLICY_KEY] = policy_digest()
     return Snapshot(closure, hashes)
@@ -472,7 +482,8 @@ def fingerprint(
     closure = import_closure(
         [*watched.modules, *py_opened], source_roots(program), known=before.closure
     )
-    files = {file_key(p) for p in closure.files | watched.opened} | {file_key(PROJECT_FILE)}
+    opened = watched.opened | _import_reads(closure.files)
+    files = {file_key(p) for p in closure.files | opened} | {file_key(PROJECT_FILE)}
     files.discard(file_key(stack_path.resolve()))  # listed on its own, with its resolved path
     providers = {_PROVIDER_PREFIX} | closure.external | watched.providers
     return _assemble(program, stack_path, files, distributions(providers), before.hashes)

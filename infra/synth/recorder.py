@@ -37,17 +37,19 @@ def provider_urn(reference: str) -> str:
 
 
 def plain(value: Any) -> Any:
-    """Inputs as JSON data: secrets redacted, integral floats back to ints, assets named."""
+    """Inputs as JSON data: secrets redacted, integral floats back to ints, assets named, and
+    every mapping's keys sorted: the SDK adds each property as it resolves, so key order varied
+    with the event loop's scheduling and records were not byte-identical from run to run."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
             # Keep the shape (a Secret's keys, a list's length) so manifests stay valid.
             inner = value.get("value")
             if isinstance(inner, dict):
-                return {str(k): REDACTED for k in inner}
+                return {str(k): REDACTED for k in sorted(inner, key=str)}
             if isinstance(inner, list):
                 return [REDACTED for _ in inner]
             return REDACTED
-        return {str(k): plain(v) for k, v in value.items() if k != SIG_KEY}
+        return {str(k): plain(value[k]) for k in sorted(value, key=str) if k != SIG_KEY}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if isinstance(value, float) and value.is_integer():

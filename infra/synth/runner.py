@@ -41,6 +41,7 @@ from infra.synth.expand import expand_yaml
 from infra.synth.fingerprint import fingerprint, snapshot, watch
 from infra.synth.mocks import make_mocks
 from infra.synth.recorder import Recording, make_monitor
+from infra.synth.sdk_wait import linear_wait
 
 PROGRAM = ROOT / "infra" / "__main__.py"
 """The Pulumi program ``sovml synth`` runs unless told otherwise."""
@@ -68,11 +69,15 @@ def run_recorded(program: Callable[[], Any], *, stack: str, region: str) -> Reco
     Component tests use this too, so components are judged by the same record as stacks.
     """
     import pulumi
+    from pulumi.runtime.settings import ROOT
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
     recording = Recording()
     mocks = make_mocks(region, recording)
+    # set_mocks makes a root Stack only when none is set: without this, every synth after the
+    # first in a process parented its components to the first stack's Stack resource.
+    ROOT.set(None)
     pulumi.runtime.set_mocks(
         mocks,
         project=PROJECT,
@@ -81,7 +86,8 @@ def run_recorded(program: Callable[[], Any], *, stack: str, region: str) -> Reco
         monitor=make_monitor(mocks, recording),
     )
     try:
-        _sync_await(run_pulumi_func(program))
+        with linear_wait():
+            _sync_await(run_pulumi_func(program))
     except pulumi.RunError as exc:
         raise SynthError(str(exc)) from None
     return recording
@@ -100,6 +106,30 @@ def _refuse_stale_bytecode(sources: set[Path]) -> None:
             f"{names}: this process ran bytecode compiled from an older content of the file (same "
             "date and size); the stale .pyc is removed now, so run the command again"
         )
+
+
+def _clear_program_caches(files: set[Path]) -> int:
+    """Empty every ``functools`` cache defined at module level in the program's modules.
+
+    Each synth then reads what those functions read inside its own ``watch``: a read cached by an
+    earlier synth of the process (``infra.images.sources._mirror`` reading the image lock) was
+    otherwise missing from every later record's fingerprint. And no value of an earlier synth's
+    runtime is handed to this one. The synthesizer's own caches (``infra/synth``: hashes keyed by
+    content, the audit hook's installation) are kept. Returns how many caches were cleared.
+    """
+    own = Path(__file__).resolve().parent
+    wanted = {os.path.realpath(p) for p in files if Path(p).parent != own}
+    cleared = 0
+    for module in list(sys.modules.values()):
+        origin = getattr(module, "__file__", None)
+        if not origin or os.path.realpath(origin) not in wanted:
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and getattr(value, "__module__", None) == module.__name__:
+                clear()
+                cleared += 1
+    return cleared
 
 
 @dataclass
@@ -130,6 +160,7 @@ def synthesize(
     # Hashed before anything is read, so an edit during the run makes the record stale, not fresh.
     before = snapshot(program, stack_file(stack, stacks_dir))
     _refuse_stale_bytecode(before.closure.files)
+    _clear_program_caches(before.closure.files)
     try:
         cfg, raw, secret_keys = load_stack(stack, stacks_dir)
     except StackFileError as exc:

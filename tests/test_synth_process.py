@@ -1,0 +1,168 @@
+"""A synth's record does not depend on what the process did before it.
+
+The fleet gate and the test suite run many syntheses in one process. Three leaks made a later
+synth's record differ from the same stack's record made alone in a fresh process, each found by
+comparing the two: top-level components were parented to the *first* stack's Stack resource
+(the SDK's root resource survived ``set_mocks``); files read by a cached function
+(``infra.images.sources._mirror``: the image lock) or by a module body at import
+(``policies/inventory.py``: the inventory) were missing from the fingerprint, so editing them
+left records "fresh"; and input keys came in the order the event loop resolved them. Also here:
+the linear drain of the SDK's outputs (``infra.synth.sdk_wait``) gives the record the SDK's own
+loop gives.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+import uuid
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.config.stackfile import ROOT
+from infra.synth import runner, sdk_wait
+from infra.synth.runner import SynthError, run_recorded, synthesize
+from infra.tenants.create import TenantRequest, create_tenant
+from policies import import_reads
+
+FRESH = """
+import sys
+from pathlib import Path
+from infra.synth.runner import synthesize
+synthesize(sys.argv[1], stacks_dir=Path(sys.argv[2]), build_dir=Path(sys.argv[3]))
+"""
+
+
+def _tenant(stacks: Path, name: str) -> None:
+    create_tenant(
+        TenantRequest(
+            name=name,
+            emails=("ops@example.com",),
+            alert_webhook="https://hooks.example.com/p",
+            oidc_issuer="https://login.example.ae/realms/ml",
+            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
+            account_id="111122223333",
+        ),
+        stacks,
+    )
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two SMB tenants (image source: the mirror, so the image lock is read)."""
+    out = tmp_path_factory.mktemp("process-stacks")
+    for name in ("first", "second"):
+        _tenant(out, name)
+    return out
+
+
+def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
+    stacks: Path, tmp_path: Path
+) -> None:
+    in_process = tmp_path / "in-process"
+    synthesize("first", stacks_dir=stacks, build_dir=in_process)
+    later = synthesize("second", stacks_dir=stacks, build_dir=in_process)
+    alone = tmp_path / "alone"
+    subprocess.run(
+        [sys.executable, "-c", FRESH, "second", str(stacks), str(alone)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    assert later.path.read_bytes() == (alone / "second" / "resources.json").read_bytes()
+    record = later.record
+    stack_urn = "urn:pulumi:second::sovereign-ml::pulumi:pulumi:Stack::sovereign-ml-second"
+    parents = {r["parent"] for r in record["resources"] if r["parent"] and "Stack::" in r["parent"]}
+    assert parents == {stack_urn}
+    # Read at import (the inventory) and through a cache (the lock) by the first synth only.
+    assert {"policies/inventory.toml", "policies/images.lock.toml"} <= set(
+        record["fingerprint"]["files"]
+    )
+
+
+def test_the_linear_drain_gives_the_record_of_the_sdks_own_loop(
+    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert sdk_wait.applies(), "requirements pin the pulumi version sdk_wait mirrors"
+    ours = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "ours").record
+    monkeypatch.setattr(runner, "linear_wait", nullcontext)
+    theirs = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "sdk").record
+    for record in (ours, theirs):
+        record.pop("fingerprint")
+    assert json.dumps(ours) == json.dumps(theirs)
+
+
+def _chain(depth: int, seen: list[int]) -> pulumi.Output[int]:
+    """Outputs created while earlier ones drain (each apply starts the next link)."""
+    out = pulumi.Output.from_input(0)
+    for i in range(depth):
+        out = out.apply(lambda v, i=i: seen.append(i) or pulumi.Output.from_input(v + 1))
+    return out
+
+
+def test_the_linear_drain_awaits_outputs_created_while_draining() -> None:
+    seen: list[int] = []
+    run_recorded(lambda: _chain(50, seen), stack="drain", region="me-central-1")
+    assert seen == list(range(50))
+
+
+def test_a_failing_output_fails_the_synth_under_the_linear_drain() -> None:
+    def program() -> None:
+        pulumi.Output.from_input(1).apply(lambda _: 1 / 0)
+
+    with pytest.raises((SynthError, ZeroDivisionError)):
+        run_recorded(program, stack="drain", region="me-central-1")
+
+
+def test_another_sdk_version_runs_its_own_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi.runtime import stack
+
+    original = stack.wait_for_rpcs
+    monkeypatch.setattr(sdk_wait, "MIRRORS", "0.0.0")
+    with sdk_wait.linear_wait() as used:
+        assert not used and stack.wait_for_rpcs is original
+    monkeypatch.setattr(sdk_wait, "MIRRORS", sdk_wait.MIRRORS)
+    assert stack.wait_for_rpcs is original
+
+
+def test_import_reads_are_attributed_to_the_imported_module_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_reads, "ROOT", str(tmp_path))
+    pkg = tmp_path / f"irpkg_{uuid.uuid4().hex[:8]}"
+    pkg.mkdir()
+    for name in ("data.txt", "late.txt", "prog.txt"):
+        (pkg / name).write_text(name)
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        "HERE = Path(__file__).parent\n"
+        "DATA = (HERE / 'data.txt').read_text()\n"
+        "def later():\n"
+        "    return (HERE / 'late.txt').read_text()\n"
+    )
+    program = pkg / "program.py"
+    program.write_text(
+        "from pathlib import Path\n(Path(__file__).parent / 'prog.txt').read_text()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module: Any = __import__(pkg.name)
+    module.later()  # a read after the import is the synth watch's business, not this table's
+    runpy.run_path(str(program), run_name="__main__")  # a program run, not an import
+    assert import_reads.reads_of([pkg / "__init__.py"]) == {str(pkg / "data.txt")}
+    assert import_reads.reads_of([program]) == set()
+    sys.modules.pop(pkg.name, None)
+
+
+def test_every_package_the_synth_enters_by_installs_the_import_hook_first() -> None:
+    # kernels/ and pipelines/ are left out on purpose: they are copied into workload images
+    # (the model puller's), and the synth reaches them only through infra/ and components/.
+    for package in ("infra", "policies", "components"):
+        body = (ROOT / package / "__init__.py").read_text()
+        code = [line for line in body.splitlines() if line.startswith(("import ", "from "))]
+        assert code and "import_reads" in code[0], package
