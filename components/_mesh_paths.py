@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from components import audit_recorder, feature_store, katib, keda, mlflow, monitoring
+from components import audit_recorder, feature_store, katib, keda, kubeflow, mlflow, monitoring
 from components.k8s_baseline import PUSHGATEWAY_PODS, PUSHGATEWAY_PORT, SERVING_PORTS
 from policies.gateway_metrics import GATEWAY_NAMESPACE, GATEWAY_WORKLOAD
 
@@ -39,6 +39,9 @@ KATIB_TRIAL_SA = "default"
 token): their metrics collector reports from it to the DB manager."""
 KEDA_OPERATOR_SA = ("keda", "keda-operator")
 """The KEDA operator's service account (the kedacore chart's name for it)."""
+METACONTROLLER_SA = ("kubeflow", kubeflow.METACONTROLLER_SA)
+"""metacontroller's service account (multi-user Kubeflow Pipelines): it calls the pipelines
+profile controller's sync hook."""
 UNMAPPED = {
     ("keda", "allow-control-plane"): "the EKS control plane (VPC ENIs) calls KEDA's metrics API "
     "and webhooks: no mesh identity",
@@ -104,6 +107,7 @@ def mesh_paths(
     tracking: bool,
     katib_trials: Sequence[str] = (),
     gateways: Sequence[str] = (),
+    profiles: bool = False,
 ) -> list[MeshPath]:
     """The paths of a stack whose mesh enrolls ``enrolled`` (platform and tenant namespaces).
 
@@ -111,7 +115,9 @@ def mesh_paths(
     ``kubeflow`` and the tenants' pipelines log to it; ``katib_trials``: the namespaces whose Katib
     trials report metrics to Katib's DB manager in ``kubeflow`` (empty: no Katib); ``gateways``:
     the namespaces of the ingress and egress gateways, which get no same-namespace path (gateways
-    never call each other) and are scraped on Istio's proxy ports only (:data:`PROXY_PORTS`).
+    never call each other) and are scraped on Istio's proxy ports only (:data:`PROXY_PORTS`);
+    ``profiles``: Kubeflow Pipelines runs multi-user (single sign-on), so metacontroller calls the
+    pipelines profile controller's hook in ``kubeflow``.
     """
     out: list[MeshPath] = []
     prometheus = principal(*PROMETHEUS_SA)
@@ -191,6 +197,18 @@ def mesh_paths(
                 principals=tuple(principal(t, PIPELINE_SA) for t in tenants),
                 selector=dict(mlflow.LABELS),
                 ports=(mlflow.PORT,),
+            )
+        )
+    if profiles:
+        # Both enrolled by the multi-user overlay, so the hook call carries metacontroller's
+        # identity over mTLS; the same-namespace row admits it too, this one names the caller.
+        out.append(
+            MeshPath(
+                "kubeflow",
+                "allow-profile-sync-hook",
+                principals=(principal(*METACONTROLLER_SA),),
+                selector=dict(kubeflow.PROFILE_CONTROLLER_PODS),
+                ports=(kubeflow.PROFILE_CONTROLLER_PORT,),
             )
         )
     reporters = sorted(set(katib_trials) - {"kubeflow"})  # kubeflow's own: same namespace

@@ -32,6 +32,14 @@ MYSQL_IMAGE = inventory.image("mysql")
 PROFILE_CONTROLLER = "kubeflow-pipelines-profile-controller"
 """KFP's multi-user profile controller (a Deployment running ``sync.py``): it creates each
 profile namespace's artifact proxy and visualization server from image and tag variables."""
+PROFILE_CONTROLLER_PODS = {"app": PROFILE_CONTROLLER}
+"""Its pods' label (the upstream kustomization's commonLabels)."""
+PROFILE_CONTROLLER_PORT = 8080
+"""Its container port (Service port 80 -> 8080): metacontroller calls its ``sync`` hook there."""
+METACONTROLLER_SA = "meta-controller-service"
+"""metacontroller's service account in KFP's namespace (third-party/metacontroller): it runs the
+profile controller as a DecoratorController, calling the hook for every profile namespace. Both
+run with a sidecar (the multi-user overlay turns upstream's ``inject: "false"`` over)."""
 PROFILE_IMAGES = {"FRONTEND": "kfp-frontend", "VISUALIZATION_SERVER": "kfp-visualization-server"}
 """``sync.py``'s ``<NAME>_IMAGE`` / ``<NAME>_TAG`` variables -> the inventory image they name."""
 DB_MODES = ("rds", "in-cluster")

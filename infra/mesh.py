@@ -16,6 +16,7 @@ from components._mesh_paths import mesh_paths
 from components.mesh import OUTSIDE_MESH, ROOT_NAMESPACE, ServiceMesh, ServiceMeshArgs
 from infra.config import PlatformConfig
 from infra.egress import NAMESPACE as EGRESS_NAMESPACE
+from infra.identity import profile_owners
 from infra.images.sources import sources_for
 from policies.gateway_metrics import GATEWAY_NAMESPACE
 
@@ -45,8 +46,9 @@ def service_mesh(
 
     Sidecars are injected when a pod is created, so every workload must come after istiod and
     its webhook: a pod created before would run outside the mesh until its next restart.
-    Katib's row exists where the tier runs it (an RDS tier, :mod:`infra.tracking`); istiod keeps
-    the tier's replica floor.
+    Katib's row exists where the tier runs it (an RDS tier, :mod:`infra.tracking`), the profile
+    hook's where Kubeflow Pipelines runs multi-user (single sign-on); istiod keeps the tier's
+    replica floor.
     """
     enrolled = enrolled_namespaces(cfg, platform)
     mesh = ServiceMesh(
@@ -60,6 +62,7 @@ def service_mesh(
                 tracking=True,  # MLflow runs on every tier (infra/tracking.py)
                 katib_trials=cfg.tenants if tier.db_mode == "rds" else (),
                 gateways=GATEWAY_NAMESPACES,
+                profiles=bool(profile_owners(cfg)),  # multi-user KFP (components/kubeflow.py)
             ),
             vpc_cidr=cfg.network.cidr,
             replicas=tier.replica_floor,

@@ -82,6 +82,22 @@ READ: dict[str, str] = {
                                    "kustomization.yaml (images: newTag v1.10.0)",
     "kubeflow-kfam": "kubeflow/manifests applications/profiles/upstream/overlays/kubeflow/"
                      "kustomization.yaml (images: newTag v1.10.0)",
+    "kfp-metacontroller": "NOT read at 2.4.0 (the index holds no 2.4.0 copy of third-party/"
+                          "metacontroller/base/stateful-set.yaml). Read instead: that file at "
+                          "commit 13e1af75 (docker.io/metacontrollerio/metacontroller:v2.0.4, "
+                          "2021 layout) and 0bcb4da0 (ghcr.io/metacontroller/metacontroller:"
+                          "v4.11.22, kubeflow/pipelines#11656, Feb 2025, after 2.4.0); the tag "
+                          "v2.6.1 from the maintainers' 2.4.0 follow-up (kubeflow/manifests#2970, "
+                          "2025-01-31; kubeflow/pipelines#11608: 'upgrade metacontroller from "
+                          "2.6.1 to 4.x'), the name from the v2.0.4 line (no kustomize images: "
+                          "in base/kustomization.yaml)",
+    "kfp-profile-controller-python": "NOT read at 2.4.0. base/installs/multi-user/pipelines-"
+                                     "profile-controller/deployment.yaml read in kubeflow/"
+                                     "manifests' synced copy apps/pipeline/upstream/... (commit "
+                                     "1ef4bde5: python:3.9); KFP's own stored copies say "
+                                     "python:3.7 (a833c3f9, older) and "
+                                     "python:3.8.13-slim-bullseye (026d5d7a, undated); its "
+                                     "kustomization.yaml sets no images:",
     "mysql": "components/manifests/katib/kustomization.yaml sets newTag 8.0.40 on `mysql`",
     "katib-controller": "components/manifests/katib/kustomization.yaml (newTag v0.19.0)",
     "katib-db-manager": "components/manifests/katib/kustomization.yaml (newTag v0.19.0)",

@@ -277,3 +277,79 @@ def test_keda_bypasses_exactly_the_ports_the_gate_lists() -> None:
         for pod, notes in mesh_bypass().items()
     }
     assert got == CAPTURE_EXCEPTIONS
+
+
+# -- multi-user Kubeflow Pipelines: metacontroller -> the pipelines profile controller -----------
+
+HOOK = "allow-profile-sync-hook"
+"""The row (and ALLOW policy) that admits metacontroller to the profile controller's hook."""
+
+
+def test_metacontroller_reaches_the_profile_hook_by_its_identity_in_multi_user_mode() -> None:
+    from components import kubeflow
+
+    rows = {
+        p.name: p
+        for p in mesh_paths(
+            ENROLLED, ["risk-analytics"], keda_namespace=False, tracking=True, profiles=True
+        )
+    }
+    assert rows[HOOK] == MeshPath(
+        "kubeflow",
+        HOOK,
+        principals=("cluster.local/ns/kubeflow/sa/meta-controller-service",),
+        selector={"app": "kubeflow-pipelines-profile-controller"},
+        ports=(8080,),
+    )
+    assert rows[HOOK].selector == kubeflow.PROFILE_CONTROLLER_PODS
+    # Single-user KFP has neither metacontroller nor the hook: no row.
+    single = mesh_paths(ENROLLED, ["risk-analytics"], keda_namespace=False, tracking=True)
+    assert HOOK not in {p.name for p in single}
+
+
+def test_the_stack_with_single_sign_on_admits_the_hook_and_the_others_do_not(stack: dict) -> None:
+    hooks = [
+        ap
+        for ap in _objects(stack, AP)
+        if (ap["metadata"]["namespace"], ap["metadata"]["name"]) == ("kubeflow", HOOK)
+    ]
+    if stack["stack"] != "prod-uae":  # dev: no ssoConnector, single-user KFP
+        assert hooks == []
+        return
+    (hook,) = hooks
+    assert hook["spec"]["action"] == "ALLOW"
+    assert hook["spec"]["selector"]["matchLabels"] == {
+        "app": "kubeflow-pipelines-profile-controller"
+    }
+    (rule,) = hook["spec"]["rules"]
+    assert rule["from"] == [
+        {"source": {"principals": ["cluster.local/ns/kubeflow/sa/meta-controller-service"]}}
+    ]
+    assert rule["to"] == [{"operation": {"ports": ["8080"]}}]
+
+
+def test_the_overlay_puts_metacontroller_and_the_profile_controller_in_the_mesh() -> None:
+    """Upstream opts both out (``sidecar.istio.io/inject: "false"``); without a sidecar each,
+    the hook call would be plaintext, outside the row above, and the gate cannot see it (the
+    overlay is not rendered here)."""
+    from pathlib import Path
+
+    import yaml
+
+    from components import kubeflow
+    from policies.rules.mesh import INJECT
+
+    overlay = yaml.safe_load((Path(kubeflow.MULTI_USER_OVERLAY) / "kustomization.yaml").read_text())
+    enrolled = {}
+    for entry in overlay["patches"]:
+        patch = yaml.safe_load(entry["patch"])
+        meta = (((patch.get("spec") or {}).get("template") or {}).get("metadata")) or {}
+        if meta:
+            enrolled[(patch["kind"], patch["metadata"]["name"])] = meta
+    for workload in (
+        ("StatefulSet", "metacontroller"),
+        ("Deployment", kubeflow.PROFILE_CONTROLLER),
+    ):
+        meta = enrolled.get(workload)
+        assert meta is not None, f"{workload}: no patch takes it into the mesh"
+        assert meta["labels"][INJECT] == "true" and meta["annotations"][INJECT] == "true", workload
