@@ -9,10 +9,11 @@ import never opens the file, so the fingerprint's watch of the files a synth ope
 This audit hook is installed by the ``__init__`` of each package a synth is entered through
 (``infra``, ``policies``, ``components``) before any of its modules runs, so it sees the import
 of every repository module the program loads (``kernels`` and ``pipelines`` are reached through
-those; they are left alone because they are copied into workload images). It attributes each file opened for reading to the innermost
-repository module whose body is executing at that moment, and the fingerprint lists the reads of
-every module in a record's import closure, whenever and by whichever synth that module was
-imported. Python source and bytecode are left out (the import closure lists modules itself).
+those, and are left alone because they are copied into workload images). It attributes each
+file opened for reading to the innermost repository module whose body the import system is
+running at that moment, and the fingerprint lists the reads of every module in a record's
+import closure, whenever and by whichever synth that module was imported. Python source and
+bytecode are left out (the import closure lists modules itself).
 Stdlib only, like the rest of ``policies``.
 """
 

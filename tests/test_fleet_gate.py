@@ -85,11 +85,8 @@ def test_a_bad_stack_in_the_fleet_leaves_the_others_judged(stacks: Path, tmp_pat
 def test_the_fleet_finds_what_the_per_stack_loop_finds(
     stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from infra.gate import fleet_checkov
-
-    # Two tenants in one batch: checkov's findings must be split back to the right stack. Tenants,
-    # the smallest stacks, keep checkov's share of the suite small (dev added a minute and no path).
-    monkeypatch.setattr(fleet_checkov, "BATCH", 2)
+    # Two tenants through the same checkov workers: each must get its own findings. Tenants, the
+    # smallest stacks, keep checkov's share of the suite small (dev added a minute and no path).
     names = ["acme", "globex"]
     sup = load_suppressions()
     result = fleet.run_fleet(
@@ -112,6 +109,72 @@ def test_the_fleet_finds_what_the_per_stack_loop_finds(
     acme = result.outcomes[0].report
     assert acme is not None and any(f.file for f in acme.findings)
     assert all(f.file in ("", "tfplan.json") or f.file.startswith("k8s/") for f in acme.findings)
+
+
+_DENY_ALL = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: apps}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+"""
+_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: apps}
+spec:
+  containers:
+    - name: web
+      image: nginx@sha256:0000000000000000000000000000000000000000000000000000000000000000
+"""
+
+
+def _ckv2_k8s_6(report: Any) -> list[str]:
+    return sorted(f.result for f in report.findings if f.check_id == "CKV2_K8S_6")
+
+
+@pytest.mark.skipif(not checkov_runner.CHECKOV.is_file(), reason="needs .venv-checkov")
+def test_one_stacks_objects_never_satisfy_anothers_graph_checks(tmp_path: Path) -> None:
+    """A Pod with no NetworkPolicy fails CKV2_K8S_6 in the fleet as alone, whatever the other
+    stacks hold: scanned in one checkov run, the other stack's deny-all policy passed it."""
+    from infra.gate import fleet_checkov
+
+    for stack, files in (("guarded", {"np.yaml": _DENY_ALL, "pod.yaml": _POD}),
+                         ("bare", {"pod.yaml": _POD})):  # fmt: skip
+        (tmp_path / stack / "k8s").mkdir(parents=True)
+        for name, text in files.items():
+            (tmp_path / stack / "k8s" / name).write_text(text)
+    alone = checkov_runner.run_checkov(tmp_path / "bare", frameworks=("kubernetes",))
+    scans = fleet_checkov.scan_fleet(tmp_path, ["guarded", "bare"])
+    assert _ckv2_k8s_6(alone) == ["failed"]
+    assert _ckv2_k8s_6(scans["bare"]) == ["failed"]
+    assert _ckv2_k8s_6(scans["guarded"]) == ["passed"]
+    bare = scans["bare"]
+    assert not isinstance(bare, str)
+    assert sorted(bare.findings, key=repr) == sorted(alone.findings, key=repr)
+
+
+@pytest.mark.skipif(not checkov_runner.CHECKOV.is_file(), reason="needs .venv-checkov")
+def test_a_lost_checkov_worker_is_an_error_for_its_stack_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.gate import fleet_checkov
+
+    for stack in ("one", "two"):
+        (tmp_path / stack / "k8s").mkdir(parents=True)
+        (tmp_path / stack / "k8s" / "pod.yaml").write_text(_POD)
+    # A scan that never answers: the timeout ends the worker, the next scan gets a new one.
+    real = fleet_checkov._Worker.ask
+    calls: list[int] = []
+
+    def ask(self: Any, argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+        calls.append(1)
+        if len(calls) == 1:
+            return real(self, ["--definitely-not-an-option"], cwd, timeout)
+        return real(self, argv, cwd, timeout)
+
+    monkeypatch.setattr(fleet_checkov._Worker, "ask", ask)
+    scans = fleet_checkov.scan_fleet(tmp_path, ["one", "two"], parallel=1)
+    errors = [s for s in scans.values() if isinstance(s, str)]
+    assert len(errors) == 1 and "checkov kubernetes" in errors[0]
+    assert sum(not isinstance(s, str) for s in scans.values()) == 1
 
 
 # --- skipping ---------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ Per stack the verdict is the one ``infra.gate.run.run_gate`` gives; only the wor
 * **Synth and rules in worker processes.** Each stack is synthesized in a fresh Pulumi runtime
   (``set_mocks`` and a new ``runpy`` namespace per run, as ``sovml synth`` does), by a pool of
   ``jobs`` processes that each pay the import start-up once, not once per stack.
-* **checkov once per framework** over all checked stacks (``infra.gate.fleet_checkov``), the two
-  frameworks side by side, results split back per stack by path.
+* **checkov started once per worker**, not twice per stack (``infra.gate.fleet_checkov``): long-
+  lived checkov processes run each stack's own scans in-process, read by the per-stack parser.
 
 Reports per stack are written exactly as ``run_gate`` writes them; beside each, ``gate.json``
 holds the gate fingerprint the report is for. The fleet summary is written by
@@ -295,7 +295,8 @@ def run_fleet(
     progress: Callable[[str], None] | None = None,
 ) -> FleetResult:
     """Judge ``stacks``: skip the unchanged, prepare the rest in ``jobs`` processes, run checkov
-    once per framework over them, and write every checked stack's reports and ``gate.json``.
+    on each in long-lived checkov workers, and write every checked stack's reports and
+    ``gate.json``.
 
     ``force`` checks every stack even where its fingerprint holds. Outcomes keep ``stacks``'
     order. Raises what an internal error raises (never for a stack's own bad input).

@@ -1,143 +1,129 @@
-"""checkov once per framework over many stacks, its results split back per stack by path.
+"""checkov over many stacks: each stack its own scan, in a few long-lived checkov processes.
 
-``scan_fleet`` links every stack's scan inputs (``build/<stack>/tfplan.json`` and
-``build/<stack>/k8s/``, as ``infra.gate.checkov.write_scan_inputs`` wrote them) into trees of
-``BATCH`` stacks, ``build/fleet/scan/<batch>/<framework>/<stack>/...``, runs one checkov per
-batch and framework on them (``PARALLEL`` at a time: one per core), and hands each stack a
-``CheckovReport`` whose file paths read exactly as the per-stack run's do (``tfplan.json``,
-``k8s/<object>.yaml``). Hard links, not copies: the
-tree costs no space, and only what checkov scans is in it (no records, no reports).
+``scan_fleet`` hands every stack's scan inputs (``build/<stack>/tfplan.json`` and
+``build/<stack>/k8s/``, as ``infra.gate.checkov.write_scan_inputs`` wrote them) to ``PARALLEL``
+checkov worker processes (``infra.gate.checkov_worker``, one per core), each of which imports
+checkov once and then runs, in-process and one after another, exactly the command line the
+per-stack gate runs (``infra.gate.checkov.checkov_command``) in the same folder. Its output is read
+by the per-stack parser, so each stack gets the ``CheckovReport`` its own run would give.
+
+Each stack stays its own scan. Scanning batches of stacks in one checkov run (this module's
+first design) was not faithful: checkov's kubernetes graph joins every object it reads, so a
+NetworkPolicy with ``podSelector: {}`` in one stack satisfied CKV2_K8S_6 for another stack's Pod
+(``tests/test_fleet_gate.py`` shows the batch passing it and the stack alone failing). It was not
+cheaper either: checkov's start-up (about 2 s) is paid once per worker here, and a tenant's scans
+cost about 0.5 s (kubernetes) and 1.3 s (terraform plan) of CPU, where the batches cost about
+6.6 s of CPU a stack (their graphs grow faster than the batch).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
+import queue
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.gate import checkov as checkov_runner
-from infra.gate.checkov import (
-    FRAMEWORKS,
-    K8S_DIR,
-    TFPLAN_FILE,
-    CheckovError,
-    CheckovReport,
-    FrameworkRun,
-)
+from infra.gate.checkov import FRAMEWORKS, CheckovError, CheckovReport, FrameworkRun
 
-SCAN_DIR = Path("fleet") / "scan"
-"""Under the build folder: the tree checkov scans, one folder per framework, then per stack."""
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system, or links refused: a copy reads the same
-        shutil.copyfile(src, dst)
-
-
-def build_scan_tree(root: Path, build_dir: Path, stacks: Sequence[str]) -> dict[str, list[str]]:
-    """Link the stacks' scan inputs under ``root/<framework>/<stack>``; the stacks per framework."""
-    shutil.rmtree(root, ignore_errors=True)
-    present: dict[str, list[str]] = {fw: [] for fw in FRAMEWORKS}
-    for stack in stacks:
-        out = build_dir / stack
-        plan = out / TFPLAN_FILE
-        if plan.is_file():
-            _link(plan, root / "terraform_plan" / stack / TFPLAN_FILE)
-            present["terraform_plan"].append(stack)
-        manifests = sorted((out / K8S_DIR).glob("*.y*ml")) if (out / K8S_DIR).is_dir() else []
-        for path in manifests:
-            _link(path, root / "kubernetes" / stack / K8S_DIR / path.name)
-        if manifests:
-            present["kubernetes"].append(stack)
-    return present
-
-
-def _split(run: FrameworkRun, build_dir: Path, stacks: Sequence[str]) -> dict[str, FrameworkRun]:
-    """One framework's fleet run cut into per-stack runs (findings' files made stack-relative)."""
-    per: dict[str, FrameworkRun] = {
-        s: FrameworkRun(run.framework, build_dir / s, True, run.seconds) for s in stacks
-    }
-    for f in run.findings:
-        stack, _, rest = f.file.partition("/")
-        if stack not in per:
-            raise CheckovError(f"checkov {run.framework} reported {f.file}, not a scanned stack")
-        per[stack].findings.append(_with_file(f, rest))
-    for error in run.parsing_errors:
-        owners = [s for s in stacks if f"/{s}/" in error]
-        # A parse error no stack owns is charged to every stack: none of them was fully judged.
-        for s in owners or stacks:
-            per[s].parsing_errors.append(error)
-    return per
-
-
-def _with_file(f: checkov_runner.CheckResult, file: str) -> checkov_runner.CheckResult:
-    from dataclasses import replace
-
-    return replace(f, file=file)
-
-
-BATCH = 20
-"""Stacks per checkov process. One checkov over a whole fleet builds one graph of every object:
-its memory grows faster than the fleet (over 18 GB for the kubernetes framework on 103 stacks,
-killed by the kernel); 20 stacks stay near 1 GB and still spread the start-up over 20 stacks."""
+WORKER = Path(__file__).with_name("checkov_worker.py")
+"""The worker script, run by the python of checkov's venv."""
 PARALLEL = 2
-"""checkov processes at a time: one per core of the machine this was measured on."""
+"""checkov workers at a time: one per core of the machine this was measured on."""
 
 
-def _command(checkov: Path, fw: str, target: Path, external_checks_dir: Path | None) -> list[str]:
-    # A folder for both frameworks: the tree holds only what that framework reads.
-    cmd = [str(checkov), "--framework", fw, "-o", "json", "--skip-download", "-d", str(target)]
-    if external_checks_dir is not None:
-        cmd += ["--external-checks-dir", str(external_checks_dir)]
-    return cmd
+@dataclass
+class _Task:
+    stack: str
+    run: FrameworkRun
+    cwd: Path
 
 
-def _run_batches(
-    batches: list[tuple[str, Path, list[str]]],
-    checkov: Path,
-    external_checks_dir: Path | None,
-    timeout: float,
-    parallel: int,
-) -> tuple[list[tuple[FrameworkRun, list[str]]], dict[str, str]]:
-    """Run every (framework, folder, stacks) batch, ``parallel`` at a time; the runs, and the
-    error per stack whose batch failed."""
-    env = checkov_runner.checkov_env()
-    pending = list(batches)
-    running: list[tuple[FrameworkRun, list[str], subprocess.Popen[str], float]] = []
-    done: list[tuple[FrameworkRun, list[str]]] = []
-    errors: dict[str, str] = {}
-    try:
-        while pending or running:
-            while pending and len(running) < parallel:
-                fw, target, stacks = pending.pop(0)
-                run = FrameworkRun(fw, target, True)
-                run.command = _command(checkov, fw, target, external_checks_dir)
-                proc = checkov_runner._start(run.command, env, target)
-                running.append((run, stacks, proc, time.perf_counter()))
-            # Wait for the oldest: batches are of like size, so they end in about that order.
-            run, stacks, proc, started = running.pop(0)
+class _Worker:
+    """One checkov worker process, restarted when it exits (its request limit, a crash)."""
+
+    def __init__(self, python: Path, env: dict[str, str]) -> None:
+        self.python, self.env = python, env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def _started(self) -> subprocess.Popen[str]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [str(self.python), str(WORKER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=self.env,
+            )
+        return self.proc
+
+    def ask(self, argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of one command line; CheckovError on a lost worker."""
+        proc = self._started()
+        assert proc.stdin is not None and proc.stdout is not None
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except OSError:
+            line = ""
+        finally:
+            overran = not timer.is_alive() and proc.poll() is not None
+            timer.cancel()
+        if not line:
+            proc.kill()
+            proc.wait()
+            self.proc = None
+            if overran:
+                raise CheckovError(f"checkov ran over {timeout:.0f}s")
+            raise CheckovError(f"the checkov worker exited {proc.returncode} without an answer")
+        answer = json.loads(line)
+        return int(answer["rc"]), str(answer["stdout"]), str(answer["stderr"])
+
+    def close(self) -> None:
+        """End the process (stdin closed: it leaves its loop)."""
+        if self.proc is not None and self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
             try:
-                stdout, stderr = checkov_runner._wait(run, proc, timeout)
-                run.seconds = time.perf_counter() - started
-                checkov_runner._parse_into(run, stdout, stderr, run.target, [])
-                done.append((run, stacks))
-            except CheckovError as exc:
-                message = str(exc)
-                if proc.returncode == -9:
-                    message += "(killed: out of memory?)"
-                errors.update(dict.fromkeys(stacks, message))
-    finally:
-        for _, _, proc, _ in running:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return done, errors
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _serve(
+    worker: _Worker,
+    tasks: queue.Queue[_Task | None],
+    external_checks_dir: Path | None,
+    checkov: Path,
+    timeout: float,
+    errors: dict[str, str],
+) -> None:
+    """Take tasks until the sentinel: run each, parse it as the per-stack gate does."""
+    while (task := tasks.get()) is not None:
+        run = task.run
+        try:
+            argv = checkov_runner.checkov_command(
+                run.framework, run.target, external_checks_dir, checkov
+            )[1:]
+            started = time.perf_counter()
+            rc, stdout, stderr = worker.ask(argv, task.cwd, timeout)
+            run.seconds = time.perf_counter() - started
+            run.command = [str(checkov), *argv]
+            # checkov exits 1 when a check failed: only a missing report is an error.
+            if rc not in (0, 1):
+                raise CheckovError(f"checkov {run.framework} exited {rc}: {stderr.strip()[-2000:]}")
+            checkov_runner._parse_into(run, stdout, stderr, task.cwd, [])
+        except CheckovError as exc:
+            errors[task.stack] = f"checkov {run.framework}: {exc}"
 
 
 def scan_fleet(
@@ -146,49 +132,51 @@ def scan_fleet(
     *,
     checkov: Path | None = None,
     external_checks_dir: Path | None = checkov_runner.EXTERNAL_CHECKS,
-    timeout: float = 1800,
-    batch: int | None = None,
+    timeout: float = 600,
     parallel: int = PARALLEL,
 ) -> dict[str, CheckovReport | str]:
-    """checkov over every stack, ``batch`` stacks per process: per stack its ``CheckovReport``,
-    or the error (one line) that kept checkov from judging it (missing, crashed or overran).
+    """checkov over every stack, each scanned alone: per stack its ``CheckovReport``, or the error
+    (one line) that kept checkov from judging it (missing, crashed or overran).
 
-    ``checkov`` defaults to ``infra.gate.checkov.CHECKOV`` as it is when called. Missing, it is
-    an error for every stack even where there is nothing to scan, as in the per-stack run.
+    ``checkov`` defaults to ``infra.gate.checkov.CHECKOV`` as it is when called; its venv's
+    ``python`` runs the workers. Missing, it is an error for every stack even where there is
+    nothing to scan, as in the per-stack run. ``timeout`` bounds each scan.
     """
     checkov = checkov_runner.CHECKOV if checkov is None else checkov
-    batch = BATCH if batch is None else batch
-    if not Path(checkov).is_file():
+    python = Path(checkov).parent / "python"
+    if not Path(checkov).is_file() or not python.is_file():
         message = f"{checkov} not found: run `make setup` to create .venv-checkov"
         return dict.fromkeys(stacks, message)
-    root = build_dir / SCAN_DIR
-    shutil.rmtree(root, ignore_errors=True)
-    chunks = [list(stacks[i : i + batch]) for i in range(0, len(stacks), batch)]
-    present: dict[str, set[str]] = {fw: set() for fw in FRAMEWORKS}
-    batches: list[tuple[str, Path, list[str]]] = []
-    for i, chunk in enumerate(chunks):
-        found = build_scan_tree(root / f"{i:04d}", build_dir, chunk)
-        for fw in FRAMEWORKS:
-            present[fw].update(found[fw])
-            if found[fw]:
-                batches.append((fw, root / f"{i:04d}" / fw, found[fw]))
-    # Both frameworks of a batch side by side: their memory and time are alike.
-    batches.sort(key=lambda b: (b[1].parent.name, b[0]))
-    done, failed = _run_batches(batches, checkov, external_checks_dir, timeout, parallel)
-    split: dict[str, dict[str, FrameworkRun]] = {fw: {} for fw in FRAMEWORKS}
-    for run, batch_stacks in done:
-        try:
-            split[run.framework].update(_split(run, build_dir, batch_stacks))
-        except CheckovError as exc:
-            failed.update(dict.fromkeys(batch_stacks, str(exc)))
-    out: dict[str, CheckovReport | str] = {}
+    runs: dict[str, list[FrameworkRun]] = {}
+    tasks: queue.Queue[_Task | None] = queue.Queue()
     for stack in stacks:
-        if stack in failed:
-            out[stack] = failed[stack]
-            continue
-        stack_runs = [
-            split[fw][stack] if stack in split[fw] else FrameworkRun(fw, build_dir / stack, False)
-            for fw in FRAMEWORKS
-        ]
-        out[stack] = CheckovReport(runs=stack_runs)
-    return out
+        runs[stack] = []
+        for framework in FRAMEWORKS:
+            target, present = checkov_runner._target(build_dir / stack, framework)
+            run = FrameworkRun(framework, target, present)
+            runs[stack].append(run)
+            if present:
+                tasks.put(_Task(stack, run, build_dir / stack))
+    errors: dict[str, str] = {}
+    env = checkov_runner.checkov_env()
+    workers = [_Worker(python, env) for _ in range(max(1, min(parallel, tasks.qsize())))]
+    for _ in workers:
+        tasks.put(None)
+    threads = [
+        threading.Thread(
+            target=_serve, args=(w, tasks, external_checks_dir, checkov, timeout, errors)
+        )
+        for w in workers
+    ]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for w in workers:
+            w.close()
+    return {
+        stack: errors[stack] if stack in errors else CheckovReport(runs=runs[stack])
+        for stack in stacks
+    }

@@ -1,0 +1,98 @@
+"""A long-lived checkov process: the per-stack command lines, run one after another in-process.
+
+Run by ``.venv-checkov/bin/python`` (checkov's own venv; this file imports nothing of the
+repository, so that interpreter can run it by path). Each request on stdin is one JSON line,
+``{"argv": [...], "cwd": "..."}``: the arguments of exactly the command the per-stack gate runs
+(``infra.gate.checkov.checkov_command`` without the executable), and the folder it runs in. Each
+answer on stdout is one JSON line, ``{"rc": int, "stdout": str, "stderr": str}``: what that
+command would have printed and its exit status, for the same parser.
+
+Why: checkov spends about 2 s of every start importing and registering its checks, more than a
+tenant stack's scan (about 0.5 s kubernetes, 1.3 s terraform plan). Scanning many stacks in one
+checkov run instead is not faithful: its kubernetes graph joins every object it reads, so one
+stack's ``podSelector: {}`` NetworkPolicy satisfied CKV2_K8S_6 for another stack's Pods (shown
+in ``tests/test_fleet_gate.py``). Here each stack is still its own scan with its own graph.
+
+checkov keeps parsed definitions on its runner instances, and ``Checkov()`` starts from the same
+module-level instances every time: a second scan reported the first stack's files. Every request
+therefore gets new runner instances. The registries of checks are loaded once, which is the
+point; ``MAX_REQUESTS`` bounds whatever else a long run might accumulate (the caller starts a new
+worker after that many).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import traceback
+import warnings
+from typing import Any
+
+MAX_REQUESTS = 200
+"""Requests one worker serves before it exits (the caller starts another)."""
+ENV = {
+    "BC_SKIP_MAPPING": "TRUE",
+    "CHECKOV_NO_TELEMETRY": "TRUE",
+    "ANSI_COLORS_DISABLED": "1",
+    "LOG_LEVEL": "ERROR",
+}
+"""As ``infra.gate.checkov.checkov_env`` sets for the per-stack process (set before import)."""
+
+
+def scan(checkov_cls: Any, argv: list[str], cwd: str) -> dict[str, Any]:
+    """One checkov command line, in-process: its exit status and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    rc: Any = 0
+    here = os.getcwd()
+    try:
+        os.chdir(cwd)
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", category=SyntaxWarning)
+            try:
+                checkov = checkov_cls(list(argv))
+                checkov.runners = [type(r)() for r in checkov.runners]
+                rc = checkov.run()
+            except SystemExit as exc:
+                rc = exc.code
+    except Exception:  # the per-stack process would have died with a traceback: so does this
+        err.write(traceback.format_exc())
+        rc = 2
+    finally:
+        os.chdir(here)
+    return {"rc": rc if isinstance(rc, int) else (0 if rc is None else 2), "stdout": out.getvalue(),
+            "stderr": err.getvalue()}  # fmt: skip
+
+
+def main() -> int:
+    """Serve requests from stdin until it closes or ``MAX_REQUESTS`` were answered."""
+    # Run by path, this file's folder is sys.path[0], where infra/gate/checkov.py would be
+    # imported as checkov itself.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    os.environ.update(ENV)
+    # The answers get a descriptor of their own; anything written to descriptor 1 behind
+    # Python's back (a handler holding the original stdout, a child process) goes to stderr.
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), encoding="utf-8")
+    from checkov.main import Checkov
+
+    for served, line in enumerate(sys.stdin, start=1):
+        request = json.loads(line)
+        answer = scan(Checkov, request["argv"], request["cwd"])
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+        if served >= MAX_REQUESTS:
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
