@@ -9,9 +9,9 @@ interpreter's own start-up, about a second, is not):
 * ``fleet cold``: ``infra.gate.fleet.run_fleet`` over every stack, nothing built yet.
 * ``fleet one tenant changed``: one tenant's budget edited in its stack file; the rest skipped.
 * ``fleet shared input changed``: every record's fingerprint made to list a changed component
-  file (``components/network.py``'s hash replaced in each ``resources.json``), exactly what
-  ``stale_reason`` sees after an edit of that file, without editing the repository; every stack
-  is synthesized and checked again.
+  file (``components/network.py``'s hash replaced in each ``resources.json`` and in the copy of
+  the fingerprint its ``gate.json`` keeps), exactly what ``stale_reason`` sees after an edit of
+  that file, without editing the repository; every stack is synthesized and checked again.
 * ``loop cold`` / ``loop records reused`` (the baseline, today's path): ``infra.gate.run.run_gate``
   stack after stack (checkov started per stack and framework), measured on a sample of
   ``--sample`` stacks (the platform stacks and tenants) and extrapolated to the fleet by the mean
@@ -82,16 +82,20 @@ def change_tenant(stacks: Path, name: str) -> None:
 
 
 def change_shared_input(build: Path, names: list[str]) -> int:
-    """Make every record list ``SHARED`` with another hash, as after an edit of that file."""
+    """Make every record list ``SHARED`` with another hash, as after an edit of that file: in the
+    record and in the copy of its fingerprint ``gate.json`` keeps (the skip decision reads that)."""
     changed = 0
     for name in names:
-        path = build / name / "resources.json"
-        record = json.loads(path.read_text())
-        files = record["fingerprint"]["files"]
-        if SHARED in files:
-            files[SHARED] = "0" * 64
-            changed += 1
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        for path, key in (
+            (build / name / "resources.json", "fingerprint"),
+            (build / name / fleet.GATE_FILE, "record"),
+        ):
+            doc = json.loads(path.read_text())
+            files = doc[key]["files"]
+            if SHARED in files:
+                files[SHARED] = "0" * 64
+                changed += key == "fingerprint"
+            path.write_text(json.dumps(doc, indent=2) + "\n")
     return changed
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.config.stackfile import ROOT, STACKS
+from infra.config.stackfile import ROOT, STACKS, load_stack
 from infra.gate import checkov as checkov_runner
 from infra.gate import fleet, run
 from infra.gate.findings import Finding, load_suppressions
@@ -222,6 +222,63 @@ def test_changed_gate_inputs_check_again(
     monkeypatch.undo()
     assert _fleet(own, build, ["dev"]) == {"dev": "checked"}  # back: judged again, then it holds
     assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}
+
+
+def test_the_skip_reads_the_judged_fingerprint_from_gate_json_and_trusts_no_edit_of_it(
+    checked: tuple[Path, Path],
+) -> None:
+    own, build = checked
+    assert _fleet(own, build, ["dev"]) in ({"dev": "skipped"}, {"dev": "checked"})
+    gate_path = build / "dev" / fleet.GATE_FILE
+    gate = json.loads(gate_path.read_text())
+    record = json.loads((build / "dev" / "resources.json").read_text())
+    assert gate["record"] == record["fingerprint"]
+    # A record that is no longer read for the decision: the copy decides (skipped as before).
+    assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}
+    # A file taken off the copy's list, digest kept: the recomputed digest differs.
+    files = dict(gate["record"]["files"])
+    files.pop(next(iter(files)))
+    gate_path.write_text(json.dumps({**gate, "record": {**gate["record"], "files": files}}))
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+    # A copy with another digest than the gate fingerprint was made from: the record decides.
+    gate = json.loads(gate_path.read_text())
+    forged = {**gate["record"], "digest": "0" * 64}
+    gate_path.write_text(json.dumps({**gate, "record": forged}))
+    assert fleet._judged_fingerprint(build / "dev", "dev", fleet.gate_inputs(False)) is None
+    assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}  # the record's own copy holds
+    # No record on disk: judged again, and the record written again.
+    (build / "dev" / "resources.json").unlink()
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
+    assert (build / "dev" / "resources.json").is_file()
+
+
+def _bench() -> Any:
+    """benchmarks/fleet.py as a module (benchmarks/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_fleet", ROOT / "benchmarks" / "fleet.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fleet_benchmark_makes_valid_tenants_and_a_change_the_gate_sees(
+    checked: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """What `make bench` times must be what it says: its tenants pass config validation (they
+    once lacked the issuer prod tenants need, and the benchmark stopped), and its simulated
+    edit of a shared component makes the gate check the stack again."""
+    bench = _bench()
+    names = bench.generate(tmp_path / "generated", 2)
+    assert {"tenant-0000", "tenant-0001"} <= set(names)
+    for name in names:
+        load_stack(name, tmp_path / "generated")
+    own, build = checked
+    assert _fleet(own, build, ["dev"]) in ({"dev": "skipped"}, {"dev": "checked"})
+    assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}
+    assert bench.change_shared_input(build, ["dev"]) == 1
+    assert _fleet(own, build, ["dev"]) == {"dev": "checked"}
 
 
 def test_an_edited_report_or_one_without_its_tools_is_never_trusted(

@@ -27,7 +27,7 @@ import importlib.metadata as metadata
 import json
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,10 +123,29 @@ def gate_fingerprint(record_digest: str, inputs: str) -> str:
     return _sha(f"{record_digest}\0{inputs}".encode())
 
 
-def _write_gate_file(out: Path, fingerprint: str) -> None:
+def _write_gate_file(out: Path, fingerprint: str, record: Mapping[str, Any]) -> None:
+    """``gate.json``: the gate fingerprint, the report's hash, and the judged record's fingerprint
+    (``record``), from which the next run decides without reading the record itself."""
     report = (out / "report.json").read_bytes()
-    doc = {"fingerprint": fingerprint, "report": _sha(report)}
+    doc = {"fingerprint": fingerprint, "report": _sha(report), "record": dict(record)}
     (out / GATE_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _judged_fingerprint(out: Path, stack: str, inputs: str) -> dict[str, Any] | None:
+    """The fingerprint of the record the last report judged, as ``gate.json`` keeps it, when it is
+    that report's (its digest and ``inputs`` give the gate fingerprint written beside it) and the
+    record is still on disk; None otherwise (the record is then read, as before ``gate.json`` kept
+    it). Whether it still holds is ``stale_reason``'s question, as for the record's own copy."""
+    try:
+        gate = json.loads((out / GATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    record = gate.get("record") if isinstance(gate, dict) else None
+    if not isinstance(record, dict) or not record_path(stack, out.parent).is_file():
+        return None
+    if gate.get("fingerprint") != gate_fingerprint(str(record.get("digest")), inputs):
+        return None
+    return record
 
 
 def _last_report(out: Path, fingerprint: str) -> dict[str, Any] | None:
@@ -184,8 +203,14 @@ def plan_skips(
     skipped: dict[str, StackOutcome] = {}
     for stack in stacks:
         path = record_path(stack, build_dir)
+        judged = _judged_fingerprint(build_dir / stack, stack, inputs)
         try:
-            record = json.loads(path.read_text())
+            # The fingerprint alone decides; the whole record is read only for an older gate.json.
+            record = (
+                {"stack": stack, "fingerprint": judged}
+                if judged is not None
+                else json.loads(path.read_text())
+            )
         except (OSError, ValueError):
             continue
         if not isinstance(record, dict) or stale_reason(
@@ -337,7 +362,7 @@ def run_fleet(
             continue
         out = build_dir / r.report.stack
         write_reports(r.report, out)
-        _write_gate_file(out, gate_fingerprint(r.digest, inputs))
+        _write_gate_file(out, gate_fingerprint(r.digest, inputs), r.fingerprint)
         by_stack[r.report.stack] = StackOutcome(r.report.stack, CHECKED, r.report)
     done = time.perf_counter()
     return FleetResult(

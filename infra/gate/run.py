@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,9 @@ class Prepared:
     """The report so far: rules and schemas (checkov's findings are added later)."""
     digest: str
     """The record's fingerprint digest (what the gate judged)."""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    """The record's whole fingerprint (kept beside the report: the next skip decision reads it
+    instead of the record, which is about 1 MB of JSON for a tenant)."""
 
 
 def prepare_gate(
@@ -210,7 +213,9 @@ def prepare_gate(
     checkov_runner.write_scan_inputs(record, out)
     write_pack_config(record, out, suppressions)  # for pulumi preview --policy-pack-config
     report.seconds = time.perf_counter() - started
-    return Prepared(report, str(record.get("fingerprint", {}).get("digest", "")))
+    fingerprint = record.get("fingerprint")
+    fingerprint = dict(fingerprint) if isinstance(fingerprint, dict) else {}
+    return Prepared(report, str(fingerprint.get("digest", "")), fingerprint)
 
 
 def run_gate(
