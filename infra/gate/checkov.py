@@ -173,7 +173,9 @@ def checkov_command(
     framework: str, target: Path, external_checks_dir: Path | None, checkov: Path = CHECKOV
 ) -> list[str]:
     """The checkov command line for one framework and target (file or folder)."""
-    cmd = [str(checkov), "--framework", framework, "-o", "json", "--skip-download"]
+    # --compact: the JSON without each result's code block and connected node, which nothing
+    # here reads (a quarter of the size: 25 MB -> 6 MB of output for two tenant stacks' scans).
+    cmd = [str(checkov), "--framework", framework, "-o", "json", "--compact", "--skip-download"]
     cmd += ["-f", str(target)] if framework == "terraform_plan" else ["-d", str(target)]
     if external_checks_dir is not None:
         if not (external_checks_dir / "__init__.py").is_file():
