@@ -68,7 +68,12 @@ TORCH_FIRST := triton
 	$(call install,.venv-$*,-r $<); \
 	touch $@; $(call timed,.venv-$*)
 
-setup: $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp .venv-mlflow/.stamp ## Create the virtualenvs (pinned)
+# The virtualenvs are independent: built side by side (SETUP_JOBS at a time), so a fresh clone
+# waits for the slowest (.venv, torch and the main lock) rather than the sum of all five.
+SETUP_JOBS ?= 3
+VENVS := $(VENV)/.stamp .venv-checkov/.stamp .venv-policy/.stamp .venv-triton/.stamp .venv-mlflow/.stamp
+setup: ## Create the virtualenvs (pinned)
+	@$(MAKE) --no-print-directory -j $(SETUP_JOBS) $(VENVS)
 
 # Real servers the tests talk to, from Debian's packages: Redis (Feast's production online store),
 # Prometheus (promtool for the alert rules; the server for the rollout analysis queries) and
