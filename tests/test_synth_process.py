@@ -28,8 +28,8 @@ import pytest
 from infra.config.stackfile import ROOT
 from infra.synth import runner, sdk_wait
 from infra.synth.runner import SynthError, run_recorded, synthesize
-from infra.tenants.create import TenantRequest, create_tenant
 from policies import import_reads
+from tests.offboard_helpers import tenant_stacks
 
 FRESH = """
 import sys
@@ -39,27 +39,10 @@ synthesize(sys.argv[1], stacks_dir=Path(sys.argv[2]), build_dir=Path(sys.argv[3]
 """
 
 
-def _tenant(stacks: Path, name: str) -> None:
-    create_tenant(
-        TenantRequest(
-            name=name,
-            emails=("ops@example.com",),
-            alert_webhook="https://hooks.example.com/p",
-            oidc_issuer="https://login.example.ae/realms/ml",
-            oidc_jwks_uri="https://login.example.ae/realms/ml/certs",
-            account_id="111122223333",
-        ),
-        stacks,
-    )
-
-
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two SMB tenants (image source: the mirror, so the image lock is read)."""
-    out = tmp_path_factory.mktemp("process-stacks")
-    for name in ("first", "second"):
-        _tenant(out, name)
-    return out
+    return tenant_stacks(tmp_path_factory.mktemp("process"), ("first", "second"))
 
 
 def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
