@@ -177,6 +177,29 @@ def test_a_lost_checkov_worker_is_an_error_for_its_stack_only(
     assert sum(not isinstance(s, str) for s in scans.values()) == 1
 
 
+@pytest.mark.skipif(not checkov_runner.CHECKOV.is_file(), reason="needs .venv-checkov")
+def test_a_worker_answering_garbage_or_a_scan_never_run_fails_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stack passes checkov without checkov's report: garbage from the worker, or a scan its
+    thread never took, is an error for that stack, never an empty (passing) scan."""
+    from infra.gate import fleet_checkov
+
+    build = tmp_path / "build"
+    for stack in ("one", "two"):
+        (build / stack / "k8s").mkdir(parents=True)
+        (build / stack / "k8s" / "pod.yaml").write_text(_POD)
+    liar = tmp_path / "liar.py"
+    liar.write_text("import sys\nfor _ in sys.stdin:\n    print('{\"rc\": 0', flush=True)\n")
+    monkeypatch.setattr(fleet_checkov, "WORKER", liar)
+    scans = fleet_checkov.scan_fleet(build, ["one", "two"])
+    assert all(isinstance(s, str) and "answered something else" in s for s in scans.values())
+    monkeypatch.undo()
+    monkeypatch.setattr(fleet_checkov, "_serve", lambda *args: None)  # threads that take nothing
+    scans = fleet_checkov.scan_fleet(build, ["one", "two"])
+    assert all(isinstance(s, str) and "never ran" in s for s in scans.values())
+
+
 # --- skipping ---------------------------------------------------------------------------------
 
 

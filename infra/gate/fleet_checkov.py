@@ -41,6 +41,9 @@ class _Task:
     stack: str
     run: FrameworkRun
     cwd: Path
+    done: bool = False
+    """Set once the scan's output was parsed or its error recorded: a task left unset (its
+    thread died) is an error for its stack, never an empty, passing scan."""
 
 
 class _Worker:
@@ -84,8 +87,16 @@ class _Worker:
             if overran:
                 raise CheckovError(f"checkov ran over {timeout:.0f}s")
             raise CheckovError(f"the checkov worker exited {proc.returncode} without an answer")
-        answer = json.loads(line)
-        return int(answer["rc"]), str(answer["stdout"]), str(answer["stderr"])
+        try:
+            answer = json.loads(line)
+            return int(answer["rc"]), str(answer["stdout"]), str(answer["stderr"])
+        except (ValueError, KeyError, TypeError):
+            proc.kill()
+            proc.wait()
+            self.proc = None
+            raise CheckovError(
+                f"the checkov worker answered something else: {line[:200]!r}"
+            ) from None
 
     def close(self) -> None:
         """End the process (stdin closed: it leaves its loop)."""
@@ -124,6 +135,9 @@ def _serve(
             checkov_runner._parse_into(run, stdout, stderr, task.cwd, [])
         except CheckovError as exc:
             errors[task.stack] = f"checkov {run.framework}: {exc}"
+        except Exception as exc:  # any failure is this stack's error, never an empty pass
+            errors[task.stack] = f"checkov {run.framework}: {type(exc).__name__}: {exc}"
+        task.done = True
 
 
 def scan_fleet(
@@ -149,6 +163,7 @@ def scan_fleet(
         return dict.fromkeys(stacks, message)
     runs: dict[str, list[FrameworkRun]] = {}
     tasks: queue.Queue[_Task | None] = queue.Queue()
+    every: list[_Task] = []
     for stack in stacks:
         runs[stack] = []
         for framework in FRAMEWORKS:
@@ -156,7 +171,8 @@ def scan_fleet(
             run = FrameworkRun(framework, target, present)
             runs[stack].append(run)
             if present:
-                tasks.put(_Task(stack, run, build_dir / stack))
+                every.append(_Task(stack, run, build_dir / stack))
+                tasks.put(every[-1])
     errors: dict[str, str] = {}
     env = checkov_runner.checkov_env()
     workers = [_Worker(python, env) for _ in range(max(1, min(parallel, tasks.qsize())))]
@@ -176,6 +192,9 @@ def scan_fleet(
     finally:
         for w in workers:
             w.close()
+    for task in every:
+        if not task.done:
+            errors.setdefault(task.stack, f"checkov {task.run.framework}: the scan never ran")
     return {
         stack: errors[stack] if stack in errors else CheckovReport(runs=runs[stack])
         for stack in stacks
