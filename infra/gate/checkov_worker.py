@@ -16,7 +16,7 @@ in ``tests/test_fleet_gate.py``). Here each stack is still its own scan with its
 checkov keeps parsed definitions on its runner instances, and ``Checkov()`` starts from the same
 module-level instances every time: a second scan reported the first stack's files. Every request
 therefore gets new runner instances. The registries of checks are loaded once, which is the
-point; ``MAX_REQUESTS`` bounds whatever else a long run might accumulate (the caller starts a new
+point; ``MAX_REQUESTS`` bounds whatever else a long run might accumulate (the caller replaces the
 worker after that many).
 """
 
@@ -32,7 +32,9 @@ import warnings
 from typing import Any
 
 MAX_REQUESTS = 200
-"""Requests one worker serves before it exits (the caller starts another)."""
+"""Requests one worker serves before it exits, unless its first argument says another number
+(the caller passes its own limit and replaces the worker after that many answers, so it never
+sends a request to a worker that is about to exit)."""
 ENV = {
     "BC_SKIP_MAPPING": "TRUE",
     "CHECKOV_NO_TELEMETRY": "TRUE",
@@ -84,12 +86,13 @@ def main() -> int:
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), encoding="utf-8")
     from checkov.main import Checkov
 
+    limit = int(sys.argv[1]) if len(sys.argv) > 1 else MAX_REQUESTS
     for served, line in enumerate(sys.stdin, start=1):
         request = json.loads(line)
         answer = scan(Checkov, request["argv"], request["cwd"])
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
-        if served >= MAX_REQUESTS:
+        if served >= limit:
             break
     return 0
 
