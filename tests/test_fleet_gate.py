@@ -284,7 +284,12 @@ def test_the_skip_reads_the_judged_fingerprint_from_gate_json_and_trusts_no_edit
     gate = json.loads(gate_path.read_text())
     forged = {**gate["record"], "digest": "0" * 64}
     gate_path.write_text(json.dumps({**gate, "record": forged}))
-    assert fleet._judged_fingerprint(build / "dev", "dev", fleet.gate_inputs(False)) is None
+    gate = fleet._read_gate(build / "dev")
+    assert gate is not None
+    assert (
+        fleet._judged_fingerprint(gate, build / "dev" / "resources.json", fleet.gate_inputs(False))
+        is None
+    )
     assert _fleet(own, build, ["dev"]) == {"dev": "skipped"}  # the record's own copy holds
     # No record on disk: judged again, and the record written again.
     (build / "dev" / "resources.json").unlink()

@@ -5,7 +5,8 @@ repository, so that interpreter can run it by path). Each request on stdin is on
 ``{"argv": [...], "cwd": "..."}``: the arguments of exactly the command the per-stack gate runs
 (``infra.gate.checkov.checkov_command`` without the executable), and the folder it runs in. Each
 answer on stdout is one JSON line, ``{"rc": int, "stdout": str, "stderr": str}``: what that
-command would have printed and its exit status, for the same parser.
+command would have printed and its exit status, for the same parser. The caller starts it with
+the per-stack process's environment (``infra.gate.checkov.checkov_env``).
 
 Why: checkov spends about 2 s of every start importing and registering its checks, more than a
 tenant stack's scan (about 0.5 s kubernetes, 1.3 s terraform plan). Scanning many stacks in one
@@ -35,13 +36,6 @@ MAX_REQUESTS = 200
 """Requests one worker serves before it exits, unless its first argument says another number
 (the caller passes its own limit and replaces the worker after that many answers, so it never
 sends a request to a worker that is about to exit)."""
-ENV = {
-    "BC_SKIP_MAPPING": "TRUE",
-    "CHECKOV_NO_TELEMETRY": "TRUE",
-    "ANSI_COLORS_DISABLED": "1",
-    "LOG_LEVEL": "ERROR",
-}
-"""As ``infra.gate.checkov.checkov_env`` sets for the per-stack process (set before import)."""
 
 
 def scan(checkov_cls: Any, argv: list[str], cwd: str) -> dict[str, Any]:
@@ -78,7 +72,6 @@ def main() -> int:
     # imported as checkov itself.
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    os.environ.update(ENV)
     # The answers get a descriptor of their own; anything written to descriptor 1 behind
     # Python's back (a handler holding the original stdout, a child process) goes to stderr.
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")

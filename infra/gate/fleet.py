@@ -131,33 +131,40 @@ def _write_gate_file(out: Path, fingerprint: str, record: Mapping[str, Any]) -> 
     (out / GATE_FILE).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def _judged_fingerprint(out: Path, stack: str, inputs: str) -> dict[str, Any] | None:
-    """The fingerprint of the record the last report judged, as ``gate.json`` keeps it, when it is
-    that report's (its digest and ``inputs`` give the gate fingerprint written beside it) and the
-    record is still on disk; None otherwise (the record is then read, as before ``gate.json`` kept
-    it). Whether it still holds is ``stale_reason``'s question, as for the record's own copy."""
+def _read_gate(out: Path) -> dict[str, Any] | None:
+    """``gate.json`` of the stack folder ``out``; None when it is missing or not a JSON object
+    (no report can then stand)."""
     try:
         gate = json.loads((out / GATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    record = gate.get("record") if isinstance(gate, dict) else None
-    if not isinstance(record, dict) or not record_path(stack, out.parent).is_file():
+    return gate if isinstance(gate, dict) else None
+
+
+def _judged_fingerprint(gate: Mapping[str, Any], record_file: Path, inputs: str) -> dict | None:
+    """The fingerprint of the record the last report judged, as ``gate`` (``gate.json``) keeps
+    it, when it is that report's (its digest and ``inputs`` give the gate fingerprint written
+    beside it) and the record (``record_file``) is still on disk; None otherwise (the record is
+    then read, as before ``gate.json`` kept it). Whether it still holds is ``stale_reason``'s
+    question, as for the record's own copy."""
+    record = gate.get("record")
+    if not isinstance(record, dict) or not record_file.is_file():
         return None
     if gate.get("fingerprint") != gate_fingerprint(str(record.get("digest")), inputs):
         return None
     return record
 
 
-def _last_report(out: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The stack's last report when it was written for ``fingerprint`` by a gate whose tools all
-    ran; else None. Its verdict, pass or fail, is then the verdict a new run would give."""
+def _last_report(out: Path, gate: Mapping[str, Any], fingerprint: str) -> dict[str, Any] | None:
+    """The stack's last report when ``gate`` says it was written for ``fingerprint`` by a gate
+    whose tools all ran; else None. Its verdict, pass or fail, is then the verdict a new run
+    would give."""
+    if gate.get("fingerprint") != fingerprint:
+        return None
     try:
-        gate = json.loads((out / GATE_FILE).read_text())
         report_bytes = (out / "report.json").read_bytes()
         doc = json.loads(report_bytes)
     except (OSError, ValueError):
-        return None
-    if not isinstance(gate, dict) or gate.get("fingerprint") != fingerprint:
         return None
     if gate.get("report") != _sha(report_bytes):  # edited since the gate wrote it
         return None
@@ -203,7 +210,10 @@ def plan_skips(
     skipped: dict[str, StackOutcome] = {}
     for stack in stacks:
         path = record_path(stack, build_dir)
-        judged = _judged_fingerprint(build_dir / stack, stack, inputs)
+        gate = _read_gate(build_dir / stack)
+        if gate is None:
+            continue
+        judged = _judged_fingerprint(gate, path, inputs)
         try:
             # The fingerprint alone decides; the whole record is read only for an older gate.json.
             record = (
@@ -218,7 +228,7 @@ def plan_skips(
         ):
             continue
         fingerprint = gate_fingerprint(str(record["fingerprint"]["digest"]), inputs)
-        doc = _last_report(build_dir / stack, fingerprint)
+        doc = _last_report(build_dir / stack, gate, fingerprint)
         if doc is None:
             continue
         fp = record["fingerprint"]

@@ -87,9 +87,7 @@ class _Worker:
             overran = not timer.is_alive() and proc.poll() is not None
             timer.cancel()
         if not line:
-            proc.kill()
-            proc.wait()
-            self.proc = None
+            self._discard()
             if overran:
                 raise CheckovError(f"checkov ran over {timeout:.0f}s")
             raise CheckovError(f"the checkov worker exited {proc.returncode} without an answer")
@@ -97,9 +95,7 @@ class _Worker:
             answer = json.loads(line)
             result = int(answer["rc"]), str(answer["stdout"]), str(answer["stderr"])
         except (ValueError, KeyError, TypeError):
-            proc.kill()
-            proc.wait()
-            self.proc = None
+            self._discard()
             raise CheckovError(
                 f"the checkov worker answered something else: {line[:200]!r}"
             ) from None
@@ -108,6 +104,13 @@ class _Worker:
             self.close()
             self.proc = None
         return result
+
+    def _discard(self) -> None:
+        """Kill the process after a lost or garbled answer (the next scan starts a new one)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
     def close(self) -> None:
         """End the process (stdin closed: it leaves its loop)."""
