@@ -10,6 +10,21 @@ from typing import Any
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The collector settings of the fleet's workers (``infra.synth.batch_gc``): each worker of
+    the suite synthesizes stack after stack as they do."""
+    from infra.synth import batch_gc
+
+    batch_gc.start()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection imported (the SDKs, the program) out of later full collections."""
+    from infra.synth import batch_gc
+
+    batch_gc.settle()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

@@ -8,7 +8,9 @@ comparing the two: top-level components were parented to the *first* stack's Sta
 (``policies/inventory.py``: the inventory) were missing from the fingerprint, so editing them
 left records "fresh"; and input keys came in the order the event loop resolved them. Also here:
 the linear drain of the SDK's outputs (``infra.synth.sdk_wait``) gives the record the SDK's own
-loop gives.
+loop gives, a synth without source stack traces (``infra.synth.sdk_trace``) the record with them,
+and a process with the fleet workers' collector settings (``infra.synth.batch_gc``) the record of
+a fresh one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pulumi
 import pytest
 
 from infra.config.stackfile import ROOT
-from infra.synth import runner, sdk_wait
+from infra.synth import runner, sdk_trace, sdk_wait
 from infra.synth.runner import SynthError, run_recorded, synthesize
 from policies import import_reads
 from tests.offboard_helpers import tenant_stacks
@@ -36,6 +38,16 @@ import sys
 from pathlib import Path
 from infra.synth.runner import synthesize
 synthesize(sys.argv[1], stacks_dir=Path(sys.argv[2]), build_dir=Path(sys.argv[3]))
+"""
+TUNED = """
+import sys
+from pathlib import Path
+from infra.synth import batch_gc
+from infra.synth.runner import synthesize
+batch_gc.start()
+synthesize(sys.argv[1], stacks_dir=Path(sys.argv[2]), build_dir=Path(sys.argv[3]) / "warm-up")
+batch_gc.settle()
+synthesize(sys.argv[4], stacks_dir=Path(sys.argv[2]), build_dir=Path(sys.argv[3]))
 """
 
 
@@ -51,7 +63,7 @@ def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
     in_process = tmp_path / "in-process"
     synthesize("first", stacks_dir=stacks, build_dir=in_process)
     later = synthesize("second", stacks_dir=stacks, build_dir=in_process)
-    alone = tmp_path / "alone"
+    alone, tuned = tmp_path / "alone", tmp_path / "tuned"
     subprocess.run(
         [sys.executable, "-c", FRESH, "second", str(stacks), str(alone)],
         cwd=ROOT,
@@ -59,6 +71,14 @@ def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
         timeout=300,
     )
     assert later.path.read_bytes() == (alone / "second" / "resources.json").read_bytes()
+    # A fleet worker's process: its collector tuned and the first synth's survivors frozen.
+    subprocess.run(
+        [sys.executable, "-c", TUNED, "first", str(stacks), str(tuned), "second"],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    assert (tuned / "second" / "resources.json").read_bytes() == later.path.read_bytes()
     record = later.record
     stack_urn = "urn:pulumi:second::sovereign-ml::pulumi:pulumi:Stack::sovereign-ml-second"
     parents = {r["parent"] for r in record["resources"] if r["parent"] and "Stack::" in r["parent"]}
@@ -79,6 +99,31 @@ def test_the_linear_drain_gives_the_record_of_the_sdks_own_loop(
     for record in (ours, theirs):
         record.pop("fingerprint")
     assert json.dumps(ours) == json.dumps(theirs)
+
+
+def test_no_stack_traces_gives_the_record_of_the_sdks_traces(
+    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pulumi.runtime import resource
+
+    with sdk_trace.no_stack_traces() as used:
+        assert used and resource._get_stack_trace is sdk_trace._empty_trace
+    assert resource._get_stack_trace is not sdk_trace._empty_trace
+    ours = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "ours").record
+    monkeypatch.setattr(runner, "no_stack_traces", nullcontext)
+    theirs = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "sdk").record
+    for record in (ours, theirs):
+        record.pop("fingerprint")
+    assert json.dumps(ours) == json.dumps(theirs)
+
+
+def test_another_sdk_version_keeps_its_stack_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi.runtime import resource
+
+    original = resource._get_stack_trace
+    monkeypatch.setattr(sdk_wait, "MIRRORS", "0.0.0")
+    with sdk_trace.no_stack_traces() as used:
+        assert not used and resource._get_stack_trace is original
 
 
 def _chain(depth: int, seen: list[int]) -> pulumi.Output[int]:

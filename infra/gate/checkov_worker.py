@@ -24,8 +24,10 @@ worker after that many).
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import logging
 import os
 import sys
 import traceback
@@ -79,12 +81,25 @@ def main() -> int:
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), encoding="utf-8")
     from checkov.main import Checkov
 
+    # A scan allocates a few hundred thousand objects; at the default thresholds the collector
+    # walked checkov's registries on every full collection. Young collections every 200,000
+    # allocations, and everything alive after the first scan (imports, registries) frozen out
+    # of later collections: 0.94 -> 0.76 s of CPU per tenant plan scan, same output.
+    gc.set_threshold(200_000, 10, 10)
+    # checkov keeps its root logger at DEBUG and copies every record into an in-memory buffer,
+    # read only for `--support` uploads (``checkov.logging_init``): about 4,800 records a plan
+    # scan, 0.13 s of CPU, and a buffer that grew for the worker's life. The records the
+    # per-stack command prints (LOG_LEVEL=ERROR on stderr) are kept; nothing else reads them.
+    logging.disable(logging.INFO)
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else MAX_REQUESTS
     for served, line in enumerate(sys.stdin, start=1):
         request = json.loads(line)
         answer = scan(Checkov, request["argv"], request["cwd"])
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
+        if served == 1:
+            gc.collect()
+            gc.freeze()
         if served >= limit:
             break
     return 0

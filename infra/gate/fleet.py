@@ -40,6 +40,7 @@ from infra.gate import fleet_checkov
 from infra.gate.findings import GateReport, Suppression
 from infra.gate.reports import to_json, write_reports
 from infra.gate.run import Prepared, apply_checkov, prepare_gate
+from infra.synth import batch_gc
 from infra.synth.fingerprint import stale_reason
 from infra.synth.fresh import FreshRecord, record_path
 from infra.synth.runner import BUILD, PROGRAM, SynthError
@@ -294,6 +295,20 @@ def _prepare_one(
             raise
         message = f"--program {program} raised {type(exc).__name__}: {exc}"
         return StackOutcome(stack, ERROR, reason=message, program_error=True)
+    finally:
+        if _IN_POOL:
+            batch_gc.settle()
+
+
+_IN_POOL = False
+"""True in the fleet's worker processes (``_start_worker``), whose collector is tuned."""
+
+
+def _start_worker() -> None:
+    """Initializer of a fleet worker process: the collector tuned for many syntheses."""
+    global _IN_POOL
+    _IN_POOL = True
+    batch_gc.start()
 
 
 def _prepare_all(
@@ -304,12 +319,15 @@ def _prepare_all(
     """``_prepare_one`` for every stack: in this process for one job or one stack, else a pool.
 
     Workers are spawned, not forked: the Pulumi SDK keeps event loops and threads that a fork
-    would copy half-way. Each worker imports once and synthesizes many stacks in turn.
+    would copy half-way. Each worker imports once and synthesizes many stacks in turn, its
+    garbage collector tuned for that (``infra.synth.batch_gc``).
     """
     if jobs <= 1 or len(stacks) <= 1:
         return [_prepare_one(stack, *args) for stack in stacks]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(stacks)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(stacks)), mp_context=ctx, initializer=_start_worker
+    ) as pool:
         futures = [pool.submit(_prepare_one, stack, *args) for stack in stacks]
         return [f.result() for f in futures]
 

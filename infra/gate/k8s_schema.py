@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,53 @@ def _template_probe(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+VALID, ERROR, SKIPPED = "valid", "error", "skipped"
+_OUTCOMES: dict[tuple[str, str], tuple[str, str]] = {}
+"""Verdicts by (object as canonical JSON, version): validation is a pure function of the two.
+Tenants of one template share most of their objects byte for byte (the platform's namespaces),
+so the fleet gate validates each distinct object once per process."""
+_MAX_OUTCOMES = 20_000
+
+
+def _outcome(obj: dict[str, Any], version: str) -> tuple[str, str]:
+    """``(VALID, "")``, ``(ERROR, first line)``, ``(ERROR + " template", first line)`` or
+    ``(SKIPPED, "apiVersion/kind")`` for one object, computed once per distinct object."""
+    try:
+        key: tuple[str, str] | None = (
+            json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False),
+            version,
+        )
+    except (TypeError, ValueError):  # not plain JSON: judged, never remembered
+        key = None
+    known = _OUTCOMES.get(key) if key is not None else None
+    if known is not None:
+        return known
+    import kubernetes_validate as kv
+
+    try:
+        kv.validate(obj, f"{version}.0", strict=True)
+        outcome = (VALID, "")
+    except kv.SchemaNotFoundError:
+        # Custom resources (Rollout, PrometheusRule, ...) have no built-in schema; a pod
+        # template inside one is still checked, as the template of a Deployment.
+        probe = _template_probe(obj)
+        if probe is None:
+            outcome = (SKIPPED, f"{obj.get('apiVersion')}/{obj.get('kind')}")
+        else:
+            try:
+                kv.validate(probe, f"{version}.0", strict=True)
+                outcome = (VALID, "")
+            except kv.ValidationError as exc:
+                outcome = (ERROR + " template", str(exc).splitlines()[0])
+    except kv.ValidationError as exc:
+        outcome = (ERROR, str(exc).splitlines()[0])
+    if key is not None:
+        if len(_OUTCOMES) >= _MAX_OUTCOMES:
+            _OUTCOMES.clear()
+        _OUTCOMES[key] = outcome
+    return outcome
+
+
 def validate_kubernetes(
     objects: list[dict[str, Any]], version: str
 ) -> tuple[int, list[tuple[str, str]], list[str]]:
@@ -47,27 +95,16 @@ def validate_kubernetes(
     ``errors`` holds ``(object, first line of the error)``; ``skipped`` the apiVersion/kind of
     custom resources without a built-in schema and without a pod template to check.
     """
-    import kubernetes_validate as kv
-
     _cache_schemas()
     validated, errors, skipped = 0, [], []
     for obj in objects:
-        ident = _ident(obj)
-        try:
-            kv.validate(obj, f"{version}.0", strict=True)
+        verdict, detail = _outcome(obj, version)
+        if verdict == VALID:
             validated += 1
-        except kv.SchemaNotFoundError:
-            # Custom resources (Rollout, PrometheusRule, ...) have no built-in schema; a pod
-            # template inside one is still checked, as the template of a Deployment.
-            probe = _template_probe(obj)
-            if probe is None:
-                skipped.append(f"{obj.get('apiVersion')}/{obj.get('kind')}")
-                continue
-            try:
-                kv.validate(probe, f"{version}.0", strict=True)
-                validated += 1
-            except kv.ValidationError as exc:
-                errors.append((f"{ident} (pod template)", str(exc).splitlines()[0]))
-        except kv.ValidationError as exc:
-            errors.append((ident, str(exc).splitlines()[0]))
+        elif verdict == SKIPPED:
+            skipped.append(detail)
+        elif verdict == ERROR:
+            errors.append((_ident(obj), detail))
+        else:
+            errors.append((f"{_ident(obj)} (pod template)", detail))
     return validated, errors, sorted(set(skipped))

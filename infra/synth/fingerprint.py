@@ -226,9 +226,24 @@ def _imported_names(tree: ast.AST) -> Iterator[tuple[int, str | None, list[str]]
 
 
 def _targets(
-    path: Path, level: int, module: str | None, names: list[str], roots: Sequence[Path]
+    path: Path,
+    level: int,
+    module: str | None,
+    names: list[str],
+    roots: Sequence[Path],
+    memo: dict[str, list[Path] | None] | None = None,
 ) -> tuple[list[Path], str | None]:
-    """Files one import statement executes, and its top-level name when it is not ours."""
+    """Files one import statement executes, and its top-level name when it is not ours.
+
+    ``memo``: absolute module names already resolved in this walk (most files import the same
+    few names; each resolution is several ``stat`` calls per root)."""
+    memo = {} if memo is None else memo
+
+    def resolve(name: str) -> list[Path] | None:
+        if name not in memo:
+            memo[name] = resolve_module(name, roots)
+        return memo[name]
+
     if level:
         # ``from .mod import name`` / ``from .. import mod``: relative to the importing file.
         base = path.parents[level - 1]
@@ -239,14 +254,14 @@ def _targets(
         package = base.joinpath(*parts)
         return found + [f for n in names for f in _resolve_in(package, [n]) or []], None
     assert module is not None
-    found = resolve_module(module, roots)
+    found = resolve(module)
     if found is None:
         top = module.partition(".")[0]
         return [], None if top in sys.stdlib_module_names else top
     files = list(found)
     for n in names:
         # ``from package import submodule`` imports the submodule; a plain name adds nothing.
-        files += resolve_module(f"{module}.{n}", roots) or []
+        files += resolve(f"{module}.{n}") or []
     return files, None
 
 
@@ -285,13 +300,14 @@ def import_closure(
     """
     out = Closure(set(known.files), set(known.external)) if known else Closure()
     todo = [Path(os.path.abspath(s)) for s in seeds]
+    memo: dict[str, list[Path] | None] = {}
     while todo:
         path = todo.pop()
         if path in out.files or not path.is_file():
             continue
         out.files.add(path)
         for level, module, names in _imports_in(str(path), path.read_bytes()):
-            files, top = _targets(path, level, module, names, roots)
+            files, top = _targets(path, level, module, names, roots, memo)
             todo += [f for f in files if f not in out.files]
             if top:
                 out.external.add(top)

@@ -1,0 +1,42 @@
+"""Garbage-collector settings for a process that synthesizes stack after stack.
+
+A synth allocates a few hundred thousand container objects (the SDK's futures, ``Output``\\ s and
+their callbacks, the record) that mostly live until the program's end. At CPython's default
+thresholds ``(700, 10, 10)`` each run triggers dozens of full collections, and every full
+collection walks the whole heap: the imported ``pulumi_aws`` and ``pulumi_kubernetes`` modules
+(several hundred thousand objects) each time. Measured on a warm process over ten SMB tenants
+(``prepare_gate``: synth, rules, schemas, scan inputs), CPU per stack: 2.65 s at the defaults,
+2.11 s with the survivors of the first stack frozen (``gc.freeze``), 1.76 s frozen and with the
+young generation collected every ``THRESHOLD[0]`` allocations instead of 700 (358 MB peak instead
+of 227 MB).
+
+Collection timing changes no record: the synth's results do not depend on when unreachable
+cycles are freed (records are sorted, and ``tests/test_fleet_gate.py`` compares the fleet's
+records with the per-stack ones). Only worker processes made for such batches use this; the
+test suite's and the CLI's own processes keep the defaults.
+"""
+
+from __future__ import annotations
+
+import gc
+
+THRESHOLD = (200_000, 10, 10)
+"""Allocations between young collections, then collections between older ones."""
+
+_settled = False
+
+
+def start() -> None:
+    """Collect the young generation less often (call once, when the worker process starts)."""
+    gc.set_threshold(*THRESHOLD)
+
+
+def settle() -> None:
+    """After the first unit of work: free its garbage and freeze what survived (the imported
+    modules, their caches), which later full collections then skip. Runs once per process."""
+    global _settled
+    if _settled:
+        return
+    _settled = True
+    gc.collect()
+    gc.freeze()
