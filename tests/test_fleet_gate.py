@@ -308,6 +308,15 @@ def _bench() -> Any:
     return module
 
 
+def test_the_fleet_benchmark_extrapolates_the_loop_by_kind_of_stack() -> None:
+    bench = _bench()
+    times = {"dev": 9.0, "prod-uae": 12.0, "tenant-0000": 4.0, "tenant-0001": 6.0}
+    names = ["dev", "prod-uae", *(f"tenant-{i:04d}" for i in range(10))]
+    assert bench.extrapolate(times, names) == (9.0 + 12.0 + 10 * 5.0, 5.0)
+    # Without a sampled tenant, every unsampled stack counts the mean of what was sampled.
+    assert bench.extrapolate({"dev": 9.0, "prod-uae": 12.0}, names) == (21.0 + 10 * 10.5, 10.5)
+
+
 def test_the_fleet_benchmark_makes_valid_tenants_and_a_change_the_gate_sees(
     checked: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ reports together with its justification.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -285,6 +286,9 @@ def _wait(run: FrameworkRun, proc: subprocess.Popen[str], timeout: float) -> tup
 def _parse_into(
     run: FrameworkRun, stdout: str, stderr: str, build_dir: Path, suppressions: list[Suppression]
 ) -> None:
+    # Paths are worked out once per parse, never carried from one scan to the next.
+    _resolved.cache_clear()
+    _relative_path.cache_clear()
     try:
         doc = json.loads(stdout)
     except ValueError:
@@ -339,17 +343,35 @@ def _finding(
 
 
 def _relative_file(item: Mapping[str, Any], run: FrameworkRun, build_dir: Path) -> str:
+    return _relative_path(
+        str(item.get("file_abs_path") or ""),
+        str(item.get("file_path") or ""),
+        run.target,
+        build_dir,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: Path) -> Path:
+    return path.resolve()
+
+
+@functools.lru_cache(maxsize=65536)
+def _relative_path(abs_path: str, file_path: str, target: Path, build_dir: Path) -> str:
+    """A finding's file relative to the stack's folder. A scan reports each of its few hundred
+    files for about a thousand findings: within one parse (``_parse_into`` empties the caches)
+    each distinct path is worked out once; resolving it (``lstat`` per path component) was most
+    of the fleet parser's time."""
     # checkov reports paths relative to what it scanned ("/tfplan.json", "/pod-x-y.yaml").
-    abs_path = item.get("file_abs_path")
     if abs_path:
         path = Path(abs_path)
-        if path.is_relative_to(build_dir.resolve()):
-            return str(path.relative_to(build_dir.resolve()))
+        if path.is_relative_to(_resolved(build_dir)):
+            return str(path.relative_to(_resolved(build_dir)))
         if path.is_relative_to(build_dir):
             return str(path.relative_to(build_dir))
         return str(path)
-    rel = str(item.get("file_path") or "").lstrip("/")
-    base = run.target if run.target.is_dir() else run.target.parent
+    rel = file_path.lstrip("/")
+    base = target if target.is_dir() else target.parent
     try:
         return str((base / rel).relative_to(build_dir))
     except ValueError:
