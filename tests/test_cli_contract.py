@@ -287,7 +287,11 @@ def test_in_a_real_process_stderr_has_one_line_and_no_traceback(tmp_path: Path) 
 
 def test_ctrl_c_exits_130_with_one_line() -> None:
     body = "print('ready', file=sys.stderr, flush=True); time.sleep(60)"
-    proc = _python(_PATCHED_MAIN.format(body=body), stderr=subprocess.PIPE)
+    # Python installs its Ctrl-C handler only where SIGINT is not ignored at start, and a suite
+    # started in the background by a non-interactive shell (`make test &`) passes SIGINT on
+    # ignored: the child starts as from a terminal, whatever this process inherited.
+    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    proc = _python(start + _PATCHED_MAIN.format(body=body), stderr=subprocess.PIPE)
     assert proc.stderr is not None
     assert proc.stderr.readline() == "ready\n"
     proc.send_signal(signal.SIGINT)

@@ -11,9 +11,10 @@ young generation collected every ``THRESHOLD[0]`` allocations instead of 700 (35
 of 227 MB).
 
 Collection timing changes no record: the synth's results do not depend on when unreachable
-cycles are freed (records are sorted, and ``tests/test_fleet_gate.py`` compares the fleet's
-records with the per-stack ones). Only worker processes made for such batches use this; the
-test suite's and the CLI's own processes keep the defaults.
+cycles are freed (``tests/test_synth_process.py`` compares a record made in a process with these
+settings, after another stack, with a fresh process's, byte for byte; ``tests/test_fleet_gate.py``
+the fleet's verdicts with the per-stack command's). The fleet's worker processes and the test
+suite's workers (``tests/conftest.py``) use this; the CLI's own process keeps the defaults.
 """
 
 from __future__ import annotations
