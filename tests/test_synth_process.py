@@ -89,32 +89,25 @@ def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
     )
 
 
-def test_the_linear_drain_gives_the_record_of_the_sdks_own_loop(
-    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("swap", ["linear_wait", "no_stack_traces"])
+def test_each_sdk_swap_gives_the_record_of_the_sdks_own_code(
+    swap: str, stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert sdk_wait.applies(), "requirements pin the pulumi version sdk_wait mirrors"
+    assert sdk_wait.applies(), "requirements pin the pulumi version the swaps mirror"
     ours = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "ours").record
-    monkeypatch.setattr(runner, "linear_wait", nullcontext)
+    monkeypatch.setattr(runner, swap, nullcontext)
     theirs = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "sdk").record
     for record in (ours, theirs):
         record.pop("fingerprint")
     assert json.dumps(ours) == json.dumps(theirs)
 
 
-def test_no_stack_traces_gives_the_record_of_the_sdks_traces(
-    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_stack_traces_swaps_the_sdks_function_inside_the_block_only() -> None:
     from pulumi.runtime import resource
 
     with sdk_trace.no_stack_traces() as used:
         assert used and resource._get_stack_trace is sdk_trace._empty_trace
     assert resource._get_stack_trace is not sdk_trace._empty_trace
-    ours = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "ours").record
-    monkeypatch.setattr(runner, "no_stack_traces", nullcontext)
-    theirs = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "sdk").record
-    for record in (ours, theirs):
-        record.pop("fingerprint")
-    assert json.dumps(ours) == json.dumps(theirs)
 
 
 def test_another_sdk_version_keeps_its_stack_traces(monkeypatch: pytest.MonkeyPatch) -> None:
