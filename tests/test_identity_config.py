@@ -62,7 +62,11 @@ def _parse(extra: dict[str, Any], secret: tuple[str, ...] = ()) -> Any:
 def _problems(extra: dict[str, Any], secret: tuple[str, ...] = ()) -> dict[str, str]:
     result = _parse(extra, secret)
     assert isinstance(result, list), result
-    return {p.key.removeprefix("sovereign-ml:"): p.allowed for p in result}
+    out: dict[str, str] = {}
+    for p in result:  # every problem of a key, in order (a bad URL is also an undeclared host)
+        key = p.key.removeprefix("sovereign-ml:")
+        out[key] = f"{out[key]} | {p.allowed}" if key in out else p.allowed
+    return out
 
 
 def test_none_is_the_default_and_builds_nothing() -> None:
@@ -133,7 +137,13 @@ def test_with_none_every_sso_key_is_refused() -> None:
         ({"ssoAllowedGroups": [" ml-users"]}, "ssoAllowedGroups", "no outer space"),
         ({"ssoOidcIssuer": "http://login.example.ae"}, "ssoOidcIssuer", "an https:// URL"),
         ({"ssoOidcIssuer": "https://u:p@login.example.ae"}, "ssoOidcIssuer", "no user"),
-        ({"ssoOidcIssuer": "https://login.example.ae/?x=1"}, "ssoOidcIssuer", "no user, query"),
+        ({"ssoOidcIssuer": "https://login.example.ae/?x=1"}, "ssoOidcIssuer",
+         "no user, password, query"),
+        ({"ssoOidcIssuer": "https://*.example.ae/realms/bank"}, "ssoOidcIssuer", "or '*'"),
+        ({"ssoOidcIssuer": "https://lo\u0261in.example.ae/realms/bank"}, "ssoOidcIssuer",
+         "an https:// URL"),
+        ({"ssoOidcIssuer": "https://login.example.ae/realms/bank\t"}, "ssoOidcIssuer",
+         "an https:// URL"),
         ({"ssoOidcClientId": ""}, "ssoOidcClientId", "required"),
         ({"ssoTenantOwners": []}, "ssoTenantOwners", "an owner for every tenant: acme"),
         ({"ssoTenantOwners": ["evil=x@example.ae", "acme=lead@example.ae"]}, "ssoTenantOwners",
@@ -155,6 +165,7 @@ def test_bad_values_are_refused(edit: dict[str, Any], key: str, allowed: str) ->
         ({"ssoSamlCaData": "not base64!"}, "ssoSamlCaData", "base64 of a PEM CA certificate"),
         ({"ssoSamlCaData": base64.b64encode(b"hello").decode()}, "ssoSamlCaData", "PEM"),
         ({"ssoSamlSsoUrl": "http://idp.example.ae/sso"}, "ssoSamlSsoUrl", "an https:// URL"),
+        ({"ssoSamlSsoUrl": "https://idp.example.ae/sso#x"}, "ssoSamlSsoUrl", "fragment"),
     ],
 )
 def test_bad_saml_values_are_refused(edit: dict[str, Any], key: str, allowed: str) -> None:

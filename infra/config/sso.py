@@ -14,6 +14,7 @@ import re
 import urllib.parse
 
 from components._dex import SsoSettings
+from infra.config.gateway import url_problem
 from infra.config.keys import EMAIL
 from infra.config.reader import Reader
 from infra.config.sso_keys import LDAP_BIND_PASSWORD, OIDC_CLIENT_SECRET, SSO_CONNECTORS
@@ -46,18 +47,12 @@ def _set(r: Reader, name: str) -> bool:
 
 
 def _https(r: Reader, name: str) -> str:
+    """An IdP URL, held to the gateway's rule for its issuer (``gateway.url_problem``: no '*',
+    nothing outside printable ASCII, besides https with a host and no user, query or fragment)."""
     url = r.string(name) or ""
-    parts = urllib.parse.urlsplit(url)
-    if (
-        parts.scheme != "https"
-        or not parts.hostname
-        or parts.username
-        or parts.password
-        or parts.query
-        or parts.fragment
-        or any(c.isspace() for c in url)
-    ):
-        r.problem(name, url, "an https:// URL with a host, no user, query or fragment")
+    why = url_problem(url)
+    if why is not None:
+        r.problem(name, url, why)
     return url
 
 
