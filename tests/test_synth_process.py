@@ -187,3 +187,16 @@ def test_every_package_the_synth_enters_by_installs_the_import_hook_first() -> N
         body = (ROOT / package / "__init__.py").read_text()
         code = [line for line in body.splitlines() if line.startswith(("import ", "from "))]
         assert code and "import_reads" in code[0], package
+
+
+def test_the_collector_is_tuned_only_in_a_process_that_asked_for_it() -> None:
+    code = (
+        "import gc\n"
+        "from infra.synth import batch_gc\n"
+        "before = gc.get_threshold()\n"
+        "batch_gc.settle()\n"  # a caller's own process (the CLI's): left alone
+        "assert gc.get_freeze_count() == 0 and gc.get_threshold() == before\n"
+        "batch_gc.start(); batch_gc.settle()\n"  # a pool worker
+        "assert gc.get_freeze_count() > 0 and gc.get_threshold() == batch_gc.THRESHOLD\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

@@ -12,7 +12,6 @@ reports together with its justification.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -286,9 +285,7 @@ def _wait(run: FrameworkRun, proc: subprocess.Popen[str], timeout: float) -> tup
 def _parse_into(
     run: FrameworkRun, stdout: str, stderr: str, build_dir: Path, suppressions: list[Suppression]
 ) -> None:
-    # Paths are worked out once per parse, never carried from one scan to the next.
-    _resolved.cache_clear()
-    _relative_path.cache_clear()
+    files: dict[tuple[str, str], str] = {}  # each distinct path worked out once per parse
     try:
         doc = json.loads(stdout)
     except ValueError:
@@ -310,7 +307,7 @@ def _parse_into(
             ("skipped_checks", SKIPPED),
         ):
             for item in results.get(key) or []:
-                run.findings.append(_finding(run, item, result, build_dir, suppressions))
+                run.findings.append(_finding(run, item, result, build_dir, suppressions, files))
 
 
 def _finding(
@@ -319,6 +316,7 @@ def _finding(
     result: str,
     build_dir: Path,
     suppressions: list[Suppression],
+    files: dict[tuple[str, str], str],
 ) -> CheckResult:
     check_id = str(item.get("check_id"))
     resource = str(item.get("resource_address") or item.get("resource") or "")
@@ -334,7 +332,7 @@ def _finding(
         check_id=check_id,
         check_name=str(item.get("check_name") or ""),
         resource=resource,
-        file=_relative_file(item, run, build_dir),
+        file=_relative_file(item, run, build_dir, files),
         result=result,
         guideline=item.get("guideline") or None,
         severity=item.get("severity") or None,
@@ -342,31 +340,25 @@ def _finding(
     )
 
 
-def _relative_file(item: Mapping[str, Any], run: FrameworkRun, build_dir: Path) -> str:
-    return _relative_path(
-        str(item.get("file_abs_path") or ""),
-        str(item.get("file_path") or ""),
-        run.target,
-        build_dir,
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _resolved(path: Path) -> Path:
-    return path.resolve()
-
-
-@functools.lru_cache(maxsize=65536)
-def _relative_path(abs_path: str, file_path: str, target: Path, build_dir: Path) -> str:
+def _relative_file(
+    item: Mapping[str, Any], run: FrameworkRun, build_dir: Path, files: dict[tuple[str, str], str]
+) -> str:
     """A finding's file relative to the stack's folder. A scan reports each of its few hundred
-    files for about a thousand findings: within one parse (``_parse_into`` empties the caches)
-    each distinct path is worked out once; resolving it (``lstat`` per path component) was most
-    of the fleet parser's time."""
+    files for about a thousand findings, so ``files`` (one parse's memo) keeps each distinct
+    path's answer: resolving it (``lstat`` per path component) was most of the parser's time."""
+    key = (str(item.get("file_abs_path") or ""), str(item.get("file_path") or ""))
+    if key not in files:
+        files[key] = _relative_path(*key, run.target, build_dir)
+    return files[key]
+
+
+def _relative_path(abs_path: str, file_path: str, target: Path, build_dir: Path) -> str:
     # checkov reports paths relative to what it scanned ("/tfplan.json", "/pod-x-y.yaml").
     if abs_path:
         path = Path(abs_path)
-        if path.is_relative_to(_resolved(build_dir)):
-            return str(path.relative_to(_resolved(build_dir)))
+        resolved = build_dir.resolve()
+        if path.is_relative_to(resolved):
+            return str(path.relative_to(resolved))
         if path.is_relative_to(build_dir):
             return str(path.relative_to(build_dir))
         return str(path)

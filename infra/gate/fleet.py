@@ -296,19 +296,7 @@ def _prepare_one(
         message = f"--program {program} raised {type(exc).__name__}: {exc}"
         return StackOutcome(stack, ERROR, reason=message, program_error=True)
     finally:
-        if _IN_POOL:
-            batch_gc.settle()
-
-
-_IN_POOL = False
-"""True in the fleet's worker processes (``_start_worker``), whose collector is tuned."""
-
-
-def _start_worker() -> None:
-    """Initializer of a fleet worker process: the collector tuned for many syntheses."""
-    global _IN_POOL
-    _IN_POOL = True
-    batch_gc.start()
+        batch_gc.settle()  # in a pool worker only: this process's collector is left alone
 
 
 def _prepare_all(
@@ -326,7 +314,7 @@ def _prepare_all(
         return [_prepare_one(stack, *args) for stack in stacks]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=min(jobs, len(stacks)), mp_context=ctx, initializer=_start_worker
+        max_workers=min(jobs, len(stacks)), mp_context=ctx, initializer=batch_gc.start
     ) as pool:
         futures = [pool.submit(_prepare_one, stack, *args) for stack in stacks]
         return [f.result() for f in futures]

@@ -24,19 +24,22 @@ import gc
 THRESHOLD = (200_000, 10, 10)
 """Allocations between young collections, then collections between older ones."""
 
-_settled = False
+_started = _settled = False
 
 
 def start() -> None:
     """Collect the young generation less often (call once, when the worker process starts)."""
+    global _started
+    _started = True
     gc.set_threshold(*THRESHOLD)
 
 
 def settle() -> None:
     """After the first unit of work: free its garbage and freeze what survived (the imported
-    modules, their caches), which later full collections then skip. Runs once per process."""
+    modules, their caches), which later full collections then skip. Runs once per process, and
+    only in a process that called ``start`` (a caller's own process keeps its collector)."""
     global _settled
-    if _settled:
+    if _settled or not _started:
         return
     _settled = True
     gc.collect()
