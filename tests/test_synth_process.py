@@ -9,8 +9,8 @@ comparing the two: top-level components were parented to the *first* stack's Sta
 left records "fresh"; and input keys came in the order the event loop resolved them. Also here:
 the linear drain of the SDK's outputs (``infra.synth.sdk_wait``) gives the record the SDK's own
 loop gives, a synth without source stack traces (``infra.synth.sdk_trace``) the record with them,
-and a process with the fleet workers' collector settings (``infra.synth.batch_gc``) the record of
-a fresh one.
+a synth on uvloop's event loop (``infra.synth.sdk_loop``) the record of asyncio's, and a process
+with the fleet workers' collector settings (``infra.synth.batch_gc``) the record of a fresh one.
 """
 
 from __future__ import annotations
@@ -89,13 +89,15 @@ def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
     )
 
 
-@pytest.mark.parametrize("swap", ["linear_wait", "no_stack_traces"])
+@pytest.mark.parametrize("swap", ["linear_wait", "no_stack_traces", "run_on_synth_loop"])
 def test_each_sdk_swap_gives_the_record_of_the_sdks_own_code(
     swap: str, stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert sdk_wait.applies(), "requirements pin the pulumi version the swaps mirror"
     ours = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "ours").record
-    monkeypatch.setattr(runner, swap, nullcontext)
+    # The SDK's own code: its wait loop, its stack traces, asyncio's default event loop.
+    sdks_own = (lambda run: run()) if swap == "run_on_synth_loop" else nullcontext
+    monkeypatch.setattr(runner, swap, sdks_own)
     theirs = synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "sdk").record
     for record in (ours, theirs):
         record.pop("fingerprint")

@@ -1,7 +1,8 @@
 """A long-lived checkov process: the per-stack command lines, run one after another in-process.
 
 Run by ``.venv-checkov/bin/python`` (checkov's own venv; this file imports nothing of the
-repository, so that interpreter can run it by path). Each request on stdin is one JSON line,
+repository, so that interpreter can run it by path; it loads ``checkov_parsers.py`` beside it by
+path, which imports only checkov, PyYAML and the standard library). Each request on stdin is one JSON line,
 ``{"argv": [...], "cwd": "..."}``: the arguments of exactly the command the per-stack gate runs
 (``infra.gate.checkov.checkov_command`` without the executable), and the folder it runs in. Each
 answer on stdout is one JSON line, ``{"rc": int, "stdout": str, "stderr": str}``: what that
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import io
 import json
 import logging
@@ -90,6 +92,18 @@ def _print_json_compact() -> None:
     runner_registry.json = _CompactJson()  # type: ignore[assignment]
 
 
+def _install_parsers(here: str) -> None:
+    """checkov's YAML loaders for the gate's files, faster and answering the same
+    (``infra/gate/checkov_parsers.py``, loaded by path: this folder is off ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(
+        "sovml_checkov_parsers", os.path.join(here, "checkov_parsers.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+
+
 def main() -> int:
     """Serve requests from stdin until it closes or ``MAX_REQUESTS`` were answered."""
     # Run by path, this file's folder is sys.path[0], where infra/gate/checkov.py would be
@@ -114,6 +128,7 @@ def main() -> int:
     # per-stack command prints (LOG_LEVEL=ERROR on stderr) are kept; nothing else reads them.
     logging.disable(logging.INFO)
     _print_json_compact()
+    _install_parsers(here)
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else MAX_REQUESTS
     for served, line in enumerate(sys.stdin, start=1):
         request = json.loads(line)

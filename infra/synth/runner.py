@@ -41,6 +41,7 @@ from infra.synth.expand import expand_yaml
 from infra.synth.fingerprint import fingerprint, snapshot, watch
 from infra.synth.mocks import make_mocks
 from infra.synth.recorder import Recording, make_monitor
+from infra.synth.sdk_loop import run_on_synth_loop
 from infra.synth.sdk_trace import no_stack_traces
 from infra.synth.sdk_wait import linear_wait
 
@@ -67,8 +68,13 @@ def program_label(program: Path) -> str:
 def run_recorded(program: Callable[[], Any], *, stack: str, region: str) -> Recording:
     """Run ``program`` under the recording mocks (fresh runtime state) and return what it declared.
 
-    Component tests use this too, so components are judged by the same record as stacks.
+    Component tests use this too, so components are judged by the same record as stacks. The
+    synth runs on uvloop's loop where it can (``infra.synth.sdk_loop``).
     """
+    return run_on_synth_loop(lambda: _run_recorded_once(program, stack=stack, region=region))
+
+
+def _run_recorded_once(program: Callable[[], Any], *, stack: str, region: str) -> Recording:
     import pulumi
     from pulumi.runtime.settings import ROOT
     from pulumi.runtime.stack import run_pulumi_func
