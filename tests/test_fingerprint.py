@@ -330,6 +330,38 @@ def test_stale_bytecode_of_the_same_date_and_size_is_never_run(tiny: Tiny) -> No
     assert bytecode.discard_stale_bytecode([tiny.helper]) == [tiny.helper]
 
 
+def test_the_bytecode_verdict_is_remembered_by_content_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each source is compiled once per content: a later check of the same .pyc and source
+    reuses the verdict, and an edit that keeps date and size is a new content, compiled again."""
+    source = tmp_path / "memo_mod.py"
+    source.write_text('NAME = "memo-aa"\n')
+    cached = Path(importlib_util.cache_from_source(str(source)))
+    py_compile.compile(
+        str(source), cfile=str(cached), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP
+    )
+    compiled: list[str] = []
+
+    def counting(text: bytes, name: str, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(name)
+        return compile(text, name, *args, **kwargs)
+
+    monkeypatch.setattr(bytecode, "compile", counting, raising=False)
+    assert bytecode.stale_bytecode([source]) == []
+    assert bytecode.stale_bytecode([source]) == []
+    assert compiled == [str(source)]
+    edit_keeping_date(source, 'NAME = "memo-bb"\n')
+    assert bytecode.stale_bytecode([source]) == [source]
+    assert bytecode.stale_bytecode([source]) == [source]
+    assert len(compiled) == 2
+    py_compile.compile(
+        str(source), cfile=str(cached), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP
+    )
+    assert bytecode.stale_bytecode([source]) == []
+    assert len(compiled) == 3
+
+
 def test_cli_check_says_whether_it_reused_or_synthesized(tiny: Tiny) -> None:
     stack = f"fp-probe-{os.getpid()}"
     shutil.copy(tiny.stacks() / "Pulumi.dev.yaml", tiny.stacks() / f"Pulumi.{stack}.yaml")

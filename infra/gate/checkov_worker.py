@@ -2,10 +2,10 @@
 
 Run by ``.venv-checkov/bin/python`` (checkov's own venv; this file imports nothing of the
 repository, so that interpreter can run it by path; it loads ``checkov_parsers.py`` beside it by
-path, which imports only checkov, PyYAML and the standard library). Each request on stdin is one JSON line,
-``{"argv": [...], "cwd": "..."}``: the arguments of exactly the command the per-stack gate runs
-(``infra.gate.checkov.checkov_command`` without the executable), and the folder it runs in. Each
-answer on stdout is one JSON line, ``{"rc": int, "stdout": str, "stderr": str}``: what that
+path, which imports only checkov, PyYAML and the standard library). Each request on stdin is one
+JSON line, ``{"argv": [...], "cwd": "..."}``: the arguments of exactly the command the per-stack
+gate runs (``infra.gate.checkov.checkov_command`` without the executable), and the folder it runs
+in. Each answer on stdout is one JSON line, ``{"rc": int, "stdout": str, "stderr": str}``: what that
 command would have printed and its exit status, for the same parser. The caller starts it with
 the per-stack process's environment (``infra.gate.checkov.checkov_env``).
 
@@ -37,7 +37,7 @@ import traceback
 import warnings
 from typing import Any
 
-MAX_REQUESTS = 200
+MAX_REQUESTS = 500
 """Requests one worker serves before it exits, unless its first argument says another number
 (the caller passes its own limit and replaces the worker after that many answers, so it never
 sends a request to a worker that is about to exit)."""

@@ -12,6 +12,7 @@ removes them so the import system compiles the source.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import marshal
 import os
@@ -45,12 +46,26 @@ def _is_stale(source: Path, data: bytes) -> bool:
         st = source.stat()
         if (mtime, size) != (int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF):
             return False  # the date or size differs: Python compiles the source
-    try:
-        old = marshal.loads(data[_HEADER:])
-        new = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
-    except (ValueError, EOFError, TypeError, SyntaxError):
-        return True
-    return old != new
+    text = source.read_bytes()
+    key = (str(source), hashlib.sha256(data).digest(), hashlib.sha256(text).digest())
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        try:
+            old = marshal.loads(data[_HEADER:])
+            new = compile(text, str(source), "exec", dont_inherit=True)
+            verdict = old != new
+        except (ValueError, EOFError, TypeError, SyntaxError):
+            verdict = True
+        _VERDICTS[key] = verdict
+    return verdict
+
+
+_VERDICTS: dict[tuple[str, bytes, bytes], bool] = {}
+"""Whether a ``.pyc`` holds other code than its source, by (source path, SHA-256 of the
+``.pyc``, SHA-256 of the source). The verdict is a function of those two contents and the path
+(the code's file name) alone, so a process that synthesizes stack after stack compiles each of
+the program's 210 sources once instead of before every synth (about 0.08 s of CPU a synth); an
+edited source or a rewritten ``.pyc`` is a new key and is compiled again."""
 
 
 def stale_bytecode(sources: Iterable[Path]) -> list[Path]:
