@@ -1,8 +1,10 @@
-"""Compare ``infra/gate/checkov_parsers.py`` with checkov's own loaders, in checkov's venv.
+"""Compare ``infra/gate/checkov_parsers.py`` and ``checkov_dpath.py`` with checkov's and dpath's
+own code, in checkov's venv.
 
 Run by ``.venv-checkov/bin/python`` (``tests/test_checkov_parsers.py`` starts it). Each request on
 stdin is one JSON line: ``{"kind": "tfplan" | "k8s", "text": ...}`` (the content of a file) or
-``{"kind": ..., "path": ...}`` (a file). Each answer is one JSON line:
+``{"kind": ..., "path": ...}`` (a file), or ``{"kind": "dpath", "op": "get" | "search", "obj":
+..., "glob": ..., "nodes": bool, "yielded": bool}``. Each answer is one JSON line:
 ``{"same": bool, "fast": bool, "detail": str}``: whether the installed loader gave what checkov's
 own gives (objects, types, marks and line numbers; or the same error), and whether the fast
 path answered rather than handing the input back to checkov's loader.
@@ -31,7 +33,20 @@ assert _spec is not None and _spec.loader is not None
 parsers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(parsers)
 
+_dspec = importlib.util.spec_from_file_location(
+    "sovml_checkov_dpath", HERE.parent / "infra" / "gate" / "checkov_dpath.py"
+)
+assert _dspec is not None and _dspec.loader is not None
+fast_dpath = importlib.util.module_from_spec(_dspec)
+_dspec.loader.exec_module(fast_dpath)
+
+import dpath  # noqa: E402
+from checkov.common.parsers.node import DictNode, ListNode, StrNode  # noqa: E402
+
 OWN_TFPLAN, OWN_K8S = cfn_yaml.load, k8_yaml.loads
+OWN_GET, OWN_SEARCH = dpath.get, dpath.search
+FAST_GET, FAST_SEARCH = fast_dpath.make_get(OWN_GET), fast_dpath.make_search(OWN_SEARCH)
+PLAIN = fast_dpath._classifier()
 K8S_FALLBACKS: list[str] = []
 
 
@@ -45,7 +60,7 @@ FAST_K8S = parsers._k8s_loads(_counted_k8s)
 
 
 def _mark(m: Any) -> Any:
-    return (m.name, m.index, m.line, m.column, m.buffer, m.pointer)
+    return None if m is None else (m.name, m.index, m.line, m.column, m.buffer, m.pointer)
 
 
 def difference(a: Any, b: Any, path: str = "$") -> str | None:
@@ -84,8 +99,49 @@ def _outcome(load: Any, *args: Any) -> tuple[str, Any]:
         return "error", f"{type(exc).__name__}: {exc}"
 
 
+def _as_nodes(value: Any) -> Any:
+    """JSON data as checkov's parsers build it (DictNode, ListNode, StrNode; marks left out)."""
+    if isinstance(value, dict):
+        return DictNode({_as_nodes(k): _as_nodes(v) for k, v in value.items()}, None, None)
+    if isinstance(value, list):
+        return ListNode([_as_nodes(v) for v in value], None, None)
+    if isinstance(value, str):
+        return StrNode(value, None, None)
+    return value
+
+
+def _dpath_answer(request: dict[str, Any]) -> dict[str, Any]:
+    """dpath's get or search against ours, on two copies of the same object."""
+    op, glob = request["op"], request["glob"]
+    build = _as_nodes if request.get("nodes") else (lambda v: json.loads(json.dumps(v)))
+    theirs, mine = build(request["obj"]), build(request["obj"])
+    args = {"yielded": True} if request.get("yielded") else {}
+    if op == "get":
+        own = _outcome(OWN_GET, theirs, glob)
+        ours = _outcome(FAST_GET, mine, glob)
+    else:
+        own = _outcome(lambda *a: _listed(OWN_SEARCH(*a, **args)), theirs, glob)
+        ours = _outcome(lambda *a: _listed(FAST_SEARCH(*a, **args)), mine, glob)
+    fast = fast_dpath._short(glob, "/", PLAIN, mine) is not None and not args
+    if own[0] != ours[0]:
+        return {"same": False, "fast": fast, "detail": f"dpath: {own}, ours: {ours}"}
+    if own[0] == "error":
+        detail = own[1] != ours[1] and f"{own[1]} != {ours[1]}"
+    else:
+        detail = difference(own[1], ours[1])
+    # Neither may change the object it searched.
+    detail = detail or difference(theirs, mine)
+    return {"same": not detail, "fast": fast, "detail": detail or own[0]}
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if hasattr(value, "__next__") else value
+
+
 def answer(request: dict[str, Any]) -> dict[str, Any]:
     kind = request["kind"]
+    if kind == "dpath":
+        return _dpath_answer(request)
     if kind == "tfplan":
         if "path" in request:
             path = request["path"]

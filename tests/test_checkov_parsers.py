@@ -1,4 +1,5 @@
-"""The fleet's checkov parsers give what checkov's own loaders give, mark for mark.
+"""The fleet's checkov parsers give what checkov's own loaders give, mark for mark, and its dpath
+lookups what dpath gives.
 
 ``infra/gate/checkov_parsers.py`` replaces two of checkov's loaders inside the fleet's checkov
 workers. Each case here goes to ``tests/checkov_parsers_probe.py`` in checkov's venv, which loads
@@ -219,3 +220,58 @@ def test_a_generated_manifest_reads_as_checkov_reads_it(probe: Probe, docs: list
 def test_a_hand_written_manifest_reads_as_checkov_reads_it(probe: Probe, text: str) -> None:
     got = probe.ask(kind="k8s", text=text)
     assert got["same"], got["detail"]
+
+
+# --- dpath's get and search (infra/gate/checkov_dpath.py) -------------------------------------
+
+_SEGMENT = st.sampled_from(
+    ["a", "b", "tags", "0", "1", "-1", " 1", "1_0", "", "*", "?", "[0]", "[!a]", "a*", "**", "x/y"]
+)
+_DKEY = st.sampled_from(["a", "b", "tags", "0", "1", "", "*", "[0]", "x/y", "a b"])
+_DSCALAR = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "0"])
+_DOBJ = st.recursive(
+    _DSCALAR,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_DKEY, inner, max_size=4),
+    max_leaves=16,
+)
+_GLOB = st.builds(
+    lambda segs, lead: ("/" if lead else "") + "/".join(segs),
+    st.lists(_SEGMENT, min_size=1, max_size=4),
+    st.booleans(),
+)
+
+
+@_SETTINGS
+@given(
+    obj=st.dictionaries(_DKEY, _DOBJ, max_size=5),
+    glob=_GLOB,
+    op=st.sampled_from(["get", "search"]),
+    nodes=st.booleans(),
+    yielded=st.booleans(),
+)
+def test_dpath_get_and_search_answer_as_dpath_does(
+    probe: Probe, obj: dict, glob: str, op: str, nodes: bool, yielded: bool
+) -> None:
+    got = probe.ask(kind="dpath", op=op, obj=obj, glob=glob, nodes=nodes, yielded=yielded)
+    assert got["same"], got["detail"]
+
+
+@pytest.mark.parametrize("nodes", [False, True])
+def test_the_short_walk_answers_for_a_plain_resource(probe: Probe, nodes: bool) -> None:
+    """A resource configuration as checkov's plan parser builds it takes the short walk."""
+    conf = {
+        "tags": [{"env": "prod", "team": "ml"}],
+        "rule": [{"apply": [{"sse_algorithm": "aws:kms", "kms_key": "k"}]}],
+        "policy": ["{}"],
+        "count": [1],
+    }
+    for op in ("get", "search"):
+        for glob in ("tags", "rule/[0]/apply/[0]/sse_algorithm", "rule/*/apply", "missing", "*"):
+            got = probe.ask(kind="dpath", op=op, obj=conf, glob=glob, nodes=nodes)
+            assert got["same"] and got["fast"], (op, glob, got["detail"])
+    # What the short walk must leave to dpath: an empty key deeper than the glob reaches (dpath
+    # refuses it from anywhere in the object), and a ** glob.
+    deep_empty = {**conf, "rule": [{"apply": [{"": 1}]}]}
+    for op, glob in (("get", "tags"), ("search", "tags"), ("get", "**/sse_algorithm")):
+        got = probe.ask(kind="dpath", op=op, obj=deep_empty, glob=glob, nodes=nodes)
+        assert got["same"] and not got["fast"], (op, glob, got["detail"])

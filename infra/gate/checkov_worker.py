@@ -1,13 +1,14 @@
 """A long-lived checkov process: the per-stack command lines, run one after another in-process.
 
 Run by ``.venv-checkov/bin/python`` (checkov's own venv; this file imports nothing of the
-repository, so that interpreter can run it by path; it loads ``checkov_parsers.py`` beside it by
-path, which imports only checkov, PyYAML and the standard library). Each request on stdin is one
-JSON line, ``{"argv": [...], "cwd": "..."}``: the arguments of exactly the command the per-stack
-gate runs (``infra.gate.checkov.checkov_command`` without the executable), and the folder it runs
-in. Each answer on stdout is one JSON line, ``{"rc": int, "stdout": str, "stderr": str}``: what that
-command would have printed and its exit status, for the same parser. The caller starts it with
-the per-stack process's environment (``infra.gate.checkov.checkov_env``).
+repository, so that interpreter can run it by path; it loads ``checkov_parsers.py`` and
+``checkov_dpath.py`` beside it by path, which import only checkov, PyYAML, dpath and the standard
+library). Each request on stdin is one JSON line, ``{"argv": [...], "cwd": "..."}``: the
+arguments of exactly the command the per-stack gate runs (``infra.gate.checkov.checkov_command``
+without the executable), and the folder it runs in. Each answer on stdout is one JSON line,
+``{"rc": int, "stdout": str, "stderr": str}``: what that command would have printed and its exit
+status, for the same parser. The caller starts it with the per-stack process's environment
+(``infra.gate.checkov.checkov_env``).
 
 Why: checkov spends about 2 s of every start importing and registering its checks, more than a
 tenant stack's scan (about 0.4 s kubernetes, 0.7 s terraform plan, in a worker). Scanning many
@@ -92,16 +93,18 @@ def _print_json_compact() -> None:
     runner_registry.json = _CompactJson()  # type: ignore[assignment]
 
 
-def _install_parsers(here: str) -> None:
-    """checkov's YAML loaders for the gate's files, faster and answering the same
-    (``infra/gate/checkov_parsers.py``, loaded by path: this folder is off ``sys.path``)."""
-    spec = importlib.util.spec_from_file_location(
-        "sovml_checkov_parsers", os.path.join(here, "checkov_parsers.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install()
+def _install_speedups(here: str) -> None:
+    """checkov's YAML loaders for the gate's files and dpath's lookups for its value checks,
+    faster and answering the same (``checkov_parsers.py`` and ``checkov_dpath.py`` beside this
+    file, loaded by path: this folder is off ``sys.path``)."""
+    for name in ("checkov_parsers", "checkov_dpath"):
+        spec = importlib.util.spec_from_file_location(
+            f"sovml_{name}", os.path.join(here, f"{name}.py")
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.install()
 
 
 def main() -> int:
@@ -128,7 +131,7 @@ def main() -> int:
     # per-stack command prints (LOG_LEVEL=ERROR on stderr) are kept; nothing else reads them.
     logging.disable(logging.INFO)
     _print_json_compact()
-    _install_parsers(here)
+    _install_speedups(here)
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else MAX_REQUESTS
     for served, line in enumerate(sys.stdin, start=1):
         request = json.loads(line)
