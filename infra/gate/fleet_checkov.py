@@ -12,9 +12,9 @@ first design) was not faithful: checkov's kubernetes graph joins every object it
 NetworkPolicy with ``podSelector: {}`` in one stack satisfied CKV2_K8S_6 for another stack's Pod
 (``tests/test_fleet_gate.py`` shows the batch passing it and the stack alone failing). It was not
 cheaper either: checkov's start-up (about 2 s) is paid once per worker here, and a tenant's scans
-cost about 0.5 s (kubernetes) and 1.3 s (terraform plan) of CPU (0.4 s and 0.7 s since the
-workers' collector and logging settings), where the batches cost about 6.6 s of CPU a stack
-(their graphs grow faster than the batch).
+cost about 0.5 s (kubernetes) and 1.3 s (terraform plan) of CPU (0.15 s and 0.49 s since the
+workers' collector and logging settings, loaders and dpath lookups), where the batches cost
+about 6.6 s of CPU a stack (their graphs grow faster than the batch).
 """
 
 from __future__ import annotations
