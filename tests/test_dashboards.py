@@ -38,6 +38,8 @@ from tests.synthetic_exporter import (
     PSI,
     ROLLOUT_DESIRED,
     ROLLOUT_UPDATED,
+    _ExporterServer,
+    _Handler,
 )
 from tests.tenant_cost import TENANTS, expected_hourly, record_unit_prices
 from tests.triton_traffic import CANARY_DELAY_MS, STACK, Observation
@@ -337,3 +339,23 @@ def test_the_gate_judges_grafana_values() -> None:
     assert len(host) == 1 and "pod grafana" in host[0] and "/var/log" in host[0], host
     assert "container grafana: set runAsNonRoot=true" in restricted, restricted
     assert any("readOnlyRootFilesystem" in m for m in restricted), restricted
+
+
+@pytest.mark.parametrize("hangup", [BrokenPipeError, ConnectionResetError])
+def test_the_exporter_is_quiet_when_a_scraper_hangs_up(
+    hangup: type[ConnectionError], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The session's Prometheus scrapes this exporter all along; a scrape it gave up on must not
+    # print a traceback into whichever test holds sys.stderr then. Other errors still print.
+    server = _ExporterServer(("127.0.0.1", 0), _Handler)
+    try:
+        for error in (hangup(32, "the scraper hung up"), ValueError("a real bug")):
+            try:
+                raise error
+            except Exception:
+                server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.server_close()
+    err = capsys.readouterr().err
+    assert "ValueError: a real bug" in err
+    assert hangup.__name__ not in err

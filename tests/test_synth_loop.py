@@ -118,3 +118,16 @@ def test_a_later_synth_after_a_fallback_runs_on_uvloop_again(tries: list[str]) -
     _declared(_bucket_in_region)
     _declared(_plain_program)
     assert tries == ["uvloop", "asyncio", "uvloop"]
+
+
+def test_an_output_made_outside_any_synth_is_not_the_next_synths_to_await(
+    tries: list[str],
+) -> None:
+    # A component helper called directly (no synth running) makes an Output on the caller's own
+    # event loop, and the SDK files its task with the last synth's outputs; the next synth, on
+    # another loop, must neither await it nor fail on it.
+    assert "plain" in _declared(_plain_program)
+    stray = pulumi.Output.from_input("arn:aws:s3:::b").apply(lambda a: f"{a}/*")
+    assert "plain" in _declared(_plain_program)
+    assert tries == ["uvloop", "uvloop"]
+    del stray

@@ -76,7 +76,7 @@ def run_recorded(program: Callable[[], Any], *, stack: str, region: str) -> Reco
 
 def _run_recorded_once(program: Callable[[], Any], *, stack: str, region: str) -> Recording:
     import pulumi
-    from pulumi.runtime.settings import ROOT
+    from pulumi.runtime.settings import ROOT, SETTINGS
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
@@ -92,6 +92,11 @@ def _run_recorded_once(program: Callable[[], Any], *, stack: str, region: str) -
         preview=False,
         monitor=make_monitor(mocks, recording),
     )
+    # set_mocks keeps the outputs set of whatever ran before, and the end of a synth awaits every
+    # task in it: an Output made outside any synth (a component helper called directly, as some
+    # tests do) sat there on another event loop, and the next synth on uvloop's loop failed on it.
+    # A synth waits for its own outputs only.
+    SETTINGS.outputs = set()
     try:
         with linear_wait(), no_stack_traces():
             _sync_await(run_pulumi_func(program))
