@@ -190,3 +190,31 @@ def test_suppressed_failures_are_listed_with_their_reason(bad_report: cr.Checkov
     doc = bad_report.to_dict()
     assert doc["counts"]["terraform_plan"]["suppressed"] == len(suppressed)
     json.dumps(doc)
+
+
+def test_each_findings_file_is_relative_to_the_stacks_folder(tmp_path: Path) -> None:
+    # checkov names a finding's file by an absolute path (resolved or as given) or by a path
+    # relative to what it scanned (a folder, or one file); each comes back under the stack's folder.
+    real = tmp_path / "real"
+    (real / "k8s").mkdir(parents=True)
+    (real / "tfplan.json").write_text("{}")
+    build = tmp_path / "link"
+    build.symlink_to(real)
+    items = [
+        {"file_abs_path": str(real / "tfplan.json")},  # resolved
+        {"file_abs_path": str(build / "k8s" / "a.yaml")},  # as given
+        {"file_abs_path": "/elsewhere/b.yaml"},  # outside: left absolute
+        {"file_path": "/c.yaml"},  # under the scanned folder
+    ]
+    doc = {
+        "check_type": "kubernetes",
+        "results": {"failed_checks": [dict(i, check_id=f"CKV_{n}") for n, i in enumerate(items)]},
+        "summary": {"resource_count": 4},
+    }
+    files = {}
+    for target in (build / "k8s", build / "tfplan.json"):
+        run = cr.FrameworkRun("kubernetes", target, ran=True)
+        cr._parse_into(run, json.dumps(doc), "", build, [])
+        files[target.name] = [f.file for f in run.findings]
+    assert files["k8s"] == ["tfplan.json", "k8s/a.yaml", "/elsewhere/b.yaml", "k8s/c.yaml"]
+    assert files["tfplan.json"][3] == "c.yaml"  # a scanned file: relative to its folder

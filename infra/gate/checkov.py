@@ -285,7 +285,7 @@ def _wait(run: FrameworkRun, proc: subprocess.Popen[str], timeout: float) -> tup
 def _parse_into(
     run: FrameworkRun, stdout: str, stderr: str, build_dir: Path, suppressions: list[Suppression]
 ) -> None:
-    files: dict[tuple[str, str], str] = {}  # each distinct path worked out once per parse
+    files = _FilePaths(run, build_dir)
     try:
         doc = json.loads(stdout)
     except ValueError:
@@ -316,7 +316,7 @@ def _finding(
     result: str,
     build_dir: Path,
     suppressions: list[Suppression],
-    files: dict[tuple[str, str], str],
+    files: _FilePaths,
 ) -> CheckResult:
     check_id = str(item.get("check_id"))
     resource = str(item.get("resource_address") or item.get("resource") or "")
@@ -332,7 +332,7 @@ def _finding(
         check_id=check_id,
         check_name=str(item.get("check_name") or ""),
         resource=resource,
-        file=_relative_file(item, run, build_dir, files),
+        file=files.of(item),
         result=result,
         guideline=item.get("guideline") or None,
         severity=item.get("severity") or None,
@@ -340,34 +340,38 @@ def _finding(
     )
 
 
-def _relative_file(
-    item: Mapping[str, Any], run: FrameworkRun, build_dir: Path, files: dict[tuple[str, str], str]
-) -> str:
-    """A finding's file relative to the stack's folder. A scan reports each of its few hundred
-    files for about a thousand findings, so ``files`` (one parse's memo) keeps each distinct
-    path's answer: resolving it (``lstat`` per path component) was most of the parser's time."""
-    key = (str(item.get("file_abs_path") or ""), str(item.get("file_path") or ""))
-    if key not in files:
-        files[key] = _relative_path(*key, run.target, build_dir)
-    return files[key]
+class _FilePaths:
+    """Findings' files relative to the stack's folder, for one parse. A scan reports each of its
+    few hundred files for about a thousand findings, so each distinct path is worked out once, and
+    the folder is resolved once (``lstat`` per path component: it was most of the parser's time).
+    """
 
+    def __init__(self, run: FrameworkRun, build_dir: Path) -> None:
+        self._build_dir = build_dir
+        self._resolved = build_dir.resolve()
+        # checkov reports paths relative to what it scanned ("/tfplan.json", "/pod-x-y.yaml").
+        self._base = run.target if run.target.is_dir() else run.target.parent
+        self._memo: dict[tuple[str, str], str] = {}
 
-def _relative_path(abs_path: str, file_path: str, target: Path, build_dir: Path) -> str:
-    # checkov reports paths relative to what it scanned ("/tfplan.json", "/pod-x-y.yaml").
-    if abs_path:
-        path = Path(abs_path)
-        resolved = build_dir.resolve()
-        if path.is_relative_to(resolved):
-            return str(path.relative_to(resolved))
-        if path.is_relative_to(build_dir):
-            return str(path.relative_to(build_dir))
-        return str(path)
-    rel = file_path.lstrip("/")
-    base = target if target.is_dir() else target.parent
-    try:
-        return str((base / rel).relative_to(build_dir))
-    except ValueError:
-        return str(base / rel)
+    def of(self, item: Mapping[str, Any]) -> str:
+        """The file of one finding (``file_abs_path``, else ``file_path`` under the target)."""
+        key = (str(item.get("file_abs_path") or ""), str(item.get("file_path") or ""))
+        if key not in self._memo:
+            self._memo[key] = self._relative(*key)
+        return self._memo[key]
+
+    def _relative(self, abs_path: str, file_path: str) -> str:
+        if abs_path:
+            path = Path(abs_path)
+            for root in (self._resolved, self._build_dir):
+                if path.is_relative_to(root):
+                    return str(path.relative_to(root))
+            return str(path)
+        path = self._base / file_path.lstrip("/")
+        try:
+            return str(path.relative_to(self._build_dir))
+        except ValueError:
+            return str(path)
 
 
 def format_findings(findings: Iterable[CheckResult]) -> str:

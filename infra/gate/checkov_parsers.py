@@ -213,11 +213,9 @@ def install() -> list[str]:
     from checkov.cloudformation.parser import cfn_yaml
     from checkov.kubernetes.parser import k8_yaml
 
-    installed = []
-    if getattr(yaml, "__with_libyaml__", False):
-        k8_yaml.loads = _k8s_loads(k8_yaml.loads)
-        installed.append("kubernetes")
-    if getattr(yaml, "__with_libyaml__", False):  # the marks are libyaml's Mark class
-        cfn_yaml.load = _tfplan_load(cfn_yaml.load)
-        installed.append("terraform_plan")
-    return installed
+    # Both need libyaml: the manifests its parser, the plan's marks its Mark class.
+    if not getattr(yaml, "__with_libyaml__", False):
+        return []
+    k8_yaml.loads = _k8s_loads(k8_yaml.loads)
+    cfn_yaml.load = _tfplan_load(cfn_yaml.load)
+    return ["kubernetes", "terraform_plan"]
