@@ -58,11 +58,47 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadFileScheduling
 
     class SharedFixtureScheduling(LoadFileScheduling):
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             return SHARED_UNITS.get(module, module)
 
+        def _assign_work_unit(self, node: Any) -> None:
+            # The queue is complete before its first unit is handed out: ordered once, there.
+            if not self.ordered:
+                self.ordered = True
+                units = list(self.workqueue.items())
+                rank = {unit: i for i, unit in enumerate(FIRST_UNITS)}
+                units.sort(key=lambda item: rank.get(item[0], len(rank)))  # stable: xdist's rest
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
+
     return SharedFixtureScheduling(config, log)
+
+
+FIRST_UNITS = (
+    # Latency-sensitive: first, beside test_mutations (one busy core), never beside the fleet
+    # gate's process pools, which load both cores.
+    "tests/test_abtest.py",  # 57 s
+    "tests/test_mutations.py",  # 96 s
+    "shared-training-run",  # 96 s
+    "tests/test_fleet_gate.py",  # 73 s
+    "tests/test_triton_local.py",  # 54 s
+    "tests/test_prometheus_rules.py",  # 52 s
+    "shared-triton-traffic",  # 50 s
+    "tests/test_training_fairness.py",  # 43 s
+    "tests/test_training_compiled.py",  # 35 s
+    "tests/test_synth_process.py",  # 32 s
+    "tests/test_audit_recorder.py",  # 31 s
+    "tests/test_abtest_stats.py",  # 28 s
+    "tests/test_k8s_isolation.py",  # 23 s
+)
+"""Units handed out first, longest first (seconds of one worker, measured on this 2-core machine
+from the workers' finish times). xdist's own order (most tests first) left the long, few-test
+modules for last: one worker ran test_abtest.py alone for the last ~50 s of the suite. Only the
+order depends on this list: a stale entry costs balance, never a test."""
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -460,3 +460,43 @@ def test_provider_inputs_the_rules_read_exist() -> None:
         "allowedAccountIds",
     )
     assert [w for w in read if not _has_input(source, w)] == []
+
+
+CONTEXT_MEMO_PROBE = """
+import json
+from policies import crossguard
+from policies.rules.record import context_from_config
+
+def tags(zone, env):
+    return {"defaultTags": {"tags": {"residency-zone": zone, "environment": env}}}
+
+config = {"allowed_account_ids": ["111122223333"]}
+out = []
+for zone, env in [("uae", "prod"), ("ksa", "dev"), ("uae", "prod"), (["uae"], "prod")]:
+    got = crossguard._context(config, tags(zone, env))
+    expected = context_from_config({**config, "zone": zone, "environment": env})
+    out.append([got == expected, got.zone, got.environment])
+other = {"allowed_account_ids": []}  # another policy's config, the same tags
+out.append([list(crossguard._context(other, tags("uae", "prod")).allowed_account_ids)])
+print(json.dumps(out))
+"""
+
+
+def test_the_packs_context_memo_follows_each_policys_config_and_provider_tags() -> None:
+    """``policies.crossguard._context`` builds a context once per (config, zone, environment):
+    another zone or environment tag, or another config object, gets its own."""
+    assert POLICY_PYTHON.exists(), ".venv-policy missing: run make setup"
+    proc = subprocess.run(
+        [str(POLICY_PYTHON), "-c", CONTEXT_MEMO_PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == [
+        [True, "uae", "prod"],
+        [True, "ksa", "dev"],
+        [True, "uae", "prod"],
+        [True, "['uae']", "prod"],
+        [[]],
+    ]

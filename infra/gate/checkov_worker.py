@@ -26,6 +26,7 @@ worker after that many).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import gc
 import importlib.util
@@ -93,6 +94,37 @@ def _print_json_compact() -> None:
     runner_registry.json = _CompactJson()  # type: ignore[assignment]
 
 
+class SerialExecutor(concurrent.futures.Executor):
+    """An executor that runs each job as it is submitted, in the submitting thread, and returns
+    its future already done: the job's result, or what it raised, as a thread pool's would hold.
+
+    checkov runs its graph checks on a ``ThreadPoolExecutor`` and each attribute and resource
+    solver submits one job per graph vertex to a new pool of its own (never shut down). In one
+    process under the GIL those threads add no parallelism, only hand-offs and thread starts: 7 to
+    13 % of a tenant's scan CPU (four alternating runs of seven tenants). The jobs are independent
+    (each appends its vertex's verdict to a list), so the results are the same (compared, line
+    ranges included, on a tenant's two scans); only their order follows submission instead of
+    thread scheduling, which left it to chance (the per-stack command's order still varies)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Takes and ignores ``ThreadPoolExecutor``'s arguments (``max_workers`` and the rest)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # a pool's worker thread stores these too
+            future.set_exception(exc)
+        return future
+
+
+def _serial_thread_pools() -> None:
+    """``concurrent.futures.ThreadPoolExecutor`` is ``SerialExecutor`` in this process, before
+    checkov is imported, so its ``from concurrent.futures import ThreadPoolExecutor`` binds it
+    too. Nothing else in a worker uses threads."""
+    concurrent.futures.ThreadPoolExecutor = SerialExecutor  # type: ignore[misc, assignment]
+
+
 def _install_speedups(here: str) -> None:
     """checkov's YAML loaders for the gate's files and dpath's lookups for its value checks,
     faster and answering the same (``checkov_parsers.py`` and ``checkov_dpath.py`` beside this
@@ -118,6 +150,7 @@ def main() -> int:
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), encoding="utf-8")
+    _serial_thread_pools()
     from checkov.main import Checkov
 
     # A scan allocates a few hundred thousand objects; at the default thresholds the collector
