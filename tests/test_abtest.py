@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -76,6 +78,22 @@ def _held_on_latency_alone(result: AbTestResult) -> bool:
     )
 
 
+def test_only_a_hold_on_latency_alone_is_run_again() -> None:
+    def result(decision: str, **verdicts: str) -> Any:
+        return SimpleNamespace(decision=decision, looks=[SimpleNamespace(verdicts=verdicts)])
+
+    assert _held_on_latency_alone(result("held", accuracy="passed", latency=UNDECIDED, errors=PASS))
+    for other in (
+        result("held", accuracy="passed", latency=UNDECIDED, errors=UNDECIDED),
+        result("held", accuracy=UNDECIDED, latency=UNDECIDED, errors="passed"),
+        result("held", accuracy="passed", latency="passed", errors=UNDECIDED),
+        result("rolled_back", accuracy="passed", latency=UNDECIDED, errors="fail"),
+        result("promoted", accuracy="passed", latency="passed", errors="passed"),
+    ):
+        assert not _held_on_latency_alone(other), other
+    assert not _held_on_latency_alone(SimpleNamespace(decision="held", looks=[]))
+
+
 def test_worse_accuracy_is_rolled_back_by_the_accuracy_test(
     server: TritonServer, demo: DemoRepository, tmp_path: Path
 ) -> None:
@@ -102,9 +120,10 @@ def test_better_candidate_is_promoted_step_by_step(
     result = _run(server, demo, "better", tmp_path)
     if _held_on_latency_alone(result):
         # Two equal models' p99 bounds can stay too wide for the latency guard's PASS within a
-        # step's ten looks while the other test worker loads this 2-core host (held in 2 of 3
-        # full suites here): the guard being conservative, never a wrong decision. One fresh
-        # run, as an operator reruns a held canary; a guard that cannot pass still fails both.
+        # step's ten looks while the other test worker loads this 2-core host (held in the first
+        # two full suites of a session here): the guard being conservative, never a wrong
+        # decision. One fresh run, as an operator reruns a held canary; a guard that cannot pass
+        # still fails both.
         first = result
         result = _run(server, demo, "better", tmp_path / "again")
         assert result.decision == "promoted", f"{first.reason}; then {result.reason}"
@@ -120,7 +139,8 @@ def test_better_candidate_is_promoted_step_by_step(
         last.p99_bounds_ms["candidate_ucb"] < 1.5 * last.p99_bounds_ms["baseline_lcb"]
     )
     assert result.final_weight == 100 and result.seconds < MAX_SECONDS
-    assert (tmp_path / "better.json").is_file()
+    evidence = Path(result.evidence_path)  # the judged run's: the rerun's when there was one
+    assert evidence.is_file() and evidence.name == "better.json", evidence
 
 
 def test_slower_candidate_is_rolled_back_by_the_latency_test(
