@@ -56,7 +56,7 @@ $(UV_VENV)/.stamp: requirements/uv.txt
 			&& echo "note: uv unavailable, installing with pip"; } && \
 	{ [ ! -d $(UV_VENV) ] || touch $@; }
 
-# torch first and exact: 2.13.0 resolves to the local CPU wheel, never a CUDA download.
+# torch first, alone, from the local CPU wheel (install_torch): never a CUDA download.
 $(VENV)/.stamp: requirements/main.txt pyproject.toml | $(UV_VENV)/.stamp
 	@set -e; $(PYTHON) -m venv $(VENV); \
 	$(call install_torch,$(VENV)); \

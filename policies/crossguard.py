@@ -63,7 +63,7 @@ SEVERITY = {
 }
 
 
-_CONTEXTS: dict[tuple[int, Any, Any], tuple[Any, Context]] = {}
+_CONTEXTS: dict[tuple[int, str | None, str | None], tuple[Any, Context]] = {}
 """(id(policy config), zone tag, environment tag) -> (that config, its context). A policy is
 handed the same config object for every resource, and a stack's resources carry the same two
 provider tags, so a context is built once per policy, not once per call: a third of the pack's
@@ -74,18 +74,17 @@ def _context(config: Mapping[str, Any] | None, provider_props: Mapping[str, Any]
     tags = (provider_props.get("defaultTags") or {}).get("tags") or {}
     tags = tags if isinstance(tags, Mapping) else {}
     zone, environment = tags.get("residency-zone"), tags.get("environment")
+    # Only string (or absent) tags are keys: 1, 1.0 and True are one key but three contexts.
+    memo = all(v is None or isinstance(v, str) for v in (zone, environment))
     key = (id(config), zone, environment)
-    try:
-        hit = _CONTEXTS.get(key)
-    except TypeError:  # a tag that is not a string (a list, a map): built every time
-        hit, key = None, None
+    hit = _CONTEXTS.get(key) if memo else None
     if hit is not None and hit[0] is config:
         return hit[1]
     merged = dict(config or {})
     merged.setdefault("zone", zone)
     merged.setdefault("environment", environment)
     context = context_from_config(merged)
-    if key is not None:
+    if memo:
         if len(_CONTEXTS) > 4096:  # bounded: a long run with many configs starts over
             _CONTEXTS.clear()
         _CONTEXTS[key] = (config, context)

@@ -472,7 +472,9 @@ def tags(zone, env):
 
 config = {"allowed_account_ids": ["111122223333"]}
 out = []
-for zone, env in [("uae", "prod"), ("ksa", "dev"), ("uae", "prod"), (["uae"], "prod")]:
+cases = [("uae", "prod"), ("ksa", "dev"), ("uae", "prod"), (["uae"], "prod"), (1, "prod"),
+         (True, "prod"), ("uae", 1.0)]
+for zone, env in cases:
     got = crossguard._context(config, tags(zone, env))
     expected = context_from_config({**config, "zone": zone, "environment": env})
     out.append([got == expected, got.zone, got.environment])
@@ -484,7 +486,8 @@ print(json.dumps(out))
 
 def test_the_packs_context_memo_follows_each_policys_config_and_provider_tags() -> None:
     """``policies.crossguard._context`` builds a context once per (config, zone, environment):
-    another zone or environment tag, or another config object, gets its own."""
+    another zone or environment tag, or another config object, gets its own; a tag that is not a
+    string (a list; 1 and True, equal as keys) never shares one."""
     assert POLICY_PYTHON.exists(), ".venv-policy missing: run make setup"
     proc = subprocess.run(
         [str(POLICY_PYTHON), "-c", CONTEXT_MEMO_PROBE],
@@ -498,5 +501,8 @@ def test_the_packs_context_memo_follows_each_policys_config_and_provider_tags() 
         [True, "ksa", "dev"],
         [True, "uae", "prod"],
         [True, "['uae']", "prod"],
+        [True, "1", "prod"],
+        [True, "True", "prod"],
+        [True, "uae", "1.0"],
         [[]],
     ]
