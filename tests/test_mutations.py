@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.mutations.corpus import MUTATIONS
-from tests.mutations.runner import BASE_STACK, added_refusals, mutated, pack_refusals
+from tests.mutations.runner import BASE_STACK, Corpus, pack_refusals
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_PYTHON = ROOT / ".venv-policy" / "bin" / "python"
@@ -23,8 +23,8 @@ MINIMUM = 40
 
 
 @pytest.fixture(scope="module")
-def base(stack_records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return stack_records[BASE_STACK]
+def corpus(stack_records: dict[str, dict[str, Any]]) -> Corpus:
+    return Corpus(stack_records[BASE_STACK])
 
 
 def test_the_corpus_is_large_and_names_are_unique() -> None:
@@ -33,19 +33,19 @@ def test_the_corpus_is_large_and_names_are_unique() -> None:
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name)
-def test_each_mutation_is_refused_offline_by_its_rule(mutation: Any, base: dict[str, Any]) -> None:
-    found = added_refusals(base, mutation)
+def test_each_mutation_is_refused_offline_by_its_rule(mutation: Any, corpus: Corpus) -> None:
+    found = corpus.added_refusals(mutation)
     assert mutation.rule in found, f"{mutation.name}: refused by {sorted(found) or 'nothing'}"
 
 
-def test_the_crossguard_pack_refuses_the_same(base: dict[str, Any], tmp_path: Path) -> None:
+def test_the_crossguard_pack_refuses_the_same(corpus: Corpus, tmp_path: Path) -> None:
     if not POLICY_PYTHON.exists():
         pytest.skip(".venv-policy is missing (make setup creates it)")
     paths = [str(tmp_path / "base.json")]
-    Path(paths[0]).write_text(json.dumps(base))
+    Path(paths[0]).write_text(json.dumps(corpus.base))
     for i, m in enumerate(MUTATIONS):
         path = tmp_path / f"m{i}.json"
-        path.write_text(json.dumps(mutated(base, m)))
+        path.write_text(json.dumps(corpus.mutated(m)))
         paths.append(str(path))
     proc = subprocess.run(
         [str(POLICY_PYTHON), "-m", "policies.crossguard_harness", *paths],
@@ -59,3 +59,26 @@ def test_the_crossguard_pack_refuses_the_same(base: dict[str, Any], tmp_path: Pa
     for path, m in zip(paths[1:], MUTATIONS, strict=True):
         added = {rule for rule, _, _ in pack_refusals(results[path]) - before}
         assert m.rule in added, f"{m.name}: the pack added {sorted(added) or 'nothing'}"
+
+
+def test_the_harness_judges_a_record_alike_after_others(corpus: Corpus, tmp_path: Path) -> None:
+    """Several records in one harness process share the resource policies' verdicts: each still
+    gets exactly the reports, in the same order, it gets alone (the corpus's first and last
+    mutations, judged after the base and each other)."""
+    if not POLICY_PYTHON.exists():
+        pytest.skip(".venv-policy is missing (make setup creates it)")
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(corpus.base))
+    paths = []
+    for m in (MUTATIONS[0], MUTATIONS[-1]):
+        paths.append(tmp_path / f"{len(paths)}.json")
+        paths[-1].write_text(json.dumps(corpus.mutated(m)))
+
+    def harness(*records: Path) -> Any:
+        argv = [str(POLICY_PYTHON), "-m", "policies.crossguard_harness", *map(str, records)]
+        return json.loads(subprocess.run(argv, cwd=ROOT, capture_output=True, check=True).stdout)
+
+    together = harness(base, *paths)
+    for path in paths:
+        alone = harness(path)
+        assert alone and together[str(path)] == alone

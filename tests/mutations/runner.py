@@ -72,22 +72,36 @@ def declare(mutation: Mutation, record: dict[str, Any]) -> list[dict[str, Any]]:
     return recording.resources
 
 
-def mutated(record: dict[str, Any], mutation: Mutation) -> dict[str, Any]:
-    """A copy of the base record with the mutation's resources appended."""
-    out = copy.deepcopy(record)
-    out["resources"] += declare(mutation, record)
-    return out
-
-
 def violations(record: dict[str, Any]) -> set[tuple[str, str, str]]:
     """(rule id, resource, message) of every violation in ``record`` (offline evaluation)."""
     found = evaluate(resources_from_record(record), context_from_record(record))
     return {(v.rule_id, v.resource, v.message) for v in found}
 
 
-def added_refusals(base: dict[str, Any], mutation: Mutation) -> set[str]:
-    """Ids of the rules that refuse what ``mutation`` adds to ``base`` (offline)."""
-    return {rule for rule, _, _ in violations(mutated(base, mutation)) - violations(base)}
+class Corpus:
+    """The mutations judged against one base record, each piece computed once per base: what a
+    mutation declares (the offline and the pack tests judge the same declarations) and the base's
+    own violations (every mutation's refusals are counted beyond them)."""
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.base = base
+        self._declared: dict[str, list[dict[str, Any]]] = {}
+        self._base_violations: set[tuple[str, str, str]] | None = None
+
+    def mutated(self, mutation: Mutation) -> dict[str, Any]:
+        """A copy of the base record with the mutation's resources appended (copies of both:
+        nothing a judge does to one record reaches the next)."""
+        if mutation.name not in self._declared:
+            self._declared[mutation.name] = declare(mutation, self.base)
+        out = copy.deepcopy(self.base)
+        out["resources"] += copy.deepcopy(self._declared[mutation.name])
+        return out
+
+    def added_refusals(self, mutation: Mutation) -> set[str]:
+        """Ids of the rules that refuse what ``mutation`` adds to the base (offline)."""
+        if self._base_violations is None:
+            self._base_violations = violations(self.base)
+        return {rule for rule, _, _ in violations(self.mutated(mutation)) - self._base_violations}
 
 
 def pack_refusals(reports: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
