@@ -20,10 +20,12 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 INSTALLER ?= auto
 UV_VENV := .venv-uv
 UV := $(UV_VENV)/bin/uv
-# --compile-bytecode: pip writes every module's .pyc at install time, uv only when asked. Without
-# them each process compiles what it imports, every time where PYTHONDONTWRITEBYTECODE is set (as
-# on this machine): a fresh clone's demo spent minutes compiling torch, onnx and feast again.
-UV_FLAGS := --quiet --compile-bytecode
+# Bytecode: uv writes none at install (pip compiles every file: 23,600 in .venv, about 90 s of
+# CPU, of which a run imports a sixth). Python writes each module's .pyc when it first imports
+# it, so the recipes below run with PYTHONDONTWRITEBYTECODE unset: where it is set (as on this
+# machine) every process compiled torch, onnx and feast again, minutes over a demo.
+UV_FLAGS := --quiet
+unexport PYTHONDONTWRITEBYTECODE
 # The installer a venv recipe uses: uv when its bootstrap venv holds it and pip is not forced.
 USE_UV = [ "$(INSTALLER)" != pip ] && [ -x $(UV) ]
 # install DIR ARGS: the pinned ARGS into the venv DIR with the chosen installer.

@@ -305,7 +305,8 @@ def test_stale_bytecode_of_the_same_date_and_size_is_never_run(tiny: Tiny) -> No
     assert bytecode.stale_bytecode([tiny.helper]) == [tiny.helper]
     result = tiny.fresh()
     assert result.synthesized and bucket(result.record)["inputs"]["bucket"] == "fp-bravo"
-    assert not cached.exists()
+    # The stale file is gone: removed, or (where Python writes bytecode) compiled afresh.
+    assert not cached.exists() or bytecode.stale_bytecode([tiny.helper]) == []
     # A module this process already runs from stale bytecode is refused, not trusted.
     sys.modules.pop(HELPER, None)
     py_compile.compile(

@@ -225,10 +225,14 @@ def test_latency_guard_the_same_verdict_both_ways(observation: Observation) -> N
     assert verdicts["stable", "canary"] == PASS, summaries
     assert obs.promql["latency-p99"] == got["canary", "stable"]
     assert argo_verdict("latency-p99", c, obs.promql["latency-p99"]) == FAIL
+    # The queries took no requests: Triton's window still says the same. Not to the microsecond:
+    # the summary's sliding window moves to its next age bucket every few seconds, and a read on
+    # either side of that step estimates the same observations a little differently (2495 and
+    # 2496 us, seen on a loaded machine).
     after = obs.local_after_queries
-    assert {r: after[r].quantiles_us for r in after} == {
-        r: obs.local[r].quantiles_us for r in local
-    }
+    assert set(after) == set(local)
+    for role, metrics in after.items():
+        assert metrics.quantiles_us == pytest.approx(obs.local[role].quantiles_us, rel=0.01), role
     assert obs.local["canary"].quantile_us(0.98) >= CANARY_DELAY_MS * 1000
 
 

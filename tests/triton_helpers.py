@@ -60,6 +60,9 @@ def load_python_model(version_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any
         t for t in request if t.name == name
     )
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+    # No __pycache__ beside model.py: the exported repository must stay as the lifecycle log
+    # recorded its digest (later tests verify it), where Python writes bytecode too.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     spec = importlib.util.spec_from_file_location("twin_model", version_dir / "model.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
