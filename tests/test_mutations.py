@@ -7,6 +7,7 @@ and by the CrossGuard pack (one process for the whole corpus).
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -64,15 +65,20 @@ def test_the_crossguard_pack_refuses_the_same(corpus: Corpus, tmp_path: Path) ->
 def test_the_harness_judges_a_record_alike_after_others(corpus: Corpus, tmp_path: Path) -> None:
     """Several records in one harness process share the resource policies' verdicts: each still
     gets exactly the reports, in the same order, it gets alone (the corpus's first and last
-    mutations, judged after the base and each other)."""
+    mutations, and the base with one key's rotation turned off under the same URN, each judged
+    after the base and the others)."""
     if not POLICY_PYTHON.exists():
         pytest.skip(".venv-policy is missing (make setup creates it)")
     base = tmp_path / "base.json"
     base.write_text(json.dumps(corpus.base))
+    edited = copy.deepcopy(corpus.base)
+    key = next(r for r in edited["resources"] if r["type"] == "aws:kms/key:Key")
+    key["inputs"]["enableKeyRotation"] = False
+    records = [corpus.mutated(MUTATIONS[0]), corpus.mutated(MUTATIONS[-1]), edited]
     paths = []
-    for m in (MUTATIONS[0], MUTATIONS[-1]):
+    for record in records:
         paths.append(tmp_path / f"{len(paths)}.json")
-        paths[-1].write_text(json.dumps(corpus.mutated(m)))
+        paths[-1].write_text(json.dumps(record))
 
     def harness(*records: Path) -> Any:
         argv = [str(POLICY_PYTHON), "-m", "policies.crossguard_harness", *map(str, records)]
@@ -82,3 +88,5 @@ def test_the_harness_judges_a_record_alike_after_others(corpus: Corpus, tmp_path
     for path in paths:
         alone = harness(path)
         assert alone and together[str(path)] == alone
+    rotation = [v for v in together[str(paths[-1])] if v["urn"] == key["urn"]]
+    assert any("rotation" in v["message"] for v in rotation), rotation
