@@ -90,8 +90,8 @@ another resource's inputs (an ARN, a bucket name) to the resource the program de
 def struct_identifiers(state: Any) -> dict[str, str]:
     """The identifying outputs (``IDENTIFIER_OUTPUTS``) of a resource that are plain strings once
     deserialized, read from its registration response's protobuf ``Struct`` without
-    deserializing the rest (the response holds every output: a third of the recording
-    monitor's deserializing was this, for four strings).
+    deserializing the rest (the response holds every output; reading only these took the
+    monitor threads' CPU per tenant synth from 0.43-0.44 s to 0.35-0.39 s).
 
     The same answer by construction: a top-level string field deserializes to itself, except
     the engine's unknown sentinel, which becomes absent (or an ``Unknown``, not a string, in a
