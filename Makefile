@@ -35,7 +35,8 @@ install = if $(USE_UV); then $(UV) pip install $(UV_FLAGS) --python $(1)/bin/pyt
 # lock right after). pip finds the local wheel through PIP_FIND_LINKS when asked for
 # `torch==2.13.0`. uv does not read that variable: it gets the same folders, offline
 # (--no-index), and the `+cpu` build by its exact version, so it installs that file or nothing
-# (6 s against pip's 25 s here, both with bytecode); where it cannot, pip does it as before.
+# (6 s against pip's 25 s here, measured when both compiled bytecode); where it cannot, pip does
+# it as before.
 install_torch = { $(USE_UV) && [ -n "$${PIP_FIND_LINKS:-}" ] && $(UV) pip install $(UV_FLAGS) \
 	--python $(1)/bin/python --no-index --no-deps \
 	$$(for d in $$PIP_FIND_LINKS; do printf -- '--find-links %s ' "$$d"; done) torch==2.13.0+cpu; } \

@@ -96,9 +96,10 @@ FIRST_UNITS = (
     "tests/test_k8s_isolation.py",  # 23 s
 )
 """Units handed out first, longest first (seconds of one worker, measured on this 2-core machine
-from the workers' finish times). xdist's own order (most tests first) left the long, few-test
-modules for last: one worker ran test_abtest.py alone for the last ~50 s of the suite. Only the
-order depends on this list: a stale entry costs balance, never a test."""
+from the workers' finish times in the sixth session; the mutation and promtool modules have been
+made cheaper since, so their seconds are high). xdist's own order (most tests first) left the
+long, few-test modules for last: one worker ran test_abtest.py alone for the last ~50 s of the
+suite. Only the order depends on this list: a stale entry costs balance, never a test."""
 
 
 @pytest.fixture(scope="session", autouse=True)
