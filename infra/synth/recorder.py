@@ -57,7 +57,31 @@ def plain(value: Any) -> Any:
         return int(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return repr(value)
+    return _described(value)
+
+
+_ASSET_FIELDS = ("path", "text", "uri")
+
+
+def _described(value: Any) -> Any:
+    """An asset, an archive or a resource reference as data that is the same from run to run (a
+    ``repr`` carried the object's address): the class and what locates its content, or the
+    referenced resource's type and name."""
+    from pulumi import Archive, Asset, Resource
+
+    if isinstance(value, (Asset, Archive)):
+        out: dict[str, Any] = {"kind": type(value).__name__}
+        for field in _ASSET_FIELDS:
+            if isinstance(getattr(value, field, None), str):
+                out[field] = getattr(value, field)
+        assets = getattr(value, "assets", None)
+        if isinstance(assets, dict):
+            out["assets"] = {str(k): _described(assets[k]) for k in sorted(assets, key=str)}
+        return out
+    if isinstance(value, Resource):
+        kind, name = getattr(value, "_type", ""), getattr(value, "_name", "")
+        return {"resource": str(kind), "name": str(name)}
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _decode_json(value: Any) -> Any:
@@ -110,15 +134,30 @@ def struct_identifiers(state: Any) -> dict[str, str]:
     return out
 
 
+def has_internal_keys(value: Any) -> bool:
+    """Whether deserialized inputs hold a key the engine calls internal (``__`` and a name, but
+    ``__provider``) at any depth: only then does deserializing with ``keep_internal=False``, as
+    the record does, give anything but the inputs the mocks were given."""
+    if type(value) is dict:
+        return any(
+            (isinstance(k, str) and k.startswith("__") and k != "__provider")
+            or has_internal_keys(v)
+            for k, v in value.items()
+        )
+    if type(value) is list:
+        return any(has_internal_keys(v) for v in value)
+    return False
+
+
 def record_entry(
     request: Any,
     urn: str,
     rid: str,
-    inputs: dict[str, Any],
+    inputs: Any,
     outputs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One registration request as a record entry (``inputs`` already deserialized,
-    ``outputs`` its ``struct_identifiers``)."""
+    """One registration request as a record entry (``inputs`` as ``plain`` made them, ``outputs``
+    the response's ``struct_identifiers``)."""
     return {
         "urn": urn,
         "type": request.type,
@@ -141,34 +180,67 @@ def record_entry(
         # A resource moved into another component keeps its deployed identity only
         # through an alias to its old parent; the record keeps them to prove it.
         "aliases": [alias_data(a) for a in request.aliases],
-        "inputs": plain(inputs),
+        "inputs": inputs,
         "outputs": dict(outputs or {}) if request.custom else {},
     }
 
 
 def make_monitor(mocks: Any, recording: Recording) -> Any:
-    """The SDK's mock monitor around ``mocks``, appending each registration to ``recording``."""
+    """The SDK's mock monitor around ``mocks``, appending each registration to ``recording``.
+
+    With the SDK version ``infra.synth.sdk_monitor`` mirrors, the monitor answers without an event
+    loop (so the synth loop runs it inline) and the record's inputs are made from the inputs the
+    SDK deserialized for the mocks (deserialized again only when they hold an internal key);
+    otherwise it is the SDK's own ``MockMonitor``, and the record deserializes the request
+    itself. Both give the same record (``tests/test_synth_monitor.py``).
+    """
     from pulumi.runtime import rpc
     from pulumi.runtime.mocks import MockMonitor
+
+    from infra.synth import sdk_monitor
+
+    def kept(request: Any, inputs: Any) -> tuple[Any, str | None]:
+        """The record's inputs (``plain``) and the region a provider sets, from the deserialized
+        inputs; made before the mocks see them, so nothing the mocks do can change the record."""
+        if request.type == "pulumi:pulumi:Stack":
+            return None, None
+        if inputs is None or has_internal_keys(inputs):
+            inputs = rpc.deserialize_properties(request.object, keep_internal=False)
+        region = None
+        if request.type.startswith("pulumi:providers:"):
+            # Provider inputs arrive JSON-encoded (``defaultTags``); keep them as data.
+            inputs = {k: _decode_json(v) for k, v in inputs.items()}
+            region = inputs.get("region")
+        return plain(inputs), region if isinstance(region, str) else None
+
+    def record(request: Any, response: Any, inputs: Any, region: str | None) -> None:
+        if request.type == "pulumi:pulumi:Stack":
+            return
+        if region is not None:
+            recording.provider_regions[response.urn] = region
+        outputs = struct_identifiers(response.object)
+        entry = record_entry(request, response.urn, response.id, inputs, outputs)
+        recording.resources.append(entry)
+
+    if sdk_monitor.applies():
+
+        class LoopFreeRecordingMonitor(sdk_monitor.loop_free_monitor()):  # type: ignore[misc]
+            """The loop-free mock monitor, keeping each registration request as the engine
+            would."""
+
+            def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+                response, (inputs, region) = self.register(request, lambda i: kept(request, i))
+                record(request, response, inputs, region)
+                return response
+
+        return LoopFreeRecordingMonitor(mocks)
 
     class RecordingMonitor(MockMonitor):
         """The SDK's mock monitor, keeping each registration request as the engine would."""
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
             response = super().RegisterResource(request)
-            if request.type == "pulumi:pulumi:Stack":
-                return response
-            inputs = rpc.deserialize_properties(request.object, keep_internal=False)
-            if request.type.startswith("pulumi:providers:"):
-                # Provider inputs arrive JSON-encoded (``defaultTags``); keep them as data.
-                inputs = {k: _decode_json(v) for k, v in inputs.items()}
-                region = inputs.get("region")
-                if isinstance(region, str):
-                    recording.provider_regions[response.urn] = region
-            outputs = struct_identifiers(response.object)
-            recording.resources.append(
-                record_entry(request, response.urn, response.id, inputs, outputs)
-            )
+            record(request, response, *kept(request, None))
             return response
 
     return RecordingMonitor(mocks)

@@ -96,9 +96,14 @@ def run_on_synth_loop(run: Callable[[], T]) -> T:
 
 
 def _new_synth_loop() -> Any:
+    from infra.synth import sdk_monitor
+
     assert SynthLoop is not None
     loop = SynthLoop()
     loop.set_exception_handler(_quiet_once_nested)
+    if sdk_monitor.applies():
+        # The recording monitor answers without an event loop: its calls run on this thread.
+        loop.set_default_executor(sdk_monitor.InlineExecutor())
     return loop
 
 
