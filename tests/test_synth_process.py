@@ -9,6 +9,7 @@ comparing the two: top-level components were parented to the *first* stack's Sta
 left records "fresh"; and input keys came in the order the event loop resolved them. Also here:
 the linear drain of the SDK's outputs (``infra.synth.sdk_wait``) gives the record the SDK's own
 loop gives, a synth without source stack traces (``infra.synth.sdk_trace``) the record with them,
+the iterative check for unknowns (``infra.synth.sdk_unknowns``) the record of the SDK's own,
 a synth on uvloop's event loop (``infra.synth.sdk_loop``) the record of asyncio's, and a process
 with the fleet workers' collector settings (``infra.synth.batch_gc``) the record of a fresh one.
 """
@@ -89,7 +90,9 @@ def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
     )
 
 
-@pytest.mark.parametrize("swap", ["linear_wait", "no_stack_traces", "run_on_synth_loop"])
+@pytest.mark.parametrize(
+    "swap", ["linear_wait", "no_stack_traces", "iterative_unknowns", "run_on_synth_loop"]
+)
 def test_each_sdk_swap_gives_the_record_of_the_sdks_own_code(
     swap: str, stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -173,23 +173,26 @@ def _is_source(path: Path, roots: Sequence[Path]) -> bool:
 def _resolve_in(base: Path, parts: Sequence[str]) -> list[Path] | None:
     """Files executed by importing ``parts`` below folder ``base`` (packages' ``__init__`` first).
 
-    None when the dotted name does not end in a module or a regular package there.
+    None when the dotted name does not end in a module or a regular package there. Works on
+    strings (``os.path``): a snapshot resolves a few thousand names, and building ``Path``\\ s
+    for every candidate took most of its time.
     """
-    files: list[Path] = []
-    here = base
+    files: list[str] = []
+    here = os.fspath(base)
+    last = len(parts) - 1
     for i, part in enumerate(parts):
-        package, module = here / part, here / f"{part}.py"
-        last = i == len(parts) - 1
-        if (package / "__init__.py").is_file():
-            files.append(package / "__init__.py")
+        package = os.path.join(here, part)
+        init = os.path.join(package, "__init__.py")
+        if os.path.isfile(init):
+            files.append(init)
             here = package
-        elif module.is_file() and last:
-            files.append(module)
-        elif package.is_dir() and not last:
+        elif i == last and os.path.isfile(f"{package}.py"):
+            files.append(f"{package}.py")
+        elif i != last and os.path.isdir(package):
             here = package  # a namespace package: no file of its own
         else:
             return None
-    return files
+    return [Path(f) for f in files]
 
 
 def resolve_module(name: str, roots: Sequence[Path]) -> list[Path] | None:

@@ -43,6 +43,7 @@ from infra.synth.mocks import make_mocks
 from infra.synth.recorder import Recording, make_monitor
 from infra.synth.sdk_loop import run_on_synth_loop
 from infra.synth.sdk_trace import no_stack_traces
+from infra.synth.sdk_unknowns import iterative_unknowns
 from infra.synth.sdk_wait import linear_wait
 
 PROGRAM = ROOT / "infra" / "__main__.py"
@@ -98,7 +99,7 @@ def _run_recorded_once(program: Callable[[], Any], *, stack: str, region: str) -
     # A synth waits for its own outputs only.
     SETTINGS.outputs = set()
     try:
-        with linear_wait(), no_stack_traces():
+        with linear_wait(), no_stack_traces(), iterative_unknowns():
             _sync_await(run_pulumi_func(program))
     except pulumi.RunError as exc:
         raise SynthError(str(exc)) from None
