@@ -3,11 +3,13 @@
 ``struct_identifiers`` must give what deserializing the whole registration response (as the
 SDK does, ``keep_internal=False``) and keeping its plain-string identifying outputs gives: for
 any state the mocks could answer with, the engine's unknown sentinel, secrets, numbers, nested
-values and special values at the top included.
+values and special values at the top included. And the record file (``record_text``) reads
+back as the record.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from pulumi.runtime import rpc
 
 from infra.synth.recorder import IDENTIFIER_OUTPUTS, SECRET_SIG, SIG_KEY, struct_identifiers
+from infra.synth.runner import record_text
 
 KEYS = st.sampled_from([*IDENTIFIER_OUTPUTS, "id", "tags", "__internal", "Arn", "names"])
 SCALARS = st.one_of(
@@ -73,3 +76,27 @@ def test_strings_are_kept_and_everything_else_is_not() -> None:
         }
     )
     assert struct_identifiers(struct) == {"arn": "arn:aws:s3:::b"}
+
+
+JSON = st.recursive(
+    st.one_of(st.text(max_size=6), st.integers(), st.floats(allow_nan=False), st.booleans(),
+              st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=5).filter(lambda k: k != "resources"), JSON, max_size=4),
+    st.lists(st.dictionaries(st.text(max_size=4), JSON, max_size=4), max_size=4),
+)
+def test_the_record_file_reads_back_as_the_record(
+    head: dict[str, Any], resources: list[dict[str, Any]]
+) -> None:
+    record = {**head, "resources": resources}
+    text = record_text(record)
+    assert json.loads(text) == record and text.endswith("}\n")
+    if head and resources:  # one line a resource
+        assert text.count("\n") == len(json.dumps(head, indent=2).splitlines()) + len(resources) + 2
