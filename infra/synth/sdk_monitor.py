@@ -35,7 +35,14 @@ from typing import Any, TypeVar
 
 from infra.synth.sdk_wait import MIRRORS, applies
 
-__all__ = ["MIRRORS", "InlineExecutor", "applies", "loop_free_monitor", "plain_struct"]
+__all__ = [
+    "MIRRORS",
+    "InlineExecutor",
+    "applies",
+    "loop_free_monitor",
+    "plain_struct",
+    "serialized",
+]
 
 T = TypeVar("T")
 _SCALARS = (str, int, float, bool)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra.synth.sdk_wait import MIRRORS, applies
+from infra.synth.sdk_wait import MIRRORS, swapped
 
 __all__ = ["MIRRORS", "no_stack_traces"]
 
@@ -39,12 +39,5 @@ def no_stack_traces() -> Iterator[bool]:
     does)."""
     from pulumi.runtime import resource
 
-    if not applies():
-        yield False
-        return
-    original = resource._get_stack_trace
-    resource._get_stack_trace = _empty_trace
-    try:
-        yield True
-    finally:
-        resource._get_stack_trace = original
+    with swapped(resource, "_get_stack_trace", _empty_trace) as used:
+        yield used

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra.synth.sdk_wait import MIRRORS, applies
+from infra.synth.sdk_wait import MIRRORS, swapped
 
 __all__ = ["MIRRORS", "contains_unknowns", "iterative_unknowns"]
 
@@ -61,12 +61,5 @@ def iterative_unknowns() -> Iterator[bool]:
     """Use ``contains_unknowns`` inside the block (yields whether it is in use)."""
     from pulumi.runtime import rpc
 
-    if not applies():
-        yield False
-        return
-    original = rpc.contains_unknowns
-    rpc.contains_unknowns = contains_unknowns
-    try:
-        yield True
-    finally:
-        rpc.contains_unknowns = original
+    with swapped(rpc, "contains_unknowns", contains_unknowns) as used:
+        yield used

@@ -78,16 +78,25 @@ def applies() -> bool:
 
 
 @contextmanager
+def swapped(target: Any, name: str, replacement: Any) -> Iterator[bool]:
+    """``target.<name>`` is ``replacement`` inside the block, the original restored after, when
+    the installed SDK is the mirrored one (``applies``); yields whether the swap was made. Every
+    SDK swap of a synth (this module's, ``sdk_trace``'s, ``sdk_unknowns``') goes through here."""
+    if not applies():
+        yield False
+        return
+    original = getattr(target, name)
+    setattr(target, name, replacement)
+    try:
+        yield True
+    finally:
+        setattr(target, name, original)
+
+
+@contextmanager
 def linear_wait() -> Iterator[bool]:
     """Use the linear drain inside the block (yields whether it is in use)."""
     from pulumi.runtime import stack
 
-    if not applies():
-        yield False
-        return
-    original = stack.wait_for_rpcs
-    stack.wait_for_rpcs = wait_for_rpcs
-    try:
-        yield True
-    finally:
-        stack.wait_for_rpcs = original
+    with swapped(stack, "wait_for_rpcs", wait_for_rpcs) as used:
+        yield used
