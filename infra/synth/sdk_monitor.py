@@ -119,11 +119,25 @@ def loop_free_monitor() -> type:
         loop_free = True
         """Read by ``InlineExecutor``: this monitor's answers may run on the loop's thread."""
 
+        def _created(self, urn: str, request: Any, inputs: Any, **extra: Any) -> tuple[str, Any]:
+            """The mocks' id for a resource and its state as a ``Struct``; the registration kept
+            under ``urn``, as the SDK's monitor keeps it."""
+            from pulumi.runtime.mocks import MockResourceArgs
+
+            resource_args = MockResourceArgs(
+                typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+                **extra,
+            )  # fmt: skip
+            id_, state = self.mocks.new_resource(resource_args)
+            proto = serialized(state)
+            self.resources[urn] = self.ResourceRegistration(urn, id_, state)
+            return id_, proto
+
         def register(self, request: Any, before: Callable[[Any], T]) -> tuple[Any, T]:
             """``RegisterResource``'s answer, and what ``before`` made of the deserialized inputs
             before the mocks saw them (the recording monitor keeps them from that)."""
             from pulumi.runtime import rpc
-            from pulumi.runtime.mocks import MockResourceArgs, _resolve_callbacks
+            from pulumi.runtime.mocks import _resolve_callbacks
             from pulumi.runtime.proto import resource_pb2
             from pulumi.runtime.sync_await import _ensure_event_loop
 
@@ -134,18 +148,10 @@ def loop_free_monitor() -> type:
             _ensure_event_loop()
             inputs = rpc.deserialize_properties(request.object)
             kept = before(inputs)
-            resource_args = MockResourceArgs(
-                typ=request.type,
-                name=request.name,
-                inputs=inputs,
-                provider=request.provider,
-                resource_id=request.importId,
-                custom=request.custom or False,
+            id_, obj_proto = self._created(
+                urn, request, inputs, resource_id=request.importId, custom=request.custom or False,
                 transforms=_resolve_callbacks(request.transforms),
-            )
-            id_, state = self.mocks.new_resource(resource_args)
-            obj_proto = serialized(state)
-            self.resources[urn] = self.ResourceRegistration(urn, id_, state)
+            )  # fmt: skip
             return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto), kept
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
@@ -153,23 +159,13 @@ def loop_free_monitor() -> type:
 
         def ReadResource(self, request: Any) -> Any:  # noqa: N802
             from pulumi.runtime import rpc
-            from pulumi.runtime.mocks import MockResourceArgs
             from pulumi.runtime.proto import resource_pb2
             from pulumi.runtime.sync_await import _ensure_event_loop
 
             _ensure_event_loop()
             state = rpc.deserialize_properties(request.properties)
-            resource_args = MockResourceArgs(
-                typ=request.type,
-                name=request.name,
-                inputs=state,
-                provider=request.provider,
-                resource_id=request.id,
-            )
-            id_, state = self.mocks.new_resource(resource_args)
-            props_proto = serialized(state)
             urn = self.make_urn(request.parent, request.type, request.name)
-            self.resources[urn] = self.ResourceRegistration(urn, id_, state)
+            _, props_proto = self._created(urn, request, state, resource_id=request.id)
             return resource_pb2.ReadResourceResponse(urn=urn, properties=props_proto)
 
         def Invoke(self, request: Any) -> Any:  # noqa: N802
