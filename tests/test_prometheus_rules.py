@@ -307,7 +307,8 @@ def test_a_rule_off_its_source_threshold_fails_the_unit_tests(
     assert drifted.groups != tests.groups, f"{threshold} does not reach the rules"
     # The cases of the alerts whose rule moved (every case where only recording rules did): the
     # others test rules the threshold never reaches, and promtool's time goes to evaluating them.
-    moved = {a for a, rule in alerts(drifted.groups).items() if rule != alerts(tests.groups)[a]}
+    before = alerts(tests.groups)
+    moved = {a for a, rule in alerts(drifted.groups).items() if rule != before[a]}
     groups = [c.group for c in cases(tests) if c.alert in moved] or [c.group for c in cases(tests)]
     rules = write_rules(tmp_path / "rules.yaml", drifted.groups)
     unit = write_unit_tests(tmp_path / "rules_test.yaml", rules, groups)

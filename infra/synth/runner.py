@@ -239,11 +239,10 @@ def record_text(record: Mapping[str, Any]) -> str:
     Python; a line per resource is written by its C encoder, which took a tenant's record from
     about 0.04 s to 0.01 s."""
     rest = {k: v for k, v in record.items() if k != "resources"}
-    lines = [json.dumps(r) for r in record.get("resources", ())]
-    if not lines or not rest or next(reversed(record)) != "resources":
+    if not record.get("resources") or not rest or next(reversed(record)) != "resources":
         return json.dumps(dict(record), indent=2) + "\n"
     head = json.dumps(rest, indent=2)
-    body = ",\n".join(f"    {line}" for line in lines)
+    body = ",\n".join(f"    {json.dumps(r)}" for r in record["resources"])
     return f'{head[:-2]},\n  "resources": [\n{body}\n  ]\n}}\n'
 
 
