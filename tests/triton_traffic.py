@@ -302,6 +302,42 @@ def observed_traffic(root: Path, record: dict[str, Any]) -> Iterator[Observation
         yield _observe(setup, cluster_analysis(record), server, prom)
 
 
+SAME_WINDOW_TRIES = 5
+"""Reads of Triton's window around a scrape before giving up (one read pair fails only when the
+summary moved to its next age bucket between them)."""
+
+
+def _bracketed_read(
+    server: TritonServer,
+    setup: Emulation,
+    prom: PrometheusServer,
+    success: str,
+    counted_at: float,
+) -> tuple[dict[str, ModelMetrics], float]:
+    """Triton's metrics as ``sovml abtest`` reads them, and an instant whose latest scrape holds
+    the same window: a scrape that started after one read and ended before a second, equal read.
+
+    No request arrives after the traffic, yet the summary's quantiles still change when its
+    sliding window moves to the next age bucket, which drops the observations older than that
+    bucket (19694 -> 19340 us at level 0.998, seen on a loaded machine). The window only ever
+    loses observations, so two equal reads hold the same window in between, and so does the
+    scrape that ran between them. A move between the reads makes them differ: read again.
+    """
+    for _ in range(SAME_WINDOW_TRIES):
+        before = per_variant(server, setup)
+        read_at = time.time()
+        prom.wait_until(
+            lambda t=read_at: prom.last_scrape_after(success, t)
+            and prom.last_scrape_after("istio_requests_total", counted_at),
+            "a scrape after the traffic",
+            10,
+        )
+        at = time.time()  # its latest scrape is the one just seen: started after ``before``
+        if per_variant(server, setup) == before:
+            return before, at
+    raise AssertionError(f"Triton's summary window moved in each of {SAME_WINDOW_TRIES} reads")
+
+
 def _observe(
     setup: Emulation, cluster: ClusterAnalysis, server: TritonServer, prom: PrometheusServer
 ) -> Observation:
@@ -336,9 +372,8 @@ def _observe(
     assert all(o.sent for outs in outcomes.values() for o in outs)
     prom.wait_until(lambda: _counted(server, setup, REQUESTS), "Triton counting every request")
 
-    # 3. What sovml abtest reads, the mesh's counts of the same outcomes (synthetic: no Envoy
-    # runs between these clients and Triton), then a Prometheus scrape that started after both.
-    local = per_variant(server, setup)
+    # 3. The mesh's counts of the same outcomes (synthetic: no Envoy runs between these clients
+    # and Triton), then what sovml abtest reads and a Prometheus scrape of the same window.
     set_mesh_traffic(
         setup.model,
         "serving",
@@ -348,16 +383,10 @@ def _observe(
         },
     )
     counted_at = time.time()
-    prom.wait_until(
-        lambda: prom.last_scrape_after(success, counted_at)
-        and prom.last_scrape_after("istio_requests_total", counted_at),
-        "a scrape after the traffic",
-        10,
-    )
+    local, at = _bracketed_read(server, setup, prom, success, counted_at)
 
     # 4. The AnalysisTemplate's queries (the record's strings), all evaluated at one instant,
     # whose offset sample precedes the traffic.
-    at = time.time()
     assert at - offset < started, f"the traffic took {at - started:.0f}s, past the {offset}s offset"
     observation = Observation(
         setup=setup,
