@@ -22,6 +22,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from typer.testing import CliRunner
 from infra.cli import app as app_module
 from infra.cli import stacks as stacks_cli
 from infra.cli.app import app
-from infra.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED
+from infra.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, stoppable
 from infra.config.stackfile import ROOT
 from infra.gate import checkov as checkov_runner
 from tests.cli_fuzz import (
@@ -283,6 +284,23 @@ def test_in_a_real_process_stderr_has_one_line_and_no_traceback(tmp_path: Path) 
     assert err.startswith("error: internal error: RuntimeError: kaput "), err
     (log,) = tmp_path.iterdir()
     assert "RuntimeError" in log.read_text() and "hunter2" not in log.read_text()
+
+
+def test_stoppable_turns_both_signals_into_keyboardinterrupt_and_restores_the_handlers() -> None:
+    """``sovml serve``'s handlers hold only while it serves: an in-process call left Python's
+    Ctrl-C handler behind, and the SIGINT tests of a later module passed or failed with the
+    order the modules ran in (when the suite was started with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    term = signal.getsignal(signal.SIGTERM)
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(KeyboardInterrupt), stoppable():
+                os.kill(os.getpid(), sig)
+                time.sleep(5)  # the handler raises as soon as the signal arrives
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == term
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_exits_130_with_one_line() -> None:

@@ -297,7 +297,7 @@ def test_a_window_that_moves_between_the_reads_is_read_again(
     monkeypatch.setattr(traffic, "per_variant", lambda server, setup: next(reads))
     prom = Prom()
     local, _ = traffic._bracketed_read(None, None, prom, "up", 0.0)  # type: ignore[arg-type]
-    assert local == window(19340.0) and prom.waits == 2
+    assert local == window(19340.0) and prom.waits == 4  # two tries, two waits each
     moving = iter(window(float(n)) for n in range(2 * traffic.SAME_WINDOW_TRIES))
     monkeypatch.setattr(traffic, "per_variant", lambda server, setup: next(moving))
     with pytest.raises(AssertionError, match="moved in each of"):

@@ -315,7 +315,8 @@ def _bracketed_read(
     counted_at: float,
 ) -> tuple[dict[str, ModelMetrics], float]:
     """Triton's metrics as ``sovml abtest`` reads them, and an instant whose latest scrape holds
-    the same window: a scrape that started after one read and ended before a second, equal read.
+    the same window: every scrape a query at that instant can read started after one read and
+    ended before a second, equal read.
 
     No request arrives after the traffic, yet the summary's quantiles still change when its
     sliding window moves to the next age bucket, which drops the observations older than that
@@ -332,7 +333,12 @@ def _bracketed_read(
             "a scrape after the traffic",
             10,
         )
-        at = time.time()  # its latest scrape is the one just seen: started after ``before``
+        at = time.time()  # its latest scrape started after ``before``
+        # Prometheus scrapes a target one scrape after another: once one started after ``at``,
+        # every scrape the queries at ``at`` can read has read Triton, before the second read.
+        prom.wait_until(
+            lambda t=at: prom.last_scrape_after(success, t), "a scrape after the instant", 10
+        )
         if per_variant(server, setup) == before:
             return before, at
     raise AssertionError(f"Triton's summary window moved in each of {SAME_WINDOW_TRIES} reads")

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO, TypeVar
@@ -246,3 +247,24 @@ def internal_error(err: Console, exc: BaseException, argv: Sequence[str] | None 
         message = "<message unavailable>"
     error_line(err, f"internal error: {type(exc).__name__}: {one_line(message)} ({where})")
     return EXIT_INTERNAL
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """Ctrl-C and a plain ``kill`` both raise ``KeyboardInterrupt`` in the body, so its
+    ``finally`` runs (a long-running command stops its server there): SIGINT may be ignored when
+    started in the background, and SIGTERM would otherwise skip the clean-up. The previous
+    handlers are back afterwards, so an in-process call (as in the tests) leaves its process as
+    it found it."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -45,7 +45,6 @@ Exit codes as in :mod:`infra.cli.common`, each error one ``error: ...`` line:
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +64,7 @@ from infra.cli.common import (
     fail,
     joined,
     shown_path,
+    stoppable,
     styled,
 )
 from pipelines.serving.report import (
@@ -214,31 +214,29 @@ def serve_command(
     except ServingInputError as exc:
         fail(err, str(exc))
     models = [layout.name for layout in layouts]
-    # Ctrl-C and a plain `kill` both end in the `finally` below, which stops the server: SIGINT
-    # may be ignored when started in the background, and SIGTERM would otherwise skip cleanup.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-    started = time.monotonic()
-    with console.status(f"starting Triton with {', '.join(models)} ..."):
-        server = _start(
-            err, model_repository, models, ready_timeout_s=ready_timeout, log_path=log_file
-        )
-    try:
-        _print_server(console, server, models, time.monotonic() - started)
-        if verify and not _verify(console, err, server, model_repository, models):
-            raise typer.Exit(EXIT_NEGATIVE)
-        if once:
-            return
-        console.print("serving; Ctrl-C to stop")
-        while server.running:
-            time.sleep(0.5)
-        error_line(err, "tritonserver exited unexpectedly (server log tail below)")
-        _print_log_tail(err, server.log_tail())
-        raise typer.Exit(EXIT_INTERNAL)
-    except KeyboardInterrupt:
-        console.print("stopping ...")
-    finally:
-        server.stop()
+    # Ctrl-C and a plain `kill` both end in the `finally` below, which stops the server.
+    with stoppable():
+        started = time.monotonic()
+        with console.status(f"starting Triton with {', '.join(models)} ..."):
+            server = _start(
+                err, model_repository, models, ready_timeout_s=ready_timeout, log_path=log_file
+            )
+        try:
+            _print_server(console, server, models, time.monotonic() - started)
+            if verify and not _verify(console, err, server, model_repository, models):
+                raise typer.Exit(EXIT_NEGATIVE)
+            if once:
+                return
+            console.print("serving; Ctrl-C to stop")
+            while server.running:
+                time.sleep(0.5)
+            error_line(err, "tritonserver exited unexpectedly (server log tail below)")
+            _print_log_tail(err, server.log_tail())
+            raise typer.Exit(EXIT_INTERNAL)
+        except KeyboardInterrupt:
+            console.print("stopping ...")
+        finally:
+            server.stop()
 
 
 def _verify(
@@ -263,10 +261,6 @@ def _verify(
         table.add_row(c.model, c.version, c.protocol, str(c.rows), f"{c.max_diff:.2e}", ok)
     console.print(table)
     return all(c.ok for c in checks)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def look_table(result: Any) -> Table:
