@@ -1,27 +1,38 @@
-"""The zone's registry: an ECR repository per mirrored image and chart, and the signing key.
+"""The zone's registry: one creation template for its ECR repositories, and the signing key.
 
 Workloads of an ``imageSource: mirror`` stack pull every image and chart from
-``<account>.dkr.ecr.<region>.amazonaws.com/<mirror>`` (:mod:`policies.inventory`); this component
-creates exactly those repositories, so every reference names a repository that exists. Images
-arrive there by ``sovml images mirror`` (the operator's copy) or the CI workflow (the pipeline
-images), and are signed with the platform's image-signing key, which the admission policy
+``<account>.dkr.ecr.<region>.amazonaws.com/<mirror>`` (:mod:`policies.inventory`). Images arrive
+there by ``sovml images mirror`` (the operator's copy) or the CI workflow (the pipeline images),
+and are signed with the platform's image-signing key, which the admission policy
 (:mod:`components.image_admission`) trusts.
+
+Repositories are not declared one by one: ECR creates each on its first push (``CREATE_ON_PUSH``)
+from the registry's ``ROOT`` creation template, which this component owns. Every repository the
+registry ever gets by a push (the inventory's 80 names today, a new one tomorrow) is therefore
+encrypted with the mirror's key, IMMUTABLE, tagged like the stack and under the lifecycle policy,
+with no ``pulumi up`` between a new inventory entry and its copy; the registry's scanning
+configuration scans every push. One template, its role and the scanning configuration replace
+two resources per repository (160 of a tenant's 328 AWS resources), which is what every preview,
+update and gate run of every stack paid for.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
-from components._aws import TYPE_PREFIX, child, partition_of, policy
+from components._aws import TYPE_PREFIX, child, partition_of, policy, region_of, service_trust
 
 SIGNING_KEY_SPEC = ("SIGN_VERIFY", "ECC_NIST_P256")
 """(key usage, key spec) of the image-signing key: cosign signs with ECDSA P-256 through KMS."""
+TEMPLATE_PREFIX = "ROOT"
+"""The template's prefix: ECR's name for every repository no more specific template matches (the
+zone's registry is the stack account's registry in its region; none other is declared)."""
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 """ECR's repository-name grammar (lowercase path components, ``._-`` separators)."""
 
@@ -35,9 +46,15 @@ class RegistryMirrorArgs:
     account_id: pulumi.Input[str]
     """AWS account that owns the keys (its root principal administers them through IAM)."""
     repositories: Sequence[str]
-    """ECR repository names: the inventory's distinct ``mirror`` names (images and charts)."""
+    """ECR repository names: the inventory's distinct ``mirror`` names (images and charts), which
+    the mirror job pushes (and ECR creates from the template); ``repository_urls`` names them."""
+    repository_tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags ECR puts on every repository it creates from the template (the stack's own tags: the
+    provider's default tags reach only resources the program declares)."""
     protect: bool = True
-    """Protect repositories and keys from deletion and retain them if removed (production)."""
+    """Protect the keys and the template from deletion (production); keys are also retained if
+    removed. Repositories created on push are never in the stack, so no ``destroy`` deletes
+    them."""
     deletion_window_days: int = 30
     """Waiting period before a scheduled key deletion takes effect (7-30)."""
     untagged_expiry_days: int = 14
@@ -45,12 +62,16 @@ class RegistryMirrorArgs:
 
 
 class RegistryMirror(pulumi.ComponentResource):
-    """One ECR repository per mirrored name, encrypted, immutable, scanned; the signing key.
+    """The registry's ``ROOT`` creation template, its role, push scanning; the signing key.
 
-    Every repository: SSE-KMS with the mirror's own customer-managed key (rotated), IMMUTABLE
-    tags (a mirrored tag can never be repointed, so a tag and its digest stay one fact), scan on
-    push, and a lifecycle policy that expires only untagged images: tagged ones are the pinned
-    versions workloads run and must never disappear. The signing key is an asymmetric
+    Every repository ECR creates on a push: SSE-KMS with the mirror's own customer-managed key
+    (rotated), IMMUTABLE tags (a mirrored tag can never be repointed, so a tag and its digest
+    stay one fact), the stack's tags, and a lifecycle policy that expires only untagged images:
+    tagged ones are the pinned versions workloads run and must never disappear. ECR uses the
+    key and tags through the template's role (trusted by ``ecr.amazonaws.com`` only; it may
+    create and tag repositories and grant itself this one key). The registry's scanning
+    configuration scans every push (basic scanning). The pusher needs ``ecr:CreateRepository``
+    beside the push actions. The signing key is an asymmetric
     ``ECC_NIST_P256`` / ``SIGN_VERIFY`` KMS key (alias ``alias/<prefix>-image-signing``): CI signs
     with ``cosign --key awskms:///alias/...``; the admission policy verifies with its ARN. KMS
     rotates only symmetric keys, so the signing key does not rotate (a new key means re-signing).
@@ -79,6 +100,17 @@ class RegistryMirror(pulumi.ComponentResource):
             raise ValueError(
                 f"RegistryMirrorArgs.untagged_expiry_days: {args.untagged_expiry_days}; "
                 "allowed >= 1"
+            )
+        bad_tags = {
+            k: v
+            for k, v in args.repository_tags.items()
+            if not isinstance(k, str) or not isinstance(v, str) or not 0 < len(k) <= 128
+            or len(v) > 256 or k.startswith("aws:")
+        }  # fmt: skip
+        if bad_tags:
+            raise ValueError(
+                f"RegistryMirrorArgs.repository_tags: {bad_tags}; allowed string keys of 1-128 "
+                "characters not starting with 'aws:' and string values of up to 256"
             )
         super().__init__(f"{TYPE_PREFIX}:registry_mirror:RegistryMirror", name, None, opts)
 
@@ -121,25 +153,63 @@ class RegistryMirror(pulumi.ComponentResource):
             opts=child(self),
         )
 
-        urls: dict[str, pulumi.Output[str]] = {}
-        for repo in args.repositories:
-            role = f"{name}-{repo.replace('/', '-')}"
-            repository = aws.ecr.Repository(
-                role,
-                name=repo,
-                image_tag_mutability="IMMUTABLE",
-                image_scanning_configuration={"scan_on_push": True},
-                encryption_configurations=[{"encryption_type": "KMS", "kms_key": key.arn}],
-                force_delete=not args.protect,
-                opts=child(self, protect=args.protect, retain_on_delete=args.protect),
-            )
-            aws.ecr.LifecyclePolicy(
-                f"{role}-lifecycle",
-                repository=repository.name,
-                policy=lifecycle_policy(args.untagged_expiry_days),
-                opts=child(self),
-            )
-            urls[repo] = repository.repository_url
+        role = aws.iam.Role(
+            f"{name}-creation-role",
+            description=f"{args.name_prefix}: ECR creates the mirror's repositories on push",
+            assume_role_policy=service_trust("ecr.amazonaws.com"),
+            opts=child(self),
+        )
+        partition, region = partition_of(self), region_of(self)
+        repositories = pulumi.Output.concat(
+            "arn:", partition, ":ecr:", region, ":", args.account_id, ":repository/*"
+        )
+        grants = aws.iam.RolePolicy(
+            f"{name}-creation-policy",
+            role=role.id,
+            policy=policy(
+                [
+                    {
+                        "Sid": "CreateAndTagRepositories",
+                        "Effect": "Allow",
+                        "Action": ["ecr:CreateRepository", "ecr:TagResource"],
+                        "Resource": repositories,
+                    },
+                    {
+                        "Sid": "EncryptWithTheRegistryKey",
+                        "Effect": "Allow",
+                        "Action": ["kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"],
+                        "Resource": key.arn,
+                    },
+                ]
+            ),
+            opts=child(self),
+        )
+        aws.ecr.RepositoryCreationTemplate(
+            f"{name}-template",
+            prefix=TEMPLATE_PREFIX,
+            applied_fors=["CREATE_ON_PUSH"],
+            description=f"{args.name_prefix}: every repository of the zone's registry",
+            image_tag_mutability="IMMUTABLE",
+            encryption_configurations=[{"encryption_type": "KMS", "kms_key": key.arn}],
+            lifecycle_policy=lifecycle_policy(args.untagged_expiry_days),
+            custom_role_arn=role.arn,
+            resource_tags=dict(args.repository_tags) or None,
+            # Without it a push would create an unencrypted, mutable repository: keep it.
+            opts=child(self, protect=args.protect, depends_on=[grants]),
+        )
+        aws.ecr.RegistryScanningConfiguration(
+            f"{name}-scanning",
+            scan_type="BASIC",
+            rules=[
+                {
+                    "scan_frequency": "SCAN_ON_PUSH",
+                    "repository_filters": [{"filter": "*", "filter_type": "WILDCARD"}],
+                }
+            ],
+            opts=child(self),
+        )
+        host = pulumi.Output.concat(args.account_id, ".dkr.ecr.", region, ".amazonaws.com/")
+        urls = {repo: pulumi.Output.concat(host, repo) for repo in args.repositories}
 
         self.repository_urls = pulumi.Output.all(**urls)
         self.signing_key_arn = signing.arn

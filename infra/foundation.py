@@ -78,18 +78,24 @@ def aws_provider(cfg: PlatformConfig) -> aws.Provider:
         allowed_account_ids=list(cfg.allowed_account_ids) or None,
         # pulumi-aws defaults this to true; the gate (SOV-RES-003) refuses unvalidated regions.
         skip_region_validation=False,
-        default_tags={
-            "tags": cfg.tags.as_aws(
-                **{
-                    "stack": cfg.stack,
-                    "environment": cfg.environment,
-                    "residency-zone": cfg.zone,
-                    "tier": cfg.tier,
-                    "managed-by": "pulumi",
-                    **({"tenant": cfg.tenant} if cfg.tenant else {}),
-                }
-            )
-        },
+        default_tags={"tags": stack_tags(cfg)},
+    )
+
+
+def stack_tags(cfg: PlatformConfig) -> dict[str, str]:
+    """The tags of everything the stack owns in AWS: the provider's default tags, and what the
+    registry's creation template puts on the repositories ECR creates for it."""
+    return dict(
+        cfg.tags.as_aws(
+            **{
+                "stack": cfg.stack,
+                "environment": cfg.environment,
+                "residency-zone": cfg.zone,
+                "tier": cfg.tier,
+                "managed-by": "pulumi",
+                **({"tenant": cfg.tenant} if cfg.tenant else {}),
+            }
+        )
     )
 
 

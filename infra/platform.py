@@ -42,6 +42,7 @@ from infra.foundation import (
     aws_base,
     aws_provider,
     kubernetes_cluster,
+    stack_tags,
 )
 from infra.gateway import NAMESPACES as GATEWAY_NAMESPACES
 from infra.gateway import inference_gateway
@@ -247,13 +248,15 @@ def uses_mirror(cfg: PlatformConfig) -> bool:
 
 
 def registry_mirror(cfg: PlatformConfig, base: AwsBase) -> RegistryMirror:
-    """The zone's ECR repositories (one per inventory mirror name) and the image-signing key."""
+    """The zone's registry (the creation template of every repository a push creates, push
+    scanning) and the image-signing key."""
     return RegistryMirror(
         "mirror",
         RegistryMirrorArgs(
             name_prefix=cfg.name_prefix,
             account_id=base.account_id,
             repositories=mirror_repositories(),
+            repository_tags=stack_tags(cfg),
             deletion_window_days=cfg.kms_deletion_window_days,
             protect=cfg.production,
         ),

@@ -7,6 +7,7 @@ as they appear in a synth record, so the same case can be fed to both runners.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from policies.rules import Resource
@@ -127,6 +128,23 @@ def _flb_output(region: str, extra: str = "") -> str:
     """A Fluent Bit ``[OUTPUT]`` section shipping to CloudWatch Logs in ``region``."""
     lines = ["[OUTPUT]", "    Name cloudwatch_logs", "    Match kube.*", f"    region {region}"]
     return "\n".join(lines + ([f"    {extra}"] if extra else [])) + "\n"
+
+
+ECR_TEMPLATE = "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"
+ECR_REPO = "aws:ecr/repository:Repository"
+ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
+
+
+def _lifecycle(*statuses: str) -> str:
+    """An ECR lifecycle policy with one expiring rule per tag status."""
+    rules = [
+        {"rulePriority": i + 1, "selection": {"tagStatus": t, "countType": "imageCountMoreThan", "countNumber": 5}, "action": {"type": "expire"}}
+        for i, t in enumerate(statuses)
+    ]
+    return json.dumps({"rules": rules})
+
+
+UNTAGGED_ONLY = _lifecycle("untagged")
 
 
 CASES: list[tuple[str, str, list[Resource], int]] = [
@@ -468,6 +486,19 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-SUP-003", "policy without a key authority", [_admission_ns("serving"), MIRROR_POD, _cip(key={})], 1),
     ("SOV-SUP-003", "workload namespace without the label", [_admission_ns("serving", False), MIRROR_POD, _cip()], 1),
     ("SOV-SUP-003", "Helm release namespace without the label", [_admission_ns("vault", False), _mirror_release(image={"repository": f"{ZONE_ECR}/hashicorp/vault", "digest": DIGEST}), _cip()], 1),
+    ("SOV-SUP-004", "immutable template expiring untagged images", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "IMMUTABLE", "lifecyclePolicy": UNTAGGED_ONLY})], 0),
+    ("SOV-SUP-004", "immutable template without a lifecycle policy", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "IMMUTABLE"})], 0),
+    ("SOV-SUP-004", "template left at ECR's default (MUTABLE)", [R(ECR_TEMPLATE, "t", {"lifecyclePolicy": UNTAGGED_ONLY})], 1),
+    ("SOV-SUP-004", "template mutable with exclusions", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "IMMUTABLE_WITH_EXCLUSION"})], 1),
+    ("SOV-SUP-004", "template expiring any image", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "IMMUTABLE", "lifecyclePolicy": _lifecycle("any")})], 1),
+    ("SOV-SUP-004", "template lifecycle that is not JSON", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "IMMUTABLE", "lifecyclePolicy": "{rules"})], 1),
+    ("SOV-SUP-004", "mutable and expiring tagged: both", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "MUTABLE", "lifecyclePolicy": _lifecycle("tagged")})], 2),
+    ("SOV-SUP-004", "immutable repository", [R(ECR_REPO, "r", {"imageTagMutability": "IMMUTABLE"})], 0),
+    ("SOV-SUP-004", "repository without mutability (MUTABLE)", [R(ECR_REPO, "r", {"name": "a/b"})], 1),
+    ("SOV-SUP-004", "lifecycle policy expiring untagged", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": UNTAGGED_ONLY})], 0),
+    ("SOV-SUP-004", "lifecycle policy, one of two rules tagged", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": _lifecycle("untagged", "tagged")})], 1),
+    ("SOV-SUP-004", "lifecycle policy with no rules", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": '{"rules": []}'})], 1),
+    ("SOV-SUP-004", "lifecycle policy missing", [R(ECR_LIFECYCLE, "l", {"repository": "a/b"})], 1),
     *EGRESS_CASES,
 ]  # fmt: skip
 CASES += MESH_CASES

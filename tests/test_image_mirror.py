@@ -57,14 +57,21 @@ def _refs(node: Any, out: list[str]) -> list[str]:
 # -- prod-uae's record ---------------------------------------------------------------------------
 
 
-def test_every_mirror_reference_names_a_repository_the_record_creates(
+def _template(res: list[dict[str, Any]]) -> dict[str, Any]:
+    (template,) = of_type(res, "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate")
+    return template
+
+
+def test_every_mirror_reference_names_a_repository_the_mirror_pushes(
     stack_records: dict[str, dict[str, Any]],
 ) -> None:
     prod = stack_records["prod-uae"]
-    repos = {
-        r["inputs"]["name"] for r in of_type(prod["resources"], "aws:ecr/repository:Repository")
-    }
-    assert repos == set(inventory.mirror_repositories())
+    # Repositories are created by the push itself, from the registry's ROOT template: none is
+    # declared, and every name a workload refers to is one the mirror job pushes.
+    assert not of_type(prod["resources"], "aws:ecr/repository:Repository")
+    template = _template(prod["resources"])["inputs"]
+    assert (template["prefix"], template["appliedFors"]) == ("ROOT", ["CREATE_ON_PUSH"])
+    repos = set(inventory.mirror_repositories())
     seen = set()
     for r in prod["resources"]:
         if r["type"].startswith("aws:ecr/"):
@@ -89,31 +96,67 @@ def test_every_mirror_reference_names_a_repository_the_record_creates(
     assert {"prometheus/prometheus", "kedacore/keda", "kiwigrid/k8s-sidecar"} <= seen
 
 
-def test_mirror_repositories_are_encrypted_immutable_scanned_and_protected(
+def test_repositories_created_on_push_are_encrypted_immutable_scanned_and_tagged(
     stack_records: dict[str, dict[str, Any]],
 ) -> None:
     res = stack_records["prod-uae"]["resources"]
     keys = {k["urn"]: k for k in of_type(res, "aws:kms/key:Key")}
-    repos = of_type(res, "aws:ecr/repository:Repository")
-    lifecycles = {
-        p["inputs"]["repository"] for p in of_type(res, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
-    }
     (registry_key,) = [k for k in keys.values() if k["name"] == "mirror-key"]
     assert registry_key["inputs"]["enableKeyRotation"] is True and registry_key["protect"]
-    for repo in repos:
-        inputs = repo["inputs"]
-        assert inputs["imageTagMutability"] == "IMMUTABLE", repo["urn"]
-        assert inputs["imageScanningConfiguration"] == {"scanOnPush": True}, repo["urn"]
-        (enc,) = inputs["encryptionConfigurations"]
-        assert enc["encryptionType"] == "KMS" and enc["kmsKey"].startswith("arn:aws:kms:"), repo
-        assert registry_key["urn"] in repo["dependencies"], repo["urn"]
-        assert repo["protect"] and inputs["forceDelete"] is False, repo["urn"]
-        assert inputs["name"] in lifecycles, repo["urn"]
-    rule = json.loads(
-        of_type(res, "aws:ecr/lifecyclePolicy:LifecyclePolicy")[0]["inputs"]["policy"]
-    )
+    template = _template(res)
+    inputs = template["inputs"]
+    assert inputs["imageTagMutability"] == "IMMUTABLE"
+    (enc,) = inputs["encryptionConfigurations"]
+    assert enc["encryptionType"] == "KMS" and enc["kmsKey"].startswith("arn:aws:kms:")
+    assert registry_key["urn"] in template["dependencies"]
+    # Deleting the template would let the next push create a plain repository: protected.
+    assert template["protect"] is True
+    # The stack's tags, as the provider puts them on what the program declares.
+    assert inputs["resourceTags"] == {
+        "owner": "ml-platform", "cost-center": "cc-4100-ml", "data-classification": "restricted",
+        "stack": "prod-uae", "environment": "prod", "residency-zone": "uae",
+        "tier": "enterprise", "managed-by": "pulumi",
+    }  # fmt: skip
+    rule = json.loads(inputs["lifecyclePolicy"])
     # Only untagged images expire: the tagged ones are the pinned versions workloads run.
     assert [r["selection"]["tagStatus"] for r in rule["rules"]] == ["untagged"]
+    (scanning,) = of_type(
+        res, "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"
+    )
+    assert scanning["inputs"] == {
+        "scanType": "BASIC",
+        "rules": [
+            {
+                "scanFrequency": "SCAN_ON_PUSH",
+                "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}],
+            }
+        ],
+    }
+    assert not of_type(res, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
+
+
+def test_the_template_role_is_ecr_s_alone_and_may_do_only_what_creation_needs(
+    stack_records: dict[str, dict[str, Any]],
+) -> None:
+    res = stack_records["prod-uae"]["resources"]
+    (role,) = [r for r in of_type(res, "aws:iam/role:Role") if r["name"] == "mirror-creation-role"]
+    trust = json.loads(role["inputs"]["assumeRolePolicy"])
+    assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "ecr.amazonaws.com"}]
+    (grants,) = [
+        r
+        for r in of_type(res, "aws:iam/rolePolicy:RolePolicy")
+        if r["name"] == "mirror-creation-policy"
+    ]
+    statements = json.loads(grants["inputs"]["policy"])["Statement"]
+    key_arn = _template(res)["inputs"]["encryptionConfigurations"][0]["kmsKey"]
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        (
+            ["ecr:CreateRepository", "ecr:TagResource"],
+            "arn:aws:ecr:me-central-1:123456789012:repository/*",
+        ),
+        (["kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"], key_arn),
+    ]
+    assert _template(res)["inputs"]["customRoleArn"].endswith(":role/" + role["id"])
 
 
 def test_the_signing_key_is_an_ecc_sign_verify_key_under_the_stack_alias(
@@ -218,11 +261,25 @@ def _mirror(**kw: Any) -> RegistryMirror:
 
 def test_registry_mirror_children_and_dev_posture() -> None:
     res = record(lambda: _mirror(protect=False))
-    repos = of_type(res, "aws:ecr/repository:Repository")
-    assert sorted(r["inputs"]["name"] for r in repos) == ["a/b", "charts/c"]
-    assert all(r["inputs"]["forceDelete"] is True and not r["protect"] for r in repos)
-    assert len(of_type(res, "aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 2
+    assert not of_type(res, "aws:ecr/repository:Repository")
+    template = _template(res)
+    assert not template["protect"] and "resourceTags" not in template["inputs"]
+    assert not any(r["protect"] for r in res)
     children_named_after(res, "sovereign-ml:registry_mirror:RegistryMirror", "mirror")
+
+
+def test_registry_mirror_names_each_repository_it_is_given() -> None:
+    def build() -> None:
+        mirror = _mirror(repository_tags={"owner": "o"})
+        mirror.repository_urls.apply(lambda urls: seen.update(urls))
+
+    seen: dict[str, str] = {}
+    res = record(build)
+    assert seen == {
+        "a/b": "123456789012.dkr.ecr.me-central-1.amazonaws.com/a/b",
+        "charts/c": "123456789012.dkr.ecr.me-central-1.amazonaws.com/charts/c",
+    }
+    assert _template(res)["inputs"]["resourceTags"] == {"owner": "o"}
 
 
 @pytest.mark.parametrize(
@@ -235,6 +292,10 @@ def test_registry_mirror_children_and_dev_posture() -> None:
         ({"repositories": ["a//b"]}, "RegistryMirrorArgs.repositories: ['a//b']"),
         ({"deletion_window_days": 6}, "RegistryMirrorArgs.deletion_window_days: 6; allowed 7-30"),
         ({"untagged_expiry_days": 0}, "RegistryMirrorArgs.untagged_expiry_days: 0; allowed >= 1"),
+        ({"repository_tags": {"aws:x": "v"}}, "RegistryMirrorArgs.repository_tags: {'aws:x'"),
+        ({"repository_tags": {"": "v"}}, "RegistryMirrorArgs.repository_tags: {'': 'v'}"),
+        ({"repository_tags": {"k": "v" * 257}}, "RegistryMirrorArgs.repository_tags: {'k'"),
+        ({"repository_tags": {"k": 1}}, "RegistryMirrorArgs.repository_tags: {'k': 1}"),
     ],
 )
 def test_registry_mirror_refuses_bad_args_before_any_resource(

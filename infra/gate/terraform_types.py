@@ -95,6 +95,8 @@ SINGULAR_BLOCKS: dict[str, tuple[str, ...]] = {
     "aws_lb": ("subnetMappings",),
     "aws_lb_listener": ("defaultActions",),
     "aws_ecr_repository": ("encryptionConfigurations",),
+    "aws_ecr_repository_creation_template": ("appliedFors", "encryptionConfigurations"),
+    "aws_ecr_registry_scanning_configuration": ("rules", "repositoryFilters"),
     "aws_dynamodb_table": (
         "attributes",
         "globalSecondaryIndexes",
@@ -133,6 +135,7 @@ DATA_MAP_KEYS = frozenset(
 # a ``variables`` map; a SageMaker container's ``environment`` *is* the map).
 TYPE_DATA_MAP_KEYS: dict[str, frozenset[str]] = {
     "aws_sagemaker_model": frozenset({"environment"}),
+    "aws_ecr_repository_creation_template": frozenset({"resourceTags"}),
 }
 
 # Attributes left out of ``values`` when empty: checkov's CKV_AWS_37 indexes

@@ -8,6 +8,8 @@ zone, and of an allowed account where the stack pins its accounts. It is never s
 images whose digest is not yet known are named one by one in policies/suppressions.yaml (the
 offline gate suppresses those findings; the CrossGuard pack gets the same ids as
 ``unpinned_images`` in its config).
+``SOV-SUP-004`` keeps what a digest pin relies on: every ECR repository and repository creation
+template has IMMUTABLE tags, and every lifecycle policy of one expires untagged images only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policies.inventory import ECR_REFERENCE, identify
-from policies.rules.base import Context, Resource, rule
+from policies.rules.base import Context, Resource, json_doc, rule
 from policies.rules.helm_charts import HELM_TYPES
 from policies.rules.kubernetes import kind_of, pod_spec
 
@@ -163,3 +165,50 @@ def _accepted_unpinned(image: str, ctx: Context) -> bool:
     # the context from the reviewed suppressions (the pack config), never from a stack file.
     found = identify(image) if ctx.unpinned_images else None
     return found is not None and found in ctx.unpinned_images
+
+
+REGISTRY_TYPES = (
+    "aws:ecr/repository:Repository",
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+)
+"""What decides whether a pushed tag can change or a tagged image can expire."""
+
+
+def _expiring_tagged(document: Any) -> list[str]:
+    """Why a lifecycle policy document may expire a tagged image (empty when it cannot)."""
+    doc = json_doc(document)
+    rules = doc.get("rules") if isinstance(doc, Mapping) else None
+    if not isinstance(rules, list) or not rules:
+        return ["its lifecycle policy is not a JSON document with a list of rules"]
+    out = []
+    for i, r in enumerate(rules):
+        selection = r.get("selection") if isinstance(r, Mapping) else None
+        status = selection.get("tagStatus") if isinstance(selection, Mapping) else None
+        if status != "untagged":
+            out.append(
+                f"lifecycle rule {i + 1} selects tagStatus {status!r}: only 'untagged' images "
+                "may expire (a tagged image is a pinned version a workload runs)"
+            )
+    return out
+
+
+@rule(
+    "SOV-SUP-004",
+    "registry-pins-hold",
+    "high",
+    "Every ECR repository and repository creation template keeps tags IMMUTABLE, and its "
+    "lifecycle policy expires untagged images only: a tag and its digest stay one fact, and "
+    "a pinned version never disappears.",
+    types=REGISTRY_TYPES,
+)
+def registry_pins_hold(r: Resource, ctx: Context) -> list[str]:
+    out = []
+    if r.type != "aws:ecr/lifecyclePolicy:LifecyclePolicy":
+        mutability = r.inputs.get("imageTagMutability") or "MUTABLE"
+        if mutability != "IMMUTABLE":
+            out.append(f"imageTagMutability is {mutability}: set IMMUTABLE")
+    field = "policy" if r.type == "aws:ecr/lifecyclePolicy:LifecyclePolicy" else "lifecyclePolicy"
+    if field in r.inputs or r.type == "aws:ecr/lifecyclePolicy:LifecyclePolicy":
+        out += _expiring_tagged(r.inputs.get(field))
+    return out
