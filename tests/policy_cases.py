@@ -138,7 +138,11 @@ ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 def _lifecycle(*statuses: str) -> str:
     """An ECR lifecycle policy with one expiring rule per tag status."""
     rules = [
-        {"rulePriority": i + 1, "selection": {"tagStatus": t, "countType": "imageCountMoreThan", "countNumber": 5}, "action": {"type": "expire"}}
+        {
+            "rulePriority": i + 1,
+            "selection": {"tagStatus": t, "countType": "imageCountMoreThan", "countNumber": 5},
+            "action": {"type": "expire"},
+        }
         for i, t in enumerate(statuses)
     ]
     return json.dumps({"rules": rules})

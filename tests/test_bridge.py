@@ -304,3 +304,59 @@ def test_written_manifests_read_back_as_the_objects(data: dict[str, str]) -> Non
         paths = k8s_manifests.write_k8s(record, Path(out))
         assert len(objs) == len(paths) == 1
         assert [yaml.safe_load(p.read_text()) for p in paths] == objs
+
+
+# -- the plan's text -----------------------------------------------------------------------------
+
+_JSON_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(_JSON)
+def test_plan_text_is_json_s_indented_text_line_for_line(value: object) -> None:
+    text = tfplan.plan_text({"v": value})
+    reference = json.dumps({"v": value}, indent=2)
+    # checkov's line ranges come from the layout: the same lines, each the same JSON.
+    assert json.loads(text) == json.loads(reference)
+    assert len(text.splitlines()) == len(reference.splitlines())
+    if reference.isascii() and "\x7f" not in reference and "\\u" not in reference:
+        assert text == reference
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [{"v": float("nan")}, {"v": float("inf")}, {1: "int key"}, {"v": {(1, 2): "tuple key"}}],
+    ids=["nan", "infinity", "int-key", "tuple-key"],
+)
+def test_plan_text_falls_back_to_json_where_rapidjson_refuses(plan: dict) -> None:
+    try:
+        expected = json.dumps(plan, indent=2)
+    except TypeError:
+        with pytest.raises(TypeError):
+            tfplan.plan_text(plan)
+        return
+    assert tfplan.plan_text(plan) == expected
+
+
+def test_the_cached_schema_versions_are_the_package_s_and_cannot_be_changed_by_a_caller() -> None:
+    import kubernetes_validate.utils as kvu
+    from packaging.version import Version
+
+    from infra.gate.k8s_schema import _cache_schemas
+
+    _cache_schemas()
+    first = kvu.all_versions()
+    assert first == sorted(first, key=Version)
+    assert kvu.latest_version() == first[-1]
+    first.clear()
+    assert kvu.all_versions() and kvu.latest_version()

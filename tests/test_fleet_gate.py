@@ -217,6 +217,53 @@ def test_a_worker_answering_garbage_or_a_scan_never_run_fails_closed(
     assert all(isinstance(s, str) and "never ran" in s for s in scans.values())
 
 
+@pytest.mark.skipif(not checkov_runner.CHECKOV.is_file(), reason="needs .venv-checkov")
+def test_each_stack_is_told_once_with_its_result_and_a_failing_listener_fails_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_done`` hears every stack once: scanned ones as their last scan ends, one with nothing
+    to scan and one whose scan failed, each with what scan_fleet returns for it."""
+    import threading
+
+    from infra.gate import fleet_checkov
+
+    for stack in ("one", "two", "lost"):
+        (tmp_path / stack / "k8s").mkdir(parents=True)
+        (tmp_path / stack / "k8s" / "pod.yaml").write_text(_POD)
+        (tmp_path / stack / "tfplan.json").write_text('{"format_version": "1.2"}')
+    (tmp_path / "empty").mkdir()
+    real = fleet_checkov._Worker.ask
+
+    def ask(self: Any, argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+        if cwd.name == "lost":
+            raise RuntimeError("an unexpected failure")  # that scan is the stack's error
+        return real(self, argv, cwd, timeout)
+
+    monkeypatch.setattr(fleet_checkov._Worker, "ask", ask)
+    told: list[tuple[str, Any, str]] = []
+    lock = threading.Lock()
+
+    def on_done(stack: str, result: Any) -> None:
+        with lock:
+            told.append((stack, result, threading.current_thread().name))
+
+    names = ["one", "two", "lost", "empty"]
+    scans = fleet_checkov.scan_fleet(tmp_path, names, parallel=1, on_done=on_done)
+    assert sorted(t[0] for t in told) == sorted(names)
+    for stack, result, _ in told:
+        assert result is scans[stack] or result == scans[stack], stack
+    assert isinstance(scans["lost"], str)
+    assert not isinstance(scans["one"], str) and not isinstance(scans["empty"], str)
+    # Scanned stacks are told from the scanning thread, while the scans go on.
+    assert {t[2] for t in told if t[0] in ("one", "two")} != {threading.current_thread().name}
+
+    def broken(stack: str, result: Any) -> None:
+        raise ValueError(f"listener failed on {stack}")
+
+    with pytest.raises(ValueError, match="listener failed on"):
+        fleet_checkov.scan_fleet(tmp_path, ["one"], parallel=1, on_done=broken)
+
+
 # --- skipping ---------------------------------------------------------------------------------
 
 

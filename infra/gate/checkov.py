@@ -163,10 +163,13 @@ def as_suppressions(
     return out
 
 
-def write_scan_inputs(record: Mapping[str, Any], build_dir: Path) -> tuple[Path, list[Path]]:
-    """Write what checkov scans into ``build_dir`` (``build/<stack>``): the plan and the YAML."""
+def write_scan_inputs(
+    record: Mapping[str, Any], build_dir: Path, objects: list[dict[str, Any]] | None = None
+) -> tuple[Path, list[Path]]:
+    """Write what checkov scans into ``build_dir`` (``build/<stack>``): the plan and the YAML
+    (``objects``: the record's Kubernetes objects, when the caller made them already)."""
     plan = write_tfplan(record, build_dir / TFPLAN_FILE)
-    return plan, write_k8s(record, build_dir / K8S_DIR)
+    return plan, write_k8s(record, build_dir / K8S_DIR, objects)
 
 
 def checkov_command(

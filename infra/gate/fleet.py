@@ -37,6 +37,7 @@ from infra.config.problems import ConfigProblem
 from infra.config.stackfile import ROOT, STACKS, stack_file
 from infra.gate import checkov as checkov_runner
 from infra.gate import fleet_checkov
+from infra.gate.checkov import CheckovReport
 from infra.gate.findings import GateReport, Suppression
 from infra.gate.reports import to_json, write_reports
 from infra.gate.run import Prepared, apply_checkov, prepare_gate
@@ -360,14 +361,20 @@ def run_fleet(
     ready = [r for r in results if isinstance(r, Prepared)]
     if checkov and ready:
         say(f"checkov over {len(ready)} stacks")
-        scans = fleet_checkov.scan_fleet(build_dir, [p.report.stack for p in ready])
+        by_name = {p.report.stack: p for p in ready}
+
+        def judged(stack: str, scan: CheckovReport | str) -> None:
+            # Each stack's findings are made as soon as its scans are done, beside the scans of
+            # the others (its own report only: the calls share nothing else).
+            report = by_name[stack].report
+            if isinstance(scan, str):
+                report.errors.append(scan)
+            else:
+                apply_checkov(report, scan, build_dir / stack, suppressions)
+
+        fleet_checkov.scan_fleet(build_dir, list(by_name), on_done=judged)
         share = (time.perf_counter() - prepared_at) / len(ready)
         for p in ready:
-            scan = scans[p.report.stack]
-            if isinstance(scan, str):
-                p.report.errors.append(scan)
-            else:
-                apply_checkov(p.report, scan, build_dir / p.report.stack, suppressions)
             # The shared checkov time is charged evenly to the stacks it judged.
             p.report.seconds += share
     checked_at = time.perf_counter()

@@ -24,7 +24,7 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,41 @@ class _Task:
     done: bool = False
     """Set once the scan's output was parsed or its error recorded: a task left unset (its
     thread died) is an error for its stack, never an empty, passing scan."""
+
+
+class _Completion:
+    """Calls ``on_done(stack, result)`` once per stack, in the thread that finished its last
+    scan, while the other scans go on; what a call raises is kept for ``scan_fleet`` to raise."""
+
+    def __init__(
+        self,
+        pending: dict[str, int],
+        result: Callable[[str], CheckovReport | str],
+        on_done: Callable[[str, CheckovReport | str], None] | None,
+    ) -> None:
+        self.pending, self.result, self.on_done = pending, result, on_done
+        self.lock = threading.Lock()
+        self.failure: BaseException | None = None
+        self.told: set[str] = set()
+        """Stacks ``on_done`` was called for."""
+
+    def finished(self, stack: str) -> None:
+        """One scan of ``stack`` is done (parsed or failed)."""
+        with self.lock:
+            self.pending[stack] -= 1
+            if self.pending[stack] > 0 or self.on_done is None or self.failure is not None:
+                return
+            self.told.add(stack)
+        self.tell(stack)
+
+    def tell(self, stack: str) -> None:
+        """``on_done`` for ``stack``; what it raises is kept (the first only)."""
+        assert self.on_done is not None
+        try:
+            self.on_done(stack, self.result(stack))
+        except BaseException as exc:  # raised by scan_fleet once every thread has stopped
+            with self.lock:
+                self.failure = self.failure or exc
 
 
 class _Worker:
@@ -135,6 +170,7 @@ def _serve(
     checkov: Path,
     timeout: float,
     errors: dict[str, str],
+    completion: _Completion,
 ) -> None:
     """Take tasks until the sentinel: run each, parse it as the per-stack gate does."""
     while (task := tasks.get()) is not None:
@@ -156,6 +192,7 @@ def _serve(
         except Exception as exc:  # any failure is this stack's error, never an empty pass
             errors[task.stack] = f"checkov {run.framework}: {type(exc).__name__}: {exc}"
         task.done = True
+        completion.finished(task.stack)
 
 
 def scan_fleet(
@@ -166,6 +203,7 @@ def scan_fleet(
     external_checks_dir: Path | None = checkov_runner.EXTERNAL_CHECKS,
     timeout: float = 600,
     parallel: int = PARALLEL,
+    on_done: Callable[[str, CheckovReport | str], None] | None = None,
 ) -> dict[str, CheckovReport | str]:
     """checkov over every stack, each scanned alone: per stack its ``CheckovReport``, or the error
     (one line) that kept checkov from judging it (missing, crashed or overran).
@@ -173,6 +211,11 @@ def scan_fleet(
     ``checkov`` defaults to ``infra.gate.checkov.CHECKOV`` as it is when called; its venv's
     ``python`` runs the workers. Missing, it is an error for every stack even where there is
     nothing to scan, as in the per-stack run. ``timeout`` bounds each scan.
+
+    ``on_done(stack, result)`` is called once for each stack whose scans all ran (with what this
+    returns for it), as soon as its last scan is done, in a thread of this call, while the other
+    stacks' scans go on: the caller's work on a result overlaps the scans instead of following
+    them. Calls are concurrent with one another; what one raises, this raises at the end.
     """
     checkov = checkov_runner.CHECKOV if checkov is None else checkov
     python = Path(checkov).parent / "python"
@@ -192,13 +235,20 @@ def scan_fleet(
                 every.append(_Task(stack, run, build_dir / stack))
                 tasks.put(every[-1])
     errors: dict[str, str] = {}
+
+    def result(stack: str) -> CheckovReport | str:
+        return errors[stack] if stack in errors else CheckovReport(runs=runs[stack])
+
+    pending = {stack: sum(1 for t in every if t.stack == stack) for stack in stacks}
+    completion = _Completion(pending, result, on_done)
     env = checkov_runner.checkov_env()
     workers = [_Worker(python, env) for _ in range(max(1, min(parallel, tasks.qsize())))]
     for _ in workers:
         tasks.put(None)
     threads = [
         threading.Thread(
-            target=_serve, args=(w, tasks, external_checks_dir, checkov, timeout, errors)
+            target=_serve,
+            args=(w, tasks, external_checks_dir, checkov, timeout, errors, completion),
         )
         for w in workers
     ]
@@ -210,10 +260,16 @@ def scan_fleet(
     finally:
         for w in workers:
             w.close()
+    if completion.failure is not None:
+        raise completion.failure
     for task in every:
         if not task.done:
             errors.setdefault(task.stack, f"checkov {task.run.framework}: the scan never ran")
-    return {
-        stack: errors[stack] if stack in errors else CheckovReport(runs=runs[stack])
-        for stack in stacks
-    }
+    if on_done is not None:
+        # A stack with nothing to scan, or one whose scans never all finished, is told now.
+        for stack in stacks:
+            if stack not in completion.told:
+                completion.tell(stack)
+        if completion.failure is not None:
+            raise completion.failure
+    return {stack: result(stack) for stack in stacks}

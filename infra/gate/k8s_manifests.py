@@ -94,15 +94,19 @@ def k8s_file_name(manifest: Mapping[str, Any]) -> str:
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def write_k8s(record: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Write each Kubernetes object to its own YAML file in ``out_dir`` (stale YAML removed)."""
+def write_k8s(
+    record: Mapping[str, Any], out_dir: Path, objects: list[dict[str, Any]] | None = None
+) -> list[Path]:
+    """Write each Kubernetes object to its own YAML file in ``out_dir`` (stale YAML removed).
+
+    ``objects``: ``kubernetes_objects(record)`` when the caller has it already."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # The folder is generated: files of objects that no longer exist must not be scanned.
     for old in out_dir.glob("*.yaml"):
         old.unlink()
     written: list[Path] = []
     seen: set[str] = set()
-    for manifest in kubernetes_objects(record):
+    for manifest in kubernetes_objects(record) if objects is None else objects:
         name = k8s_file_name(manifest)
         stem, n = name[: -len(".yaml")], 1
         while name in seen:

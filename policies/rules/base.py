@@ -217,7 +217,10 @@ def evaluate(resources: Iterable[Resource], ctx: Context) -> list[Violation]:
     out: list[Violation] = []
     for r in RULES:
         if isinstance(r, Rule):
-            for res in resources:
+            # A typed rule sees only its types (``applies`` would refuse the rest one call at a
+            # time: most of a tenant's 21,000 rule-resource pairs), in the stack's order.
+            types = frozenset(r.types)
+            for res in [x for x in resources if x.type in types] if types else resources:
                 out.extend(r.run(res, ctx))
         else:
             out.extend(r.run(resources, ctx))
