@@ -262,6 +262,12 @@ def test_each_stack_is_told_once_with_its_result_and_a_failing_listener_fails_th
 
     with pytest.raises(ValueError, match="listener failed on"):
         fleet_checkov.scan_fleet(tmp_path, ["one"], parallel=1, on_done=broken)
+    # Without checkov every stack is still told, with the error that kept it from judging.
+    told.clear()
+    missing = tmp_path / "nowhere" / "checkov"
+    scans = fleet_checkov.scan_fleet(tmp_path, names, checkov=missing, on_done=on_done)
+    assert sorted((t[0], t[1]) for t in told) == sorted(scans.items())
+    assert all(isinstance(v, str) and "not found" in v for v in scans.values())
 
 
 # --- skipping ---------------------------------------------------------------------------------

@@ -362,17 +362,21 @@ def run_fleet(
     if checkov and ready:
         say(f"checkov over {len(ready)} stacks")
         by_name = {p.report.stack: p for p in ready}
+        judged: set[str] = set()
 
-        def judged(stack: str, scan: CheckovReport | str) -> None:
+        def judge(stack: str, scan: CheckovReport | str) -> None:
             # Each stack's findings are made as soon as its scans are done, beside the scans of
             # the others (its own report only: the calls share nothing else).
+            judged.add(stack)
             report = by_name[stack].report
             if isinstance(scan, str):
                 report.errors.append(scan)
             else:
                 apply_checkov(report, scan, build_dir / stack, suppressions)
 
-        fleet_checkov.scan_fleet(build_dir, list(by_name), on_done=judged)
+        scans = fleet_checkov.scan_fleet(build_dir, list(by_name), on_done=judge)
+        for stack in by_name.keys() - judged:  # never left unjudged, whatever path scan_fleet took
+            judge(stack, scans[stack])
         share = (time.perf_counter() - prepared_at) / len(ready)
         for p in ready:
             # The shared checkov time is charged evenly to the stacks it judged.

@@ -221,6 +221,8 @@ def scan_fleet(
     python = Path(checkov).parent / "python"
     if not Path(checkov).is_file() or not python.is_file():
         message = f"{checkov} not found: run `make setup` to create .venv-checkov"
+        for stack in stacks if on_done is not None else ():
+            on_done(stack, message)
         return dict.fromkeys(stacks, message)
     runs: dict[str, list[FrameworkRun]] = {}
     tasks: queue.Queue[_Task | None] = queue.Queue()
