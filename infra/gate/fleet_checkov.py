@@ -24,6 +24,7 @@ import queue
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,8 @@ def scan_fleet(
     def result(stack: str) -> CheckovReport | str:
         return errors[stack] if stack in errors else CheckovReport(runs=runs[stack])
 
-    pending = {stack: sum(1 for t in every if t.stack == stack) for stack in stacks}
+    scans_of = Counter(t.stack for t in every)
+    pending = {stack: scans_of[stack] for stack in stacks}
     completion = _Completion(pending, result, on_done)
     env = checkov_runner.checkov_env()
     workers = [_Worker(python, env) for _ in range(max(1, min(parallel, tasks.qsize())))]
