@@ -114,7 +114,8 @@ class RegistryMirror(pulumi.ComponentResource):
             )
         super().__init__(f"{TYPE_PREFIX}:registry_mirror:RegistryMirror", name, None, opts)
 
-        admin = key_policy(partition_of(self), args.account_id)
+        partition, region = partition_of(self), region_of(self)
+        admin = key_policy(partition, args.account_id)
         # Losing a key loses every image encrypted (or signed) under it: keep keys through mistakes.
         kept = child(self, protect=args.protect, retain_on_delete=args.protect)
         key = aws.kms.Key(
@@ -159,7 +160,6 @@ class RegistryMirror(pulumi.ComponentResource):
             assume_role_policy=service_trust("ecr.amazonaws.com"),
             opts=child(self),
         )
-        partition, region = partition_of(self), region_of(self)
         repositories = pulumi.Output.concat(
             "arn:", partition, ":ecr:", region, ":", args.account_id, ":repository/*"
         )

@@ -38,7 +38,7 @@ MAX_NODES = 20_000
 MAX_ALIASES = 100
 """Most aliases (``*name``) in a stack file."""
 
-_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SAFE_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML was built with it (fast), else the pure-Python one."""
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
@@ -67,6 +67,17 @@ class YamlDocument:
     """The document as Python values (``{}`` for an empty file)."""
     issues: tuple[KeyIssue, ...]
     """Duplicate, merge and non-text keys, in file order."""
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load``'s data, read with :data:`SAFE_LOADER`: for the repository's own data
+    files (a stack file goes through :func:`load`, which bounds and checks it first)."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
+def safe_load_all(text: str) -> list[Any]:
+    """``yaml.safe_load_all``'s documents, read with :data:`SAFE_LOADER`."""
+    return list(yaml.load_all(text, Loader=SAFE_LOADER))
 
 
 def _quiet(text: str) -> str:
@@ -125,7 +136,7 @@ def _syntax_error(source: str, exc: yaml.YAMLError) -> StackFileError:
 def _check_events(text: str, source: str) -> None:
     """Bounds on the event stream: one document, depth, node and alias counts."""
     depth = nodes = aliases = documents = 0
-    for event in yaml.parse(text, Loader=_LOADER):
+    for event in yaml.parse(text, Loader=SAFE_LOADER):
         if isinstance(event, _NODE_EVENTS):
             nodes += 1
             if nodes > MAX_NODES:
@@ -226,7 +237,7 @@ def load(text: str, source: str) -> YamlDocument:
     """Parse ``text`` within the bounds above; raises ``StackFileError`` when it is refused."""
     try:
         _check_events(text, source)
-        loader = _LOADER(text)
+        loader = SAFE_LOADER(text)
         try:
             root = loader.get_single_node()
             if root is None:

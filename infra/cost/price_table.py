@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
+from infra.config.yamlfile import safe_load
+
 PRICES_DIR = Path(__file__).resolve().parent / "prices"
 
 
@@ -128,16 +130,6 @@ def _field(doc: Mapping[str, Any], path: str, shape: Shape, where: str) -> Any:
     return _prices(doc, path, where)
 
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(text: str) -> Any:
-    """A YAML document of the cost data, read by libyaml where PyYAML has it (``safe_load``'s
-    data, about ten times faster: every synth reads the region's prices and the instance shapes
-    again, so that its fingerprint lists them)."""
-    return yaml.load(text, Loader=_LOADER)
-
-
 def parse_prices(doc: Mapping[str, Any], where: str = "price table") -> PriceTable:
     """A ``PriceTable`` from the YAML document; CostError naming the first bad field."""
     if not isinstance(doc, Mapping):
@@ -163,7 +155,8 @@ def load_prices(region: str, prices_dir: Path = PRICES_DIR) -> PriceTable:
         have = ", ".join(sorted(p.stem for p in prices_dir.glob("*.yaml"))) or "none"
         raise CostError(f"no price table for region {region}: add {path} (tables exist for {have})")
     try:
-        doc = load_yaml(path.read_text())
+        # libyaml: every synth reads the prices again, so that its fingerprint lists them.
+        doc = safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise CostError(f"{path}: not valid YAML: {exc}") from None
     table = parse_prices(doc, str(path))

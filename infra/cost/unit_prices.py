@@ -36,7 +36,8 @@ import yaml
 
 from components._cost_rules import UnitPrices
 from infra.config import NodePoolConfig
-from infra.cost.price_table import PRICES_DIR, CostError, PriceTable, load_prices, load_yaml
+from infra.config.yamlfile import safe_load
+from infra.cost.price_table import PRICES_DIR, CostError, PriceTable, load_prices
 
 SHAPES_PATH = Path(__file__).resolve().parent / "shapes.yaml"
 WEIGHTS = {"vcpu": 0.031611, "gib": 0.004237, "gpu": 0.95}
@@ -93,7 +94,7 @@ def _shape(entry: Any) -> InstanceShape | None:
 def load_shapes(path: Path = SHAPES_PATH) -> dict[str, InstanceShape]:
     """The instance shapes; CostError when the file is missing or malformed."""
     try:
-        doc = load_yaml(path.read_text())
+        doc = safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CostError(f"{path}: cannot read instance shapes: {exc}") from None
     return parse_shapes(doc, str(path))

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from infra.config.stackfile import ROOT, STACKS
+from infra.config.yamlfile import safe_load_all
 from infra.gate import checkov as checkov_runner
 from infra.gate.findings import PER_IMAGE, GateReport, Suppression, load_suppressions
 from infra.gate.k8s_manifests import kubernetes_objects
@@ -114,16 +115,12 @@ def _ids(references: list[str]) -> list[str]:
     return [identify(ref) or ref for ref in references]
 
 
-# libyaml's parser where PyYAML has it (the files were written by its emitter): a failed
-# image-digest check reads its manifest back, about 6 files of a tenant, 138 ms with PyYAML's
-# pure-Python parser, most of what turning a tenant's checkov results into findings cost.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _manifest_images(path: Path) -> list[str]:
     """The container images of the Kubernetes objects in a scanned manifest file."""
     try:
-        docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER))
+        # libyaml: a failed image-digest check reads its manifest back (about 6 files of a
+        # tenant: 138 ms with PyYAML's pure-Python parser).
+        docs = safe_load_all(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return []
     refs: list[str] = []
