@@ -503,6 +503,11 @@ CASES: list[tuple[str, str, list[Resource], int]] = [
     ("SOV-SUP-004", "lifecycle policy, one of two rules tagged", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": _lifecycle("untagged", "tagged")})], 1),
     ("SOV-SUP-004", "lifecycle policy with no rules", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": '{"rules": []}'})], 1),
     ("SOV-SUP-004", "lifecycle policy missing", [R(ECR_LIFECYCLE, "l", {"repository": "a/b"})], 1),
+    ("SOV-SUP-004", "lifecycle policy already parsed, untagged only", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": json.loads(UNTAGGED_ONLY)})], 0),
+    ("SOV-SUP-004", "a lifecycle rule that is not an object", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": '{"rules": ["expire everything"]}'})], 1),
+    ("SOV-SUP-004", "tag status in capitals (ECR's is lower case)", [R(ECR_TEMPLATE, "t", {"imageTagMutability": "IMMUTABLE", "lifecyclePolicy": _lifecycle("UNTAGGED")})], 1),
+    ("SOV-SUP-004", "rules not a list", [R(ECR_LIFECYCLE, "l", {"repository": "a/b", "policy": '{"rules": {"tagStatus": "untagged"}}'})], 1),
+    ("SOV-SUP-004", "mutability not a string", [R(ECR_REPO, "r", {"imageTagMutability": ["IMMUTABLE"]})], 1),
     *EGRESS_CASES,
 ]  # fmt: skip
 CASES += MESH_CASES
