@@ -26,8 +26,8 @@ Why the comparison is exact, not approximate. Latency: the guard reads Triton's 
 quantiles (gauges: the numbers ``/metrics`` showed, as long as no request arrives and the
 summary's sliding window does not move to its next age bucket; the scrape the queries read is
 taken between two equal reads of ``/metrics``, see ``tests/triton_traffic.py``) and the
-window's size as the ``_count`` increase over the template's ``offset``. The traffic is sent
-within that offset of the evaluation time, after Prometheus has scraped for longer than it, so
+window's size as the ``_count`` increase over the template's ``offset``. The evaluation time
+lies within that offset of the traffic's start and past it from Prometheus' first scrape, so
 the offset sample precedes the traffic (count 0) and Prometheus' window size is the whole count,
 as the local side's. Errors: the SPRT's statistic is linear in Triton's cumulative counters,
 which Prometheus stores as they were. The 1 s scrape interval only shortens the waits.
