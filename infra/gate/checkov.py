@@ -3,8 +3,9 @@
 ``write_scan_inputs`` writes what checkov scans: the record's AWS resources as a Terraform plan
 (``infra.gate.tfplan``) and its Kubernetes objects as YAML (``infra.gate.k8s_manifests``).
 checkov pins ``packaging==23.2``, which the main venv cannot hold, so it lives in
-``.venv-checkov`` and runs as a subprocess: once on ``build/<stack>/tfplan.json``
-(``terraform_plan``) and once on ``build/<stack>/k8s`` (``kubernetes``), both at the same time.
+``.venv-checkov`` and runs apart from this process: once on ``build/<stack>/tfplan.json``
+(``terraform_plan``) and once on ``build/<stack>/k8s`` (``kubernetes``), both at the same time,
+each forked from a process that imported checkov once (``infra.gate.checkov_launch``).
 Results are parsed from checkov's JSON output into ``CheckResult`` records. Suppressions are
 applied here, not with checkov's ``--skip-check``, so that a suppressed failure stays visible in
 reports together with its justification.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.config.stackfile import ROOT
+from infra.gate.checkov_launch import ForkServerError, Scan, ScanTimeoutError, launch
 from infra.gate.findings import Suppression, find_suppression
 from infra.gate.k8s_manifests import write_k8s
 from infra.gate.tfplan import write_tfplan
@@ -240,8 +241,11 @@ def run_checkov(
         raise CheckovError(f"{checkov} not found: run `make setup` to create .venv-checkov")
 
     runs: list[FrameworkRun] = []
-    procs: list[tuple[FrameworkRun, subprocess.Popen[str], float]] = []
+    scans: list[tuple[FrameworkRun, Scan, float]] = []
     env = checkov_env()
+    # The real checkov forks from a server that imported it once (infra.gate.checkov_launch);
+    # any other executable runs as the process it names.
+    python = Path(checkov).parent / "python" if Path(checkov) == CHECKOV else None
     try:
         for framework in frameworks:
             target, present = _target(build_dir, framework)
@@ -249,39 +253,29 @@ def run_checkov(
             runs.append(run)
             if present:
                 run.command = checkov_command(framework, target, external_checks_dir, checkov)
-                procs.append((run, _start(run.command, env, build_dir), time.perf_counter()))
-        for run, proc, started in procs:
-            stdout, stderr = _wait(run, proc, timeout)
+                scan = launch(run.command, env, build_dir, python)
+                scans.append((run, scan, time.perf_counter()))
+        for run, scan, started in scans:
+            stdout, stderr = _wait(run, scan, timeout)
             run.seconds = time.perf_counter() - started
             _parse_into(run, stdout, stderr, build_dir, suppressions)
     finally:
-        for _, proc, _ in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for _, scan, _ in scans:
+            scan.kill()
     return CheckovReport(runs=runs, suppressions=suppressions)
 
 
-def _start(command: list[str], env: dict[str, str], build_dir: Path) -> subprocess.Popen[str]:
-    """Start one checkov process; its JSON report arrives on stdout."""
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=build_dir
-    )
-
-
-def _wait(run: FrameworkRun, proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+def _wait(run: FrameworkRun, scan: Scan, timeout: float) -> tuple[str, str]:
     """checkov's (stdout, stderr) for ``run``; CheckovError when it overran or crashed."""
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        rc, stdout, stderr = scan.result(timeout)
+    except ScanTimeoutError:
         raise CheckovError(f"checkov {run.framework} ran over {timeout:.0f}s") from None
+    except ForkServerError as exc:
+        raise CheckovError(f"checkov {run.framework}: {exc}") from None
     # checkov exits 1 when a check failed: only a missing report is an error.
-    if proc.returncode not in (0, 1):
-        raise CheckovError(
-            f"checkov {run.framework} exited {proc.returncode}: {stderr.strip()[-2000:]}"
-        )
+    if rc not in (0, 1):
+        raise CheckovError(f"checkov {run.framework} exited {rc}: {stderr.strip()[-2000:]}")
     return stdout, stderr
 
 
