@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.features.errors import BadInputError
+from pipelines.features.feast_import import uninstrumented
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -79,7 +80,8 @@ def open_store(repo: str | Path | None = None, create: bool = False) -> FeatureS
     config = _feast_config(config_file, repo_path, settings)
     if not create:
         _require_registry(path, settings, repo_path)
-    from feast import FeatureStore
+    with uninstrumented():
+        from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(repo_path), config=config)
     _check_registry(store, config_file, repo_path)
@@ -172,7 +174,9 @@ def _feast_config(config_file: Path, repo_path: Path, settings: dict[str, Any]) 
     a default registry; such keys are refused here.
     """
     import yaml
-    from feast.repo_config import FeastConfigError, RepoConfig, load_repo_config
+
+    with uninstrumented():
+        from feast.repo_config import FeastConfigError, RepoConfig, load_repo_config
 
     known = {k for n, f in RepoConfig.model_fields.items() for k in (n, f.alias) if k}
     unknown = sorted(str(k) for k in settings if k not in known)

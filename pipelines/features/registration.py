@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.features.config import quiet
 from pipelines.features.errors import UnknownFeatureViewError, not_registered
+from pipelines.features.feast_import import uninstrumented
 from pipelines.features.services import feature_services
 from pipelines.features.source import source_time_range, source_uri, write_source
 from pipelines.training import schema
@@ -120,7 +121,8 @@ def get_feature_view(store: FeatureStore, name: str) -> Any:
     Raises:
         UnknownFeatureViewError: It is not registered (the message lists those that are).
     """
-    from feast.errors import FeatureViewNotFoundException
+    with uninstrumented():
+        from feast.errors import FeatureViewNotFoundException
 
     def known() -> list[str]:
         return sorted(v.name for v in store.list_feature_views())

@@ -15,6 +15,7 @@ from pipelines.features.errors import (
     UnknownModelError,
     not_registered,
 )
+from pipelines.features.feast_import import uninstrumented
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -80,7 +81,8 @@ def get_feature_service(store: FeatureStore, name: str) -> FeatureService:
     Raises:
         UnknownFeatureServiceError: It is not registered (the message lists those that are).
     """
-    from feast.errors import FeatureServiceNotFoundException
+    with uninstrumented():
+        from feast.errors import FeatureServiceNotFoundException
 
     with not_registered(
         FeatureServiceNotFoundException,

@@ -28,6 +28,7 @@ FEATURE_STORE_LIBRARY = (
     "pipelines/features/__init__.py",
     "pipelines/features/config.py",
     "pipelines/features/errors.py",
+    "pipelines/features/feast_import.py",
     "pipelines/features/materialization.py",
     "pipelines/features/online.py",
     "pipelines/features/registration.py",

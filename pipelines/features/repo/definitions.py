@@ -39,13 +39,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64
-
 from pipelines.features.config import DEFAULT_REPO
+from pipelines.features.feast_import import uninstrumented
 from pipelines.features.services import DEFAULT_MODEL, feature_service_name
 from pipelines.features.source import SOURCE_DIR, SOURCE_FILE
 from pipelines.training import schema
+
+with uninstrumented():  # first imported here in `feast` CLI runs: see feast_import
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64, Int64
 
 ENTITY_NAME = "customer"
 SOURCE_NAME = "credit_features"
