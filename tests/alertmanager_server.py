@@ -141,6 +141,12 @@ class WebhookRecorder:
         self.server.server_close()
 
 
+RESEND_EVERY_SECOND = "--rules.alert.resend-delay=1s"
+"""A test Prometheus's flag: resend firing alerts every second (default: every minute), so an
+alert that fired before :func:`alert_to`'s reload found the Alertmanager reaches it a second
+after discovery."""
+
+
 def alert_to(prometheus: Any, alertmanager: AlertmanagerServer) -> None:
     """Point a running test Prometheus (``tests.prometheus``) at ``alertmanager`` and reload it.
 

@@ -220,8 +220,10 @@ def start_prometheus(
     interval: str = "1s",
     binary: str | None = None,
     timeout_s: float = START_TIMEOUT_S,
+    extra_args: Sequence[str] = (),
 ) -> PrometheusServer:
     """Start ``prometheus`` on a free 127.0.0.1 port; returns once ``/-/ready`` answers 200.
+    ``extra_args`` go on its command line after the test defaults.
 
     Raises ``RuntimeError`` with the log's tail when it exits or is not ready in ``timeout_s``
     (a configuration Prometheus rejects ends up here, with its reason).
@@ -245,6 +247,7 @@ def start_prometheus(
                 # Nothing outlives the test; a short retention says so.
                 "--storage.tsdb.retention.time=1h",
                 "--log.level=info",
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

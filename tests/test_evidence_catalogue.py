@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from infra.evidence import catalogue as cat
 from infra.gate import checkov as checkov_runner
+from infra.gate.checkov_launch import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_FRAMEWORKS = {"UAE-PDPL", "ISO27001", "CIS-EKS"}
@@ -77,12 +77,13 @@ def _checkov_registry() -> set[str]:
     """Every check id the installed checkov knows for the frameworks the gate runs."""
     ids: set[str] = set()
     for framework in ("terraform", "kubernetes"):  # terraform_plan shares terraform's checks
-        listing = subprocess.run(
+        # Forked from this process's checkov server, as the gate's scans are.
+        rc, listing, err = launch(
             [str(checkov_runner.CHECKOV), "-l", "--framework", framework],
-            capture_output=True, text=True, env=checkov_runner.checkov_env(), timeout=120,
-            check=True,
-        )  # fmt: skip
-        ids |= set(re.findall(r"\|\s*(CKV2?_[A-Z0-9]+_\d+)\s*\|", listing.stdout))
+            checkov_runner.checkov_env(), ROOT, checkov_runner.CHECKOV.parent / "python",
+        ).result(120)  # fmt: skip
+        assert rc == 0, err
+        ids |= set(re.findall(r"\|\s*(CKV2?_[A-Z0-9]+_\d+)\s*\|", listing))
     return ids
 
 
