@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -217,6 +218,37 @@ def test_only_import_neutral_variables_share_a_server(stand_in: dict[str, str]) 
     assert other is not base
     assert base.proc.wait(30) == 0 and not base.folder.exists()
     assert cl.server_for(PYTHON, {**stand_in, "XSOVML_": "1"}) is not other
+
+
+def test_what_checkov_prints_at_import_never_reaches_the_protocol(
+    stand_in: dict[str, str], tmp_path: Path
+) -> None:
+    main = Path(stand_in["PYTHONPATH"]) / "checkov" / "main.py"
+    main.write_text('print("noise at import"); print("{}")\n' + main.read_text())
+    server = cl.server_for(PYTHON, stand_in)
+    rc, out, _ = _run(server, ["echo"], tmp_path, stand_in).result(60)
+    assert rc == 0 and json.loads(out)["argv"] == ["echo"]
+    assert "noise at import" in (server.folder / "server.log").read_text()
+
+
+def test_a_server_speaking_outside_the_protocol_fails_its_scans(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho 'not json'\nexec sleep 120\n")
+    python.chmod(0o755)
+    env = {"PATH": os.environ.get("PATH", "")}
+    server = cl.server_for(python, env)
+    with pytest.raises(cl.ForkServerError):  # refused at start, or failed once started
+        server.start("checkov", ["echo"], tmp_path, env).result(30)
+    server._reader.join(30)
+    assert server.dead is not None and server.dead.startswith("checkov fork server exited -9")
+
+
+def test_a_server_that_cannot_start_leaves_the_scan_to_a_process(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text("not executable")  # a file, so forkable() holds; starting it fails
+    scan = cl.launch(["/bin/echo", "fell back"], dict(os.environ), tmp_path, python)
+    assert isinstance(scan, cl.ProcessScan) and scan.result(30) == (0, "fell back\n", "")
+    assert not cl._servers and not list(Path(tempfile.gettempdir()).glob("sovml-checkov-*"))
 
 
 def test_scans_run_as_processes_when_forking_is_off(

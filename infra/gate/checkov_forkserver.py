@@ -109,13 +109,11 @@ def _child(
 class Server:
     """The server's loop: requests from stdin, children reaped on SIGCHLD, answers on stdout."""
 
-    def __init__(self, checkov_cls: Any) -> None:
+    def __init__(self, checkov_cls: Any, answers: Any) -> None:
         self.checkov_cls = checkov_cls
         self.pid = os.getpid()
         self.children: dict[int, int] = {}  # pid -> request id
-        self.answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
-        # Anything printed behind the protocol's back (a warning at exit) goes to stderr.
-        os.dup2(2, 1)
+        self.answers = answers
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -128,6 +126,9 @@ class Server:
         self.answers.flush()
 
     def fork(self, request: dict[str, Any]) -> None:
+        # Nothing this process buffered may reach the child's output files.
+        sys.stdout.flush()
+        sys.stderr.flush()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -192,9 +193,13 @@ def main() -> int:
     # imported as checkov itself.
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    # The answers get a descriptor of their own before anything is imported: whatever is printed
+    # behind the protocol's back (at import, at exit) goes to stderr, never into the answers.
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     from checkov.main import Checkov  # as .venv-checkov/bin/checkov: outside the filter
 
-    return Server(Checkov).serve()
+    return Server(Checkov, answers).serve()
 
 
 if __name__ == "__main__":

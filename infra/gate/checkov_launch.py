@@ -139,14 +139,19 @@ class ForkServer:
         self.folder = Path(tempfile.mkdtemp(prefix="sovml-checkov-"))
         # Held open for the server's life (its stderr), closed in close().
         self._log: IO[bytes] = open(self.folder / "server.log", "w+b")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(python), str(FORKSERVER)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            cwd=self.folder,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [str(python), str(FORKSERVER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                env=env,
+                cwd=self.folder,
+            )
+        except OSError as exc:
+            self._log.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise ForkServerError(f"checkov fork server: {exc}") from None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
@@ -182,7 +187,13 @@ class ForkServer:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+                message["id"]
+            except (ValueError, TypeError, KeyError):
+                # Not the protocol: nothing it says can be trusted. Its scans fail below.
+                self.proc.kill()
+                break
             with self._lock:
                 slot = self._slots.get(message["id"])
                 if slot is None:
@@ -266,7 +277,8 @@ def forkable(python: Path, env: dict[str, str]) -> bool:
 def launch(command: list[str], env: dict[str, str], cwd: Path, python: Path | None) -> Scan:
     """Start ``command`` (checkov's argv) in ``cwd`` with ``env``: forked from the server of
     ``python`` (checkov's interpreter) where :func:`forkable`, else as a process. A server that
-    exited is replaced once; one that cannot start leaves the scan to a process."""
+    exited is replaced once; one that cannot be started or reached leaves the scan to a
+    process."""
     if python is not None and forkable(python, env):
         for _ in range(2):
             try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,17 +33,23 @@ def _unchanged(target: Any = None, **_options: Any) -> Any:
     return target if target is not None else (lambda decorated: decorated)
 
 
+_swapping = threading.RLock()
+"""Held while typeguard's decorator is swapped: two threads importing Feast first at once must
+not save each other's stand-in as the original."""
+
+
 @contextlib.contextmanager
 def uninstrumented() -> Iterator[None]:
     """Inside, a first import of Feast skips typeguard's instrumentation (see the module)."""
     if "feast" in sys.modules:
         yield
         return
-    import typeguard
+    with _swapping:
+        import typeguard
 
-    checked = typeguard.typechecked
-    typeguard.typechecked = _unchanged  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        typeguard.typechecked = checked
+        checked = typeguard.typechecked
+        typeguard.typechecked = _unchanged  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            typeguard.typechecked = checked
