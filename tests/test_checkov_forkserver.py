@@ -243,12 +243,17 @@ def test_a_server_speaking_outside_the_protocol_fails_its_scans(tmp_path: Path) 
     assert server.dead is not None and server.dead.startswith("checkov fork server exited -9")
 
 
-def test_a_server_that_cannot_start_leaves_the_scan_to_a_process(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_leaves_the_scan_to_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temporary = tmp_path / "tmp"  # this test's own: other workers' servers live in /tmp
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     python = tmp_path / "python"
     python.write_text("not executable")  # a file, so forkable() holds; starting it fails
     scan = cl.launch(["/bin/echo", "fell back"], dict(os.environ), tmp_path, python)
     assert isinstance(scan, cl.ProcessScan) and scan.result(30) == (0, "fell back\n", "")
-    assert not cl._servers and not list(Path(tempfile.gettempdir()).glob("sovml-checkov-*"))
+    assert not cl._servers and not list(temporary.iterdir())
 
 
 def test_scans_run_as_processes_when_forking_is_off(
