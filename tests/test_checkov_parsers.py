@@ -40,7 +40,7 @@ class Probe:
     """The probe process: one request, one answer."""
 
     def __init__(self) -> None:
-        python = checkov_runner.CHECKOV.parent / "python"
+        python = checkov_runner.checkov_python()
         self.proc = subprocess.Popen(
             [str(python), str(PROBE)],
             stdin=subprocess.PIPE,

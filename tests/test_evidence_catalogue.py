@@ -80,7 +80,7 @@ def _checkov_registry() -> set[str]:
         # Forked from this process's checkov server, as the gate's scans are.
         rc, listing, err = launch(
             [str(checkov_runner.CHECKOV), "-l", "--framework", framework],
-            checkov_runner.checkov_env(), ROOT, checkov_runner.CHECKOV.parent / "python",
+            checkov_runner.checkov_env(), ROOT, checkov_runner.checkov_python(),
         ).result(120)  # fmt: skip
         assert rc == 0, err
         ids |= set(re.findall(r"\|\s*(CKV2?_[A-Z0-9]+_\d+)\s*\|", listing))

@@ -189,6 +189,12 @@ def checkov_command(
     return cmd
 
 
+def checkov_python(checkov: Path = CHECKOV) -> Path:
+    """The interpreter of checkov's venv, beside its ``checkov`` script (it runs the fork server
+    and the fleet's workers)."""
+    return Path(checkov).parent / "python"
+
+
 def checkov_env() -> dict[str, str]:
     """Environment for checkov: no look-ups of Prisma Cloud mappings, no telemetry, no colour,
     files parsed in its own process."""
@@ -245,7 +251,7 @@ def run_checkov(
     env = checkov_env()
     # The real checkov forks from a server that imported it once (infra.gate.checkov_launch);
     # any other executable runs as the process it names.
-    python = Path(checkov).parent / "python" if Path(checkov) == CHECKOV else None
+    python = checkov_python() if Path(checkov) == CHECKOV else None
     try:
         for framework in frameworks:
             target, present = _target(build_dir, framework)

@@ -219,7 +219,7 @@ def scan_fleet(
     them. Calls are concurrent with one another; what one raises, this raises at the end.
     """
     checkov = checkov_runner.CHECKOV if checkov is None else checkov
-    python = Path(checkov).parent / "python"
+    python = checkov_runner.checkov_python(checkov)
     if not Path(checkov).is_file() or not python.is_file():
         message = f"{checkov} not found: run `make setup` to create .venv-checkov"
         for stack in stacks if on_done is not None else ():
