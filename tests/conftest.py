@@ -79,13 +79,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 FIRST_UNITS = (
-    # Latency-sensitive: first, beside test_mutations (one busy core), never beside the fleet
-    # gate's process pools, which load both cores.
-    "tests/test_abtest.py",  # 57 s
+    # Latency-sensitive: first, beside test_mutations (one busy core) and test_triton_local (its
+    # servers mostly wait), never beside the fleet gate's process pools, which load both cores.
+    "tests/test_abtest.py",  # 89 s
     "tests/test_mutations.py",  # 96 s
+    "tests/test_triton_local.py",  # 54 s
     "shared-training-run",  # 96 s
     "tests/test_fleet_gate.py",  # 73 s
-    "tests/test_triton_local.py",  # 54 s
     "tests/test_prometheus_rules.py",  # 52 s
     "shared-triton-traffic",  # 50 s
     "tests/test_training_fairness.py",  # 43 s

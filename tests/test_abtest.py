@@ -1,7 +1,7 @@
 """Canary analysis end to end on the real Triton server, with the default promotion criteria.
 
 One server serves the demo variants (``pipelines.serving.canary.demo.build_demo_repository``: a
-seeded MLP, the same MLP trained on shuffled labels, the trained one sleeping 10 ms per
+seeded MLP, the same MLP trained on shuffled labels, the trained one sleeping 50 ms per
 execution, and the trained one again under another name), exporting the summary levels the
 latency guard reads (:func:`policies.promotion.triton_metrics_args`), as ``sovml abtest`` runs it.
 
@@ -9,7 +9,7 @@ Effect sizes are chosen so each run is decided by the guard it is about, with ev
 stated rates (nothing widened): about 40 points of accuracy move the accuracy SPRT's LLR past its
 boundaries (-3.9 and 3.0) within the first look (the worse candidate at an interim check, after
 ~150 routed requests), so the worse candidate is rolled back by the accuracy test and the better
-one accepted; a 10 ms sleep puts the slow candidate's p99
+one accepted; a 50 ms sleep (``SLOW_DELAY_MS``) puts the slow candidate's p99
 lower bound far above max(1.5 x, + 1 ms) of the baseline's upper bound. Two models of the same
 size and cost have the same latency, which the guard can confirm (a PASS) once the summary window
 holds a few thousand requests of each; one client thread per variant keeps each model from
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.serving.canary.demo import DemoRepository, build_demo_repository
+from pipelines.serving.canary.demo import SLOW_DELAY_MS, DemoRepository, build_demo_repository
 from pipelines.serving.canary.evidence import AbTestResult
 from pipelines.serving.canary.run import RunSettings, run_abtest
 from pipelines.serving.triton import TritonServer
@@ -94,6 +94,18 @@ def test_only_a_hold_on_latency_alone_is_run_again() -> None:
     assert not _held_on_latency_alone(SimpleNamespace(decision="held", looks=[]))
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "-inf"])
+def test_a_delay_that_is_not_milliseconds_exits_2_before_anything_starts(value: str) -> None:
+    from typer.testing import CliRunner
+
+    from infra.cli.app import app
+
+    result = CliRunner().invoke(app, ["abtest", "--delay-ms", value])
+    assert result.exit_code == 2, result.output
+    assert f"--delay-ms {float(value)}: allowed a number of milliseconds >= 0" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_worse_accuracy_is_rolled_back_by_the_accuracy_test(
     server: TritonServer, demo: DemoRepository, tmp_path: Path
 ) -> None:
@@ -153,5 +165,5 @@ def test_slower_candidate_is_rolled_back_by_the_latency_test(
     bounds = look.p99_bounds_ms
     assert bounds["candidate_lcb"] > 1.5 * bounds["baseline_ucb"]
     assert bounds["candidate_lcb"] > bounds["baseline_ucb"] + DEFAULT.latency_floor_ms
-    assert look.p99_ms[result.candidate] > 10.0, "the 10 ms sleep shows in Triton's p99"
+    assert look.p99_ms[result.candidate] > SLOW_DELAY_MS, "the sleep shows in Triton's p99"
     assert result.seconds < MAX_SECONDS

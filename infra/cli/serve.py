@@ -45,6 +45,7 @@ Exit codes as in :mod:`infra.cli.common`, each error one ``error: ...`` line:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,7 +299,10 @@ def abtest_command(
     mirror: Annotated[
         bool, typer.Option(help="Mirror baseline traffic to the candidate below 50%.")
     ] = True,
-    delay_ms: Annotated[float, typer.Option(help="Demo: the slow variant's sleep.")] = 10.0,
+    delay_ms: Annotated[
+        float | None,
+        typer.Option(help="Demo: the slow variant's sleep per execution, ms (SLOW_DELAY_MS)."),
+    ] = None,
     run: Annotated[str | None, typer.Option(help="Evidence name (build/abtest/RUN.json).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Evidence folder.")] = ABTEST_DIR,
     fail_on_rollback: Annotated[
@@ -333,6 +337,8 @@ def abtest_command(
     console, err = consoles()
     if protocol not in PROTOCOLS or concurrency < 1 or max_requests < 1:
         fail(err, "--protocol must be grpc or http; --concurrency, --max-requests >= 1")
+    if delay_ms is not None and not 0 <= delay_ms < math.inf:
+        fail(err, f"--delay-ms {delay_ms}: allowed a number of milliseconds >= 0")
     with canary_registry(model_version, by) as move_version:
         custom = (model_repository, baseline, candidate, data)
         if any(v is not None for v in custom):
@@ -430,7 +436,7 @@ def _custom_pair(
 
 
 def _demo_pair(
-    console: Console, err: Console, scenario: str, delay_ms: float
+    console: Console, err: Console, scenario: str, delay_ms: float | None
 ) -> tuple[Path, tuple[str, str], tuple[Any, Any]]:
     """The demo repository (built here), the scenario's pair and the demo's test traffic."""
     from pipelines.serving.canary import demo as canary_demo
@@ -438,7 +444,8 @@ def _demo_pair(
     if scenario not in canary_demo.SCENARIOS:
         fail(err, f"--scenario: choose one of {', '.join(canary_demo.SCENARIOS)}")
     with console.status("building the demo variants (seeded data, two small MLPs) ..."):
-        demo = canary_demo.build_demo_repository(ABTEST_DEMO_REPOSITORY, delay_ms=delay_ms)
+        slow = {} if delay_ms is None else {"delay_ms": delay_ms}
+        demo = canary_demo.build_demo_repository(ABTEST_DEMO_REPOSITORY, **slow)
     return demo.root, demo.pair(scenario), (demo.data.test_x, demo.data.test_y)
 
 
