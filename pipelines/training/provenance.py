@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import tokenize
@@ -136,6 +137,9 @@ def _docstring_starts(tree: ast.AST) -> set[tuple[int, int]]:
     return starts
 
 
+# Memoized by the text itself: a cluster compile slims the same step library once per component
+# (315 calls, 81 distinct files: 3.7 -> 1.9 s a compile); the result depends on nothing else.
+@functools.lru_cache(maxsize=128)
 def slim_source(text: str) -> str:
     """Python source with docstrings emptied and comments dropped, every line where it was.
 
