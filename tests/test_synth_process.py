@@ -90,6 +90,29 @@ def test_a_later_synth_in_a_process_equals_a_fresh_process_byte_for_byte(
     )
 
 
+def test_a_bad_stack_file_fails_before_the_program_is_hashed(
+    stacks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stack file that fails validation costs no snapshot of the program's files (hashing,
+    the bytecode and cache checks: about 70 ms a synth), and is refused with its problems."""
+    bad = tmp_path / "stacks"
+    bad.mkdir()
+    text = (stacks / "Pulumi.first.yaml").read_text()
+    (bad / "Pulumi.first.yaml").write_text(text + "  sovereign-ml:noSuchKey: 1\n")
+
+    def hashed(*_: Any) -> None:
+        raise AssertionError("the program was hashed for a stack file that cannot be used")
+
+    monkeypatch.setattr(runner, "snapshot", hashed)
+    with pytest.raises(SynthError) as caught:
+        synthesize("first", stacks_dir=bad, build_dir=tmp_path / "build")
+    assert [p.key for p in caught.value.problems] == ["sovereign-ml:noSuchKey"]
+    assert not (tmp_path / "build").exists()
+    # The valid file still gets its snapshot first (this stand-in then stops the synth).
+    with pytest.raises(AssertionError, match="was hashed"):
+        synthesize("first", stacks_dir=stacks, build_dir=tmp_path / "build")
+
+
 @pytest.mark.parametrize(
     "swap", ["linear_wait", "no_stack_traces", "iterative_unknowns", "run_on_synth_loop"]
 )
