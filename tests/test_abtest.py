@@ -106,6 +106,16 @@ def test_a_delay_that_is_not_milliseconds_exits_2_before_anything_starts(value: 
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_the_help_states_the_demos_own_delay() -> None:
+    from typer.testing import CliRunner
+
+    from infra.cli.app import app
+
+    result = CliRunner().invoke(app, ["abtest", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert f"sleep per execution, ms (default {SLOW_DELAY_MS:g})" in result.output
+
+
 def test_worse_accuracy_is_rolled_back_by_the_accuracy_test(
     server: TritonServer, demo: DemoRepository, tmp_path: Path
 ) -> None:

@@ -301,7 +301,7 @@ def abtest_command(
     ] = True,
     delay_ms: Annotated[
         float | None,
-        typer.Option(help="Demo: the slow variant's sleep per execution, ms (SLOW_DELAY_MS)."),
+        typer.Option(help="Demo: the slow variant's sleep per execution, ms (default 50)."),
     ] = None,
     run: Annotated[str | None, typer.Option(help="Evidence name (build/abtest/RUN.json).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Evidence folder.")] = ABTEST_DIR,
